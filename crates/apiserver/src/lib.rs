@@ -1,1 +1,223 @@
-//! placeholder
+//! frontdoor's Kubernetes-compatible API server.
+//!
+//! A guided tour:
+//! * [`serve`] binds HTTPS (rustls; HTTP/1.1 and h2), checks the bearer token and hands each
+//!   request to [`route`]: health, `/version`, discovery, OpenAPI, or a resource URL.
+//! * Resource URLs are parsed by `request`, turned into verbs by `handlers`, and carried out by
+//!   the `registry` (create/update/patch/delete with Kubernetes' metadata rules) over the
+//!   `frontdoor-store`. Every error becomes a `Status` in one place (`errors`).
+//! * Reads answer JSON or, for `kubectl get`, a Table (`table`, columns from
+//!   `frontdoor-printers`); watches stream events (`watch`).
+//! * `lifecycle` runs the server's own housekeeping (namespace finalizer, garbage collector).
+//!
+//! This crate never programs the kernel and never runs pods: it stores desired state.
+#![forbid(unsafe_code)]
+
+mod body;
+mod discovery;
+pub mod errors;
+mod fields;
+mod handlers;
+mod kinds;
+mod lifecycle;
+mod patch;
+pub mod registry;
+mod request;
+mod selectors;
+mod table;
+pub mod tls;
+mod validation;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use frontdoor_store::{Store, StoreConfig};
+
+use crate::errors::ApiError;
+pub use crate::registry::Registry;
+
+/// The Kubernetes version this server speaks (its API types are k8s-openapi's v1_33).
+pub const KUBERNETES_MINOR: &str = "33";
+
+/// How to run the API server.
+#[derive(Debug, Clone)]
+pub struct ApiServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+}
+
+/// Shared by every request.
+pub struct ApiState {
+    pub registry: Registry,
+    pub token: String,
+    pub server_address: String,
+}
+
+/// A started API server: where it listens and how clients reach it.
+pub struct ApiServer {
+    pub local_addr: SocketAddr,
+    pub kubeconfig: String,
+    pub registry: Registry,
+    pub started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] frontdoor_store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("bootstrap failed: {0}")]
+    Bootstrap(String),
+}
+
+/// Opens the store, prepares credentials, binds the listener and starts serving in the
+/// background. Returns once the server accepts requests.
+pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+    let store = Store::open(&config.data_dir.join("state.db"), config.store.clone())?;
+    let registry = Registry::new(store);
+    lifecycle::ensure_builtin_namespaces(&registry).await.map_err(|e| StartError::Bootstrap(e.message))?;
+
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
+    let local_addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
+    let credentials = tls::load_or_create(&config.data_dir, &[local_addr.ip()])?;
+    let server = format!("https://{local_addr}");
+    let kubeconfig = tls::kubeconfig(&server, &credentials);
+
+    let state = Arc::new(ApiState { registry: registry.clone(), token: credentials.token.clone(), server_address: local_addr.to_string() });
+    tokio::spawn(lifecycle::run(registry.clone()));
+    tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state));
+    Ok(ApiServer { local_addr, kubeconfig, registry, started })
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<ApiState>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&state, request.map(Body::new)).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
+        });
+    }
+}
+
+fn authenticated(state: &ApiState, request: &Request<Body>) -> bool {
+    let expected = format!("Bearer {}", state.token);
+    request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| v == expected)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Answers one request.
+pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
+    let path = request.uri().path().to_string();
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" => return text(StatusCode::OK, "ok"),
+        "/version" => return body::json_response(StatusCode::OK, &version()),
+        _ => {}
+    }
+    if !authenticated(state, &request) {
+        return ApiError::unauthorized().into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::Limited::new(body, body::MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return ApiError::too_large().into_response(),
+    };
+    let query = parts.uri.query();
+    if parts.method == Method::GET {
+        if let Some(response) = discovery_or_openapi(state, &path, &parts.headers) {
+            return response;
+        }
+    }
+    handlers::handle(state, parts.method, &path, query, parts.headers, bytes).await
+}
+
+fn discovery_or_openapi(state: &ApiState, path: &str, headers: &http::HeaderMap) -> Option<Response> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let aggregated = discovery::negotiate(headers);
+    let json = |v: serde_json::Value| body::json_response(StatusCode::OK, &v);
+    Some(match segments.as_slice() {
+        ["api"] => match aggregated {
+            Some(version) => body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&discovery::aggregated(true, version)).unwrap_or_default(), version.content_type()),
+            None => json(discovery::api_versions(&state.server_address)),
+        },
+        ["apis"] => match aggregated {
+            Some(version) => body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&discovery::aggregated(false, version)).unwrap_or_default(), version.content_type()),
+            None => json(discovery::api_group_list()),
+        },
+        ["api", version] => json(discovery::api_resource_list("", version).unwrap_or(json!(null))),
+        ["apis", group] => {
+            let list = discovery::api_group_list();
+            let found = list["groups"].as_array()?.iter().find(|g| g["name"] == *group)?.clone();
+            let mut group = found;
+            group["kind"] = json!("APIGroup");
+            group["apiVersion"] = json!("v1");
+            json(group)
+        }
+        ["apis", group, version] => match discovery::api_resource_list(group, version) {
+            Some(list) => json(list),
+            None => ApiError::no_route().into_response(),
+        },
+        ["openapi", "v3"] => json(frontdoor_openapi::index()),
+        ["openapi", "v3", rest @ ..] => match frontdoor_openapi::document(&rest.join("/")) {
+            Some(document) => {
+                let mut response = body::json_bytes_response(StatusCode::OK, bytes::Bytes::from_static(document.json()), "application/json");
+                response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                response
+            }
+            None => ApiError::no_route().into_response(),
+        },
+        ["openapi", "v2"] => ApiError::no_route().into_response(),
+        _ => return None,
+    })
+}
+
+fn version() -> serde_json::Value {
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-frontdoor.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    })
+}

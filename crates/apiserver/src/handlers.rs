@@ -1,0 +1,302 @@
+//! HTTP handlers for resource URLs: map method + path + query to a registry verb, and the result
+//! to a response in the representation the client asked for.
+
+use std::collections::HashMap;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+
+use frontdoor_resources::ResourceType;
+
+use crate::body::{self, Representation};
+use crate::errors::{ApiError, ApiResult};
+use crate::registry::{scale_of, DeleteOptions, ObjectRef, WriteOptions};
+use crate::request::{self, Target};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::{fields, patch, table, watch, ApiState};
+
+pub async fn handle(state: &ApiState, method: Method, path: &str, query: Option<&str>, headers: HeaderMap, body: Bytes) -> Response {
+    match dispatch(state, method, path, query, headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&str>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let target = request::parse_path(path)?;
+    let query = request::parse_query(query);
+    let resource = target.resource;
+    let representation = body::representation(&headers, query.get("includeObject").map(String::as_str));
+    let is_watch = target.watch_prefix || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = match (&method, target.name.is_some(), is_watch) {
+        (&Method::GET, _, true) => "watch",
+        (&Method::GET, true, _) => "get",
+        (&Method::GET, false, _) => "list",
+        (&Method::POST, false, _) => "create",
+        (&Method::PUT, true, _) => "update",
+        (&Method::PATCH, true, _) => "patch",
+        (&Method::DELETE, true, _) => "delete",
+        (&Method::DELETE, false, _) => "deletecollection",
+        _ => return Err(ApiError::method_not_allowed(method.as_str(), resource.plural)),
+    };
+    let allowed = match &target.subresource {
+        Some(sub) => resource.subresource(sub).is_some_and(|s| s.verbs.contains(&verb)),
+        None => resource.verbs.contains(&verb),
+    };
+    if !allowed {
+        return Err(ApiError::method_not_allowed(verb, &resource.qualified_plural()));
+    }
+    let at = ObjectRef { resource, namespace: target.namespace.as_deref(), name: target.name() };
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let options = WriteOptions { dry_run, subresource: target.subresource.clone() };
+    match verb {
+        "get" => get(state, &target, &at, representation),
+        "list" => list(state, &target, &query, representation),
+        "watch" => watch::serve(state, &target, &query, representation),
+        "create" => {
+            let mut warnings = Vec::new();
+            let object = decode_checked(resource, &headers, &body, &query, &mut warnings)?;
+            let created = state.registry.create(resource, target.namespace.as_deref(), object, &options).await?;
+            Ok(with_warnings(body::json_response(StatusCode::CREATED, &created), &warnings))
+        }
+        "update" => {
+            let mut warnings = Vec::new();
+            let object = decode_checked(resource, &headers, &body, &query, &mut warnings)?;
+            let updated = state.registry.update(&at, object, &options).await?;
+            let updated = subresource_view(&target, &at, updated, state)?;
+            Ok(with_warnings(body::json_response(StatusCode::OK, &updated), &warnings))
+        }
+        "patch" => {
+            let content_type = body::content_type(&headers);
+            if ![patch::JSON, patch::MERGE, patch::STRATEGIC, patch::APPLY].contains(&content_type.as_str()) {
+                return Err(ApiError::unsupported_media_type(&content_type));
+            }
+            let patch_body = body::decode(&headers, &body)?;
+            let mut warnings = Vec::new();
+            if content_type != patch::JSON && target.subresource.is_none() {
+                check_fields(resource, &patch_body, &query, &mut warnings)?;
+            }
+            let patched = state.registry.patch(&at, &content_type, &patch_body, &options).await?;
+            let patched = subresource_view(&target, &at, patched, state)?;
+            Ok(with_warnings(body::json_response(StatusCode::OK, &patched), &warnings))
+        }
+        "delete" => {
+            let delete_options = delete_options(&body, &query)?;
+            let deleted = state.registry.delete(&at, &delete_options).await?;
+            Ok(body::json_response(StatusCode::OK, &deleted))
+        }
+        "deletecollection" => delete_collection(state, &target, &query, &body).await,
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+/// Decodes a create/update body and applies `fieldValidation` to it.
+fn decode_checked(
+    resource: &ResourceType,
+    headers: &HeaderMap,
+    body: &Bytes,
+    query: &HashMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
+    let object = body::decode(headers, body)?;
+    check_fields(resource, &object, query, warnings)?;
+    Ok(object)
+}
+
+/// `fieldValidation`: Strict rejects unknown fields, Warn reports them, Ignore drops them.
+fn check_fields(resource: &ResourceType, object: &Value, query: &HashMap<String, String>, warnings: &mut Vec<String>) -> ApiResult<()> {
+    let mode = query.get("fieldValidation").map(String::as_str).unwrap_or("Warn");
+    if mode == "Ignore" {
+        return Ok(());
+    }
+    let unknown = fields::unknown_fields(resource, object);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    if mode == "Strict" {
+        return Err(ApiError::bad_request(fields::strict_decoding_error(&unknown)));
+    }
+    warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+    Ok(())
+}
+
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("Warning", value);
+        }
+    }
+    response
+}
+
+/// Status and scale subresources answer with their own view of the object.
+fn subresource_view(target: &Target, at: &ObjectRef, object: Value, state: &ApiState) -> ApiResult<Value> {
+    if target.subresource.as_deref() == Some("scale") {
+        let stored = state.registry.get(at)?;
+        return scale_of(at.resource, &stored);
+    }
+    Ok(object)
+}
+
+fn get(state: &ApiState, target: &Target, at: &ObjectRef, representation: Representation) -> ApiResult<Response> {
+    let stored = state.registry.get(at)?;
+    if target.subresource.as_deref() == Some("scale") {
+        return Ok(body::json_response(StatusCode::OK, &scale_of(at.resource, &stored)?));
+    }
+    if target.subresource.as_deref() == Some("log") {
+        return Ok((StatusCode::OK, "").into_response());
+    }
+    Ok(match representation {
+        Representation::Object => body::json_response(StatusCode::OK, &stored.value),
+        Representation::Table(include) => {
+            let table = table::table(at.resource, &[stored.value.as_ref()], include, &stored.revision.to_string(), true);
+            body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&table).unwrap_or_default(), table::CONTENT_TYPE)
+        }
+    })
+}
+
+/// Label and field selectors of a list or watch request.
+pub fn selectors(resource: &ResourceType, query: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""), resource.kind)?;
+    Ok((labels, fields))
+}
+
+/// A continue token: the last key returned, opaque to clients.
+fn encode_continue(key: &str) -> String {
+    key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_continue(token: &str) -> ApiResult<String> {
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    if token.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+fn list(state: &ApiState, target: &Target, query: &HashMap<String, String>, representation: Representation) -> ApiResult<Response> {
+    let resource = target.resource;
+    let (labels, fields) = selectors(resource, query)?;
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let prefix = target.prefix();
+    let start_after = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let key = decode_continue(token)?;
+            if !key.starts_with(&prefix) {
+                return Err(ApiError::bad_request("continue key is not valid: the key is not in this collection"));
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    let (revision, items) = state.registry.store.list(&prefix, start_after.as_deref(), 0);
+    let mut selected = Vec::new();
+    let mut last_key = None;
+    let mut more = false;
+    for (key, stored) in &items {
+        if !(labels.matches(&stored.value) && fields.matches(&stored.value)) {
+            continue;
+        }
+        if limit > 0 && selected.len() == limit {
+            more = true;
+            break;
+        }
+        selected.push(stored.value.as_ref());
+        last_key = Some(key.clone());
+    }
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if more {
+        if let Some(key) = &last_key {
+            metadata["continue"] = json!(encode_continue(key));
+            if labels.is_empty() && fields.is_empty() {
+                metadata["remainingItemCount"] = json!(state.registry.store.count_after(&prefix, key));
+            }
+        }
+    }
+    match representation {
+        Representation::Table(include) => {
+            let mut table = table::table(resource, &selected, include, &revision.to_string(), true);
+            table["metadata"] = metadata;
+            Ok(body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&table).unwrap_or_default(), table::CONTENT_TYPE))
+        }
+        Representation::Object => Ok(list_response(resource, metadata, &selected)),
+    }
+}
+
+/// Serializes a List without cloning its items.
+fn list_response(resource: &ResourceType, metadata: Value, items: &[&Value]) -> Response {
+    #[derive(serde::Serialize)]
+    struct List<'a> {
+        kind: String,
+        #[serde(rename = "apiVersion")]
+        api_version: String,
+        metadata: Value,
+        items: &'a [&'a Value],
+    }
+    let list = List { kind: format!("{}List", resource.kind), api_version: resource.api_version(), metadata, items };
+    body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&list).unwrap_or_default(), "application/json")
+}
+
+fn delete_options(body: &Bytes, query: &HashMap<String, String>) -> ApiResult<DeleteOptions> {
+    let value: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All")
+        || value.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let propagation = query
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| value.get("propagationPolicy").and_then(Value::as_str).map(String::from))
+        .or_else(|| match value.get("orphanDependents").and_then(Value::as_bool) {
+            Some(true) => Some("Orphan".to_string()),
+            _ => None,
+        });
+    if let Some(p) = &propagation {
+        if !["Orphan", "Background", "Foreground"].contains(&p.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+            )));
+        }
+    }
+    Ok(DeleteOptions {
+        dry_run,
+        propagation,
+        precondition_uid: value.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
+        precondition_resource_version: value.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from),
+        grace_period_seconds: query
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse().ok())
+            .or_else(|| value.get("gracePeriodSeconds").and_then(Value::as_i64)),
+    })
+}
+
+async fn delete_collection(state: &ApiState, target: &Target, query: &HashMap<String, String>, body: &Bytes) -> ApiResult<Response> {
+    let resource = target.resource;
+    let (labels, fields) = selectors(resource, query)?;
+    let options = delete_options(body, query)?;
+    let (revision, items) = state.registry.list(resource, target.namespace.as_deref());
+    let mut deleted = Vec::new();
+    for stored in items.iter().filter(|s| labels.matches(&s.value) && fields.matches(&s.value)) {
+        let name = stored.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let namespace = stored.value.pointer("/metadata/namespace").and_then(Value::as_str);
+        let at = ObjectRef { resource, namespace, name };
+        match state.registry.delete(&at, &options).await {
+            Ok(object) => deleted.push(object),
+            Err(e) if e.reason == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let refs: Vec<&Value> = deleted.iter().collect();
+    Ok(list_response(resource, json!({"resourceVersion": revision.to_string()}), &refs))
+}

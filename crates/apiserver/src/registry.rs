@@ -1,0 +1,489 @@
+//! The registry: the verbs on objects (create, update, patch, delete, get, list), independent of
+//! HTTP. Handlers call it for requests; the server's own lifecycle tasks (namespace finalizer,
+//! garbage collector, bootstrap objects) call it too, so every write follows the same rules.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use frontdoor_resources::{self as resources, ResourceType};
+use frontdoor_store::{Batch, Precondition, Revision, Store, StoreError, Stored};
+
+use crate::errors::{ApiError, ApiResult, Cause};
+use crate::request::{collection_prefix, object_key};
+use crate::{kinds, patch, validation};
+
+/// How many times a patch is retried when the object changes underneath it.
+const PATCH_RETRIES: usize = 5;
+
+/// Options common to writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    /// Unknown fields found by `fieldValidation=Strict|Warn` are handled by the caller.
+    pub subresource: Option<String>,
+}
+
+/// `DeleteOptions` as far as they matter here.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub propagation: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    pub store: Store,
+}
+
+/// Where an object lives: resource, namespace (for namespaced kinds) and name.
+#[derive(Debug, Clone)]
+pub struct ObjectRef<'a> {
+    pub resource: &'static ResourceType,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+}
+
+impl ObjectRef<'_> {
+    fn key(&self) -> String {
+        object_key(self.resource, self.namespace, self.name)
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn stamp(mut object: Value, revision: Revision) -> Value {
+    object["metadata"]["resourceVersion"] = json!(revision.to_string());
+    object
+}
+
+fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// The object minus the fields that change on every write, to tell real changes from no-ops.
+fn comparable(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        meta.remove("managedFields");
+    }
+    copy
+}
+
+const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn generated_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..5).map(|_| GENERATE_NAME_CHARS[rng.random_range(0..GENERATE_NAME_CHARS.len())] as char).collect()
+}
+
+impl Registry {
+    pub fn new(store: Store) -> Registry {
+        Registry { store }
+    }
+
+    pub fn get(&self, at: &ObjectRef) -> ApiResult<Stored> {
+        self.store.get(&at.key()).ok_or_else(|| ApiError::not_found(at.resource, at.name))
+    }
+
+    /// Lists a collection (one namespace or all), in key order.
+    pub fn list(&self, resource: &ResourceType, namespace: Option<&str>) -> (Revision, Vec<Stored>) {
+        let (revision, items) = self.store.list(&collection_prefix(resource, namespace), None, 0);
+        (revision, items.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Checks and fills in the object's identity (apiVersion, kind, namespace, name) from the URL.
+    fn normalize_identity(&self, resource: &ResourceType, namespace: Option<&str>, object: &mut Value) -> ApiResult<()> {
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the body of the request must be an object"));
+        }
+        let api_version = resource.api_version();
+        if let Some(given) = object.get("apiVersion").and_then(Value::as_str) {
+            if given != api_version {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({given}) does not match the expected API version ({api_version})"
+                )));
+            }
+        }
+        if let Some(given) = object.get("kind").and_then(Value::as_str) {
+            if given != resource.kind {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({given}) does not match the expected kind ({})",
+                    resource.kind
+                )));
+            }
+        }
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(resource.kind);
+        if !object.get("metadata").is_some_and(Value::is_object) {
+            object["metadata"] = json!({});
+        }
+        if resource.namespaced {
+            if let Some(ns) = namespace {
+                match meta_str(object, "namespace") {
+                    Some(given) if !given.is_empty() && given != ns => {
+                        return Err(ApiError::bad_request(
+                            "the namespace of the provided object does not match the namespace sent on the request",
+                        ))
+                    }
+                    _ => object["metadata"]["namespace"] = json!(ns),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, resource: &ResourceType, object: &Value) -> ApiResult<()> {
+        kinds::check_types(resource, object).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+                kind = resource.kind,
+                version = resource.version
+            ))
+        })?;
+        let causes = validation::validate_metadata(object, kinds::name_rule(resource), resource.namespaced);
+        self.invalid_if_any(resource, object, causes)
+    }
+
+    fn invalid_if_any(&self, resource: &ResourceType, object: &Value, causes: Vec<Cause>) -> ApiResult<()> {
+        if causes.is_empty() {
+            return Ok(());
+        }
+        let name = meta_str(object, "name").unwrap_or("");
+        Err(ApiError::invalid(resource.kind, resource.group, name, causes))
+    }
+
+    /// New content may only go into a namespace that exists and is not terminating.
+    fn check_namespace_open(&self, resource: &ResourceType, namespace: Option<&str>, name: &str) -> ApiResult<()> {
+        let (true, Some(ns)) = (resource.namespaced, namespace) else { return Ok(()) };
+        let namespaces = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
+        let Some(found) = self.store.get(&object_key(namespaces, None, ns)) else {
+            return Err(ApiError::not_found(namespaces, ns));
+        };
+        if found.value.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                resource.qualified_plural(),
+                name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates an object in `namespace` (from the URL). Returns the stored object.
+    pub async fn create(
+        &self,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Value> {
+        self.normalize_identity(resource, namespace, &mut object)?;
+        if resource.namespaced && meta_str(&object, "namespace").is_none_or(str::is_empty) {
+            object["metadata"]["namespace"] = json!("default");
+        }
+        if meta_str(&object, "name").is_none_or(str::is_empty) {
+            if let Some(prefix) = meta_str(&object, "generateName").filter(|p| !p.is_empty()) {
+                object["metadata"]["name"] = json!(format!("{prefix}{}", generated_suffix()));
+            }
+        }
+        if meta_str(&object, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        }
+        let metadata = object["metadata"].as_object_mut().expect("normalized");
+        metadata.remove("resourceVersion");
+        metadata.remove("deletionTimestamp");
+        metadata.remove("deletionGracePeriodSeconds");
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        kinds::prepare_for_create(resource, &mut object);
+        self.validate(resource, &object)?;
+        let namespace = meta_str(&object, "namespace").map(String::from);
+        let name = meta_str(&object, "name").unwrap_or("").to_string();
+        self.check_namespace_open(resource, namespace.as_deref(), &name)?;
+        let key = object_key(resource, namespace.as_deref(), &name);
+        if options.dry_run {
+            if self.store.get(&key).is_some() {
+                return Err(ApiError::already_exists(resource, &name));
+            }
+            return Ok(object);
+        }
+        let batch = Batch::new().put(key, Precondition::Absent, Box::new(move |rev| stamp(object, rev)));
+        let (_, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, &name))?;
+        Ok(stored_value(stored))
+    }
+
+    /// Replaces an object (PUT), or its status or scale subresource.
+    pub async fn update(&self, at: &ObjectRef<'_>, mut object: Value, options: &WriteOptions) -> ApiResult<Value> {
+        let resource = at.resource;
+        if options.subresource.as_deref() != Some("scale") {
+            self.normalize_identity(resource, at.namespace, &mut object)?;
+            if let Some(given) = meta_str(&object, "name") {
+                if given != at.name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({given}) does not match the name on the URL ({})",
+                        at.name
+                    )));
+                }
+            }
+            object["metadata"]["name"] = json!(at.name);
+        }
+        let current = self.get(at)?;
+        let requested_rv = match options.subresource.as_deref() {
+            Some("scale") => object.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(String::from),
+            _ => meta_str(&object, "resourceVersion").map(String::from),
+        };
+        if let Some(rv) = requested_rv.filter(|rv| !rv.is_empty()) {
+            if rv != current.revision.to_string() {
+                return Err(ApiError::modified(resource, at.name));
+            }
+        }
+        let next = match options.subresource.as_deref() {
+            Some("status") => kinds::prepare_for_status_update(resource, &current.value, &object),
+            Some("scale") => scale_into(resource, &current.value, &object)?,
+            _ => {
+                let mut next = object;
+                kinds::prepare_for_update(resource, &current.value, &mut next);
+                next
+            }
+        };
+        self.write_update(at, &current, next, options).await
+    }
+
+    /// Checks and commits `next` as the new version of `current`.
+    async fn write_update(&self, at: &ObjectRef<'_>, current: &Stored, mut next: Value, options: &WriteOptions) -> ApiResult<Value> {
+        let resource = at.resource;
+        // Identity and system fields never change through an update.
+        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+            match current.value["metadata"].get(field) {
+                Some(v) => next["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(m) = next["metadata"].as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+            }
+        }
+        next["apiVersion"] = json!(resource.api_version());
+        next["kind"] = json!(resource.kind);
+        self.validate(resource, &next)?;
+        if comparable(&next) == comparable(&current.value) {
+            return Ok((*current.value).clone());
+        }
+        if options.dry_run {
+            return Ok(next);
+        }
+        let key = at.key();
+        let namespace_finalizing = next.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+            && resource.kind == "Namespace";
+        let batch = if current.value.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&next).is_empty() && !namespace_finalizing {
+            Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)))
+        } else {
+            Batch::new().put(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)))
+        };
+        let (_, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, at.name))?;
+        Ok(stored.into_iter().next().flatten().map(|s| (*s.value).clone()).unwrap_or_else(|| json!({})))
+    }
+
+    /// Applies a patch of `content_type` to an object or its subresource, retrying on conflicts.
+    pub async fn patch(&self, at: &ObjectRef<'_>, content_type: &str, patch_body: &Value, options: &WriteOptions) -> ApiResult<Value> {
+        let resource = at.resource;
+        for _ in 0..PATCH_RETRIES {
+            let current = match self.get(at) {
+                Ok(c) => c,
+                Err(e) if content_type == patch::APPLY && options.subresource.is_none() => {
+                    let _ = e;
+                    let mut object = patch_body.clone();
+                    object["metadata"]["name"] = json!(at.name);
+                    return self.create(resource, at.namespace, object, options).await;
+                }
+                Err(e) => return Err(e),
+            };
+            let (base, is_scale) = match options.subresource.as_deref() {
+                Some("scale") => (scale_of(resource, &current)?, true),
+                _ => ((*current.value).clone(), false),
+            };
+            let patched = patch::apply(content_type, &resource.api_version(), resource.kind, &base, patch_body)?;
+            let requested_rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(String::from);
+            if let Some(rv) = requested_rv.filter(|rv| *rv != current.revision.to_string() && !rv.is_empty()) {
+                let _ = rv;
+                return Err(ApiError::modified(resource, at.name));
+            }
+            let next = if is_scale {
+                scale_into(resource, &current.value, &patched)?
+            } else {
+                match options.subresource.as_deref() {
+                    Some("status") => kinds::prepare_for_status_update(resource, &current.value, &patched),
+                    _ => {
+                        let mut next = patched;
+                        kinds::prepare_for_update(resource, &current.value, &mut next);
+                        next
+                    }
+                }
+            };
+            match self.write_update(at, &current, next, options).await {
+                Err(e) if e.reason == "Conflict" && patch_body.pointer("/metadata/resourceVersion").is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::modified(resource, at.name))
+    }
+
+    /// The namespace finalizer's last step: clear `spec.finalizers` and, with no other
+    /// finalizers left, remove the namespace.
+    pub async fn finalize(&self, at: &ObjectRef<'_>, mut next: Value) -> ApiResult<()> {
+        let current = self.get(at)?;
+        let key = at.key();
+        next["metadata"]["resourceVersion"] = json!(current.revision.to_string());
+        let batch = if finalizers(&current.value).is_empty() {
+            Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)))
+        } else {
+            Batch::new().put(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)))
+        };
+        self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, at.resource, at.name))?;
+        Ok(())
+    }
+
+    /// Deletes an object: at once, or by marking it (deletionTimestamp) when finalizers remain.
+    pub async fn delete(&self, at: &ObjectRef<'_>, options: &DeleteOptions) -> ApiResult<Value> {
+        let resource = at.resource;
+        let current = self.get(at)?;
+        if let Some(uid) = &options.precondition_uid {
+            let actual = meta_str(&current.value, "uid").unwrap_or("");
+            if uid != actual {
+                return Err(ApiError::conflict(
+                    resource,
+                    at.name,
+                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                ));
+            }
+        }
+        if let Some(rv) = &options.precondition_resource_version {
+            if *rv != current.revision.to_string() {
+                return Err(ApiError::conflict(
+                    resource,
+                    at.name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.revision
+                    ),
+                ));
+            }
+        }
+        let mut next = (*current.value).clone();
+        let mut pending = finalizers(&next);
+        let extra = match options.propagation.as_deref() {
+            Some("Orphan") => Some("orphan"),
+            Some("Foreground") => Some("foregroundDeletion"),
+            _ => None,
+        };
+        if let Some(f) = extra {
+            if !pending.iter().any(|p| p == f) {
+                pending.push(f.to_string());
+            }
+        }
+        let namespace_with_content = resource.kind == "Namespace";
+        if namespace_with_content {
+            next["status"]["phase"] = json!("Terminating");
+        }
+        let graceful = namespace_with_content || !pending.is_empty();
+        if options.dry_run {
+            return Ok(next);
+        }
+        let key = at.key();
+        if graceful {
+            if next.pointer("/metadata/deletionTimestamp").is_some() && extra.is_none() && !namespace_with_content {
+                return Ok((*current.value).clone());
+            }
+            if next.pointer("/metadata/deletionTimestamp").is_none() {
+                next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            }
+            if !pending.is_empty() {
+                next["metadata"]["finalizers"] = json!(pending);
+            }
+            if comparable(&next) == comparable(&current.value) {
+                return Ok((*current.value).clone());
+            }
+            let batch = Batch::new().put(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
+            let (_, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, at.name))?;
+            return Ok(stored_value(stored));
+        }
+        let batch = Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
+        match self.store.commit(batch).await {
+            Ok(_) => Ok((*current.value).clone()),
+            Err(StoreError::Conflict { .. }) => Err(ApiError::modified(resource, at.name)),
+            Err(e) => Err(ApiError::from_store(e, resource, at.name)),
+        }
+    }
+}
+
+fn stored_value(stored: Vec<Option<Stored>>) -> Value {
+    stored.into_iter().next().flatten().map(|s| Arc::unwrap_or_clone(s.value)).unwrap_or_else(|| json!({}))
+}
+
+/// The autoscaling/v1 `Scale` view of a scalable object.
+pub fn scale_of(resource: &ResourceType, stored: &Stored) -> ApiResult<Value> {
+    let object = &stored.value;
+    let selector = match resource.kind {
+        "ReplicationController" => object
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+            .unwrap_or_default(),
+        _ => object
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+            .unwrap_or_default(),
+    };
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "uid": object["metadata"]["uid"],
+            "resourceVersion": stored.revision.to_string(),
+            "creationTimestamp": object["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    }))
+}
+
+/// Writes a `Scale`'s replicas back into the object.
+fn scale_into(resource: &ResourceType, current: &Value, scale: &Value) -> ApiResult<Value> {
+    let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+    if replicas < 0 {
+        let name = meta_str(current, "name").unwrap_or("");
+        return Err(ApiError::invalid(
+            "Scale",
+            "autoscaling",
+            name,
+            vec![Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")],
+        ));
+    }
+    let mut next = current.clone();
+    next["spec"]["replicas"] = json!(replicas);
+    kinds::prepare_for_update(resource, current, &mut next);
+    Ok(next)
+}

@@ -1,0 +1,212 @@
+//! Watch streams: newline-delimited JSON events, from a resourceVersion or from "now" with the
+//! current objects as ADDED, filtered by key prefix and selectors, with bookmarks and timeouts.
+//!
+//! A selector-filtered watch turns transitions into what the client's cache needs: an object that
+//! starts matching arrives as ADDED, one that stops matching as DELETED.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use frontdoor_resources::ResourceType;
+use frontdoor_store::{Event, EventType, StoreError};
+
+use crate::body::Representation;
+use crate::errors::{ApiError, ApiResult};
+use crate::handlers::selectors;
+use crate::request::Target;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::{table, ApiState};
+
+/// How often a watch that allows bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(15);
+/// Upper bound of a watch without `timeoutSeconds` (clients re-watch).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+struct Filter {
+    prefix: String,
+    /// Set for a watch on one named object.
+    exact_key: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn covers(&self, key: &str) -> bool {
+        match &self.exact_key {
+            Some(exact) => key == exact,
+            None => key.starts_with(&self.prefix),
+        }
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(object) && self.fields.matches(object)
+    }
+
+    /// The event type this watcher sees for a store event, if any.
+    fn translate(&self, event: &Event) -> Option<&'static str> {
+        if !self.covers(&event.key) {
+            return None;
+        }
+        let now = self.matches(&event.object);
+        let before = event.previous.as_deref().is_some_and(|p| self.matches(p));
+        match event.event_type {
+            EventType::Added => now.then_some("ADDED"),
+            EventType::Deleted => before.then_some("DELETED"),
+            EventType::Modified => match (before, now) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            },
+        }
+    }
+}
+
+struct Encoder {
+    resource: &'static ResourceType,
+    representation: Representation,
+    sent_columns: bool,
+}
+
+impl Encoder {
+    fn line(&mut self, event_type: &str, object: &Value) -> Bytes {
+        let object = match self.representation {
+            Representation::Object => object.clone(),
+            Representation::Table(include) if event_type != "BOOKMARK" && event_type != "ERROR" => {
+                let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+                let t = table::table(self.resource, &[object], include, rv, !self.sent_columns);
+                self.sent_columns = true;
+                t
+            }
+            Representation::Table(_) => object.clone(),
+        };
+        let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        bytes.push(b'\n');
+        Bytes::from(bytes)
+    }
+}
+
+pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>, representation: Representation) -> ApiResult<Response> {
+    let resource = target.resource;
+    let (labels, fields) = selectors(resource, query)?;
+    // A watch on a named object (`/watch/.../name`) is a watch on its key alone.
+    let exact_key = target.name.as_ref().map(|_| target.key());
+    let filter = Filter { prefix: target.prefix(), exact_key, labels, fields };
+    let requested = query.get("resourceVersion").cloned().unwrap_or_default();
+    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let store = &state.registry.store;
+
+    let mut encoder = Encoder { resource, representation, sent_columns: false };
+    let mut initial = Vec::new();
+    let mut last_revision;
+    let watch = if requested.is_empty() || requested == "0" || send_initial {
+        // Start "now": the current objects as ADDED, then changes after that revision.
+        let (revision, items) = store.list(&filter.prefix, None, 0);
+        let watch = store.watch(revision).map_err(|e| ApiError::internal(e))?;
+        for (key, stored) in items {
+            if filter.covers(&key) && filter.matches(&stored.value) {
+                initial.push(encoder.line("ADDED", &stored.value));
+            }
+        }
+        last_revision = revision;
+        if send_initial {
+            let bookmark = bookmark_object(resource, revision, true);
+            initial.push(encoder.line("BOOKMARK", &bookmark));
+        }
+        Some(watch)
+    } else {
+        let revision: u64 = requested
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {requested}")))?;
+        last_revision = revision;
+        match store.watch(revision) {
+            Ok(watch) => Some(watch),
+            Err(StoreError::Expired { requested, oldest }) => {
+                let status = ApiError::expired(format!("too old resource version: {requested} ({oldest})")).status();
+                initial.push(encoder.line("ERROR", &status));
+                None
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+    };
+
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    tokio::spawn(async move {
+        for line in initial {
+            if sender.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+        let Some(watch) = watch else { return };
+        for event in watch.backlog {
+            if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
+                if sender.send(Ok(line)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut live = watch.live;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = sender.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    let line = encoder.line("BOOKMARK", &bookmark_object(resource, last_revision, false));
+                    if sender.send(Ok(line)).await.is_err() { return; }
+                }
+                received = live.recv() => match received {
+                    Ok(event) => {
+                        if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
+                            if sender.send(Ok(line)).await.is_err() { return; }
+                        }
+                    }
+                    // Too slow to keep up, or the store is gone: end the stream; the client
+                    // resumes from the last revision it saw.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+
+    let stream = futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|item| (item, r)) });
+    let content_type = match representation {
+        Representation::Table(_) => table::CONTENT_TYPE,
+        Representation::Object => "application/json",
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+fn deliver(filter: &Filter, encoder: &mut Encoder, event: &Arc<Event>, last_revision: &mut u64) -> Option<Bytes> {
+    *last_revision = (*last_revision).max(event.revision);
+    let event_type = filter.translate(event)?;
+    Some(encoder.line(event_type, &event.object))
+}
+
+fn bookmark_object(resource: &ResourceType, revision: u64, initial_events_end: bool) -> Value {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata})
+}
