@@ -28,7 +28,8 @@ pub fn decode(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     let value: Value = match media.as_str() {
         "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
-        "application/vnd.kubernetes.protobuf" => return Err(ApiError::unsupported_media_type(&media)),
+        "application/vnd.kubernetes.protobuf" => frontdoor_protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?,
         _ => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,

@@ -83,11 +83,11 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
             Ok(with_warnings(body::json_response(StatusCode::OK, &patched), &warnings))
         }
         "delete" => {
-            let delete_options = delete_options(&body, &query)?;
+            let delete_options = delete_options(&headers, &body, &query)?;
             let deleted = state.registry.delete(&at, &delete_options).await?;
             Ok(body::json_response(StatusCode::OK, &deleted))
         }
-        "deletecollection" => delete_collection(state, &target, &query, &body).await,
+        "deletecollection" => delete_collection(state, &target, &query, &headers, &body).await,
         _ => Err(ApiError::no_route()),
     }
 }
@@ -150,7 +150,7 @@ fn get(state: &ApiState, target: &Target, at: &ObjectRef, representation: Repres
         return Ok((StatusCode::OK, "").into_response());
     }
     Ok(match representation {
-        Representation::Object => body::json_response(StatusCode::OK, &stored.value),
+        Representation::Object => body::json_bytes_response(StatusCode::OK, stored.json.clone(), "application/json"),
         Representation::Table(include) => {
             let table = table::table(at.resource, &[stored.value.as_ref()], include, &stored.revision.to_string(), true);
             body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&table).unwrap_or_default(), table::CONTENT_TYPE)
@@ -210,7 +210,7 @@ fn list(state: &ApiState, target: &Target, query: &HashMap<String, String>, repr
             more = true;
             break;
         }
-        selected.push(stored.value.as_ref());
+        selected.push(stored);
         last_key = Some(key.clone());
     }
     let mut metadata = json!({"resourceVersion": revision.to_string()});
@@ -224,11 +224,12 @@ fn list(state: &ApiState, target: &Target, query: &HashMap<String, String>, repr
     }
     match representation {
         Representation::Table(include) => {
-            let mut table = table::table(resource, &selected, include, &revision.to_string(), true);
+            let objects: Vec<&Value> = selected.iter().map(|s| s.value.as_ref()).collect();
+            let mut table = table::table(resource, &objects, include, &revision.to_string(), true);
             table["metadata"] = metadata;
             Ok(body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&table).unwrap_or_default(), table::CONTENT_TYPE))
         }
-        Representation::Object => Ok(list_response(resource, metadata, &selected)),
+        Representation::Object => Ok(list_bytes_response(resource, metadata, selected.iter().map(|s| &s.json[..]))),
     }
 }
 
@@ -246,12 +247,24 @@ fn list_response(resource: &ResourceType, metadata: Value, items: &[&Value]) -> 
     body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&list).unwrap_or_default(), "application/json")
 }
 
-fn delete_options(body: &Bytes, query: &HashMap<String, String>) -> ApiResult<DeleteOptions> {
-    let value: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
-    };
+/// A List assembled from the stored JSON of its items (no re-serialization).
+fn list_bytes_response<'a>(resource: &ResourceType, metadata: Value, items: impl Iterator<Item = &'a [u8]>) -> Response {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", resource.kind, resource.api_version()).as_bytes());
+    out.extend_from_slice(&serde_json::to_vec(&metadata).unwrap_or_default());
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    body::json_bytes_response(StatusCode::OK, out, "application/json")
+}
+
+fn delete_options(headers: &HeaderMap, body: &Bytes, query: &HashMap<String, String>) -> ApiResult<DeleteOptions> {
+    let value: Value = if body.is_empty() { json!({}) } else { body::decode(headers, body)? };
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All")
         || value.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
     let propagation = query
@@ -281,10 +294,10 @@ fn delete_options(body: &Bytes, query: &HashMap<String, String>) -> ApiResult<De
     })
 }
 
-async fn delete_collection(state: &ApiState, target: &Target, query: &HashMap<String, String>, body: &Bytes) -> ApiResult<Response> {
+async fn delete_collection(state: &ApiState, target: &Target, query: &HashMap<String, String>, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
     let resource = target.resource;
     let (labels, fields) = selectors(resource, query)?;
-    let options = delete_options(body, query)?;
+    let options = delete_options(headers, body, query)?;
     let (revision, items) = state.registry.list(resource, target.namespace.as_deref());
     let mut deleted = Vec::new();
     for stored in items.iter().filter(|s| labels.matches(&s.value) && fields.matches(&s.value)) {

@@ -155,9 +155,9 @@ pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
         return ApiError::unauthorized().into_response();
     }
     let (parts, body) = request.into_parts();
-    let bytes = match http_body_util::Limited::new(body, body::MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return ApiError::too_large().into_response(),
+    let bytes = match read_body(body).await {
+        Some(bytes) => bytes,
+        None => return ApiError::too_large().into_response(),
     };
     let query = parts.uri.query();
     if parts.method == Method::GET {
@@ -166,6 +166,26 @@ pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
         }
     }
     handlers::handle(state, parts.method, &path, query, parts.headers, bytes).await
+}
+
+/// Reads a request body of at most `MAX_BODY` bytes. A larger one is read to its end (up to a
+/// hard cap) and dropped, so the client sees the 413 rather than a reset stream.
+async fn read_body(mut body: Body) -> Option<bytes::Bytes> {
+    const DISCARD_CAP: usize = 64 * 1024 * 1024;
+    let mut buffer = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total <= body::MAX_BODY {
+                buffer.extend_from_slice(&data);
+            } else if total > DISCARD_CAP {
+                return None;
+            }
+        }
+    }
+    (total <= body::MAX_BODY).then(|| buffer.freeze())
 }
 
 fn discovery_or_openapi(state: &ApiState, path: &str, headers: &http::HeaderMap) -> Option<Response> {
@@ -203,7 +223,16 @@ fn discovery_or_openapi(state: &ApiState, path: &str, headers: &http::HeaderMap)
             }
             None => ApiError::no_route().into_response(),
         },
-        ["openapi", "v2"] => ApiError::no_route().into_response(),
+        // Swagger 2.0: protobuf (gnostic's openapi.v2.Document) for the clients that ask for it,
+        // kubectl up to 1.27 among them, and always at the legacy protobuf path; JSON otherwise.
+        ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] => {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if segments[0] == "openapi" && !accept.contains("protobuf") {
+                body::json_bytes_response(StatusCode::OK, bytes::Bytes::from_static(frontdoor_openapi::openapi_v2_json()), "application/json")
+            } else {
+                body::json_bytes_response(StatusCode::OK, bytes::Bytes::from_static(frontdoor_openapi::openapi_v2_protobuf()), frontdoor_openapi::OPENAPI_V2_PROTOBUF)
+            }
+        }
         _ => return None,
     })
 }

@@ -77,7 +77,18 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn line(&mut self, event_type: &str, object: &Value) -> Bytes {
+    /// One event line. `json` is the object already serialized (from the store), used as-is for
+    /// plain JSON watches so an event is serialized once however many watchers receive it.
+    fn line(&mut self, event_type: &str, object: &Value, json: Option<&Bytes>) -> Bytes {
+        if let (Representation::Object, Some(json)) = (self.representation, json) {
+            let mut line = Vec::with_capacity(json.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(event_type.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(json);
+            line.extend_from_slice(b"}\n");
+            return Bytes::from(line);
+        }
         let object = match self.representation {
             Representation::Object => object.clone(),
             Representation::Table(include) if event_type != "BOOKMARK" && event_type != "ERROR" => {
@@ -119,13 +130,13 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
         let watch = store.watch(revision).map_err(|e| ApiError::internal(e))?;
         for (key, stored) in items {
             if filter.covers(&key) && filter.matches(&stored.value) {
-                initial.push(encoder.line("ADDED", &stored.value));
+                initial.push(encoder.line("ADDED", &stored.value, Some(&stored.json)));
             }
         }
         last_revision = revision;
         if send_initial {
             let bookmark = bookmark_object(resource, revision, true);
-            initial.push(encoder.line("BOOKMARK", &bookmark));
+            initial.push(encoder.line("BOOKMARK", &bookmark, None));
         }
         Some(watch)
     } else {
@@ -137,7 +148,7 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
             Ok(watch) => Some(watch),
             Err(StoreError::Expired { requested, oldest }) => {
                 let status = ApiError::expired(format!("too old resource version: {requested} ({oldest})")).status();
-                initial.push(encoder.line("ERROR", &status));
+                initial.push(encoder.line("ERROR", &status, None));
                 None
             }
             Err(e) => return Err(ApiError::internal(e)),
@@ -145,6 +156,7 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
     };
 
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let store = store.clone();
     tokio::spawn(async move {
         for line in initial {
             if sender.send(Ok(line)).await.is_err() {
@@ -169,7 +181,7 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
                 _ = &mut deadline => return,
                 _ = sender.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
-                    let line = encoder.line("BOOKMARK", &bookmark_object(resource, last_revision, false));
+                    let line = encoder.line("BOOKMARK", &bookmark_object(resource, last_revision, false), None);
                     if sender.send(Ok(line)).await.is_err() { return; }
                 }
                 received = live.recv() => match received {
@@ -178,9 +190,18 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
                             if sender.send(Ok(line)).await.is_err() { return; }
                         }
                     }
-                    // Too slow to keep up, or the store is gone: end the stream; the client
-                    // resumes from the last revision it saw.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                    // Fell behind the live queue: catch up from the event window. Past the
+                    // window (or with the store gone) the stream ends and the client re-watches.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let Ok(resumed) = store.watch(last_revision) else { return };
+                        for event in resumed.backlog {
+                            if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
+                                if sender.send(Ok(line)).await.is_err() { return; }
+                            }
+                        }
+                        live = resumed.live;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 },
             }
         }
@@ -200,7 +221,7 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
 fn deliver(filter: &Filter, encoder: &mut Encoder, event: &Arc<Event>, last_revision: &mut u64) -> Option<Bytes> {
     *last_revision = (*last_revision).max(event.revision);
     let event_type = filter.translate(event)?;
-    Some(encoder.line(event_type, &event.object))
+    Some(encoder.line(event_type, &event.object, Some(&event.object_json)))
 }
 
 fn bookmark_object(resource: &ResourceType, revision: u64, initial_events_end: bool) -> Value {

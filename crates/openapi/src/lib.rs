@@ -1,4 +1,4 @@
-//! The OpenAPI v3 documents frontdoor serves, and unknown-field detection for `fieldValidation`.
+//! The OpenAPI documents frontdoor serves, and unknown-field detection for `fieldValidation`.
 //!
 //! This crate owns:
 //! - the documents kube-apiserver serves at `GET /openapi/v3/<api/v1 | apis/<group>/<version>>`,
@@ -9,6 +9,12 @@
 //!   carry an operation per verb with the query parameters and patch content types kubectl looks
 //!   for. With them kubectl sends `fieldValidation=Strict` instead of validating client-side,
 //!   computes strategic merge patches for `apply`, and answers `kubectl explain`.
+//! - the Swagger 2.0 (OpenAPI v2) document kube-apiserver serves at `GET /openapi/v2`: all
+//!   group-versions in one document converted from the v3 ones ([`openapi_v2_json`]), and the
+//!   same as gnostic's protobuf `openapi.v2.Document` ([`openapi_v2_protobuf`]), which kubectl up
+//!   to 1.27 fetches before `apply`, `diff`, `create` and `explain` (for the `fieldValidation`
+//!   check, strategic-merge patch metadata, `explain --output plaintext-openapiv2` and client-side
+//!   validation).
 //! - checking a request body against those schemas: [`unknown_fields`] and the texts of the
 //!   resulting error and warnings ([`strict_decoding_error`], [`unknown_field_warning`]).
 //!
@@ -17,16 +23,43 @@
 #![forbid(unsafe_code)]
 
 mod documents;
+mod gnostic;
 mod kinds;
 mod patch_meta;
 mod paths;
 mod schemas;
+mod swagger;
 mod unknown;
 
 pub use documents::{Document, KUBERNETES_VERSION};
 pub use unknown::{strict_decoding_error, unknown_field_warning, unknown_fields};
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
+
+/// The `Content-Type` of [`openapi_v2_protobuf`], as kube-apiserver (kube-openapi's handler)
+/// sends it. Clients ask with `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`
+/// (kubectl 1.27) or this newer spelling; the old one cannot be answered in kind, because the `@`
+/// makes it an invalid media type for Go's `mime.ParseMediaType`, which client-go applies to the
+/// response's `Content-Type` (kubectl then fails with "mime: unexpected content after media
+/// subtype").
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The body of `GET /openapi/v2` for protobuf clients: gnostic's `openapi.v2.Document` in
+/// protobuf wire format, the paths of every served group-version and every schema under
+/// `definitions`. Built on first use and kept for the life of the process.
+pub fn openapi_v2_protobuf() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| gnostic::encode(&swagger::document()))
+}
+
+/// The body of `GET /openapi/v2` as JSON (`Accept: application/json`): the same document as
+/// [`openapi_v2_protobuf`]. Built on first use and kept.
+pub fn openapi_v2_json() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| serde_json::to_vec(&swagger::document()).expect("a serde_json::Value always serializes"))
+}
 
 /// The body of `GET /openapi/v3`:
 /// `{"paths":{"api/v1":{"serverRelativeURL":"/openapi/v3/api/v1?hash=…"},…}}`.
@@ -58,3 +91,5 @@ pub fn documents() -> &'static [Document] {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
@@ -37,6 +38,8 @@ pub type Revision = u64;
 pub struct Stored {
     pub revision: Revision,
     pub value: Arc<Value>,
+    /// `value` serialized as JSON, made once at write time and shared by every reader.
+    pub json: Bytes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +123,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { event_window: 100_000, watch_queue: 16_384 }
+        Self { event_window: 100_000, watch_queue: 100_000 }
     }
 }
 

@@ -48,7 +48,7 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, BTreeMap<String, Stored>,
         for row in rows {
             let (key, object_revision, bytes) = row.map_err(storage)?;
             let value: Value = serde_json::from_slice(&bytes).map_err(storage)?;
-            objects.insert(key, Stored { revision: object_revision as Revision, value: Arc::new(value) });
+            objects.insert(key, Stored { revision: object_revision as Revision, value: Arc::new(value), json: bytes.into() });
         }
     }
     Ok((connection, objects, revision))
@@ -111,7 +111,7 @@ fn commit_group(connection: &mut Connection, state: &Arc<RwLock<State>>, group: 
                         .iter()
                         .map(|e| match e.event_type {
                             EventType::Deleted => None,
-                            _ => Some(Stored { revision: batch_revision, value: e.object.clone() }),
+                            _ => Some(Stored { revision: batch_revision, value: e.object.clone(), json: e.object_json.clone() }),
                         })
                         .collect();
                     state.publish(batch_revision, events);
@@ -143,24 +143,31 @@ fn stage(
         };
         check(&write.key, write.precondition, current.as_ref())?;
         let previous = current.map(|c| c.value);
-        let (event_type, object) = match write.action {
+        let (event_type, object, object_json) = match write.action {
             Action::Put(build) => {
                 let object = Arc::new(build(revision));
-                local.insert(write.key.clone(), Some(Stored { revision, value: object.clone() }));
-                (if previous.is_some() { EventType::Modified } else { EventType::Added }, object)
+                let json = to_json(&object);
+                local.insert(write.key.clone(), Some(Stored { revision, value: object.clone(), json: json.clone() }));
+                (if previous.is_some() { EventType::Modified } else { EventType::Added }, object, json)
             }
             Action::Delete(build) => {
                 if previous.is_none() {
                     return Err(StoreError::NotFound(write.key));
                 }
                 local.insert(write.key.clone(), None);
-                (EventType::Deleted, Arc::new(build(revision)))
+                let object = Arc::new(build(revision));
+                let json = to_json(&object);
+                (EventType::Deleted, object, json)
             }
         };
-        events.push(Event { revision, key: write.key, event_type, object, previous });
+        events.push(Event { revision, key: write.key, event_type, object, object_json, previous });
     }
     overlay.extend(local);
     Ok((revision, events))
+}
+
+fn to_json(value: &Value) -> bytes::Bytes {
+    serde_json::to_vec(value).expect("a JSON value always serializes").into()
 }
 
 fn check(key: &str, precondition: Precondition, current: Option<&Stored>) -> Result<(), StoreError> {
@@ -191,8 +198,7 @@ fn persist<'a>(
                         delete.execute(params![event.key])?;
                     }
                     _ => {
-                        let bytes = serde_json::to_vec(&*event.object).expect("a JSON value always serializes");
-                        put.execute(params![event.key, *batch_revision as i64, bytes])?;
+                        put.execute(params![event.key, *batch_revision as i64, &event.object_json[..]])?;
                     }
                 }
             }

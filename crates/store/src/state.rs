@@ -23,6 +23,8 @@ pub struct Event {
     pub event_type: EventType,
     /// The new object (for `Deleted`, the object as it was deleted).
     pub object: Arc<Value>,
+    /// `object` serialized as JSON (made once, shared by every watcher).
+    pub object_json: bytes::Bytes,
     /// The object before the change, if it existed: selector-filtered watches need it to tell
     /// "stopped matching" from "never matched".
     pub previous: Option<Arc<Value>>,
@@ -69,7 +71,7 @@ impl State {
                     self.objects.remove(&event.key);
                 }
                 _ => {
-                    let stored = Stored { revision: event.revision, value: event.object.clone() };
+                    let stored = Stored { revision: event.revision, value: event.object.clone(), json: event.object_json.clone() };
                     self.objects.insert(event.key.clone(), stored);
                 }
             }

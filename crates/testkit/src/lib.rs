@@ -1,0 +1,192 @@
+//! Test support: start the real `frontdoor up` on a free loopback port with its own data
+//! directory, and run the real kubectl (any installed version) against it.
+//!
+//! [`Frontdoor`] is an RAII guard: dropping it kills the process it started (by PID) and removes
+//! its temporary directory. Waiting is always "until a condition holds or a deadline passes".
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `frontdoor up`.
+pub struct Frontdoor {
+    child: Child,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    /// `127.0.0.1:<port>` the API server listens on.
+    pub address: String,
+    /// How long the process took from spawn to "ready".
+    pub startup: Duration,
+}
+
+impl Frontdoor {
+    /// Starts `binary up` on 127.0.0.1 with a fresh data directory.
+    pub fn start(binary: &Path) -> Frontdoor {
+        let dir = tempfile::Builder::new().prefix("frontdoor-test-").tempdir().expect("temp dir");
+        let (child, address, startup) = spawn(binary, dir.path(), "127.0.0.1:0");
+        Frontdoor { child, binary: binary.to_path_buf(), dir, address, startup }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything) and starts it again on the
+    /// same address and data directory.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, address, startup) = spawn(&self.binary, self.dir.path(), &self.address.clone());
+        self.child = child;
+        self.address = address;
+        self.startup = startup;
+    }
+
+    /// The PID of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs kubectl `version` (e.g. "1.32", or "" for the dispatcher) with `args`.
+    pub fn kubectl(&self, version: &str, args: &[&str]) -> Output {
+        self.kubectl_with_stdin(version, args, None)
+    }
+
+    pub fn kubectl_with_stdin(&self, version: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        self.kubectl_full(version, args, stdin, &[])
+    }
+
+    /// kubectl with standard input and extra environment variables (e.g. `KUBE_EDITOR`).
+    pub fn kubectl_full(&self, version: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+        let mut command = kubectl_command(version);
+        command.envs(env.iter().copied());
+        command.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", self.dir.path());
+        command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("kubectl runs");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl finishes")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test with kubectl's stderr if it failed.
+    pub fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
+        let output = self.kubectl(version, args);
+        assert!(
+            output.status.success(),
+            "kubectl {version} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn kubectl_err(&self, version: &str, args: &[&str]) -> String {
+        let output = self.kubectl(version, args);
+        assert!(!output.status.success(), "kubectl {version} {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// The bearer token and CA for direct HTTPS clients.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("token")).expect("token").trim().to_string()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// `curl` against the API server with the right CA and token; returns (HTTP code, body).
+    pub fn curl(&self, method: &str, path: &str, content_type: &str, body: Option<&str>) -> (u16, String) {
+        let url = format!("https://{}{path}", self.address);
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.ca_path())
+            .args(["-H", &format!("Authorization: Bearer {}", self.token()), "-X", method, &url]);
+        if let Some(body) = body {
+            command.args(["-H", &format!("Content-Type: {content_type}"), "--data-binary", body]);
+        }
+        let output = command.output().expect("curl runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for Frontdoor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(binary: &Path, dir: &Path, listen: &str) -> (Child, String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .args(["up", "--listen", listen, "--data-dir"])
+        .arg(dir)
+        .arg("--kubeconfig-out")
+        .arg(dir.join("kubeconfig"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("frontdoor starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    let address = line
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("frontdoor did not report ready: {line:?}"))
+        .to_string();
+    // Keep draining stdout so the process never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address, started.elapsed())
+}
+
+/// The directory holding the versioned kubectl binaries (`kubectl.1.27` … `kubectl.1.33`).
+pub fn kubectl_dir() -> PathBuf {
+    let which = Command::new("sh").args(["-c", "readlink -f \"$(command -v kubectl)\""]).output().expect("sh");
+    let path = PathBuf::from(String::from_utf8_lossy(&which.stdout).trim());
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn kubectl_command(version: &str) -> Command {
+    if version.is_empty() {
+        return Command::new("kubectl");
+    }
+    Command::new(kubectl_dir().join(format!("kubectl.{version}")))
+}
+
+/// The kubectl versions every compatibility test runs with.
+pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.32", "1.33"];
+
+/// Polls `condition` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The path of a manifest under `tests/e2e/manifests`.
+pub fn manifest(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/manifests").join(name)
+}
