@@ -289,6 +289,7 @@ impl Registry {
             return Ok(next);
         }
         let key = at.key();
+        let final_state = next.clone();
         let namespace_finalizing = next.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
             && resource.kind == "Namespace";
         let batch = if current.value.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&next).is_empty() && !namespace_finalizing {
@@ -296,8 +297,9 @@ impl Registry {
         } else {
             Batch::new().put(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)))
         };
-        let (_, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, at.name))?;
-        Ok(stored.into_iter().next().flatten().map(|s| (*s.value).clone()).unwrap_or_else(|| json!({})))
+        let (revision, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, at.name))?;
+        // A write that removed the last finalizer deleted the object: answer with its final state.
+        Ok(stored.into_iter().next().flatten().map(|s| (*s.value).clone()).unwrap_or_else(|| stamp(final_state, revision)))
     }
 
     /// Applies a patch of `content_type` to an object or its subresource, retrying on conflicts.

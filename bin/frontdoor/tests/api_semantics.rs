@@ -1,0 +1,160 @@
+//! API machinery semantics through the real binary: paging, watch resume and expiry, dry runs,
+//! field validation warnings, subresources, server-side apply, collections.
+
+use std::time::Duration;
+
+use frontdoor_testkit::{wait_until, Frontdoor};
+use serde_json::Value;
+
+fn start() -> Frontdoor {
+    Frontdoor::start(env!("CARGO_BIN_EXE_frontdoor").as_ref())
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn create_configmaps(fd: &Frontdoor, count: usize) {
+    let items: Vec<Value> = (0..count)
+        .map(|i| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i:04}")}, "data": {"i": i.to_string()}}))
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let out = fd.kubectl_with_stdin("1.32", &["create", "-f", "-"], Some(&list));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn lists_page_with_limit_and_continue() {
+    let fd = start();
+    create_configmaps(&fd, 1203);
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let path = format!("/api/v1/namespaces/default/configmaps?limit=500&continue={token}");
+        let (code, body) = fd.curl("GET", &path, "", None);
+        assert_eq!(code, 200, "{body}");
+        let page = json(&body);
+        pages += 1;
+        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        match page["metadata"]["continue"].as_str() {
+            Some(next) if !next.is_empty() => {
+                assert!(page["metadata"]["remainingItemCount"].as_u64().unwrap() > 0);
+                token = next.to_string();
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..1203).map(|i| format!("cm-{i:04}")).collect();
+    assert_eq!(names, expected);
+    // kubectl pages transparently (limit=500) and prints every object once.
+    let printed = fd.kubectl_ok("1.32", &["get", "configmaps", "-o", "name"]);
+    assert_eq!(printed.lines().filter(|l| l.starts_with("configmap/cm-")).count(), 1203);
+    let (code, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps?limit=5&continue=zz", "", None);
+    assert_eq!(code, 400, "{body}");
+}
+
+#[test]
+fn watch_resumes_from_a_resource_version_and_expires_outside_the_window() {
+    let fd = start();
+    let (_, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps", "", None);
+    let start_rv: u64 = json(&body)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    create_configmaps(&fd, 3);
+    // Watch from before the creates: the three ADDED events replay, then the stream times out.
+    let (code, body) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={start_rv}&timeoutSeconds=1"), "", None);
+    assert_eq!(code, 200);
+    let events: Vec<Value> = body.lines().map(json).collect();
+    assert_eq!(events.len(), 3, "{body}");
+    assert!(events.iter().all(|e| e["type"] == "ADDED"));
+    // With selectors, an object that stops matching arrives as DELETED.
+    let (_, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps", "", None);
+    let rv = json(&body)["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    fd.kubectl_ok("1.32", &["label", "cm", "cm-0001", "team=a"]);
+    fd.kubectl_ok("1.32", &["label", "cm", "cm-0001", "team=b", "--overwrite"]);
+    let (_, body) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&labelSelector=team%3Da&timeoutSeconds=1"), "", None);
+    let types: Vec<String> = body.lines().map(|l| json(l)["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(types, ["ADDED", "DELETED"], "{body}");
+    // Too old: an ERROR event with a 410 Expired Status, as upstream.
+    let mut small = fd;
+    drop(small.kubectl_ok("1.32", &["get", "ns"]));
+    small.kill_and_restart();
+    let (_, body) = small.curl("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1&timeoutSeconds=1", "", None);
+    let event = json(body.lines().next().unwrap_or("null"));
+    assert_eq!(event["type"], "ERROR", "{body}");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+}
+
+#[test]
+fn bookmarks_arrive_when_asked_for() {
+    let fd = start();
+    let (_, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1", "", None);
+    let bookmark = json(body.lines().last().unwrap_or("null"));
+    assert_eq!(bookmark["type"], "BOOKMARK", "{body}");
+    assert_eq!(bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+}
+
+#[test]
+fn dry_run_and_field_validation_warn() {
+    let fd = start();
+    let service = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":[{"port":80}],"colour":"blue"}}"#;
+    let (code, body) = fd.curl("POST", "/api/v1/namespaces/default/services?dryRun=All&fieldValidation=Ignore", "application/json", Some(service));
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(fd.curl("GET", "/api/v1/namespaces/default/services/web", "", None).0, 404, "a dry run stores nothing");
+    let out = fd.kubectl_with_stdin("1.32", &["apply", "--validate=warn", "-f", "-"], Some(&service.replace(r#""colour":"blue""#, r#""colour":"blue","type":"ClusterIP""#)));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("unknown field \"spec.colour\""), "{stderr}");
+}
+
+#[test]
+fn scale_status_and_server_side_apply() {
+    let fd = start();
+    fd.kubectl_ok("1.32", &["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    assert_eq!(fd.kubectl_ok("1.32", &["scale", "deployment", "web", "--replicas=5"]).trim(), "deployment.apps/web scaled");
+    let replicas = fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]);
+    assert_eq!(replicas, "5 2");
+    let (code, body) = fd.curl("GET", "/apis/apps/v1/namespaces/default/deployments/web/scale", "", None);
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["spec"]["replicas"], 5);
+    assert_eq!(json(&body)["kind"], "Scale");
+    // Status is written only through the status subresource.
+    let patch = r#"{"status":{"replicas":7}}"#;
+    fd.curl("PATCH", "/apis/apps/v1/namespaces/default/deployments/web", "application/merge-patch+json", Some(patch));
+    assert_eq!(fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.status.replicas}"]), "");
+    let (code, _) = fd.curl("PATCH", "/apis/apps/v1/namespaces/default/deployments/web/status", "application/merge-patch+json", Some(patch));
+    assert_eq!(code, 200);
+    assert_eq!(fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.status.replicas} {.metadata.generation}"]), "7 2");
+    // Server-side apply creates, then updates the fields it names.
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n";
+    let out = fd.kubectl_with_stdin("1.32", &["apply", "--server-side", "-f", "-"], Some(manifest));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fd.kubectl_with_stdin("1.32", &["apply", "--server-side", "-f", "-"], Some(&manifest.replace("\"1\"", "\"2\"")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fd.kubectl_ok("1.32", &["get", "cm", "ssa", "-o", "jsonpath={.data.a}"]), "2");
+}
+
+#[test]
+fn collections_generate_name_and_finalizers() {
+    let fd = start();
+    let generated = r#"{"metadata":{"generateName":"job-"},"data":{}}"#;
+    let (code, body) = fd.curl("POST", "/api/v1/namespaces/default/configmaps", "application/json", Some(generated));
+    assert_eq!(code, 201);
+    let name = json(&body)["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("job-") && name.len() == 9, "{name}");
+    create_configmaps(&fd, 4);
+    fd.kubectl_ok("1.32", &["label", "cm", "cm-0000", "cm-0001", "group=x"]);
+    let (code, _) = fd.curl("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=group%3Dx", "", None);
+    assert_eq!(code, 200);
+    let left = fd.kubectl_ok("1.32", &["get", "cm", "-o", "name"]);
+    assert!(!left.contains("cm-0000") && !left.contains("cm-0001") && left.contains("cm-0002"), "{left}");
+    // A finalizer holds deletion until it is removed.
+    let held = r#"{"metadata":{"name":"held","finalizers":["example.com/hold"]}}"#;
+    fd.curl("POST", "/api/v1/namespaces/default/configmaps", "application/json", Some(held));
+    fd.kubectl_ok("1.32", &["delete", "cm", "held", "--wait=false"]);
+    let stamp = fd.kubectl_ok("1.32", &["get", "cm", "held", "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    assert!(!stamp.is_empty());
+    fd.kubectl_ok("1.32", &["patch", "cm", "held", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    assert!(wait_until(Duration::from_secs(5), || !fd.kubectl("1.32", &["get", "cm", "held"]).status.success()));
+}
