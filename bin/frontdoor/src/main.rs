@@ -37,6 +37,12 @@ struct UpArgs {
     /// Where to write the kubeconfig (default: <data-dir>/kubeconfig).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// ClusterIP range for Services.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// NodePort range for NodePort and LoadBalancer Services.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// How many recent changes watches can resume from.
     #[arg(long, default_value_t = 100_000)]
     watch_window: usize,
@@ -63,6 +69,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = ApiServerConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
+        service_cidr: args.service_cidr.clone(),
+        node_port_range: args.service_node_port_range.clone(),
         store: StoreConfig { event_window: args.watch_window, ..StoreConfig::default() },
     };
     let server = frontdoor_apiserver::start(config).await.context("starting the API server")?;

@@ -13,6 +13,7 @@
 //! This crate never programs the kernel and never runs pods: it stores desired state.
 #![forbid(unsafe_code)]
 
+mod allocation;
 mod body;
 mod discovery;
 pub mod errors;
@@ -54,6 +55,10 @@ pub const KUBERNETES_MINOR: &str = "33";
 #[derive(Debug, Clone)]
 pub struct ApiServerConfig {
     pub listen: SocketAddr,
+    /// Service ClusterIP range (`--service-cidr`, default 10.96.0.0/12).
+    pub service_cidr: String,
+    /// NodePort range (`--service-node-port-range`, default 30000-32767).
+    pub node_port_range: String,
     pub data_dir: PathBuf,
     pub store: StoreConfig,
 }
@@ -83,6 +88,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Network(#[from] allocation::NetworkError),
     #[error("bootstrap failed: {0}")]
     Bootstrap(String),
 }
@@ -93,7 +100,8 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
     let started = Instant::now();
     std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     let store = Store::open(&config.data_dir.join("state.db"), config.store.clone())?;
-    let registry = Registry::new(store);
+    let network = allocation::ServiceNetwork::new(&config.service_cidr, &config.node_port_range)?;
+    let registry = Registry::new(store, network);
     lifecycle::ensure_builtin_namespaces(&registry).await.map_err(|e| StartError::Bootstrap(e.message))?;
 
     let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;

@@ -99,6 +99,10 @@ struct Collector {
 impl Collector {
     fn index(&mut self, key: &str, object: &Value) {
         self.unindex(key);
+        if locate(key).is_none() {
+            // Internal records (allocations) have no owners and are never owners.
+            return;
+        }
         let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
         let owners = owner_uids(object);
         for owner in &owners {

@@ -11,6 +11,7 @@ use frontdoor_store::{Batch, Precondition, Revision, Store, StoreError, Stored};
 
 use crate::errors::{ApiError, ApiResult, Cause};
 use crate::request::{collection_prefix, object_key};
+use crate::allocation::{self, Plan, ServiceNetwork};
 use crate::{kinds, patch, validation};
 
 /// How many times a patch is retried when the object changes underneath it.
@@ -37,7 +38,11 @@ pub struct DeleteOptions {
 #[derive(Clone)]
 pub struct Registry {
     pub store: Store,
+    pub network: Arc<ServiceNetwork>,
 }
+
+/// How often a write is retried when a ClusterIP or NodePort we chose was taken concurrently.
+const ALLOCATION_RETRIES: usize = 8;
 
 /// Where an object lives: resource, namespace (for namespaced kinds) and name.
 #[derive(Debug, Clone)]
@@ -93,8 +98,42 @@ fn generated_suffix() -> String {
 }
 
 impl Registry {
-    pub fn new(store: Store) -> Registry {
-        Registry { store }
+    pub fn new(store: Store, network: ServiceNetwork) -> Registry {
+        Registry { store, network: Arc::new(network) }
+    }
+
+    /// The allocation plan of a Service write (`None` for other kinds).
+    fn plan(&self, resource: &ResourceType, old: Option<&Value>, new: Option<&mut Value>) -> ApiResult<Option<Plan>> {
+        if resource.kind != "Service" || resource.group != "" {
+            return Ok(None);
+        }
+        match new {
+            Some(new) => allocation::plan(&self.network, &self.store, old, new).map(Some),
+            None => Ok(old.map(allocation::release_all)),
+        }
+    }
+
+    /// Commits `batch` plus the plan's writes; on a clash over a value we chose, asks for a retry
+    /// (`Ok(None)`); a clash over a value the user asked for is their error.
+    async fn commit_with_plan(
+        &self,
+        resource: &ResourceType,
+        name: &str,
+        mut batch: Batch,
+        plan: Option<&Plan>,
+    ) -> ApiResult<Option<(Revision, Vec<Option<Stored>>)>> {
+        let service_ref = batch.writes.first().map(|w| w.key.clone()).unwrap_or_default();
+        if let Some(plan) = plan {
+            batch.writes.extend(plan.writes(&service_ref));
+        }
+        match self.store.commit(batch).await {
+            Ok(done) => Ok(Some(done)),
+            Err(StoreError::AlreadyExists(key)) if Plan::is_allocation(&key) => match plan.and_then(|p| p.clash(&key, name)) {
+                Some(error) => Err(error),
+                None => Ok(None),
+            },
+            Err(e) => Err(ApiError::from_store(e, resource, name)),
+        }
     }
 
     pub fn get(&self, at: &ObjectRef) -> ApiResult<Stored> {
@@ -217,15 +256,21 @@ impl Registry {
         let name = meta_str(&object, "name").unwrap_or("").to_string();
         self.check_namespace_open(resource, namespace.as_deref(), &name)?;
         let key = object_key(resource, namespace.as_deref(), &name);
-        if options.dry_run {
-            if self.store.get(&key).is_some() {
-                return Err(ApiError::already_exists(resource, &name));
-            }
-            return Ok(object);
+        if self.store.get(&key).is_some() {
+            return Err(ApiError::already_exists(resource, &name));
         }
-        let batch = Batch::new().put(key, Precondition::Absent, Box::new(move |rev| stamp(object, rev)));
-        let (_, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, &name))?;
-        Ok(stored_value(stored))
+        for _ in 0..ALLOCATION_RETRIES {
+            let mut attempt = object.clone();
+            let plan = self.plan(resource, None, Some(&mut attempt))?;
+            if options.dry_run {
+                return Ok(attempt);
+            }
+            let batch = Batch::new().put(key.clone(), Precondition::Absent, Box::new(move |rev| stamp(attempt, rev)));
+            if let Some((_, stored)) = self.commit_with_plan(resource, &name, batch, plan.as_ref()).await? {
+                return Ok(stored_value(stored));
+            }
+        }
+        Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
     }
 
     /// Replaces an object (PUT), or its status or scale subresource.
@@ -285,21 +330,28 @@ impl Registry {
         if comparable(&next) == comparable(&current.value) {
             return Ok((*current.value).clone());
         }
-        if options.dry_run {
-            return Ok(next);
-        }
         let key = at.key();
-        let final_state = next.clone();
         let namespace_finalizing = next.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
             && resource.kind == "Namespace";
-        let batch = if current.value.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&next).is_empty() && !namespace_finalizing {
-            Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)))
-        } else {
-            Batch::new().put(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)))
-        };
-        let (revision, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, at.name))?;
-        // A write that removed the last finalizer deleted the object: answer with its final state.
-        Ok(stored.into_iter().next().flatten().map(|s| (*s.value).clone()).unwrap_or_else(|| stamp(final_state, revision)))
+        let deletes = current.value.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&next).is_empty() && !namespace_finalizing;
+        for _ in 0..ALLOCATION_RETRIES {
+            let mut attempt = next.clone();
+            let plan = if deletes { self.plan(resource, Some(&current.value), None)? } else { self.plan(resource, Some(&current.value), Some(&mut attempt))? };
+            if options.dry_run {
+                return Ok(attempt);
+            }
+            let final_state = attempt.clone();
+            let batch = if deletes {
+                Batch::new().delete(key.clone(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(attempt, rev)))
+            } else {
+                Batch::new().put(key.clone(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(attempt, rev)))
+            };
+            if let Some((revision, stored)) = self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await? {
+                // A write that removed the last finalizer deleted the object: answer with its final state.
+                return Ok(stored.into_iter().next().flatten().map(|s| (*s.value).clone()).unwrap_or_else(|| stamp(final_state, revision)));
+            }
+        }
+        Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
     }
 
     /// Applies a patch of `content_type` to an object or its subresource, retrying on conflicts.
@@ -426,12 +478,10 @@ impl Registry {
             let (_, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, at.name))?;
             return Ok(stored_value(stored));
         }
+        let plan = self.plan(resource, Some(&current.value), None)?;
         let batch = Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
-        match self.store.commit(batch).await {
-            Ok(_) => Ok((*current.value).clone()),
-            Err(StoreError::Conflict { .. }) => Err(ApiError::modified(resource, at.name)),
-            Err(e) => Err(ApiError::from_store(e, resource, at.name)),
-        }
+        self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await?;
+        Ok((*current.value).clone())
     }
 }
 
