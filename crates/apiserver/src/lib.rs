@@ -106,6 +106,7 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
 
     let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
     let local_addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
+    lifecycle::ensure_kubernetes_service(&registry, local_addr).await.map_err(|e| StartError::Bootstrap(e.message))?;
     let credentials = tls::load_or_create(&config.data_dir, &[local_addr.ip()])?;
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);

@@ -34,6 +34,55 @@ pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), crate:
     Ok(())
 }
 
+/// Creates (or refreshes) the `kubernetes` Service in `default`, at the first address of the
+/// service range, with an EndpointSlice and Endpoints pointing at the API server, as upstream's
+/// apiserver does for itself.
+pub async fn ensure_kubernetes_service(registry: &Registry, api: std::net::SocketAddr) -> Result<(), crate::errors::ApiError> {
+    let services = resources::lookup("", "v1", "services").expect("services are served");
+    let ip = registry.network.address(0).to_string();
+    let service = json!({
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "clusterIPs": [ip],
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api.port()}],
+            "sessionAffinity": "None",
+        },
+    });
+    let options = WriteOptions::default();
+    match registry.create(services, Some("default"), service, &options).await {
+        Ok(_) => {}
+        Err(e) if e.reason == "AlreadyExists" => {}
+        Err(e) => return Err(e),
+    }
+    let address = if api.ip().is_unspecified() { "127.0.0.1".to_string() } else { api.ip().to_string() };
+    let endpoints = json!({
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
+    });
+    for (group, plural, object) in [("", "endpoints", endpoints), ("discovery.k8s.io", "endpointslices", slice)] {
+        let resource = resources::lookup(group, "v1", plural).expect("served");
+        let at = ObjectRef { resource, namespace: Some("default"), name: "kubernetes" };
+        match registry.get(&at) {
+            Ok(_) => {
+                let patch = object.clone();
+                registry.patch(&at, crate::patch::MERGE, &patch, &options).await?;
+            }
+            Err(_) => {
+                registry.create(resource, Some("default"), object, &options).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where a stored object lives, read from its own metadata and the catalogue.
 fn locate(key: &str) -> Option<&'static ResourceType> {
     let qualified = key.split('/').next()?;
