@@ -1,99 +1,28 @@
 //! `cargo run --release -p frontdoor-bench`: the control-plane benchmark.
 //!
-//! Starts the real `frontdoor up` (release build, temporary data directory, free loopback port),
-//! opens 100 watches on Services, creates 10,000 Services with 32 concurrent clients (one
-//! HTTP/1.1 keep-alive connection each), lists them, and prints p50/p99 create latency, list
-//! latency, watch delivery latency (ack of the create → event at the watcher), start-to-ready
-//! and peak RSS, each with its target and with its ratio to a baseline measured in the same run
-//! (the p50 of an authenticated `GET /version` round trip on the same connections).
+//! Drives the real `frontdoor up` (release build, temporary data directory, free loopback port)
+//! over HTTPS, as separate clients would:
+//!
+//! 1. a same-run baseline: the p50 of an authenticated `GET /version` round trip;
+//! 2. 100 watchers on ConfigMaps while 32 clients create 10,000 ConfigMaps (no allocation);
+//! 3. 100 watchers on Services while 32 clients create 10,000 ClusterIP Services (each allocates a
+//!    ClusterIP in the same transaction) — the difference in create latency is what allocation costs;
+//! 4. lists of the 10,000 Services (JSON, and the Table page kubectl asks for);
+//!
+//! and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
+//! watcher), start-to-ready and peak RSS, each against its target and the baseline.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use frontdoor_testkit::{ApiClient, Frontdoor};
+use http_body_util::BodyExt;
 
-type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-const SERVICES: usize = 10_000;
+const OBJECTS: usize = 10_000;
 const CLIENTS: usize = 32;
 const WATCHERS: usize = 100;
-
-struct Server {
-    child: Child,
-    address: String,
-    token: String,
-    ca_pem: Vec<u8>,
-    ready_after: Duration,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary() -> std::path::PathBuf {
-    let here = std::env::current_exe().expect("current exe");
-    here.parent().expect("target dir").join("frontdoor")
-}
-
-fn start_server() -> Server {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let started = Instant::now();
-    let mut child = Command::new(binary())
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run target/release/frontdoor (build it with `cargo build --release -p frontdoor`)");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    let ready_after = started.elapsed();
-    std::thread::spawn(move || for _ in lines {});
-    let address = line.split("https://").nth(1).and_then(|r| r.split_whitespace().next()).expect("ready line").to_string();
-    let token = std::fs::read_to_string(dir.path().join("token")).expect("token").trim().to_string();
-    let ca_pem = std::fs::read(dir.path().join("ca.crt")).expect("ca");
-    Server { child, address, token, ca_pem, ready_after, _dir: dir }
-}
-
-fn client(ca_pem: &[u8], http2: bool) -> Https {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
-        roots.add(cert.expect("CA PEM")).expect("CA cert");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only();
-    let connector = if http2 { builder.enable_http2().build() } else { builder.enable_http1().build() };
-    let mut client = Client::builder(TokioExecutor::new());
-    client.pool_max_idle_per_host(1);
-    if http2 {
-        client.http2_only(true);
-    }
-    client.build(connector)
-}
-
-fn request(server: &Server, method: &str, path: &str, body: Option<String>) -> http::Request<Full<Bytes>> {
-    http::Request::builder()
-        .method(method)
-        .uri(format!("https://{}{path}", server.address))
-        .header("Authorization", format!("Bearer {}", server.token))
-        .header("Content-Type", "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .expect("request")
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -120,55 +49,52 @@ fn peak_rss_mib(pid: u32) -> f64 {
 fn report(name: &str, value: f64, unit: &str, target: f64, baseline: Option<f64>) {
     let vs_baseline = baseline.map(|b| format!("{:>8.1}x baseline", value / b)).unwrap_or_default();
     let verdict = if value <= target { "ok" } else { "OVER" };
-    println!("{name:<34} {value:>10.2} {unit:<3}  target < {target:<8} ({:>5.2} of target, {verdict}) {vs_baseline}", value / target);
+    println!("{name:<40} {value:>9.2} {unit:<3}  target < {target:<6} ({:>5.2} of target, {verdict}) {vs_baseline}", value / target);
 }
 
-#[tokio::main]
-async fn main() {
-    let server = start_server();
-    let pid = server.child.id();
-    let plain = client(&server.ca_pem, false);
+/// The object name in a watch event line, by a byte scan (the client must not starve the server).
+fn object_name(line: &[u8], prefix: &[u8]) -> Option<String> {
+    let needle = [b"\"name\":\"".as_slice(), prefix].concat();
+    let start = line.windows(needle.len()).position(|w| w == needle.as_slice())? + needle.len() - prefix.len();
+    let end = start + line[start..].iter().position(|b| *b == b'"')?;
+    Some(String::from_utf8_lossy(&line[start..end]).into_owned())
+}
 
-    // Same-run baseline: an authenticated round trip that does no storage work.
-    let mut baseline = Vec::new();
-    for _ in 0..200 {
-        let t = Instant::now();
-        let response = plain.request(request(&server, "GET", "/version", None)).await.expect("version");
-        let _ = response.into_body().collect().await;
-        baseline.push(t.elapsed());
-    }
-    baseline.sort();
-    let baseline_ms = ms(percentile(&baseline, 0.5));
+struct Phase {
+    creates: Vec<Duration>,
+    deliveries: Vec<Duration>,
+    wall: Duration,
+}
 
-    // Watchers: 100 watch streams, each on its own connection as separate clients would be.
-    let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(SERVICES)));
-    let delivery: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::with_capacity(SERVICES * WATCHERS)));
+/// Opens the watchers, runs the creates, waits for the watchers to see everything.
+async fn run_phase(server: &Frontdoor, collection: &str, prefix: &'static str, body: impl Fn(usize) -> String) -> Phase {
+    // name → None while the create is in flight, Some(when it was acknowledged) after.
+    let acked: Arc<Mutex<HashMap<String, Option<Instant>>>> = Arc::new(Mutex::new(HashMap::with_capacity(OBJECTS)));
+    let delivery: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::with_capacity(OBJECTS * WATCHERS)));
     let mut watchers = Vec::new();
     for _ in 0..WATCHERS {
-        let watch_client = client(&server.ca_pem, false);
-        let response = watch_client
-            .request(request(&server, "GET", "/api/v1/namespaces/default/services?watch=true&resourceVersion=0", None))
-            .await
-            .expect("watch");
+        let mut stream = ApiClient::new(server).stream(&format!("{collection}?watch=true&resourceVersion=0")).await;
         let (acked, delivery) = (acked.clone(), delivery.clone());
         watchers.push(tokio::spawn(async move {
-            let mut body = response.into_body();
             let mut buffer = Vec::new();
             let mut seen = 0;
-            while let Some(Ok(frame)) = body.frame().await {
+            while let Some(Ok(frame)) = stream.frame().await {
                 let Ok(data) = frame.into_data() else { continue };
                 let arrived = Instant::now();
                 buffer.extend_from_slice(&data);
                 while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buffer.drain(..=end).collect();
-                    // A byte scan, not a JSON parse: the benchmark client must not starve the server.
-                    let Some(name) = service_name(&line) else { continue };
-                    let sent = acked.lock().unwrap().get(&name).copied();
-                    if let Some(sent) = sent {
-                        delivery.lock().unwrap().push(arrived.saturating_duration_since(sent));
+                    let Some(name) = object_name(&line, prefix.as_bytes()) else { continue };
+                    // An event that arrives before its creator has read the acknowledgement was
+                    // delivered with no delay after the write was acknowledged.
+                    let acked_at = acked.lock().unwrap().get(&name).copied();
+                    match acked_at {
+                        Some(Some(at)) => delivery.lock().unwrap().push(arrived.saturating_duration_since(at)),
+                        Some(None) => delivery.lock().unwrap().push(Duration::ZERO),
+                        None => {}
                     }
                     seen += 1;
-                    if seen == SERVICES {
+                    if seen == OBJECTS {
                         return;
                     }
                 }
@@ -176,31 +102,22 @@ async fn main() {
         }));
     }
 
-    // Creates.
-    let created = Instant::now();
+    let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..CLIENTS {
-        let http = client(&server.ca_pem, false);
+        let client = ApiClient::new(server);
         let acked = acked.clone();
-        let requests: Vec<_> = (worker..SERVICES)
-            .step_by(CLIENTS)
-            .map(|i| {
-                let body = format!(
-                    r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"svc-{i}","labels":{{"app":"bench"}}}},"spec":{{"type":"NodePort","selector":{{"app":"bench-{i}"}},"ports":[{{"port":80,"targetPort":8080}}]}}}}"#
-                );
-                (format!("svc-{i}"), request(&server, "POST", "/api/v1/namespaces/default/services", Some(body)))
-            })
-            .collect();
+        let bodies: Vec<(String, String)> = (worker..OBJECTS).step_by(CLIENTS).map(|i| (format!("{prefix}{i}"), body(i))).collect();
+        let collection = collection.to_string();
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(requests.len());
-            for (name, req) in requests {
+            let mut latencies = Vec::with_capacity(bodies.len());
+            for (name, body) in bodies {
+                acked.lock().unwrap().insert(name.clone(), None);
                 let t = Instant::now();
-                let response = http.request(req).await.expect("create");
-                let status = response.status();
-                let _ = response.into_body().collect().await;
+                let (status, answer) = client.send("POST", &collection, Some(body)).await;
                 latencies.push(t.elapsed());
-                assert_eq!(status, 201, "create {name}");
-                acked.lock().unwrap().insert(name, Instant::now());
+                assert_eq!(status, 201, "create {name}: {}", String::from_utf8_lossy(&answer));
+                acked.lock().unwrap().insert(name, Some(Instant::now()));
             }
             latencies
         }));
@@ -209,60 +126,78 @@ async fn main() {
     for w in workers {
         creates.extend(w.await.expect("worker"));
     }
-    let create_wall = created.elapsed();
+    let wall = started.elapsed();
     creates.sort();
-
-    // Watch delivery: wait until every watcher saw every Service (bounded).
-    let _ = tokio::time::timeout(Duration::from_secs(60), futures_join(watchers)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        for w in watchers {
+            let _ = w.await;
+        }
+    })
+    .await;
     let mut deliveries = delivery.lock().unwrap().clone();
     deliveries.sort();
+    if deliveries.len() < OBJECTS * WATCHERS {
+        println!("warning: only {} of {} watch events arrived", deliveries.len(), OBJECTS * WATCHERS);
+    }
+    Phase { creates, deliveries, wall }
+}
 
-    // Lists: full JSON list and the Table kubectl asks for.
+#[tokio::main]
+async fn main() {
+    let binary = std::env::current_exe().expect("exe").parent().expect("target dir").join("frontdoor");
+    let server = Frontdoor::start(&binary);
+    let client = ApiClient::new(&server);
+
+    let mut baseline = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        client.send("GET", "/version", None).await;
+        baseline.push(t.elapsed());
+    }
+    baseline.sort();
+    let baseline_ms = ms(percentile(&baseline, 0.5));
+
+    let configmaps = run_phase(&server, "/api/v1/namespaces/default/configmaps", "cm-", |i| {
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"cm-{i}","labels":{{"app":"bench"}}}},"data":{{"port":"80","target":"8080"}}}}"#)
+    })
+    .await;
+    let services = run_phase(&server, "/api/v1/namespaces/default/services", "svc-", |i| {
+        format!(r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"svc-{i}","labels":{{"app":"bench"}}}},"spec":{{"selector":{{"app":"bench-{i}"}},"ports":[{{"port":80,"targetPort":8080}}]}}}}"#)
+    })
+    .await;
+
     let mut lists = Vec::new();
     let mut tables = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let response = plain.request(request(&server, "GET", "/api/v1/namespaces/default/services", None)).await.expect("list");
-        let bytes = response.into_body().collect().await.expect("list body").to_bytes();
+        let (_, bytes) = client.send("GET", "/api/v1/namespaces/default/services", None).await;
         lists.push(t.elapsed());
         let count = serde_json::from_slice::<serde_json::Value>(&bytes).expect("list json")["items"].as_array().map_or(0, Vec::len);
-        assert_eq!(count, SERVICES);
-        let mut table_request = request(&server, "GET", "/api/v1/namespaces/default/services?limit=500", None);
-        table_request.headers_mut().insert("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json".parse().unwrap());
+        assert_eq!(count, OBJECTS + 1, "the Services and `kubernetes`");
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
         let t = Instant::now();
-        let response = plain.request(table_request).await.expect("table");
-        let _ = response.into_body().collect().await;
+        client.send_with("GET", "/api/v1/namespaces/default/services?limit=500", "application/json", Bytes::new(), Some(table)).await;
         tables.push(t.elapsed());
     }
     lists.sort();
     tables.sort();
-    let rss = peak_rss_mib(pid);
+    let rss = peak_rss_mib(server.pid());
 
-    println!("frontdoor control-plane benchmark: {SERVICES} Services, {CLIENTS} clients, {WATCHERS} watchers");
-    println!("baseline: authenticated GET /version round trip p50 = {baseline_ms:.3} ms (same run, same connections)");
-    println!("creates: {:.0}/s over {:.2} s; watch events received: {}", SERVICES as f64 / create_wall.as_secs_f64(), create_wall.as_secs_f64(), deliveries.len());
-    report("start to ready", ms(server.ready_after), "ms", 300.0, None);
-    report("create latency p50", ms(percentile(&creates, 0.5)), "ms", 20.0, Some(baseline_ms));
-    report("create latency p99", ms(percentile(&creates, 0.99)), "ms", 20.0, Some(baseline_ms));
-    report("list 10,000 (JSON) median", ms(percentile(&lists, 0.5)), "ms", 200.0, Some(baseline_ms));
+    println!("frontdoor control-plane benchmark: {OBJECTS} objects per phase, {CLIENTS} clients, {WATCHERS} watchers");
+    println!("baseline: authenticated GET /version round trip p50 = {baseline_ms:.3} ms (same run)");
+    for (name, phase) in [("ConfigMaps", &configmaps), ("Services", &services)] {
+        println!("{name}: {:.0} creates/s, {} watch events", OBJECTS as f64 / phase.wall.as_secs_f64(), phase.deliveries.len());
+    }
+    report("start to ready", ms(server.startup), "ms", 300.0, None);
+    report("create ConfigMap p50 (no allocation)", ms(percentile(&configmaps.creates, 0.5)), "ms", 20.0, Some(baseline_ms));
+    report("create ConfigMap p99 (no allocation)", ms(percentile(&configmaps.creates, 0.99)), "ms", 20.0, Some(baseline_ms));
+    report("create Service p50", ms(percentile(&services.creates, 0.5)), "ms", 20.0, Some(baseline_ms));
+    report("create Service p99", ms(percentile(&services.creates, 0.99)), "ms", 20.0, Some(baseline_ms));
+    let allocation = ms(percentile(&services.creates, 0.99)) - ms(percentile(&configmaps.creates, 0.99));
+    println!("{:<40} {allocation:>9.2} ms   target < 1      (Service p99 - ConfigMap p99, same run)", "allocation cost at p99");
+    report("list 10,000 Services (JSON) median", ms(percentile(&lists, 0.5)), "ms", 200.0, Some(baseline_ms));
     report("list first page (Table, 500) median", ms(percentile(&tables, 0.5)), "ms", 200.0, Some(baseline_ms));
-    report("watch delivery p50", ms(percentile(&deliveries, 0.5)), "ms", 10.0, Some(baseline_ms));
-    report("watch delivery p99", ms(percentile(&deliveries, 0.99)), "ms", 10.0, Some(baseline_ms));
+    report("watch delivery p50 (Services)", ms(percentile(&services.deliveries, 0.5)), "ms", 10.0, Some(baseline_ms));
+    report("watch delivery p99 (Services)", ms(percentile(&services.deliveries, 0.99)), "ms", 10.0, Some(baseline_ms));
     report("peak RSS", rss, "MiB", 200.0, None);
-    if deliveries.len() < SERVICES * WATCHERS {
-        println!("warning: only {} of {} watch events arrived", deliveries.len(), SERVICES * WATCHERS);
-    }
-}
-
-fn service_name(line: &[u8]) -> Option<String> {
-    let needle = b"\"name\":\"svc-";
-    let start = line.windows(needle.len()).position(|w| w == needle)? + needle.len() - 4;
-    let end = start + line[start..].iter().position(|b| *b == b'"')?;
-    Some(String::from_utf8_lossy(&line[start..end]).into_owned())
-}
-
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
-    }
 }

@@ -5,6 +5,10 @@
 //! its temporary directory. Waiting is always "until a condition holds or a deadline passes".
 #![forbid(unsafe_code)]
 
+mod client;
+
+pub use client::ApiClient;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
