@@ -27,6 +27,8 @@ use crate::{table, ApiState};
 
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(15);
+/// How many already-waiting events one write may carry.
+const MAX_BATCH: usize = 256;
 /// Upper bound of a watch without `timeoutSeconds` (clients re-watch).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -186,8 +188,38 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
                 }
                 received = live.recv() => match received {
                     Ok(event) => {
+                        // Send every event that is already waiting in one write: under load this
+                        // turns many small frames (and TLS records) into one.
+                        let mut batch = bytes::BytesMut::new();
                         if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
-                            if sender.send(Ok(line)).await.is_err() { return; }
+                            batch.extend_from_slice(&line);
+                        }
+                        let mut lagged = false;
+                        for _ in 0..MAX_BATCH {
+                            match live.try_recv() {
+                                Ok(event) => {
+                                    if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
+                                        batch.extend_from_slice(&line);
+                                    }
+                                }
+                                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                                    lagged = true;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if !batch.is_empty() && sender.send(Ok(batch.freeze())).await.is_err() {
+                            return;
+                        }
+                        if lagged {
+                            let Ok(resumed) = store.watch(last_revision) else { return };
+                            for event in resumed.backlog {
+                                if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
+                                    if sender.send(Ok(line)).await.is_err() { return; }
+                                }
+                            }
+                            live = resumed.live;
                         }
                     }
                     // Fell behind the live queue: catch up from the event window. Past the
