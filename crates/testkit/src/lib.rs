@@ -23,14 +23,21 @@ pub struct Frontdoor {
     pub address: String,
     /// How long the process took from spawn to "ready".
     pub startup: Duration,
+    flags: Vec<String>,
 }
 
 impl Frontdoor {
     /// Starts `binary up` on 127.0.0.1 with a fresh data directory.
     pub fn start(binary: &Path) -> Frontdoor {
+        Frontdoor::start_with(binary, &[])
+    }
+
+    /// Starts with extra `frontdoor up` flags (e.g. a small `--service-node-port-range`).
+    pub fn start_with(binary: &Path, flags: &[&str]) -> Frontdoor {
         let dir = tempfile::Builder::new().prefix("frontdoor-test-").tempdir().expect("temp dir");
-        let (child, address, startup) = spawn(binary, dir.path(), "127.0.0.1:0");
-        Frontdoor { child, binary: binary.to_path_buf(), dir, address, startup }
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let (child, address, startup) = spawn(binary, dir.path(), "127.0.0.1:0", &flags);
+        Frontdoor { child, binary: binary.to_path_buf(), dir, address, startup, flags }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -46,7 +53,7 @@ impl Frontdoor {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, address, startup) = spawn(&self.binary, self.dir.path(), &self.address.clone());
+        let (child, address, startup) = spawn(&self.binary, self.dir.path(), &self.address.clone(), &self.flags);
         self.child = child;
         self.address = address;
         self.startup = startup;
@@ -134,11 +141,12 @@ impl Drop for Frontdoor {
     }
 }
 
-fn spawn(binary: &Path, dir: &Path, listen: &str) -> (Child, String, Duration) {
+fn spawn(binary: &Path, dir: &Path, listen: &str, flags: &[String]) -> (Child, String, Duration) {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .args(["up", "--listen", listen, "--data-dir"])
         .arg(dir)
+        .args(flags)
         .arg("--kubeconfig-out")
         .arg(dir.join("kubeconfig"))
         .stdout(Stdio::piped())
