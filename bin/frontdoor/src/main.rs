@@ -37,6 +37,10 @@ struct UpArgs {
     /// Where to write the kubeconfig (default: <data-dir>/kubeconfig).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Address the `kubernetes` Service's endpoints point at (must not be loopback; without it the
+    /// Service has no endpoints).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// ClusterIP range for Services.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
@@ -71,6 +75,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         service_cidr: args.service_cidr.clone(),
         node_port_range: args.service_node_port_range.clone(),
+        advertise_address: args.advertise_address,
         store: StoreConfig { event_window: args.watch_window, ..StoreConfig::default() },
     };
     let server = frontdoor_apiserver::start(config).await.context("starting the API server")?;

@@ -157,11 +157,14 @@ fn node_ports_outside_the_range_are_refused() {
 
 #[test]
 fn the_kubernetes_service_points_at_the_api_server() {
-    let fd = Frontdoor::start(binary());
+    // A documentation address (TEST-NET-1): the test only reads it back, nothing is sent there.
+    let fd = Frontdoor::start_with(binary(), &["--advertise-address", "192.0.2.10"]);
     let row = fd.kubectl_ok("1.32", &["get", "svc", "kubernetes", "--no-headers"]);
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[..5], ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]);
     let port = fd.address.rsplit(':').next().unwrap();
     let endpoints = fd.kubectl_ok("1.32", &["get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes", "-o", "jsonpath={.items[0].ports[0].port}"]);
     assert_eq!(endpoints, port);
+    let endpoints = fd.kubectl_ok("1.32", &["get", "endpoints", "kubernetes", "--no-headers"]);
+    assert!(endpoints.starts_with(&format!("kubernetes   192.0.2.10:{port}")), "{endpoints}");
 }

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use frontdoor_resources::ResourceType;
 
+use crate::errors::Cause;
 use crate::validation::NameRule;
 
 /// Which rule the kind's names follow (upstream's `ValidateXName`).
@@ -129,4 +130,27 @@ fn carry_generation(resource: &ResourceType, old: &Value, new: &mut Value) {
     };
     let bump = changed(old) != changed(new);
     new["metadata"]["generation"] = json!(if bump { generation + 1 } else { generation });
+}
+
+/// Upstream's defaulting for the kind (`old` on update: server-owned fields the client left out
+/// are kept).
+pub fn default(resource: &ResourceType, object: &mut Value, old: Option<&Value>) {
+    if (resource.group, resource.kind) == ("", "Service") {
+        frontdoor_validation::service::default(object, old);
+    }
+}
+
+/// The kind's own validation rules, as field causes.
+pub fn validate(resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> Vec<Cause> {
+    use frontdoor_validation::{endpoints, endpointslice, ingress, service};
+    let errors = match (resource.group, resource.kind, status) {
+        ("", "Service", false) => service::validate(object, old),
+        ("", "Service", true) => service::validate_status(object, old),
+        ("", "Endpoints", _) => endpoints::validate(object, old),
+        ("discovery.k8s.io", "EndpointSlice", _) => endpointslice::validate(object, old),
+        ("networking.k8s.io", "Ingress", false) => ingress::validate(object, old),
+        ("networking.k8s.io", "IngressClass", _) => ingress::validate_class(object, old),
+        _ => Vec::new(),
+    };
+    errors.into_iter().map(|e| Cause { reason: e.reason, field: e.field, message: e.message }).collect()
 }

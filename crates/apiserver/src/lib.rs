@@ -59,6 +59,8 @@ pub struct ApiServerConfig {
     pub service_cidr: String,
     /// NodePort range (`--service-node-port-range`, default 30000-32767).
     pub node_port_range: String,
+    /// The address the `kubernetes` Service's endpoints point at (not loopback).
+    pub advertise_address: Option<std::net::IpAddr>,
     pub data_dir: PathBuf,
     pub store: StoreConfig,
 }
@@ -106,7 +108,7 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
 
     let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
     let local_addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
-    lifecycle::ensure_kubernetes_service(&registry, local_addr).await.map_err(|e| StartError::Bootstrap(e.message))?;
+    lifecycle::ensure_kubernetes_service(&registry, local_addr, config.advertise_address).await.map_err(|e| StartError::Bootstrap(e.message))?;
     let credentials = tls::load_or_create(&config.data_dir, &[local_addr.ip()])?;
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);

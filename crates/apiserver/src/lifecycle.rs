@@ -37,7 +37,10 @@ pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), crate:
 /// Creates (or refreshes) the `kubernetes` Service in `default`, at the first address of the
 /// service range, with an EndpointSlice and Endpoints pointing at the API server, as upstream's
 /// apiserver does for itself.
-pub async fn ensure_kubernetes_service(registry: &Registry, api: std::net::SocketAddr) -> Result<(), crate::errors::ApiError> {
+///
+/// The endpoints need an address pods can reach (`advertise`); upstream refuses loopback
+/// endpoints, so with none given the Service has no endpoints.
+pub async fn ensure_kubernetes_service(registry: &Registry, api: std::net::SocketAddr, advertise: Option<std::net::IpAddr>) -> Result<(), crate::errors::ApiError> {
     let services = resources::lookup("", "v1", "services").expect("services are served");
     let ip = registry.network.address(0).to_string();
     let service = json!({
@@ -56,7 +59,7 @@ pub async fn ensure_kubernetes_service(registry: &Registry, api: std::net::Socke
         Err(e) if e.reason == "AlreadyExists" => {}
         Err(e) => return Err(e),
     }
-    let address = if api.ip().is_unspecified() { "127.0.0.1".to_string() } else { api.ip().to_string() };
+    let Some(address) = advertise.map(|a| a.to_string()) else { return Ok(()) };
     let endpoints = json!({
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}]}],

@@ -187,7 +187,9 @@ impl Registry {
         Ok(())
     }
 
-    fn validate(&self, resource: &ResourceType, object: &Value) -> ApiResult<()> {
+    /// Type check, metadata rules and the kind's own validation (`old` on update; `status` for a
+    /// status-subresource write).
+    fn validate(&self, resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> ApiResult<()> {
         kinds::check_types(resource, object).map_err(|e| {
             ApiError::bad_request(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
@@ -195,7 +197,8 @@ impl Registry {
                 version = resource.version
             ))
         })?;
-        let causes = validation::validate_metadata(object, kinds::name_rule(resource), resource.namespaced);
+        let mut causes = validation::validate_metadata(object, kinds::name_rule(resource), resource.namespaced);
+        causes.extend(kinds::validate(resource, object, old, status));
         self.invalid_if_any(resource, object, causes)
     }
 
@@ -251,7 +254,8 @@ impl Registry {
         metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         kinds::prepare_for_create(resource, &mut object);
-        self.validate(resource, &object)?;
+        kinds::default(resource, &mut object, None);
+        self.validate(resource, &object, None, false)?;
         let namespace = meta_str(&object, "namespace").map(String::from);
         let name = meta_str(&object, "name").unwrap_or("").to_string();
         self.check_namespace_open(resource, namespace.as_deref(), &name)?;
@@ -326,7 +330,9 @@ impl Registry {
         }
         next["apiVersion"] = json!(resource.api_version());
         next["kind"] = json!(resource.kind);
-        self.validate(resource, &next)?;
+        kinds::default(resource, &mut next, Some(&current.value));
+        let status = options.subresource.as_deref() == Some("status");
+        self.validate(resource, &next, Some(&current.value), status)?;
         if comparable(&next) == comparable(&current.value) {
             return Ok((*current.value).clone());
         }
