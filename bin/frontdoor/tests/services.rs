@@ -168,3 +168,121 @@ fn the_kubernetes_service_points_at_the_api_server() {
     let endpoints = fd.kubectl_ok("1.32", &["get", "endpoints", "kubernetes", "--no-headers"]);
     assert!(endpoints.starts_with(&format!("kubernetes   192.0.2.10:{port}")), "{endpoints}");
 }
+
+fn apply_stdin(fd: &Frontdoor, manifest: &str) -> (bool, String) {
+    let out = fd.kubectl_with_stdin("1.32", &["apply", "-f", "-"], Some(manifest));
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn seed_services_print_as_the_articles_show() {
+    let fd = Frontdoor::start(binary());
+    fd.kubectl_ok("1.32", &["apply", "-f", manifest("seed3-devgains.yaml").to_str().unwrap()]);
+    fd.kubectl_ok("1.32", &["apply", "-f", manifest("seed0-service-types.yaml").to_str().unwrap()]);
+    let headless = "apiVersion: v1\nkind: Service\nmetadata:\n  name: db\nspec:\n  clusterIP: None\n  selector:\n    app: db\n  ports:\n  - port: 5432\n";
+    assert!(apply_stdin(&fd, headless).0);
+    let table = fd.kubectl_ok("1.32", &["get", "svc", "--no-headers"]);
+    let row = |name: &str| -> Vec<String> {
+        table.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {table}")).split_whitespace().map(String::from).collect()
+    };
+    let in_range = |ip: &str| ip.starts_with("10.") && { let o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap()).collect(); (96..=111).contains(&o[1]) };
+    let api = row("api");
+    assert_eq!((api[1].as_str(), api[3].as_str(), api[4].as_str()), ("ClusterIP", "<none>", "80/TCP"));
+    assert!(in_range(&api[2]), "{api:?}");
+    let nodeport = row("api-nodeport");
+    assert_eq!((nodeport[1].as_str(), nodeport[4].as_str()), ("NodePort", "80:30080/TCP"));
+    let public = row("api-public");
+    assert_eq!((public[1].as_str(), public[3].as_str()), ("LoadBalancer", "<pending>"));
+    let port: u16 = public[4].strip_prefix("443:").and_then(|p| p.strip_suffix("/TCP")).unwrap().parse().unwrap();
+    assert!((30000..=32767).contains(&port));
+    let external = row("external-db");
+    assert_eq!((external[1].as_str(), external[2].as_str(), external[3].as_str(), external[4].as_str()), ("ExternalName", "<none>", "db.example.com", "<none>"));
+    assert_eq!(row("db")[2], "None");
+
+    let describe = fd.kubectl_ok("1.32", &["describe", "svc", "api-nodeport"]);
+    for line in ["Selector:                 app=api", "Type:                     NodePort", "Port:                     <unset>  80/TCP", "TargetPort:               8080/TCP", "NodePort:                 <unset>  30080/TCP", "Endpoints:                <none>", "Session Affinity:         None", "External Traffic Policy:  Cluster"] {
+        assert!(describe.contains(line), "missing {line:?} in\n{describe}");
+    }
+    assert!(describe.contains(&format!("IP:                       {}", nodeport[2])), "{describe}");
+
+    // Status only through the status subresource; then EXTERNAL-IP shows the address.
+    let status = r#"{"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.24"}]}}}"#;
+    fd.kubectl_ok("1.32", &["patch", "svc", "api-public", "--type=merge", "-p", status]);
+    assert_eq!(row_of(&fd, "api-public")[3], "<pending>");
+    fd.kubectl_ok("1.32", &["patch", "svc", "api-public", "--subresource=status", "--type=merge", "-p", status]);
+    assert_eq!(row_of(&fd, "api-public")[3], "203.0.113.24");
+}
+
+fn row_of(fd: &Frontdoor, name: &str) -> Vec<String> {
+    fd.kubectl_ok("1.32", &["get", "svc", name, "--no-headers"]).split_whitespace().map(String::from).collect()
+}
+
+#[test]
+fn type_changes_in_both_directions_allocate_and_free() {
+    let fd = Frontdoor::start(binary());
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: flip\nspec:\n  type: NodePort\n  selector:\n    app: flip\n  ports:\n  - port: 80\n    nodePort: 30100\n";
+    assert!(apply_stdin(&fd, svc).0);
+    // NodePort → ClusterIP frees the node port; another Service can take it.
+    fd.kubectl_ok("1.32", &["patch", "svc", "flip", "--type=merge", "-p", r#"{"spec":{"type":"ClusterIP"}}"#]);
+    assert_eq!(row_of(&fd, "flip")[4], "80/TCP");
+    let other = svc.replace("name: flip", "name: other");
+    let (ok, err) = apply_stdin(&fd, &other);
+    assert!(ok, "{err}");
+    // ClusterIP → ExternalName frees the address; back again allocates a new one.
+    let ip = row_of(&fd, "flip")[2].clone();
+    fd.kubectl_ok("1.32", &["patch", "svc", "flip", "--type=merge", "-p", r#"{"spec":{"type":"ExternalName","externalName":"db.example.com","clusterIP":null,"clusterIPs":null}}"#]);
+    let row = row_of(&fd, "flip");
+    assert_eq!((row[1].as_str(), row[2].as_str(), row[3].as_str()), ("ExternalName", "<none>", "db.example.com"));
+    let reuse = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: reuse\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n");
+    let (ok, err) = apply_stdin(&fd, &reuse);
+    assert!(ok, "the freed address must be reusable: {err}");
+    fd.kubectl_ok("1.32", &["patch", "svc", "flip", "--type=merge", "-p", r#"{"spec":{"type":"ClusterIP","externalName":null}}"#]);
+    let row = row_of(&fd, "flip");
+    assert_eq!(row[1], "ClusterIP");
+    assert!(row[2].starts_with("10.") && row[2] != ip, "{row:?}");
+    // ClusterIP → NodePort allocates a node port.
+    fd.kubectl_ok("1.32", &["patch", "svc", "flip", "--type=merge", "-p", r#"{"spec":{"type":"NodePort"}}"#]);
+    assert!(row_of(&fd, "flip")[4].starts_with("80:3"));
+}
+
+#[test]
+fn invalid_services_get_upstream_messages() {
+    let fd = Frontdoor::start(binary());
+    let cases = [
+        (
+            "spec:\n  ports:\n  - port: 80\n  - port: 443\n",
+            "spec.ports[0].name: Required value",
+        ),
+        (
+            "spec:\n  sessionAffinity: Sticky\n  ports:\n  - port: 80\n",
+            "spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
+        ),
+        (
+            "spec:\n  ports:\n  - port: 80\n    nodePort: 30001\n",
+            "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'",
+        ),
+        (
+            "spec:\n  type: ExternalName\n  externalName: bad_name\n",
+            "spec.externalName: Invalid value: \"bad_name\": a lowercase RFC 1123 subdomain must consist of",
+        ),
+        (
+            "spec:\n  ports:\n  - port: 0\n",
+            "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        ),
+        (
+            "spec:\n  type: NodePort\n  clusterIP: None\n  ports:\n  - port: 80\n",
+            "spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for NodePort services",
+        ),
+    ];
+    for (i, (spec, expected)) in cases.iter().enumerate() {
+        let manifest = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: bad-{i}\n{spec}");
+        let (ok, err) = apply_stdin(&fd, &manifest);
+        assert!(!ok && err.contains(&format!("The Service \"bad-{i}\" is invalid:")) && err.contains(expected), "case {i}: {err}");
+        assert!(!fd.kubectl("1.32", &["get", "svc", &format!("bad-{i}")]).status.success());
+    }
+    // clusterIP is immutable.
+    assert!(apply_stdin(&fd, "apiVersion: v1\nkind: Service\nmetadata:\n  name: fixed\nspec:\n  ports:\n  - port: 80\n").0);
+    let out = fd.kubectl("1.32", &["patch", "svc", "fixed", "--type=merge", "-p", r#"{"spec":{"clusterIP":"10.96.0.99","clusterIPs":["10.96.0.99"]}}"#]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may not change once set"), "{err}");
+}
