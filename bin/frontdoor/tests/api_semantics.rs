@@ -53,6 +53,15 @@ fn lists_page_with_limit_and_continue() {
     assert_eq!(printed.lines().filter(|l| l.starts_with("configmap/cm-")).count(), 1203);
     let (code, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps?limit=5&continue=zz", "", None);
     assert_eq!(code, 400, "{body}");
+    // resourceVersionMatch=Exact of an older revision is gone; a future one is refused.
+    let (_, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps?limit=1", "", None);
+    let rv: u64 = json(&body)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let (code, _) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"), "", None);
+    assert_eq!(code, 200);
+    let (code, _) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}&resourceVersionMatch=Exact", rv - 1), "", None);
+    assert_eq!(code, 410);
+    let (code, _) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}&resourceVersionMatch=NotOlderThan", rv + 100), "", None);
+    assert_eq!(code, 504);
 }
 
 #[test]

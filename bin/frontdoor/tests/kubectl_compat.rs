@@ -184,10 +184,18 @@ fn bad_input_gets_kubernetes_errors_and_stores_nothing() {
     let err = stderr_of(&["apply", "--validate=false", "-f", "-"], wrong_type);
     assert!(err.contains("BadRequest") && err.contains("cannot be handled as a Service"), "{err}");
     stderr_of(&["apply", "-f", "-"], "apiVersion: v1\nkind: Service\nmetadata: [\n");
+    let bad_label = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  labels:\n    app: -web-\n";
+    let err = stderr_of(&["apply", "-f", "-"], bad_label);
+    assert!(err.contains("The ConfigMap \"cfg\" is invalid: metadata.labels: Invalid value: \"-web-\": a valid label must be an empty string or consist of alphanumeric characters"), "{err}");
 
     // Raw bodies the CLI would never send.
     let (code, body) = fd.curl("POST", "/api/v1/namespaces/default/services", "application/json", Some("{not json"));
     assert_eq!(code, 400, "{body}");
+    let garbage = fd.data_dir().join("garbage.pb");
+    std::fs::write(&garbage, b"k8s\0\n\x02garbage").unwrap();
+    let (code, body) = fd.curl("POST", "/api/v1/namespaces/default/services", "application/vnd.kubernetes.protobuf", Some(&format!("@{}", garbage.display())));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("protobuf"), "{body}");
     assert!(body.contains("\"kind\":\"Status\"") && body.contains("\"reason\":\"BadRequest\""), "{body}");
     let wrong_kind = r#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#;
     let (code, body) = fd.curl("POST", "/api/v1/namespaces/default/configmaps", "application/json", Some(wrong_kind));

@@ -199,6 +199,7 @@ fn list(state: &ApiState, target: &Target, query: &HashMap<String, String>, repr
         None => None,
     };
     let (revision, items) = state.registry.store.list(&prefix, start_after.as_deref(), 0);
+    check_list_resource_version(query, revision)?;
     let mut selected = Vec::new();
     let mut last_key = None;
     let mut more = false;
@@ -245,6 +246,25 @@ fn list_response(resource: &ResourceType, metadata: Value, items: &[&Value]) -> 
     }
     let list = List { kind: format!("{}List", resource.kind), api_version: resource.api_version(), metadata, items };
     body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&list).unwrap_or_default(), "application/json")
+}
+
+/// `resourceVersion` + `resourceVersionMatch` on a list. The store serves the newest state, so
+/// an `Exact` older revision is gone (410, the client relists) and a revision from the future is
+/// refused as upstream does.
+fn check_list_resource_version(query: &HashMap<String, String>, current: u64) -> ApiResult<()> {
+    let Some(requested) = query.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0") else { return Ok(()) };
+    let requested: u64 = requested.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {requested}")))?;
+    if requested > current {
+        return Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+        ));
+    }
+    if query.get("resourceVersionMatch").map(String::as_str) == Some("Exact") && requested != current {
+        return Err(ApiError::expired(format!("too old resource version: {requested} ({current})")));
+    }
+    Ok(())
 }
 
 /// A List assembled from the stored JSON of its items (no re-serialization).
