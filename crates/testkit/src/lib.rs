@@ -107,6 +107,13 @@ impl Frontdoor {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
+    /// A kube-rs client for this server, from its kubeconfig (as any real client would connect).
+    pub async fn kube_client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kube config");
+        kube::Client::try_from(config).expect("kube client")
+    }
+
     /// The bearer token and CA for direct HTTPS clients.
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("token")).expect("token").trim().to_string()
