@@ -35,6 +35,7 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
         (&Method::GET, true, _) => "get",
         (&Method::GET, false, _) => "list",
         (&Method::POST, false, _) => "create",
+        (&Method::POST, true, _) if target.subresource.is_some() => "create",
         (&Method::PUT, true, _) => "update",
         (&Method::PATCH, true, _) => "patch",
         (&Method::DELETE, true, _) => "delete",
@@ -55,6 +56,12 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
         "get" => get(state, &target, &at, representation),
         "list" => list(state, &target, &query, representation),
         "watch" => watch::serve(state, &target, &query, representation),
+        "create" if target.subresource.as_deref() == Some("binding") => {
+            let binding = body::decode(&headers, &body)?;
+            let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+            state.registry.bind(&at, &node, dry_run).await?;
+            Ok(body::json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+        }
         "create" => {
             let mut warnings = Vec::new();
             let object = decode_checked(resource, &headers, &body, &query, &mut warnings)?;

@@ -80,9 +80,6 @@ pub fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
             }
         }
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") | ("", "ReplicationController") => {
-            if object.pointer("/spec/replicas").is_none() {
-                object["spec"]["replicas"] = json!(1);
-            }
             object["status"] = json!({});
         }
         _ => {
@@ -135,8 +132,14 @@ fn carry_generation(resource: &ResourceType, old: &Value, new: &mut Value) {
 /// Upstream's defaulting for the kind (`old` on update: server-owned fields the client left out
 /// are kept).
 pub fn default(resource: &ResourceType, object: &mut Value, old: Option<&Value>) {
-    if (resource.group, resource.kind) == ("", "Service") {
-        frontdoor_validation::service::default(object, old);
+    use frontdoor_validation::{service, workloads};
+    match (resource.group, resource.kind) {
+        ("", "Service") => service::default(object, old),
+        ("", "Pod") => workloads::default_pod(object),
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => workloads::default_replica_set(object),
+        ("apps", "Deployment") => workloads::default_deployment(object),
+        ("apps", "StatefulSet") => workloads::default_stateful_set(object),
+        _ => {}
     }
 }
 

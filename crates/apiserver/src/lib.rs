@@ -78,6 +78,47 @@ pub struct ApiServer {
     pub kubeconfig: String,
     pub registry: Registry,
     pub started: Instant,
+    state: Arc<ApiState>,
+}
+
+impl ApiServer {
+    /// A tower service that answers requests in process, with no socket or TLS: the transport
+    /// for `kube::Client::new` inside `frontdoor up`. Requests are authenticated as the admin.
+    pub fn local_service(&self) -> LocalService {
+        LocalService { state: self.state.clone() }
+    }
+}
+
+/// See [`ApiServer::local_service`].
+#[derive(Clone)]
+pub struct LocalService {
+    state: Arc<ApiState>,
+}
+
+impl<B> tower::Service<Request<B>> for LocalService
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let bearer = format!("Bearer {}", state.token);
+            if let Ok(value) = HeaderValue::from_str(&bearer) {
+                parts.headers.insert(header::AUTHORIZATION, value);
+            }
+            Ok(route(&state, Request::from_parts(parts, Body::new(body))).await)
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +156,8 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
 
     let state = Arc::new(ApiState { registry: registry.clone(), token: credentials.token.clone(), server_address: local_addr.to_string() });
     tokio::spawn(lifecycle::run(registry.clone()));
-    tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state));
-    Ok(ApiServer { local_addr, kubeconfig, registry, started })
+    tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state.clone()));
+    Ok(ApiServer { local_addr, kubeconfig, registry, started, state })
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<ApiState>) {

@@ -404,6 +404,38 @@ impl Registry {
         Err(ApiError::modified(resource, at.name))
     }
 
+    /// Binds a pod to a node (the `pods/binding` subresource a scheduler posts): sets
+    /// `spec.nodeName` once; a pod already bound elsewhere is a conflict, as upstream.
+    pub async fn bind(&self, at: &ObjectRef<'_>, node: &str, dry_run: bool) -> ApiResult<()> {
+        if node.is_empty() {
+            return Err(ApiError::invalid("Binding", "", at.name, vec![Cause::required("target.name", "")]));
+        }
+        for _ in 0..PATCH_RETRIES {
+            let current = self.get(at)?;
+            match current.value.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                Some(bound) => {
+                    return Err(ApiError::conflict(at.resource, at.name, &format!("pod {} is already assigned to node \"{bound}\"", at.name)));
+                }
+                None if current.value.pointer("/metadata/deletionTimestamp").is_some() => {
+                    return Err(ApiError::conflict(at.resource, at.name, &format!("pod {} is being deleted, cannot be assigned to a host", at.name)));
+                }
+                None => {}
+            }
+            if dry_run {
+                return Ok(());
+            }
+            let mut next = (*current.value).clone();
+            next["spec"]["nodeName"] = json!(node);
+            let batch = Batch::new().put(at.key(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, at.resource, at.name)),
+            }
+        }
+        Err(ApiError::modified(at.resource, at.name))
+    }
+
     /// The namespace finalizer's last step: clear `spec.finalizers` and, with no other
     /// finalizers left, remove the namespace.
     pub async fn finalize(&self, at: &ObjectRef<'_>, mut next: Value) -> ApiResult<()> {
@@ -461,18 +493,24 @@ impl Registry {
         if namespace_with_content {
             next["status"]["phase"] = json!("Terminating");
         }
-        let graceful = namespace_with_content || !pending.is_empty();
+        let pod_grace = pod_grace_period(resource, &current.value, options.grace_period_seconds);
+        let graceful = namespace_with_content || !pending.is_empty() || pod_grace.is_some();
         if options.dry_run {
             return Ok(next);
         }
         let key = at.key();
         if graceful {
-            if next.pointer("/metadata/deletionTimestamp").is_some() && extra.is_none() && !namespace_with_content {
+            let grace = pod_grace.unwrap_or(0);
+            let terminating = next.pointer("/metadata/deletionTimestamp").is_some();
+            let current_grace = next.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+            let shorter = pod_grace.is_some() && terminating && grace < current_grace;
+            if terminating && !shorter && extra.is_none() && !namespace_with_content {
                 return Ok((*current.value).clone());
             }
-            if next.pointer("/metadata/deletionTimestamp").is_none() {
-                next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-                next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if !terminating || shorter {
+                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                next["metadata"]["deletionTimestamp"] = json!(when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             }
             if !pending.is_empty() {
                 next["metadata"]["finalizers"] = json!(pending);
@@ -489,6 +527,27 @@ impl Registry {
         self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await?;
         Ok((*current.value).clone())
     }
+}
+
+/// Upstream's graceful pod deletion: a pod bound to a node and not finished is only marked
+/// (deletionTimestamp = now + grace); the node stops it and then deletes it with grace 0.
+/// `None` means delete at once.
+fn pod_grace_period(resource: &ResourceType, pod: &Value, requested: Option<i64>) -> Option<i64> {
+    if (resource.group, resource.kind) != ("", "Pod") {
+        return None;
+    }
+    let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let finished = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    if !bound || finished {
+        return None;
+    }
+    let grace = requested
+        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .unwrap_or(30)
+        .max(0);
+    // A grace of 0 still goes through the node unless the client forces it (gracePeriodSeconds=0
+    // is what both `--force` and the node's final delete send).
+    if requested == Some(0) { None } else { Some(grace.max(1)) }
 }
 
 fn stored_value(stored: Vec<Option<Stored>>) -> Value {

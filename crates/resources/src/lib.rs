@@ -68,6 +68,10 @@ const fn scale() -> Subresource {
     Subresource { name: "scale", group: "autoscaling", version: "v1", kind: "Scale", verbs: STATUS_VERBS }
 }
 
+const fn pod_binding() -> Subresource {
+    Subresource { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] }
+}
+
 const fn pod_log() -> Subresource {
     Subresource { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] }
 }
@@ -104,7 +108,7 @@ static CATALOG: &[ResourceType] = &[
     ResourceType { subresources: &[status("", "v1", "Node")], ..plain("", "v1", "nodes", "node", "Node", false, &["no"]) },
     ResourceType {
         categories: &["all"],
-        subresources: &[status("", "v1", "Pod"), pod_log()],
+        subresources: &[status("", "v1", "Pod"), pod_binding(), pod_log()],
         ..plain("", "v1", "pods", "pod", "Pod", true, &["po"])
     },
     ResourceType {

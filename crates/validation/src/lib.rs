@@ -26,6 +26,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod ingress;
 pub mod service;
+pub mod workloads;
 
 #[cfg(test)]
 mod seeds;
