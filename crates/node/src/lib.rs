@@ -1,1 +1,51 @@
-//! placeholder
+//! The node: what a kubelet (plus a bridge CNI plugin and the scheduler's one decision) does for
+//! this machine, talking only through the Kubernetes API.
+//!
+//! * `registration`: the Node object and its heartbeat Lease.
+//! * `scheduler`: binds pending pods to this node (a separate, replaceable step).
+//! * `runtime`: runs each bound pod as processes in its own network, UTS and mount namespaces
+//!   (`frontdoor-netns`), with probes, restarts, graceful termination and status.
+//! * `logs`: container output on disk, read back for `kubectl logs`.
+//! * `ipam`: pod addresses from the node's pod range.
+//!
+//! The node decides nothing about routing: Services are the proxy's business.
+#![forbid(unsafe_code)]
+
+pub mod env;
+pub mod events;
+pub mod ipam;
+pub mod logs;
+pub mod registration;
+pub mod scheduler;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+pub use ipam::PodCidr;
+
+/// How this node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_name: String,
+    /// The address the Node reports as InternalIP (NodePorts answer there).
+    pub node_ip: Ipv4Addr,
+    /// This node's pod range; its first address is the bridge's.
+    pub pod_cidr: PodCidr,
+    /// The bridge pods attach to (`frontdoor0`).
+    pub bridge: String,
+    /// Cluster DNS address written into pods' resolv.conf (the tenth service address).
+    pub cluster_dns: Ipv4Addr,
+    pub cluster_domain: String,
+    /// Where pod logs and per-pod files live.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Ipam(#[from] ipam::IpamError),
+    #[error("{0}")]
+    Internal(String),
+}
