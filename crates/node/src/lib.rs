@@ -17,6 +17,7 @@ pub mod ipam;
 pub mod logs;
 pub mod registration;
 pub mod scheduler;
+pub mod status;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
