@@ -15,6 +15,7 @@ pub mod env;
 pub mod events;
 pub mod ipam;
 pub mod logs;
+pub mod probes;
 pub mod registration;
 pub mod scheduler;
 pub mod status;
