@@ -47,6 +47,27 @@ struct UpArgs {
     /// NodePort range for NodePort and LoadBalancer Services.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// Run only the control plane (API server and controllers): no Node, no pods, no changes to
+    /// this machine's network.
+    #[arg(long)]
+    without_node: bool,
+    /// This node's name (default: the machine's hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's pod range; the bridge takes its first address.
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pod_cidr: String,
+    /// The bridge pods attach to.
+    #[arg(long, default_value = "frontdoor0")]
+    bridge: String,
+    /// The address the Node reports as InternalIP (default: the bridge's address).
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// Cluster DNS address written into pods' resolv.conf.
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// How many recent changes watches can resume from.
     #[arg(long, default_value_t = 100_000)]
     watch_window: usize,
@@ -79,6 +100,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         store: StoreConfig { event_window: args.watch_window, ..StoreConfig::default() },
     };
     let server = frontdoor_apiserver::start(config).await.context("starting the API server")?;
+    let client = kube::Client::new(server.local_service(), "default");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let node = if args.without_node { None } else { Some(start_node(&server, client.clone(), &args, stopped.clone()).await?) };
     let kubeconfig_path = args.kubeconfig_out.unwrap_or_else(|| args.data_dir.join("kubeconfig"));
     write_kubeconfig(&kubeconfig_path, &server.kubeconfig)?;
     println!(
@@ -89,7 +113,70 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop.send(true);
+    if let Some(node) = node {
+        // Pods cannot outlive the node: wait (bounded) until the runtime has stopped them.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), node).await;
+    }
     Ok(())
+}
+
+/// Registers this machine as a Node and starts the scheduler and the pod runtime.
+async fn start_node(
+    server: &frontdoor_apiserver::ApiServer,
+    client: kube::Client,
+    args: &UpArgs,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
+    let node_name = match &args.node_name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_lowercase()).unwrap_or_else(|_| "frontdoor".into()),
+    };
+    let config = frontdoor_node::NodeConfig {
+        node_name,
+        node_ip: args.node_ip.unwrap_or_else(|| pod_cidr.gateway()),
+        pod_cidr,
+        bridge: args.bridge.clone(),
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain.clone(),
+        data_dir: args.data_dir.clone(),
+        veth_prefix: "fdv".into(),
+    };
+    frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
+    server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(config.data_dir.join("pods")))));
+    tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
+    tokio::spawn(frontdoor_node::scheduler::run(client.clone(), config.clone()));
+    let runtime = tokio::spawn(async move {
+        let backoff = frontdoor_node::runtime::Backoff::default();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, shutdown).await {
+            tracing::error!(%error, "the pod runtime stopped");
+        }
+    });
+    Ok(runtime)
+}
+
+/// `kubectl logs` reads the node's log files.
+struct NodeLogs(frontdoor_node::logs::LogStore);
+
+impl frontdoor_apiserver::LogSource for NodeLogs {
+    fn open(&self, pod: &serde_json::Value, container: &str, query: &frontdoor_apiserver::LogQuery) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String> {
+        let field = |path: &str| pod.pointer(path).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+        let options = frontdoor_node::logs::LogOptions {
+            follow: query.follow,
+            tail_lines: query.tail_lines,
+            timestamps: query.timestamps,
+            previous: query.previous,
+            since_seconds: query.since_seconds,
+            limit_bytes: query.limit_bytes,
+        };
+        self.0
+            .read(&field("/metadata/namespace"), &field("/metadata/name"), &field("/metadata/uid"), container, &options)
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn write_kubeconfig(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {

@@ -53,6 +53,7 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     let options = WriteOptions { dry_run, subresource: target.subresource.clone() };
     match verb {
+        "get" if target.subresource.as_deref() == Some("log") => pod_logs(state, &at, &query),
         "get" => get(state, &target, &at, representation),
         "list" => list(state, &target, &query, representation),
         "watch" => watch::serve(state, &target, &query, representation),
@@ -153,9 +154,6 @@ fn get(state: &ApiState, target: &Target, at: &ObjectRef, representation: Repres
     if target.subresource.as_deref() == Some("scale") {
         return Ok(body::json_response(StatusCode::OK, &scale_of(at.resource, &stored)?));
     }
-    if target.subresource.as_deref() == Some("log") {
-        return Ok((StatusCode::OK, "").into_response());
-    }
     Ok(match representation {
         Representation::Object => body::json_bytes_response(StatusCode::OK, stored.json.clone(), "application/json"),
         Representation::Table(include) => {
@@ -163,6 +161,44 @@ fn get(state: &ApiState, target: &Target, at: &ObjectRef, representation: Repres
             body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&table).unwrap_or_default(), table::CONTENT_TYPE)
         }
     })
+}
+
+/// `GET pods/<name>/log`: the container's log from the node, streamed as text.
+fn pod_logs(state: &ApiState, at: &ObjectRef, query: &HashMap<String, String>) -> ApiResult<Response> {
+    let pod = state.registry.get(at)?;
+    let containers: Vec<String> = pod
+        .value
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(name) if containers.contains(name) => name.clone(),
+        Some(name) => return Err(ApiError::bad_request(format!("container {name} is not valid for pod {}", at.name))),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {}, choose one of: [{}]",
+                at.name,
+                containers.join(" ")
+            )))
+        }
+    };
+    let number = |key: &str| query.get(key).and_then(|v| v.parse::<i64>().ok());
+    let log_query = crate::LogQuery {
+        follow: query.get("follow").is_some_and(|v| v == "true"),
+        tail_lines: number("tailLines").map(|n| n.max(0) as usize),
+        timestamps: query.get("timestamps").is_some_and(|v| v == "true"),
+        previous: query.get("previous").is_some_and(|v| v == "true"),
+        since_seconds: number("sinceSeconds"),
+        limit_bytes: number("limitBytes").map(|n| n.max(0) as usize),
+    };
+    let source = state.logs.get().ok_or_else(|| ApiError::bad_request("logs are not available: this server runs no node"))?;
+    let receiver = source.open(&pod.value, &container, &log_query).map_err(ApiError::bad_request)?;
+    let stream = futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|b| (Ok::<_, std::io::Error>(b), r)) });
+    let mut response = Response::new(axum::body::Body::from_stream(stream));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(response)
 }
 
 /// Label and field selectors of a list or watch request.

@@ -65,9 +65,27 @@ pub struct ApiServerConfig {
     pub store: StoreConfig,
 }
 
+/// What `kubectl logs` asks for (the `pods/log` query).
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub follow: bool,
+    pub tail_lines: Option<usize>,
+    pub timestamps: bool,
+    pub previous: bool,
+    pub since_seconds: Option<i64>,
+    pub limit_bytes: Option<usize>,
+}
+
+/// Where container logs come from: the node runtime, attached after it starts. The API server
+/// only relays the stream (upstream proxies to the kubelet).
+pub trait LogSource: Send + Sync {
+    fn open(&self, pod: &serde_json::Value, container: &str, query: &LogQuery) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String>;
+}
+
 /// Shared by every request.
 pub struct ApiState {
     pub registry: Registry,
+    pub logs: std::sync::OnceLock<Arc<dyn LogSource>>,
     pub token: String,
     pub server_address: String,
 }
@@ -86,6 +104,11 @@ impl ApiServer {
     /// for `kube::Client::new` inside `frontdoor up`. Requests are authenticated as the admin.
     pub fn local_service(&self) -> LocalService {
         LocalService { state: self.state.clone() }
+    }
+
+    /// Attaches the node runtime's logs to `pods/log` (once).
+    pub fn set_log_source(&self, source: Arc<dyn LogSource>) {
+        let _ = self.state.logs.set(source);
     }
 }
 
@@ -154,7 +177,7 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);
 
-    let state = Arc::new(ApiState { registry: registry.clone(), token: credentials.token.clone(), server_address: local_addr.to_string() });
+    let state = Arc::new(ApiState { registry: registry.clone(), logs: std::sync::OnceLock::new(), token: credentials.token.clone(), server_address: local_addr.to_string() });
     tokio::spawn(lifecycle::run(registry.clone()));
     tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state.clone()));
     Ok(ApiServer { local_addr, kubeconfig, registry, started, state })

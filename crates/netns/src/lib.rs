@@ -1,1 +1,214 @@
-//! placeholder
+//! Linux namespaces, links, addresses and routes for pods, and starting processes inside them:
+//! what a kubelet's container runtime and the CNI bridge plugin do, for pods that are plain
+//! processes on the host's filesystem.
+//!
+//! This is the **one crate in the workspace allowed `unsafe`**. Everything else is
+//! `#![forbid(unsafe_code)]` and reaches namespaces through this API.
+//!
+//! # A guided tour
+//!
+//! ```no_run
+//! # async fn tour() -> Result<(), frontdoor_netns::Error> {
+//! use std::net::Ipv4Addr;
+//! use frontdoor_netns::{ensure_bridge, PodSandbox, ProcessSpec, SandboxConfig, Signal};
+//!
+//! // Once per node, in the node's network namespace:
+//! frontdoor_netns::cleanup_stale("fdv")?;
+//! ensure_bridge("frontdoor0", Ipv4Addr::new(10, 244, 0, 1), 24)?;
+//!
+//! // Per pod:
+//! let sandbox = PodSandbox::create(&SandboxConfig {
+//!     name: "default/web-0".into(),
+//!     hostname: "web-0".into(),
+//!     ip: Ipv4Addr::new(10, 244, 0, 5),
+//!     prefix_len: 24,
+//!     gateway: Ipv4Addr::new(10, 244, 0, 1),
+//!     bridge: "frontdoor0".into(),
+//!     veth_host_name: "fdv5a3c9e01".into(),
+//!     mtu: None,
+//!     resolv_conf: "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n".into(),
+//!     hosts: "127.0.0.1 localhost\n10.244.0.5 web-0\n".into(),
+//! })?;
+//! let mut child = sandbox.spawn(ProcessSpec::new(["nginx", "-g", "daemon off;"]))?;
+//! let pid = child.id().expect("running");
+//! // Stopping: SIGTERM to the container's process group, SIGKILL after the grace period.
+//! frontdoor_netns::signal_process_group(pid, Signal::Terminate)?;
+//! # let _ = child.wait().await;
+//! sandbox.destroy()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How a sandbox is kept
+//!
+//! [`PodSandbox::create`] makes new network, UTS and mount namespaces on a short-lived thread
+//! and keeps them alive by holding open (`O_CLOEXEC`) descriptors to them: there is no holder
+//! process and nothing is bind-mounted on the host. If the node process dies, the kernel closes
+//! those descriptors and the namespaces go away with everything in them (the pod's `eth0`, and
+//! with it the host end of the veth) as soon as no pod process remains in them. The per-pod
+//! `/etc/resolv.conf` and `/etc/hosts` live on a tmpfs that exists only inside the pod's mount
+//! namespace, so no file is left behind either. [`cleanup_stale`] deletes the host ends of veths
+//! still held by processes of an earlier run.
+//!
+//! The veth's host end is created in the calling thread's network namespace and its pod end is
+//! created directly inside the pod's namespace as `eth0`. Netlink is spoken synchronously
+//! through `netlink-packet-route` and `netlink-sys` (the crates `rtnetlink` is built on); a
+//! netlink socket stays bound to the namespace it was opened in, which is how the pod side is
+//! configured from the caller's thread.
+//!
+//! # Threads and namespaces
+//!
+//! Linux keeps namespaces per thread. No function here moves a caller's thread: entering or
+//! creating a namespace happens on a thread spawned for it ([`PodSandbox::run_in_network`],
+//! [`run_in_fresh_network_namespace`]) or in a child between fork and exec
+//! ([`PodSandbox::spawn`]). "The node's namespace" always means the namespace of the thread
+//! that calls [`PodSandbox::create`], [`ensure_bridge`], [`enable_ip_forward`] or
+//! [`cleanup_stale`].
+//!
+//! # `unsafe` in this crate, and why it is sound
+//!
+//! There are three `unsafe` blocks, all in `process.rs`, all about the code a child runs between
+//! `fork` and `exec` when [`PodSandbox::spawn`] starts a process:
+//!
+//! 1. `Command::pre_exec` itself: the closure runs in the forked child of a multi-threaded
+//!    process, so it may only make async-signal-safe calls. It calls `setns` three times and
+//!    `chdir` once, allocates nothing (the working directory's C string and the descriptor
+//!    numbers are prepared before fork) and takes no lock; errors are
+//!    `io::Error::last_os_error()`, which does not allocate.
+//! 2. `libc::setns(fd, kind)`: each `fd` is a namespace descriptor owned by the sandbox, which
+//!    `spawn` borrows (under its read lock, so `destroy` cannot close it) for as long as the
+//!    command holding the closure exists; the child's copy of the descriptor table has it open.
+//! 3. `libc::chdir(ptr)`: `ptr` points into a `CString` owned by the closure, alive and
+//!    NUL-terminated for the call.
+//!
+//! Everything else (unshare, setns on a dedicated thread, mount, sethostname, killpg) goes
+//! through `nix`'s safe wrappers.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod bridge;
+mod namespace;
+mod netlink;
+mod process;
+mod sandbox;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use bridge::{cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_names};
+pub use namespace::run_in_fresh_network_namespace;
+pub use process::{signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
+pub use sandbox::{PodSandbox, SandboxConfig, POD_INTERFACE};
+
+/// What can go wrong; each variant says where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A caller-supplied value is unusable (nothing was changed).
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was being configured.
+        what: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// A system call or netlink request failed.
+    #[error("{operation}: {source}")]
+    Os {
+        /// What was being done.
+        operation: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// [`SandboxConfig::bridge`] does not exist in the caller's network namespace.
+    #[error("bridge {bridge} not found (call ensure_bridge first)")]
+    BridgeNotFound {
+        /// The bridge's name.
+        bridge: String,
+    },
+    /// A link with the veth's name already exists on the node.
+    #[error("link {name} already exists")]
+    LinkExists {
+        /// The link's name.
+        name: String,
+    },
+    /// [`ensure_bridge`] found a link of that name that is not a bridge.
+    #[error("link {name} exists and is not a bridge (kind {kind:?})")]
+    NotABridge {
+        /// The link's name.
+        name: String,
+        /// Its kind (`veth`, `dummy`, …).
+        kind: Option<String>,
+    },
+    /// The command's executable does not exist (worded as the kubelet reports it).
+    #[error("exec: \"{command}\": executable file not found in $PATH")]
+    ExecutableNotFound {
+        /// `argv[0]`.
+        command: String,
+    },
+    /// The command's file exists but is not executable.
+    #[error("exec: \"{command}\": permission denied")]
+    PermissionDenied {
+        /// `argv[0]`.
+        command: String,
+    },
+    /// [`ProcessSpec::argv`] is empty.
+    #[error("no command given")]
+    EmptyCommand,
+    /// [`ProcessSpec::working_dir`] is not a directory.
+    #[error("working directory {path:?} does not exist")]
+    WorkingDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Starting the process failed for another reason.
+    #[error("start {command}: {source}")]
+    Spawn {
+        /// `argv[0]`.
+        command: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The sandbox was destroyed.
+    #[error("pod sandbox {sandbox} has been destroyed")]
+    Destroyed {
+        /// [`SandboxConfig::name`].
+        sandbox: String,
+    },
+    /// [`PodSandbox::tcp_connect`] failed (refused, timed out, unreachable).
+    #[error("connect to {address} from the pod: {source}")]
+    Connect {
+        /// Where to.
+        address: SocketAddr,
+        /// Why not.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn os(operation: impl Into<String>, source: io::Error) -> Error {
+        Error::Os {
+            operation: operation.into(),
+            source,
+        }
+    }
+}
+
+/// Checks a Linux interface name: 1 to 15 bytes, no `/`, whitespace or `:`.
+pub(crate) fn validate_link_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("link name {name:?} must be 1 to 15 bytes"));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(format!(
+            "link name {name:?} must not contain '/', ':' or spaces"
+        ));
+    }
+    Ok(())
+}

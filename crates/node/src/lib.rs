@@ -17,6 +17,7 @@ pub mod ipam;
 pub mod logs;
 pub mod probes;
 pub mod registration;
+pub mod runtime;
 pub mod scheduler;
 pub mod status;
 
@@ -40,6 +41,8 @@ pub struct NodeConfig {
     pub cluster_domain: String,
     /// Where pod logs and per-pod files live.
     pub data_dir: PathBuf,
+    /// Prefix of the host-side veth names (unique per node, so parallel test nodes never clash).
+    pub veth_prefix: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,11 @@ impl Tracker {
         }
     }
 
+    /// Failed `failureThreshold` times in a row (a startup probe then restarts the container).
+    pub fn failed(&self) -> bool {
+        self.failures >= self.failure_threshold
+    }
+
     /// Records one check; returns true when the verdict changed.
     pub fn record(&mut self, success: bool) -> bool {
         let before = self.healthy;

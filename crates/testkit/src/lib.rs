@@ -24,20 +24,85 @@ pub struct Frontdoor {
     /// How long the process took from spawn to "ready".
     pub startup: Duration,
     flags: Vec<String>,
+    /// Declared last so it is dropped after the process is killed.
+    netns: Option<NetworkNamespace>,
+}
+
+/// A network namespace made for one test (`ip netns add`), with loopback up and nothing else:
+/// no route leaves it. Deleted on drop, even when the test fails.
+pub struct NetworkNamespace {
+    pub name: String,
+}
+
+impl NetworkNamespace {
+    pub fn create() -> NetworkNamespace {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("fdt-{}-{n}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
+        assert!(status.success(), "ip netns add {name} failed");
+        let namespace = NetworkNamespace { name };
+        let up = Command::new("ip").args(["netns", "exec", &namespace.name, "ip", "link", "set", "lo", "up"]).status().expect("ip link");
+        assert!(up.success());
+        namespace
+    }
+}
+
+impl Drop for NetworkNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+    }
+}
+
+fn in_netns(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 impl Frontdoor {
     /// Starts `binary up` on 127.0.0.1 with a fresh data directory.
+    /// The control plane only (`--without-node`): nothing touches this machine's network, so it
+    /// can run in the test's own namespace.
     pub fn start(binary: &Path) -> Frontdoor {
         Frontdoor::start_with(binary, &[])
     }
 
-    /// Starts with extra `frontdoor up` flags (e.g. a small `--service-node-port-range`).
+    /// Control plane only, with extra `frontdoor up` flags (e.g. a small node port range).
     pub fn start_with(binary: &Path, flags: &[&str]) -> Frontdoor {
-        let dir = tempfile::Builder::new().prefix("frontdoor-test-").tempdir().expect("temp dir");
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        flags.push("--without-node".into());
+        Frontdoor::launch(binary, flags, None)
+    }
+
+    /// The whole node, inside a network namespace made for this test (no route out of the
+    /// machine), deleted when the guard drops. kubectl and curl run inside it too.
+    pub fn start_node(binary: &Path, flags: &[&str]) -> Frontdoor {
+        let namespace = NetworkNamespace::create();
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        let (child, address, startup) = spawn(binary, dir.path(), "127.0.0.1:0", &flags);
-        Frontdoor { child, binary: binary.to_path_buf(), dir, address, startup, flags }
+        Frontdoor::launch(binary, flags, Some(namespace))
+    }
+
+    fn launch(binary: &Path, flags: Vec<String>, netns: Option<NetworkNamespace>) -> Frontdoor {
+        let dir = tempfile::Builder::new().prefix("frontdoor-test-").tempdir().expect("temp dir");
+        let netns_name = netns.as_ref().map(|n| n.name.clone());
+        let (child, address, startup) = spawn(binary, dir.path(), "127.0.0.1:0", &flags, netns_name.as_deref());
+        Frontdoor { child, binary: binary.to_path_buf(), dir, address, startup, flags, netns }
+    }
+
+    /// The network namespace the node runs in, if any.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_ref().map(|n| n.name.as_str())
+    }
+
+    /// A command that runs inside the test's network namespace (if it has one).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        in_netns(self.netns(), program)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -53,7 +118,8 @@ impl Frontdoor {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, address, startup) = spawn(&self.binary, self.dir.path(), &self.address.clone(), &self.flags);
+        let netns = self.netns.as_ref().map(|n| n.name.clone());
+        let (child, address, startup) = spawn(&self.binary, self.dir.path(), &self.address.clone(), &self.flags, netns.as_deref());
         self.child = child;
         self.address = address;
         self.startup = startup;
@@ -75,7 +141,7 @@ impl Frontdoor {
 
     /// kubectl with standard input and extra environment variables (e.g. `KUBE_EDITOR`).
     pub fn kubectl_full(&self, version: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-        let mut command = kubectl_command(version);
+        let mut command = self.command(kubectl_path(version));
         command.envs(env.iter().copied());
         command.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", self.dir.path());
         command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
@@ -126,7 +192,7 @@ impl Frontdoor {
     /// `curl` against the API server with the right CA and token; returns (HTTP code, body).
     pub fn curl(&self, method: &str, path: &str, content_type: &str, body: Option<&str>) -> (u16, String) {
         let url = format!("https://{}{path}", self.address);
-        let mut command = Command::new("curl");
+        let mut command = self.command("curl");
         command
             .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
             .arg(self.ca_path())
@@ -142,15 +208,25 @@ impl Frontdoor {
 }
 
 impl Drop for Frontdoor {
+    /// Asks the server to stop (SIGTERM: a node then stops its pods), and kills it if it has
+    /// not stopped within ten seconds.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn spawn(binary: &Path, dir: &Path, listen: &str, flags: &[String]) -> (Child, String, Duration) {
+fn spawn(binary: &Path, dir: &Path, listen: &str, flags: &[String], netns: Option<&str>) -> (Child, String, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(binary)
+    let mut child = in_netns(netns, binary)
         .args(["up", "--listen", listen, "--data-dir"])
         .arg(dir)
         .args(flags)
@@ -181,11 +257,11 @@ pub fn kubectl_dir() -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn kubectl_command(version: &str) -> Command {
+fn kubectl_path(version: &str) -> PathBuf {
     if version.is_empty() {
-        return Command::new("kubectl");
+        return PathBuf::from("kubectl");
     }
-    Command::new(kubectl_dir().join(format!("kubectl.{version}")))
+    kubectl_dir().join(format!("kubectl.{version}"))
 }
 
 /// The kubectl versions every compatibility test runs with.

@@ -1,0 +1,162 @@
+//! Pods that run: real processes in their own network namespaces, inside a network namespace
+//! made for each test, driven with the real kubectl.
+
+use std::time::Duration;
+
+use frontdoor_testkit::{wait_until, Frontdoor};
+
+fn start() -> Frontdoor {
+    Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &[])
+}
+
+fn apply(fd: &Frontdoor, manifest: &str) {
+    let out = fd.kubectl_with_stdin("1.32", &["apply", "-f", "-"], Some(manifest));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn jsonpath(fd: &Frontdoor, what: &[&str], path: &str) -> String {
+    let mut args: Vec<&str> = vec!["get"];
+    args.extend_from_slice(what);
+    let expression = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &expression]);
+    let out = fd.kubectl("1.32", &args);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const WEB: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: web
+    image: python:3
+    command: [python3, -m, http.server, '8080']
+    ports:
+    - containerPort: 8080
+      name: http
+    readinessProbe:
+      httpGet:
+        port: http
+      periodSeconds: 1
+";
+
+#[test]
+fn a_pod_runs_becomes_ready_serves_and_logs() {
+    let fd = start();
+    let node = fd.kubectl_ok("1.32", &["get", "nodes", "--no-headers"]);
+    assert!(node.split_whitespace().nth(1) == Some("Ready"), "{node}");
+    apply(&fd, WEB);
+    let ready = wait_until(Duration::from_secs(20), || jsonpath(&fd, &["pod", "web"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True");
+    let describe = fd.kubectl_ok("1.32", &["describe", "pod", "web"]);
+    assert!(ready, "{describe}");
+    let ip = jsonpath(&fd, &["pod", "web"], "{.status.podIP}");
+    assert!(ip.starts_with("10.244.0."), "{ip}");
+    // From the node (inside the test's namespace) to the pod.
+    let out = fd.command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &format!("http://{ip}:8080/")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let row = fd.kubectl_ok("1.32", &["get", "pods", "--no-headers", "-o", "wide"]);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[..3], ["web", "1/1", "Running"], "{row}");
+    assert_eq!(cells[5], ip);
+    assert!(describe.contains("Started container web"), "{describe}");
+    // The request above shows in the container's log.
+    assert!(wait_until(Duration::from_secs(5), || fd.kubectl_ok("1.32", &["logs", "web"]).contains("\"GET / HTTP/1.1\" 200")));
+    let tail = fd.kubectl_ok("1.32", &["logs", "web", "--tail=1", "--timestamps"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.starts_with("20"), "{tail}");
+    // Graceful deletion: the pod is gone once its process stopped.
+    fd.kubectl_ok("1.32", &["delete", "pod", "web", "--timeout=20s"]);
+    assert!(!fd.kubectl("1.32", &["get", "pod", "web"]).status.success());
+}
+
+#[test]
+fn hostname_resolv_conf_hosts_and_environment() {
+    let fd = start();
+    let manifest = "apiVersion: v1
+kind: Pod
+metadata:
+  name: probe-me
+  namespace: default
+spec:
+  hostname: box
+  subdomain: lab
+  containers:
+  - name: shell
+    image: busybox
+    command: [sh, -c]
+    args: ['hostname; cat /etc/resolv.conf; grep box /etc/hosts; echo POD=$MY_POD SVC=$KUBERNETES_SERVICE_HOST; sleep 1000']
+    env:
+    - name: MY_POD
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+";
+    apply(&fd, manifest);
+    let logged = wait_until(Duration::from_secs(15), || fd.kubectl("1.32", &["logs", "probe-me"]).stdout.len() > 20);
+    let logs = fd.kubectl_ok("1.32", &["logs", "probe-me"]);
+    assert!(logged, "{logs}");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines[0], "box");
+    assert!(logs.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{logs}");
+    assert!(logs.contains("nameserver 10.96.0.10") && logs.contains("options ndots:5"), "{logs}");
+    assert!(logs.contains("box.lab.default.svc.cluster.local"), "{logs}");
+    assert!(logs.contains("POD=probe-me SVC=10.96.0.1"), "{logs}");
+    // The host's own resolv.conf is untouched.
+    assert!(!std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default().contains("svc.cluster.local"));
+}
+
+#[test]
+fn bad_commands_and_crashes_show_as_upstream() {
+    let fd = start();
+    let manifest = "apiVersion: v1
+kind: Pod
+metadata:
+  name: broken
+spec:
+  containers:
+  - name: missing
+    image: nothing
+    command: [no-such-command-anywhere]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: imageonly
+spec:
+  containers:
+  - name: app
+    image: nginx
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'echo dying; exit 3']
+";
+    apply(&fd, manifest);
+    let crashloop = wait_until(Duration::from_secs(20), || {
+        let pods = fd.kubectl_ok("1.32", &["get", "pods", "--no-headers"]);
+        pods.lines().any(|l| l.starts_with("crasher ") && (l.contains("CrashLoopBackOff") || l.contains("Error")))
+    });
+    let pods = fd.kubectl_ok("1.32", &["get", "pods"]);
+    assert!(crashloop, "{pods}");
+    let describe = fd.kubectl_ok("1.32", &["describe", "pod", "broken"]);
+    assert!(describe.contains("no-such-command-anywhere"), "{describe}");
+    let describe = fd.kubectl_ok("1.32", &["describe", "pod", "imageonly"]);
+    assert!(describe.contains("CreateContainerConfigError") && describe.contains("has no command"), "{describe}");
+    // As upstream: the crashed instance's log is the current log until the next instance starts
+    // (after the 10 s back-off); then it is the previous one.
+    assert!(fd.kubectl_ok("1.32", &["logs", "crasher"]).contains("dying"));
+    let previous = || String::from_utf8_lossy(&fd.kubectl("1.32", &["logs", "crasher", "--previous"]).stdout).contains("dying");
+    assert!(wait_until(Duration::from_secs(25), previous));
+    let describe = fd.kubectl_ok("1.32", &["describe", "pod", "crasher"]);
+    assert!(describe.contains("Back-off restarting failed container"), "{describe}");
+}

@@ -1,0 +1,113 @@
+//! The node side: the pod bridge, IP forwarding, and leftovers of an earlier run.
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use crate::netlink::RouteSocket;
+use crate::{validate_link_name, Error};
+
+/// Makes sure a bridge called `name` exists in the calling thread's network namespace, has
+/// `gateway/prefix_len` (the pods' default gateway) and is up. Idempotent: an existing bridge
+/// is kept as it is, with the address added if missing. A non-bridge link of that name is an
+/// error.
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<(), Error> {
+    let invalid = |reason: String| Error::Invalid {
+        what: format!("bridge {name:?}"),
+        reason,
+    };
+    validate_link_name(name).map_err(invalid)?;
+    if prefix_len == 0 || prefix_len > 30 {
+        return Err(invalid(format!(
+            "prefix length {prefix_len} must be 1 to 30"
+        )));
+    }
+    let mut socket =
+        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    match socket.create_bridge(name) {
+        Ok(()) => tracing::info!(bridge = name, "created bridge"),
+        Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(error) => return Err(Error::os(format!("create bridge {name}"), error)),
+    }
+    let link = socket
+        .links()
+        .map_err(|error| Error::os("list links", error))?
+        .into_iter()
+        .find(|link| link.name == name)
+        .ok_or_else(|| {
+            Error::os(
+                format!("look up bridge {name}"),
+                io::Error::from_raw_os_error(libc::ENODEV),
+            )
+        })?;
+    if link.kind.as_deref() != Some("bridge") {
+        return Err(Error::NotABridge {
+            name: name.to_owned(),
+            kind: link.kind,
+        });
+    }
+    socket
+        .add_address(link.index, gateway, prefix_len)
+        .map_err(|error| Error::os(format!("add {gateway}/{prefix_len} to {name}"), error))?;
+    socket
+        .set_link_up(link.index, None)
+        .map_err(|error| Error::os(format!("set {name} up"), error))
+}
+
+/// Turns on IPv4 forwarding in the calling thread's network namespace (so traffic between the
+/// bridge and other interfaces, and DNATed Service traffic, is routed).
+pub fn enable_ip_forward() -> Result<(), Error> {
+    // /proc/sys/net shows the namespace of the thread that opens it.
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .map_err(|error| Error::os("enable net.ipv4.ip_forward", error))
+}
+
+/// Whether IPv4 forwarding is on in the calling thread's network namespace.
+pub fn ip_forward_enabled() -> Result<bool, Error> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|value| value.trim() == "1")
+        .map_err(|error| Error::os("read net.ipv4.ip_forward", error))
+}
+
+/// Deletes every veth in the calling thread's network namespace whose name starts with
+/// `prefix`, and returns their names: the host ends of sandboxes of an earlier run of the node.
+///
+/// Call it at start-up, before creating sandboxes: it cannot tell a live sandbox from a stale
+/// one. The prefix must be one only this node uses. A veth is normally gone by itself when its
+/// pod's namespace went away with the earlier process; one is left only while a process of that
+/// run still holds the namespace, and deleting it cuts that process off the bridge.
+pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
+    if prefix.is_empty() {
+        return Err(Error::Invalid {
+            what: "stale veth prefix".into(),
+            reason: "must not be empty".into(),
+        });
+    }
+    let mut socket =
+        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let stale: Vec<String> = socket
+        .links()
+        .map_err(|error| Error::os("list links", error))?
+        .into_iter()
+        .filter(|link| link.name.starts_with(prefix) && link.kind.as_deref() == Some("veth"))
+        .map(|link| link.name)
+        .collect();
+    for name in &stale {
+        socket
+            .delete_link(name)
+            .map_err(|error| Error::os(format!("delete stale veth {name}"), error))?;
+        tracing::info!(veth = %name, "deleted stale pod veth");
+    }
+    Ok(stale)
+}
+
+/// The names of all links in the calling thread's network namespace (for diagnostics and tests).
+pub fn link_names() -> Result<Vec<String>, Error> {
+    let mut socket =
+        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    Ok(socket
+        .links()
+        .map_err(|error| Error::os("list links", error))?
+        .into_iter()
+        .map(|link| link.name)
+        .collect())
+}

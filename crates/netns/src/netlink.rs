@@ -1,0 +1,326 @@
+//! A small synchronous rtnetlink client: links, addresses and routes.
+//!
+//! A netlink socket talks to the network namespace it was *created* in, whichever thread later
+//! uses it. That is what lets a sandbox configure its pod side from the caller's thread: the
+//! socket for the pod namespace is opened on the short-lived thread that made the namespace.
+//!
+//! Requests are strictly one at a time (send, then read until the kernel's ack or `DONE`), which
+//! is all pod setup needs and keeps this free of async machinery.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// One link as listed by [`RouteSocket::links`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LinkSummary {
+    pub index: u32,
+    pub name: String,
+    /// `veth`, `bridge`, … (`None` for links without a kind, such as `lo`).
+    pub kind: Option<String>,
+}
+
+/// A blocking `NETLINK_ROUTE` socket bound to the network namespace it was opened in.
+pub(crate) struct RouteSocket {
+    socket: Socket,
+    sequence: u32,
+}
+
+impl RouteSocket {
+    /// Opens a socket in the calling thread's current network namespace.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(RouteSocket {
+            socket,
+            sequence: 0,
+        })
+    }
+
+    /// The index of the link called `name`, or `None` if there is none.
+    pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(RouteNetlinkMessage::GetLink(message), 0) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|reply| match reply {
+                RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
+                _ => None,
+            })),
+            Err(error) if error.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every link in the namespace.
+    pub fn links(&mut self) -> io::Result<Vec<LinkSummary>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewLink(link) => Some(summarize(link)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates a bridge called `name` (down). Fails with `EEXIST` if a link of that name exists.
+    pub fn create_bridge(&mut self, name: &str) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        message
+            .attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Creates a veth pair: `host_name` here, `peer_name` directly inside the namespace `peer_netns`
+    /// (so the peer never exists under a temporary name here). Both ends start down.
+    pub fn create_veth(
+        &mut self,
+        host_name: &str,
+        peer_name: &str,
+        peer_netns: BorrowedFd<'_>,
+        mtu: Option<u32>,
+    ) -> io::Result<()> {
+        let mut peer = LinkMessage::default();
+        peer.attributes
+            .push(LinkAttribute::IfName(peer_name.to_owned()));
+        peer.attributes
+            .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(host_name.to_owned()));
+        if let Some(mtu) = mtu {
+            peer.attributes.push(LinkAttribute::Mtu(mtu));
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the link called `name`. Returns `false` if there was no such link.
+    pub fn delete_link(&mut self, name: &str) -> io::Result<bool> {
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(RouteNetlinkMessage::DelLink(message), 0) {
+            Ok(_) => Ok(true),
+            Err(error) if error.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Sets the administrative state up, and optionally the controller (bridge) of a link.
+    pub fn set_link_up(&mut self, index: u32, controller: Option<u32>) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.header.flags = LinkFlags::Up;
+        message.header.change_mask = LinkFlags::Up;
+        if let Some(controller) = controller {
+            message
+                .attributes
+                .push(LinkAttribute::Controller(controller));
+        }
+        self.request(RouteNetlinkMessage::SetLink(message), 0)?;
+        Ok(())
+    }
+
+    /// Turns on hairpin mode on a bridge port, so a frame may leave through the port it came in
+    /// by: a pod reaching its own Service address is DNATed back to itself across the bridge.
+    pub fn set_bridge_port_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(message), 0)?;
+        Ok(())
+    }
+
+    /// Adds `address/prefix_len` to the link; an address that is already there is fine.
+    pub fn add_address(&mut self, index: u32, address: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.prefix_len = prefix_len;
+        message.header.scope = AddressScope::Universe;
+        message.header.index = index;
+        message
+            .attributes
+            .push(AddressAttribute::Local(IpAddr::V4(address)));
+        message
+            .attributes
+            .push(AddressAttribute::Address(IpAddr::V4(address)));
+        if prefix_len < 31 {
+            message
+                .attributes
+                .push(AddressAttribute::Broadcast(broadcast(address, prefix_len)));
+        }
+        match self.request(
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Err(error) if error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Adds the IPv4 default route via `gateway` out of link `index` to the main table.
+    pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> io::Result<()> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = 0;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Boot;
+        message.header.scope = RouteScope::Universe;
+        message.header.kind = RouteType::Unicast;
+        message
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        message.attributes.push(RouteAttribute::Oif(index));
+        self.request(
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Sends one request and collects the kernel's replies until its ack (or `DONE` for dumps).
+    fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let sequence = self.sequence;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
+        header.sequence_number = sequence;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+        packet.finalize();
+        let mut buffer = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buffer);
+        self.socket.send(&buffer, 0)?;
+
+        let mut replies = Vec::new();
+        loop {
+            let (datagram, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < datagram.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[offset..])
+                    .map_err(|error| {
+                        io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+                    })?;
+                let length = reply.header.length as usize;
+                if length == 0 {
+                    break;
+                }
+                offset += (length + 3) & !3;
+                if reply.header.sequence_number != sequence {
+                    continue; // a late answer to an earlier request
+                }
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::Error(error) => {
+                        return match error.code {
+                            None => Ok(replies),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn summarize(link: LinkMessage) -> LinkSummary {
+    let mut summary = LinkSummary {
+        index: link.header.index,
+        name: String::new(),
+        kind: None,
+    };
+    for attribute in link.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => summary.name = name,
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        summary.kind = Some(kind.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    summary
+}
+
+fn broadcast(address: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
+    let host_mask = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
+    Ipv4Addr::from(u32::from(address) | host_mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broadcast;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn broadcast_address_of_a_prefix() {
+        assert_eq!(
+            broadcast(Ipv4Addr::new(10, 244, 0, 1), 24),
+            Ipv4Addr::new(10, 244, 0, 255)
+        );
+        assert_eq!(
+            broadcast(Ipv4Addr::new(10, 244, 3, 7), 16),
+            Ipv4Addr::new(10, 244, 255, 255)
+        );
+        assert_eq!(
+            broadcast(Ipv4Addr::new(10, 0, 0, 1), 0),
+            Ipv4Addr::new(255, 255, 255, 255)
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! A pod's sandbox: its namespaces, its veth into the node's bridge, and what runs inside.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use crate::namespace::{self, NamespaceContents, PodNamespaces};
+use crate::netlink::RouteSocket;
+use crate::process::{self, ProcessSpec};
+use crate::{validate_link_name, Error};
+
+/// The name of the pod's end of its veth pair, inside the pod.
+pub const POD_INTERFACE: &str = "eth0";
+
+/// Everything needed to create a [`PodSandbox`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Names the sandbox in errors and logs (e.g. `default/web-0` or the pod's uid).
+    pub name: String,
+    /// The pod's hostname, set in its own UTS namespace (at most 64 bytes).
+    pub hostname: String,
+    /// The pod's address on `eth0`.
+    pub ip: Ipv4Addr,
+    /// The prefix length of the pod network on the bridge (24 for 10.244.0.0/24).
+    pub prefix_len: u8,
+    /// The default route inside the pod: the bridge's address.
+    pub gateway: Ipv4Addr,
+    /// The bridge in the caller's network namespace that the host end joins (see
+    /// [`crate::ensure_bridge`]).
+    pub bridge: String,
+    /// The host end's name (at most 15 bytes), unique on the node. Give all sandboxes a common
+    /// prefix so [`crate::cleanup_stale`] can find leftovers.
+    pub veth_host_name: String,
+    /// MTU of both veth ends; the kernel's default (1500) if `None`.
+    pub mtu: Option<u32>,
+    /// The contents of the pod's `/etc/resolv.conf`.
+    pub resolv_conf: String,
+    /// The contents of the pod's `/etc/hosts`.
+    pub hosts: String,
+}
+
+/// A pod's network, UTS and mount namespaces and the veth that connects it to the node's bridge.
+///
+/// The namespaces are kept alive by descriptors this value holds (no holder process, nothing
+/// mounted on the host): dropping or [destroying](PodSandbox::destroy) the sandbox releases them,
+/// and so does the kernel if the node process dies. Processes started with
+/// [`spawn`](PodSandbox::spawn) keep the namespaces alive while they run.
+pub struct PodSandbox {
+    name: String,
+    ip: Ipv4Addr,
+    veth_host_name: String,
+    /// `None` once destroyed. Readers (spawn, probes) hold the read lock while they use the
+    /// descriptors, so `destroy` never closes one under them.
+    namespaces: RwLock<Option<PodNamespaces>>,
+    /// Bound to the network namespace the sandbox was created from (the node's), whichever thread
+    /// later destroys the sandbox.
+    node_socket: Mutex<RouteSocket>,
+}
+
+impl std::fmt::Debug for PodSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodSandbox")
+            .field("name", &self.name)
+            .field("ip", &self.ip)
+            .field("veth_host_name", &self.veth_host_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PodSandbox {
+    /// Creates the sandbox. The bridge must exist in the calling thread's network namespace,
+    /// which is where the host end of the veth goes. Blocking (a few milliseconds of netlink
+    /// and a short-lived thread); from async code use `spawn_blocking`.
+    ///
+    /// On error nothing is left behind.
+    pub fn create(config: &SandboxConfig) -> Result<PodSandbox, Error> {
+        validate(config)?;
+        let mut node_socket =
+            RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
+        let bridge = node_socket
+            .link_index(&config.bridge)
+            .map_err(|error| Error::os(format!("look up bridge {}", config.bridge), error))?
+            .ok_or_else(|| Error::BridgeNotFound {
+                bridge: config.bridge.clone(),
+            })?;
+        if node_socket
+            .link_index(&config.veth_host_name)
+            .map_err(|error| Error::os(format!("look up {}", config.veth_host_name), error))?
+            .is_some()
+        {
+            return Err(Error::LinkExists {
+                name: config.veth_host_name.clone(),
+            });
+        }
+
+        let (namespaces, mut pod_socket) = namespace::create_pod_namespaces(&NamespaceContents {
+            hostname: &config.hostname,
+            resolv_conf: &config.resolv_conf,
+            hosts: &config.hosts,
+        })?;
+        let sandbox = PodSandbox {
+            name: config.name.clone(),
+            ip: config.ip,
+            veth_host_name: config.veth_host_name.clone(),
+            namespaces: RwLock::new(Some(namespaces)),
+            node_socket: Mutex::new(node_socket),
+        };
+        // From here on, dropping `sandbox` on error removes the veth and the namespaces.
+        sandbox.connect_to_bridge(config, bridge, &mut pod_socket)?;
+        tracing::debug!(sandbox = %sandbox.name, ip = %sandbox.ip, veth = %sandbox.veth_host_name, "pod sandbox created");
+        Ok(sandbox)
+    }
+
+    fn connect_to_bridge(
+        &self,
+        config: &SandboxConfig,
+        bridge: u32,
+        pod_socket: &mut RouteSocket,
+    ) -> Result<(), Error> {
+        let veth = &config.veth_host_name;
+        let mut node_socket = self
+            .node_socket
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        {
+            let namespaces = self
+                .namespaces
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let namespaces = namespaces
+                .as_ref()
+                .expect("a sandbox being created has namespaces");
+            node_socket
+                .create_veth(
+                    veth,
+                    POD_INTERFACE,
+                    std::os::fd::AsFd::as_fd(&namespaces.net),
+                    config.mtu,
+                )
+                .map_err(|error| {
+                    Error::os(format!("create veth pair {veth}/{POD_INTERFACE}"), error)
+                })?;
+        }
+        let host_index = node_socket
+            .link_index(veth)
+            .map_err(|error| Error::os(format!("look up {veth}"), error))?
+            .ok_or_else(|| {
+                Error::os(
+                    format!("look up {veth}"),
+                    std::io::Error::from_raw_os_error(libc::ENODEV),
+                )
+            })?;
+        node_socket
+            .set_link_up(host_index, Some(bridge))
+            .map_err(|error| Error::os(format!("attach {veth} to {}", config.bridge), error))?;
+        node_socket
+            .set_bridge_port_hairpin(host_index)
+            .map_err(|error| Error::os(format!("set hairpin mode on {veth}"), error))?;
+
+        let pod_index = pod_socket
+            .link_index(POD_INTERFACE)
+            .map_err(|error| Error::os("look up pod eth0", error))?
+            .ok_or_else(|| {
+                Error::os(
+                    "look up pod eth0",
+                    std::io::Error::from_raw_os_error(libc::ENODEV),
+                )
+            })?;
+        pod_socket
+            .add_address(pod_index, config.ip, config.prefix_len)
+            .map_err(|error| {
+                Error::os(
+                    format!("add {}/{} to pod eth0", config.ip, config.prefix_len),
+                    error,
+                )
+            })?;
+        pod_socket
+            .set_link_up(pod_index, None)
+            .map_err(|error| Error::os("set pod eth0 up", error))?;
+        pod_socket
+            .add_default_route(pod_index, config.gateway)
+            .map_err(|error| {
+                Error::os(
+                    format!("add pod default route via {}", config.gateway),
+                    error,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// The name given in [`SandboxConfig::name`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pod's address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The host end of the pod's veth.
+    pub fn veth_host_name(&self) -> &str {
+        &self.veth_host_name
+    }
+
+    /// Whether [`destroy`](PodSandbox::destroy) has run.
+    pub fn is_destroyed(&self) -> bool {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .is_none()
+    }
+
+    /// The inode number of the pod's network namespace (what `/proc/<pid>/ns/net` links to as
+    /// `net:[N]`), to recognise the pod's processes; `None` once destroyed.
+    pub fn network_namespace_inode(&self) -> Option<u64> {
+        let namespaces = self
+            .namespaces
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let net = &namespaces.as_ref()?.net;
+        nix::sys::stat::fstat(net).ok().map(|stat| stat.st_ino)
+    }
+
+    /// Starts a process in the pod's network, UTS and mount namespaces (it sees the host's
+    /// filesystem, except the pod's `/etc/resolv.conf` and `/etc/hosts`), as the leader of a new
+    /// process group: signal the whole container with [`crate::signal_process_group`] and the
+    /// child's pid. Must be called within a tokio runtime. The child is not killed on drop.
+    ///
+    /// A command that cannot be found is [`Error::ExecutableNotFound`] (checked before forking).
+    pub fn spawn(&self, spec: ProcessSpec) -> Result<tokio::process::Child, Error> {
+        let namespaces = self
+            .namespaces
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let namespaces = namespaces.as_ref().ok_or_else(|| Error::Destroyed {
+            sandbox: self.name.clone(),
+        })?;
+        process::spawn_in(namespaces, spec)
+    }
+
+    /// Runs `f` on a new thread inside the pod's network namespace. Sockets `f` creates stay in
+    /// that namespace wherever they are used afterwards. Blocks until `f` returns.
+    pub fn run_in_network<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, Error> {
+        let namespaces = self
+            .namespaces
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let namespaces = namespaces.as_ref().ok_or_else(|| Error::Destroyed {
+            sandbox: self.name.clone(),
+        })?;
+        namespace::run_in_network_namespace(&namespaces.net, f)
+    }
+
+    /// Opens a TCP connection from inside the pod (for probes: tcpSocket, or httpGet over the
+    /// stream). Blocks for at most `timeout`; convert with `tokio::net::TcpStream::from_std`
+    /// after `set_nonblocking(true)` if needed.
+    pub fn tcp_connect(&self, address: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
+        self.run_in_network(|| TcpStream::connect_timeout(&address, timeout))?
+            .map_err(|source| Error::Connect { address, source })
+    }
+
+    /// Removes the sandbox: deletes the veth pair (from the node's namespace, whichever thread
+    /// calls this) and releases the namespaces. Idempotent. Stop the pod's processes first: any
+    /// still running keep the (now unconnected) namespaces alive until they exit.
+    pub fn destroy(&self) -> Result<(), Error> {
+        let mut namespaces = self
+            .namespaces
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if namespaces.is_none() {
+            return Ok(());
+        }
+        let mut node_socket = self
+            .node_socket
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        node_socket
+            .delete_link(&self.veth_host_name)
+            .map_err(|error| Error::os(format!("delete veth {}", self.veth_host_name), error))?;
+        if let Some(released) = namespaces.take() {
+            tracing::debug!(sandbox = %self.name, net_fd = released.net.as_raw_fd(), "pod sandbox destroyed");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PodSandbox {
+    fn drop(&mut self) {
+        if let Err(error) = self.destroy() {
+            tracing::warn!(sandbox = %self.name, %error, "destroying pod sandbox on drop");
+        }
+    }
+}
+
+fn validate(config: &SandboxConfig) -> Result<(), Error> {
+    let invalid = |reason: String| {
+        Err(Error::Invalid {
+            what: format!("sandbox {:?}", config.name),
+            reason,
+        })
+    };
+    validate_link_name(&config.bridge).or_else(|reason| invalid(format!("bridge: {reason}")))?;
+    validate_link_name(&config.veth_host_name)
+        .or_else(|reason| invalid(format!("veth_host_name: {reason}")))?;
+    if config.hostname.is_empty() || config.hostname.len() > 64 {
+        return invalid(format!(
+            "hostname {:?} must be 1 to 64 bytes",
+            config.hostname
+        ));
+    }
+    if config.prefix_len == 0 || config.prefix_len > 30 {
+        return invalid(format!("prefix_len {} must be 1 to 30", config.prefix_len));
+    }
+    let mask = u32::MAX << (32 - u32::from(config.prefix_len));
+    if u32::from(config.ip) & mask != u32::from(config.gateway) & mask {
+        return invalid(format!(
+            "gateway {} is not in {}/{}",
+            config.gateway, config.ip, config.prefix_len
+        ));
+    }
+    if config.ip == config.gateway {
+        return invalid(format!("ip {} is the gateway", config.ip));
+    }
+    if let Some(mtu) = config.mtu {
+        if !(68..=65535).contains(&mtu) {
+            return invalid(format!("mtu {mtu} must be 68 to 65535"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SandboxConfig {
+        SandboxConfig {
+            name: "default/web".into(),
+            hostname: "web".into(),
+            ip: Ipv4Addr::new(10, 244, 0, 5),
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(10, 244, 0, 1),
+            bridge: "frontdoor0".into(),
+            veth_host_name: "fdveth5".into(),
+            mtu: None,
+            resolv_conf: String::new(),
+            hosts: String::new(),
+        }
+    }
+
+    #[test]
+    fn validation_rejects_bad_configs() {
+        assert!(validate(&config()).is_ok());
+        type Change = fn(&mut SandboxConfig);
+        let cases: Vec<(&str, Change)> = vec![
+            ("veth_host_name", |c| {
+                c.veth_host_name = "a-name-longer-than-15".into()
+            }),
+            ("veth_host_name", |c| c.veth_host_name = "has/slash".into()),
+            ("bridge", |c| c.bridge = String::new()),
+            ("hostname", |c| c.hostname = "h".repeat(65)),
+            ("prefix_len", |c| c.prefix_len = 31),
+            ("gateway", |c| c.gateway = Ipv4Addr::new(10, 244, 1, 1)),
+            ("is the gateway", |c| c.ip = c.gateway),
+            ("mtu", |c| c.mtu = Some(10)),
+        ];
+        for (expected, change) in cases {
+            let mut config = config();
+            change(&mut config);
+            let error = validate(&config).expect_err(expected).to_string();
+            assert!(
+                error.contains(expected),
+                "{error:?} should mention {expected}"
+            );
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! Pod sandboxes for real: every test runs its "node" in a network namespace of its own
+//! ([`run_in_fresh_network_namespace`]), so nothing here touches the machine's interfaces, and
+//! checks afterwards that none of its links showed up in the root namespace.
+
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use frontdoor_netns::{
+    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_names,
+    run_in_fresh_network_namespace, signal_process_group, Error, PodSandbox, ProcessSpec,
+    SandboxConfig, Signal,
+};
+
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+
+/// A test's node: its own network namespace, a bridge with the gateway address, and unique
+/// names for everything it creates.
+struct Node {
+    prefix: String,
+    bridge: String,
+}
+
+impl Node {
+    fn veth(&self, n: u8) -> String {
+        format!("{}v{n}", self.prefix)
+    }
+
+    fn pod(&self, n: u8) -> SandboxConfig {
+        SandboxConfig {
+            name: format!("default/pod-{n}"),
+            hostname: format!("pod-{n}"),
+            ip: Ipv4Addr::new(10, 244, 0, 10 + n),
+            prefix_len: 24,
+            gateway: GATEWAY,
+            bridge: self.bridge.clone(),
+            veth_host_name: self.veth(n),
+            mtu: None,
+            resolv_conf: format!(
+                "nameserver 10.96.0.10\nsearch ns{n}.svc.cluster.local svc.cluster.local\n"
+            ),
+            hosts: format!("127.0.0.1\tlocalhost\n10.244.0.{}\tpod-{n}\n", 10 + n),
+        }
+    }
+}
+
+/// Runs `test` as a node in a fresh network namespace with a tokio runtime, then checks that the
+/// root namespace has none of the node's links.
+fn on_node<T: Send>(test: impl FnOnce(&Node) -> T + Send) -> T {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    // Short enough for 15-byte link names: "fd" + 4 hex of the pid + counter + suffix.
+    let prefix = format!(
+        "fd{:04x}{}",
+        std::process::id() & 0xffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let node = Node {
+        bridge: format!("{prefix}br"),
+        prefix,
+    };
+    let result = run_in_fresh_network_namespace(|| {
+        ensure_bridge(&node.bridge, GATEWAY, 24).expect("bridge");
+        test(&node)
+    })
+    .expect("fresh network namespace");
+    let leaked: Vec<String> = link_names()
+        .unwrap()
+        .into_iter()
+        .filter(|name| name.starts_with(&node.prefix))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "links leaked into the root namespace: {leaked:?}"
+    );
+    result
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Waits for `condition` with a deadline instead of sleeping for a guessed time.
+fn eventually<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn host_env() -> Vec<(String, String)> {
+    vec![(
+        "PATH".into(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    )]
+}
+
+fn http_get(mut stream: TcpStream, path: &str) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+async fn output_of(sandbox: &PodSandbox, argv: &[&str]) -> String {
+    let mut spec = ProcessSpec::new(argv.iter().copied());
+    spec.env = host_env();
+    spec.stdout = Stdio::piped();
+    let output = sandbox
+        .spawn(spec)
+        .expect("spawn")
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{argv:?} failed: {:?}",
+        output.status
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn pods_reach_each_other_and_the_node_over_the_bridge() {
+    on_node(|node| {
+        let a = PodSandbox::create(&node.pod(1)).expect("sandbox a");
+        let b = PodSandbox::create(&node.pod(2)).expect("sandbox b");
+        let site = tempfile::tempdir().unwrap();
+        std::fs::write(site.path().join("hello.txt"), "hello from pod 1\n").unwrap();
+        let server_address = SocketAddr::from((a.ip(), 8080));
+
+        runtime().block_on(async {
+            let mut spec = ProcessSpec::new([
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                &a.ip().to_string(),
+            ]);
+            spec.env = host_env();
+            spec.working_dir = Some(site.path().to_owned());
+            let mut server = a.spawn(spec).expect("spawn server in pod a");
+
+            // From pod b, through a socket made in b's namespace.
+            let stream = eventually(
+                "the server in pod a to listen",
+                Duration::from_secs(20),
+                || b.tcp_connect(server_address, Duration::from_secs(1)).ok(),
+            );
+            let response = http_get(stream, "/hello.txt");
+            assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+            assert!(response.ends_with("hello from pod 1\n"), "{response}");
+
+            // From a process in pod b.
+            let body = output_of(
+                &b,
+                &[
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "5",
+                    "http://10.244.0.11:8080/hello.txt",
+                ],
+            )
+            .await;
+            assert_eq!(body, "hello from pod 1\n");
+
+            // From the node, over the bridge.
+            let stream = TcpStream::connect_timeout(&server_address, Duration::from_secs(5))
+                .expect("node to pod");
+            assert!(http_get(stream, "/hello.txt").ends_with("hello from pod 1\n"));
+
+            let _ = signal_process_group(server.id().unwrap(), Signal::Kill);
+            server.wait().await.unwrap();
+        });
+
+        // A pod reaches the node at its gateway address (default route via the bridge).
+        let listener = TcpListener::bind((GATEWAY, 0)).unwrap();
+        let node_address = listener.local_addr().unwrap();
+        let mut from_pod = b
+            .tcp_connect(node_address, Duration::from_secs(5))
+            .expect("pod to node");
+        let (mut accepted, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), b.ip(), "the node sees the pod's own address");
+        from_pod.write_all(b"ping").unwrap();
+        let mut buffer = [0; 4];
+        accepted.read_exact(&mut buffer).unwrap();
+        assert_eq!(&buffer, b"ping");
+
+        // Nothing listens on this port: refused, reported as a connect error.
+        match a.tcp_connect(SocketAddr::from((b.ip(), 9)), Duration::from_secs(2)) {
+            Err(Error::Connect { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused)
+            }
+            other => panic!("expected a refused connection, got {other:?}"),
+        }
+
+        // The pod's network holds only its loopback and eth0.
+        let mut pod_links = a.run_in_network(link_names).unwrap().unwrap();
+        pod_links.sort();
+        assert_eq!(pod_links, ["eth0", "lo"]);
+        a.destroy().unwrap();
+        b.destroy().unwrap();
+    });
+}
+
+#[test]
+fn hostname_resolv_conf_and_hosts_are_the_pods_own() {
+    let host_resolv_conf = std::fs::read("/etc/resolv.conf").unwrap();
+    let host_hosts = std::fs::read("/etc/hosts").unwrap();
+    let host_name = nix_free_hostname();
+    on_node(|node| {
+        let config = node.pod(3);
+        let sandbox = PodSandbox::create(&config).expect("sandbox");
+        runtime().block_on(async {
+            assert_eq!(output_of(&sandbox, &["hostname"]).await, "pod-3\n");
+            assert_eq!(
+                output_of(&sandbox, &["cat", "/etc/resolv.conf"]).await,
+                config.resolv_conf
+            );
+            assert_eq!(
+                output_of(&sandbox, &["cat", "/etc/hosts"]).await,
+                config.hosts
+            );
+            // The rest of the filesystem is the host's, and the working directory is honoured.
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("marker"), "host file\n").unwrap();
+            let mut spec = ProcessSpec::new(["sh", "-c", "pwd; cat marker"]);
+            spec.env = host_env();
+            spec.working_dir = Some(dir.path().to_owned());
+            spec.stdout = Stdio::piped();
+            let output = sandbox
+                .spawn(spec)
+                .unwrap()
+                .wait_with_output()
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(output.stdout).unwrap(),
+                format!("{}\nhost file\n", dir.path().display())
+            );
+        });
+        sandbox.destroy().unwrap();
+    });
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").unwrap(),
+        host_resolv_conf,
+        "host resolv.conf untouched"
+    );
+    assert_eq!(
+        std::fs::read("/etc/hosts").unwrap(),
+        host_hosts,
+        "host hosts untouched"
+    );
+    assert_eq!(nix_free_hostname(), host_name, "host hostname untouched");
+}
+
+fn nix_free_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap()
+}
+
+#[test]
+fn a_missing_command_is_reported_as_the_kubelet_does() {
+    on_node(|node| {
+        let sandbox = PodSandbox::create(&node.pod(4)).expect("sandbox");
+        runtime().block_on(async {
+            let mut spec = ProcessSpec::new(["frontdoor-no-such-command"]);
+            spec.env = host_env();
+            let error = sandbox.spawn(spec).expect_err("missing command");
+            assert!(
+                matches!(error, Error::ExecutableNotFound { .. }),
+                "{error:?}"
+            );
+            assert_eq!(
+                error.to_string(),
+                "exec: \"frontdoor-no-such-command\": executable file not found in $PATH"
+            );
+
+            let error = sandbox
+                .spawn(ProcessSpec::new(["/no/such/binary"]))
+                .expect_err("missing path");
+            assert!(
+                matches!(error, Error::ExecutableNotFound { .. }),
+                "{error:?}"
+            );
+
+            let mut spec = ProcessSpec::new(["true"]);
+            spec.working_dir = Some("/no/such/directory".into());
+            assert!(matches!(
+                sandbox.spawn(spec),
+                Err(Error::WorkingDirectory { .. })
+            ));
+
+            assert!(matches!(
+                sandbox.spawn(ProcessSpec::new(Vec::<String>::new())),
+                Err(Error::EmptyCommand)
+            ));
+            // Without PATH in the environment, the default PATH applies.
+            assert_eq!(
+                output_of(&sandbox, &["sh", "-c", "echo $PATH"])
+                    .await
+                    .trim(),
+                host_env()[0].1
+            );
+            let mut spec = ProcessSpec::new(["sh", "-c", "echo $PATH"]);
+            spec.stdout = Stdio::piped();
+            let output = sandbox
+                .spawn(spec)
+                .unwrap()
+                .wait_with_output()
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(output.stdout).unwrap().trim(),
+                frontdoor_netns::DEFAULT_PATH
+            );
+        });
+    });
+}
+
+#[test]
+fn destroy_removes_the_veth_and_releases_the_namespace() {
+    on_node(|node| {
+        let sandbox = PodSandbox::create(&node.pod(5)).expect("sandbox");
+        assert!(link_names().unwrap().contains(&node.veth(5)));
+        let inode = sandbox
+            .network_namespace_inode()
+            .expect("live sandbox has a namespace");
+        let reference = format!("net:[{inode}]");
+        assert!(open_descriptors_to(&reference) > 0);
+
+        sandbox.destroy().unwrap();
+        assert!(
+            !link_names().unwrap().contains(&node.veth(5)),
+            "veth deleted"
+        );
+        assert_eq!(
+            open_descriptors_to(&reference),
+            0,
+            "namespace descriptors closed"
+        );
+        assert!(sandbox.is_destroyed());
+        sandbox.destroy().expect("destroy is idempotent");
+        assert!(matches!(
+            sandbox.tcp_connect(SocketAddr::from((GATEWAY, 1)), Duration::from_secs(1)),
+            Err(Error::Destroyed { .. })
+        ));
+
+        // The same names can be used again at once.
+        let again = PodSandbox::create(&node.pod(5)).expect("recreate with the same names");
+        // A link of the veth's name already there is refused, and nothing is left behind.
+        let clash = PodSandbox::create(&node.pod(5)).expect_err("veth name in use");
+        assert!(matches!(clash, Error::LinkExists { .. }), "{clash:?}");
+        // Dropping without destroy cleans up too.
+        drop(again);
+        assert!(
+            !link_names().unwrap().contains(&node.veth(5)),
+            "veth deleted on drop"
+        );
+
+        // A failed create leaves nothing: the bridge does not exist.
+        let mut config = node.pod(6);
+        config.bridge = format!("{}nobr", node.prefix);
+        assert!(matches!(
+            PodSandbox::create(&config),
+            Err(Error::BridgeNotFound { .. })
+        ));
+        assert!(!link_names().unwrap().contains(&node.veth(6)));
+    });
+}
+
+/// How many of this process's descriptors point at `target` (e.g. `net:[4026532000]`).
+fn open_descriptors_to(target: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|link| link == Path::new(target))
+        .count()
+}
+
+#[test]
+fn sigterm_to_the_process_group_stops_the_whole_tree() {
+    on_node(|node| {
+        let sandbox = PodSandbox::create(&node.pod(7)).expect("sandbox");
+        runtime().block_on(async {
+            let mut spec = ProcessSpec::new(["sh", "-c", "sleep 100 & wait"]);
+            spec.env = host_env();
+            let mut child = sandbox.spawn(spec).expect("spawn");
+            let group = child.id().unwrap();
+            eventually(
+                "sleep to start in the group",
+                Duration::from_secs(10),
+                || {
+                    live_members(group)
+                        .iter()
+                        .any(|(_, name)| name == "sleep")
+                        .then_some(())
+                },
+            );
+            let in_pod = format!("net:[{}]", sandbox.network_namespace_inode().unwrap());
+            for (pid, _) in live_members(group) {
+                let namespace = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+                assert_eq!(
+                    namespace,
+                    Path::new(&in_pod),
+                    "process {pid} runs in the pod's network"
+                );
+            }
+
+            assert!(signal_process_group(group, Signal::Terminate).unwrap());
+            let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .expect("sh stops")
+                .unwrap();
+            assert!(!status.success());
+            eventually(
+                "every process of the group to stop",
+                Duration::from_secs(10),
+                || live_members(group).is_empty().then_some(()),
+            );
+        });
+        sandbox.destroy().unwrap();
+    });
+}
+
+/// The (pid, name) of processes in process group `group` that have not exited (zombies are
+/// left out: who reaps orphans depends on the machine's init).
+fn live_members(group: u32) -> Vec<(u32, String)> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head
+            .split_once('(')
+            .map(|(_, name)| name.to_owned())
+            .unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2
+            && fields[2] == group.to_string()
+            && fields[0] != "Z"
+            && fields[0] != "X"
+        {
+            members.push((pid, name));
+        }
+    }
+    members
+}
+
+#[test]
+fn bridge_setup_is_idempotent_and_forwarding_is_per_namespace() {
+    let root_forwarding = ip_forward_enabled().unwrap();
+    on_node(|node| {
+        ensure_bridge(&node.bridge, GATEWAY, 24).expect("second ensure_bridge is a no-op");
+        let addresses = std::process::Command::new("ip")
+            .args(["-o", "-4", "addr", "show", "dev", &node.bridge])
+            .output()
+            .expect("ip addr");
+        let addresses = String::from_utf8(addresses.stdout).unwrap();
+        assert_eq!(
+            addresses.matches("inet 10.244.0.1/24").count(),
+            1,
+            "{addresses}"
+        );
+        assert!(link_is_up(&node.bridge), "bridge up");
+
+        let sandbox = PodSandbox::create(&node.pod(8)).expect("sandbox");
+        let port = std::process::Command::new("ip")
+            .args(["-d", "link", "show", "dev", &node.veth(8)])
+            .output()
+            .unwrap();
+        let port = String::from_utf8(port.stdout).unwrap();
+        assert!(port.contains(&format!("master {}", node.bridge)), "{port}");
+        assert!(
+            port.contains("hairpin on"),
+            "a pod can reach itself through its Service: {port}"
+        );
+        let error = ensure_bridge(&node.veth(8), GATEWAY, 24).expect_err("a veth is not a bridge");
+        assert!(matches!(error, Error::NotABridge { .. }), "{error:?}");
+        sandbox.destroy().unwrap();
+
+        assert!(
+            !ip_forward_enabled().unwrap(),
+            "a new namespace starts without forwarding"
+        );
+        enable_ip_forward().unwrap();
+        assert!(ip_forward_enabled().unwrap());
+    });
+    assert_eq!(
+        ip_forward_enabled().unwrap(),
+        root_forwarding,
+        "root namespace untouched"
+    );
+}
+
+fn link_is_up(name: &str) -> bool {
+    let output = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "dev", name])
+        .output()
+        .unwrap();
+    let line = String::from_utf8(output.stdout).unwrap();
+    line.contains("<")
+        && line
+            .split('<')
+            .nth(1)
+            .unwrap()
+            .split('>')
+            .next()
+            .unwrap()
+            .split(',')
+            .any(|flag| flag == "UP")
+}
+
+#[test]
+fn cleanup_stale_deletes_only_matching_veths() {
+    on_node(|node| {
+        let stale = format!("{}st", node.prefix);
+        let status = std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &format!("{stale}a"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{stale}b"),
+            ])
+            .status()
+            .expect("ip link add");
+        assert!(status.success());
+        let live = PodSandbox::create(&node.pod(9)).expect("sandbox");
+
+        let mut removed = cleanup_stale(&stale).unwrap();
+        removed.sort();
+        assert_eq!(removed, [format!("{stale}a"), format!("{stale}b")]);
+        let links = link_names().unwrap();
+        assert!(
+            !links.iter().any(|name| name.starts_with(&stale)),
+            "{links:?}"
+        );
+        assert!(links.contains(&node.bridge), "bridges are not veths");
+        assert!(
+            links.contains(&node.veth(9)),
+            "other prefixes are left alone"
+        );
+        assert!(cleanup_stale(&stale).unwrap().is_empty(), "idempotent");
+        assert!(matches!(cleanup_stale(""), Err(Error::Invalid { .. })));
+        live.destroy().unwrap();
+    });
+}
+
+#[test]
+fn sandboxes_can_be_created_and_destroyed_concurrently() {
+    on_node(|node| {
+        let listener = TcpListener::bind((GATEWAY, 0)).unwrap();
+        let node_address = listener.local_addr().unwrap();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (20..28u8)
+                .map(|n| {
+                    // Threads started here inherit the node's network namespace.
+                    scope.spawn(move || {
+                        let sandbox = PodSandbox::create(&node.pod(n)).expect("sandbox");
+                        let stream = sandbox
+                            .tcp_connect(node_address, Duration::from_secs(5))
+                            .expect("pod to node");
+                        let local = stream.local_addr().unwrap();
+                        drop(stream);
+                        sandbox.destroy().unwrap();
+                        local.ip()
+                    })
+                })
+                .collect();
+            let mut sources: Vec<_> = workers
+                .into_iter()
+                .map(|worker| worker.join().unwrap())
+                .collect();
+            sources.sort();
+            let expected: Vec<_> = (20..28u8)
+                .map(|n| std::net::IpAddr::V4(Ipv4Addr::new(10, 244, 0, 10 + n)))
+                .collect();
+            assert_eq!(sources, expected, "each pod connects from its own address");
+        });
+        let left: Vec<_> = link_names()
+            .unwrap()
+            .into_iter()
+            .filter(|name| name.starts_with(&format!("{}v", node.prefix)))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    });
+}

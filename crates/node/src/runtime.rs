@@ -1,0 +1,808 @@
+//! The pod runtime: one worker per pod bound to this node. A worker creates the pod's sandbox
+//! (namespaces, veth, address, resolv.conf, hosts), runs each container's command as a process
+//! inside it with its logs captured, probes it, restarts it by the pod's restart policy with
+//! upstream's back-off, reports status, and on deletion stops it gracefully (SIGTERM, grace
+//! period, SIGKILL), removes the sandbox and deletes the pod object.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+
+use frontdoor_netns::{PodSandbox, ProcessSpec, SandboxConfig, Signal};
+
+use crate::env::container_environment;
+use crate::events::record_for;
+use crate::ipam::Ipam;
+use crate::logs::{capture, LogStore};
+use crate::probes::{self, Kind, Outcome, Tracker};
+use crate::status::{pod_status, ContainerRecord, PodRecord, State};
+use crate::{NodeConfig, NodeError};
+
+/// Upstream's container restart back-off: 10 s doubling to 5 min.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_secs(10), max: Duration::from_secs(300) }
+    }
+}
+
+impl Backoff {
+    /// The delay before restart number `restarts` (1-based).
+    pub fn delay(&self, restarts: u32) -> Duration {
+        let factor = 1u32.checked_shl(restarts.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// How long pods get to stop when the node itself shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What all workers share.
+struct Shared {
+    client: kube::Client,
+    config: NodeConfig,
+    ipam: Mutex<Ipam>,
+    logs: LogStore,
+    services: Store<Service>,
+    backoff: Backoff,
+}
+
+/// Runs every pod bound to this node until `shutdown`.
+pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+    let gateway = config.pod_cidr.gateway();
+    let (bridge, prefix) = (config.bridge.clone(), config.pod_cidr.prefix_len);
+    let veth_prefix = veth_prefix(&config);
+    tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+        frontdoor_netns::ensure_bridge(&bridge, gateway, prefix).map_err(|e| NodeError::Internal(e.to_string()))?;
+        frontdoor_netns::cleanup_stale(&veth_prefix).map_err(|e| NodeError::Internal(e.to_string()))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| NodeError::Internal(e.to_string()))??;
+
+    kill_leftovers(&config.data_dir.join("pods"));
+    let (services, writer) = reflector::store::<Service>();
+    let service_api: Api<Service> = Api::all(client.clone());
+    let service_stream = reflector::reflector(writer, watcher(service_api, watcher::Config::default())).default_backoff().touched_objects();
+    tokio::spawn(service_stream.for_each(|_| async {}));
+
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
+        logs: LogStore::new(config.data_dir.join("pods")),
+        config: config.clone(),
+        services,
+        backoff,
+    });
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let mine = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name));
+    let mut events = watcher(pods, mine).default_backoff().boxed();
+    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let mut running = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let event = tokio::select! {
+            _ = &mut shutdown => break,
+            event = events.next() => match event { Some(e) => e, None => break },
+        };
+        match event {
+            Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => dispatch(&shared, &mut workers, &mut running, pod),
+            Ok(watcher::Event::Delete(pod)) => {
+                if let Some(uid) = pod.metadata.uid.as_deref() {
+                    if let Some(worker) = workers.remove(uid) {
+                        let _ = worker.send(None);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "pod watch error"),
+        }
+        workers.retain(|_, w| !w.is_closed());
+    }
+    // Pods cannot outlive the node (their namespaces die with it): stop them all.
+    for (_, worker) in workers {
+        let _ = worker.send(None);
+    }
+    while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Kills what a previous run of this node left running (it crashed without stopping its pods):
+/// each container's process group is recorded in a `pid` file beside its logs, with its start
+/// time, so a reused pid is never hit.
+fn kill_leftovers(root: &std::path::Path) {
+    for pod in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for container in std::fs::read_dir(pod.path()).into_iter().flatten().flatten() {
+            let file = container.path().join("pid");
+            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            let mut parts = text.split_whitespace();
+            let (Some(pid), Some(start)) = (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next()) else { continue };
+            if process_start_time(pid).as_deref() == Some(start) {
+                let _ = frontdoor_netns::signal_process_group(pid, Signal::Kill);
+            }
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
+fn process_start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split_whitespace().nth(19).map(String::from)
+}
+
+/// The host-side veth names of this node's pods start with this (so leftovers can be found).
+fn veth_prefix(config: &NodeConfig) -> String {
+    config.veth_prefix.clone()
+}
+
+fn dispatch(shared: &Arc<Shared>, workers: &mut HashMap<String, watch::Sender<Option<Pod>>>, running: &mut tokio::task::JoinSet<()>, pod: Pod) {
+    let Some(uid) = pod.metadata.uid.clone() else { return };
+    if let Some(worker) = workers.get(&uid) {
+        let _ = worker.send(Some(pod));
+        return;
+    }
+    // A pod that finished before we saw it has nothing to run.
+    if pod.metadata.deletion_timestamp.is_none()
+        && matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    {
+        return;
+    }
+    let (sender, receiver) = watch::channel(Some(pod));
+    workers.insert(uid, sender);
+    running.spawn(PodWorker::run(shared.clone(), receiver));
+}
+
+/// A running container process and what the worker needs to stop it.
+struct Running {
+    pid: u32,
+}
+
+/// The state of one pod, shared by its container tasks and its status writer.
+struct PodState {
+    record: PodRecord,
+    running: HashMap<String, Running>,
+    stopping: bool,
+}
+
+struct PodWorker {
+    shared: Arc<Shared>,
+    pod: Pod,
+    state: Arc<Mutex<PodState>>,
+    changed: Arc<Notify>,
+    sandbox: Option<Arc<PodSandbox>>,
+    ip: Option<Ipv4Addr>,
+}
+
+fn pod_name(pod: &Pod) -> (String, String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        pod.metadata.name.clone().unwrap_or_default(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    )
+}
+
+/// The message shown for a container frontdoor cannot run: it runs commands, not images.
+fn no_command_message(container: &Container) -> String {
+    format!(
+        "container {:?} has no command: frontdoor runs each container's command and args from the host filesystem (image {:?} is recorded, not pulled); set spec.containers[].command",
+        container.name,
+        container.image.as_deref().unwrap_or("")
+    )
+}
+
+impl PodWorker {
+    async fn run(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod>>) {
+        let Some(pod) = updates.borrow_and_update().clone() else { return };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let containers: Vec<ContainerRecord> = spec
+            .containers
+            .iter()
+            .map(|c| ContainerRecord {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                state: State::Waiting { reason: "ContainerCreating".into(), message: None },
+                last_state: None,
+                restart_count: 0,
+                ready: false,
+                started: false,
+                container_id: None,
+            })
+            .collect();
+        let record = PodRecord {
+            restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+            sandbox_ready: false,
+            pod_ip: None,
+            host_ip: shared.config.node_ip.to_string(),
+            start_time: Utc::now(),
+            containers,
+            message: None,
+        };
+        let state = Arc::new(Mutex::new(PodState { record, running: HashMap::new(), stopping: false }));
+        let changed = Arc::new(Notify::new());
+        let mut worker = PodWorker { shared, pod, state, changed, sandbox: None, ip: None };
+        let status_task = tokio::spawn(status_writer(worker.shared.clone(), worker.pod.clone(), worker.state.clone(), worker.changed.clone()));
+
+        if worker.pod.metadata.deletion_timestamp.is_none() {
+            worker.start().await;
+        }
+        loop {
+            let current = updates.borrow_and_update().clone();
+            match current {
+                None => break,
+                Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                    worker.pod = pod;
+                    worker.terminate().await;
+                    worker.finish_deletion().await;
+                    break;
+                }
+                Some(pod) => worker.pod = pod,
+            }
+            if updates.changed().await.is_err() {
+                break;
+            }
+        }
+        worker.stop_all(SHUTDOWN_GRACE).await;
+        worker.teardown().await;
+        status_task.abort();
+    }
+
+    fn notify(&self) {
+        self.changed.notify_one();
+    }
+
+    async fn start(&mut self) {
+        let (namespace, name, uid) = pod_name(&self.pod);
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        if let Some(container) = spec.containers.iter().find(|c| c.command.as_deref().unwrap_or_default().is_empty()) {
+            let message = no_command_message(container);
+            {
+                let mut state = self.state.lock().unwrap();
+                for record in state.record.containers.iter_mut() {
+                    record.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) };
+                }
+            }
+            record_for(&self.shared.client, &self.pod, Some(&container.name), "Warning", "Failed", &format!("Error: {message}"), "kubelet").await;
+            self.notify();
+            return;
+        }
+        let allocated = self.shared.ipam.lock().unwrap().allocate();
+        let ip = match allocated {
+            Ok(ip) => ip,
+            Err(error) => {
+                record_for(&self.shared.client, &self.pod, None, "Warning", "FailedCreatePodSandBox", &error.to_string(), "kubelet").await;
+                return;
+            }
+        };
+        self.ip = Some(ip);
+        let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+        let config = SandboxConfig {
+            name: format!("{namespace}/{name}"),
+            hostname: hostname.clone(),
+            ip,
+            prefix_len: self.shared.config.pod_cidr.prefix_len,
+            gateway: self.shared.config.pod_cidr.gateway(),
+            bridge: self.shared.config.bridge.clone(),
+            veth_host_name: format!("{}{}", veth_prefix(&self.shared.config), &uid.replace('-', "")[..11.min(uid.replace('-', "").len())]),
+            mtu: None,
+            resolv_conf: resolv_conf(&self.shared.config, &namespace),
+            hosts: hosts_file(&self.shared.config, &namespace, &hostname, spec.subdomain.as_deref(), ip),
+        };
+        let created = tokio::task::spawn_blocking(move || PodSandbox::create(&config)).await;
+        let sandbox = match created {
+            Ok(Ok(sandbox)) => Arc::new(sandbox),
+            Ok(Err(error)) => {
+                self.shared.ipam.lock().unwrap().release(ip);
+                self.ip = None;
+                record_for(&self.shared.client, &self.pod, None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {error}"), "kubelet").await;
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "sandbox creation panicked");
+                return;
+            }
+        };
+        {
+            let mut state = self.state.lock().unwrap();
+            state.record.sandbox_ready = true;
+            state.record.pod_ip = Some(ip.to_string());
+        }
+        self.notify();
+        self.sandbox = Some(sandbox.clone());
+        for container in spec.containers.iter().cloned() {
+            let task = ContainerTask {
+                shared: self.shared.clone(),
+                pod: self.pod.clone(),
+                container,
+                sandbox: sandbox.clone(),
+                state: self.state.clone(),
+                changed: self.changed.clone(),
+                ip,
+            };
+            tokio::spawn(task.run());
+        }
+    }
+
+    /// Graceful stop: SIGTERM to every container, then SIGKILL after the grace period.
+    async fn terminate(&mut self) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30)
+            .max(0) as u64;
+        let names: Vec<String> = self.state.lock().unwrap().running.keys().cloned().collect();
+        for name in &names {
+            record_for(&self.shared.client, &self.pod, Some(name), "Normal", "Killing", &format!("Stopping container {name}"), "kubelet").await;
+        }
+        self.stop_all(Duration::from_secs(grace)).await;
+    }
+
+    async fn stop_all(&self, grace: Duration) {
+        let pids: Vec<u32> = {
+            let mut state = self.state.lock().unwrap();
+            state.stopping = true;
+            state.running.values().map(|r| r.pid).collect()
+        };
+        stop_processes(&pids, grace, || self.state.lock().unwrap().running.is_empty()).await;
+    }
+
+    async fn teardown(&mut self) {
+        if let Some(sandbox) = self.sandbox.take() {
+            let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
+        }
+        if let Some(ip) = self.ip.take() {
+            self.shared.ipam.lock().unwrap().release(ip);
+        }
+    }
+
+    /// The node's last word on a deleted pod: its processes are gone, so the object goes too.
+    async fn finish_deletion(&mut self) {
+        self.teardown().await;
+        let (namespace, name, uid) = pod_name(&self.pod);
+        let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), &namespace);
+        let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+        if let Err(error) = pods.delete(&name, &params).await {
+            tracing::debug!(%error, pod = name, "final delete");
+        }
+    }
+}
+
+/// Sends SIGTERM to each process group, waits up to `grace` for `all_gone`, then SIGKILL.
+async fn stop_processes(pids: &[u32], grace: Duration, all_gone: impl Fn() -> bool) {
+    for pid in pids {
+        let _ = frontdoor_netns::signal_process_group(*pid, Signal::Terminate);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline && !all_gone() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for pid in pids {
+        let _ = frontdoor_netns::signal_process_group(*pid, Signal::Kill);
+    }
+}
+
+fn resolv_conf(config: &NodeConfig, namespace: &str) -> String {
+    let domain = &config.cluster_domain;
+    format!("search {namespace}.svc.{domain} svc.{domain} {domain}\nnameserver {}\noptions ndots:5\n", config.cluster_dns)
+}
+
+fn hosts_file(config: &NodeConfig, namespace: &str, hostname: &str, subdomain: Option<&str>, ip: Ipv4Addr) -> String {
+    let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+    match subdomain.filter(|s| !s.is_empty()) {
+        Some(sub) => hosts.push_str(&format!("{ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n", config.cluster_domain)),
+        None => hosts.push_str(&format!("{ip}\t{hostname}\n")),
+    }
+    hosts
+}
+
+/// Writes the pod's status whenever it changes (coalescing bursts).
+async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>>, changed: Arc<Notify>) {
+    let (namespace, name, _) = pod_name(&pod);
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
+    let mut previous = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
+    let mut written = serde_json::Value::Null;
+    loop {
+        let status = {
+            let state = state.lock().unwrap();
+            pod_status(&state.record, &previous, Utc::now())
+        };
+        let comparable = |s: &serde_json::Value| {
+            let mut s = s.clone();
+            if let Some(c) = s.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+                for c in c.iter_mut() {
+                    c.as_object_mut().map(|o| o.remove("lastTransitionTime"));
+                }
+            }
+            s
+        };
+        if comparable(&status) != comparable(&written) {
+            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
+                Ok(_) => {
+                    written = status.clone();
+                    previous = status;
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => return,
+                Err(error) => {
+                    tracing::debug!(%error, pod = name, "status update failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        changed.notified().await;
+    }
+}
+
+/// One container's life: start, probe, restart, until the pod stops.
+struct ContainerTask {
+    shared: Arc<Shared>,
+    pod: Pod,
+    container: Container,
+    sandbox: Arc<PodSandbox>,
+    state: Arc<Mutex<PodState>>,
+    changed: Arc<Notify>,
+    ip: Ipv4Addr,
+}
+
+enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ContainerTask {
+    fn update(&self, f: impl FnOnce(&mut ContainerRecord)) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(record) = state.record.containers.iter_mut().find(|c| c.name == self.container.name) {
+            f(record);
+        }
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    fn stopping(&self) -> bool {
+        self.state.lock().unwrap().stopping
+    }
+
+    async fn event(&self, kind: &str, reason: &str, message: &str) {
+        record_for(&self.shared.client, &self.pod, Some(&self.container.name), kind, reason, message, "kubelet").await;
+    }
+
+    fn environment(&self) -> Result<Vec<(String, String)>, String> {
+        let services = self.shared.services.state().iter().map(|s| (**s).clone()).collect::<Vec<_>>();
+        let mut pod = self.pod.clone();
+        let status = pod.status.get_or_insert_with(Default::default);
+        status.pod_ip = Some(self.ip.to_string());
+        status.host_ip = Some(self.shared.config.node_ip.to_string());
+        let mut env = container_environment(&pod, &self.container, &services, &|_, _, _| None)?;
+        if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+            let hostname = pod.spec.as_ref().and_then(|s| s.hostname.clone()).or(pod.metadata.name.clone()).unwrap_or_default();
+            env.insert(0, ("HOSTNAME".into(), hostname));
+        }
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.insert(0, ("PATH".into(), frontdoor_netns::DEFAULT_PATH.into()));
+        }
+        Ok(env)
+    }
+
+    async fn run(self) {
+        let (namespace, name, uid) = pod_name(&self.pod);
+        let policy = self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        // Continue the numbering of earlier runs, so `--previous` spans node restarts.
+        let first_log = self.shared.logs.file(&namespace, &name, &uid, &self.container.name, 0);
+        let mut attempt: u32 = first_log
+            .parent()
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .map(|entries| entries.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".log")).count() as u32)
+            .unwrap_or(0);
+        loop {
+            if self.stopping() {
+                return;
+            }
+            let env = match self.environment() {
+                Ok(env) => env,
+                Err(message) => {
+                    self.update(|r| r.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) });
+                    self.event("Warning", "Failed", &format!("Error: {message}")).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            let mut argv: Vec<String> = self.container.command.clone().unwrap_or_default();
+            argv.extend(self.container.args.clone().unwrap_or_default());
+            let argv: Vec<String> = argv.iter().map(|a| crate::env::expand(a, &env)).collect();
+            let log_path = self.shared.logs.file(&namespace, &name, &uid, &self.container.name, attempt);
+            if let Some(dir) = log_path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let mut spec = ProcessSpec::new(argv);
+            spec.env = env;
+            spec.working_dir = self.container.working_dir.clone().map(Into::into);
+            spec.stdout = std::process::Stdio::piped();
+            spec.stderr = std::process::Stdio::piped();
+            let started_at = Utc::now();
+            let spawned = self.sandbox.spawn(spec);
+            let mut child = match spawned {
+                Ok(child) => child,
+                Err(error) => {
+                    let message = error.to_string();
+                    let finished = Utc::now();
+                    self.update(|r| {
+                        r.last_state = Some(State::Terminated { exit_code: 128, signal: None, reason: "StartError".into(), message: Some(message.clone()), started_at: None, finished_at: finished });
+                        r.ready = false;
+                        r.started = false;
+                    });
+                    self.event("Warning", "Failed", &format!("Error: {message}")).await;
+                    if !self.wait_restart(&policy, false, &mut attempt).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let pid = child.id().unwrap_or(0);
+            if let (Some(dir), Some(start)) = (log_path.parent(), process_start_time(pid)) {
+                let _ = std::fs::write(dir.join("pid"), format!("{pid} {start}\n"));
+            }
+            if let Some(out) = child.stdout.take() {
+                tokio::spawn(capture(out, "stdout", log_path.clone()));
+            }
+            if let Some(err) = child.stderr.take() {
+                tokio::spawn(capture(err, "stderr", log_path.clone()));
+            }
+            self.state.lock().unwrap().running.insert(self.container.name.clone(), Running { pid });
+            let container_id = format!("frontdoor://{uid}/{}/{attempt}", self.container.name);
+            let has_startup = self.container.startup_probe.is_some();
+            let has_readiness = self.container.readiness_probe.is_some();
+            self.update(|r| {
+                r.state = State::Running { started_at };
+                r.container_id = Some(container_id.clone());
+                r.started = !has_startup;
+                r.ready = !has_startup && !has_readiness;
+            });
+            self.event("Normal", "Started", &format!("Started container {}", self.container.name)).await;
+
+            let (kill_sender, mut kill_receiver) = tokio::sync::mpsc::channel::<String>(1);
+            let probes = tokio::spawn(probe_loop(self.shared.clone(), self.pod.clone(), self.container.clone(), self.sandbox.clone(), self.state.clone(), self.changed.clone(), self.ip, kill_sender));
+            let mut liveness_failed = false;
+            let exit = tokio::select! {
+                status = child.wait() => status,
+                Some(message) = kill_receiver.recv() => {
+                    liveness_failed = true;
+                    self.event("Normal", "Killing", &format!("Container {} failed liveness probe, will be restarted", self.container.name)).await;
+                    let _ = message;
+                    let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
+                    stop_processes(&[pid], Duration::from_secs(grace), || false).await;
+                    child.wait().await
+                }
+            };
+            probes.abort();
+            self.state.lock().unwrap().running.remove(&self.container.name);
+            let exit = match exit {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match (status.code(), status.signal()) {
+                        (Some(code), _) => Exit::Code(code),
+                        (None, Some(signal)) => Exit::Signal(signal),
+                        _ => Exit::Code(0),
+                    }
+                }
+                Err(_) => Exit::Code(1),
+            };
+            let (exit_code, signal) = match exit {
+                Exit::Code(code) => (code, None),
+                Exit::Signal(signal) => (128 + signal, Some(signal)),
+            };
+            let finished_at = Utc::now();
+            let reason = if exit_code == 0 { "Completed" } else { "Error" };
+            let terminated = State::Terminated { exit_code, signal, reason: reason.into(), message: None, started_at: Some(started_at), finished_at };
+            self.update(|r| {
+                r.state = terminated.clone();
+                r.ready = false;
+                r.started = false;
+            });
+            if self.stopping() {
+                return;
+            }
+            let succeeded = exit_code == 0 && !liveness_failed;
+            self.update(|r| r.last_state = Some(terminated.clone()));
+            if !self.wait_restart(&policy, succeeded, &mut attempt).await {
+                return;
+            }
+        }
+    }
+
+    /// Decides whether to restart and waits the back-off. False: the container stays stopped.
+    async fn wait_restart(&self, policy: &str, succeeded: bool, attempt: &mut u32) -> bool {
+        let restart = match policy {
+            "Never" => false,
+            "OnFailure" => !succeeded,
+            _ => true,
+        };
+        if !restart {
+            // The terminated state stays as the current state.
+            self.update(|r| {
+                if let Some(last) = r.last_state.take() {
+                    if matches!(r.state, State::Waiting { .. }) {
+                        r.state = last;
+                    }
+                }
+            });
+            return false;
+        }
+        *attempt += 1;
+        let restarts = {
+            let mut state = self.state.lock().unwrap();
+            let record = state.record.containers.iter_mut().find(|c| c.name == self.container.name);
+            record.map(|r| {
+                r.restart_count += 1;
+                r.restart_count
+            })
+            .unwrap_or(1)
+        };
+        let delay = self.shared.backoff.delay(restarts);
+        let (_, name, _) = pod_name(&self.pod);
+        let message = format!("back-off {} restarting failed container={} pod={name}_{}({})", humantime(delay), self.container.name, self.pod.metadata.namespace.as_deref().unwrap_or(""), self.pod.metadata.uid.as_deref().unwrap_or(""));
+        self.update(|r| r.state = State::Waiting { reason: "CrashLoopBackOff".into(), message: Some(message.clone()) });
+        self.event("Warning", "BackOff", "Back-off restarting failed container").await;
+        let deadline = tokio::time::Instant::now() + delay;
+        while tokio::time::Instant::now() < deadline {
+            if self.stopping() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        !self.stopping()
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 && s % 60 == 0 { format!("{}m0s", s / 60) } else if s >= 60 { format!("{}m{}s", s / 60, s % 60) } else { format!("{s}s") }
+}
+
+/// Runs the container's startup, liveness and readiness probes; readiness flips the container's
+/// `ready`; a liveness failure asks the container task to restart it.
+#[allow(clippy::too_many_arguments)]
+async fn probe_loop(
+    shared: Arc<Shared>,
+    pod: Pod,
+    container: Container,
+    sandbox: Arc<PodSandbox>,
+    state: Arc<Mutex<PodState>>,
+    changed: Arc<Notify>,
+    ip: Ipv4Addr,
+    kill: tokio::sync::mpsc::Sender<String>,
+) {
+    let set = |f: &dyn Fn(&mut ContainerRecord)| {
+        let mut s = state.lock().unwrap();
+        if let Some(r) = s.record.containers.iter_mut().find(|c| c.name == container.name) {
+            f(r);
+        }
+        drop(s);
+        changed.notify_one();
+    };
+    if let Some(probe) = container.startup_probe.clone() {
+        let mut tracker = Tracker::new(Kind::Startup, &probe);
+        tokio::time::sleep(probes::initial_delay(&probe)).await;
+        loop {
+            let outcome = check(&probe, &container, &sandbox, ip).await;
+            tracker.record(outcome == Outcome::Success);
+            if tracker.healthy {
+                break;
+            }
+            if let Outcome::Failure(m) = &outcome {
+                record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Startup probe failed: {m}"), "kubelet").await;
+            }
+            if tracker.failed() {
+                let _ = kill.send("startup probe failed".into()).await;
+                return;
+            }
+            tokio::time::sleep(probes::period(&probe)).await;
+        }
+        set(&|r| {
+            r.started = true;
+            if container.readiness_probe.is_none() {
+                r.ready = true;
+            }
+        });
+    }
+    let readiness = container.readiness_probe.clone().map(|p| (Tracker::new(Kind::Readiness, &p), p));
+    let liveness = container.liveness_probe.clone().map(|p| (Tracker::new(Kind::Liveness, &p), p));
+    let mut tasks = Vec::new();
+    if let Some((mut tracker, probe)) = readiness {
+        let (shared, pod, container, sandbox, state, changed) = (shared.clone(), pod.clone(), container.clone(), sandbox.clone(), state.clone(), changed.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(probes::initial_delay(&probe)).await;
+            let mut ticker = tokio::time::interval(probes::period(&probe));
+            loop {
+                ticker.tick().await;
+                let outcome = check(&probe, &container, &sandbox, ip).await;
+                if let Outcome::Failure(m) = &outcome {
+                    record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Readiness probe failed: {m}"), "kubelet").await;
+                }
+                if tracker.record(outcome == Outcome::Success) {
+                    let ready = tracker.healthy;
+                    let mut s = state.lock().unwrap();
+                    if let Some(r) = s.record.containers.iter_mut().find(|c| c.name == container.name) {
+                        r.ready = ready;
+                    }
+                    drop(s);
+                    changed.notify_one();
+                }
+            }
+        }));
+    }
+    if let Some((mut tracker, probe)) = liveness {
+        let (shared, pod, container, sandbox) = (shared.clone(), pod.clone(), container.clone(), sandbox.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(probes::initial_delay(&probe)).await;
+            let mut ticker = tokio::time::interval(probes::period(&probe));
+            loop {
+                ticker.tick().await;
+                let outcome = check(&probe, &container, &sandbox, ip).await;
+                if let Outcome::Failure(m) = &outcome {
+                    record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Liveness probe failed: {m}"), "kubelet").await;
+                }
+                tracker.record(outcome == Outcome::Success);
+                if !tracker.healthy {
+                    let _ = kill.send("liveness probe failed".into()).await;
+                    return;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// One check of a probe against this container.
+async fn check(probe: &k8s_openapi::api::core::v1::Probe, container: &Container, sandbox: &Arc<PodSandbox>, ip: Ipv4Addr) -> Outcome {
+    let limit = probes::timeout(probe);
+    if let Some(http) = &probe.http_get {
+        let Some(port) = probes::resolve_port(&http.port, container) else { return Outcome::Failure("unknown port".into()) };
+        let headers: Vec<(String, String)> = http.http_headers.as_deref().unwrap_or_default().iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+        return probes::http_check(IpAddr::V4(ip), port, http.path.as_deref().unwrap_or("/"), &headers, limit).await;
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        let Some(port) = probes::resolve_port(&tcp.port, container) else { return Outcome::Failure("unknown port".into()) };
+        return probes::tcp_check(IpAddr::V4(ip), port, limit).await;
+    }
+    if let Some(exec) = &probe.exec {
+        let argv = exec.command.clone().unwrap_or_default();
+        let mut spec = ProcessSpec::new(argv.clone());
+        spec.env = vec![("PATH".into(), frontdoor_netns::DEFAULT_PATH.into())];
+        let child = sandbox.spawn(spec);
+        let Ok(mut child) = child else { return Outcome::Failure(format!("exec {argv:?}: could not start")) };
+        return match tokio::time::timeout(limit, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Outcome::Success,
+            Ok(Ok(status)) => Outcome::Failure(format!("command {argv:?} exited with {}", status.code().unwrap_or(-1))),
+            Ok(Err(e)) => Outcome::Failure(e.to_string()),
+            Err(_) => {
+                if let Some(pid) = child.id() {
+                    let _ = frontdoor_netns::signal_process_group(pid, Signal::Kill);
+                }
+                Outcome::Failure(format!("command {argv:?} timed out"))
+            }
+        };
+    }
+    Outcome::Success
+}
