@@ -10,7 +10,7 @@
 //!    ClusterIP in the same transaction) — the difference in create latency is what allocation costs;
 //! 4. lists of the 10,000 Services (JSON, and the Table page kubectl asks for);
 //!
-//! and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
+//! and then the node benchmark (`pods`), and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
 //! watcher), start-to-ready and peak RSS, each against its target and the baseline.
 
 use std::collections::HashMap;
@@ -21,18 +21,20 @@ use bytes::Bytes;
 use frontdoor_testkit::{ApiClient, Frontdoor};
 use http_body_util::BodyExt;
 
+mod pods;
+
 const OBJECTS: usize = 10_000;
 const CLIENTS: usize = 32;
 const WATCHERS: usize = 100;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -47,7 +49,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-fn report(name: &str, value: f64, unit: &str, target: f64, baseline: Option<f64>) {
+pub(crate) fn report(name: &str, value: f64, unit: &str, target: f64, baseline: Option<f64>) {
     let vs_baseline = baseline.map(|b| format!("{:>8.1}x baseline", value / b)).unwrap_or_default();
     let verdict = if value <= target { "ok" } else { "OVER" };
     println!("{name:<40} {value:>9.2} {unit:<3}  target < {target:<6} ({:>5.2} of target, {verdict}) {vs_baseline}", value / target);
@@ -143,10 +145,17 @@ async fn run_phase(server: &Frontdoor, collection: &str, prefix: &'static str, b
     Phase { creates, deliveries, wall }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let binary = std::env::current_exe().expect("exe").parent().expect("target dir").join("frontdoor");
-    let server = Frontdoor::start(&binary);
+    let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime().block_on(control_plane(&binary));
+    // The node creates a bridge and pod namespaces: it runs in a network namespace of its own.
+    let node_binary = binary.clone();
+    frontdoor_netns::run_in_fresh_network_namespace(move || runtime().block_on(pods::run(&node_binary))).expect("a private network namespace");
+}
+
+async fn control_plane(binary: &std::path::Path) {
+    let server = Frontdoor::start(binary);
     let client = ApiClient::new(&server);
 
     let mut baseline = Vec::new();

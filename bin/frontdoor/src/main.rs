@@ -51,6 +51,10 @@ struct UpArgs {
     /// this machine's network.
     #[arg(long)]
     without_node: bool,
+    /// Run no controllers (EndpointSlices, Endpoints, workloads): for tests of a controller
+    /// that runs its own copy.
+    #[arg(long)]
+    without_controllers: bool,
     /// This node's name (default: the machine's hostname).
     #[arg(long)]
     node_name: Option<String>,
@@ -103,6 +107,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let client = kube::Client::new(server.local_service(), "default");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let node = if args.without_node { None } else { Some(start_node(&server, client.clone(), &args, stopped.clone()).await?) };
+    if !args.without_controllers {
+        start_controllers(client.clone(), stopped.clone());
+    }
     let kubeconfig_path = args.kubeconfig_out.unwrap_or_else(|| args.data_dir.join("kubeconfig"));
     write_kubeconfig(&kubeconfig_path, &server.kubeconfig)?;
     println!(
@@ -119,6 +126,22 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), node).await;
     }
     Ok(())
+}
+
+/// The controllers, each until shutdown.
+fn start_controllers(client: kube::Client, stopped: tokio::sync::watch::Receiver<bool>) {
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let endpoints_shutdown = until_stopped();
+    tokio::spawn(async move {
+        if let Err(error) = frontdoor_endpoints::run(client, frontdoor_endpoints::EndpointsConfig::default(), endpoints_shutdown).await {
+            tracing::error!(%error, "the endpoint controllers stopped");
+        }
+    });
 }
 
 /// Registers this machine as a Node and starts the scheduler and the pod runtime.

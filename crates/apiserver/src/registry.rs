@@ -339,7 +339,13 @@ impl Registry {
         let key = at.key();
         let namespace_finalizing = next.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
             && resource.kind == "Namespace";
-        let deletes = current.value.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&next).is_empty() && !namespace_finalizing;
+        // Removing the last finalizer of an object being deleted completes its deletion. (A pod
+        // in graceful termination has none: it is deleted by the node's grace-0 delete, and its
+        // status updates meanwhile are ordinary updates.)
+        let deletes = current.value.pointer("/metadata/deletionTimestamp").is_some()
+            && !finalizers(&current.value).is_empty()
+            && finalizers(&next).is_empty()
+            && !namespace_finalizing;
         for _ in 0..ALLOCATION_RETRIES {
             let mut attempt = next.clone();
             let plan = if deletes { self.plan(resource, Some(&current.value), None)? } else { self.plan(resource, Some(&current.value), Some(&mut attempt))? };

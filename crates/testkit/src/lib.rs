@@ -80,12 +80,26 @@ impl Frontdoor {
         Frontdoor::launch(binary, flags, None)
     }
 
+    /// The API server alone (`--without-node --without-controllers`): for tests of a controller
+    /// that runs its own copy in the test process.
+    pub fn start_bare(binary: &Path) -> Frontdoor {
+        Frontdoor::start_with(binary, &["--without-controllers"])
+    }
+
     /// The whole node, inside a network namespace made for this test (no route out of the
     /// machine), deleted when the guard drops. kubectl and curl run inside it too.
     pub fn start_node(binary: &Path, flags: &[&str]) -> Frontdoor {
         let namespace = NetworkNamespace::create();
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         Frontdoor::launch(binary, flags, Some(namespace))
+    }
+
+    /// The whole node in the calling thread's network namespace, which the caller has made
+    /// private (e.g. inside `frontdoor_netns::run_in_fresh_network_namespace`), so an in-process
+    /// client can reach it.
+    pub fn start_node_in_current_namespace(binary: &Path, flags: &[&str]) -> Frontdoor {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Frontdoor::launch(binary, flags, None)
     }
 
     fn launch(binary: &Path, flags: Vec<String>, netns: Option<NetworkNamespace>) -> Frontdoor {

@@ -1,0 +1,193 @@
+//! The node benchmark, run inside a network namespace made for it (no route out):
+//!
+//! 1. 100 pods created at once (32 clients): create → Ready p50/p99;
+//! 2. readiness flips of 20 pods behind a Service: pod Ready change seen → EndpointSlice change
+//!    seen, p50/p99 (both observed on watches by this client);
+//! 3. 500 running pods: frontdoor's RSS.
+//!
+//! Pods run `sleep`, and readiness is an exec probe on a file this benchmark creates and removes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use frontdoor_testkit::{ApiClient, Frontdoor};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::{ms, percentile, report};
+
+fn pod(name: &str, labels: &str, readiness_file: Option<&str>) -> String {
+    let probe = readiness_file
+        .map(|f| format!(r#","readinessProbe":{{"exec":{{"command":["test","-f","{f}"]}},"periodSeconds":1}}"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{{labels}}}}},"spec":{{"terminationGracePeriodSeconds":1,"containers":[{{"name":"c","image":"none","command":["sleep","3600"],"ports":[{{"containerPort":8080}}]{probe}}}]}}}}"#
+    )
+}
+
+/// Reads a watch stream line by line, calling `f` with each event and the time it arrived.
+async fn follow(mut stream: hyper::body::Incoming, mut f: impl FnMut(Value, Instant) -> bool) {
+    let mut buffer = Vec::new();
+    while let Some(Ok(frame)) = stream.frame().await {
+        let Ok(data) = frame.into_data() else { continue };
+        let arrived = Instant::now();
+        buffer.extend_from_slice(&data);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            if let Ok(event) = serde_json::from_slice::<Value>(&line) {
+                if !f(event, arrived) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+async fn create_all(server: &Frontdoor, names: Vec<String>, body: impl Fn(&str) -> String, sent: Arc<Mutex<HashMap<String, Instant>>>) {
+    let chunks: Vec<Vec<String>> = (0..32).map(|w| names.iter().skip(w).step_by(32).cloned().collect()).collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let client = ApiClient::new(server);
+        let bodies: Vec<(String, String)> = chunk.iter().map(|n| (n.clone(), body(n))).collect();
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move {
+            for (name, body) in bodies {
+                sent.lock().unwrap().insert(name.clone(), Instant::now());
+                let (status, answer) = client.send("POST", "/api/v1/namespaces/default/pods", Some(body)).await;
+                assert_eq!(status, 201, "{name}: {}", String::from_utf8_lossy(&answer));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("creator");
+    }
+}
+
+pub async fn run(binary: &std::path::Path) {
+    let server = Frontdoor::start_node_in_current_namespace(binary, &[]);
+    let client = ApiClient::new(&server);
+    let scratch = tempfile::tempdir().expect("scratch dir");
+
+    // 1. create → Ready.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let ready: Arc<Mutex<HashMap<String, Duration>>> = Arc::new(Mutex::new(HashMap::new()));
+    let watch = client.stream("/api/v1/namespaces/default/pods?watch=true&resourceVersion=0&labelSelector=phase%3Dstartup").await;
+    let (sent_w, ready_w) = (sent.clone(), ready.clone());
+    let watcher = tokio::spawn(follow(watch, move |event, at| {
+        let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if is_ready(&event["object"]) {
+            if let Some(start) = sent_w.lock().unwrap().get(&name) {
+                ready_w.lock().unwrap().entry(name).or_insert(at - *start);
+            }
+        }
+        ready_w.lock().unwrap().len() < 100
+    }));
+    let names: Vec<String> = (0..100).map(|i| format!("start-{i}")).collect();
+    create_all(&server, names, |n| pod(n, r#""phase":"startup""#, None), sent.clone()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(120), watcher).await;
+    let mut startup: Vec<Duration> = ready.lock().unwrap().values().copied().collect();
+    startup.sort();
+
+    // 2. readiness → EndpointSlice.
+    let (status, _) = client
+        .send("POST", "/api/v1/namespaces/default/services", Some(r#"{"metadata":{"name":"flip"},"spec":{"selector":{"app":"flip"},"ports":[{"port":80,"targetPort":8080}]}}"#.to_string()))
+        .await;
+    assert_eq!(status, 201);
+    let flip_names: Vec<String> = (0..20).map(|i| format!("flip-{i}")).collect();
+    for name in &flip_names {
+        std::fs::write(scratch.path().join(name), "").expect("ready file");
+    }
+    let dir = scratch.path().to_path_buf();
+    create_all(&server, flip_names.clone(), |n| pod(n, r#""app":"flip""#, Some(dir.join(n).to_str().unwrap())), Arc::new(Mutex::new(HashMap::new()))).await;
+    // Wait until all 20 are ready endpoints.
+    let all_ready = async {
+        loop {
+            let (_, body) = client.send("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dflip", None).await;
+            let list: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let ready = list["items"].as_array().into_iter().flatten().flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default()).filter(|e| e["conditions"]["ready"] == true).count();
+            if ready == 20 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let endpoints_ready = tokio::time::timeout(Duration::from_secs(60), all_ready).await.is_ok();
+    let changed_at: Arc<Mutex<HashMap<(String, bool), Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let lags: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
+    let pod_watch = client.stream("/api/v1/namespaces/default/pods?watch=true&labelSelector=app%3Dflip").await;
+    let slice_watch = client.stream("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=true&labelSelector=kubernetes.io%2Fservice-name%3Dflip").await;
+    let changed = changed_at.clone();
+    let pods_task = tokio::spawn(follow(pod_watch, move |event, at| {
+        let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+        changed.lock().unwrap().entry((name, is_ready(&event["object"]))).or_insert(at);
+        true
+    }));
+    let (changed, lags_w) = (changed_at.clone(), lags.clone());
+    let mut last: HashMap<String, bool> = HashMap::new();
+    let slices_task = tokio::spawn(follow(slice_watch, move |event, at| {
+        for endpoint in event["object"]["endpoints"].as_array().into_iter().flatten() {
+            let name = endpoint["targetRef"]["name"].as_str().unwrap_or("").to_string();
+            let ready = endpoint["conditions"]["ready"] == true;
+            if last.insert(name.clone(), ready) == Some(!ready) {
+                if let Some(seen) = changed.lock().unwrap().get(&(name, ready)) {
+                    lags_w.lock().unwrap().push(at.saturating_duration_since(*seen));
+                }
+            }
+        }
+        true
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for round in 0..2 {
+        for name in &flip_names {
+            let file = scratch.path().join(name);
+            if round % 2 == 0 {
+                let _ = std::fs::remove_file(file);
+            } else {
+                let _ = std::fs::write(file, "");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    pods_task.abort();
+    slices_task.abort();
+    let mut lags: Vec<Duration> = lags.lock().unwrap().clone();
+    lags.sort();
+
+    // 3. 500 running pods.
+    let names: Vec<String> = (0..380).map(|i| format!("many-{i}")).collect();
+    create_all(&server, names, |n| pod(n, r#""phase":"many""#, None), Arc::new(Mutex::new(HashMap::new()))).await;
+    let running = async {
+        loop {
+            let (_, body) = client.send("GET", "/api/v1/pods?fieldSelector=status.phase%3DRunning", None).await;
+            let count = serde_json::from_slice::<Value>(&body).ok().and_then(|l| l["items"].as_array().map(Vec::len)).unwrap_or(0);
+            if count >= 500 {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let running = tokio::time::timeout(Duration::from_secs(180), running).await.unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap_or_default();
+    let field = |name: &str| -> f64 {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    };
+
+    println!();
+    println!("node benchmark (inside a network namespace made for it): pods run `sleep`");
+    println!("pods Ready: {} of 100; EndpointSlice ready flips observed: {}; running pods for RSS: {running}", startup.len(), lags.len());
+    if !endpoints_ready {
+        println!("warning: the Service never had 20 ready endpoints (is the EndpointSlice controller running?)");
+    }
+    report("pod create → Ready p50 (100 at once)", ms(percentile(&startup, 0.5)), "ms", 100.0, None);
+    report("pod create → Ready p99 (100 at once)", ms(percentile(&startup, 0.99)), "ms", 5000.0, None);
+    report("readiness → EndpointSlice p50", ms(percentile(&lags, 0.5)), "ms", 50.0, None);
+    report("readiness → EndpointSlice p99", ms(percentile(&lags, 0.99)), "ms", 50.0, None);
+    report(&format!("frontdoor RSS with {running} pods"), field("VmRSS:"), "MiB", 300.0, None);
+}

@@ -1,0 +1,71 @@
+//! The crate's public [`Error`] and the internal [`SyncError`] a failed sync returns (the
+//! key is then retried with backoff, never dropped).
+
+use crate::service::ObjectKey;
+
+/// Why [`run`](crate::run) stopped before its shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API refused to list a resource the controllers watch (wrong server, missing
+    /// permissions): nothing would ever sync, so the controllers do not start.
+    #[error("cannot list {resource}: {source}")]
+    Access {
+        resource: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    /// A cache's watch task ended before the cache was filled.
+    #[error("the {0} cache stopped before it was filled")]
+    CacheStopped(&'static str),
+}
+
+/// Why one sync of one key failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{verb} {kind} {object}: {source}")]
+    Api {
+        verb: &'static str,
+        kind: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The EndpointSlice cache has not caught up with our own last writes for this key;
+    /// acting now could create duplicates.
+    #[error("the EndpointSlice cache has not yet seen the last writes for {0}")]
+    StaleCache(ObjectKey),
+}
+
+impl SyncError {
+    pub fn api(
+        verb: &'static str,
+        kind: &'static str,
+        object: impl Into<String>,
+        source: kube::Error,
+    ) -> SyncError {
+        SyncError::Api {
+            verb,
+            kind,
+            object: object.into(),
+            source,
+        }
+    }
+}
+
+/// The API answered 404.
+pub fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.is_not_found())
+}
+
+/// A create was refused because its namespace is being deleted: retrying cannot succeed and
+/// the namespace's content is going away anyway.
+pub fn is_namespace_terminating(error: &kube::Error) -> bool {
+    let kube::Error::Api(status) = error else {
+        return false;
+    };
+    let by_cause = status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+    status.is_forbidden() && (by_cause || status.message.contains("because it is being terminated"))
+}

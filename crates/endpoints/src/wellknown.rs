@@ -1,0 +1,24 @@
+//! Label and annotation keys these controllers read and write, with upstream's values.
+
+/// The Service an EndpointSlice belongs to (`discovery.LabelServiceName`).
+pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
+/// Which controller manages an EndpointSlice (`discovery.LabelManagedBy`).
+pub const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+/// Set to `"true"` on an Endpoints object that mirroring must leave alone.
+pub const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
+/// Present (empty value) on the slices and Endpoints of a Service without a cluster IP.
+pub const HEADLESS: &str = "service.kubernetes.io/headless";
+
+/// `managed-by` value of the EndpointSlice controller.
+pub const SLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
+/// `managed-by` value of the EndpointSlice mirroring controller.
+pub const MIRRORING_CONTROLLER: &str = "endpointslicemirroring-controller.k8s.io";
+
+/// Set to `truncated` on an Endpoints object that holds more addresses than it may.
+pub const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
+/// Not mirrored from Endpoints to slices.
+pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// Not mirrored from Endpoints to slices.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Endpoints used as leader-election locks are never mirrored nor garbage-collected.
+pub const LEADER_ELECTION: &str = "control-plane.alpha.kubernetes.io/leader";
