@@ -71,7 +71,8 @@ async fn create_all(server: &Frontdoor, names: Vec<String>, body: impl Fn(&str) 
 }
 
 pub async fn run(binary: &std::path::Path) {
-    let server = Frontdoor::start_node_in_current_namespace(binary, &[]);
+    // 500 pods need more than a /24 (upstream's default is 110 pods per node).
+    let server = Frontdoor::start_node_in_current_namespace(binary, &["--pod-cidr", "10.244.0.0/22"]);
     let client = ApiClient::new(&server);
     let scratch = tempfile::tempdir().expect("scratch dir");
 
@@ -123,10 +124,16 @@ pub async fn run(binary: &std::path::Path) {
     let lags: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
     let pod_watch = client.stream("/api/v1/namespaces/default/pods?watch=true&labelSelector=app%3Dflip").await;
     let slice_watch = client.stream("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=true&labelSelector=kubernetes.io%2Fservice-name%3Dflip").await;
+    // A pod's readiness change is timed when the pod watch first shows the new state; the
+    // EndpointSlice change when the slice watch first shows that endpoint in that state.
     let changed = changed_at.clone();
+    let mut pod_state: HashMap<String, bool> = HashMap::new();
     let pods_task = tokio::spawn(follow(pod_watch, move |event, at| {
         let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
-        changed.lock().unwrap().entry((name, is_ready(&event["object"]))).or_insert(at);
+        let ready = is_ready(&event["object"]);
+        if pod_state.insert(name.clone(), ready) == Some(!ready) {
+            changed.lock().unwrap().insert((name, ready), at);
+        }
         true
     }));
     let (changed, lags_w) = (changed_at.clone(), lags.clone());
@@ -136,8 +143,8 @@ pub async fn run(binary: &std::path::Path) {
             let name = endpoint["targetRef"]["name"].as_str().unwrap_or("").to_string();
             let ready = endpoint["conditions"]["ready"] == true;
             if last.insert(name.clone(), ready) == Some(!ready) {
-                if let Some(seen) = changed.lock().unwrap().get(&(name, ready)) {
-                    lags_w.lock().unwrap().push(at.saturating_duration_since(*seen));
+                if let Some(seen) = changed.lock().unwrap().remove(&(name, ready)) {
+                    lags_w.lock().unwrap().push(at.saturating_duration_since(seen));
                 }
             }
         }

@@ -48,7 +48,11 @@ pub async fn record_for(
     });
     let Ok(event) = serde_json::from_value::<Event>(event) else { return };
     let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    if let Err(error) = events.create(&PostParams::default(), &event).await {
-        tracing::debug!(%error, reason, "recording an event failed");
-    }
+    // Written in the background: an event never delays the work it reports.
+    let reason = reason.to_string();
+    tokio::spawn(async move {
+        if let Err(error) = events.create(&PostParams::default(), &event).await {
+            tracing::debug!(%error, reason, "recording an event failed");
+        }
+    });
 }

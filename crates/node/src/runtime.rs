@@ -165,6 +165,7 @@ fn dispatch(shared: &Arc<Shared>, workers: &mut HashMap<String, watch::Sender<Op
     {
         return;
     }
+    tracing::debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), "pod worker starting");
     let (sender, receiver) = watch::channel(Some(pod));
     workers.insert(uid, sender);
     running.spawn(PodWorker::run(shared.clone(), receiver));
@@ -305,7 +306,9 @@ impl PodWorker {
             resolv_conf: resolv_conf(&self.shared.config, &namespace),
             hosts: hosts_file(&self.shared.config, &namespace, &hostname, spec.subdomain.as_deref(), ip),
         };
+        tracing::debug!(pod = %name, "creating sandbox");
         let created = tokio::task::spawn_blocking(move || PodSandbox::create(&config)).await;
+        tracing::debug!(pod = %name, "sandbox created");
         let sandbox = match created {
             Ok(Ok(sandbox)) => Arc::new(sandbox),
             Ok(Err(error)) => {
@@ -437,6 +440,7 @@ async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>
         if comparable(&status) != comparable(&written) {
             match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
                 Ok(_) => {
+                    tracing::debug!(pod = %name, phase = %status["phase"], "status written");
                     written = status.clone();
                     previous = status;
                 }

@@ -30,6 +30,7 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::
     let request = pods.create_subresource::<serde_json::Value, serde_json::Value>("binding", name, &PostParams::default(), &binding).await;
     match request {
         Ok(_) => {
+            tracing::debug!(pod = name, "bound");
             crate::events::record(client, pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"), "default-scheduler").await;
             Ok(())
         }
@@ -47,9 +48,13 @@ pub async fn run(client: kube::Client, config: NodeConfig) {
     while let Some(event) = stream.next().await {
         match event {
             Ok(pod) if wants_scheduling(&pod) => {
-                if let Err(error) = bind(&client, &pod, &config.node_name).await {
-                    tracing::warn!(%error, pod = pod.metadata.name.as_deref().unwrap_or(""), "binding failed");
-                }
+                // Bind concurrently: one slow write must not hold up every other pending pod.
+                let (client, node) = (client.clone(), config.node_name.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = bind(&client, &pod, &node).await {
+                        tracing::warn!(%error, pod = pod.metadata.name.as_deref().unwrap_or(""), "binding failed");
+                    }
+                });
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "scheduler watch error"),
