@@ -136,10 +136,16 @@ fn start_controllers(client: kube::Client, stopped: tokio::sync::watch::Receiver
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let endpoints_shutdown = until_stopped();
+    let (endpoints_client, endpoints_shutdown) = (client.clone(), until_stopped());
     tokio::spawn(async move {
-        if let Err(error) = frontdoor_endpoints::run(client, frontdoor_endpoints::EndpointsConfig::default(), endpoints_shutdown).await {
+        if let Err(error) = frontdoor_endpoints::run(endpoints_client, frontdoor_endpoints::EndpointsConfig::default(), endpoints_shutdown).await {
             tracing::error!(%error, "the endpoint controllers stopped");
+        }
+    });
+    let workloads_shutdown = until_stopped();
+    tokio::spawn(async move {
+        if let Err(error) = frontdoor_workloads::run(client, frontdoor_workloads::WorkloadsConfig::default(), workloads_shutdown).await {
+            tracing::error!(%error, "the workload controllers stopped");
         }
     });
 }

@@ -119,7 +119,9 @@ fn dry_run_and_field_validation_warn() {
 
 #[test]
 fn scale_status_and_server_side_apply() {
-    let fd = start();
+    // No controllers: this checks the API's status and scale subresources, and the Deployment
+    // controller would write status itself.
+    let fd = Frontdoor::start_bare(env!("CARGO_BIN_EXE_frontdoor").as_ref());
     fd.kubectl_ok("1.32", &["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
     assert_eq!(fd.kubectl_ok("1.32", &["scale", "deployment", "web", "--replicas=5"]).trim(), "deployment.apps/web scaled");
     let replicas = fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]);

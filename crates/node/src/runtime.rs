@@ -538,7 +538,7 @@ impl ContainerTask {
                 let _ = std::fs::create_dir_all(dir);
             }
             let mut spec = ProcessSpec::new(argv);
-            spec.env = env;
+            spec.env = env.clone();
             spec.working_dir = self.container.working_dir.clone().map(Into::into);
             spec.stdout = std::process::Stdio::piped();
             spec.stderr = std::process::Stdio::piped();
@@ -584,7 +584,8 @@ impl ContainerTask {
             self.event("Normal", "Started", &format!("Started container {}", self.container.name)).await;
 
             let (kill_sender, mut kill_receiver) = tokio::sync::mpsc::channel::<String>(1);
-            let probes = tokio::spawn(probe_loop(self.shared.clone(), self.pod.clone(), self.container.clone(), self.sandbox.clone(), self.state.clone(), self.changed.clone(), self.ip, kill_sender));
+            let target = ProbeTarget { sandbox: self.sandbox.clone(), ip: self.ip, env: Arc::new(env) };
+            let probes = tokio::spawn(probe_loop(self.shared.clone(), self.pod.clone(), self.container.clone(), target, self.state.clone(), self.changed.clone(), kill_sender));
             let mut liveness_failed = false;
             let exit = tokio::select! {
                 status = child.wait() => status,
@@ -684,15 +685,22 @@ fn humantime(d: Duration) -> String {
 
 /// Runs the container's startup, liveness and readiness probes; readiness flips the container's
 /// `ready`; a liveness failure asks the container task to restart it.
-#[allow(clippy::too_many_arguments)]
+/// Where a container's probes run: its sandbox, its address, and (for exec probes) its
+/// environment, as exec probes run inside the container.
+#[derive(Clone)]
+struct ProbeTarget {
+    sandbox: Arc<PodSandbox>,
+    ip: Ipv4Addr,
+    env: Arc<Vec<(String, String)>>,
+}
+
 async fn probe_loop(
     shared: Arc<Shared>,
     pod: Pod,
     container: Container,
-    sandbox: Arc<PodSandbox>,
+    target: ProbeTarget,
     state: Arc<Mutex<PodState>>,
     changed: Arc<Notify>,
-    ip: Ipv4Addr,
     kill: tokio::sync::mpsc::Sender<String>,
 ) {
     let set = |f: &dyn Fn(&mut ContainerRecord)| {
@@ -707,7 +715,7 @@ async fn probe_loop(
         let mut tracker = Tracker::new(Kind::Startup, &probe);
         tokio::time::sleep(probes::initial_delay(&probe)).await;
         loop {
-            let outcome = check(&probe, &container, &sandbox, ip).await;
+            let outcome = check(&probe, &container, &target).await;
             tracker.record(outcome == Outcome::Success);
             if tracker.healthy {
                 break;
@@ -732,13 +740,13 @@ async fn probe_loop(
     let liveness = container.liveness_probe.clone().map(|p| (Tracker::new(Kind::Liveness, &p), p));
     let mut tasks = Vec::new();
     if let Some((mut tracker, probe)) = readiness {
-        let (shared, pod, container, sandbox, state, changed) = (shared.clone(), pod.clone(), container.clone(), sandbox.clone(), state.clone(), changed.clone());
+        let (shared, pod, container, target, state, changed) = (shared.clone(), pod.clone(), container.clone(), target.clone(), state.clone(), changed.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(probes::initial_delay(&probe)).await;
             let mut ticker = tokio::time::interval(probes::period(&probe));
             loop {
                 ticker.tick().await;
-                let outcome = check(&probe, &container, &sandbox, ip).await;
+                let outcome = check(&probe, &container, &target).await;
                 if let Outcome::Failure(m) = &outcome {
                     record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Readiness probe failed: {m}"), "kubelet").await;
                 }
@@ -755,13 +763,13 @@ async fn probe_loop(
         }));
     }
     if let Some((mut tracker, probe)) = liveness {
-        let (shared, pod, container, sandbox) = (shared.clone(), pod.clone(), container.clone(), sandbox.clone());
+        let (shared, pod, container, target) = (shared.clone(), pod.clone(), container.clone(), target.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(probes::initial_delay(&probe)).await;
             let mut ticker = tokio::time::interval(probes::period(&probe));
             loop {
                 ticker.tick().await;
-                let outcome = check(&probe, &container, &sandbox, ip).await;
+                let outcome = check(&probe, &container, &target).await;
                 if let Outcome::Failure(m) = &outcome {
                     record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Liveness probe failed: {m}"), "kubelet").await;
                 }
@@ -779,7 +787,8 @@ async fn probe_loop(
 }
 
 /// One check of a probe against this container.
-async fn check(probe: &k8s_openapi::api::core::v1::Probe, container: &Container, sandbox: &Arc<PodSandbox>, ip: Ipv4Addr) -> Outcome {
+async fn check(probe: &k8s_openapi::api::core::v1::Probe, container: &Container, target: &ProbeTarget) -> Outcome {
+    let ip = target.ip;
     let limit = probes::timeout(probe);
     if let Some(http) = &probe.http_get {
         let Some(port) = probes::resolve_port(&http.port, container) else { return Outcome::Failure("unknown port".into()) };
@@ -793,8 +802,9 @@ async fn check(probe: &k8s_openapi::api::core::v1::Probe, container: &Container,
     if let Some(exec) = &probe.exec {
         let argv = exec.command.clone().unwrap_or_default();
         let mut spec = ProcessSpec::new(argv.clone());
-        spec.env = vec![("PATH".into(), frontdoor_netns::DEFAULT_PATH.into())];
-        let child = sandbox.spawn(spec);
+        spec.env = target.env.as_ref().clone();
+        spec.working_dir = container.working_dir.clone().map(Into::into);
+        let child = target.sandbox.spawn(spec);
         let Ok(mut child) = child else { return Outcome::Failure(format!("exec {argv:?}: could not start")) };
         return match tokio::time::timeout(limit, child.wait()).await {
             Ok(Ok(status)) if status.success() => Outcome::Success,

@@ -1,0 +1,174 @@
+//! The StatefulSet runner: claims member pods, runs a [`plan`](super::plan()) and writes it.
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+use std::sync::Arc;
+
+use super::{is_member, plan, Action, Settings};
+use crate::informer::{Change, Informer};
+use crate::ownership::{adopt_patch, claim, release_patch, Claim, Owner};
+use crate::pods::{controller_of, controller_ref};
+use crate::runner::{keys, run_controller, SyncError, SyncResult};
+use crate::selector::Selector;
+use crate::writes;
+
+const STATUS_FIELDS: &[&str] =
+    &["observedGeneration", "replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas", "currentRevision", "updateRevision", "collisionCount"];
+
+pub struct StatefulSetController {
+    client: Client,
+    pods: Store<Pod>,
+}
+
+fn set_selector(set: &StatefulSet) -> Selector {
+    set.spec.as_ref().and_then(|s| Selector::from_label_selector(Some(&s.selector)).ok()).unwrap_or(Selector::Nothing)
+}
+
+/// Starts the StatefulSet controller on the shared informers.
+pub fn spawn(
+    client: Client,
+    sets: &mut Informer<StatefulSet>,
+    pods: &mut Informer<Pod>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let set_store = sets.store();
+    let pod_store = pods.store();
+    let triggers = {
+        let store = set_store.clone();
+        futures::stream::select(
+            keys(sets.subscribe(), |change: Change<StatefulSet>| match change {
+                Change::Applied { new, .. } => vec![ObjectRef::from_obj(&*new)],
+                Change::Deleted(_) => Vec::new(),
+            }),
+            keys(pods.subscribe(), move |change| pod_change_keys(change, &store)),
+        )
+    };
+    let controller = Arc::new(StatefulSetController { client, pods: pod_store });
+    let caches = pods.synced();
+    tokio::spawn(run_controller("StatefulSet", set_store, triggers, caches, shutdown, move |object| {
+        let controller = controller.clone();
+        async move { controller.sync(object).await }
+    }))
+}
+
+/// The StatefulSets a pod change concerns: its controller (before and after), or for an orphan
+/// the sets whose selector matches.
+fn pod_change_keys(change: Change<Pod>, sets: &Store<StatefulSet>) -> Vec<ObjectRef<StatefulSet>> {
+    let controller_key = |pod: &Pod| {
+        controller_of(&pod.metadata)
+            .filter(|r| r.kind == "StatefulSet" && r.api_version == "apps/v1")
+            .map(|r| ObjectRef::new(&r.name).within(pod.metadata.namespace.as_deref().unwrap_or_default()))
+    };
+    let matching = |pod: &Pod| -> Vec<ObjectRef<StatefulSet>> {
+        sets.state()
+            .iter()
+            .filter(|s| s.namespace() == pod.metadata.namespace && set_selector(s).matches(pod.metadata.labels.as_ref()))
+            .map(|s| ObjectRef::from_obj(&**s))
+            .collect()
+    };
+    let (old, new) = match change {
+        Change::Deleted(pod) => return controller_key(&pod).into_iter().collect(),
+        Change::Applied { old, new } => (old, new),
+    };
+    let mut keys: Vec<_> = controller_key(&new).into_iter().collect();
+    let controller_changed = old.as_ref().is_some_and(|o| controller_of(&o.metadata) != controller_of(&new.metadata));
+    if controller_changed {
+        keys.extend(old.as_ref().and_then(|o| controller_key(o)));
+    }
+    let labels_changed = old.as_ref().is_none_or(|o| o.metadata.labels != new.metadata.labels);
+    if controller_of(&new.metadata).is_none() && (labels_changed || controller_changed) {
+        keys.extend(matching(&new));
+    }
+    keys.dedup();
+    keys
+}
+
+impl StatefulSetController {
+    pub async fn sync(&self, set: Arc<StatefulSet>) -> SyncResult {
+        let namespace = set.namespace().unwrap_or_default();
+        let name = set.name_any();
+        let selector = match set.spec.as_ref().map(|s| Selector::from_label_selector(Some(&s.selector))) {
+            Some(Ok(selector)) => selector,
+            _ => {
+                tracing::warn!(statefulset = %name, "invalid or missing selector; not syncing");
+                return Ok(None);
+            }
+        };
+        let pods = self.claim_pods(&set, &selector).await?;
+        let refs: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
+        let plan = plan(&set, &refs, writes::now());
+        let pod_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let parallel = !Settings::of(&set).ordered_ready;
+        let mut creates = Vec::new();
+        for action in &plan.actions {
+            match action {
+                Action::CreatePod(pod) if parallel => creates.push(&**pod),
+                Action::CreatePod(pod) => create_pod(&pod_api, pod).await?,
+                Action::DeletePod { name, uid } => writes::delete_with_uid(&pod_api, name, uid).await?,
+                Action::RepairIdentity { name, patch } => {
+                    writes::merge_patch(&pod_api, name, patch).await?;
+                }
+            }
+        }
+        for result in join_all(creates.into_iter().map(|pod| create_pod(&pod_api, pod))).await {
+            result?;
+        }
+        if Some(&plan.status) != set.status.as_ref() {
+            let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &namespace);
+            writes::write_status(&api, &name, &plan.status, STATUS_FIELDS).await?;
+        }
+        Ok(plan.requeue_after)
+    }
+
+    /// Member pods (named `<set>-<ordinal>`) this set controls, adopting and releasing as
+    /// upstream's `getPodsForStatefulSet`. Terminating pods count: order depends on them.
+    async fn claim_pods(&self, set: &StatefulSet, selector: &Selector) -> Result<Vec<Arc<Pod>>, SyncError> {
+        let namespace = set.namespace().unwrap_or_default();
+        let uid = set.uid().unwrap_or_default();
+        let owner = Owner { uid: &uid, namespace: &namespace, deleting: set.metadata.deletion_timestamp.is_some() };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let reference = controller_ref("apps/v1", "StatefulSet", &set.metadata);
+        let mut owned = Vec::new();
+        let mut adoption_checked = false;
+        for pod in self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&namespace)) {
+            let matches = selector.matches(pod.metadata.labels.as_ref()) && is_member(set, &pod);
+            match claim(&owner, &pod.metadata, matches) {
+                Claim::Owned => owned.push(pod),
+                Claim::Ignore => {}
+                Claim::Release => match writes::merge_patch(&api, &pod.name_any(), &release_patch(&pod.metadata, &uid)).await {
+                    Ok(_) => {}
+                    Err(e) if writes::is_not_found(&e) => {}
+                    Err(e) => return Err(e.into()),
+                },
+                Claim::Adopt => {
+                    if !adoption_checked {
+                        let fresh = Api::<StatefulSet>::namespaced(self.client.clone(), &namespace).get(&set.name_any()).await?;
+                        if fresh.uid() != set.uid() || fresh.metadata.deletion_timestamp.is_some() {
+                            return Err(SyncError::Failed(format!("statefulset {namespace}/{} changed; not adopting", set.name_any())));
+                        }
+                        adoption_checked = true;
+                    }
+                    match writes::merge_patch(&api, &pod.name_any(), &adopt_patch(&pod.metadata, &reference)).await {
+                        Ok(adopted) => owned.push(Arc::new(adopted)),
+                        Err(e) if writes::is_not_found(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(owned)
+    }
+}
+
+/// Creates a pod; one that already exists (the cache lags) is fine.
+async fn create_pod(api: &Api<Pod>, pod: &Pod) -> Result<(), SyncError> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(_) => Ok(()),
+        Err(e) if writes::is_already_exists(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
