@@ -160,3 +160,70 @@ spec:
     let describe = fd.kubectl_ok("1.32", &["describe", "pod", "crasher"]);
     assert!(describe.contains("Back-off restarting failed container"), "{describe}");
 }
+
+#[test]
+fn liveness_failures_restart_and_logs_follow_per_container() {
+    let fd = start();
+    let manifest = "apiVersion: v1
+kind: Pod
+metadata:
+  name: two
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: ticker
+    image: busybox
+    command: [sh, -c, 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done']
+  - name: unhealthy
+    image: busybox
+    command: [sleep, '1000']
+    livenessProbe:
+      tcpSocket:
+        port: 9999
+      periodSeconds: 1
+      failureThreshold: 2
+";
+    apply(&fd, manifest);
+    // The server needs the container named when there are two (kubectl names the first).
+    let (code, body) = fd.curl("GET", "/api/v1/namespaces/default/pods/two/log", "", None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("a container name must be specified for pod two, choose one of: [ticker unhealthy]"), "{body}");
+    let out = fd.kubectl("1.32", &["logs", "two"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Defaulted container \"ticker\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_until(Duration::from_secs(10), || String::from_utf8_lossy(&fd.kubectl("1.32", &["logs", "two", "-c", "ticker"]).stdout).contains("tick 3")));
+    // -f streams new lines as they are written.
+    let mut follow = fd
+        .command(frontdoor_testkit::kubectl_dir().join("kubectl.1.32"))
+        .args(["logs", "-f", "two", "-c", "ticker", "--tail=1"])
+        .env("KUBECONFIG", fd.kubeconfig())
+        .env("HOME", fd.data_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let streamed = wait_until(Duration::from_secs(10), || {
+        lines.extend(receiver.try_iter());
+        lines.len() >= 5
+    });
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(streamed, "{lines:?}");
+    let numbers: Vec<u64> = lines.iter().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
+
+    // The liveness probe to a closed port fails twice, and the container is restarted.
+    let restarted = wait_until(Duration::from_secs(30), || {
+        jsonpath(&fd, &["pod", "two"], "{.status.containerStatuses[?(@.name==\"unhealthy\")].restartCount}").parse::<u32>().unwrap_or(0) >= 1
+    });
+    let describe = fd.kubectl_ok("1.32", &["describe", "pod", "two"]);
+    assert!(restarted, "{describe}");
+    assert!(describe.contains("Liveness probe failed: dial tcp") && describe.contains("failed liveness probe, will be restarted"), "{describe}");
+}
