@@ -49,6 +49,9 @@ impl Backoff {
     }
 }
 
+/// How long the status writer waits for more changes before writing.
+const STATUS_COALESCE: Duration = Duration::from_millis(5);
+
 /// How long pods get to stop when the node itself shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -424,6 +427,11 @@ async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>
     let mut previous = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
     let mut written = serde_json::Value::Null;
     loop {
+        // Wait for a change, then let the changes of the next few milliseconds join it: a pod
+        // going from "sandbox ready" to "running" to "ready" is one write, not three (the
+        // kubelet's status manager batches the same way).
+        changed.notified().await;
+        tokio::time::sleep(STATUS_COALESCE).await;
         let status = {
             let state = state.lock().unwrap();
             pod_status(&state.record, &previous, Utc::now())
@@ -448,11 +456,11 @@ async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>
                 Err(error) => {
                     tracing::debug!(%error, pod = name, "status update failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                    changed.notify_one();
                     continue;
                 }
             }
         }
-        changed.notified().await;
     }
 }
 
