@@ -744,53 +744,62 @@ async fn probe_loop(
             }
         });
     }
-    let readiness = container.readiness_probe.clone().map(|p| (Tracker::new(Kind::Readiness, &p), p));
-    let liveness = container.liveness_probe.clone().map(|p| (Tracker::new(Kind::Liveness, &p), p));
     let mut tasks = Vec::new();
-    if let Some((mut tracker, probe)) = readiness {
-        let (shared, pod, container, target, state, changed) = (shared.clone(), pod.clone(), container.clone(), target.clone(), state.clone(), changed.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(probes::initial_delay(&probe)).await;
-            let mut ticker = tokio::time::interval(probes::period(&probe));
-            loop {
-                ticker.tick().await;
-                let outcome = check(&probe, &container, &target).await;
-                if let Outcome::Failure(m) = &outcome {
-                    record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Readiness probe failed: {m}"), "kubelet").await;
-                }
-                if tracker.record(outcome == Outcome::Success) {
-                    let ready = tracker.healthy;
-                    let mut s = state.lock().unwrap();
-                    if let Some(r) = s.record.containers.iter_mut().find(|c| c.name == container.name) {
-                        r.ready = ready;
-                    }
-                    drop(s);
-                    changed.notify_one();
-                }
+    if let Some(probe) = container.readiness_probe.clone() {
+        let (state, changed, name) = (state.clone(), changed.clone(), container.name.clone());
+        let on_change = move |ready: bool| {
+            let mut s = state.lock().unwrap();
+            if let Some(r) = s.record.containers.iter_mut().find(|c| c.name == name) {
+                r.ready = ready;
             }
-        }));
+            drop(s);
+            changed.notify_one();
+            true
+        };
+        tasks.push(tokio::spawn(run_probe(shared.clone(), pod.clone(), container.clone(), target.clone(), probe, Kind::Readiness, on_change)));
     }
-    if let Some((mut tracker, probe)) = liveness {
-        let (shared, pod, container, target) = (shared.clone(), pod.clone(), container.clone(), target.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(probes::initial_delay(&probe)).await;
-            let mut ticker = tokio::time::interval(probes::period(&probe));
-            loop {
-                ticker.tick().await;
-                let outcome = check(&probe, &container, &target).await;
-                if let Outcome::Failure(m) = &outcome {
-                    record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Liveness probe failed: {m}"), "kubelet").await;
-                }
-                tracker.record(outcome == Outcome::Success);
-                if !tracker.healthy {
-                    let _ = kill.send("liveness probe failed".into()).await;
-                    return;
-                }
+    if let Some(probe) = container.liveness_probe.clone() {
+        let on_change = move |healthy: bool| {
+            if !healthy {
+                let _ = kill.try_send("liveness probe failed".into());
             }
-        }));
+            healthy
+        };
+        tasks.push(tokio::spawn(run_probe(shared.clone(), pod.clone(), container.clone(), target.clone(), probe, Kind::Liveness, on_change)));
     }
     for task in tasks {
         let _ = task.await;
+    }
+}
+
+/// Runs one readiness or liveness probe on its schedule, recording `Unhealthy` events, and tells
+/// `on_change` each new verdict; it stops when `on_change` returns false.
+async fn run_probe(
+    shared: Arc<Shared>,
+    pod: Pod,
+    container: Container,
+    target: ProbeTarget,
+    probe: k8s_openapi::api::core::v1::Probe,
+    kind: Kind,
+    mut on_change: impl FnMut(bool) -> bool + Send,
+) {
+    let label = match kind {
+        Kind::Readiness => "Readiness",
+        Kind::Liveness => "Liveness",
+        Kind::Startup => "Startup",
+    };
+    let mut tracker = Tracker::new(kind, &probe);
+    tokio::time::sleep(probes::initial_delay(&probe)).await;
+    let mut ticker = tokio::time::interval(probes::period(&probe));
+    loop {
+        ticker.tick().await;
+        let outcome = check(&probe, &container, &target).await;
+        if let Outcome::Failure(m) = &outcome {
+            record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("{label} probe failed: {m}"), "kubelet").await;
+        }
+        if tracker.record(outcome == Outcome::Success) && !on_change(tracker.healthy) {
+            return;
+        }
     }
 }
 
