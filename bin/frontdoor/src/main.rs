@@ -19,9 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the single-machine control plane: API server (and, as they land, controllers, node,
-    /// proxy, DNS and ingress).
-    Up(UpArgs),
+    /// Run the single-machine cluster: API server, controllers and this machine as its node
+    /// (proxy, DNS and ingress are still to come).
+    Up(Box<UpArgs>),
     /// Print the frontdoor version and the Kubernetes API version it serves.
     Version,
 }
@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Up(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(up(args))
+            runtime.block_on(up(*args))
         }
     }
 }

@@ -215,7 +215,7 @@ fn encode_continue(key: &str) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<String> {
     let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..token.len())

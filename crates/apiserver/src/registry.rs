@@ -104,7 +104,7 @@ impl Registry {
 
     /// The allocation plan of a Service write (`None` for other kinds).
     fn plan(&self, resource: &ResourceType, old: Option<&Value>, new: Option<&mut Value>) -> ApiResult<Option<Plan>> {
-        if resource.kind != "Service" || resource.group != "" {
+        if resource.kind != "Service" || !resource.group.is_empty() {
             return Ok(None);
         }
         match new {

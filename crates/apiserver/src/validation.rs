@@ -120,7 +120,7 @@ pub fn validate_labels(labels: &Value, field: &str) -> Vec<Cause> {
         causes.extend(qualified_name_problems(key).into_iter().map(|p| Cause::invalid(field, &Value::from(key.as_str()), &p)));
         let value_str = value.as_str().unwrap_or_default();
         for problem in label_value_problems(value_str) {
-            causes.push(Cause::invalid(format!("{field}"), &Value::from(value_str), &problem));
+            causes.push(Cause::invalid(field.to_string(), &Value::from(value_str), &problem));
         }
     }
     causes

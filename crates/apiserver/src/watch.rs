@@ -129,7 +129,7 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
     let watch = if requested.is_empty() || requested == "0" || send_initial {
         // Start "now": the current objects as ADDED, then changes after that revision.
         let (revision, items) = store.list(&filter.prefix, None, 0);
-        let watch = store.watch(revision).map_err(|e| ApiError::internal(e))?;
+        let watch = store.watch(revision).map_err(ApiError::internal)?;
         for (key, stored) in items {
             if filter.covers(&key) && filter.matches(&stored.value) {
                 initial.push(encoder.line("ADDED", &stored.value, Some(&stored.json)));

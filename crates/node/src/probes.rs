@@ -119,7 +119,7 @@ pub async fn http_check(ip: IpAddr, port: u16, path: &str, headers: &[(String, S
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).await?;
-        let mut head = vec![0u8; 64];
+        let mut head = [0u8; 64];
         let mut read = 0;
         while read < 12 {
             let n = stream.read(&mut head[read..]).await?;

@@ -688,7 +688,7 @@ impl ContainerTask {
 
 fn humantime(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 && s % 60 == 0 { format!("{}m0s", s / 60) } else if s >= 60 { format!("{}m{}s", s / 60, s % 60) } else { format!("{s}s") }
+    if s >= 60 && s.is_multiple_of(60) { format!("{}m0s", s / 60) } else if s >= 60 { format!("{}m{}s", s / 60, s % 60) } else { format!("{s}s") }
 }
 
 /// Runs the container's startup, liveness and readiness probes; readiness flips the container's

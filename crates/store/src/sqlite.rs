@@ -15,9 +15,12 @@ use crate::{Action, Batch, Precondition, Revision, StoreError, Stored};
 /// How many queued batches one transaction takes at most.
 const MAX_GROUP: usize = 256;
 
+/// What a committed batch answers: its revision and the stored values of its puts.
+pub(crate) type Committed = Result<(Revision, Vec<Option<Stored>>), StoreError>;
+
 pub(crate) struct Request {
     pub batch: Batch,
-    pub reply: oneshot::Sender<Result<(Revision, Vec<Option<Stored>>), StoreError>>,
+    pub reply: oneshot::Sender<Committed>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
