@@ -7,8 +7,19 @@ use frontdoor_resources::ResourceType;
 /// JSON paths of fields the kind's schema does not know. Strategic-merge directives
 /// (`$patch`, `$setElementOrder/ports`, `$retainKeys`, …) are not fields and are skipped.
 pub fn unknown_fields(resource: &ResourceType, object: &Value) -> Vec<String> {
-    let without_directives = strip_directives(object);
-    frontdoor_openapi::unknown_fields(&resource.api_version(), resource.kind, &without_directives)
+    if has_directives(object) {
+        let without_directives = strip_directives(object);
+        return frontdoor_openapi::unknown_fields(&resource.api_version(), resource.kind, &without_directives);
+    }
+    frontdoor_openapi::unknown_fields(&resource.api_version(), resource.kind, object)
+}
+
+fn has_directives(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(k, v)| k.starts_with('$') || has_directives(v)),
+        Value::Array(items) => items.iter().any(has_directives),
+        _ => false,
+    }
 }
 
 fn strip_directives(value: &Value) -> Value {

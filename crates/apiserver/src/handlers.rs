@@ -67,14 +67,13 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
             let mut warnings = Vec::new();
             let object = decode_checked(resource, &headers, &body, &query, &mut warnings)?;
             let created = state.registry.create(resource, target.namespace.as_deref(), object, &options).await?;
-            Ok(with_warnings(body::json_response(StatusCode::CREATED, &created), &warnings))
+            Ok(with_warnings(body::json_bytes_response(StatusCode::CREATED, created.json, "application/json"), &warnings))
         }
         "update" => {
             let mut warnings = Vec::new();
             let object = decode_checked(resource, &headers, &body, &query, &mut warnings)?;
             let updated = state.registry.update(&at, object, &options).await?;
-            let updated = subresource_view(&target, &at, updated, state)?;
-            Ok(with_warnings(body::json_response(StatusCode::OK, &updated), &warnings))
+            Ok(with_warnings(written_response(&target, &at, updated, state)?, &warnings))
         }
         "patch" => {
             let content_type = body::content_type(&headers);
@@ -87,8 +86,7 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
                 check_fields(resource, &patch_body, &query, &mut warnings)?;
             }
             let patched = state.registry.patch(&at, &content_type, &patch_body, &options).await?;
-            let patched = subresource_view(&target, &at, patched, state)?;
-            Ok(with_warnings(body::json_response(StatusCode::OK, &patched), &warnings))
+            Ok(with_warnings(written_response(&target, &at, patched, state)?, &warnings))
         }
         "delete" => {
             let delete_options = delete_options(&headers, &body, &query)?;
@@ -140,13 +138,14 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-/// Status and scale subresources answer with their own view of the object.
-fn subresource_view(target: &Target, at: &ObjectRef, object: Value, state: &ApiState) -> ApiResult<Value> {
+/// The answer to an update or patch: the stored object as written (its JSON is reused), or for
+/// the scale subresource its `Scale` view.
+fn written_response(target: &Target, at: &ObjectRef, written: frontdoor_store::Stored, state: &ApiState) -> ApiResult<Response> {
     if target.subresource.as_deref() == Some("scale") {
         let stored = state.registry.get(at)?;
-        return scale_of(at.resource, &stored);
+        return Ok(body::json_response(StatusCode::OK, &scale_of(at.resource, &stored)?));
     }
-    Ok(object)
+    Ok(body::json_bytes_response(StatusCode::OK, written.json, "application/json"))
 }
 
 fn get(state: &ApiState, target: &Target, at: &ObjectRef, representation: Representation) -> ApiResult<Response> {

@@ -234,7 +234,7 @@ impl Registry {
         namespace: Option<&str>,
         mut object: Value,
         options: &WriteOptions,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Stored> {
         self.normalize_identity(resource, namespace, &mut object)?;
         if resource.namespaced && meta_str(&object, "namespace").is_none_or(str::is_empty) {
             object["metadata"]["namespace"] = json!("default");
@@ -267,18 +267,18 @@ impl Registry {
             let mut attempt = object.clone();
             let plan = self.plan(resource, None, Some(&mut attempt))?;
             if options.dry_run {
-                return Ok(attempt);
+                return Ok(unstored(attempt));
             }
             let batch = Batch::new().put(key.clone(), Precondition::Absent, Box::new(move |rev| stamp(attempt, rev)));
-            if let Some((_, stored)) = self.commit_with_plan(resource, &name, batch, plan.as_ref()).await? {
-                return Ok(stored_value(stored));
+            if let Some((revision, stored)) = self.commit_with_plan(resource, &name, batch, plan.as_ref()).await? {
+                return Ok(stored.into_iter().next().flatten().unwrap_or_else(|| unstored(json!({"metadata": {"resourceVersion": revision.to_string()}}))));
             }
         }
         Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
     }
 
     /// Replaces an object (PUT), or its status or scale subresource.
-    pub async fn update(&self, at: &ObjectRef<'_>, mut object: Value, options: &WriteOptions) -> ApiResult<Value> {
+    pub async fn update(&self, at: &ObjectRef<'_>, mut object: Value, options: &WriteOptions) -> ApiResult<Stored> {
         let resource = at.resource;
         if options.subresource.as_deref() != Some("scale") {
             self.normalize_identity(resource, at.namespace, &mut object)?;
@@ -315,7 +315,7 @@ impl Registry {
     }
 
     /// Checks and commits `next` as the new version of `current`.
-    async fn write_update(&self, at: &ObjectRef<'_>, current: &Stored, mut next: Value, options: &WriteOptions) -> ApiResult<Value> {
+    async fn write_update(&self, at: &ObjectRef<'_>, current: &Stored, mut next: Value, options: &WriteOptions) -> ApiResult<Stored> {
         let resource = at.resource;
         // Identity and system fields never change through an update.
         for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
@@ -334,7 +334,7 @@ impl Registry {
         let status = options.subresource.as_deref() == Some("status");
         self.validate(resource, &next, Some(&current.value), status)?;
         if comparable(&next) == comparable(&current.value) {
-            return Ok((*current.value).clone());
+            return Ok(current.clone());
         }
         let key = at.key();
         let namespace_finalizing = next.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
@@ -350,7 +350,7 @@ impl Registry {
             let mut attempt = next.clone();
             let plan = if deletes { self.plan(resource, Some(&current.value), None)? } else { self.plan(resource, Some(&current.value), Some(&mut attempt))? };
             if options.dry_run {
-                return Ok(attempt);
+                return Ok(unstored(attempt));
             }
             let final_state = attempt.clone();
             let batch = if deletes {
@@ -360,14 +360,14 @@ impl Registry {
             };
             if let Some((revision, stored)) = self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await? {
                 // A write that removed the last finalizer deleted the object: answer with its final state.
-                return Ok(stored.into_iter().next().flatten().map(|s| (*s.value).clone()).unwrap_or_else(|| stamp(final_state, revision)));
+                return Ok(stored.into_iter().next().flatten().unwrap_or_else(|| unstored(stamp(final_state, revision))));
             }
         }
         Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
     }
 
     /// Applies a patch of `content_type` to an object or its subresource, retrying on conflicts.
-    pub async fn patch(&self, at: &ObjectRef<'_>, content_type: &str, patch_body: &Value, options: &WriteOptions) -> ApiResult<Value> {
+    pub async fn patch(&self, at: &ObjectRef<'_>, content_type: &str, patch_body: &Value, options: &WriteOptions) -> ApiResult<Stored> {
         let resource = at.resource;
         for _ in 0..PATCH_RETRIES {
             let current = match self.get(at) {
@@ -554,6 +554,12 @@ fn pod_grace_period(resource: &ResourceType, pod: &Value, requested: Option<i64>
     // A grace of 0 still goes through the node unless the client forces it (gracePeriodSeconds=0
     // is what both `--force` and the node's final delete send).
     if requested == Some(0) { None } else { Some(grace.max(1)) }
+}
+
+/// A result that was not (or is no longer) in the store: a dry run, or an object just deleted.
+fn unstored(value: Value) -> Stored {
+    let json = serde_json::to_vec(&value).unwrap_or_default().into();
+    Stored { revision: 0, value: Arc::new(value), json }
 }
 
 fn stored_value(stored: Vec<Option<Stored>>) -> Value {
