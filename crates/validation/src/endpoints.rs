@@ -4,11 +4,9 @@
 use serde_json::Value;
 
 use crate::formats;
-use crate::gofmt::quote;
 use crate::json as j;
 use crate::{dedup, FieldError};
 
-const SUPPORTED_PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 
 /// Validates an Endpoints object's `subsets`; `old` changes nothing (node names may change).
 pub fn validate(endpoints: &Value, _old: Option<&Value>) -> Vec<FieldError> {
@@ -93,20 +91,8 @@ fn validate_port(port: &Value, require_name: bool, path: &str) -> Vec<FieldError
         "" => "TCP",
         p => p,
     };
-    if !SUPPORTED_PROTOCOLS.contains(&protocol) {
-        errs.push(FieldError::not_supported(
-            format!("{path}.protocol"),
-            quote(protocol),
-            SUPPORTED_PROTOCOLS,
-        ));
-    }
-    if let Some(app) = j::opt_str(port, "appProtocol") {
-        errs.extend(formats::invalid_each(
-            &format!("{path}.appProtocol"),
-            app,
-            formats::qualified_name(app),
-        ));
-    }
+    errs.extend(formats::supported_protocol(path, protocol));
+    errs.extend(formats::app_protocol(path, j::opt_str(port, "appProtocol")));
     errs
 }
 

@@ -12,7 +12,6 @@ use crate::json as j;
 use crate::{dedup, FieldError};
 
 const ADDRESS_TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
-const SUPPORTED_PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const MAX_TOPOLOGY_LABELS: usize = 16;
 const MAX_ADDRESSES: usize = 100;
 const MAX_PORTS: usize = 20000;
@@ -168,20 +167,8 @@ fn validate_ports(ports: &[Value]) -> Vec<FieldError> {
             errs.push(FieldError::duplicate(format!("{path}.name"), quote(name)));
         }
         let protocol = j::opt_str(port, "protocol").unwrap_or("TCP");
-        if !SUPPORTED_PROTOCOLS.contains(&protocol) {
-            errs.push(FieldError::not_supported(
-                format!("{path}.protocol"),
-                quote(protocol),
-                SUPPORTED_PROTOCOLS,
-            ));
-        }
-        if let Some(app) = j::opt_str(port, "appProtocol") {
-            errs.extend(formats::invalid_each(
-                &format!("{path}.appProtocol"),
-                app,
-                formats::qualified_name(app),
-            ));
-        }
+        errs.extend(formats::supported_protocol(&path, protocol));
+        errs.extend(formats::app_protocol(&path, j::opt_str(port, "appProtocol")));
     }
     errs
 }

@@ -227,6 +227,20 @@ pub(crate) fn port_num(port: i64) -> Vec<String> {
 }
 
 /// IANA_SVC_NAME: 1–15 of `[-a-z0-9]`, at least one letter, no `--`, no leading/trailing `-`.
+/// The port protocols Services, Endpoints and EndpointSlices accept.
+pub(crate) const SUPPORTED_PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+
+/// `<path>.protocol: Unsupported value` unless `protocol` is one of [`SUPPORTED_PROTOCOLS`].
+pub(crate) fn supported_protocol(path: &str, protocol: &str) -> Option<FieldError> {
+    (!SUPPORTED_PROTOCOLS.contains(&protocol))
+        .then(|| FieldError::not_supported(format!("{path}.protocol"), crate::gofmt::quote(protocol), SUPPORTED_PROTOCOLS))
+}
+
+/// `<path>.appProtocol` must be a qualified name when set.
+pub(crate) fn app_protocol(path: &str, app: Option<&str>) -> Vec<FieldError> {
+    app.map(|app| invalid_each(&format!("{path}.appProtocol"), app, qualified_name(app))).unwrap_or_default()
+}
+
 pub(crate) fn port_name(port: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if port.len() > 15 {

@@ -28,7 +28,6 @@ const PREFER_DUAL_STACK: &str = "PreferDualStack";
 const REQUIRE_DUAL_STACK: &str = "RequireDualStack";
 
 const SUPPORTED_TYPES: &[&str] = &[CLUSTER_IP, EXTERNAL_NAME, LOAD_BALANCER, NODE_PORT];
-const SUPPORTED_PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const SUPPORTED_AFFINITIES: &[&str] = &["ClientIP", "None"];
 const TRAFFIC_POLICIES: &[&str] = &["Cluster", "Local"];
 const IP_FAMILIES: &[&str] = &["IPv4", "IPv6"];
@@ -1045,12 +1044,8 @@ fn validate_port<'a>(
     }
     if port.protocol.is_empty() {
         errs.push(FieldError::required(format!("{path}.protocol"), ""));
-    } else if !SUPPORTED_PROTOCOLS.contains(&port.protocol.as_str()) {
-        errs.push(FieldError::not_supported(
-            format!("{path}.protocol"),
-            quote(&port.protocol),
-            SUPPORTED_PROTOCOLS,
-        ));
+    } else {
+        errs.extend(formats::supported_protocol(path, &port.protocol));
     }
     match &port.target_port {
         TargetPort::Int(n) => {
@@ -1068,13 +1063,7 @@ fn validate_port<'a>(
             formats::port_name(s),
         )),
     }
-    if let Some(app) = &port.app_protocol {
-        errs.extend(formats::invalid_each(
-            &format!("{path}.appProtocol"),
-            app,
-            formats::qualified_name(app),
-        ));
-    }
+    errs.extend(formats::app_protocol(path, port.app_protocol.as_deref()));
     errs
 }
 
