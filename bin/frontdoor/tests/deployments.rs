@@ -186,7 +186,13 @@ fn rolling_update_never_leaves_the_service_without_a_ready_endpoint() {
     assert!(done, "rollout did not finish: {}", get(&fd, &["get", "rs,pods"]));
     assert!(counts.len() > 3, "too few EndpointSlice events seen: {counts:?}");
     assert!(counts.iter().all(|c| *c >= 1), "the Service had no ready endpoint during the rollout: {counts:?}");
-    let versions = get(&fd, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.labels.version}"]);
-    assert!(versions.split_whitespace().all(|v| v == "2"), "{versions}");
+    // The rollout is complete once the old ReplicaSet is scaled to zero; its pods may still be
+    // terminating (grace period 2 s), as on a real cluster. Once they are gone only version 2 runs.
+    let versions = || get(&fd, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.labels.version}"]);
+    let only_new = wait_until(Duration::from_secs(20), || {
+        let v = versions();
+        v.split_whitespace().count() == 3 && v.split_whitespace().all(|v| v == "2")
+    });
+    assert!(only_new, "{}", versions());
     assert!(wait_until(Duration::from_secs(20), || ready_endpoints(&fd).len() == 3));
 }
