@@ -148,7 +148,14 @@ async fn run_phase(server: &Frontdoor, collection: &str, prefix: &'static str, b
 fn main() {
     let binary = std::env::current_exe().expect("exe").parent().expect("target dir").join("frontdoor");
     let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    runtime().block_on(control_plane(&binary));
+    // `FRONTDOOR_BENCH=node` runs only the node benchmark (`=control-plane` only the other).
+    let only = std::env::var("FRONTDOOR_BENCH").unwrap_or_default();
+    if only != "node" {
+        runtime().block_on(control_plane(&binary));
+    }
+    if only == "control-plane" {
+        return;
+    }
     // The node creates a bridge and pod namespaces: it runs in a network namespace of its own.
     let node_binary = binary.clone();
     frontdoor_netns::run_in_fresh_network_namespace(move || runtime().block_on(pods::run(&node_binary))).expect("a private network namespace");

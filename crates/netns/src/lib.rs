@@ -2,8 +2,8 @@
 //! what a kubelet's container runtime and the CNI bridge plugin do, for pods that are plain
 //! processes on the host's filesystem.
 //!
-//! This is the **one crate in the workspace allowed `unsafe`**. Everything else is
-//! `#![forbid(unsafe_code)]` and reaches namespaces through this API.
+//! Like every crate in the workspace it is `#![forbid(unsafe_code)]`: the system calls go
+//! through `nix`'s safe wrappers, and processes are started by the standard library.
 //!
 //! # A guided tour
 //!
@@ -58,32 +58,21 @@
 //! # Threads and namespaces
 //!
 //! Linux keeps namespaces per thread. No function here moves a caller's thread: entering or
-//! creating a namespace happens on a thread spawned for it ([`PodSandbox::run_in_network`],
-//! [`run_in_fresh_network_namespace`]) or in a child between fork and exec
-//! ([`PodSandbox::spawn`]). "The node's namespace" always means the namespace of the thread
-//! that calls [`PodSandbox::create`], [`ensure_bridge`], [`enable_ip_forward`] or
-//! [`cleanup_stale`].
+//! creating a namespace happens on a thread spawned for it ([`PodSandbox::create`],
+//! [`PodSandbox::run_in_network`], [`PodSandbox::spawn`], [`run_in_fresh_network_namespace`]).
+//! "The node's namespace" always means the namespace of the thread that calls
+//! [`PodSandbox::create`], [`ensure_bridge`], [`enable_ip_forward`] or [`cleanup_stale`].
 //!
-//! # `unsafe` in this crate, and why it is sound
+//! # Starting processes
 //!
-//! There are three `unsafe` blocks, all in `process.rs`, all about the code a child runs between
-//! `fork` and `exec` when [`PodSandbox::spawn`] starts a process:
-//!
-//! 1. `Command::pre_exec` itself: the closure runs in the forked child of a multi-threaded
-//!    process, so it may only make async-signal-safe calls. It calls `setns` three times and
-//!    `chdir` once, allocates nothing (the working directory's C string and the descriptor
-//!    numbers are prepared before fork) and takes no lock; errors are
-//!    `io::Error::last_os_error()`, which does not allocate.
-//! 2. `libc::setns(fd, kind)`: each `fd` is a namespace descriptor owned by the sandbox, which
-//!    `spawn` borrows (under its read lock, so `destroy` cannot close it) for as long as the
-//!    command holding the closure exists; the child's copy of the descriptor table has it open.
-//! 3. `libc::chdir(ptr)`: `ptr` points into a `CString` owned by the closure, alive and
-//!    NUL-terminated for the call.
-//!
-//! Everything else (unshare, setns on a dedicated thread, mount, sethostname, killpg) goes
-//! through `nix`'s safe wrappers.
+//! [`PodSandbox::spawn`] joins the pod's namespaces on a short-lived thread (after giving that
+//! thread its own filesystem context, which joining a mount namespace requires) and starts the
+//! process from there: a child begins in the namespaces of the thread that made it. With no code
+//! to run between fork and exec the standard library uses `posix_spawn`, a clone that shares
+//! memory with the parent until exec, so starting a container costs the same however large the
+//! node process has grown; `fork` would copy its page tables every time.
 
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod bridge;

@@ -49,17 +49,23 @@ pub(crate) fn create_pod_namespaces(
             .map_err(|errno| {
                 Error::os("unshare network, UTS and mount namespaces", errno.into())
             })?;
+
         nix::unistd::sethostname(contents.hostname)
             .map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
+        ipv4_only_interfaces()?;
+
         populate_mount_namespace(contents)?;
+
         let namespaces = PodNamespaces {
             net: open_own_namespace("net")?,
             uts: open_own_namespace("uts")?,
             mnt: open_own_namespace("mnt")?,
         };
+
         let mut socket =
             RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
         bring_loopback_up(&mut socket)?;
+
         Ok((namespaces, socket))
     })
 }
@@ -73,6 +79,30 @@ pub(crate) fn run_in_network_namespace<T: Send>(
     on_thread(move || {
         setns(net, CloneFlags::CLONE_NEWNET)
             .map_err(|errno| Error::os("enter the pod network namespace", errno.into()))?;
+        Ok(f())
+    })
+}
+
+/// Runs `f` on a new thread that has joined all of the pod's namespaces, so that processes it
+/// starts begin life inside them. The thread first stops sharing its filesystem context (root,
+/// working directory) with the rest of the process, which joining a mount namespace requires.
+pub(crate) fn run_in_pod_namespaces<T: Send>(
+    namespaces: &PodNamespaces,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, Error> {
+    on_thread(move || {
+        unshare(CloneFlags::CLONE_FS)
+            .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
+        for (fd, kind, what) in [
+            (namespaces.net.as_fd(), CloneFlags::CLONE_NEWNET, "network"),
+            (namespaces.uts.as_fd(), CloneFlags::CLONE_NEWUTS, "UTS"),
+            // The mount namespace last: joining it resets the thread's root and working directory.
+            (namespaces.mnt.as_fd(), CloneFlags::CLONE_NEWNS, "mount"),
+        ] {
+            setns(fd, kind).map_err(|errno| {
+                Error::os(format!("enter the pod {what} namespace"), errno.into())
+            })?;
+        }
         Ok(f())
     })
 }
@@ -116,6 +146,23 @@ fn bring_loopback_up(socket: &mut RouteSocket) -> Result<(), Error> {
     socket
         .set_link_up(index, None)
         .map_err(|error| Error::os("set lo up", error))
+}
+
+/// Pods here are IPv4 single-stack (as with a CNI plugin that assigns no IPv6 address): new
+/// interfaces in the pod's network namespace get no IPv6 link-local address, so the pod's `eth0`
+/// sends no duplicate address detection, router solicitations or multicast listener reports
+/// that the bridge would flood to every other pod. `lo` keeps `::1`. Applies to this thread's
+/// (new) network namespace only; does nothing on a kernel without IPv6.
+fn ipv4_only_interfaces() -> Result<(), Error> {
+    const DEFAULT_ADDR_GEN_MODE: &str = "/proc/sys/net/ipv6/conf/default/addr_gen_mode";
+    match OpenOptions::new().write(true).open(DEFAULT_ADDR_GEN_MODE) {
+        // 1 = IN6_ADDR_GEN_MODE_NONE.
+        Ok(mut file) => file
+            .write_all(b"1")
+            .map_err(|error| Error::os(format!("write {DEFAULT_ADDR_GEN_MODE}"), error)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(Error::os(format!("open {DEFAULT_ADDR_GEN_MODE}"), error)),
+    }
 }
 
 fn open_own_namespace(kind: &str) -> Result<OwnedFd, Error> {

@@ -17,8 +17,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -158,6 +158,15 @@ impl RouteSocket {
             message
                 .attributes
                 .push(LinkAttribute::Controller(controller));
+            // A bridge port needs no IPv6 address of its own. Without one it sends no duplicate
+            // address detection or multicast listener reports, which the bridge would flood
+            // to every other pod. (Set in the same request as "up": the kernel applies it after
+            // the flags, but a veth has no carrier, so no address, until its peer is up too.)
+            message
+                .attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+                    AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
+                ])]));
         }
         self.request(RouteNetlinkMessage::SetLink(message), 0)?;
         Ok(())

@@ -1,14 +1,12 @@
 //! Starting a container's process inside a pod's namespaces, and signalling its process group.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::namespace::PodNamespaces;
+use crate::namespace::{self, PodNamespaces};
 use crate::Error;
 
 /// `PATH` for a process whose environment sets none (containerd's default).
@@ -63,24 +61,13 @@ pub(crate) fn spawn_in(
     }
     let program = resolve_executable(&command_name, path, &working_dir)?;
 
-    // Everything the child needs after fork is prepared here: it must not allocate.
-    let working_dir_c =
-        CString::new(working_dir.as_os_str().as_bytes()).map_err(|_| Error::WorkingDirectory {
-            path: working_dir.clone(),
-        })?;
-    let entries: [(RawFd, libc::c_int); 3] = [
-        (namespaces.net.as_raw_fd(), libc::CLONE_NEWNET),
-        (namespaces.uts.as_raw_fd(), libc::CLONE_NEWUTS),
-        // The mount namespace last: joining it resets the root and working directory.
-        (namespaces.mnt.as_raw_fd(), libc::CLONE_NEWNS),
-    ];
-
     let mut command = tokio::process::Command::new(&program);
     command
         .arg0(&command_name)
         .args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .current_dir(&working_dir)
         .stdin(spec.stdin)
         .stdout(spec.stdout)
         .stderr(spec.stderr)
@@ -88,30 +75,17 @@ pub(crate) fn spawn_in(
     if path.is_none() {
         command.env("PATH", DEFAULT_PATH);
     }
-    let enter_namespaces = move || -> io::Result<()> {
-        for (fd, kind) in entries {
-            // SAFETY: `setns` is async-signal-safe and reads only its integer arguments. `fd` is
-            // open in the child: `PodNamespaces` is borrowed by `spawn_in` for as long as
-            // `command` (which owns this closure) exists, and fork copies the descriptor table.
-            // The descriptors are O_CLOEXEC, so the exec'd program does not inherit them.
-            if unsafe { libc::setns(fd, kind) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        // SAFETY: `chdir` is async-signal-safe; `working_dir_c` is a NUL-terminated string made
-        // before fork and owned by this closure.
-        if unsafe { libc::chdir(working_dir_c.as_ptr()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // calls are allowed: it calls `setns` and `chdir` only, allocates nothing and takes no lock
-    // (`io::Error::last_os_error` builds an `Os` variant without allocating).
-    unsafe {
-        command.pre_exec(enter_namespaces);
-    }
-    command.spawn().map_err(|source| match source.kind() {
+    // The child inherits the namespaces of the thread that starts it: start it from a thread that
+    // has joined the pod's. With no code to run between fork and exec, the standard library
+    // starts it with `posix_spawn` (a `vfork`-style clone that shares the parent's memory until
+    // exec), which costs the same however large this process is; a `fork` would copy the page
+    // tables of the whole node.
+    let runtime = tokio::runtime::Handle::current();
+    let spawned = namespace::run_in_pod_namespaces(namespaces, move || {
+        let _runtime = runtime.enter();
+        command.spawn()
+    })?;
+    spawned.map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => Error::ExecutableNotFound {
             command: command_name,
         },

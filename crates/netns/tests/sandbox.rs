@@ -214,6 +214,26 @@ fn pods_reach_each_other_and_the_node_over_the_bridge() {
         let mut pod_links = a.run_in_network(link_names).unwrap().unwrap();
         pod_links.sort();
         assert_eq!(pod_links, ["eth0", "lo"]);
+
+        // IPv4 single-stack: eth0 has only the pod's address (no IPv6 link-local address, so
+        // nothing for the bridge to flood), lo keeps ::1, and the host end has no address.
+        let addresses = runtime().block_on(output_of(&a, &["ip", "-o", "addr", "show"]));
+        let mut summary: Vec<String> = addresses
+            .lines()
+            .map(|line| line.split_whitespace().skip(1).take(3).collect::<Vec<_>>().join(" "))
+            .collect();
+        summary.sort();
+        assert_eq!(
+            summary,
+            ["eth0 inet 10.244.0.11/24", "lo inet 127.0.0.1/8", "lo inet6 ::1/128"],
+            "{addresses}"
+        );
+        let host_end = std::process::Command::new("ip")
+            .args(["-o", "addr", "show", "dev", &node.veth(1)])
+            .output()
+            .unwrap();
+        assert!(host_end.status.success());
+        assert_eq!(String::from_utf8_lossy(&host_end.stdout), "", "the host end has no address");
         a.destroy().unwrap();
         b.destroy().unwrap();
     });

@@ -6,6 +6,7 @@
 //! * `runtime`: runs each bound pod as processes in its own network, UTS and mount namespaces
 //!   (`frontdoor-netns`), with probes, restarts, graceful termination and status.
 //! * `logs`: container output on disk, read back for `kubectl logs`.
+//! * `pids`: the node's record of container processes, to stop leftovers after a crash.
 //! * `ipam`: pod addresses from the node's pod range.
 //!
 //! The node decides nothing about routing: Services are the proxy's business.
@@ -15,6 +16,7 @@ pub mod env;
 pub mod events;
 pub mod ipam;
 pub mod logs;
+pub mod pids;
 pub mod probes;
 pub mod registration;
 pub mod runtime;

@@ -167,9 +167,9 @@ async fn send_line(sender: &mpsc::Sender<Bytes>, stored: &str, timestamps: bool,
 }
 
 /// Copies a process's output stream into the container's log file, one CRI line per line.
-pub async fn capture(stream: impl tokio::io::AsyncRead + Unpin, stream_name: &'static str, path: PathBuf) {
+pub async fn capture(stream: impl tokio::io::AsyncRead + Unpin, stream_name: &'static str, file: std::fs::File) {
     use tokio::io::AsyncWriteExt;
-    let Ok(mut file) = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await else { return };
+    let mut file = tokio::fs::File::from_std(file);
     let mut lines = tokio::io::BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);

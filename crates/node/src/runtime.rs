@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use frontdoor_netns::{PodSandbox, ProcessSpec, SandboxConfig, Signal};
 
@@ -24,6 +24,7 @@ use crate::env::container_environment;
 use crate::events::record_for;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
+use crate::pids::PidJournal;
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
@@ -63,6 +64,12 @@ struct Shared {
     logs: LogStore,
     services: Store<Service>,
     backoff: Backoff,
+    pids: PidJournal,
+    /// Pod starts (sandbox and first container starts: system calls, mostly under the kernel's
+    /// network lock) run this many at a time, in the order the pods arrived. When a hundred pods
+    /// arrive at once, the first are running while the last wait, rather than all of them
+    /// finishing together at the end.
+    startup: Arc<Semaphore>,
 }
 
 /// Runs every pod bound to this node until `shutdown`.
@@ -78,7 +85,7 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
     .await
     .map_err(|e| NodeError::Internal(e.to_string()))??;
 
-    kill_leftovers(&config.data_dir.join("pods"));
+    let pids = PidJournal::open(&config.data_dir.join("pods").join("containers.pids"));
     let (services, writer) = reflector::store::<Service>();
     let service_api: Api<Service> = Api::all(client.clone());
     let service_stream = reflector::reflector(writer, watcher(service_api, watcher::Config::default())).default_backoff().touched_objects();
@@ -86,6 +93,8 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
 
     let shared = Arc::new(Shared {
         client: client.clone(),
+        pids,
+        startup: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
         logs: LogStore::new(config.data_dir.join("pods")),
         config: config.clone(),
@@ -124,31 +133,6 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
     }
     while running.join_next().await.is_some() {}
     Ok(())
-}
-
-/// Kills what a previous run of this node left running (it crashed without stopping its pods):
-/// each container's process group is recorded in a `pid` file beside its logs, with its start
-/// time, so a reused pid is never hit.
-fn kill_leftovers(root: &std::path::Path) {
-    for pod in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        for container in std::fs::read_dir(pod.path()).into_iter().flatten().flatten() {
-            let file = container.path().join("pid");
-            let Ok(text) = std::fs::read_to_string(&file) else { continue };
-            let mut parts = text.split_whitespace();
-            let (Some(pid), Some(start)) = (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next()) else { continue };
-            if process_start_time(pid).as_deref() == Some(start) {
-                let _ = frontdoor_netns::signal_process_group(pid, Signal::Kill);
-            }
-            let _ = std::fs::remove_file(&file);
-        }
-    }
-}
-
-/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
-fn process_start_time(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    after_name.split_whitespace().nth(19).map(String::from)
 }
 
 /// The host-side veth names of this node's pods start with this (so leftovers can be found).
@@ -287,6 +271,9 @@ impl PodWorker {
             self.notify();
             return;
         }
+        // Held until the sandbox exists and every container has been started once.
+        let Ok(permit) = self.shared.startup.clone().acquire_owned().await else { return };
+        let permit = Arc::new(permit);
         let allocated = self.shared.ipam.lock().unwrap().allocate();
         let ip = match allocated {
             Ok(ip) => ip,
@@ -341,6 +328,7 @@ impl PodWorker {
                 state: self.state.clone(),
                 changed: self.changed.clone(),
                 ip,
+                startup: Some(permit.clone()),
             };
             tokio::spawn(task.run());
         }
@@ -420,6 +408,22 @@ fn hosts_file(config: &NodeConfig, namespace: &str, hostname: &str, subdomain: O
     hosts
 }
 
+/// Starts a container's process (blocking: a thread joins the pod's namespaces to start it):
+/// opens its log file first, so nothing it writes is lost, and records its process group.
+/// Without a log file the container still runs; its output is discarded.
+fn start_process(shared: &Shared, sandbox: &PodSandbox, spec: ProcessSpec, log: &std::path::Path) -> Result<(tokio::process::Child, Option<std::fs::File>), frontdoor_netns::Error> {
+    let log_file = log
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(log));
+    let log_file = log_file.map_err(|error| tracing::warn!(path = %log.display(), %error, "cannot open the container log")).ok();
+    let child = sandbox.spawn(spec)?;
+    if let Some(pid) = child.id() {
+        shared.pids.record(pid);
+    }
+    Ok((child, log_file))
+}
+
 /// Writes the pod's status whenever it changes (coalescing bursts).
 async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>>, changed: Arc<Notify>) {
     let (namespace, name, _) = pod_name(&pod);
@@ -473,6 +477,8 @@ struct ContainerTask {
     state: Arc<Mutex<PodState>>,
     changed: Arc<Notify>,
     ip: Ipv4Addr,
+    /// The pod's start permit, released once this container has been started the first time.
+    startup: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 enum Exit {
@@ -515,7 +521,7 @@ impl ContainerTask {
         Ok(env)
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let (namespace, name, uid) = pod_name(&self.pod);
         let policy = self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         // Continue the numbering of earlier runs, so `--previous` spans node restarts.
@@ -542,19 +548,19 @@ impl ContainerTask {
             argv.extend(self.container.args.clone().unwrap_or_default());
             let argv: Vec<String> = argv.iter().map(|a| crate::env::expand(a, &env)).collect();
             let log_path = self.shared.logs.file(&namespace, &name, &uid, &self.container.name, attempt);
-            if let Some(dir) = log_path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
             let mut spec = ProcessSpec::new(argv);
             spec.env = env.clone();
             spec.working_dir = self.container.working_dir.clone().map(Into::into);
             spec.stdout = std::process::Stdio::piped();
             spec.stderr = std::process::Stdio::piped();
             let started_at = Utc::now();
-            let spawned = self.sandbox.spawn(spec);
-            let mut child = match spawned {
-                Ok(child) => child,
-                Err(error) => {
+            let (shared, sandbox, log) = (self.shared.clone(), self.sandbox.clone(), log_path.clone());
+            let spawned = tokio::task::spawn_blocking(move || start_process(&shared, &sandbox, spec, &log)).await;
+            // The pod's other starts may go ahead once this container has been started once.
+            self.startup = None;
+            let (mut child, log_file) = match spawned {
+                Ok(Ok(started)) => started,
+                Ok(Err(error)) => {
                     let message = error.to_string();
                     let finished = Utc::now();
                     self.update(|r| {
@@ -568,16 +574,20 @@ impl ContainerTask {
                     }
                     continue;
                 }
+                Err(error) => {
+                    tracing::error!(%error, "starting a container panicked");
+                    return;
+                }
             };
             let pid = child.id().unwrap_or(0);
-            if let (Some(dir), Some(start)) = (log_path.parent(), process_start_time(pid)) {
-                let _ = std::fs::write(dir.join("pid"), format!("{pid} {start}\n"));
-            }
-            if let Some(out) = child.stdout.take() {
-                tokio::spawn(capture(out, "stdout", log_path.clone()));
-            }
-            if let Some(err) = child.stderr.take() {
-                tokio::spawn(capture(err, "stderr", log_path.clone()));
+            if let Some(file) = log_file {
+                // Both streams append to the one file, through two descriptors of it.
+                if let (Some(err), Ok(copy)) = (child.stderr.take(), file.try_clone()) {
+                    tokio::spawn(capture(err, "stderr", copy));
+                }
+                if let Some(out) = child.stdout.take() {
+                    tokio::spawn(capture(out, "stdout", file));
+                }
             }
             self.state.lock().unwrap().running.insert(self.container.name.clone(), Running { pid });
             let container_id = format!("frontdoor://{uid}/{}/{attempt}", self.container.name);
