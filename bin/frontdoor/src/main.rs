@@ -193,7 +193,6 @@ struct NodeLogs(frontdoor_node::logs::LogStore);
 
 impl frontdoor_apiserver::LogSource for NodeLogs {
     fn open(&self, pod: &serde_json::Value, container: &str, query: &frontdoor_apiserver::LogQuery) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String> {
-        let field = |path: &str| pod.pointer(path).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
         let options = frontdoor_node::logs::LogOptions {
             follow: query.follow,
             tail_lines: query.tail_lines,
@@ -202,9 +201,7 @@ impl frontdoor_apiserver::LogSource for NodeLogs {
             since_seconds: query.since_seconds,
             limit_bytes: query.limit_bytes,
         };
-        self.0
-            .read(&field("/metadata/namespace"), &field("/metadata/name"), &field("/metadata/uid"), container, &options)
-            .map_err(|e| e.to_string())
+        self.0.read(pod, container, &options).map_err(|e| e.to_string())
     }
 }
 

@@ -42,6 +42,7 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
         (&Method::DELETE, false, _) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed(method.as_str(), resource.plural)),
     };
+    tracing::debug!(verb, resource = resource.plural, subresource = target.subresource.as_deref().unwrap_or(""), namespace = target.namespace.as_deref().unwrap_or(""), "request");
     let allowed = match &target.subresource {
         Some(sub) => resource.subresource(sub).is_some_and(|s| s.verbs.contains(&verb)),
         None => resource.verbs.contains(&verb),

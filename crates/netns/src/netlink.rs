@@ -124,6 +124,12 @@ impl RouteSocket {
             peer.attributes.push(LinkAttribute::Mtu(mtu));
             message.attributes.push(LinkAttribute::Mtu(mtu));
         }
+        // One queue each way per end: a veth otherwise gets one per possible CPU, each with
+        // its sysfs objects, and then the kernel takes all but one away again.
+        for attributes in [&mut peer.attributes, &mut message.attributes] {
+            attributes.push(LinkAttribute::NumTxQueues(1));
+            attributes.push(LinkAttribute::NumRxQueues(1));
+        }
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),

@@ -4,8 +4,8 @@
 //!
 //! Layout: `<root>/<namespace>_<pod>_<uid>/<container>/<attempt>.log`.
 
-use std::io::{BufRead, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::io::SeekFrom;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,90 +54,115 @@ impl LogStore {
         self.pod_dir(namespace, pod, uid).join(container).join(format!("{attempt}.log"))
     }
 
-    /// The attempts on disk for a container, oldest first.
-    fn attempts(&self, dir: &Path) -> Vec<(u32, PathBuf)> {
-        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+    /// The number for a container's next start: one more than any on disk, so numbers keep
+    /// rising across node restarts. (A start whose process printed nothing has no file.)
+    pub fn next_attempt(&self, namespace: &str, pod: &str, uid: &str, container: &str) -> u32 {
+        std::fs::read_dir(self.pod_dir(namespace, pod, uid).join(container))
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let attempt = name.strip_suffix(".log")?.parse().ok()?;
-                Some((attempt, e.path()))
-            })
-            .collect();
-        found.sort();
-        found
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse::<u32>().ok())
+            .max()
+            .map_or(0, |last| last + 1)
     }
 
-    /// Streams a container's log as `kubectl logs` expects (plain lines, optionally timestamped).
-    pub fn read(&self, namespace: &str, pod: &str, uid: &str, container: &str, options: &LogOptions) -> Result<mpsc::Receiver<Bytes>, LogError> {
-        let dir = self.pod_dir(namespace, pod, uid).join(container);
-        let attempts = self.attempts(&dir);
-        let chosen = if options.previous { attempts.iter().rev().nth(1) } else { attempts.last() };
-        let Some((_, path)) = chosen.cloned() else {
-            return Err(if options.previous {
-                LogError::NoPrevious { container: container.into(), pod: pod.into() }
-            } else {
-                LogError::NotStarted { container: container.into(), pod: pod.into() }
-            });
+    /// Streams a container's log as `kubectl logs` expects (plain lines, optionally timestamped),
+    /// for the start the pod's status names: its current container, or with `previous` the one
+    /// before.
+    pub fn read(&self, pod: &serde_json::Value, container: &str, options: &LogOptions) -> Result<mpsc::Receiver<Bytes>, LogError> {
+        let field = |path: &str| pod.pointer(path).and_then(serde_json::Value::as_str).unwrap_or("");
+        let (namespace, name, uid) = (field("/metadata/namespace"), field("/metadata/name"), field("/metadata/uid"));
+        let current = pod
+            .pointer("/status/containerStatuses")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == container)
+            .and_then(|s| s["containerID"].as_str())
+            .and_then(attempt_of);
+        let chosen = match (current, options.previous) {
+            (Some(attempt), false) => attempt,
+            (Some(attempt), true) if attempt > 0 => attempt - 1,
+            (_, true) => return Err(LogError::NoPrevious { container: container.into(), pod: name.into() }),
+            (None, false) => return Err(LogError::NotStarted { container: container.into(), pod: name.into() }),
         };
-        let file = std::fs::File::open(&path)?;
-        let lines: Vec<String> = std::io::BufReader::new(&file).lines().map_while(Result::ok).collect();
-        let since = options.since_seconds.map(|s| chrono::Utc::now() - chrono::Duration::seconds(s));
-        let selected: Vec<String> = lines
-            .iter()
-            .filter(|l| since.is_none_or(|cut| parse(l).is_some_and(|(t, _)| t >= cut)))
-            .cloned()
-            .collect();
-        let start = options.tail_lines.map_or(0, |n| selected.len().saturating_sub(n));
-        let (sender, receiver) = mpsc::channel(64);
-        let options = options.clone();
-        let follow = options.follow && !options.previous;
-        let initial: Vec<String> = selected[start..].to_vec();
-        tokio::spawn(async move {
-            let mut budget = options.limit_bytes.unwrap_or(usize::MAX);
-            for line in initial {
-                if !send_line(&sender, &line, options.timestamps, &mut budget).await {
-                    return;
-                }
-            }
-            if !follow {
-                return;
-            }
-            let Ok(mut file) = tokio::fs::File::open(&path).await else { return };
-            let Ok(end) = std::fs::metadata(&path).map(|m| m.len()) else { return };
-            use tokio::io::AsyncSeekExt;
-            if file.seek(SeekFrom::Start(end)).await.is_err() {
-                return;
-            }
-            let mut reader = tokio::io::BufReader::new(file);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match reader.read_line(&mut line).await {
-                    Ok(0) => {
-                        if sender.is_closed() || !path.exists() {
-                            return;
-                        }
-                        tokio::time::sleep(FOLLOW_POLL).await;
-                    }
-                    Ok(_) if line.ends_with('\n') => {
-                        if !send_line(&sender, line.trim_end_matches('\n'), options.timestamps, &mut budget).await {
-                            return;
-                        }
-                    }
-                    // A partial line: wait for the rest (put the cursor back).
-                    Ok(n) => {
-                        let _ = reader.seek(SeekFrom::Current(-(n as i64))).await;
-                        tokio::time::sleep(FOLLOW_POLL).await;
-                    }
-                    Err(_) => return,
-                }
-            }
-        });
-        Ok(receiver)
+        Ok(stream(self.file(namespace, name, uid, container, chosen), options))
     }
+
+}
+
+/// Streams one log file. A file that does not exist yet is a start that has printed nothing so
+/// far: empty, and followed until it appears.
+fn stream(path: PathBuf, options: &LogOptions) -> mpsc::Receiver<Bytes> {
+    // Complete lines only: a follower continues from the end of the last one.
+    let text = std::fs::read(&path).unwrap_or_default();
+    let consumed = text.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
+    let lines: Vec<String> = String::from_utf8_lossy(&text[..consumed]).lines().map(String::from).collect();
+    let since = options.since_seconds.map(|s| chrono::Utc::now() - chrono::Duration::seconds(s));
+    let selected: Vec<String> = lines
+        .iter()
+        .filter(|l| since.is_none_or(|cut| parse(l).is_some_and(|(t, _)| t >= cut)))
+        .cloned()
+        .collect();
+    let start = options.tail_lines.map_or(0, |n| selected.len().saturating_sub(n));
+    let (sender, receiver) = mpsc::channel(64);
+    let options = options.clone();
+    let follow = options.follow && !options.previous;
+    let initial: Vec<String> = selected[start..].to_vec();
+    tokio::spawn(async move {
+        let mut budget = options.limit_bytes.unwrap_or(usize::MAX);
+        for line in initial {
+            if !send_line(&sender, &line, options.timestamps, &mut budget).await {
+                return;
+            }
+        }
+        if !follow {
+            return;
+        }
+        // Nothing printed yet: wait for the first line (or for the reader to go away).
+        let mut file = loop {
+            match tokio::fs::File::open(&path).await {
+                Ok(file) => break file,
+                Err(_) if !sender.is_closed() => tokio::time::sleep(FOLLOW_POLL).await,
+                Err(_) => return,
+            }
+        };
+        let end = consumed as u64;
+        use tokio::io::AsyncSeekExt;
+        if file.seek(SeekFrom::Start(end)).await.is_err() {
+            return;
+        }
+        let mut reader = tokio::io::BufReader::new(file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) => {
+                    if sender.is_closed() || !path.exists() {
+                        return;
+                    }
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+                Ok(_) if line.ends_with('\n') => {
+                    if !send_line(&sender, line.trim_end_matches('\n'), options.timestamps, &mut budget).await {
+                        return;
+                    }
+                }
+                // A partial line: wait for the rest (put the cursor back).
+                Ok(n) => {
+                    let _ = reader.seek(SeekFrom::Current(-(n as i64))).await;
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    receiver
+}
+
+/// The start number in a container ID (`frontdoor://<pod uid>/<container>/<n>`).
+fn attempt_of(container_id: &str) -> Option<u32> {
+    container_id.strip_prefix("frontdoor://")?.rsplit('/').next()?.parse().ok()
 }
 
 /// Splits a stored line into its timestamp and message.
@@ -166,16 +191,63 @@ async fn send_line(sender: &mpsc::Sender<Bytes>, stored: &str, timestamps: bool,
     sender.send(Bytes::from(out)).await.is_ok()
 }
 
-/// Copies a process's output stream into the container's log file, one CRI line per line.
-pub async fn capture(stream: impl tokio::io::AsyncRead + Unpin, stream_name: &'static str, file: std::fs::File) {
+/// Copies a container's stdout and stderr into its log file, one CRI line per line. The file
+/// (and the pod's log directory) is created with the first line: a container that prints
+/// nothing costs no file, and creating files is a large part of starting a pod.
+pub async fn capture(stdout: impl tokio::io::AsyncRead + Unpin, stderr: impl tokio::io::AsyncRead + Unpin, path: PathBuf) {
     use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::File::from_std(file);
-    let mut lines = tokio::io::BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut out = tokio::io::BufReader::new(stdout).lines();
+    let mut err = tokio::io::BufReader::new(stderr).lines();
+    let (mut out_open, mut err_open) = (true, true);
+    let mut file: Option<tokio::fs::File> = None;
+    while out_open || err_open {
+        let (stream_name, line) = tokio::select! {
+            line = out.next_line(), if out_open => ("stdout", line),
+            line = err.next_line(), if err_open => ("stderr", line),
+        };
+        let Ok(Some(line)) = line else {
+            match stream_name {
+                "stdout" => out_open = false,
+                _ => err_open = false,
+            }
+            continue;
+        };
         let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let record = format!("{stamp} {stream_name} F {line}\n");
-        if file.write_all(record.as_bytes()).await.is_err() {
-            return;
+        if file.is_none() {
+            if let Some(dir) = path.parent() {
+                let _ = tokio::fs::create_dir_all(dir).await;
+            }
+            match tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await {
+                Ok(opened) => file = Some(opened),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot open the container log; discarding output");
+                    return discard(out, err, out_open, err_open).await;
+                }
+            }
+        }
+        if let Some(file) = file.as_mut() {
+            if file.write_all(record.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let Some(mut file) = file {
+        let _ = file.flush().await;
+    }
+}
+
+/// Reads a container's output to the end without keeping it (so the process never blocks on a
+/// full pipe).
+async fn discard<A, B>(mut out: tokio::io::Lines<A>, mut err: tokio::io::Lines<B>, mut out_open: bool, mut err_open: bool)
+where
+    A: tokio::io::AsyncBufRead + Unpin,
+    B: tokio::io::AsyncBufRead + Unpin,
+{
+    while out_open || err_open {
+        tokio::select! {
+            line = out.next_line(), if out_open => out_open = matches!(line, Ok(Some(_))),
+            line = err.next_line(), if err_open => err_open = matches!(line, Ok(Some(_))),
         }
     }
 }
@@ -192,26 +264,67 @@ mod tests {
         out
     }
 
+    fn pod(current: Option<u32>) -> serde_json::Value {
+        let mut status = serde_json::json!({"name": "app", "restartCount": 1});
+        if let Some(n) = current {
+            status["containerID"] = serde_json::json!(format!("frontdoor://u1/app/{n}"));
+        }
+        serde_json::json!({
+            "metadata": {"namespace": "default", "name": "web", "uid": "u1"},
+            "status": {"containerStatuses": [status]},
+        })
+    }
+
     #[tokio::test]
     async fn tail_timestamps_previous_and_limits() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::new(dir.path().to_path_buf());
+        assert_eq!(store.next_attempt("default", "web", "u1", "app"), 0);
         let first = store.file("default", "web", "u1", "app", 0);
         std::fs::create_dir_all(first.parent().unwrap()).unwrap();
         std::fs::write(&first, "2026-11-22T03:00:00.000000001Z stdout F old\n").unwrap();
         let second = store.file("default", "web", "u1", "app", 1);
         let body: String = (1..=5).map(|i| format!("2026-11-22T03:00:0{i}.5Z stdout F line {i}\n")).collect();
         std::fs::write(&second, body).unwrap();
+        assert_eq!(store.next_attempt("default", "web", "u1", "app"), 2);
 
-        let all = collect(store.read("default", "web", "u1", "app", &LogOptions::default()).unwrap()).await;
+        let pod = pod(Some(1));
+        let all = collect(store.read(&pod, "app", &LogOptions::default()).unwrap()).await;
         assert_eq!(all, "line 1\nline 2\nline 3\nline 4\nline 5\n");
         let tail = LogOptions { tail_lines: Some(2), timestamps: true, ..Default::default() };
-        let tailed = collect(store.read("default", "web", "u1", "app", &tail).unwrap()).await;
+        let tailed = collect(store.read(&pod, "app", &tail).unwrap()).await;
         assert_eq!(tailed, "2026-11-22T03:00:04.500000000Z line 4\n2026-11-22T03:00:05.500000000Z line 5\n");
         let previous = LogOptions { previous: true, ..Default::default() };
-        assert_eq!(collect(store.read("default", "web", "u1", "app", &previous).unwrap()).await, "old\n");
+        assert_eq!(collect(store.read(&pod, "app", &previous).unwrap()).await, "old\n");
         let limited = LogOptions { limit_bytes: Some(9), ..Default::default() };
-        assert_eq!(collect(store.read("default", "web", "u1", "app", &limited).unwrap()).await, "line 1\nli");
-        assert!(matches!(store.read("default", "web", "u1", "other", &LogOptions::default()), Err(LogError::NotStarted { .. })));
+        assert_eq!(collect(store.read(&pod, "app", &limited).unwrap()).await, "line 1\nli");
+        assert!(matches!(store.read(&pod, "other", &LogOptions::default()), Err(LogError::NotStarted { .. })));
+        assert!(matches!(store.read(&self::pod(None), "app", &LogOptions::default()), Err(LogError::NotStarted { .. })));
+        assert!(matches!(store.read(&self::pod(Some(0)), "app", &previous), Err(LogError::NoPrevious { .. })));
+        // A start that has printed nothing has no file: empty logs, not an error.
+        assert_eq!(collect(store.read(&self::pod(Some(2)), "app", &LogOptions::default()).unwrap()).await, "");
+    }
+
+    #[tokio::test]
+    async fn a_follower_waits_for_the_first_line_and_captures_both_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().to_path_buf());
+        let follow = LogOptions { follow: true, ..Default::default() };
+        let mut lines = store.read(&pod(Some(0)), "app", &follow).unwrap();
+        let path = store.file("default", "web", "u1", "app", 0);
+        assert!(!path.exists(), "no output, no file");
+        let (out_reader, mut out_writer) = tokio::io::duplex(64);
+        let (err_reader, mut err_writer) = tokio::io::duplex(64);
+        let capture = tokio::spawn(capture(out_reader, err_reader, path.clone()));
+        use tokio::io::AsyncWriteExt;
+        out_writer.write_all(b"to stdout\n").await.unwrap();
+        assert_eq!(lines.recv().await.unwrap(), "to stdout\n");
+        err_writer.write_all(b"to stderr\n").await.unwrap();
+        assert_eq!(lines.recv().await.unwrap(), "to stderr\n");
+        drop((out_writer, err_writer));
+        capture.await.unwrap();
+        let stored = std::fs::read_to_string(&path).unwrap();
+        let streams: Vec<&str> = stored.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+        assert_eq!(streams, ["stdout", "stderr"]);
     }
 }

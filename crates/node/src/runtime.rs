@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use frontdoor_netns::{PodSandbox, ProcessSpec, SandboxConfig, Signal};
 
@@ -65,11 +65,11 @@ struct Shared {
     services: Store<Service>,
     backoff: Backoff,
     pids: PidJournal,
-    /// Pod starts (sandbox and first container starts: system calls, mostly under the kernel's
-    /// network lock) run this many at a time, in the order the pods arrived. When a hundred pods
-    /// arrive at once, the first are running while the last wait, rather than all of them
+    /// Sandboxes are made one at a time, in the order pods arrived. Making one is almost all
+    /// kernel work under the kernel's network configuration lock (two at once just spin on
+    /// it), and in a burst the first pods run while the last wait, rather than all of them
     /// finishing together at the end.
-    startup: Arc<Semaphore>,
+    startup: Semaphore,
 }
 
 /// Runs every pod bound to this node until `shutdown`.
@@ -94,7 +94,7 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
     let shared = Arc::new(Shared {
         client: client.clone(),
         pids,
-        startup: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
+        startup: Semaphore::new(1),
         ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
         logs: LogStore::new(config.data_dir.join("pods")),
         config: config.clone(),
@@ -271,9 +271,8 @@ impl PodWorker {
             self.notify();
             return;
         }
-        // Held until the sandbox exists and every container has been started once.
-        let Ok(permit) = self.shared.startup.clone().acquire_owned().await else { return };
-        let permit = Arc::new(permit);
+        // Held while the sandbox is made.
+        let Ok(permit) = self.shared.startup.acquire().await else { return };
         let allocated = self.shared.ipam.lock().unwrap().allocate();
         let ip = match allocated {
             Ok(ip) => ip,
@@ -299,6 +298,7 @@ impl PodWorker {
         tracing::debug!(pod = %name, "creating sandbox");
         let created = tokio::task::spawn_blocking(move || PodSandbox::create(&config)).await;
         tracing::debug!(pod = %name, "sandbox created");
+        drop(permit);
         let sandbox = match created {
             Ok(Ok(sandbox)) => Arc::new(sandbox),
             Ok(Err(error)) => {
@@ -328,7 +328,6 @@ impl PodWorker {
                 state: self.state.clone(),
                 changed: self.changed.clone(),
                 ip,
-                startup: Some(permit.clone()),
             };
             tokio::spawn(task.run());
         }
@@ -408,20 +407,14 @@ fn hosts_file(config: &NodeConfig, namespace: &str, hostname: &str, subdomain: O
     hosts
 }
 
-/// Starts a container's process (blocking: a thread joins the pod's namespaces to start it):
-/// opens its log file first, so nothing it writes is lost, and records its process group.
-/// Without a log file the container still runs; its output is discarded.
-fn start_process(shared: &Shared, sandbox: &PodSandbox, spec: ProcessSpec, log: &std::path::Path) -> Result<(tokio::process::Child, Option<std::fs::File>), frontdoor_netns::Error> {
-    let log_file = log
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(log));
-    let log_file = log_file.map_err(|error| tracing::warn!(path = %log.display(), %error, "cannot open the container log")).ok();
+/// Starts a container's process (blocking: a thread joins the pod's namespaces to start it)
+/// and records its process group.
+fn start_process(shared: &Shared, sandbox: &PodSandbox, spec: ProcessSpec) -> Result<tokio::process::Child, frontdoor_netns::Error> {
     let child = sandbox.spawn(spec)?;
     if let Some(pid) = child.id() {
         shared.pids.record(pid);
     }
-    Ok((child, log_file))
+    Ok(child)
 }
 
 /// Writes the pod's status whenever it changes (coalescing bursts).
@@ -477,8 +470,6 @@ struct ContainerTask {
     state: Arc<Mutex<PodState>>,
     changed: Arc<Notify>,
     ip: Ipv4Addr,
-    /// The pod's start permit, released once this container has been started the first time.
-    startup: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 enum Exit {
@@ -521,16 +512,12 @@ impl ContainerTask {
         Ok(env)
     }
 
-    async fn run(mut self) {
+    async fn run(self) {
         let (namespace, name, uid) = pod_name(&self.pod);
         let policy = self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         // Continue the numbering of earlier runs, so `--previous` spans node restarts.
-        let first_log = self.shared.logs.file(&namespace, &name, &uid, &self.container.name, 0);
-        let mut attempt: u32 = first_log
-            .parent()
-            .and_then(|d| std::fs::read_dir(d).ok())
-            .map(|entries| entries.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".log")).count() as u32)
-            .unwrap_or(0);
+        // Continue the numbering of earlier runs, so `--previous` spans node restarts.
+        let mut attempt = self.shared.logs.next_attempt(&namespace, &name, &uid, &self.container.name);
         loop {
             if self.stopping() {
                 return;
@@ -554,11 +541,9 @@ impl ContainerTask {
             spec.stdout = std::process::Stdio::piped();
             spec.stderr = std::process::Stdio::piped();
             let started_at = Utc::now();
-            let (shared, sandbox, log) = (self.shared.clone(), self.sandbox.clone(), log_path.clone());
-            let spawned = tokio::task::spawn_blocking(move || start_process(&shared, &sandbox, spec, &log)).await;
-            // The pod's other starts may go ahead once this container has been started once.
-            self.startup = None;
-            let (mut child, log_file) = match spawned {
+            let (shared, sandbox) = (self.shared.clone(), self.sandbox.clone());
+            let spawned = tokio::task::spawn_blocking(move || start_process(&shared, &sandbox, spec)).await;
+            let mut child = match spawned {
                 Ok(Ok(started)) => started,
                 Ok(Err(error)) => {
                     let message = error.to_string();
@@ -580,14 +565,8 @@ impl ContainerTask {
                 }
             };
             let pid = child.id().unwrap_or(0);
-            if let Some(file) = log_file {
-                // Both streams append to the one file, through two descriptors of it.
-                if let (Some(err), Ok(copy)) = (child.stderr.take(), file.try_clone()) {
-                    tokio::spawn(capture(err, "stderr", copy));
-                }
-                if let Some(out) = child.stdout.take() {
-                    tokio::spawn(capture(out, "stdout", file));
-                }
+            if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
+                tokio::spawn(capture(out, err, log_path.clone()));
             }
             self.state.lock().unwrap().running.insert(self.container.name.clone(), Running { pid });
             let container_id = format!("frontdoor://{uid}/{}/{attempt}", self.container.name);
