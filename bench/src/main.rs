@@ -13,8 +13,6 @@
 //! and then the node benchmark (`pods`), and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
 //! watcher), start-to-ready and peak RSS, each against its target and the baseline.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,12 +53,13 @@ pub(crate) fn report(name: &str, value: f64, unit: &str, target: f64, baseline: 
     println!("{name:<40} {value:>9.2} {unit:<3}  target < {target:<6} ({:>5.2} of target, {verdict}) {vs_baseline}", value / target);
 }
 
-/// The object name in a watch event line, by a byte scan (the client must not starve the server).
-fn object_name(line: &[u8], prefix: &[u8]) -> Option<String> {
+/// The number in an event's object name (`<prefix><n>`), by a byte scan of the line: the
+/// watchers must not starve the server they measure of CPU.
+fn object_index(line: &[u8], prefix: &[u8]) -> Option<usize> {
     let needle = [b"\"name\":\"".as_slice(), prefix].concat();
-    let start = line.windows(needle.len()).position(|w| w == needle.as_slice())? + needle.len() - prefix.len();
-    let end = start + line[start..].iter().position(|b| *b == b'"')?;
-    Some(String::from_utf8_lossy(&line[start..end]).into_owned())
+    let start = line.windows(needle.len()).position(|w| w == needle.as_slice())? + needle.len();
+    let digits = line[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[start..start + digits]).ok()?.parse().ok()
 }
 
 struct Phase {
@@ -70,38 +69,38 @@ struct Phase {
 }
 
 /// Opens the watchers, runs the creates, waits for the watchers to see everything.
+///
+/// Each watcher only notes when each event arrived; the delivery latencies (arrival minus the
+/// moment the creator read its acknowledgement, zero if the event came first) are worked out
+/// after the phase, so measuring costs the machine as little as possible while it runs.
 async fn run_phase(server: &Frontdoor, collection: &str, prefix: &'static str, body: impl Fn(usize) -> String) -> Phase {
-    // name → None while the create is in flight, Some(when it was acknowledged) after.
-    let acked: Arc<Mutex<HashMap<String, Option<Instant>>>> = Arc::new(Mutex::new(HashMap::with_capacity(OBJECTS)));
-    let delivery: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::with_capacity(OBJECTS * WATCHERS)));
     let mut watchers = Vec::new();
     for _ in 0..WATCHERS {
         let mut stream = ApiClient::new(server).stream(&format!("{collection}?watch=true&resourceVersion=0")).await;
-        let (acked, delivery) = (acked.clone(), delivery.clone());
         watchers.push(tokio::spawn(async move {
-            let mut buffer = Vec::new();
+            let mut arrivals: Vec<Option<Instant>> = vec![None; OBJECTS];
+            let mut buffer: Vec<u8> = Vec::new();
             let mut seen = 0;
             while let Some(Ok(frame)) = stream.frame().await {
                 let Ok(data) = frame.into_data() else { continue };
                 let arrived = Instant::now();
                 buffer.extend_from_slice(&data);
-                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
-                    let Some(name) = object_name(&line, prefix.as_bytes()) else { continue };
-                    // An event that arrives before its creator has read the acknowledgement was
-                    // delivered with no delay after the write was acknowledged.
-                    let acked_at = acked.lock().unwrap().get(&name).copied();
-                    match acked_at {
-                        Some(Some(at)) => delivery.lock().unwrap().push(arrived.saturating_duration_since(at)),
-                        Some(None) => delivery.lock().unwrap().push(Duration::ZERO),
-                        None => {}
-                    }
-                    seen += 1;
-                    if seen == OBJECTS {
-                        return;
+                let mut consumed = 0;
+                while let Some(end) = buffer[consumed..].iter().position(|b| *b == b'\n') {
+                    let line = &buffer[consumed..consumed + end];
+                    consumed += end + 1;
+                    let Some(index) = object_index(line, prefix.as_bytes()).filter(|i| *i < OBJECTS) else { continue };
+                    if arrivals[index].is_none() {
+                        arrivals[index] = Some(arrived);
+                        seen += 1;
                     }
                 }
+                buffer.drain(..consumed);
+                if seen == OBJECTS {
+                    break;
+                }
             }
+            arrivals
         }));
     }
 
@@ -109,35 +108,47 @@ async fn run_phase(server: &Frontdoor, collection: &str, prefix: &'static str, b
     let mut workers = Vec::new();
     for worker in 0..CLIENTS {
         let client = ApiClient::new(server);
-        let acked = acked.clone();
-        let bodies: Vec<(String, String)> = (worker..OBJECTS).step_by(CLIENTS).map(|i| (format!("{prefix}{i}"), body(i))).collect();
+        let bodies: Vec<(usize, String)> = (worker..OBJECTS).step_by(CLIENTS).map(|i| (i, body(i))).collect();
         let collection = collection.to_string();
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(bodies.len());
-            for (name, body) in bodies {
-                acked.lock().unwrap().insert(name.clone(), None);
+            let mut results = Vec::with_capacity(bodies.len());
+            for (index, body) in bodies {
                 let t = Instant::now();
                 let (status, answer) = client.send("POST", &collection, Some(body)).await;
-                latencies.push(t.elapsed());
-                assert_eq!(status, 201, "create {name}: {}", String::from_utf8_lossy(&answer));
-                acked.lock().unwrap().insert(name, Some(Instant::now()));
+                let acked = Instant::now();
+                assert_eq!(status, 201, "create {prefix}{index}: {}", String::from_utf8_lossy(&answer));
+                results.push((index, acked - t, acked));
             }
-            latencies
+            results
         }));
     }
     let mut creates = Vec::new();
+    let mut acked_at: Vec<Option<Instant>> = vec![None; OBJECTS];
     for w in workers {
-        creates.extend(w.await.expect("worker"));
+        for (index, latency, acked) in w.await.expect("worker") {
+            creates.push(latency);
+            acked_at[index] = Some(acked);
+        }
     }
     let wall = started.elapsed();
     creates.sort();
-    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+    let mut deliveries = Vec::with_capacity(OBJECTS * WATCHERS);
+    let collected = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut all = Vec::new();
         for w in watchers {
-            let _ = w.await;
+            all.push(w.await.expect("watcher"));
         }
+        all
     })
-    .await;
-    let mut deliveries = delivery.lock().unwrap().clone();
+    .await
+    .unwrap_or_default();
+    for arrivals in collected {
+        for (arrived, acked) in arrivals.iter().zip(&acked_at) {
+            if let (Some(arrived), Some(acked)) = (arrived, acked) {
+                deliveries.push(arrived.saturating_duration_since(*acked));
+            }
+        }
+    }
     deliveries.sort();
     if deliveries.len() < OBJECTS * WATCHERS {
         println!("warning: only {} of {} watch events arrived", deliveries.len(), OBJECTS * WATCHERS);

@@ -79,7 +79,12 @@ impl LabelSelector {
 
     /// Whether an object's `metadata.labels` satisfy the selector.
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels");
+        // Every watcher checks every event (twice, for selector transitions): no lookups when
+        // there is nothing to check.
+        if self.requirements.is_empty() {
+            return true;
+        }
+        let labels = object.get("metadata").and_then(|m| m.get("labels"));
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.requirements.iter().all(|r| match r {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
@@ -140,13 +145,13 @@ impl FieldSelector {
 
     pub fn matches(&self, object: &Value) -> bool {
         self.terms.iter().all(|(field, equal, value)| {
-            let pointer = format!("/{}", field.replace('.', "/"));
-            let actual = match object.pointer(&pointer) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
+            let found = field.split('.').try_fold(object, |at, segment| at.get(segment));
+            let same = match found {
+                Some(Value::String(actual)) => actual == value,
+                Some(Value::Null) | None => value.is_empty(),
+                Some(other) => other.to_string() == *value,
             };
-            (actual == *value) == *equal
+            same == *equal
         })
     }
 }

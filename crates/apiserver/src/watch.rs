@@ -82,14 +82,21 @@ impl Encoder {
     /// One event line. `json` is the object already serialized (from the store), used as-is for
     /// plain JSON watches so an event is serialized once however many watchers receive it.
     fn line(&mut self, event_type: &str, object: &Value, json: Option<&Bytes>) -> Bytes {
+        let mut line = bytes::BytesMut::new();
+        self.append(&mut line, event_type, object, json);
+        line.freeze()
+    }
+
+    /// Appends one event line to `out` (a batch of lines for one write).
+    fn append(&mut self, out: &mut bytes::BytesMut, event_type: &str, object: &Value, json: Option<&Bytes>) {
         if let (Representation::Object, Some(json)) = (self.representation, json) {
-            let mut line = Vec::with_capacity(json.len() + 32);
-            line.extend_from_slice(b"{\"type\":\"");
-            line.extend_from_slice(event_type.as_bytes());
-            line.extend_from_slice(b"\",\"object\":");
-            line.extend_from_slice(json);
-            line.extend_from_slice(b"}\n");
-            return Bytes::from(line);
+            out.reserve(json.len() + 32);
+            out.extend_from_slice(b"{\"type\":\"");
+            out.extend_from_slice(event_type.as_bytes());
+            out.extend_from_slice(b"\",\"object\":");
+            out.extend_from_slice(json);
+            out.extend_from_slice(b"}\n");
+            return;
         }
         let object = match self.representation {
             Representation::Object => object.clone(),
@@ -103,7 +110,7 @@ impl Encoder {
         };
         let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
         bytes.push(b'\n');
-        Bytes::from(bytes)
+        out.extend_from_slice(&bytes);
     }
 }
 
@@ -191,17 +198,11 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
                         // Send every event that is already waiting in one write: under load this
                         // turns many small frames (and TLS records) into one.
                         let mut batch = bytes::BytesMut::new();
-                        if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
-                            batch.extend_from_slice(&line);
-                        }
+                        deliver_into(&mut batch, &filter, &mut encoder, &event, &mut last_revision);
                         let mut lagged = false;
                         for _ in 0..MAX_BATCH {
                             match live.try_recv() {
-                                Ok(event) => {
-                                    if let Some(line) = deliver(&filter, &mut encoder, &event, &mut last_revision) {
-                                        batch.extend_from_slice(&line);
-                                    }
-                                }
+                                Ok(event) => deliver_into(&mut batch, &filter, &mut encoder, &event, &mut last_revision),
                                 Err(broadcast::error::TryRecvError::Lagged(_)) => {
                                     lagged = true;
                                     break;
@@ -251,9 +252,17 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
 }
 
 fn deliver(filter: &Filter, encoder: &mut Encoder, event: &Arc<Event>, last_revision: &mut u64) -> Option<Bytes> {
+    let mut line = bytes::BytesMut::new();
+    deliver_into(&mut line, filter, encoder, event, last_revision);
+    (!line.is_empty()).then(|| line.freeze())
+}
+
+/// Appends the event's line to `batch` if this watcher sees it.
+fn deliver_into(batch: &mut bytes::BytesMut, filter: &Filter, encoder: &mut Encoder, event: &Arc<Event>, last_revision: &mut u64) {
     *last_revision = (*last_revision).max(event.revision);
-    let event_type = filter.translate(event)?;
-    Some(encoder.line(event_type, &event.object, Some(&event.object_json)))
+    if let Some(event_type) = filter.translate(event) {
+        encoder.append(batch, event_type, &event.object, Some(&event.object_json));
+    }
 }
 
 fn bookmark_object(resource: &ResourceType, revision: u64, initial_events_end: bool) -> Value {
