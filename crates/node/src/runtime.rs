@@ -21,7 +21,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use frontdoor_netns::{PodSandbox, ProcessSpec, SandboxConfig, Signal};
 
 use crate::env::container_environment;
-use crate::events::record_for;
+use crate::events::Recorder;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
@@ -65,6 +65,7 @@ struct Shared {
     services: Store<Service>,
     backoff: Backoff,
     pids: PidJournal,
+    events: Recorder,
     /// Sandboxes are made one at a time, in the order pods arrived. Making one is almost all
     /// kernel work under the kernel's network configuration lock (two at once just spin on
     /// it), and in a burst the first pods run while the last wait, rather than all of them
@@ -94,6 +95,7 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
     let shared = Arc::new(Shared {
         client: client.clone(),
         pids,
+        events: Recorder::new(client.clone(), "kubelet"),
         startup: Semaphore::new(1),
         ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
         logs: LogStore::new(config.data_dir.join("pods")),
@@ -267,7 +269,7 @@ impl PodWorker {
                     record.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) };
                 }
             }
-            record_for(&self.shared.client, &self.pod, Some(&container.name), "Warning", "Failed", &format!("Error: {message}"), "kubelet").await;
+            self.shared.events.record(&self.pod, Some(&container.name), "Warning", "Failed", &format!("Error: {message}"));
             self.notify();
             return;
         }
@@ -277,7 +279,7 @@ impl PodWorker {
         let ip = match allocated {
             Ok(ip) => ip,
             Err(error) => {
-                record_for(&self.shared.client, &self.pod, None, "Warning", "FailedCreatePodSandBox", &error.to_string(), "kubelet").await;
+                self.shared.events.record(&self.pod, None, "Warning", "FailedCreatePodSandBox", &error.to_string());
                 return;
             }
         };
@@ -304,7 +306,7 @@ impl PodWorker {
             Ok(Err(error)) => {
                 self.shared.ipam.lock().unwrap().release(ip);
                 self.ip = None;
-                record_for(&self.shared.client, &self.pod, None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {error}"), "kubelet").await;
+                self.shared.events.record(&self.pod, None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {error}"));
                 return;
             }
             Err(error) => {
@@ -344,7 +346,7 @@ impl PodWorker {
             .max(0) as u64;
         let names: Vec<String> = self.state.lock().unwrap().running.keys().cloned().collect();
         for name in &names {
-            record_for(&self.shared.client, &self.pod, Some(name), "Normal", "Killing", &format!("Stopping container {name}"), "kubelet").await;
+            self.shared.events.record(&self.pod, Some(name), "Normal", "Killing", &format!("Stopping container {name}"));
         }
         self.stop_all(Duration::from_secs(grace)).await;
     }
@@ -491,8 +493,8 @@ impl ContainerTask {
         self.state.lock().unwrap().stopping
     }
 
-    async fn event(&self, kind: &str, reason: &str, message: &str) {
-        record_for(&self.shared.client, &self.pod, Some(&self.container.name), kind, reason, message, "kubelet").await;
+    fn event(&self, kind: &str, reason: &str, message: &str) {
+        self.shared.events.record(&self.pod, Some(&self.container.name), kind, reason, message);
     }
 
     fn environment(&self) -> Result<Vec<(String, String)>, String> {
@@ -526,7 +528,7 @@ impl ContainerTask {
                 Ok(env) => env,
                 Err(message) => {
                     self.update(|r| r.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) });
-                    self.event("Warning", "Failed", &format!("Error: {message}")).await;
+                    self.event("Warning", "Failed", &format!("Error: {message}"));
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
                 }
@@ -553,7 +555,7 @@ impl ContainerTask {
                         r.ready = false;
                         r.started = false;
                     });
-                    self.event("Warning", "Failed", &format!("Error: {message}")).await;
+                    self.event("Warning", "Failed", &format!("Error: {message}"));
                     if !self.wait_restart(&policy, false, &mut attempt).await {
                         return;
                     }
@@ -578,7 +580,7 @@ impl ContainerTask {
                 r.started = !has_startup;
                 r.ready = !has_startup && !has_readiness;
             });
-            self.event("Normal", "Started", &format!("Started container {}", self.container.name)).await;
+            self.event("Normal", "Started", &format!("Started container {}", self.container.name));
 
             let (kill_sender, mut kill_receiver) = tokio::sync::mpsc::channel::<String>(1);
             let target = ProbeTarget { sandbox: self.sandbox.clone(), ip: self.ip, env: Arc::new(env) };
@@ -588,7 +590,7 @@ impl ContainerTask {
                 status = child.wait() => status,
                 Some(message) = kill_receiver.recv() => {
                     liveness_failed = true;
-                    self.event("Normal", "Killing", &format!("Container {} failed liveness probe, will be restarted", self.container.name)).await;
+                    self.event("Normal", "Killing", &format!("Container {} failed liveness probe, will be restarted", self.container.name));
                     let _ = message;
                     let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
                     stop_processes(&[pid], Duration::from_secs(grace), || false).await;
@@ -663,7 +665,7 @@ impl ContainerTask {
         let (_, name, _) = pod_name(&self.pod);
         let message = format!("back-off {} restarting failed container={} pod={name}_{}({})", humantime(delay), self.container.name, self.pod.metadata.namespace.as_deref().unwrap_or(""), self.pod.metadata.uid.as_deref().unwrap_or(""));
         self.update(|r| r.state = State::Waiting { reason: "CrashLoopBackOff".into(), message: Some(message.clone()) });
-        self.event("Warning", "BackOff", "Back-off restarting failed container").await;
+        self.event("Warning", "BackOff", "Back-off restarting failed container");
         let deadline = tokio::time::Instant::now() + delay;
         while tokio::time::Instant::now() < deadline {
             if self.stopping() {
@@ -718,7 +720,7 @@ async fn probe_loop(
                 break;
             }
             if let Outcome::Failure(m) = &outcome {
-                record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("Startup probe failed: {m}"), "kubelet").await;
+                shared.events.record(&pod, Some(&container.name), "Warning", "Unhealthy", &format!("Startup probe failed: {m}"));
             }
             if tracker.failed() {
                 let _ = kill.send("startup probe failed".into()).await;
@@ -784,7 +786,7 @@ async fn run_probe(
         ticker.tick().await;
         let outcome = check(&probe, &container, &target).await;
         if let Outcome::Failure(m) = &outcome {
-            record_for(&shared.client, &pod, Some(&container.name), "Warning", "Unhealthy", &format!("{label} probe failed: {m}"), "kubelet").await;
+            shared.events.record(&pod, Some(&container.name), "Warning", "Unhealthy", &format!("{label} probe failed: {m}"));
         }
         if tracker.record(outcome == Outcome::Success) && !on_change(tracker.healthy) {
             return;

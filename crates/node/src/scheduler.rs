@@ -8,6 +8,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
+use crate::events::Recorder;
 use crate::NodeConfig;
 
 fn wants_scheduling(pod: &Pod) -> bool {
@@ -17,7 +18,7 @@ fn wants_scheduling(pod: &Pod) -> bool {
     unbound && ours && pod.metadata.deletion_timestamp.is_none()
 }
 
-async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+async fn bind(client: &kube::Client, events: &Recorder, pod: &Pod, node: &str) -> Result<(), kube::Error> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let binding = json!({
@@ -31,7 +32,7 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::
     match request {
         Ok(_) => {
             tracing::debug!(pod = name, "bound");
-            crate::events::record(client, pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"), "default-scheduler").await;
+            events.record(pod, None, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"));
             Ok(())
         }
         // Bound meanwhile, or gone: nothing to do.
@@ -42,6 +43,7 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::
 
 /// Binds pending pods to this node until the watch ends.
 pub async fn run(client: kube::Client, config: NodeConfig) {
+    let events = Recorder::new(client.clone(), "default-scheduler");
     let pods: Api<Pod> = Api::all(client.clone());
     let filter = watcher::Config::default().fields("spec.nodeName=");
     let mut stream = watcher(pods, filter).default_backoff().applied_objects().boxed();
@@ -49,9 +51,9 @@ pub async fn run(client: kube::Client, config: NodeConfig) {
         match event {
             Ok(pod) if wants_scheduling(&pod) => {
                 // Bind concurrently: one slow write must not hold up every other pending pod.
-                let (client, node) = (client.clone(), config.node_name.clone());
+                let (client, events, node) = (client.clone(), events.clone(), config.node_name.clone());
                 tokio::spawn(async move {
-                    if let Err(error) = bind(&client, &pod, &node).await {
+                    if let Err(error) = bind(&client, &events, &pod, &node).await {
                         tracing::warn!(%error, pod = pod.metadata.name.as_deref().unwrap_or(""), "binding failed");
                     }
                 });
