@@ -6,6 +6,7 @@
 //! * `runtime`: runs each bound pod as processes in its own network, UTS and mount namespaces
 //!   (`frontdoor-netns`), with probes, restarts, graceful termination and status.
 //! * `logs`: container output on disk, read back for `kubectl logs`.
+//! * `sandboxes`: makes pod sandboxes one at a time, in order, on a thread of their own.
 //! * `pids`: the node's record of container processes, to stop leftovers after a crash.
 //! * `ipam`: pod addresses from the node's pod range.
 //!
@@ -20,6 +21,7 @@ pub mod pids;
 pub mod probes;
 pub mod registration;
 pub mod runtime;
+pub mod sandboxes;
 pub mod scheduler;
 pub mod status;
 

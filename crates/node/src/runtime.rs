@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 
 use frontdoor_netns::{PodSandbox, ProcessSpec, SandboxConfig, Signal};
 
@@ -25,6 +25,7 @@ use crate::events::Recorder;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
+use crate::sandboxes::SandboxMaker;
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
@@ -66,11 +67,7 @@ struct Shared {
     backoff: Backoff,
     pids: PidJournal,
     events: Recorder,
-    /// Sandboxes are made one at a time, in the order pods arrived. Making one is almost all
-    /// kernel work under the kernel's network configuration lock (two at once just spin on
-    /// it), and in a burst the first pods run while the last wait, rather than all of them
-    /// finishing together at the end.
-    startup: Semaphore,
+    sandboxes: SandboxMaker,
 }
 
 /// Runs every pod bound to this node until `shutdown`.
@@ -96,7 +93,7 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
         client: client.clone(),
         pids,
         events: Recorder::new(client.clone(), "kubelet"),
-        startup: Semaphore::new(1),
+        sandboxes: SandboxMaker::start().map_err(|e| NodeError::Internal(format!("starting the sandbox maker: {e}")))?,
         ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
         logs: LogStore::new(config.data_dir.join("pods")),
         config: config.clone(),
@@ -273,8 +270,6 @@ impl PodWorker {
             self.notify();
             return;
         }
-        // Held while the sandbox is made.
-        let Ok(permit) = self.shared.startup.acquire().await else { return };
         let allocated = self.shared.ipam.lock().unwrap().allocate();
         let ip = match allocated {
             Ok(ip) => ip,
@@ -298,19 +293,14 @@ impl PodWorker {
             hosts: hosts_file(&self.shared.config, &namespace, &hostname, spec.subdomain.as_deref(), ip),
         };
         tracing::debug!(pod = %name, "creating sandbox");
-        let created = tokio::task::spawn_blocking(move || PodSandbox::create(&config)).await;
+        let created = self.shared.sandboxes.make(config).await;
         tracing::debug!(pod = %name, "sandbox created");
-        drop(permit);
         let sandbox = match created {
-            Ok(Ok(sandbox)) => Arc::new(sandbox),
-            Ok(Err(error)) => {
+            Ok(sandbox) => Arc::new(sandbox),
+            Err(error) => {
                 self.shared.ipam.lock().unwrap().release(ip);
                 self.ip = None;
                 self.shared.events.record(&self.pod, None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {error}"));
-                return;
-            }
-            Err(error) => {
-                tracing::error!(%error, "sandbox creation panicked");
                 return;
             }
         };
