@@ -149,7 +149,7 @@ impl FieldSelector {
             let same = match found {
                 Some(Value::String(actual)) => actual == value,
                 Some(Value::Null) | None => value.is_empty(),
-                Some(other) => other.to_string() == *value,
+                Some(other) => serde_json::to_string(other).is_ok_and(|text| text == *value),
             };
             same == *equal
         })
