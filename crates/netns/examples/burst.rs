@@ -1,35 +1,73 @@
+//! What pod sandboxes cost on their own, with no API server or node around them:
+//! `cargo run --release -p frontdoor-netns --example burst [N]` makes N sandboxes (100 by
+//! default) one after another, starts `sleep` in each, then removes them, and prints the time
+//! per sandbox for each step. Everything happens in a network namespace made for the run.
+
+#![forbid(unsafe_code)]
+
 use std::net::Ipv4Addr;
 use std::time::Instant;
-use frontdoor_netns::*;
+
+use frontdoor_netns::{
+    ensure_bridge, run_in_fresh_network_namespace, signal_process_group, PodSandbox, ProcessSpec,
+    SandboxConfig, Signal,
+};
+
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 1);
+
+fn config(i: u32) -> SandboxConfig {
+    let [_, _, high, low] = (u32::from(GATEWAY) + 1 + i).to_be_bytes();
+    SandboxConfig {
+        name: format!("burst/p{i}"),
+        hostname: format!("p{i}"),
+        ip: Ipv4Addr::new(10, 250, high, low),
+        prefix_len: 16,
+        gateway: GATEWAY,
+        bridge: "fdburst0".into(),
+        veth_host_name: format!("fdbv{i}"),
+        mtu: None,
+        resolv_conf: "nameserver 10.96.0.10\n".into(),
+        hosts: "127.0.0.1\tlocalhost\n".into(),
+    }
+}
 
 fn main() {
+    let count: u32 = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 60_000);
     run_in_fresh_network_namespace(|| {
-        ensure_bridge("fdbench0", Ipv4Addr::new(10, 250, 0, 1), 22).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let _g = rt.enter();
-        let n: u32 = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
-        let t = Instant::now();
-        let mut sandboxes = Vec::new();
-        for i in 0..n {
-            let ip = Ipv4Addr::new(10, 250, (2 + i / 250) as u8, (i % 250 + 2) as u8);
-            sandboxes.push(PodSandbox::create(&SandboxConfig {
-                name: format!("p{i}"), hostname: format!("p{i}"), ip, prefix_len: 22,
-                gateway: Ipv4Addr::new(10, 250, 0, 1), bridge: "fdbench0".into(),
-                veth_host_name: format!("fdb{i}"), mtu: None,
-                resolv_conf: "nameserver 10.96.0.10\n".into(), hosts: "127.0.0.1 localhost\n".into(),
-            }).unwrap());
+        ensure_bridge("fdburst0", GATEWAY, 16).expect("bridge");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let _context = runtime.enter();
+
+        let started = Instant::now();
+        let sandboxes: Vec<PodSandbox> = (0..count)
+            .map(|i| PodSandbox::create(&config(i)).expect("sandbox"))
+            .collect();
+        let created = started.elapsed();
+
+        let started = Instant::now();
+        let children: Vec<_> = sandboxes
+            .iter()
+            .map(|s| s.spawn(ProcessSpec::new(["sleep", "600"])).expect("spawn"))
+            .collect();
+        let spawned = started.elapsed();
+        for child in &children {
+            let _ = signal_process_group(child.id().expect("running"), Signal::Kill);
         }
-        let created = t.elapsed();
-        let t = Instant::now();
-        let mut children = Vec::new();
-        for s in &sandboxes {
-            children.push(s.spawn(ProcessSpec::new(["sleep", "100"])).unwrap());
+
+        let started = Instant::now();
+        for sandbox in &sandboxes {
+            sandbox.destroy().expect("destroy");
         }
-        let spawned = t.elapsed();
-        println!("create {n}: {:?} ({:?}/each); spawn {n}: {:?} ({:?}/each)", created, created / n, spawned, spawned / n);
-        for c in &children { signal_process_group(c.id().unwrap(), Signal::Kill).unwrap(); }
-        let t = Instant::now();
-        if std::env::var("NODESTROY").is_err() { for s in &sandboxes { s.destroy().unwrap(); } }
-        println!("destroy: {:?}", t.elapsed());
-    }).unwrap();
+        let destroyed = started.elapsed();
+
+        println!("{count} sandboxes, per sandbox:");
+        println!("  create  {:?}", created / count);
+        println!("  spawn   {:?}", spawned / count);
+        println!("  destroy {:?}", destroyed / count);
+    })
+    .expect("a private network namespace");
 }
