@@ -88,7 +88,6 @@ impl LogStore {
         };
         Ok(stream(self.file(namespace, name, uid, container, chosen), options))
     }
-
 }
 
 /// Streams one log file. A file that does not exist yet is a start that has printed nothing so
@@ -160,7 +159,13 @@ fn stream(path: PathBuf, options: &LogOptions) -> mpsc::Receiver<Bytes> {
     receiver
 }
 
-/// The start number in a container ID (`frontdoor://<pod uid>/<container>/<n>`).
+/// The ID of a container's `attempt`-th start, as the pod's status reports it; the log of that
+/// start is found again from it.
+pub fn container_id(uid: &str, container: &str, attempt: u32) -> String {
+    format!("frontdoor://{uid}/{container}/{attempt}")
+}
+
+/// The start number in a container ID made by [`container_id`].
 fn attempt_of(container_id: &str) -> Option<u32> {
     container_id.strip_prefix("frontdoor://")?.rsplit('/').next()?.parse().ok()
 }
@@ -199,7 +204,10 @@ pub async fn capture(stdout: impl tokio::io::AsyncRead + Unpin, stderr: impl tok
     let mut out = tokio::io::BufReader::new(stdout).lines();
     let mut err = tokio::io::BufReader::new(stderr).lines();
     let (mut out_open, mut err_open) = (true, true);
+    // `None` until the first line. If it cannot be opened, output is still read to the end (so
+    // the process never blocks on a full pipe) but dropped.
     let mut file: Option<tokio::fs::File> = None;
+    let mut discarding = false;
     while out_open || err_open {
         let (stream_name, line) = tokio::select! {
             line = out.next_line(), if out_open => ("stdout", line),
@@ -212,8 +220,9 @@ pub async fn capture(stdout: impl tokio::io::AsyncRead + Unpin, stderr: impl tok
             }
             continue;
         };
-        let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let record = format!("{stamp} {stream_name} F {line}\n");
+        if discarding {
+            continue;
+        }
         if file.is_none() {
             if let Some(dir) = path.parent() {
                 let _ = tokio::fs::create_dir_all(dir).await;
@@ -222,33 +231,21 @@ pub async fn capture(stdout: impl tokio::io::AsyncRead + Unpin, stderr: impl tok
                 Ok(opened) => file = Some(opened),
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "cannot open the container log; discarding output");
-                    return discard(out, err, out_open, err_open).await;
+                    discarding = true;
+                    continue;
                 }
             }
         }
-        if let Some(file) = file.as_mut() {
-            if file.write_all(record.as_bytes()).await.is_err() {
+        let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let record = format!("{stamp} {stream_name} F {line}\n");
+        if let Some(opened) = file.as_mut() {
+            if opened.write_all(record.as_bytes()).await.is_err() {
                 return;
             }
         }
     }
     if let Some(mut file) = file {
         let _ = file.flush().await;
-    }
-}
-
-/// Reads a container's output to the end without keeping it (so the process never blocks on a
-/// full pipe).
-async fn discard<A, B>(mut out: tokio::io::Lines<A>, mut err: tokio::io::Lines<B>, mut out_open: bool, mut err_open: bool)
-where
-    A: tokio::io::AsyncBufRead + Unpin,
-    B: tokio::io::AsyncBufRead + Unpin,
-{
-    while out_open || err_open {
-        tokio::select! {
-            line = out.next_line(), if out_open => out_open = matches!(line, Ok(Some(_))),
-            line = err.next_line(), if err_open => err_open = matches!(line, Ok(Some(_))),
-        }
     }
 }
 
@@ -267,7 +264,7 @@ mod tests {
     fn pod(current: Option<u32>) -> serde_json::Value {
         let mut status = serde_json::json!({"name": "app", "restartCount": 1});
         if let Some(n) = current {
-            status["containerID"] = serde_json::json!(format!("frontdoor://u1/app/{n}"));
+            status["containerID"] = serde_json::json!(container_id("u1", "app", n));
         }
         serde_json::json!({
             "metadata": {"namespace": "default", "name": "web", "uid": "u1"},

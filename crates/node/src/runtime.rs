@@ -561,7 +561,7 @@ impl ContainerTask {
                 tokio::spawn(capture(out, err, log_path.clone()));
             }
             self.state.lock().unwrap().running.insert(self.container.name.clone(), Running { pid });
-            let container_id = format!("frontdoor://{uid}/{}/{attempt}", self.container.name);
+            let container_id = crate::logs::container_id(&uid, &self.container.name, attempt);
             let has_startup = self.container.startup_probe.is_some();
             let has_readiness = self.container.readiness_probe.is_some();
             self.update(|r| {
