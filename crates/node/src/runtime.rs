@@ -51,9 +51,6 @@ impl Backoff {
     }
 }
 
-/// How long the status writer waits for more changes before writing.
-const STATUS_COALESCE: Duration = Duration::from_millis(5);
-
 /// How long pods get to stop when the node itself shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -309,7 +306,9 @@ impl PodWorker {
             state.record.sandbox_ready = true;
             state.record.pod_ip = Some(ip.to_string());
         }
-        self.notify();
+        // No status write for the sandbox alone: every container reports its first start
+        // attempt, success or failure, a moment from now, and that write carries the sandbox
+        // too (one write per pod rather than two).
         self.sandbox = Some(sandbox.clone());
         for container in spec.containers.iter().cloned() {
             let task = ContainerTask {
@@ -416,11 +415,9 @@ async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>
     let mut previous = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
     let mut written = serde_json::Value::Null;
     loop {
-        // Wait for a change, then let the changes of the next few milliseconds join it: a pod
-        // going from "sandbox ready" to "running" to "ready" is one write, not three (the
-        // kubelet's status manager batches the same way).
+        // Write each change as it comes; changes made while a write is under way are written
+        // together by the next one (one stored wake-up stands for all of them).
         changed.notified().await;
-        tokio::time::sleep(STATUS_COALESCE).await;
         let status = {
             let state = state.lock().unwrap();
             pod_status(&state.record, &previous, Utc::now())
