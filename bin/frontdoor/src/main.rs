@@ -77,6 +77,10 @@ struct UpArgs {
     watch_window: usize,
 }
 
+/// Open descriptors a node makes room for at start: a few per pod (namespaces, pipes, sockets,
+/// log files), for well over a thousand pods.
+const NODE_DESCRIPTORS: u64 = 16_384;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG").unwrap_or_else(|_| "info".into()))
@@ -88,6 +92,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Up(args) => {
+            if !args.without_node {
+                // Before any thread starts: see `reserve_descriptors`.
+                if let Err(error) = frontdoor_netns::reserve_descriptors(NODE_DESCRIPTORS) {
+                    tracing::warn!(%error, "could not make room for the node's descriptors");
+                }
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(up(*args))
         }

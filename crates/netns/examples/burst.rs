@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use frontdoor_netns::{
     ensure_bridge, run_in_fresh_network_namespace, signal_process_group, PodSandbox, ProcessSpec,
-    SandboxConfig, Signal,
+    SandboxConfig, SandboxFactory, Signal,
 };
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 1);
@@ -43,8 +43,9 @@ fn main() {
         let _context = runtime.enter();
 
         let started = Instant::now();
+        let mut factory = SandboxFactory::for_this_thread().expect("factory");
         let sandboxes: Vec<PodSandbox> = (0..count)
-            .map(|i| PodSandbox::create(&config(i)).expect("sandbox"))
+            .map(|i| factory.create(&config(i)).expect("sandbox"))
             .collect();
         let created = started.elapsed();
 

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::Ipv4Addr;
 
-use crate::netlink::RouteSocket;
+use crate::netlink::{Link, RouteSocket};
 use crate::{validate_link_name, Error};
 
 /// Makes sure a bridge called `name` exists in the calling thread's network namespace, has
@@ -49,7 +49,7 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
         .add_address(link.index, gateway, prefix_len)
         .map_err(|error| Error::os(format!("add {gateway}/{prefix_len} to {name}"), error))?;
     socket
-        .set_link_up(link.index, None)
+        .set_link_up(Link::Index(link.index))
         .map_err(|error| Error::os(format!("set {name} up"), error))
 }
 
@@ -70,6 +70,7 @@ pub fn ip_forward_enabled() -> Result<bool, Error> {
 
 /// Deletes every veth in the calling thread's network namespace whose name starts with
 /// `prefix`, and returns their names: the host ends of sandboxes of an earlier run of the node.
+/// Also removes per-pod files an earlier process left staged on `/dev/shm`.
 ///
 /// Call it at start-up, before creating sandboxes: it cannot tell a live sandbox from a stale
 /// one. The prefix must be one only this node uses. A veth is normally gone by itself when its
@@ -96,6 +97,10 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
             .delete_link(name)
             .map_err(|error| Error::os(format!("delete stale veth {name}"), error))?;
         tracing::info!(veth = %name, "deleted stale pod veth");
+    }
+    let files = crate::namespace::remove_stale_staged_files();
+    if files > 0 {
+        tracing::info!(files, "removed stale staged pod files");
     }
     Ok(stale)
 }

@@ -40,14 +40,16 @@
 //!
 //! # How a sandbox is kept
 //!
-//! [`PodSandbox::create`] makes new network, UTS and mount namespaces on a short-lived thread
-//! and keeps them alive by holding open (`O_CLOEXEC`) descriptors to them: there is no holder
-//! process and nothing is bind-mounted on the host. If the node process dies, the kernel closes
-//! those descriptors and the namespaces go away with everything in them (the pod's `eth0`, and
-//! with it the host end of the veth) as soon as no pod process remains in them. The per-pod
-//! `/etc/resolv.conf` and `/etc/hosts` live on a tmpfs that exists only inside the pod's mount
-//! namespace, so no file is left behind either. [`cleanup_stale`] deletes the host ends of veths
-//! still held by processes of an earlier run.
+//! A [`SandboxFactory`] makes new network, UTS and mount namespaces on its own thread (which
+//! returns to the node's namespaces afterwards; [`PodSandbox::create`] uses a factory on a fresh
+//! thread) and keeps them alive by holding open (`O_CLOEXEC`) descriptors to them: there is no
+//! holder process and nothing is mounted on the host. If the node process dies, the kernel
+//! closes those descriptors and the namespaces go away with everything in them (the pod's
+//! `eth0`, and with it the host end of the veth) as soon as no pod process remains in them. The
+//! per-pod `/etc/resolv.conf` and `/etc/hosts` are written to `/dev/shm` under a name of their
+//! own, bind-mounted inside the pod's mount namespace and unlinked at once, so they live only
+//! as long as that namespace. [`cleanup_stale`] deletes the host ends of veths still held by
+//! processes of an earlier run.
 //!
 //! The veth's host end is created in the calling thread's network namespace and its pod end is
 //! created directly inside the pod's namespace as `eth0`. Netlink is spoken synchronously
@@ -59,9 +61,11 @@
 //!
 //! Linux keeps namespaces per thread. No function here moves a caller's thread: entering or
 //! creating a namespace happens on a thread spawned for it ([`PodSandbox::create`],
-//! [`PodSandbox::run_in_network`], [`PodSandbox::spawn`], [`run_in_fresh_network_namespace`]).
+//! [`PodSandbox::run_in_network`], [`PodSandbox::spawn`], [`run_in_fresh_network_namespace`]),
+//! except in a [`SandboxFactory`], which moves its own thread and brings it back.
 //! "The node's namespace" always means the namespace of the thread that calls
-//! [`PodSandbox::create`], [`ensure_bridge`], [`enable_ip_forward`] or [`cleanup_stale`].
+//! [`PodSandbox::create`], [`SandboxFactory::for_this_thread`], [`ensure_bridge`],
+//! [`enable_ip_forward`] or [`cleanup_stale`].
 //!
 //! # Starting processes
 //!
@@ -76,6 +80,7 @@
 #![warn(missing_docs)]
 
 mod bridge;
+mod descriptors;
 mod namespace;
 mod netlink;
 mod process;
@@ -86,9 +91,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use bridge::{cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_names};
+pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;
 pub use process::{signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
-pub use sandbox::{PodSandbox, SandboxConfig, POD_INTERFACE};
+pub use sandbox::{PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
 
 /// What can go wrong; each variant says where.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +121,13 @@ pub enum Error {
     BridgeNotFound {
         /// The bridge's name.
         bridge: String,
+    },
+    /// A [`SandboxFactory`]'s thread could not return to its own namespaces after making a
+    /// pod's, so it makes no more sandboxes.
+    #[error("the sandbox factory's thread is stuck in a pod's namespaces: {reason}")]
+    FactoryStranded {
+        /// Why it could not return.
+        reason: String,
     },
     /// A link with the veth's name already exists on the node.
     #[error("link {name} already exists")]

@@ -8,12 +8,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use crate::netlink::RouteSocket;
+use crate::netlink::{Link, RouteSocket};
 use crate::Error;
 
 /// The namespaces of one pod, pinned by open file descriptors (`O_CLOEXEC`, so no child inherits
@@ -34,40 +35,102 @@ pub(crate) struct NamespaceContents<'a> {
 /// Where the per-pod files are mounted; these paths must exist on the host.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 const HOSTS: &str = "/etc/hosts";
-/// Where a small tmpfs is mounted for a moment, inside the pod's private mount namespace only,
-/// to hold the per-pod files before they are bind-mounted into place.
-const STAGING_DIR: &str = "/tmp";
+/// A tmpfs where the per-pod files are written for the moment it takes to bind-mount them into
+/// the pod's mount namespace; each is unlinked right after (the bind mount keeps its contents).
+const STAGING_DIR: &str = "/dev/shm";
 
-/// Creates new network, UTS and mount namespaces (loopback up, hostname set, `/etc/resolv.conf`
-/// and `/etc/hosts` replaced) and returns them with a netlink socket bound to the new network
-/// namespace.
-pub(crate) fn create_pod_namespaces(
-    contents: &NamespaceContents<'_>,
-) -> Result<(PodNamespaces, RouteSocket), Error> {
-    on_thread(|| {
-        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)
-            .map_err(|errno| {
-                Error::os("unshare network, UTS and mount namespaces", errno.into())
-            })?;
+/// The namespaces of a thread that makes sandboxes (the node's), which it returns to after
+/// making each pod's.
+pub(crate) struct HomeNamespaces {
+    net: OwnedFd,
+    uts: OwnedFd,
+    mnt: OwnedFd,
+}
 
-        nix::unistd::sethostname(contents.hostname)
-            .map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
-        ipv4_only_interfaces()?;
-
-        populate_mount_namespace(contents)?;
-
-        let namespaces = PodNamespaces {
+impl HomeNamespaces {
+    /// Gives the calling thread a filesystem context (root, working directory) of its own, which
+    /// changing mount namespace requires, and records its current namespaces.
+    pub fn of_this_thread() -> Result<HomeNamespaces, Error> {
+        unshare(CloneFlags::CLONE_FS)
+            .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
+        Ok(HomeNamespaces {
             net: open_own_namespace("net")?,
             uts: open_own_namespace("uts")?,
             mnt: open_own_namespace("mnt")?,
-        };
+        })
+    }
 
-        let mut socket =
-            RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
-        bring_loopback_up(&mut socket)?;
+    fn enter(&self) -> Result<(), Error> {
+        enter_namespaces(&self.net, &self.uts, &self.mnt)
+    }
+}
 
-        Ok((namespaces, socket))
-    })
+/// Joins the given namespaces on the calling thread, which must not share its filesystem context.
+fn enter_namespaces(net: &OwnedFd, uts: &OwnedFd, mnt: &OwnedFd) -> Result<(), Error> {
+    for (fd, kind, what) in [
+        (net.as_fd(), CloneFlags::CLONE_NEWNET, "network"),
+        (uts.as_fd(), CloneFlags::CLONE_NEWUTS, "UTS"),
+        // The mount namespace last: joining it resets the thread's root and working directory.
+        (mnt.as_fd(), CloneFlags::CLONE_NEWNS, "mount"),
+    ] {
+        setns(fd, kind)
+            .map_err(|errno| Error::os(format!("enter the {what} namespace"), errno.into()))?;
+    }
+    Ok(())
+}
+
+/// How making a pod's namespaces ended for the thread that made them.
+pub(crate) enum Made {
+    /// Back in its home namespaces, with the pod's namespaces and a netlink socket bound to the
+    /// pod's network namespace, or the error that stopped it.
+    Home(Result<(PodNamespaces, RouteSocket), Error>),
+    /// The thread could not return to its home namespaces and must make no more sandboxes.
+    Stranded(Error),
+}
+
+/// Makes new network, UTS and mount namespaces on the calling thread (loopback up, hostname set,
+/// `/etc/resolv.conf` and `/etc/hosts` replaced), then returns the thread to `home`.
+pub(crate) fn create_pod_namespaces(
+    contents: &NamespaceContents<'_>,
+    home: &HomeNamespaces,
+) -> Made {
+    let staged = match StagedFiles::write(contents) {
+        Ok(staged) => staged,
+        Err(error) => return Made::Home(Err(error)),
+    };
+    if let Err(errno) =
+        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)
+    {
+        return Made::Home(Err(Error::os(
+            "unshare network, UTS and mount namespaces",
+            errno.into(),
+        )));
+    }
+    let made = populate_pod_namespaces(contents, &staged);
+    drop(staged);
+    match home.enter() {
+        Ok(()) => Made::Home(made),
+        Err(error) => Made::Stranded(error),
+    }
+}
+
+/// Inside the calling thread's new namespaces: hostname, files, descriptors, loopback.
+fn populate_pod_namespaces(
+    contents: &NamespaceContents<'_>,
+    staged: &StagedFiles,
+) -> Result<(PodNamespaces, RouteSocket), Error> {
+    nix::unistd::sethostname(contents.hostname)
+        .map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
+    populate_mount_namespace(staged)?;
+    let namespaces = PodNamespaces {
+        net: open_own_namespace("net")?,
+        uts: open_own_namespace("uts")?,
+        mnt: open_own_namespace("mnt")?,
+    };
+    let mut socket =
+        RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
+    bring_loopback_up(&mut socket)?;
+    Ok((namespaces, socket))
 }
 
 /// Runs `f` on a new thread that has joined the network namespace `net`.
@@ -93,16 +156,7 @@ pub(crate) fn run_in_pod_namespaces<T: Send>(
     on_thread(move || {
         unshare(CloneFlags::CLONE_FS)
             .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
-        for (fd, kind, what) in [
-            (namespaces.net.as_fd(), CloneFlags::CLONE_NEWNET, "network"),
-            (namespaces.uts.as_fd(), CloneFlags::CLONE_NEWUTS, "UTS"),
-            // The mount namespace last: joining it resets the thread's root and working directory.
-            (namespaces.mnt.as_fd(), CloneFlags::CLONE_NEWNS, "mount"),
-        ] {
-            setns(fd, kind).map_err(|errno| {
-                Error::os(format!("enter the pod {what} namespace"), errno.into())
-            })?;
-        }
+        enter_namespaces(&namespaces.net, &namespaces.uts, &namespaces.mnt)?;
         Ok(f())
     })
 }
@@ -125,7 +179,7 @@ pub fn run_in_fresh_network_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> 
 }
 
 /// Runs `f` on a scoped thread and returns its result; a panic in `f` is resumed here.
-fn on_thread<T: Send>(f: impl FnOnce() -> Result<T, Error> + Send) -> Result<T, Error> {
+pub(crate) fn on_thread<T: Send>(f: impl FnOnce() -> Result<T, Error> + Send) -> Result<T, Error> {
     std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()
             .name("frontdoor-netns".into())
@@ -139,30 +193,11 @@ fn on_thread<T: Send>(f: impl FnOnce() -> Result<T, Error> + Send) -> Result<T, 
 }
 
 fn bring_loopback_up(socket: &mut RouteSocket) -> Result<(), Error> {
-    let index = socket
-        .link_index("lo")
-        .map_err(|error| Error::os("look up lo", error))?
-        .ok_or_else(|| Error::os("look up lo", io::Error::from_raw_os_error(libc::ENODEV)))?;
+    // The kernel always gives a network namespace's loopback device index 1.
+    const LOOPBACK_INDEX: u32 = 1;
     socket
-        .set_link_up(index, None)
+        .set_link_up(Link::Index(LOOPBACK_INDEX))
         .map_err(|error| Error::os("set lo up", error))
-}
-
-/// Pods here are IPv4 single-stack (as with a CNI plugin that assigns no IPv6 address): new
-/// interfaces in the pod's network namespace get no IPv6 link-local address, so the pod's `eth0`
-/// sends no duplicate address detection, router solicitations or multicast listener reports
-/// that the bridge would flood to every other pod. `lo` keeps `::1`. Applies to this thread's
-/// (new) network namespace only; does nothing on a kernel without IPv6.
-fn ipv4_only_interfaces() -> Result<(), Error> {
-    const DEFAULT_ADDR_GEN_MODE: &str = "/proc/sys/net/ipv6/conf/default/addr_gen_mode";
-    match OpenOptions::new().write(true).open(DEFAULT_ADDR_GEN_MODE) {
-        // 1 = IN6_ADDR_GEN_MODE_NONE.
-        Ok(mut file) => file
-            .write_all(b"1")
-            .map_err(|error| Error::os(format!("write {DEFAULT_ADDR_GEN_MODE}"), error)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(Error::os(format!("open {DEFAULT_ADDR_GEN_MODE}"), error)),
-    }
 }
 
 fn open_own_namespace(kind: &str) -> Result<OwnedFd, Error> {
@@ -173,13 +208,81 @@ fn open_own_namespace(kind: &str) -> Result<OwnedFd, Error> {
         .map_err(|error| Error::os(format!("open {path}"), error))
 }
 
+/// The per-pod files, written to [`STAGING_DIR`] under names of their own and unlinked on drop.
+struct StagedFiles {
+    resolv_conf: PathBuf,
+    hosts: PathBuf,
+}
+
+impl StagedFiles {
+    fn write(contents: &NamespaceContents<'_>) -> Result<StagedFiles, Error> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = |file: &str| {
+            Path::new(STAGING_DIR).join(format!("{STAGED_PREFIX}{}-{n}-{file}", std::process::id()))
+        };
+        let staged = StagedFiles {
+            resolv_conf: path("resolv.conf"),
+            hosts: path("hosts"),
+        };
+        for (path, text) in [
+            (&staged.resolv_conf, contents.resolv_conf),
+            (&staged.hosts, contents.hosts),
+        ] {
+            write_file(path, text)
+                .map_err(|error| Error::os(format!("write {}", path.display()), error))?;
+        }
+        Ok(staged)
+    }
+}
+
+/// The prefix of staged files' names, followed by the pid of the process that wrote them.
+const STAGED_PREFIX: &str = ".frontdoor-";
+
+/// Removes staged files left in [`STAGING_DIR`] by processes that are gone (one that died in
+/// the moment between writing a file and unlinking it); returns how many.
+pub(crate) fn remove_stale_staged_files() -> usize {
+    remove_stale_staged_files_in(Path::new(STAGING_DIR))
+}
+
+fn remove_stale_staged_files_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(STAGED_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+impl Drop for StagedFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.resolv_conf);
+        let _ = std::fs::remove_file(&self.hosts);
+    }
+}
+
 /// Inside the (new, still copied-from-the-host) mount namespace of the current thread: make every
 /// mount a slave (`rslave`, as container runtimes do) so that mounts the host makes later still
-/// appear in the pod but nothing done here propagates back to the host, then bind the per-pod files over
-/// `/etc/resolv.conf` and `/etc/hosts`. The files live on a tmpfs that is detached from the tree
-/// again at once; the bind mounts keep it alive, and it vanishes with the namespace, so no file is
-/// ever written to the host's disk.
-fn populate_mount_namespace(contents: &NamespaceContents<'_>) -> Result<(), Error> {
+/// appear in the pod but nothing done here propagates back to the host, then bind the staged
+/// per-pod files over `/etc/resolv.conf` and `/etc/hosts`. Once the staged names are unlinked
+/// the files exist only through those bind mounts, and vanish with the namespace. (Nothing is
+/// unmounted here: every unmount waits for an RCU grace period, a good part of a millisecond.)
+fn populate_mount_namespace(staged: &StagedFiles) -> Result<(), Error> {
     mount(
         None::<&str>,
         "/",
@@ -188,36 +291,17 @@ fn populate_mount_namespace(contents: &NamespaceContents<'_>) -> Result<(), Erro
         None::<&str>,
     )
     .map_err(|errno| Error::os("make the pod's mounts slaves of the host's", errno.into()))?;
-    mount(
-        Some("tmpfs"),
-        STAGING_DIR,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("size=1m,mode=0755"),
-    )
-    .map_err(|errno| Error::os("mount staging tmpfs", errno.into()))?;
-    let result = (|| {
-        for (target, text) in [(RESOLV_CONF, contents.resolv_conf), (HOSTS, contents.hosts)] {
-            let name = Path::new(target)
-                .file_name()
-                .expect("constant path has a file name");
-            let staged = Path::new(STAGING_DIR).join(name);
-            write_file(&staged, text)
-                .map_err(|error| Error::os(format!("write pod {target}"), error))?;
-            mount(
-                Some(&staged),
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|errno| Error::os(format!("bind-mount pod {target}"), errno.into()))?;
-        }
-        Ok(())
-    })();
-    umount2(STAGING_DIR, MntFlags::MNT_DETACH)
-        .map_err(|errno| Error::os("detach staging tmpfs", errno.into()))?;
-    result
+    for (source, target) in [(&staged.resolv_conf, RESOLV_CONF), (&staged.hosts, HOSTS)] {
+        mount(
+            Some(source.as_path()),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|errno| Error::os(format!("bind-mount pod {target}"), errno.into()))?;
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, text: &str) -> io::Result<()> {
@@ -228,4 +312,26 @@ fn write_file(path: &Path, text: &str) -> io::Result<()> {
         .open(path)?;
     file.write_all(text.as_bytes())?;
     file.set_permissions(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_staged_files_are_those_of_processes_that_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        // Above the kernel's highest possible pid (2^22), so never a live process.
+        let gone = dir.path().join(format!("{STAGED_PREFIX}4194305-0-hosts"));
+        let live = dir
+            .path()
+            .join(format!("{STAGED_PREFIX}{}-0-hosts", std::process::id()));
+        let other = dir.path().join("unrelated");
+        for path in [&gone, &live, &other] {
+            std::fs::write(path, "").unwrap();
+        }
+        assert_eq!(remove_stale_staged_files_in(dir.path()), 1);
+        assert!(!gone.exists());
+        assert!(live.exists() && other.exists());
+    }
 }

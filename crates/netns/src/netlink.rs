@@ -2,7 +2,7 @@
 //!
 //! A netlink socket talks to the network namespace it was *created* in, whichever thread later
 //! uses it. That is what lets a sandbox configure its pod side from the caller's thread: the
-//! socket for the pod namespace is opened on the short-lived thread that made the namespace.
+//! socket for the pod namespace is opened by the thread that made the namespace, while inside it.
 //!
 //! Requests are strictly one at a time (send, then read until the kernel's ack or `DONE`), which
 //! is all pod setup needs and keeps this free of async machinery.
@@ -25,6 +25,33 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// A link named in a request: by index, or by name (the kernel looks it up, saving a request).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Link<'a> {
+    Index(u32),
+    Name(&'a str),
+}
+
+impl Link<'_> {
+    fn message(self) -> LinkMessage {
+        let mut message = LinkMessage::default();
+        match self {
+            Link::Index(index) => message.header.index = index,
+            Link::Name(name) => message
+                .attributes
+                .push(LinkAttribute::IfName(name.to_owned())),
+        }
+        message
+    }
+}
+
+/// `IFLA_AF_SPEC` turning off IPv6 address generation (`addr_gen_mode` none) on a link.
+fn no_ipv6_addresses() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
+}
 
 /// One link as listed by [`RouteSocket::links`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,11 +129,13 @@ impl RouteSocket {
         Ok(())
     }
 
-    /// Creates a veth pair: `host_name` here, `peer_name` directly inside the namespace `peer_netns`
-    /// (so the peer never exists under a temporary name here). Both ends start down.
+    /// Creates a veth pair: `host_name` here, attached to the bridge `controller`, and
+    /// `peer_name` directly inside the namespace `peer_netns` (so the peer never exists under a
+    /// temporary name here). Both ends start down.
     pub fn create_veth(
         &mut self,
         host_name: &str,
+        controller: u32,
         peer_name: &str,
         peer_netns: BorrowedFd<'_>,
         mtu: Option<u32>,
@@ -120,6 +149,9 @@ impl RouteSocket {
         message
             .attributes
             .push(LinkAttribute::IfName(host_name.to_owned()));
+        message
+            .attributes
+            .push(LinkAttribute::Controller(controller));
         if let Some(mtu) = mtu {
             peer.attributes.push(LinkAttribute::Mtu(mtu));
             message.attributes.push(LinkAttribute::Mtu(mtu));
@@ -154,41 +186,45 @@ impl RouteSocket {
         }
     }
 
-    /// Sets the administrative state up, and optionally the controller (bridge) of a link.
-    pub fn set_link_up(&mut self, index: u32, controller: Option<u32>) -> io::Result<()> {
-        let mut message = LinkMessage::default();
-        message.header.index = index;
+    /// Sets the administrative state of a link up.
+    pub fn set_link_up(&mut self, link: Link<'_>) -> io::Result<()> {
+        let mut message = link.message();
         message.header.flags = LinkFlags::Up;
         message.header.change_mask = LinkFlags::Up;
-        if let Some(controller) = controller {
-            message
-                .attributes
-                .push(LinkAttribute::Controller(controller));
-            // A bridge port needs no IPv6 address of its own. Without one it sends no duplicate
-            // address detection or multicast listener reports, which the bridge would flood
-            // to every other pod. (Set in the same request as "up": the kernel applies it after
-            // the flags, but a veth has no carrier, so no address, until its peer is up too.)
-            message
-                .attributes
-                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
-                    AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
-                ])]));
-        }
         self.request(RouteNetlinkMessage::SetLink(message), 0)?;
         Ok(())
     }
 
-    /// Turns on hairpin mode on a bridge port, so a frame may leave through the port it came in
-    /// by: a pod reaching its own Service address is DNATed back to itself across the bridge.
-    pub fn set_bridge_port_hairpin(&mut self, index: u32) -> io::Result<()> {
-        let mut message = LinkMessage::default();
-        message.header.index = index;
+    /// Sets a link up with no IPv6 address of its own: pods here are IPv4 single-stack (as
+    /// with a CNI plugin that assigns no IPv6 address), and a link without an IPv6 link-local
+    /// address sends no duplicate address detection, router solicitations or multicast listener
+    /// reports that the bridge would flood to every other pod.
+    ///
+    /// The kernel applies the address mode after the flags, so this only works while the link
+    /// has no carrier (a veth whose peer is still down): it makes the link-local address when
+    /// carrier comes.
+    pub fn set_link_up_without_ipv6(&mut self, link: Link<'_>) -> io::Result<()> {
+        let mut message = link.message();
+        message.header.flags = LinkFlags::Up;
+        message.header.change_mask = LinkFlags::Up;
+        message.attributes.push(no_ipv6_addresses());
+        self.request(RouteNetlinkMessage::SetLink(message), 0)?;
+        Ok(())
+    }
+
+    /// Prepares a bridge port before it goes up: hairpin mode on, so a frame may leave through
+    /// the port it came in by (a pod reaching its own Service address is DNATed back to itself
+    /// across the bridge), and no IPv6 address of its own (see
+    /// [`set_link_up_without_ipv6`](Self::set_link_up_without_ipv6)).
+    pub fn configure_bridge_port(&mut self, link: Link<'_>) -> io::Result<()> {
+        let mut message = link.message();
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
             LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
                 true,
             )])),
         ]));
+        message.attributes.push(no_ipv6_addresses());
         self.request(RouteNetlinkMessage::NewLink(message), 0)?;
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! A pod's sandbox: its namespaces, its veth into the node's bridge, and what runs inside.
 
+use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use crate::namespace::{self, NamespaceContents, PodNamespaces};
-use crate::netlink::RouteSocket;
+use crate::namespace::{self, HomeNamespaces, Made, NamespaceContents, PodNamespaces};
+use crate::netlink::{Link, RouteSocket};
 use crate::process::{self, ProcessSpec};
 use crate::{validate_link_name, Error};
 
@@ -68,37 +69,75 @@ impl std::fmt::Debug for PodSandbox {
     }
 }
 
-impl PodSandbox {
-    /// Creates the sandbox. The bridge must exist in the calling thread's network namespace,
-    /// which is where the host end of the veth goes. Blocking (a few milliseconds of netlink
-    /// and a short-lived thread); from async code use `spawn_blocking`.
+/// Makes pod sandboxes on the thread that created it, one after another. The thread makes each
+/// pod's namespaces itself and returns to its own (the node's) afterwards, and keeps a netlink
+/// socket to the node's namespace and the bridge's index from one sandbox to the next: for a
+/// node starting many pods, a thread of their own holding one of these. [`PodSandbox::create`]
+/// makes one sandbox with a factory on a fresh thread.
+///
+/// Making one gives the calling thread a filesystem context of its own (`unshare(CLONE_FS)`),
+/// which changing mount namespace requires; a factory is therefore not `Send`.
+pub struct SandboxFactory {
+    home: HomeNamespaces,
+    node_socket: RouteSocket,
+    /// The bridge's name and index, as last looked up.
+    bridge: Option<(String, u32)>,
+    /// Why the thread could not return to its namespaces after a pod's, if it could not.
+    stranded: Option<String>,
+    _bound_to_its_thread: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for SandboxFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxFactory")
+            .field("bridge", &self.bridge)
+            .field("stranded", &self.stranded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxFactory {
+    /// A factory making sandboxes on (and attaching them to a bridge in the network namespace
+    /// of) the calling thread.
+    pub fn for_this_thread() -> Result<SandboxFactory, Error> {
+        Ok(SandboxFactory {
+            home: HomeNamespaces::of_this_thread()?,
+            node_socket: RouteSocket::open()
+                .map_err(|error| Error::os("open node netlink socket", error))?,
+            bridge: None,
+            stranded: None,
+            _bound_to_its_thread: PhantomData,
+        })
+    }
+
+    /// Creates a sandbox. The bridge must exist in the factory thread's network namespace, which
+    /// is where the host end of the veth goes. Blocking (about a millisecond and a half of
+    /// mostly kernel work).
     ///
     /// On error nothing is left behind.
-    pub fn create(config: &SandboxConfig) -> Result<PodSandbox, Error> {
+    pub fn create(&mut self, config: &SandboxConfig) -> Result<PodSandbox, Error> {
         validate(config)?;
-        let mut node_socket =
-            RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
-        let bridge = node_socket
-            .link_index(&config.bridge)
-            .map_err(|error| Error::os(format!("look up bridge {}", config.bridge), error))?
-            .ok_or_else(|| Error::BridgeNotFound {
-                bridge: config.bridge.clone(),
-            })?;
-        if node_socket
-            .link_index(&config.veth_host_name)
-            .map_err(|error| Error::os(format!("look up {}", config.veth_host_name), error))?
-            .is_some()
-        {
-            return Err(Error::LinkExists {
-                name: config.veth_host_name.clone(),
+        if let Some(reason) = &self.stranded {
+            return Err(Error::FactoryStranded {
+                reason: reason.clone(),
             });
         }
-
-        let (namespaces, mut pod_socket) = namespace::create_pod_namespaces(&NamespaceContents {
+        let contents = NamespaceContents {
             hostname: &config.hostname,
             resolv_conf: &config.resolv_conf,
             hosts: &config.hosts,
-        })?;
+        };
+        let (namespaces, mut pod_socket) =
+            match namespace::create_pod_namespaces(&contents, &self.home) {
+                Made::Home(made) => made?,
+                Made::Stranded(error) => {
+                    self.stranded = Some(error.to_string());
+                    return Err(error);
+                }
+            };
+        self.create_veth(config, &namespaces)?;
+        let node_socket =
+            RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
         let sandbox = PodSandbox {
             name: config.name.clone(),
             ip: config.ip,
@@ -107,57 +146,76 @@ impl PodSandbox {
             node_socket: Mutex::new(node_socket),
         };
         // From here on, dropping `sandbox` on error removes the veth and the namespaces.
-        sandbox.connect_to_bridge(config, bridge, &mut pod_socket)?;
+        self.configure_veth(config, &mut pod_socket)?;
         tracing::debug!(sandbox = %sandbox.name, ip = %sandbox.ip, veth = %sandbox.veth_host_name, "pod sandbox created");
         Ok(sandbox)
     }
 
-    fn connect_to_bridge(
-        &self,
+    fn bridge_index(&mut self, bridge: &str, fresh: bool) -> Result<u32, Error> {
+        if let Some((name, index)) = &self.bridge {
+            if name == bridge && !fresh {
+                return Ok(*index);
+            }
+        }
+        let index = self
+            .node_socket
+            .link_index(bridge)
+            .map_err(|error| Error::os(format!("look up bridge {bridge}"), error))?
+            .ok_or_else(|| Error::BridgeNotFound {
+                bridge: bridge.to_owned(),
+            })?;
+        self.bridge = Some((bridge.to_owned(), index));
+        Ok(index)
+    }
+
+    /// Creates the veth pair, host end on the bridge and pod end `eth0` in the pod's namespace,
+    /// both down. A bridge that was replaced since its index was cached is looked up again.
+    fn create_veth(
+        &mut self,
         config: &SandboxConfig,
-        bridge: u32,
+        namespaces: &PodNamespaces,
+    ) -> Result<(), Error> {
+        let veth = &config.veth_host_name;
+        let mut fresh = false;
+        loop {
+            let bridge = self.bridge_index(&config.bridge, fresh)?;
+            let created = self.node_socket.create_veth(
+                veth,
+                bridge,
+                POD_INTERFACE,
+                std::os::fd::AsFd::as_fd(&namespaces.net),
+                config.mtu,
+            );
+            match created {
+                Ok(()) => return Ok(()),
+                Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {
+                    return Err(Error::LinkExists { name: veth.clone() })
+                }
+                Err(_) if !fresh => fresh = true,
+                Err(error) => {
+                    return Err(Error::os(
+                        format!(
+                            "create veth pair {veth}/{POD_INTERFACE} on {}",
+                            config.bridge
+                        ),
+                        error,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Configures both ends of a new veth and brings them up, the host end last: each end's
+    /// IPv6 address mode must be set while it has no carrier, which it has once both are up.
+    fn configure_veth(
+        &mut self,
+        config: &SandboxConfig,
         pod_socket: &mut RouteSocket,
     ) -> Result<(), Error> {
         let veth = &config.veth_host_name;
-        let mut node_socket = self
-            .node_socket
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        {
-            let namespaces = self
-                .namespaces
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner());
-            let namespaces = namespaces
-                .as_ref()
-                .expect("a sandbox being created has namespaces");
-            node_socket
-                .create_veth(
-                    veth,
-                    POD_INTERFACE,
-                    std::os::fd::AsFd::as_fd(&namespaces.net),
-                    config.mtu,
-                )
-                .map_err(|error| {
-                    Error::os(format!("create veth pair {veth}/{POD_INTERFACE}"), error)
-                })?;
-        }
-        let host_index = node_socket
-            .link_index(veth)
-            .map_err(|error| Error::os(format!("look up {veth}"), error))?
-            .ok_or_else(|| {
-                Error::os(
-                    format!("look up {veth}"),
-                    std::io::Error::from_raw_os_error(libc::ENODEV),
-                )
-            })?;
-        node_socket
-            .set_link_up(host_index, Some(bridge))
-            .map_err(|error| Error::os(format!("attach {veth} to {}", config.bridge), error))?;
-        node_socket
-            .set_bridge_port_hairpin(host_index)
-            .map_err(|error| Error::os(format!("set hairpin mode on {veth}"), error))?;
-
+        self.node_socket
+            .configure_bridge_port(Link::Name(veth))
+            .map_err(|error| Error::os(format!("configure bridge port {veth}"), error))?;
         let pod_index = pod_socket
             .link_index(POD_INTERFACE)
             .map_err(|error| Error::os("look up pod eth0", error))?
@@ -176,7 +234,7 @@ impl PodSandbox {
                 )
             })?;
         pod_socket
-            .set_link_up(pod_index, None)
+            .set_link_up_without_ipv6(Link::Index(pod_index))
             .map_err(|error| Error::os("set pod eth0 up", error))?;
         pod_socket
             .add_default_route(pod_index, config.gateway)
@@ -186,7 +244,21 @@ impl PodSandbox {
                     error,
                 )
             })?;
+        self.node_socket
+            .set_link_up(Link::Name(veth))
+            .map_err(|error| Error::os(format!("set {veth} up"), error))?;
         Ok(())
+    }
+}
+
+impl PodSandbox {
+    /// Creates the sandbox on a short-lived thread with a [`SandboxFactory`] of its own. The
+    /// bridge must exist in the calling thread's network namespace, which is where the host end
+    /// of the veth goes. Blocking (a few milliseconds); from async code use `spawn_blocking`.
+    ///
+    /// On error nothing is left behind.
+    pub fn create(config: &SandboxConfig) -> Result<PodSandbox, Error> {
+        namespace::on_thread(|| SandboxFactory::for_this_thread()?.create(config))
     }
 
     /// The name given in [`SandboxConfig::name`].

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use frontdoor_netns::{
     cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_names,
     run_in_fresh_network_namespace, signal_process_group, Error, PodSandbox, ProcessSpec,
-    SandboxConfig, Signal,
+    SandboxConfig, SandboxFactory, Signal,
 };
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
@@ -220,12 +220,22 @@ fn pods_reach_each_other_and_the_node_over_the_bridge() {
         let addresses = runtime().block_on(output_of(&a, &["ip", "-o", "addr", "show"]));
         let mut summary: Vec<String> = addresses
             .lines()
-            .map(|line| line.split_whitespace().skip(1).take(3).collect::<Vec<_>>().join(" "))
+            .map(|line| {
+                line.split_whitespace()
+                    .skip(1)
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect();
         summary.sort();
         assert_eq!(
             summary,
-            ["eth0 inet 10.244.0.11/24", "lo inet 127.0.0.1/8", "lo inet6 ::1/128"],
+            [
+                "eth0 inet 10.244.0.11/24",
+                "lo inet 127.0.0.1/8",
+                "lo inet6 ::1/128"
+            ],
             "{addresses}"
         );
         let host_end = std::process::Command::new("ip")
@@ -233,7 +243,11 @@ fn pods_reach_each_other_and_the_node_over_the_bridge() {
             .output()
             .unwrap();
         assert!(host_end.status.success());
-        assert_eq!(String::from_utf8_lossy(&host_end.stdout), "", "the host end has no address");
+        assert_eq!(
+            String::from_utf8_lossy(&host_end.stdout),
+            "",
+            "the host end has no address"
+        );
         a.destroy().unwrap();
         b.destroy().unwrap();
     });
@@ -401,6 +415,127 @@ fn destroy_removes_the_veth_and_releases_the_namespace() {
             Err(Error::BridgeNotFound { .. })
         ));
         assert!(!link_names().unwrap().contains(&node.veth(6)));
+    });
+}
+
+/// What identifies the calling thread's network, UTS and mount namespaces, its hostname and the
+/// `/etc/resolv.conf` it sees.
+fn this_threads_view() -> Vec<String> {
+    let mut view: Vec<String> = ["net", "uts", "mnt"]
+        .iter()
+        .map(|kind| {
+            std::fs::read_link(format!("/proc/thread-self/ns/{kind}"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    view.push(nix_free_hostname());
+    view.push(std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    view
+}
+
+/// The bridge a link is attached to, as `ip link` in the calling thread's namespace reports it
+/// (`/sys` shows the namespace that mounted it).
+fn controller_of(link: &str) -> Option<String> {
+    let output = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "dev", link])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|word| *word == "master")?;
+    words.next().map(str::to_owned)
+}
+
+#[test]
+fn a_factory_makes_sandboxes_on_its_thread_and_brings_it_back() {
+    on_node(|node| {
+        // A thread of its own, as the node gives its factory; it starts in the node's namespace.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let before = this_threads_view();
+                    let mut factory = SandboxFactory::for_this_thread().expect("factory");
+                    let a = factory.create(&node.pod(1)).expect("sandbox a");
+                    assert_eq!(this_threads_view(), before, "back in the node's namespaces");
+                    assert_eq!(
+                        controller_of(&node.veth(1)).as_deref(),
+                        Some(node.bridge.as_str())
+                    );
+
+                    // The bridge is replaced (a new index): the factory finds the new one.
+                    let deleted = std::process::Command::new("ip")
+                        .args(["link", "del", &node.bridge])
+                        .status()
+                        .unwrap();
+                    assert!(deleted.success());
+                    ensure_bridge(&node.bridge, GATEWAY, 24).expect("bridge again");
+                    let b = factory
+                        .create(&node.pod(2))
+                        .expect("sandbox b on the new bridge");
+                    assert_eq!(
+                        controller_of(&node.veth(2)).as_deref(),
+                        Some(node.bridge.as_str())
+                    );
+
+                    // A clash leaves the other sandbox alone, and the factory goes on working.
+                    let clash = factory.create(&node.pod(2)).expect_err("veth name in use");
+                    assert!(matches!(clash, Error::LinkExists { .. }), "{clash:?}");
+                    assert!(link_names().unwrap().contains(&node.veth(2)));
+                    let c = factory.create(&node.pod(3)).expect("sandbox c");
+                    assert_eq!(this_threads_view(), before, "back in the node's namespaces");
+
+                    // Each pod has its own hostname and files, and reaches the node over the
+                    // new bridge.
+                    let rt = runtime();
+                    let _guard = rt.enter();
+                    for (sandbox, n) in [(&b, 2), (&c, 3)] {
+                        let seen = rt.block_on(output_of(
+                            sandbox,
+                            &["sh", "-c", "hostname; cat /etc/resolv.conf"],
+                        ));
+                        assert!(seen.starts_with(&format!("pod-{n}\n")), "{seen}");
+                        assert!(
+                            seen.contains(&format!("search ns{n}.svc.cluster.local")),
+                            "{seen}"
+                        );
+                        sandbox
+                            .tcp_connect(SocketAddr::from((GATEWAY, 9)), Duration::from_secs(2))
+                            .map(drop)
+                            .or_else(|error| match error {
+                                Error::Connect { source, .. }
+                                    if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+                                {
+                                    Ok(())
+                                }
+                                other => Err(other),
+                            })
+                            .expect("the node answers (with a refusal)");
+                    }
+                    drop((a, b, c));
+                })
+                .join()
+                .unwrap();
+        });
+        assert!(
+            !link_names()
+                .unwrap()
+                .iter()
+                .any(|name| name.starts_with(&format!("{}v", node.prefix))),
+            "every veth removed"
+        );
+        let staged: Vec<_> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".frontdoor-{}-", std::process::id()))
+            })
+            .collect();
+        assert!(staged.is_empty(), "staged files unlinked: {staged:?}");
     });
 }
 

@@ -6,7 +6,7 @@
 
 use std::sync::mpsc;
 
-use frontdoor_netns::{PodSandbox, SandboxConfig};
+use frontdoor_netns::{PodSandbox, SandboxConfig, SandboxFactory};
 use tokio::sync::oneshot;
 
 type Request = (SandboxConfig, oneshot::Sender<Result<PodSandbox, String>>);
@@ -22,12 +22,18 @@ impl SandboxMaker {
     pub fn start() -> std::io::Result<SandboxMaker> {
         let (requests, pending) = mpsc::channel::<Request>();
         std::thread::Builder::new().name("sandbox-maker".into()).spawn(move || {
+            let mut factory = SandboxFactory::for_this_thread().map_err(|error| error.to_string());
             for (config, reply) in pending {
-                let made = std::panic::catch_unwind(|| PodSandbox::create(&config));
-                let _ = reply.send(match made {
-                    Ok(result) => result.map_err(|error| error.to_string()),
-                    Err(_) => Err("sandbox creation panicked".into()),
+                let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut factory {
+                    Ok(factory) => factory.create(&config).map_err(|error| error.to_string()),
+                    Err(error) => Err(format!("the sandbox maker could not start: {error}")),
+                }));
+                let made = made.unwrap_or_else(|_| {
+                    // It may have stopped anywhere, even inside a pod's namespaces.
+                    factory = Err("a sandbox creation panicked".into());
+                    Err("sandbox creation panicked".into())
                 });
+                let _ = reply.send(made);
             }
         })?;
         Ok(SandboxMaker { requests })
