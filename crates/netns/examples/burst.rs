@@ -1,7 +1,8 @@
 //! What pod sandboxes cost on their own, with no API server or node around them:
 //! `cargo run --release -p frontdoor-netns --example burst [N]` makes N sandboxes (100 by
 //! default) one after another, starts `sleep` in each, then removes them, and prints the time
-//! per sandbox for each step. Everything happens in a network namespace made for the run.
+//! per sandbox for each step and the kernel memory they held. Everything happens in a network
+//! namespace made for the run.
 
 #![forbid(unsafe_code)]
 
@@ -42,12 +43,14 @@ fn main() {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let _context = runtime.enter();
 
+        let memory_before = kernel_memory_kib();
         let started = Instant::now();
         let mut factory = SandboxFactory::for_this_thread().expect("factory");
         let sandboxes: Vec<PodSandbox> = (0..count)
             .map(|i| factory.create(&config(i)).expect("sandbox"))
             .collect();
         let created = started.elapsed();
+        let kernel_memory = kernel_memory_kib().saturating_sub(memory_before);
 
         let started = Instant::now();
         let children: Vec<_> = sandboxes
@@ -69,6 +72,20 @@ fn main() {
         println!("  create  {:?}", created / count);
         println!("  spawn   {:?}", spawned / count);
         println!("  destroy {:?}", destroyed / count);
+        println!(
+            "  kernel memory while they existed: {} KiB (slab and per-CPU)",
+            kernel_memory / u64::from(count)
+        );
     })
     .expect("a private network namespace");
+}
+
+/// The kernel's slab and per-CPU memory (`/proc/meminfo`), where namespaces and links live.
+fn kernel_memory_kib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .filter(|line| line.starts_with("Slab:") || line.starts_with("Percpu:"))
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
 }
