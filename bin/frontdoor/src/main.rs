@@ -77,6 +77,11 @@ struct UpArgs {
     watch_window: usize,
 }
 
+/// jemalloc rather than glibc's malloc: in a burst of pods a third of the runtime threads' CPU
+/// went to glibc growing and trimming its per-thread heaps (`mprotect`, `sysmalloc`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Open descriptors a node makes room for at start: a few per pod (namespaces, pipes, sockets,
 /// log files), for well over a thousand pods.
 const NODE_DESCRIPTORS: u64 = 16_384;
