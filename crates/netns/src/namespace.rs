@@ -319,6 +319,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn staged_files_hold_the_text_until_dropped() {
+        let contents = NamespaceContents {
+            hostname: "web-0",
+            resolv_conf: "nameserver 10.96.0.10\n",
+            hosts: "127.0.0.1 localhost\n",
+        };
+        let staged = StagedFiles::write(&contents).unwrap();
+        let paths = [staged.resolv_conf.clone(), staged.hosts.clone()];
+        assert_eq!(
+            std::fs::read_to_string(&paths[0]).unwrap(),
+            contents.resolv_conf
+        );
+        assert_eq!(std::fs::read_to_string(&paths[1]).unwrap(), contents.hosts);
+        drop(staged);
+        assert!(
+            paths.iter().all(|path| !path.exists()),
+            "unlinked: {paths:?}"
+        );
+    }
+
+    #[test]
     fn stale_staged_files_are_those_of_processes_that_are_gone() {
         let dir = tempfile::tempdir().unwrap();
         // Above the kernel's highest possible pid (2^22), so never a live process.

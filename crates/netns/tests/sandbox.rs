@@ -525,17 +525,6 @@ fn a_factory_makes_sandboxes_on_its_thread_and_brings_it_back() {
                 .any(|name| name.starts_with(&format!("{}v", node.prefix))),
             "every veth removed"
         );
-        let staged: Vec<_> = std::fs::read_dir("/dev/shm")
-            .unwrap()
-            .flatten()
-            .filter(|entry| {
-                entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!(".frontdoor-{}-", std::process::id()))
-            })
-            .collect();
-        assert!(staged.is_empty(), "staged files unlinked: {staged:?}");
     });
 }
 
