@@ -52,6 +52,22 @@ impl SyncError {
     }
 }
 
+impl SyncError {
+    /// Whether the sync only saw state older than the latest write: the cache had not caught up
+    /// with our own last writes, or an update lost a race (409 Conflict). The next sync, from
+    /// newer state, is the normal answer; upstream's controllers log these retries quietly too.
+    pub fn is_stale(&self) -> bool {
+        match self {
+            SyncError::StaleCache(_) => true,
+            SyncError::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => status.is_conflict(),
+            SyncError::Api { .. } => false,
+        }
+    }
+}
+
 /// The API answered 404.
 pub fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.is_not_found())
@@ -68,4 +84,27 @@ pub fn is_namespace_terminating(error: &kube::Error) -> bool {
         .as_ref()
         .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
     status.is_forbidden() && (by_cause || status.message.contains("because it is being terminated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, reason: &str) -> SyncError {
+        let status = kube::core::Status::failure("refused", reason).with_code(code);
+        SyncError::api(
+            "update",
+            "Endpoints",
+            "default/web",
+            kube::Error::Api(status.boxed()),
+        )
+    }
+
+    #[test]
+    fn conflicts_and_a_lagging_cache_are_stale_other_failures_are_not() {
+        assert!(SyncError::StaleCache(ObjectKey::new("default", "web")).is_stale());
+        assert!(api_error(409, "Conflict").is_stale());
+        assert!(!api_error(500, "InternalError").is_stale());
+        assert!(!api_error(422, "Invalid").is_stale());
+    }
 }

@@ -29,7 +29,7 @@ pub async fn work<R: Reconciler>(reconciler: Arc<R>, queue: Arc<WorkQueue<Object
         let result = reconciler.sync(&key).await;
         match &result {
             Ok(()) => {}
-            Err(error @ SyncError::StaleCache(_)) => {
+            Err(error) if error.is_stale() => {
                 tracing::debug!(controller = R::NAME, %key, %error, "retrying")
             }
             Err(error) => {
