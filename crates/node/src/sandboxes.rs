@@ -26,7 +26,7 @@ impl SandboxMaker {
             for (config, reply) in pending {
                 let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut factory {
                     Ok(factory) => factory.create(&config).map_err(|error| error.to_string()),
-                    Err(error) => Err(format!("the sandbox maker could not start: {error}")),
+                    Err(error) => Err(format!("the sandbox maker cannot make sandboxes: {error}")),
                 }));
                 let made = made.unwrap_or_else(|_| {
                     // It may have stopped anywhere, even inside a pod's namespaces.
