@@ -32,7 +32,8 @@ pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String
     use k8s_openapi::api::{discovery::v1 as discovery, events::v1 as events, networking::v1 as networking};
     macro_rules! decode {
         ($t:ty) => {
-            serde_json::from_value::<$t>(object.clone()).map(|_| ()).map_err(|e| e.to_string())
+            // From the borrowed value: no copy of the whole object on every write.
+            <$t as serde::Deserialize>::deserialize(object).map(|_| ()).map_err(|e| e.to_string())
         };
     }
     match (resource.group, resource.kind) {
