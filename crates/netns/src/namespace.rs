@@ -17,12 +17,39 @@ use nix::sched::{setns, unshare, CloneFlags};
 use crate::netlink::{Link, RouteSocket};
 use crate::Error;
 
-/// The namespaces of one pod, pinned by open file descriptors (`O_CLOEXEC`, so no child inherits
-/// them). A namespace lives while a descriptor or a process refers to it.
-pub(crate) struct PodNamespaces {
+/// A thread's network, UTS and mount namespaces (a pod's, or the node's to return to), pinned
+/// by open file descriptors (`O_CLOEXEC`, so no child inherits them). A namespace lives while a
+/// descriptor or a process refers to it.
+pub(crate) struct Namespaces {
     pub net: OwnedFd,
     pub uts: OwnedFd,
     pub mnt: OwnedFd,
+}
+
+impl Namespaces {
+    /// The calling thread's namespaces.
+    fn of_this_thread() -> Result<Namespaces, Error> {
+        Ok(Namespaces {
+            net: open_own_namespace("net")?,
+            uts: open_own_namespace("uts")?,
+            mnt: open_own_namespace("mnt")?,
+        })
+    }
+
+    /// Joins these namespaces on the calling thread, which must not share its filesystem
+    /// context.
+    fn enter(&self) -> Result<(), Error> {
+        for (fd, kind, what) in [
+            (self.net.as_fd(), CloneFlags::CLONE_NEWNET, "network"),
+            (self.uts.as_fd(), CloneFlags::CLONE_NEWUTS, "UTS"),
+            // The mount namespace last: joining it resets the thread's root and working directory.
+            (self.mnt.as_fd(), CloneFlags::CLONE_NEWNS, "mount"),
+        ] {
+            setns(fd, kind)
+                .map_err(|errno| Error::os(format!("enter the {what} namespace"), errno.into()))?;
+        }
+        Ok(())
+    }
 }
 
 /// What goes into a pod's new UTS and mount namespaces.
@@ -41,11 +68,7 @@ const STAGING_DIR: &str = "/dev/shm";
 
 /// The namespaces of a thread that makes sandboxes (the node's), which it returns to after
 /// making each pod's.
-pub(crate) struct HomeNamespaces {
-    net: OwnedFd,
-    uts: OwnedFd,
-    mnt: OwnedFd,
-}
+pub(crate) struct HomeNamespaces(Namespaces);
 
 impl HomeNamespaces {
     /// Gives the calling thread a filesystem context (root, working directory) of its own, which
@@ -53,37 +76,19 @@ impl HomeNamespaces {
     pub fn of_this_thread() -> Result<HomeNamespaces, Error> {
         unshare(CloneFlags::CLONE_FS)
             .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
-        Ok(HomeNamespaces {
-            net: open_own_namespace("net")?,
-            uts: open_own_namespace("uts")?,
-            mnt: open_own_namespace("mnt")?,
-        })
+        Namespaces::of_this_thread().map(HomeNamespaces)
     }
 
     fn enter(&self) -> Result<(), Error> {
-        enter_namespaces(&self.net, &self.uts, &self.mnt)
+        self.0.enter()
     }
-}
-
-/// Joins the given namespaces on the calling thread, which must not share its filesystem context.
-fn enter_namespaces(net: &OwnedFd, uts: &OwnedFd, mnt: &OwnedFd) -> Result<(), Error> {
-    for (fd, kind, what) in [
-        (net.as_fd(), CloneFlags::CLONE_NEWNET, "network"),
-        (uts.as_fd(), CloneFlags::CLONE_NEWUTS, "UTS"),
-        // The mount namespace last: joining it resets the thread's root and working directory.
-        (mnt.as_fd(), CloneFlags::CLONE_NEWNS, "mount"),
-    ] {
-        setns(fd, kind)
-            .map_err(|errno| Error::os(format!("enter the {what} namespace"), errno.into()))?;
-    }
-    Ok(())
 }
 
 /// How making a pod's namespaces ended for the thread that made them.
 pub(crate) enum Made {
     /// Back in its home namespaces, with the pod's namespaces and a netlink socket bound to the
     /// pod's network namespace, or the error that stopped it.
-    Home(Result<(PodNamespaces, RouteSocket), Error>),
+    Home(Result<(Namespaces, RouteSocket), Error>),
     /// The thread could not return to its home namespaces and must make no more sandboxes.
     Stranded(Error),
 }
@@ -118,15 +123,11 @@ pub(crate) fn create_pod_namespaces(
 fn populate_pod_namespaces(
     contents: &NamespaceContents<'_>,
     staged: &StagedFiles,
-) -> Result<(PodNamespaces, RouteSocket), Error> {
+) -> Result<(Namespaces, RouteSocket), Error> {
     nix::unistd::sethostname(contents.hostname)
         .map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
     populate_mount_namespace(staged)?;
-    let namespaces = PodNamespaces {
-        net: open_own_namespace("net")?,
-        uts: open_own_namespace("uts")?,
-        mnt: open_own_namespace("mnt")?,
-    };
+    let namespaces = Namespaces::of_this_thread()?;
     let mut socket =
         RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
     bring_loopback_up(&mut socket)?;
@@ -150,13 +151,13 @@ pub(crate) fn run_in_network_namespace<T: Send>(
 /// starts begin life inside them. The thread first stops sharing its filesystem context (root,
 /// working directory) with the rest of the process, which joining a mount namespace requires.
 pub(crate) fn run_in_pod_namespaces<T: Send>(
-    namespaces: &PodNamespaces,
+    namespaces: &Namespaces,
     f: impl FnOnce() -> T + Send,
 ) -> Result<T, Error> {
     on_thread(move || {
         unshare(CloneFlags::CLONE_FS)
             .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
-        enter_namespaces(&namespaces.net, &namespaces.uts, &namespaces.mnt)?;
+        namespaces.enter()?;
         Ok(f())
     })
 }

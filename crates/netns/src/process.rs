@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::namespace::{self, PodNamespaces};
+use crate::namespace::{self, Namespaces};
 use crate::Error;
 
 /// `PATH` for a process whose environment sets none (containerd's default).
@@ -47,7 +47,7 @@ impl ProcessSpec {
 /// Starts `spec` in the namespaces `namespaces`, in a new process group whose id is the child's
 /// pid. Must be called within a tokio runtime.
 pub(crate) fn spawn_in(
-    namespaces: &PodNamespaces,
+    namespaces: &Namespaces,
     spec: ProcessSpec,
 ) -> Result<tokio::process::Child, Error> {
     let command_name = spec.argv.first().cloned().ok_or(Error::EmptyCommand)?;

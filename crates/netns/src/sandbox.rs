@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use crate::namespace::{self, HomeNamespaces, Made, NamespaceContents, PodNamespaces};
+use crate::namespace::{self, HomeNamespaces, Made, NamespaceContents, Namespaces};
 use crate::netlink::{Link, RouteSocket};
 use crate::process::{self, ProcessSpec};
 use crate::{validate_link_name, Error};
@@ -53,7 +53,7 @@ pub struct PodSandbox {
     veth_host_name: String,
     /// `None` once destroyed. Readers (spawn, probes) hold the read lock while they use the
     /// descriptors, so `destroy` never closes one under them.
-    namespaces: RwLock<Option<PodNamespaces>>,
+    namespaces: RwLock<Option<Namespaces>>,
     /// Bound to the network namespace the sandbox was created from (the node's), whichever thread
     /// later destroys the sandbox.
     node_socket: Mutex<RouteSocket>,
@@ -173,7 +173,7 @@ impl SandboxFactory {
     fn create_veth(
         &mut self,
         config: &SandboxConfig,
-        namespaces: &PodNamespaces,
+        namespaces: &Namespaces,
     ) -> Result<(), Error> {
         let veth = &config.veth_host_name;
         let mut fresh = false;
