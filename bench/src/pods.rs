@@ -1,6 +1,7 @@
 //! The node benchmark, run inside a network namespace made for it (no route out):
 //!
-//! 1. 100 pods created at once (32 clients, connected beforehand): create → Ready p50/p99;
+//! 1. 100 pods created at once (32 clients, connected beforehand): create → Ready p50/p99, and
+//!    the median of each stage on the way (acknowledged, bound, Ready);
 //! 2. readiness flips of 20 pods behind a Service: pod Ready change seen → EndpointSlice change
 //!    seen, p50/p99 (both observed on watches by this client);
 //! 3. 500 running pods: frontdoor's RSS.
@@ -75,33 +76,47 @@ async fn creators(server: &Frontdoor) -> Vec<ApiClient> {
 }
 
 /// Creates the pods `names` from 32 clients at once, noting when each was sent.
-async fn create_all(creators: Vec<ApiClient>, names: Vec<String>, body: impl Fn(&str) -> String, sent: Arc<Mutex<HashMap<String, Instant>>>) {
+async fn create_all(creators: Vec<ApiClient>, names: Vec<String>, body: impl Fn(&str) -> String, sent: Arc<Mutex<HashMap<String, Instant>>>) -> HashMap<String, Instant> {
+    let acknowledged = Arc::new(Mutex::new(HashMap::new()));
     let count = creators.len();
     let mut tasks = Vec::new();
     for (w, client) in creators.into_iter().enumerate() {
         let bodies: Vec<(String, String)> = names.iter().skip(w).step_by(count).map(|n| (n.clone(), body(n))).collect();
-        let sent = sent.clone();
+        let (sent, acknowledged) = (sent.clone(), acknowledged.clone());
         tasks.push(tokio::spawn(async move {
             for (name, body) in bodies {
                 sent.lock().unwrap().insert(name.clone(), Instant::now());
                 let (status, answer) = client.send("POST", "/api/v1/namespaces/default/pods", Some(body)).await;
                 assert_eq!(status, 201, "{name}: {}", String::from_utf8_lossy(&answer));
+                acknowledged.lock().unwrap().insert(name, Instant::now());
             }
         }));
     }
     for t in tasks {
         t.await.expect("creator");
     }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    acknowledged
 }
 
 /// What a burst of 100 pods created at once measured.
 struct Burst {
     /// Create → Ready of each pod that became Ready, sorted.
     startup: Vec<Duration>,
+    /// The medians of the stages on the way: create sent → acknowledged, acknowledged → bound
+    /// to the node (seen on the watch), bound → Ready.
+    stages: [Duration; 3],
     /// First create to last Ready.
     wall: Duration,
     /// frontdoor's (user, system) CPU time meanwhile.
     cpu: (Duration, Duration),
+}
+
+/// When the watch first showed a pod bound and Ready.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    bound: Option<Instant>,
+    ready: Option<Instant>,
 }
 
 /// Creates 100 pods labelled `phase=<label>` at once and times each from its create to the
@@ -109,29 +124,48 @@ struct Burst {
 async fn burst(server: &Frontdoor, label: &str) -> Burst {
     let client = ApiClient::new(server);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
-    let ready: Arc<Mutex<HashMap<String, Duration>>> = Arc::new(Mutex::new(HashMap::new()));
+    let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::new(Mutex::new(HashMap::new()));
     let watch = client.stream(&format!("/api/v1/namespaces/default/pods?watch=true&resourceVersion=0&labelSelector=phase%3D{label}")).await;
-    let (sent_w, ready_w) = (sent.clone(), ready.clone());
+    let seen_w = seen.clone();
     let watcher = tokio::spawn(follow(watch, move |event, at| {
-        let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
-        if is_ready(&event["object"]) {
-            if let Some(start) = sent_w.lock().unwrap().get(&name) {
-                ready_w.lock().unwrap().entry(name).or_insert(at - *start);
-            }
+        let pod = &event["object"];
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let mut seen = seen_w.lock().unwrap();
+        let entry = seen.entry(name).or_default();
+        if pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+            entry.bound.get_or_insert(at);
         }
-        ready_w.lock().unwrap().len() < 100
+        if is_ready(pod) {
+            entry.ready.get_or_insert(at);
+        }
+        seen.values().filter(|s| s.ready.is_some()).count() < 100
     }));
     let names: Vec<String> = (0..100).map(|i| format!("{label}-{i}")).collect();
     let clients = creators(server).await;
     let (cpu_before, started) = (cpu_time(server.pid()), Instant::now());
     let labels = format!(r#""phase":"{label}""#);
-    create_all(clients, names, |n| pod(n, &labels, None), sent.clone()).await;
+    let acknowledged = create_all(clients, names, |n| pod(n, &labels, None), sent.clone()).await;
     let _ = tokio::time::timeout(Duration::from_secs(120), watcher).await;
     let wall = started.elapsed();
     let cpu = { let (user, system) = cpu_time(server.pid()); (user - cpu_before.0, system - cpu_before.1) };
-    let mut startup: Vec<Duration> = ready.lock().unwrap().values().copied().collect();
+    let (sent, seen) = (sent.lock().unwrap().clone(), seen.lock().unwrap().clone());
+    let mut startup = Vec::new();
+    let mut stages: [Vec<Duration>; 3] = Default::default();
+    for (name, sent) in &sent {
+        let Some(Seen { bound: Some(bound), ready: Some(ready) }) = seen.get(name).copied() else { continue };
+        startup.push(ready - *sent);
+        if let Some(acknowledged) = acknowledged.get(name) {
+            stages[0].push(*acknowledged - *sent);
+            stages[1].push(bound.saturating_duration_since(*acknowledged));
+        }
+        stages[2].push(ready.saturating_duration_since(bound));
+    }
     startup.sort();
-    Burst { startup, wall, cpu }
+    let stages = stages.map(|mut s| {
+        s.sort();
+        percentile(&s, 0.5)
+    });
+    Burst { startup, stages, wall, cpu }
 }
 
 pub async fn run(binary: &std::path::Path) {
@@ -141,7 +175,7 @@ pub async fn run(binary: &std::path::Path) {
     let scratch = tempfile::tempdir().expect("scratch dir");
 
     // 1. create → Ready.
-    let Burst { startup, wall: burst_wall, cpu: burst_cpu } = burst(&server, "startup").await;
+    let Burst { startup, stages, wall: burst_wall, cpu: burst_cpu } = burst(&server, "startup").await;
 
     // 2. readiness → EndpointSlice.
     let (status, _) = client
@@ -245,6 +279,12 @@ pub async fn run(binary: &std::path::Path) {
         ms(burst_cpu.0),
         ms(burst_cpu.1),
         ms(burst_cpu.0 + burst_cpu.1) / 100.0
+    );
+    println!(
+        "stage medians: create sent → acknowledged {:.1} ms, → bound (seen on a watch) {:.1} ms, bound → Ready {:.1} ms",
+        ms(stages[0]),
+        ms(stages[1]),
+        ms(stages[2])
     );
     report("pod create → Ready p50 (100 at once)", ms(percentile(&startup, 0.5)), "ms", 100.0, None);
     report("pod create → Ready p99 (100 at once)", ms(percentile(&startup, 0.99)), "ms", 5000.0, None);
