@@ -1,7 +1,8 @@
 //! The node benchmark, run inside a network namespace made for it (no route out):
 //!
-//! 1. 100 pods created at once (32 clients, connected beforehand): create → Ready p50/p99, and
-//!    the median of each stage on the way (acknowledged, bound, Ready);
+//! 1. 100 pods created at once (32 clients, connected beforehand), five times on a fresh node
+//!    each: create → Ready p50/p99 over all of them, and the median of each stage on the way
+//!    (acknowledged, bound, Ready);
 //! 2. readiness flips of 20 pods behind a Service: pod Ready change seen → EndpointSlice change
 //!    seen, p50/p99 (both observed on watches by this client);
 //! 3. 500 running pods: frontdoor's RSS.
@@ -168,14 +169,37 @@ async fn burst(server: &Frontdoor, label: &str) -> Burst {
     Burst { startup, stages, wall, cpu }
 }
 
+/// How many bursts, each on a fresh node: a single burst's p50 varies by ±20% from run to run on
+/// a busy 2-core machine, so the latencies of all bursts are pooled.
+const BURSTS: usize = 5;
+
 pub async fn run(binary: &std::path::Path) {
+    // 1. create → Ready, over several bursts on fresh nodes.
     // 500 pods need more than a /24 (upstream's default is 110 pods per node).
-    let server = Frontdoor::start_node_in_current_namespace(binary, &["--pod-cidr", "10.244.0.0/22"]);
+    let flags = ["--pod-cidr", "10.244.0.0/22"];
+    let mut bursts = Vec::new();
+    for _ in 0..BURSTS {
+        let node = Frontdoor::start_node_in_current_namespace(binary, &flags);
+        bursts.push(burst(&node, "startup").await);
+        drop(node);
+        // The kernel frees the stopped pods' namespaces in the background.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut startup: Vec<Duration> = bursts.iter().flat_map(|b| b.startup.iter().copied()).collect();
+    startup.sort();
+    let median_of = |value: &dyn Fn(&Burst) -> f64| {
+        let mut values: Vec<f64> = bursts.iter().map(value).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let stages = [0, 1, 2].map(|i| median_of(&|b: &Burst| ms(b.stages[i])));
+    let burst_wall = median_of(&|b: &Burst| ms(b.wall));
+    let burst_cpu = (median_of(&|b: &Burst| ms(b.cpu.0)), median_of(&|b: &Burst| ms(b.cpu.1)));
+    let each_p50: Vec<String> = bursts.iter().map(|b| format!("{:.0}", ms(percentile(&b.startup, 0.5)))).collect();
+
+    let server = Frontdoor::start_node_in_current_namespace(binary, &flags);
     let client = ApiClient::new(&server);
     let scratch = tempfile::tempdir().expect("scratch dir");
-
-    // 1. create → Ready.
-    let Burst { startup, stages, wall: burst_wall, cpu: burst_cpu } = burst(&server, "startup").await;
 
     // 2. readiness → EndpointSlice.
     let (status, _) = client
@@ -249,7 +273,8 @@ pub async fn run(binary: &std::path::Path) {
     lags.sort();
 
     // 3. 500 running pods.
-    let names: Vec<String> = (0..380).map(|i| format!("many-{i}")).collect();
+    // With the 20 flip pods, 500.
+    let names: Vec<String> = (0..480).map(|i| format!("many-{i}")).collect();
     create_all(creators(&server).await, names, |n| pod(n, r#""phase":"many""#, None), Arc::new(Mutex::new(HashMap::new()))).await;
     let running = async {
         loop {
@@ -269,25 +294,25 @@ pub async fn run(binary: &std::path::Path) {
 
     println!();
     println!("node benchmark (inside a network namespace made for it): pods run `sleep`");
-    println!("pods Ready: {} of 100; EndpointSlice ready flips observed: {}; running pods for RSS: {running}", startup.len(), lags.len());
+    println!("pods Ready: {} of {}; EndpointSlice ready flips observed: {}; running pods for RSS: {running}", startup.len(), 100 * BURSTS, lags.len());
     if !endpoints_ready {
         println!("warning: the Service never had 20 ready endpoints (is the EndpointSlice controller running?)");
     }
     println!(
-        "100-pod burst: {:.0} ms from the first create to the last Ready; frontdoor used {:.0} ms user + {:.0} ms system CPU ({:.1} ms per pod)",
-        ms(burst_wall),
-        ms(burst_cpu.0),
-        ms(burst_cpu.1),
-        ms(burst_cpu.0 + burst_cpu.1) / 100.0
+        "100-pod bursts ({BURSTS}, each on a fresh node; medians): {burst_wall:.0} ms from the first create to the last Ready; frontdoor used {:.0} ms user + {:.0} ms system CPU ({:.1} ms per pod)",
+        burst_cpu.0,
+        burst_cpu.1,
+        (burst_cpu.0 + burst_cpu.1) / 100.0
     );
     println!(
-        "stage medians: create sent → acknowledged {:.1} ms, → bound (seen on a watch) {:.1} ms, bound → Ready {:.1} ms",
-        ms(stages[0]),
-        ms(stages[1]),
-        ms(stages[2])
+        "stage medians: create sent → acknowledged {:.1} ms, → bound (seen on a watch) {:.1} ms, bound → Ready {:.1} ms; p50 of each burst: {} ms",
+        stages[0],
+        stages[1],
+        stages[2],
+        each_p50.join(", ")
     );
-    report("pod create → Ready p50 (100 at once)", ms(percentile(&startup, 0.5)), "ms", 100.0, None);
-    report("pod create → Ready p99 (100 at once)", ms(percentile(&startup, 0.99)), "ms", 5000.0, None);
+    report("pod create → Ready p50 (100 at once, pooled)", ms(percentile(&startup, 0.5)), "ms", 100.0, None);
+    report("pod create → Ready p99 (100 at once, pooled)", ms(percentile(&startup, 0.99)), "ms", 5000.0, None);
     report("readiness → EndpointSlice p50", ms(percentile(&lags, 0.5)), "ms", 50.0, None);
     report("readiness → EndpointSlice p99", ms(percentile(&lags, 0.99)), "ms", 50.0, None);
     report(&format!("frontdoor RSS with {running} pods"), field("VmRSS:"), "MiB", 300.0, None);
