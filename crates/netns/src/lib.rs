@@ -62,7 +62,8 @@
 //! Linux keeps namespaces per thread. No function here moves a caller's thread: entering or
 //! creating a namespace happens on a thread spawned for it ([`PodSandbox::create`],
 //! [`PodSandbox::run_in_network`], [`PodSandbox::spawn`], [`run_in_fresh_network_namespace`]),
-//! except in a [`SandboxFactory`], which moves its own thread and brings it back.
+//! except in a [`SandboxFactory`] or a [`Launcher`], which moves its own thread and brings it
+//! back.
 //! "The node's namespace" always means the namespace of the thread that calls
 //! [`PodSandbox::create`], [`SandboxFactory::for_this_thread`], [`ensure_bridge`],
 //! [`enable_ip_forward`] or [`cleanup_stale`].
@@ -71,7 +72,9 @@
 //!
 //! [`PodSandbox::spawn`] joins the pod's namespaces on a short-lived thread (after giving that
 //! thread its own filesystem context, which joining a mount namespace requires) and starts the
-//! process from there: a child begins in the namespaces of the thread that made it. With no code
+//! process from there: a child begins in the namespaces of the thread that made it. A
+//! [`Launcher`] does the same from the one thread that holds it, which returns to the node's
+//! namespaces after each process. With no code
 //! to run between fork and exec the standard library uses `posix_spawn`, a clone that shares
 //! memory with the parent until exec, so starting a container costs the same however large the
 //! node process has grown; `fork` would copy its page tables every time.
@@ -94,7 +97,7 @@ pub use bridge::{cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_ena
 pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;
 pub use process::{signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
-pub use sandbox::{PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
+pub use sandbox::{Launcher, PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
 
 /// What can go wrong; each variant says where.
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +125,10 @@ pub enum Error {
         /// The bridge's name.
         bridge: String,
     },
-    /// A [`SandboxFactory`]'s thread could not return to its own namespaces after making a
-    /// pod's, so it makes no more sandboxes.
-    #[error("the sandbox factory's thread is stuck in a pod's namespaces: {reason}")]
-    FactoryStranded {
+    /// A [`SandboxFactory`]'s or [`Launcher`]'s thread could not return to its own namespaces
+    /// after a pod's, so it does no more work.
+    #[error("the thread is stuck in a pod's namespaces: {reason}")]
+    Stranded {
         /// Why it could not return.
         reason: String,
     },

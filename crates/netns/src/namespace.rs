@@ -1,8 +1,9 @@
-//! Making and entering namespaces on dedicated threads.
+//! Making and entering namespaces.
 //!
-//! Linux keeps the network, UTS and mount namespace per *thread*. Every function here that
-//! changes a namespace does so on a thread it spawns for the purpose and that ends afterwards, so
-//! the caller's threads (and tokio's workers) never change namespace.
+//! Linux keeps the network, UTS and mount namespace per *thread*. A function here that changes a
+//! namespace either does so on a thread it spawns for the purpose and that ends afterwards, or
+//! (through [`HomeNamespaces`]) moves the calling thread, which the caller gave to this work,
+//! and brings it back: the caller's other threads (and tokio's workers) never change namespace.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -66,8 +67,8 @@ const HOSTS: &str = "/etc/hosts";
 /// the pod's mount namespace; each is unlinked right after (the bind mount keeps its contents).
 const STAGING_DIR: &str = "/dev/shm";
 
-/// The namespaces of a thread that makes sandboxes (the node's), which it returns to after
-/// making each pod's.
+/// The namespaces of a thread that works in pods' namespaces (makes sandboxes, starts
+/// processes), which it returns to after each pod's: the node's.
 pub(crate) struct HomeNamespaces(Namespaces);
 
 impl HomeNamespaces {
@@ -82,31 +83,40 @@ impl HomeNamespaces {
     fn enter(&self) -> Result<(), Error> {
         self.0.enter()
     }
+
+    /// Runs `f` on the calling thread inside the namespaces `pod`, then returns the thread here.
+    pub fn visit<T>(&self, pod: &Namespaces, f: impl FnOnce() -> T) -> Returned<T> {
+        let outcome = pod.enter().map(|()| f());
+        match self.enter() {
+            Ok(()) => Returned::Home(outcome),
+            Err(error) => Returned::Stranded(error),
+        }
+    }
 }
 
-/// How making a pod's namespaces ended for the thread that made them.
-pub(crate) enum Made {
-    /// Back in its home namespaces, with the pod's namespaces and a netlink socket bound to the
-    /// pod's network namespace, or the error that stopped it.
-    Home(Result<(Namespaces, RouteSocket), Error>),
-    /// The thread could not return to its home namespaces and must make no more sandboxes.
+/// How work in a pod's namespaces ended for a thread that left its home namespaces to do it.
+pub(crate) enum Returned<T> {
+    /// Back in its home namespaces, with what the work gave or the error that stopped it.
+    Home(Result<T, Error>),
+    /// The thread could not return to its home namespaces and must do no more such work.
     Stranded(Error),
 }
 
 /// Makes new network, UTS and mount namespaces on the calling thread (loopback up, hostname set,
-/// `/etc/resolv.conf` and `/etc/hosts` replaced), then returns the thread to `home`.
+/// `/etc/resolv.conf` and `/etc/hosts` replaced), then returns the thread to `home` with the
+/// pod's namespaces and a netlink socket bound to the pod's network namespace.
 pub(crate) fn create_pod_namespaces(
     contents: &NamespaceContents<'_>,
     home: &HomeNamespaces,
-) -> Made {
+) -> Returned<(Namespaces, RouteSocket)> {
     let staged = match StagedFiles::write(contents) {
         Ok(staged) => staged,
-        Err(error) => return Made::Home(Err(error)),
+        Err(error) => return Returned::Home(Err(error)),
     };
     if let Err(errno) =
         unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)
     {
-        return Made::Home(Err(Error::os(
+        return Returned::Home(Err(Error::os(
             "unshare network, UTS and mount namespaces",
             errno.into(),
         )));
@@ -114,8 +124,8 @@ pub(crate) fn create_pod_namespaces(
     let made = populate_pod_namespaces(contents, &staged);
     drop(staged);
     match home.enter() {
-        Ok(()) => Made::Home(made),
-        Err(error) => Made::Stranded(error),
+        Ok(()) => Returned::Home(made),
+        Err(error) => Returned::Stranded(error),
     }
 }
 

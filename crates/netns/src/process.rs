@@ -6,7 +6,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::namespace::{self, Namespaces};
 use crate::Error;
 
 /// `PATH` for a process whose environment sets none (containerd's default).
@@ -44,12 +43,15 @@ impl ProcessSpec {
     }
 }
 
-/// Starts `spec` in the namespaces `namespaces`, in a new process group whose id is the child's
-/// pid. Must be called within a tokio runtime.
-pub(crate) fn spawn_in(
-    namespaces: &Namespaces,
-    spec: ProcessSpec,
-) -> Result<tokio::process::Child, Error> {
+/// A process ready to start: its command resolved and checked, nothing forked yet.
+pub(crate) struct Prepared {
+    command: tokio::process::Command,
+    name: String,
+}
+
+/// Resolves `spec`'s command and checks its working directory, so that a command that cannot
+/// run is reported before anything is forked.
+pub(crate) fn prepare(spec: ProcessSpec) -> Result<Prepared, Error> {
     let command_name = spec.argv.first().cloned().ok_or(Error::EmptyCommand)?;
     let path = environment_path(&spec.env);
     let working_dir = spec
@@ -75,28 +77,31 @@ pub(crate) fn spawn_in(
     if path.is_none() {
         command.env("PATH", DEFAULT_PATH);
     }
-    // The child inherits the namespaces of the thread that starts it: start it from a thread that
-    // has joined the pod's. With no code to run between fork and exec, the standard library
-    // starts it with `posix_spawn` (a `vfork`-style clone that shares the parent's memory until
-    // exec), which costs the same however large this process is; a `fork` would copy the page
-    // tables of the whole node.
-    let runtime = tokio::runtime::Handle::current();
-    let spawned = namespace::run_in_pod_namespaces(namespaces, move || {
-        let _runtime = runtime.enter();
-        command.spawn()
-    })?;
-    spawned.map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => Error::ExecutableNotFound {
-            command: command_name,
-        },
-        io::ErrorKind::PermissionDenied => Error::PermissionDenied {
-            command: command_name,
-        },
-        _ => Error::Spawn {
-            command: command_name,
-            source,
-        },
+    Ok(Prepared {
+        command,
+        name: command_name,
     })
+}
+
+impl Prepared {
+    /// Starts the process, in a new process group whose id is the child's pid, in the namespaces
+    /// of the calling thread: call it from a thread that has joined the pod's. Must be called
+    /// within a tokio runtime.
+    ///
+    /// With no code to run between fork and exec, the standard library starts it with
+    /// `posix_spawn` (a `vfork`-style clone that shares the parent's memory until exec), which
+    /// costs the same however large this process is; a `fork` would copy the page tables of the
+    /// whole node.
+    pub(crate) fn spawn(mut self) -> Result<tokio::process::Child, Error> {
+        let command = self.name;
+        self.command
+            .spawn()
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => Error::ExecutableNotFound { command },
+                io::ErrorKind::PermissionDenied => Error::PermissionDenied { command },
+                _ => Error::Spawn { command, source },
+            })
+    }
 }
 
 fn environment_path(env: &[(String, String)]) -> Option<&str> {

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use crate::namespace::{self, HomeNamespaces, Made, NamespaceContents, Namespaces};
+use crate::namespace::{self, HomeNamespaces, NamespaceContents, Namespaces, Returned};
 use crate::netlink::{Link, RouteSocket};
 use crate::process::{self, ProcessSpec};
 use crate::{validate_link_name, Error};
@@ -118,7 +118,7 @@ impl SandboxFactory {
     pub fn create(&mut self, config: &SandboxConfig) -> Result<PodSandbox, Error> {
         validate(config)?;
         if let Some(reason) = &self.stranded {
-            return Err(Error::FactoryStranded {
+            return Err(Error::Stranded {
                 reason: reason.clone(),
             });
         }
@@ -129,8 +129,8 @@ impl SandboxFactory {
         };
         let (namespaces, mut pod_socket) =
             match namespace::create_pod_namespaces(&contents, &self.home) {
-                Made::Home(made) => made?,
-                Made::Stranded(error) => {
+                Returned::Home(made) => made?,
+                Returned::Stranded(error) => {
                     self.stranded = Some(error.to_string());
                     return Err(error);
                 }
@@ -251,6 +251,63 @@ impl SandboxFactory {
     }
 }
 
+/// Starts processes in pods' sandboxes from the thread that created it, one after another: the
+/// thread joins the pod's namespaces, starts the process and returns to its own (the node's).
+/// For a node starting many containers, a thread of their own holding one of these: no thread is
+/// made and ended per process, as [`PodSandbox::spawn`] does.
+///
+/// Like a [`SandboxFactory`] it gives its thread a filesystem context of its own and is not
+/// `Send`.
+pub struct Launcher {
+    home: HomeNamespaces,
+    /// Why the thread could not return to its namespaces after a pod's, if it could not.
+    stranded: Option<String>,
+    _bound_to_its_thread: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launcher")
+            .field("stranded", &self.stranded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Launcher {
+    /// A launcher starting processes from the calling thread.
+    pub fn for_this_thread() -> Result<Launcher, Error> {
+        Ok(Launcher {
+            home: HomeNamespaces::of_this_thread()?,
+            stranded: None,
+            _bound_to_its_thread: PhantomData,
+        })
+    }
+
+    /// Starts `spec` in `sandbox`, as [`PodSandbox::spawn`] does. Must be called within a tokio
+    /// runtime. Blocking (the parent waits for the child's exec, well under a millisecond).
+    pub fn spawn(
+        &mut self,
+        sandbox: &PodSandbox,
+        spec: ProcessSpec,
+    ) -> Result<tokio::process::Child, Error> {
+        if let Some(reason) = &self.stranded {
+            return Err(Error::Stranded {
+                reason: reason.clone(),
+            });
+        }
+        let prepared = process::prepare(spec)?;
+        sandbox.with_namespaces(
+            |namespaces| match self.home.visit(namespaces, || prepared.spawn()) {
+                Returned::Home(started) => started?,
+                Returned::Stranded(error) => {
+                    self.stranded = Some(error.to_string());
+                    Err(error)
+                }
+            },
+        )
+    }
+}
+
 impl PodSandbox {
     /// Creates the sandbox on a short-lived thread with a [`SandboxFactory`] of its own. The
     /// bridge must exist in the calling thread's network namespace, which is where the host end
@@ -287,42 +344,37 @@ impl PodSandbox {
     /// The inode number of the pod's network namespace (what `/proc/<pid>/ns/net` links to as
     /// `net:[N]`), to recognise the pod's processes; `None` once destroyed.
     pub fn network_namespace_inode(&self) -> Option<u64> {
-        let namespaces = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let net = &namespaces.as_ref()?.net;
-        nix::sys::stat::fstat(net).ok().map(|stat| stat.st_ino)
+        self.with_namespaces(|namespaces| {
+            Ok(nix::sys::stat::fstat(&namespaces.net)
+                .ok()
+                .map(|stat| stat.st_ino))
+        })
+        .ok()
+        .flatten()
     }
 
     /// Starts a process in the pod's network, UTS and mount namespaces (it sees the host's
     /// filesystem, except the pod's `/etc/resolv.conf` and `/etc/hosts`), as the leader of a new
     /// process group: signal the whole container with [`crate::signal_process_group`] and the
     /// child's pid. Must be called within a tokio runtime. The child is not killed on drop.
+    /// Starts it from a short-lived thread; a [`Launcher`] starts many from one.
     ///
     /// A command that cannot be found is [`Error::ExecutableNotFound`] (checked before forking).
     pub fn spawn(&self, spec: ProcessSpec) -> Result<tokio::process::Child, Error> {
-        let namespaces = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let namespaces = namespaces.as_ref().ok_or_else(|| Error::Destroyed {
-            sandbox: self.name.clone(),
-        })?;
-        process::spawn_in(namespaces, spec)
+        let prepared = process::prepare(spec)?;
+        let runtime = tokio::runtime::Handle::current();
+        self.with_namespaces(|namespaces| {
+            namespace::run_in_pod_namespaces(namespaces, move || {
+                let _runtime = runtime.enter();
+                prepared.spawn()
+            })?
+        })
     }
 
     /// Runs `f` on a new thread inside the pod's network namespace. Sockets `f` creates stay in
     /// that namespace wherever they are used afterwards. Blocks until `f` returns.
     pub fn run_in_network<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, Error> {
-        let namespaces = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let namespaces = namespaces.as_ref().ok_or_else(|| Error::Destroyed {
-            sandbox: self.name.clone(),
-        })?;
-        namespace::run_in_network_namespace(&namespaces.net, f)
+        self.with_namespaces(|namespaces| namespace::run_in_network_namespace(&namespaces.net, f))
     }
 
     /// Opens a TCP connection from inside the pod (for probes: tcpSocket, or httpGet over the
@@ -331,6 +383,21 @@ impl PodSandbox {
     pub fn tcp_connect(&self, address: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
         self.run_in_network(|| TcpStream::connect_timeout(&address, timeout))?
             .map_err(|source| Error::Connect { address, source })
+    }
+
+    /// Calls `f` with the pod's namespaces, which stay open meanwhile (`destroy` waits).
+    fn with_namespaces<T>(
+        &self,
+        f: impl FnOnce(&Namespaces) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let namespaces = self
+            .namespaces
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let namespaces = namespaces.as_ref().ok_or_else(|| Error::Destroyed {
+            sandbox: self.name.clone(),
+        })?;
+        f(namespaces)
     }
 
     /// Removes the sandbox: deletes the veth pair (from the node's namespace, whichever thread

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use frontdoor_netns::{
     cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_names,
-    run_in_fresh_network_namespace, signal_process_group, Error, PodSandbox, ProcessSpec,
-    SandboxConfig, SandboxFactory, Signal,
+    run_in_fresh_network_namespace, signal_process_group, Error, Launcher, PodSandbox,
+    ProcessSpec, SandboxConfig, SandboxFactory, Signal,
 };
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
@@ -525,6 +525,58 @@ fn a_factory_makes_sandboxes_on_its_thread_and_brings_it_back() {
                 .any(|name| name.starts_with(&format!("{}v", node.prefix))),
             "every veth removed"
         );
+    });
+}
+
+#[test]
+fn a_launcher_starts_processes_in_pods_from_its_thread_and_comes_back() {
+    on_node(|node| {
+        let a = PodSandbox::create(&node.pod(1)).expect("sandbox a");
+        let b = PodSandbox::create(&node.pod(2)).expect("sandbox b");
+        // A thread of its own, as the node gives its launcher.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let rt = runtime();
+                    let _guard = rt.enter();
+                    let before = this_threads_view();
+                    let mut launcher = Launcher::for_this_thread().expect("launcher");
+                    let start = |launcher: &mut Launcher, sandbox: &PodSandbox, script: &str| {
+                        let mut spec = ProcessSpec::new(["sh", "-c", script]);
+                        spec.env = host_env();
+                        spec.stdout = Stdio::piped();
+                        launcher.spawn(sandbox, spec)
+                    };
+                    let script = "hostname; cat /etc/resolv.conf; cat /proc/net/dev | grep -c eth0";
+                    for (sandbox, n) in [(&a, 1), (&b, 2), (&a, 1)] {
+                        let child = start(&mut launcher, sandbox, script).expect("started");
+                        assert_eq!(this_threads_view(), before, "back in the node's namespaces");
+                        let output = rt.block_on(child.wait_with_output()).unwrap();
+                        let seen = String::from_utf8(output.stdout).unwrap();
+                        assert!(seen.starts_with(&format!("pod-{n}\n")), "{seen}");
+                        assert!(seen.contains(&format!("search ns{n}.svc")), "{seen}");
+                        assert!(seen.ends_with("1\n"), "the pod's eth0: {seen}");
+                    }
+
+                    // A command that is not there is reported before anything is forked, and
+                    // the launcher goes on working.
+                    let mut missing = ProcessSpec::new(["no-such-command-xyz"]);
+                    missing.env = host_env();
+                    let error = launcher.spawn(&a, missing).expect_err("missing command");
+                    assert!(matches!(error, Error::ExecutableNotFound { .. }), "{error:?}");
+                    assert_eq!(this_threads_view(), before);
+
+                    // A destroyed sandbox has no namespaces to start anything in.
+                    b.destroy().expect("destroy b");
+                    let error = start(&mut launcher, &b, "true").expect_err("destroyed");
+                    assert!(matches!(error, Error::Destroyed { .. }), "{error:?}");
+                    let child = start(&mut launcher, &a, "true").expect("a still works");
+                    assert!(rt.block_on(child.wait_with_output()).unwrap().status.success());
+                    assert_eq!(this_threads_view(), before);
+                })
+                .join()
+                .unwrap();
+        });
     });
 }
 

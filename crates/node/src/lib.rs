@@ -6,13 +6,15 @@
 //! * `runtime`: runs each bound pod as processes in its own network, UTS and mount namespaces
 //!   (`frontdoor-netns`), with probes, restarts, graceful termination and status.
 //! * `logs`: container output on disk, read back for `kubectl logs`.
-//! * `sandboxes`: makes pod sandboxes one at a time, in order, on a thread of their own.
+//! * `dedicated`: the threads that make pod sandboxes and start containers, one job at a time,
+//!   in order.
 //! * `pids`: the node's record of container processes, to stop leftovers after a crash.
 //! * `ipam`: pod addresses from the node's pod range.
 //!
 //! The node decides nothing about routing: Services are the proxy's business.
 #![forbid(unsafe_code)]
 
+pub mod dedicated;
 pub mod env;
 pub mod events;
 pub mod ipam;
@@ -21,7 +23,6 @@ pub mod pids;
 pub mod probes;
 pub mod registration;
 pub mod runtime;
-pub mod sandboxes;
 pub mod scheduler;
 pub mod status;
 

@@ -18,14 +18,14 @@ use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
-use frontdoor_netns::{PodSandbox, ProcessSpec, SandboxConfig, Signal};
+use frontdoor_netns::{Launcher, PodSandbox, ProcessSpec, SandboxConfig, SandboxFactory, Signal};
 
+use crate::dedicated::Dedicated;
 use crate::env::container_environment;
 use crate::events::Recorder;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
-use crate::sandboxes::SandboxMaker;
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
@@ -64,7 +64,10 @@ struct Shared {
     backoff: Backoff,
     pids: PidJournal,
     events: Recorder,
-    sandboxes: SandboxMaker,
+    /// Makes sandboxes, one at a time in the order asked.
+    sandboxes: Dedicated<SandboxFactory>,
+    /// Starts containers' (and exec probes') processes, likewise.
+    launcher: Dedicated<Launcher>,
 }
 
 /// Runs every pod bound to this node until `shutdown`.
@@ -90,7 +93,10 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
         client: client.clone(),
         pids,
         events: Recorder::new(client.clone(), "kubelet"),
-        sandboxes: SandboxMaker::start().map_err(|e| NodeError::Internal(format!("starting the sandbox maker: {e}")))?,
+        sandboxes: Dedicated::start("sandbox-maker", || SandboxFactory::for_this_thread().map_err(|e| e.to_string()))
+            .map_err(|e| NodeError::Internal(format!("starting the sandbox maker: {e}")))?,
+        launcher: Dedicated::start("launcher", || Launcher::for_this_thread().map_err(|e| e.to_string()))
+            .map_err(|e| NodeError::Internal(format!("starting the launcher: {e}")))?,
         ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
         logs: LogStore::new(config.data_dir.join("pods")),
         config: config.clone(),
@@ -290,7 +296,7 @@ impl PodWorker {
             hosts: hosts_file(&self.shared.config, &namespace, &hostname, spec.subdomain.as_deref(), ip),
         };
         tracing::debug!(pod = %name, "creating sandbox");
-        let created = self.shared.sandboxes.make(config).await;
+        let created = self.shared.sandboxes.run(move |factory| factory.create(&config).map_err(|e| e.to_string())).await.and_then(|made| made);
         tracing::debug!(pod = %name, "sandbox created");
         let sandbox = match created {
             Ok(sandbox) => Arc::new(sandbox),
@@ -396,16 +402,6 @@ fn hosts_file(config: &NodeConfig, namespace: &str, hostname: &str, subdomain: O
         None => hosts.push_str(&format!("{ip}\t{hostname}\n")),
     }
     hosts
-}
-
-/// Starts a container's process (blocking: a thread joins the pod's namespaces to start it)
-/// and records its process group.
-fn start_process(shared: &Shared, sandbox: &PodSandbox, spec: ProcessSpec) -> Result<tokio::process::Child, frontdoor_netns::Error> {
-    let child = sandbox.spawn(spec)?;
-    if let Some(pid) = child.id() {
-        shared.pids.record(pid);
-    }
-    Ok(child)
 }
 
 /// Writes the pod's status whenever it changes (coalescing bursts).
@@ -531,11 +527,16 @@ impl ContainerTask {
             spec.stderr = std::process::Stdio::piped();
             let started_at = Utc::now();
             let (shared, sandbox) = (self.shared.clone(), self.sandbox.clone());
-            let spawned = tokio::task::spawn_blocking(move || start_process(&shared, &sandbox, spec)).await;
-            let mut child = match spawned {
-                Ok(Ok(started)) => started,
-                Ok(Err(error)) => {
-                    let message = error.to_string();
+            let started = self.shared.launcher.run(move |launcher| {
+                let child = launcher.spawn(&sandbox, spec).map_err(|e| e.to_string())?;
+                if let Some(pid) = child.id() {
+                    shared.pids.record(pid);
+                }
+                Ok(child)
+            });
+            let mut child = match started.await.and_then(|started| started) {
+                Ok(started) => started,
+                Err(message) => {
                     let finished = Utc::now();
                     self.update(|r| {
                         r.last_state = Some(State::Terminated { exit_code: 128, signal: None, reason: "StartError".into(), message: Some(message.clone()), started_at: None, finished_at: finished });
@@ -547,10 +548,6 @@ impl ContainerTask {
                         return;
                     }
                     continue;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "starting a container panicked");
-                    return;
                 }
             };
             let pid = child.id().unwrap_or(0);
@@ -669,8 +666,6 @@ fn humantime(d: Duration) -> String {
     if s >= 60 && s.is_multiple_of(60) { format!("{}m0s", s / 60) } else if s >= 60 { format!("{}m{}s", s / 60, s % 60) } else { format!("{s}s") }
 }
 
-/// Runs the container's startup, liveness and readiness probes; readiness flips the container's
-/// `ready`; a liveness failure asks the container task to restart it.
 /// Where a container's probes run: its sandbox, its address, and (for exec probes) its
 /// environment, as exec probes run inside the container.
 #[derive(Clone)]
@@ -680,6 +675,8 @@ struct ProbeTarget {
     env: Arc<Vec<(String, String)>>,
 }
 
+/// Runs the container's startup, liveness and readiness probes; readiness flips the container's
+/// `ready`; a liveness failure asks the container task to restart it.
 async fn probe_loop(
     shared: Arc<Shared>,
     pod: Pod,
@@ -701,7 +698,7 @@ async fn probe_loop(
         let mut tracker = Tracker::new(Kind::Startup, &probe);
         tokio::time::sleep(probes::initial_delay(&probe)).await;
         loop {
-            let outcome = check(&probe, &container, &target).await;
+            let outcome = check(&shared, &probe, &container, &target).await;
             tracker.record(outcome == Outcome::Success);
             if tracker.healthy {
                 break;
@@ -771,7 +768,7 @@ async fn run_probe(
     let mut ticker = tokio::time::interval(probes::period(&probe));
     loop {
         ticker.tick().await;
-        let outcome = check(&probe, &container, &target).await;
+        let outcome = check(&shared, &probe, &container, &target).await;
         if let Outcome::Failure(m) = &outcome {
             shared.events.record(&pod, Some(&container.name), "Warning", "Unhealthy", &format!("{label} probe failed: {m}"));
         }
@@ -782,7 +779,7 @@ async fn run_probe(
 }
 
 /// One check of a probe against this container.
-async fn check(probe: &k8s_openapi::api::core::v1::Probe, container: &Container, target: &ProbeTarget) -> Outcome {
+async fn check(shared: &Shared, probe: &k8s_openapi::api::core::v1::Probe, container: &Container, target: &ProbeTarget) -> Outcome {
     let ip = target.ip;
     let limit = probes::timeout(probe);
     if let Some(http) = &probe.http_get {
@@ -799,8 +796,9 @@ async fn check(probe: &k8s_openapi::api::core::v1::Probe, container: &Container,
         let mut spec = ProcessSpec::new(argv.clone());
         spec.env = target.env.as_ref().clone();
         spec.working_dir = container.working_dir.clone().map(Into::into);
-        let child = target.sandbox.spawn(spec);
-        let Ok(mut child) = child else { return Outcome::Failure(format!("exec {argv:?}: could not start")) };
+        let sandbox = target.sandbox.clone();
+        let started = shared.launcher.run(move |launcher| launcher.spawn(&sandbox, spec)).await;
+        let Ok(Ok(mut child)) = started else { return Outcome::Failure(format!("exec {argv:?}: could not start")) };
         return match tokio::time::timeout(limit, child.wait()).await {
             Ok(Ok(status)) if status.success() => Outcome::Success,
             Ok(Ok(status)) => Outcome::Failure(format!("command {argv:?} exited with {}", status.code().unwrap_or(-1))),
