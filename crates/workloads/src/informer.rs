@@ -80,13 +80,17 @@ where
             };
             match &event {
                 watcher::Event::Apply(object) => {
-                    let old = reader.get(&ObjectRef::from_obj(object));
+                    let key = ObjectRef::from_obj(object);
+                    let old = reader.get(&key);
                     self.writer.apply_watcher_event(&event);
-                    self.publish(|| Change::Applied { old: old.clone(), new: Arc::new(object.clone()) });
+                    // The store's copy, shared with every subscriber (no copy of the object each).
+                    let new = reader.get(&key).unwrap_or_else(|| Arc::new(object.clone()));
+                    self.publish(|| Change::Applied { old: old.clone(), new: new.clone() });
                 }
                 watcher::Event::Delete(object) => {
                     self.writer.apply_watcher_event(&event);
-                    self.publish(|| Change::Deleted(Arc::new(object.clone())));
+                    let gone = Arc::new(object.clone());
+                    self.publish(|| Change::Deleted(gone.clone()));
                 }
                 watcher::Event::Init => {
                     relisted.clear();
