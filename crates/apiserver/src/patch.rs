@@ -14,23 +14,23 @@ pub const APPLY: &str = "application/apply-patch+yaml";
 /// Server-side apply (`application/apply-patch+yaml`) is accepted with apply semantics for the
 /// fields it names (they are merged like a strategic merge patch); field ownership
 /// (`managedFields`) is not tracked yet, so fields dropped from an applied configuration are kept.
-pub fn apply(content_type: &str, api_version: &str, kind: &str, original: &Value, patch: &Value) -> ApiResult<Value> {
+pub fn apply(content_type: &str, api_version: &str, kind: &str, original: Value, patch: &Value) -> ApiResult<Value> {
     match content_type {
         JSON => {
             let operations: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            let mut target = original.clone();
+            let mut target = original;
             json_patch::patch(&mut target, &operations).map_err(|e| {
                 ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
             })?;
             Ok(target)
         }
         MERGE => {
-            let mut target = original.clone();
+            let mut target = original;
             json_patch::merge(&mut target, patch);
             Ok(target)
         }
-        STRATEGIC | APPLY => frontdoor_strategic_merge::apply_patch(api_version, kind, original, patch)
+        STRATEGIC | APPLY => frontdoor_strategic_merge::apply_patch(api_version, kind, &original, patch)
             .map_err(|e| ApiError::bad_request(e.to_string())),
         other => Err(ApiError::unsupported_media_type(other)),
     }

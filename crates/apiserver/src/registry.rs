@@ -80,13 +80,23 @@ fn finalizers(object: &Value) -> Vec<String> {
 }
 
 /// The object minus the fields that change on every write, to tell real changes from no-ops.
-fn comparable(object: &Value) -> Value {
-    let mut copy = object.clone();
-    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        meta.remove("managedFields");
-    }
-    copy
+/// Whether an update changes nothing but `metadata.resourceVersion` or `managedFields` (then
+/// it is not written, as upstream skips no-op updates). Compares in place, without copies.
+fn unchanged(next: &Value, current: &Value) -> bool {
+    let (Some(a), Some(b)) = (next.as_object(), current.as_object()) else { return next == current };
+    let ignored = |key: &str| matches!(key, "resourceVersion" | "managedFields");
+    let same_metadata = |x: Option<&Value>, y: Option<&Value>| match (x.and_then(Value::as_object), y.and_then(Value::as_object)) {
+        (Some(x), Some(y)) => {
+            x.iter().filter(|(k, _)| !ignored(k)).count() == y.iter().filter(|(k, _)| !ignored(k)).count()
+                && x.iter().filter(|(k, _)| !ignored(k)).all(|(k, v)| y.get(k) == Some(v))
+        }
+        (x, y) => x == y,
+    };
+    a.len() == b.len()
+        && a.iter().all(|(key, value)| match key.as_str() {
+            "metadata" => same_metadata(Some(value), b.get("metadata")),
+            _ => b.get(key) == Some(value),
+        })
 }
 
 const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -333,7 +343,7 @@ impl Registry {
         kinds::default(resource, &mut next, Some(&current.value));
         let status = options.subresource.as_deref() == Some("status");
         self.validate(resource, &next, Some(&current.value), status)?;
-        if comparable(&next) == comparable(&current.value) {
+        if unchanged(&next, &current.value) {
             return Ok(current.clone());
         }
         let key = at.key();
@@ -352,7 +362,7 @@ impl Registry {
             if options.dry_run {
                 return Ok(unstored(attempt));
             }
-            let final_state = attempt.clone();
+            let final_state = deletes.then(|| attempt.clone());
             let batch = if deletes {
                 Batch::new().delete(key.clone(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(attempt, rev)))
             } else {
@@ -360,7 +370,7 @@ impl Registry {
             };
             if let Some((revision, stored)) = self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await? {
                 // A write that removed the last finalizer deleted the object: answer with its final state.
-                return Ok(stored.into_iter().next().flatten().unwrap_or_else(|| unstored(stamp(final_state, revision))));
+                return Ok(stored.into_iter().next().flatten().unwrap_or_else(|| unstored(stamp(final_state.unwrap_or_default(), revision))));
             }
         }
         Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
@@ -384,7 +394,7 @@ impl Registry {
                 Some("scale") => (scale_of(resource, &current)?, true),
                 _ => ((*current.value).clone(), false),
             };
-            let patched = patch::apply(content_type, &resource.api_version(), resource.kind, &base, patch_body)?;
+            let patched = patch::apply(content_type, &resource.api_version(), resource.kind, base, patch_body)?;
             let requested_rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(String::from);
             if let Some(rv) = requested_rv.filter(|rv| *rv != current.revision.to_string() && !rv.is_empty()) {
                 let _ = rv;
@@ -521,7 +531,7 @@ impl Registry {
             if !pending.is_empty() {
                 next["metadata"]["finalizers"] = json!(pending);
             }
-            if comparable(&next) == comparable(&current.value) {
+            if unchanged(&next, &current.value) {
                 return Ok((*current.value).clone());
             }
             let batch = Batch::new().put(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
@@ -615,4 +625,31 @@ fn scale_into(resource: &ResourceType, current: &Value, scale: &Value) -> ApiRes
     next["spec"]["replicas"] = json!(replicas);
     kinds::prepare_for_update(resource, current, &mut next);
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unchanged;
+    use serde_json::json;
+
+    #[test]
+    fn an_update_that_changes_only_the_revision_or_managed_fields_is_no_change() {
+        let current = json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        let same = json!({"metadata": {"name": "a", "resourceVersion": "9", "labels": {"x": "1"}, "managedFields": []}, "spec": {"n": 1}});
+        assert!(unchanged(&same, &current));
+        let without_revision = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        assert!(unchanged(&without_revision, &current));
+
+        for changed in [
+            json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "2"}}, "spec": {"n": 1}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "5"}, "spec": {"n": 1}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "spec": {"n": 2}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "spec": {"n": 1}, "status": {}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}, "uid": "u"}, "spec": {"n": 1}}),
+            json!({"spec": {"n": 1}}),
+        ] {
+            assert!(!unchanged(&changed, &current), "{changed}");
+            assert!(!unchanged(&current, &changed), "{changed}");
+        }
+    }
 }
