@@ -3,6 +3,8 @@
 //! container's `env` (values with `$(VAR)` expansion, `fieldRef` from pod metadata and status).
 //! Pure: the caller passes the Services and the pod.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 
 /// `my-svc` → `MY_SVC`.
@@ -40,19 +42,20 @@ fn service_variables(service: &Service) -> Vec<(String, String)> {
 
 /// The service variables a pod sees: its namespace's Services when `enableServiceLinks`, and
 /// always the `kubernetes` Service of `default`.
-pub fn service_environment(pod: &Pod, services: &[Service]) -> Vec<(String, String)> {
+pub fn service_environment(pod: &Pod, services: &[Arc<Service>]) -> Vec<(String, String)> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
     let mut chosen: Vec<&Service> = services
         .iter()
+        .map(|s| &**s)
         .filter(|s| {
             let ns = s.metadata.namespace.as_deref().unwrap_or("");
             let name = s.metadata.name.as_deref().unwrap_or("");
             (links && ns == namespace) || (ns == "default" && name == "kubernetes")
         })
         .collect();
-    chosen.sort_by_key(|s| s.metadata.name.clone());
-    chosen.dedup_by_key(|s| s.metadata.name.clone());
+    chosen.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    chosen.dedup_by(|a, b| a.metadata.name == b.metadata.name);
     chosen.into_iter().flat_map(service_variables).collect()
 }
 
@@ -120,7 +123,7 @@ pub fn expand(value: &str, known: &[(String, String)]) -> String {
 pub fn container_environment(
     pod: &Pod,
     container: &Container,
-    services: &[Service],
+    services: &[Arc<Service>],
     lookup: &dyn Fn(&str, &str, &str) -> Option<String>,
 ) -> Result<Vec<(String, String)>, String> {
     let mut env = service_environment(pod, services);
@@ -157,14 +160,14 @@ mod tests {
 
     use super::*;
 
-    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
-        serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip, "ports": ports}})).unwrap()
+    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Arc<Service> {
+        Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip, "ports": ports}})).unwrap())
     }
 
     #[test]
     fn service_variables_like_the_kubelet() {
         let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": {"containers": []}})).unwrap();
-        let services = vec![
+        let services: Vec<Arc<Service>> = vec![
             service("shop", "my-api", "10.96.0.20", json!([{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}])),
             service("shop", "headless", "None", json!([{"port": 80}])),
             service("other", "elsewhere", "10.96.0.30", json!([{"port": 80}])),

@@ -481,7 +481,7 @@ impl ContainerTask {
     }
 
     fn environment(&self) -> Result<Vec<(String, String)>, String> {
-        let services = self.shared.services.state().iter().map(|s| (**s).clone()).collect::<Vec<_>>();
+        let services = self.shared.services.state();
         let mut pod = self.pod.clone();
         let status = pod.status.get_or_insert_with(Default::default);
         status.pod_ip = Some(self.ip.to_string());
