@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -68,8 +69,23 @@ const HOSTS: &str = "/etc/hosts";
 const STAGING_DIR: &str = "/dev/shm";
 
 /// The namespaces of a thread that works in pods' namespaces (makes sandboxes, starts
-/// processes), which it returns to after each pod's: the node's.
-pub(crate) struct HomeNamespaces(Namespaces);
+/// processes), which it returns to after each pod's: the node's. A thread that once could not
+/// return is *stranded* and refuses further work ([`Error::Stranded`]). Bound to its thread, so
+/// not `Send`.
+pub(crate) struct HomeNamespaces {
+    namespaces: Namespaces,
+    /// Why the thread could not return after a pod's, if it could not.
+    stranded: Option<String>,
+    _bound_to_its_thread: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for HomeNamespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HomeNamespaces")
+            .field("stranded", &self.stranded)
+            .finish_non_exhaustive()
+    }
+}
 
 impl HomeNamespaces {
     /// Gives the calling thread a filesystem context (root, working directory) of its own, which
@@ -77,29 +93,41 @@ impl HomeNamespaces {
     pub fn of_this_thread() -> Result<HomeNamespaces, Error> {
         unshare(CloneFlags::CLONE_FS)
             .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
-        Namespaces::of_this_thread().map(HomeNamespaces)
+        Ok(HomeNamespaces {
+            namespaces: Namespaces::of_this_thread()?,
+            stranded: None,
+            _bound_to_its_thread: PhantomData,
+        })
     }
 
-    fn enter(&self) -> Result<(), Error> {
-        self.0.enter()
+    /// Refuses work once the thread is stranded.
+    pub fn usable(&self) -> Result<(), Error> {
+        match &self.stranded {
+            Some(reason) => Err(Error::Stranded {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Returns the thread home after work elsewhere gave `outcome`; if it cannot, the thread
+    /// is stranded from now on.
+    fn come_back<T>(&mut self, outcome: Result<T, Error>) -> Result<T, Error> {
+        match self.namespaces.enter() {
+            Ok(()) => outcome,
+            Err(error) => {
+                self.stranded = Some(error.to_string());
+                Err(error)
+            }
+        }
     }
 
     /// Runs `f` on the calling thread inside the namespaces `pod`, then returns the thread here.
-    pub fn visit<T>(&self, pod: &Namespaces, f: impl FnOnce() -> T) -> Returned<T> {
+    pub fn visit<T>(&mut self, pod: &Namespaces, f: impl FnOnce() -> T) -> Result<T, Error> {
+        self.usable()?;
         let outcome = pod.enter().map(|()| f());
-        match self.enter() {
-            Ok(()) => Returned::Home(outcome),
-            Err(error) => Returned::Stranded(error),
-        }
+        self.come_back(outcome)
     }
-}
-
-/// How work in a pod's namespaces ended for a thread that left its home namespaces to do it.
-pub(crate) enum Returned<T> {
-    /// Back in its home namespaces, with what the work gave or the error that stopped it.
-    Home(Result<T, Error>),
-    /// The thread could not return to its home namespaces and must do no more such work.
-    Stranded(Error),
 }
 
 /// Makes new network, UTS and mount namespaces on the calling thread (loopback up, hostname set,
@@ -107,26 +135,15 @@ pub(crate) enum Returned<T> {
 /// pod's namespaces and a netlink socket bound to the pod's network namespace.
 pub(crate) fn create_pod_namespaces(
     contents: &NamespaceContents<'_>,
-    home: &HomeNamespaces,
-) -> Returned<(Namespaces, RouteSocket)> {
-    let staged = match StagedFiles::write(contents) {
-        Ok(staged) => staged,
-        Err(error) => return Returned::Home(Err(error)),
-    };
-    if let Err(errno) =
-        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)
-    {
-        return Returned::Home(Err(Error::os(
-            "unshare network, UTS and mount namespaces",
-            errno.into(),
-        )));
-    }
+    home: &mut HomeNamespaces,
+) -> Result<(Namespaces, RouteSocket), Error> {
+    home.usable()?;
+    let staged = StagedFiles::write(contents)?;
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)
+        .map_err(|errno| Error::os("unshare network, UTS and mount namespaces", errno.into()))?;
     let made = populate_pod_namespaces(contents, &staged);
     drop(staged);
-    match home.enter() {
-        Ok(()) => Returned::Home(made),
-        Err(error) => Returned::Stranded(error),
-    }
+    home.come_back(made)
 }
 
 /// Inside the calling thread's new namespaces: hostname, files, descriptors, loopback.

@@ -1,12 +1,11 @@
 //! A pod's sandbox: its namespaces, its veth into the node's bridge, and what runs inside.
 
-use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use crate::namespace::{self, HomeNamespaces, NamespaceContents, Namespaces, Returned};
+use crate::namespace::{self, HomeNamespaces, NamespaceContents, Namespaces};
 use crate::netlink::{Link, RouteSocket};
 use crate::process::{self, ProcessSpec};
 use crate::{validate_link_name, Error};
@@ -82,16 +81,13 @@ pub struct SandboxFactory {
     node_socket: RouteSocket,
     /// The bridge's name and index, as last looked up.
     bridge: Option<(String, u32)>,
-    /// Why the thread could not return to its namespaces after a pod's, if it could not.
-    stranded: Option<String>,
-    _bound_to_its_thread: PhantomData<*const ()>,
 }
 
 impl std::fmt::Debug for SandboxFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxFactory")
             .field("bridge", &self.bridge)
-            .field("stranded", &self.stranded)
+            .field("home", &self.home)
             .finish_non_exhaustive()
     }
 }
@@ -105,8 +101,6 @@ impl SandboxFactory {
             node_socket: RouteSocket::open()
                 .map_err(|error| Error::os("open node netlink socket", error))?,
             bridge: None,
-            stranded: None,
-            _bound_to_its_thread: PhantomData,
         })
     }
 
@@ -117,24 +111,14 @@ impl SandboxFactory {
     /// On error nothing is left behind.
     pub fn create(&mut self, config: &SandboxConfig) -> Result<PodSandbox, Error> {
         validate(config)?;
-        if let Some(reason) = &self.stranded {
-            return Err(Error::Stranded {
-                reason: reason.clone(),
-            });
-        }
+        self.home.usable()?;
         let contents = NamespaceContents {
             hostname: &config.hostname,
             resolv_conf: &config.resolv_conf,
             hosts: &config.hosts,
         };
         let (namespaces, mut pod_socket) =
-            match namespace::create_pod_namespaces(&contents, &self.home) {
-                Returned::Home(made) => made?,
-                Returned::Stranded(error) => {
-                    self.stranded = Some(error.to_string());
-                    return Err(error);
-                }
-            };
+            namespace::create_pod_namespaces(&contents, &mut self.home)?;
         self.create_veth(config, &namespaces)?;
         let node_socket =
             RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
@@ -258,19 +242,9 @@ impl SandboxFactory {
 ///
 /// Like a [`SandboxFactory`] it gives its thread a filesystem context of its own and is not
 /// `Send`.
+#[derive(Debug)]
 pub struct Launcher {
     home: HomeNamespaces,
-    /// Why the thread could not return to its namespaces after a pod's, if it could not.
-    stranded: Option<String>,
-    _bound_to_its_thread: PhantomData<*const ()>,
-}
-
-impl std::fmt::Debug for Launcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Launcher")
-            .field("stranded", &self.stranded)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Launcher {
@@ -278,8 +252,6 @@ impl Launcher {
     pub fn for_this_thread() -> Result<Launcher, Error> {
         Ok(Launcher {
             home: HomeNamespaces::of_this_thread()?,
-            stranded: None,
-            _bound_to_its_thread: PhantomData,
         })
     }
 
@@ -290,21 +262,9 @@ impl Launcher {
         sandbox: &PodSandbox,
         spec: ProcessSpec,
     ) -> Result<tokio::process::Child, Error> {
-        if let Some(reason) = &self.stranded {
-            return Err(Error::Stranded {
-                reason: reason.clone(),
-            });
-        }
+        self.home.usable()?;
         let prepared = process::prepare(spec)?;
-        sandbox.with_namespaces(
-            |namespaces| match self.home.visit(namespaces, || prepared.spawn()) {
-                Returned::Home(started) => started?,
-                Returned::Stranded(error) => {
-                    self.stranded = Some(error.to_string());
-                    Err(error)
-                }
-            },
-        )
+        sandbox.with_namespaces(|namespaces| self.home.visit(namespaces, || prepared.spawn())?)
     }
 }
 
