@@ -2,8 +2,12 @@
 //! shows under Events). Recording is best effort: a failure is logged, never fatal.
 //!
 //! As upstream's event broadcaster, a [`Recorder`] queues events and one task writes them in
-//! order: an event never delays the work it reports, and in a burst (a hundred pods starting)
-//! the events trail behind the work instead of competing with it.
+//! order, so an event never delays the work it reports. The task writes once the queue has been
+//! quiet for [`QUIET`] (or its oldest event has waited [`MOST_DELAY`]): writing an event costs
+//! about as much as the pod write it reports, so in a burst (a hundred pods starting) the events
+//! trail behind the work instead of taking a share of the CPU from it.
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, PostParams};
@@ -12,6 +16,11 @@ use tokio::sync::mpsc;
 
 /// Upstream's event broadcaster queue length; events beyond it are dropped (and logged).
 const QUEUE: usize = 1000;
+
+/// How long the queue must stay empty before queued events are written.
+const QUIET: Duration = Duration::from_millis(20);
+/// The longest an event waits for a quiet moment.
+const MOST_DELAY: Duration = Duration::from_millis(500);
 
 /// Records events for one component (`kubelet`, `default-scheduler`).
 #[derive(Debug, Clone)]
@@ -26,11 +35,13 @@ impl Recorder {
     pub fn new(client: kube::Client, component: &'static str) -> Recorder {
         let (queue, mut pending) = mpsc::channel::<Event>(QUEUE);
         tokio::spawn(async move {
-            while let Some(event) = pending.recv().await {
-                let namespace = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-                let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                if let Err(error) = events.create(&PostParams::default(), &event).await {
-                    tracing::debug!(%error, reason = event.reason.as_deref().unwrap_or(""), "recording an event failed");
+            while let Some(batch) = next_batch(&mut pending, QUIET, MOST_DELAY).await {
+                for event in batch {
+                    let namespace = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+                    if let Err(error) = events.create(&PostParams::default(), &event).await {
+                        tracing::debug!(%error, reason = event.reason.as_deref().unwrap_or(""), "recording an event failed");
+                    }
                 }
             }
         });
@@ -42,6 +53,22 @@ impl Recorder {
         let Some(event) = pod_event(pod, container, kind, reason, message, self.component) else { return };
         if self.queue.try_send(event).is_err() {
             tracing::debug!(reason, "event queue full or closed; event dropped");
+        }
+    }
+}
+
+/// Waits for the next event, then gathers what follows until the queue has been empty for
+/// `quiet` or the first has waited `most`. `None` once the queue is closed and empty.
+async fn next_batch<T>(pending: &mut mpsc::Receiver<T>, quiet: Duration, most: Duration) -> Option<Vec<T>> {
+    let first = pending.recv().await?;
+    let deadline = tokio::time::Instant::now() + most;
+    let mut batch = vec![first];
+    loop {
+        let until = deadline.min(tokio::time::Instant::now() + quiet);
+        match tokio::time::timeout_at(until, pending.recv()).await {
+            Ok(Some(next)) => batch.push(next),
+            // Closed, quiet, or waited long enough.
+            Ok(None) | Err(_) => return Some(batch),
         }
     }
 }
@@ -74,4 +101,55 @@ fn pod_event(pod: &Pod, container: Option<&str>, kind: &str, reason: &str, messa
         "count": 1,
     });
     serde_json::from_value(event).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn events_wait_for_a_quiet_moment_or_at_most_the_limit() {
+        let (sender, mut pending) = mpsc::channel::<u32>(100);
+        let (quiet, most) = (Duration::from_millis(20), Duration::from_millis(500));
+
+        // A lone event goes out after the quiet time.
+        let started = Instant::now();
+        sender.send(1).await.unwrap();
+        assert_eq!(next_batch(&mut pending, quiet, most).await, Some(vec![1]));
+        assert_eq!(started.elapsed(), quiet);
+
+        // Events 5 ms apart for 100 ms are written together, once they stop.
+        let feeder = sender.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                feeder.send(i).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let started = Instant::now();
+        let batch = next_batch(&mut pending, quiet, most).await.unwrap();
+        assert_eq!(batch, (0..20).collect::<Vec<_>>());
+        assert!(started.elapsed() >= Duration::from_millis(95) + quiet, "{:?}", started.elapsed());
+
+        // A stream that never pauses is written every `most`.
+        let feeder = sender.clone();
+        let stream = tokio::spawn(async move {
+            for i in 0..1000 {
+                if feeder.send(i).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let started = Instant::now();
+        let batch = next_batch(&mut pending, quiet, most).await.unwrap();
+        assert!(started.elapsed() <= most + Duration::from_millis(5), "{:?}", started.elapsed());
+        assert!(batch.len() >= 90, "{}", batch.len());
+        stream.abort();
+
+        // A closed queue ends the writer once it is empty.
+        drop(sender);
+        while next_batch(&mut pending, quiet, most).await.is_some() {}
+    }
 }
