@@ -79,7 +79,6 @@ fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The object minus the fields that change on every write, to tell real changes from no-ops.
 /// Whether an update changes nothing but `metadata.resourceVersion` or `managedFields` (then
 /// it is not written, as upstream skips no-op updates). Compares in place, without copies.
 fn unchanged(next: &Value, current: &Value) -> bool {

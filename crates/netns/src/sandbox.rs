@@ -111,7 +111,6 @@ impl SandboxFactory {
     /// On error nothing is left behind.
     pub fn create(&mut self, config: &SandboxConfig) -> Result<PodSandbox, Error> {
         validate(config)?;
-        self.home.usable()?;
         let contents = NamespaceContents {
             hostname: &config.hostname,
             resolv_conf: &config.resolv_conf,
