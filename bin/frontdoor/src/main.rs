@@ -190,13 +190,16 @@ async fn start_node(
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
     server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(config.data_dir.join("pods")))));
     tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
-    tokio::spawn(frontdoor_node::scheduler::run(client.clone(), config.clone()));
+    // One event queue for the node's components, as one broadcaster: written in the process's
+    // quiet moments.
+    let events = frontdoor_node::events::Recorder::new(client.clone(), "kubelet");
+    tokio::spawn(frontdoor_node::scheduler::run(client.clone(), config.clone(), events.for_component("default-scheduler")));
     let runtime = tokio::spawn(async move {
         let backoff = frontdoor_node::runtime::Backoff::default();
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, shutdown).await {
+        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, events, shutdown).await {
             tracing::error!(%error, "the pod runtime stopped");
         }
     });

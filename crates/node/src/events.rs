@@ -5,13 +5,16 @@
 //! order, so an event never delays the work it reports. The task writes once the queue has been
 //! quiet for [`QUIET`] (or its oldest event has waited [`MOST_DELAY`]): writing an event costs
 //! about as much as the pod write it reports, so in a burst (a hundred pods starting) the events
-//! trail behind the work instead of taking a share of the CPU from it.
+//! trail behind the work instead of taking a share of the CPU from it. The components of one
+//! process (kubelet, scheduler) share the queue ([`Recorder::for_component`]), so the quiet
+//! moment is the whole process's: the scheduler's events do not go out in the middle of the
+//! kubelet's burst.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, PostParams};
-use serde_json::json;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 /// Upstream's event broadcaster queue length; events beyond it are dropped (and logged).
@@ -26,21 +29,25 @@ const MOST_DELAY: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct Recorder {
     component: &'static str,
-    queue: mpsc::Sender<Event>,
+    queue: mpsc::Sender<Queued>,
+}
+
+/// An event waiting to be written: its namespace and its JSON.
+struct Queued {
+    namespace: String,
+    event: Value,
 }
 
 impl Recorder {
     /// Starts the writer task (on the current tokio runtime); it ends when every clone of the
     /// recorder is gone and the queue is written.
     pub fn new(client: kube::Client, component: &'static str) -> Recorder {
-        let (queue, mut pending) = mpsc::channel::<Event>(QUEUE);
+        let (queue, mut pending) = mpsc::channel::<Queued>(QUEUE);
         tokio::spawn(async move {
             while let Some(batch) = next_batch(&mut pending, QUIET, MOST_DELAY).await {
-                for event in batch {
-                    let namespace = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-                    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                    if let Err(error) = events.create(&PostParams::default(), &event).await {
-                        tracing::debug!(%error, reason = event.reason.as_deref().unwrap_or(""), "recording an event failed");
+                for Queued { namespace, event } in batch {
+                    if let Err(error) = write(&client, &namespace, &event).await {
+                        tracing::debug!(%error, reason = %event["reason"], "recording an event failed");
                     }
                 }
             }
@@ -48,10 +55,16 @@ impl Recorder {
         Recorder { component, queue }
     }
 
+    /// A recorder for another component of this process, writing through the same queue.
+    pub fn for_component(&self, component: &'static str) -> Recorder {
+        Recorder { component, queue: self.queue.clone() }
+    }
+
     /// An event about a pod, optionally about one of its containers (`spec.containers{name}`).
     pub fn record(&self, pod: &Pod, container: Option<&str>, kind: &str, reason: &str, message: &str) {
-        let Some(event) = pod_event(pod, container, kind, reason, message, self.component) else { return };
-        if self.queue.try_send(event).is_err() {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let event = pod_event(pod, &namespace, container, kind, reason, message, self.component);
+        if self.queue.try_send(Queued { namespace, event }).is_err() {
             tracing::debug!(reason, "event queue full or closed; event dropped");
         }
     }
@@ -73,8 +86,15 @@ async fn next_batch<T>(pending: &mut mpsc::Receiver<T>, quiet: Duration, most: D
     }
 }
 
-fn pod_event(pod: &Pod, container: Option<&str>, kind: &str, reason: &str, message: &str, component: &str) -> Option<Event> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+/// Creates an event (the answer, the stored event, is not needed).
+async fn write(client: &kube::Client, namespace: &str, event: &Value) -> Result<(), kube::Error> {
+    let url = format!("/api/v1/namespaces/{namespace}/events");
+    let body = serde_json::to_vec(event).map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(url).create(&PostParams::default(), body).map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await.map(drop)
+}
+
+fn pod_event(pod: &Pod, namespace: &str, container: Option<&str>, kind: &str, reason: &str, message: &str, component: &str) -> Value {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut involved = json!({
@@ -84,7 +104,7 @@ fn pod_event(pod: &Pod, container: Option<&str>, kind: &str, reason: &str, messa
     if let Some(container) = container {
         involved["fieldPath"] = json!(format!("spec.containers{{{container}}}"));
     }
-    let event = json!({
+    json!({
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"generateName": format!("{name}."), "namespace": namespace},
@@ -99,8 +119,7 @@ fn pod_event(pod: &Pod, container: Option<&str>, kind: &str, reason: &str, messa
         "lastTimestamp": stamp,
         "eventTime": null,
         "count": 1,
-    });
-    serde_json::from_value(event).ok()
+    })
 }
 
 #[cfg(test)]

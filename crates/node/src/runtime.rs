@@ -27,7 +27,7 @@ use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
 use crate::probes::{self, Kind, Outcome, Tracker};
-use crate::status::{pod_status, ContainerRecord, PodRecord, State};
+use crate::status::{pod_status, same_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
 
 /// Upstream's container restart back-off: 10 s doubling to 5 min.
@@ -70,8 +70,9 @@ struct Shared {
     launcher: Dedicated<Launcher>,
 }
 
-/// Runs every pod bound to this node until `shutdown`.
-pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+/// Runs every pod bound to this node until `shutdown`, recording events with `events` (the
+/// `kubelet` component's).
+pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, events: Recorder, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
     let gateway = config.pod_cidr.gateway();
     let (bridge, prefix) = (config.bridge.clone(), config.pod_cidr.prefix_len);
     let veth_prefix = veth_prefix(&config);
@@ -92,7 +93,7 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, shu
     let shared = Arc::new(Shared {
         client: client.clone(),
         pids,
-        events: Recorder::new(client.clone(), "kubelet"),
+        events,
         sandboxes: Dedicated::start("sandbox-maker", || SandboxFactory::for_this_thread().map_err(|e| e.to_string()))
             .map_err(|e| NodeError::Internal(format!("starting the sandbox maker: {e}")))?,
         launcher: Dedicated::start("launcher", || Launcher::for_this_thread().map_err(|e| e.to_string()))
@@ -407,40 +408,37 @@ fn hosts_file(config: &NodeConfig, namespace: &str, hostname: &str, subdomain: O
 /// Writes the pod's status whenever it changes (coalescing bursts).
 async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>>, changed: Arc<Notify>) {
     let (namespace, name, _) = pod_name(&pod);
-    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
-    let mut previous = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
-    let mut written = serde_json::Value::Null;
+    let pods = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"));
+    // Transition times carry on from the status the pod came with, then from the last written.
+    let initial = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
+    let mut written: Option<serde_json::Value> = None;
     loop {
         // Write each change as it comes; changes made while a write is under way are written
         // together by the next one (one stored wake-up stands for all of them).
         changed.notified().await;
         let status = {
             let state = state.lock().unwrap();
-            pod_status(&state.record, &previous, Utc::now())
+            pod_status(&state.record, written.as_ref().unwrap_or(&initial), Utc::now())
         };
-        let comparable = |s: &serde_json::Value| {
-            let mut s = s.clone();
-            if let Some(c) = s.get_mut("conditions").and_then(|c| c.as_array_mut()) {
-                for c in c.iter_mut() {
-                    c.as_object_mut().map(|o| o.remove("lastTransitionTime"));
-                }
+        if written.as_ref().is_some_and(|w| same_status(&status, w)) {
+            continue;
+        }
+        let mut patch = json!({"status": status});
+        // The answer (the stored pod) is not needed, only whether the write was taken.
+        let result = match pods.patch_subresource("status", &name, &PatchParams::default(), &Patch::Merge(&patch)) {
+            Ok(request) => shared.client.request_text(request).await.map(drop),
+            Err(error) => Err(kube::Error::BuildRequest(error)),
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(pod = %name, phase = %patch["status"]["phase"], "status written");
+                written = Some(patch["status"].take());
             }
-            s
-        };
-        if comparable(&status) != comparable(&written) {
-            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
-                Ok(_) => {
-                    tracing::debug!(pod = %name, phase = %status["phase"], "status written");
-                    written = status.clone();
-                    previous = status;
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => return,
-                Err(error) => {
-                    tracing::debug!(%error, pod = name, "status update failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    changed.notify_one();
-                    continue;
-                }
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
+            Err(error) => {
+                tracing::debug!(%error, pod = name, "status update failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                changed.notify_one();
             }
         }
     }

@@ -41,9 +41,9 @@ async fn bind(client: &kube::Client, events: &Recorder, pod: &Pod, node: &str) -
     }
 }
 
-/// Binds pending pods to this node until the watch ends.
-pub async fn run(client: kube::Client, config: NodeConfig) {
-    let events = Recorder::new(client.clone(), "default-scheduler");
+/// Binds pending pods to this node until the watch ends, recording `Scheduled` events with
+/// `events` (the `default-scheduler` component's).
+pub async fn run(client: kube::Client, config: NodeConfig, events: Recorder) {
     let pods: Api<Pod> = Api::all(client.clone());
     let filter = watcher::Config::default().fields("spec.nodeName=");
     let mut stream = watcher(pods, filter).default_backoff().applied_objects().boxed();

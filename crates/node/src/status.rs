@@ -121,6 +121,20 @@ fn condition(previous: &Value, kind: &str, status: bool, reason: Option<&str>, n
     c
 }
 
+/// Whether two statuses say the same, their conditions' transition times aside: a status
+/// computed again later is not a change to write.
+pub fn same_status(a: &Value, b: &Value) -> bool {
+    fn same_object(a: &Value, b: &Value, same: impl Fn(&str, &Value, &Value) -> bool) -> bool {
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+        a.len() == b.len() && a.iter().all(|(key, value)| b.get(key).is_some_and(|other| same(key, value, other)))
+    }
+    let same_condition = |a: &Value, b: &Value| same_object(a, b, |key, x, y| key == "lastTransitionTime" || x == y);
+    same_object(a, b, |key, x, y| match (key, x.as_array(), y.as_array()) {
+        ("conditions", Some(x), Some(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_condition(x, y)),
+        _ => x == y,
+    })
+}
+
 /// The pod's `status`, given the previous one (for transition times).
 pub fn pod_status(record: &PodRecord, previous: &Value, now: DateTime<Utc>) -> Value {
     let now_s = time(&now);
@@ -128,11 +142,11 @@ pub fn pod_status(record: &PodRecord, previous: &Value, now: DateTime<Utc>) -> V
     let all_ready = !record.containers.is_empty() && record.containers.iter().all(|c| c.ready);
     let finished = matches!(phase, "Succeeded" | "Failed");
     let not_ready_reason = if finished { Some("PodCompleted") } else if all_ready { None } else { Some("ContainersNotReady") };
-    let old = previous.get("conditions").cloned().unwrap_or(Value::Null);
+    let old = previous.get("conditions").unwrap_or(&Value::Null);
     let conditions = vec![
-        condition(&old, "PodReadyToStartContainers", record.sandbox_ready, None, &now_s),
-        condition(&old, "Initialized", true, None, &now_s),
-        condition(&old, "Ready", all_ready && !finished, not_ready_reason, &now_s),
+        condition(old, "PodReadyToStartContainers", record.sandbox_ready, None, &now_s),
+        condition(old, "Initialized", true, None, &now_s),
+        condition(old, "Ready", all_ready && !finished, not_ready_reason, &now_s),
         condition(&old, "ContainersReady", all_ready && !finished, not_ready_reason, &now_s),
         condition(&old, "PodScheduled", true, None, &now_s),
     ];
@@ -220,5 +234,28 @@ mod tests {
         assert_eq!(ready_condition(&third)["reason"], "ContainersNotReady");
         assert_eq!(ready_condition(&third)["lastTransitionTime"], time(&later));
         assert_eq!(third["podIP"], "10.244.0.2");
+    }
+
+    #[test]
+    fn statuses_differing_only_in_transition_times_are_the_same() {
+        let now = Utc::now();
+        let ready = record("Always", vec![container(State::Running { started_at: now }, None, true)]);
+        let first = pod_status(&ready, &Value::Null, now);
+        let later = now + chrono::Duration::seconds(30);
+        // Computed afresh (no previous status), every transition time moves.
+        let again = pod_status(&ready, &Value::Null, later);
+        assert_ne!(first, again);
+        assert!(same_status(&first, &again));
+        let mut not_ready = ready.clone();
+        not_ready.containers[0].ready = false;
+        assert!(!same_status(&first, &pod_status(&not_ready, &first, later)));
+        let mut other_ip = first.clone();
+        other_ip["podIP"] = json!("10.244.0.9");
+        assert!(!same_status(&first, &other_ip));
+        let mut fewer = first.clone();
+        fewer["conditions"].as_array_mut().unwrap().pop();
+        assert!(!same_status(&first, &fewer));
+        assert!(!same_status(&first, &Value::Null));
+        assert!(same_status(&Value::Null, &Value::Null));
     }
 }
