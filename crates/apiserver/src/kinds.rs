@@ -59,6 +59,31 @@ pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String
     }
 }
 
+/// [`check_types`] for a status update, whose object is the stored one (checked when it was
+/// written) but for the status: only the status is decoded.
+pub fn check_status_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, networking::v1 as networking};
+    let status = object.get("status").unwrap_or(&Value::Null);
+    macro_rules! decode {
+        ($t:ty) => {
+            <Option<$t> as serde::Deserialize>::deserialize(status).map(|_| ()).map_err(|e| e.to_string())
+        };
+    }
+    match (resource.group, resource.kind) {
+        ("", "Pod") => decode!(core::PodStatus),
+        ("", "Node") => decode!(core::NodeStatus),
+        ("", "Namespace") => decode!(core::NamespaceStatus),
+        ("", "Service") => decode!(core::ServiceStatus),
+        ("", "ReplicationController") => decode!(core::ReplicationControllerStatus),
+        ("apps", "Deployment") => decode!(apps::DeploymentStatus),
+        ("apps", "ReplicaSet") => decode!(apps::ReplicaSetStatus),
+        ("apps", "StatefulSet") => decode!(apps::StatefulSetStatus),
+        ("networking.k8s.io", "Ingress") => decode!(networking::IngressStatus),
+        _ => check_types(resource, object),
+    }
+}
+
+
 /// What a create resets or defaults before validation (upstream's `PrepareForCreate` + defaults).
 pub fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
     if tracks_generation(resource) {
@@ -110,12 +135,28 @@ pub fn prepare_for_update(resource: &ResourceType, old: &Value, new: &mut Value)
     carry_generation(resource, old, new);
 }
 
-/// A status update changes only status: everything else comes from the old object.
-pub fn prepare_for_status_update(resource: &ResourceType, old: &Value, new: &Value) -> Value {
-    let mut merged = old.clone();
-    merged["status"] = new.get("status").cloned().unwrap_or(json!({}));
-    carry_generation(resource, old, &mut merged);
-    merged
+/// A status update changes only status: everything else comes from the old object. `new` (a
+/// patched copy of it, or what a client sent) is turned into that in place, copying from `old`
+/// only the fields that differ.
+pub fn prepare_for_status_update(resource: &ResourceType, old: &Value, mut new: Value) -> Value {
+    match (old.as_object(), new.as_object_mut()) {
+        (Some(old_fields), Some(fields)) => {
+            fields.retain(|key, _| key == "status" || old_fields.contains_key(key));
+            for (key, value) in old_fields.iter().filter(|(key, _)| *key != "status") {
+                if fields.get(key) != Some(value) {
+                    fields.insert(key.clone(), value.clone());
+                }
+            }
+            fields.entry("status").or_insert_with(|| json!({}));
+        }
+        _ => {
+            let status = new.get_mut("status").map(Value::take).unwrap_or(json!({}));
+            new = old.clone();
+            new["status"] = status;
+        }
+    }
+    carry_generation(resource, old, &mut new);
+    new
 }
 
 fn carry_generation(resource: &ResourceType, old: &Value, new: &mut Value) {
@@ -123,11 +164,20 @@ fn carry_generation(resource: &ResourceType, old: &Value, new: &mut Value) {
         return;
     }
     let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-    let changed = |v: &Value| {
-        v.as_object().map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>())
-    };
-    let bump = changed(old) != changed(new);
+    let bump = !same_content(old, new);
     new["metadata"]["generation"] = json!(if bump { generation + 1 } else { generation });
+}
+
+/// Whether two objects agree on everything but metadata, status, apiVersion and kind (what a
+/// generation counts).
+fn same_content(a: &Value, b: &Value) -> bool {
+    let counted = |(key, _): &(&String, &Value)| !matches!(key.as_str(), "metadata" | "status" | "apiVersion" | "kind");
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            a.iter().filter(counted).count() == b.iter().filter(counted).count() && a.iter().filter(counted).all(|(key, value)| b.get(key) == Some(value))
+        }
+        (a, b) => a.is_none() && b.is_none(),
+    }
 }
 
 /// Upstream's defaulting for the kind (`old` on update: server-owned fields the client left out
@@ -157,4 +207,66 @@ pub fn validate(resource: &ResourceType, object: &Value, old: Option<&Value>, st
         _ => Vec::new(),
     };
     errors.into_iter().map(|e| Cause { reason: e.reason, field: e.field, message: e.message }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(group: &str, plural: &str) -> &'static ResourceType {
+        frontdoor_resources::lookup(group, "v1", plural).expect("served")
+    }
+
+    #[test]
+    fn a_status_update_keeps_everything_but_the_status() {
+        let pods = resource("", "pods");
+        let old = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"nodeName": "n"}, "status": {"phase": "Pending"}});
+        // A patched copy that also tried to change the spec and labels, and dropped a field.
+        let sent = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "2"}}, "status": {"phase": "Running"}, "extra": 1});
+        let next = prepare_for_status_update(pods, &old, sent);
+        let mut expected = old.clone();
+        expected["status"] = json!({"phase": "Running"});
+        assert_eq!(next, expected);
+        // No status sent: an empty one.
+        let next = prepare_for_status_update(pods, &old, json!({"spec": {}}));
+        assert_eq!(next["status"], json!({}));
+        assert_eq!(next["spec"], old["spec"]);
+    }
+
+    #[test]
+    fn the_generation_counts_changes_outside_metadata_and_status() {
+        let deployments = resource("apps", "deployments");
+        let old = json!({"metadata": {"name": "d", "generation": 3}, "spec": {"replicas": 1}, "status": {}});
+        let mut relabelled = old.clone();
+        relabelled["metadata"]["labels"] = json!({"a": "b"});
+        relabelled["status"] = json!({"replicas": 1});
+        prepare_for_update(deployments, &old, &mut relabelled);
+        assert_eq!(relabelled["metadata"]["generation"], 3);
+        let mut scaled = old.clone();
+        scaled["spec"]["replicas"] = json!(2);
+        prepare_for_update(deployments, &old, &mut scaled);
+        assert_eq!(scaled["metadata"]["generation"], 4);
+        let mut added = old.clone();
+        added["template"] = json!({});
+        prepare_for_update(deployments, &old, &mut added);
+        assert_eq!(added["metadata"]["generation"], 4);
+        let status_only = prepare_for_status_update(deployments, &old, json!({"status": {"replicas": 5}, "spec": {"replicas": 9}}));
+        assert_eq!(status_only["metadata"]["generation"], 3);
+        assert_eq!(status_only["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn a_status_update_checks_the_types_of_its_status() {
+        let pods = resource("", "pods");
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": []}, "status": {"phase": "Running", "podIP": "10.0.0.1"}});
+        assert_eq!(check_status_types(pods, &pod), Ok(()));
+        assert_eq!(check_status_types(pods, &json!({"metadata": {"name": "p"}})), Ok(()));
+        let mut bad = pod.clone();
+        bad["status"]["phase"] = json!(5);
+        assert!(check_status_types(pods, &bad).unwrap_err().contains("expected a string"));
+        assert_eq!(check_status_types(pods, &bad), check_types(pods, &bad));
+        // A kind without a status of its own is checked whole.
+        let leases = frontdoor_resources::lookup("coordination.k8s.io", "v1", "leases").unwrap();
+        assert!(check_status_types(leases, &json!({"spec": {"holderIdentity": 1}})).is_err());
+    }
 }

@@ -79,6 +79,12 @@ fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether writes of the kind hold allocations (a Service's ClusterIPs and NodePorts), planned
+/// with each attempt and retried when another write took a chosen value first.
+fn allocates(resource: &ResourceType) -> bool {
+    resource.kind == "Service" && resource.group.is_empty()
+}
+
 /// Whether an update changes nothing but `metadata.resourceVersion` or `managedFields` (then
 /// it is not written, as upstream skips no-op updates). Compares in place, without copies.
 fn unchanged(next: &Value, current: &Value) -> bool {
@@ -113,7 +119,7 @@ impl Registry {
 
     /// The allocation plan of a Service write (`None` for other kinds).
     fn plan(&self, resource: &ResourceType, old: Option<&Value>, new: Option<&mut Value>) -> ApiResult<Option<Plan>> {
-        if resource.kind != "Service" || !resource.group.is_empty() {
+        if !allocates(resource) {
             return Ok(None);
         }
         match new {
@@ -199,7 +205,8 @@ impl Registry {
     /// Type check, metadata rules and the kind's own validation (`old` on update; `status` for a
     /// status-subresource write).
     fn validate(&self, resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> ApiResult<()> {
-        kinds::check_types(resource, object).map_err(|e| {
+        let types = if status { kinds::check_status_types(resource, object) } else { kinds::check_types(resource, object) };
+        types.map_err(|e| {
             ApiError::bad_request(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
                 kind = resource.kind,
@@ -273,7 +280,8 @@ impl Registry {
             return Err(ApiError::already_exists(resource, &name));
         }
         for _ in 0..ALLOCATION_RETRIES {
-            let mut attempt = object.clone();
+            // As in `write_update`: only a kind that allocates can be retried.
+            let mut attempt = if allocates(resource) { object.clone() } else { std::mem::take(&mut object) };
             let plan = self.plan(resource, None, Some(&mut attempt))?;
             if options.dry_run {
                 return Ok(unstored(attempt));
@@ -312,7 +320,7 @@ impl Registry {
             }
         }
         let next = match options.subresource.as_deref() {
-            Some("status") => kinds::prepare_for_status_update(resource, &current.value, &object),
+            Some("status") => kinds::prepare_for_status_update(resource, &current.value, object),
             Some("scale") => scale_into(resource, &current.value, &object)?,
             _ => {
                 let mut next = object;
@@ -356,7 +364,9 @@ impl Registry {
             && finalizers(&next).is_empty()
             && !namespace_finalizing;
         for _ in 0..ALLOCATION_RETRIES {
-            let mut attempt = next.clone();
+            // Each attempt starts from `next`; a kind that allocates nothing has one attempt only
+            // (a clash is over an allocation), so it needs no copy.
+            let mut attempt = if allocates(resource) { next.clone() } else { std::mem::take(&mut next) };
             let plan = if deletes { self.plan(resource, Some(&current.value), None)? } else { self.plan(resource, Some(&current.value), Some(&mut attempt))? };
             if options.dry_run {
                 return Ok(unstored(attempt));
@@ -403,7 +413,7 @@ impl Registry {
                 scale_into(resource, &current.value, &patched)?
             } else {
                 match options.subresource.as_deref() {
-                    Some("status") => kinds::prepare_for_status_update(resource, &current.value, &patched),
+                    Some("status") => kinds::prepare_for_status_update(resource, &current.value, patched),
                     _ => {
                         let mut next = patched;
                         kinds::prepare_for_update(resource, &current.value, &mut next);

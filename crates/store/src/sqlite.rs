@@ -206,10 +206,9 @@ fn persist<'a>(
                 }
             }
         }
-        transaction.execute(
-            "INSERT INTO meta (name, value) VALUES ('revision', ?1) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            params![revision as i64],
-        )?;
+        transaction
+            .prepare_cached("INSERT INTO meta (name, value) VALUES ('revision', ?1) ON CONFLICT(name) DO UPDATE SET value = excluded.value")?
+            .execute(params![revision as i64])?;
     }
     transaction.commit()
 }
