@@ -169,3 +169,29 @@ fn collections_generate_name_and_finalizers() {
     fd.kubectl_ok("1.32", &["patch", "cm", "held", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
     assert!(wait_until(Duration::from_secs(5), || !fd.kubectl("1.32", &["get", "cm", "held"]).status.success()));
 }
+
+#[test]
+fn a_pods_spec_changes_only_where_upstream_allows() {
+    let fd = start();
+    for version in frontdoor_testkit::KUBECTL_VERSIONS {
+        let name = format!("immutable-{}", version.replace('.', "-"));
+        fd.kubectl_ok(version, &["run", &name, "--image=nginx:1.25", "--port=80", "--command", "--", "sleep", "60"]);
+        // Images and labels may change.
+        fd.kubectl_ok(version, &["set", "image", &format!("pod/{name}"), &format!("{name}=nginx:1.27")]);
+        fd.kubectl_ok(version, &["label", "pod", &name, "tier=web"]);
+        let image = fd.kubectl_ok(version, &["get", "pod", &name, "-o", "jsonpath={.spec.containers[0].image} {.metadata.labels.tier}"]);
+        assert_eq!(image, "nginx:1.27 web");
+        // Anything else in the spec is refused as upstream refuses it, naming what changed.
+        let err = fd.kubectl_err(version, &["set", "env", &format!("pod/{name}"), "COLOUR=blue"]);
+        assert!(
+            err.contains(&format!("Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`")),
+            "{err}"
+        );
+        assert!(err.contains("containers[0].env"), "{err}");
+        let patch = r#"{"spec":{"containers":[{"name":"NAME","ports":[{"containerPort":8080}]}]}}"#.replace("NAME", &name);
+        let err = fd.kubectl_err(version, &["patch", "pod", &name, "-p", &patch]);
+        assert!(err.contains("spec: Forbidden: pod updates may not change fields other than"), "{err}");
+        let env = fd.kubectl_ok(version, &["get", "pod", &name, "-o", "jsonpath={.spec.containers[0].env}{.spec.containers[0].ports[*].containerPort}"]);
+        assert_eq!(env, "80", "nothing refused was stored");
+    }
+}

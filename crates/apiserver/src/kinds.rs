@@ -196,8 +196,9 @@ pub fn default(resource: &ResourceType, object: &mut Value, old: Option<&Value>)
 
 /// The kind's own validation rules, as field causes.
 pub fn validate(resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> Vec<Cause> {
-    use frontdoor_validation::{endpoints, endpointslice, ingress, service};
+    use frontdoor_validation::{endpoints, endpointslice, ingress, service, workloads};
     let errors = match (resource.group, resource.kind, status) {
+        ("", "Pod", false) => old.map(|old| workloads::validate_pod_update(object, old)).unwrap_or_default(),
         ("", "Service", false) => service::validate(object, old),
         ("", "Service", true) => service::validate_status(object, old),
         ("", "Endpoints", _) => endpoints::validate(object, old),

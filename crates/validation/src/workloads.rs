@@ -4,6 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::FieldError;
+
 fn set_if_absent(object: &mut Map<String, Value>, key: &str, value: Value) {
     object.entry(key.to_string()).or_insert(value);
 }
@@ -132,6 +134,96 @@ pub fn default_stateful_set(stateful_set: &mut Value) {
     default_template(spec);
 }
 
+/// What upstream's `ValidatePodUpdate` says when a pod's spec changed beyond what may change.
+const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// Upstream's `ValidatePodUpdate` rule for the spec of a running pod: only container images,
+/// `activeDeadlineSeconds`, tolerations (added, never removed or changed) and a
+/// `terminationGracePeriodSeconds` of 1 where it was negative may change. Both pods are
+/// defaulted. The message ends with what changed, one `-`/`+` line pair per differing field
+/// (upstream prints a Go diff of the spec there).
+pub fn validate_pod_update(pod: &Value, old: &Value) -> Vec<FieldError> {
+    let (Some(spec), Some(old_spec)) = (pod.get("spec"), old.get("spec")) else { return Vec::new() };
+    let mut errs = Vec::new();
+    let old_tolerations = crate::json::array(old_spec, "tolerations");
+    let tolerations = crate::json::array(spec, "tolerations");
+    if old_tolerations.iter().any(|t| !tolerations.contains(t)) {
+        errs.push(FieldError::forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"));
+    }
+    // The spec as it would be had only the allowed fields changed: equal to the old one if so.
+    let mut munged = spec.clone();
+    let Some(fields) = munged.as_object_mut() else { return errs };
+    for list in ["containers", "initContainers"] {
+        let old_images = crate::json::array(old_spec, list);
+        if let Some(containers) = fields.get_mut(list).and_then(Value::as_array_mut) {
+            if containers.len() == old_images.len() {
+                for (container, old_container) in containers.iter_mut().zip(old_images) {
+                    if let (Some(c), Some(image)) = (container.as_object_mut(), old_container.get("image")) {
+                        c.insert("image".into(), image.clone());
+                    }
+                }
+            }
+        }
+    }
+    for key in ["activeDeadlineSeconds", "tolerations"] {
+        match old_spec.get(key) {
+            Some(value) => fields.insert(key.into(), value.clone()),
+            None => fields.remove(key),
+        };
+    }
+    let grace = |s: &Value| s.get("terminationGracePeriodSeconds").and_then(crate::json::as_int);
+    if grace(old_spec).is_some_and(|g| g < 0) && grace(spec) == Some(1) {
+        fields.insert("terminationGracePeriodSeconds".into(), old_spec["terminationGracePeriodSeconds"].clone());
+    }
+    if munged != *old_spec {
+        let mut changes = Vec::new();
+        differences("", old_spec, &munged, &mut changes);
+        let shown = changes.len().min(MAX_DIFF_LINES);
+        let mut detail = String::from(POD_UPDATE_FORBIDDEN);
+        for line in &changes[..shown] {
+            detail.push('\n');
+            detail.push_str(line);
+        }
+        if changes.len() > shown {
+            detail.push_str(&format!("\n  ... ({} more)", changes.len() - shown));
+        }
+        errs.push(FieldError::forbidden("spec", &detail));
+    }
+    errs
+}
+
+/// At most this many lines of a forbidden pod update's differences are shown.
+const MAX_DIFF_LINES: usize = 20;
+
+/// `-`/`+` lines for each field (by its path under the spec) where `new` differs from `old`.
+fn differences(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    let child = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                differences(&child(key), value, b.get(key).unwrap_or(&Value::Null), out);
+            }
+            for (key, value) in b.iter().filter(|(key, _)| !a.contains_key(*key)) {
+                differences(&child(key), &Value::Null, value, out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                differences(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        _ if old != new => {
+            if !old.is_null() {
+                out.push(format!("-  {path}: {old}"));
+            }
+            if !new.is_null() {
+                out.push(format!("+  {path}: {new}"));
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +265,44 @@ mod tests {
         default_stateful_set(&mut sts);
         assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
         assert_eq!(sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
+    }
+
+    #[test]
+    fn a_running_pods_spec_may_change_only_where_upstream_allows() {
+        let mut old = json!({"spec": {
+            "containers": [{"name": "web", "image": "nginx:1.25", "command": ["nginx"], "ports": [{"containerPort": 80}]}],
+            "tolerations": [{"key": "a", "operator": "Exists"}],
+            "terminationGracePeriodSeconds": -1,
+        }});
+        default_pod(&mut old);
+        let changed = |f: &dyn Fn(&mut Value)| {
+            let mut pod = old.clone();
+            f(&mut pod);
+            validate_pod_update(&pod, &old)
+        };
+        // Allowed: images, activeDeadlineSeconds, added tolerations, a negative grace period to 1.
+        assert_eq!(changed(&|_| {}), vec![]);
+        assert_eq!(changed(&|p| p["spec"]["containers"][0]["image"] = json!("nginx:1.27")), vec![]);
+        assert_eq!(changed(&|p| p["spec"]["activeDeadlineSeconds"] = json!(30)), vec![]);
+        assert_eq!(changed(&|p| p["spec"]["tolerations"].as_array_mut().unwrap().push(json!({"key": "b", "operator": "Exists"}))), vec![]);
+        assert_eq!(changed(&|p| p["spec"]["terminationGracePeriodSeconds"] = json!(1)), vec![]);
+        // Forbidden: anything else, with what changed.
+        let errs = changed(&|p| p["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(9999));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "spec");
+        assert_eq!(errs[0].reason, "FieldValueForbidden");
+        assert!(errs[0].message.starts_with("Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{}", errs[0].message);
+        assert!(errs[0].message.ends_with("\n-  containers[0].ports[0].containerPort: 80\n+  containers[0].ports[0].containerPort: 9999"), "{}", errs[0].message);
+        let errs = changed(&|p| p["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}]));
+        assert!(errs[0].message.ends_with("\n+  containers[0].env: [{\"name\":\"A\",\"value\":\"1\"}]"), "{}", errs[0].message);
+        assert_eq!(changed(&|p| p["spec"]["nodeName"] = json!("elsewhere")).len(), 1);
+        assert_eq!(changed(&|p| p["spec"]["terminationGracePeriodSeconds"] = json!(5)).len(), 1);
+        // A removed toleration is its own error.
+        let errs = changed(&|p| p["spec"]["tolerations"] = json!([]));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "spec.tolerations");
+        // A new container is a change even with the same images.
+        let errs = changed(&|p| p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "side", "image": "nginx:1.25"})));
+        assert_eq!(errs.len(), 1);
     }
 }
