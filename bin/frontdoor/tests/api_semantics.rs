@@ -154,6 +154,7 @@ fn collections_generate_name_and_finalizers() {
     assert_eq!(code, 201);
     let name = json(&body)["metadata"]["name"].as_str().unwrap().to_string();
     assert!(name.starts_with("job-") && name.len() == 9, "{name}");
+    assert_eq!(json(&body)["metadata"]["generateName"], "job-", "the prefix is kept, as upstream");
     create_configmaps(&fd, 4);
     fd.kubectl_ok("1.32", &["label", "cm", "cm-0000", "cm-0001", "group=x"]);
     let (code, _) = fd.curl("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=group%3Dx", "", None);
