@@ -147,8 +147,8 @@ pub fn pod_status(record: &PodRecord, previous: &Value, now: DateTime<Utc>) -> V
         condition(old, "PodReadyToStartContainers", record.sandbox_ready, None, &now_s),
         condition(old, "Initialized", true, None, &now_s),
         condition(old, "Ready", all_ready && !finished, not_ready_reason, &now_s),
-        condition(&old, "ContainersReady", all_ready && !finished, not_ready_reason, &now_s),
-        condition(&old, "PodScheduled", true, None, &now_s),
+        condition(old, "ContainersReady", all_ready && !finished, not_ready_reason, &now_s),
+        condition(old, "PodScheduled", true, None, &now_s),
     ];
     let statuses: Vec<Value> = record
         .containers
