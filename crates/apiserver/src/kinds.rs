@@ -30,31 +30,25 @@ fn tracks_generation(resource: &ResourceType) -> bool {
 pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
     use k8s_openapi::api::{discovery::v1 as discovery, events::v1 as events, networking::v1 as networking};
-    macro_rules! decode {
-        ($t:ty) => {
-            // From the borrowed value: no copy of the whole object on every write.
-            <$t as serde::Deserialize>::deserialize(object).map(|_| ()).map_err(|e| e.to_string())
-        };
-    }
     match (resource.group, resource.kind) {
-        ("", "Namespace") => decode!(core::Namespace),
-        ("", "Node") => decode!(core::Node),
-        ("", "Pod") => decode!(core::Pod),
-        ("", "ReplicationController") => decode!(core::ReplicationController),
-        ("", "Service") => decode!(core::Service),
-        ("", "Endpoints") => decode!(core::Endpoints),
-        ("", "Event") => decode!(core::Event),
-        ("", "ConfigMap") => decode!(core::ConfigMap),
-        ("", "Secret") => decode!(core::Secret),
-        ("", "ServiceAccount") => decode!(core::ServiceAccount),
-        ("apps", "Deployment") => decode!(apps::Deployment),
-        ("apps", "ReplicaSet") => decode!(apps::ReplicaSet),
-        ("apps", "StatefulSet") => decode!(apps::StatefulSet),
-        ("discovery.k8s.io", "EndpointSlice") => decode!(discovery::EndpointSlice),
-        ("networking.k8s.io", "Ingress") => decode!(networking::Ingress),
-        ("networking.k8s.io", "IngressClass") => decode!(networking::IngressClass),
-        ("events.k8s.io", "Event") => decode!(events::Event),
-        ("coordination.k8s.io", "Lease") => decode!(coordination::Lease),
+        ("", "Namespace") => decodes::<core::Namespace>(object),
+        ("", "Node") => decodes::<core::Node>(object),
+        ("", "Pod") => decodes::<core::Pod>(object),
+        ("", "ReplicationController") => decodes::<core::ReplicationController>(object),
+        ("", "Service") => decodes::<core::Service>(object),
+        ("", "Endpoints") => decodes::<core::Endpoints>(object),
+        ("", "Event") => decodes::<core::Event>(object),
+        ("", "ConfigMap") => decodes::<core::ConfigMap>(object),
+        ("", "Secret") => decodes::<core::Secret>(object),
+        ("", "ServiceAccount") => decodes::<core::ServiceAccount>(object),
+        ("apps", "Deployment") => decodes::<apps::Deployment>(object),
+        ("apps", "ReplicaSet") => decodes::<apps::ReplicaSet>(object),
+        ("apps", "StatefulSet") => decodes::<apps::StatefulSet>(object),
+        ("discovery.k8s.io", "EndpointSlice") => decodes::<discovery::EndpointSlice>(object),
+        ("networking.k8s.io", "Ingress") => decodes::<networking::Ingress>(object),
+        ("networking.k8s.io", "IngressClass") => decodes::<networking::IngressClass>(object),
+        ("events.k8s.io", "Event") => decodes::<events::Event>(object),
+        ("coordination.k8s.io", "Lease") => decodes::<coordination::Lease>(object),
         _ => Ok(()),
     }
 }
@@ -64,25 +58,24 @@ pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String
 pub fn check_status_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
     use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, networking::v1 as networking};
     let status = object.get("status").unwrap_or(&Value::Null);
-    macro_rules! decode {
-        ($t:ty) => {
-            <Option<$t> as serde::Deserialize>::deserialize(status).map(|_| ()).map_err(|e| e.to_string())
-        };
-    }
     match (resource.group, resource.kind) {
-        ("", "Pod") => decode!(core::PodStatus),
-        ("", "Node") => decode!(core::NodeStatus),
-        ("", "Namespace") => decode!(core::NamespaceStatus),
-        ("", "Service") => decode!(core::ServiceStatus),
-        ("", "ReplicationController") => decode!(core::ReplicationControllerStatus),
-        ("apps", "Deployment") => decode!(apps::DeploymentStatus),
-        ("apps", "ReplicaSet") => decode!(apps::ReplicaSetStatus),
-        ("apps", "StatefulSet") => decode!(apps::StatefulSetStatus),
-        ("networking.k8s.io", "Ingress") => decode!(networking::IngressStatus),
+        ("", "Pod") => decodes::<Option<core::PodStatus>>(status),
+        ("", "Node") => decodes::<Option<core::NodeStatus>>(status),
+        ("", "Namespace") => decodes::<Option<core::NamespaceStatus>>(status),
+        ("", "Service") => decodes::<Option<core::ServiceStatus>>(status),
+        ("", "ReplicationController") => decodes::<Option<core::ReplicationControllerStatus>>(status),
+        ("apps", "Deployment") => decodes::<Option<apps::DeploymentStatus>>(status),
+        ("apps", "ReplicaSet") => decodes::<Option<apps::ReplicaSetStatus>>(status),
+        ("apps", "StatefulSet") => decodes::<Option<apps::StatefulSetStatus>>(status),
+        ("networking.k8s.io", "Ingress") => decodes::<Option<networking::IngressStatus>>(status),
         _ => check_types(resource, object),
     }
 }
 
+/// Whether `value` decodes as a `T` (from the borrowed value: no copy of the object).
+fn decodes<T: serde::de::DeserializeOwned>(value: &Value) -> Result<(), String> {
+    T::deserialize(value).map(drop).map_err(|e| e.to_string())
+}
 
 /// What a create resets or defaults before validation (upstream's `PrepareForCreate` + defaults).
 pub fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
