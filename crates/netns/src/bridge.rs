@@ -7,9 +7,14 @@ use crate::netlink::{Link, RouteSocket};
 use crate::{validate_link_name, Error};
 
 /// Makes sure a bridge called `name` exists in the calling thread's network namespace, has
-/// `gateway/prefix_len` (the pods' default gateway) and is up. Idempotent: an existing bridge
-/// is kept as it is, with the address added if missing. A non-bridge link of that name is an
-/// error.
+/// `gateway/prefix_len` (the pods' default gateway), a hardware address of its own, and is up.
+/// Idempotent: an existing bridge is kept as it is, with the address added if missing. A
+/// non-bridge link of that name is an error.
+///
+/// The bridge's hardware address is pinned to the one it has now. Left to the kernel, a bridge
+/// takes the lowest address among its ports, so it would change whenever a pod with a lower
+/// one came or went; pods that had resolved their gateway to a removed pod's veth would then
+/// send into nowhere until their ARP entry expired (tens of seconds).
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<(), Error> {
     let invalid = |reason: String| Error::Invalid {
         what: format!("bridge {name:?}"),
@@ -45,6 +50,15 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
             kind: link.kind,
         });
     }
+    let hardware_address = link.address.ok_or_else(|| {
+        Error::os(
+            format!("read the hardware address of {name}"),
+            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+        )
+    })?;
+    socket
+        .set_link_address(Link::Index(link.index), &hardware_address)
+        .map_err(|error| Error::os(format!("pin the hardware address of {name}"), error))?;
     socket
         .add_address(link.index, gateway, prefix_len)
         .map_err(|error| Error::os(format!("add {gateway}/{prefix_len} to {name}"), error))?;
@@ -103,6 +117,19 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
         tracing::info!(files, "removed stale staged pod files");
     }
     Ok(stale)
+}
+
+/// The hardware address of the link called `name` in the calling thread's network namespace,
+/// if there is such a link and it has one (for diagnostics and tests).
+pub fn link_address(name: &str) -> Result<Option<Vec<u8>>, Error> {
+    let mut socket =
+        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    Ok(socket
+        .links()
+        .map_err(|error| Error::os("list links", error))?
+        .into_iter()
+        .find(|link| link.name == name)
+        .and_then(|link| link.address))
 }
 
 /// The names of all links in the calling thread's network namespace (for diagnostics and tests).

@@ -93,7 +93,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use bridge::{cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_names};
+pub use bridge::{
+    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names,
+};
 pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;
 pub use process::{signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};

@@ -60,6 +60,8 @@ pub(crate) struct LinkSummary {
     pub name: String,
     /// `veth`, `bridge`, … (`None` for links without a kind, such as `lo`).
     pub kind: Option<String>,
+    /// The hardware address (`None` for links without one).
+    pub address: Option<Vec<u8>>,
 }
 
 /// A blocking `NETLINK_ROUTE` socket bound to the network namespace it was opened in.
@@ -184,6 +186,17 @@ impl RouteSocket {
             Err(error) if error.raw_os_error() == Some(libc::ENODEV) => Ok(false),
             Err(error) => Err(error),
         }
+    }
+
+    /// Sets a link's hardware address. The kernel then counts it as chosen by the user, which
+    /// for a bridge means it stays when ports come and go.
+    pub fn set_link_address(&mut self, link: Link<'_>, address: &[u8]) -> io::Result<()> {
+        let mut message = link.message();
+        message
+            .attributes
+            .push(LinkAttribute::Address(address.to_vec()));
+        self.request(RouteNetlinkMessage::SetLink(message), 0)?;
+        Ok(())
     }
 
     /// Sets the administrative state of a link up.
@@ -332,10 +345,12 @@ fn summarize(link: LinkMessage) -> LinkSummary {
         index: link.header.index,
         name: String::new(),
         kind: None,
+        address: None,
     };
     for attribute in link.attributes {
         match attribute {
             LinkAttribute::IfName(name) => summary.name = name,
+            LinkAttribute::Address(address) => summary.address = Some(address),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {

@@ -94,13 +94,11 @@ impl Prepared {
     /// whole node.
     pub(crate) fn spawn(mut self) -> Result<tokio::process::Child, Error> {
         let command = self.name;
-        self.command
-            .spawn()
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::NotFound => Error::ExecutableNotFound { command },
-                io::ErrorKind::PermissionDenied => Error::PermissionDenied { command },
-                _ => Error::Spawn { command, source },
-            })
+        self.command.spawn().map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => Error::ExecutableNotFound { command },
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied { command },
+            _ => Error::Spawn { command, source },
+        })
     }
 }
 

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use frontdoor_netns::{
-    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_names,
-    run_in_fresh_network_namespace, signal_process_group, Error, Launcher, PodSandbox,
-    ProcessSpec, SandboxConfig, SandboxFactory, Signal,
+    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names,
+    run_in_fresh_network_namespace, signal_process_group, Error, Launcher, PodSandbox, ProcessSpec,
+    SandboxConfig, SandboxFactory, Signal,
 };
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
@@ -563,7 +563,10 @@ fn a_launcher_starts_processes_in_pods_from_its_thread_and_comes_back() {
                     let mut missing = ProcessSpec::new(["no-such-command-xyz"]);
                     missing.env = host_env();
                     let error = launcher.spawn(&a, missing).expect_err("missing command");
-                    assert!(matches!(error, Error::ExecutableNotFound { .. }), "{error:?}");
+                    assert!(
+                        matches!(error, Error::ExecutableNotFound { .. }),
+                        "{error:?}"
+                    );
                     assert_eq!(this_threads_view(), before);
 
                     // A destroyed sandbox has no namespaces to start anything in.
@@ -571,7 +574,11 @@ fn a_launcher_starts_processes_in_pods_from_its_thread_and_comes_back() {
                     let error = start(&mut launcher, &b, "true").expect_err("destroyed");
                     assert!(matches!(error, Error::Destroyed { .. }), "{error:?}");
                     let child = start(&mut launcher, &a, "true").expect("a still works");
-                    assert!(rt.block_on(child.wait_with_output()).unwrap().status.success());
+                    assert!(rt
+                        .block_on(child.wait_with_output())
+                        .unwrap()
+                        .status
+                        .success());
                     assert_eq!(this_threads_view(), before);
                 })
                 .join()
@@ -765,6 +772,53 @@ fn cleanup_stale_deletes_only_matching_veths() {
         assert!(cleanup_stale(&stale).unwrap().is_empty(), "idempotent");
         assert!(matches!(cleanup_stale(""), Err(Error::Invalid { .. })));
         live.destroy().unwrap();
+    });
+}
+
+/// Left to the kernel, a bridge takes the lowest hardware address among its ports. A pod that
+/// resolved its gateway while another pod's veth had the lowest would lose its way out when that
+/// pod went (until its ARP entry expired): the bridge must keep the address it started with.
+#[test]
+fn the_gateway_keeps_its_hardware_address_while_pods_come_and_go() {
+    on_node(|node| {
+        let listener = TcpListener::bind((GATEWAY, 0)).unwrap();
+        let node_address = listener.local_addr().unwrap();
+        let gateway_address = link_address(&node.bridge).unwrap().expect("bridge address");
+        let lowest = PodSandbox::create(&node.pod(1)).expect("sandbox");
+        // Run from this thread, `ip` works in the node's namespace.
+        let set = std::process::Command::new("ip")
+            .args([
+                "link",
+                "set",
+                "dev",
+                &node.veth(1),
+                "address",
+                "00:00:00:00:00:01",
+            ])
+            .status()
+            .unwrap();
+        assert!(set.success());
+        assert_eq!(
+            link_address(&node.bridge).unwrap().as_ref(),
+            Some(&gateway_address)
+        );
+        let pod = PodSandbox::create(&node.pod(2)).expect("sandbox");
+        // One whole exchange, both sides closed, as a finished request leaves it: the pod now
+        // knows its gateway's hardware address, and the node has nothing more to send it.
+        let stream = pod
+            .tcp_connect(node_address, Duration::from_secs(3))
+            .expect("pod to node");
+        drop(listener.accept().unwrap());
+        drop(stream);
+        std::thread::sleep(Duration::from_millis(200));
+        lowest.destroy().unwrap();
+        assert_eq!(
+            link_address(&node.bridge).unwrap().as_ref(),
+            Some(&gateway_address)
+        );
+        pod.tcp_connect(node_address, Duration::from_secs(3))
+            .expect("pod to node after the other pod went");
+        pod.destroy().unwrap();
     });
 }
 
