@@ -189,6 +189,8 @@ async fn start_node(
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
     server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(config.data_dir.join("pods")))));
+    let connector = frontdoor_node::portforward::PodConnector::default();
+    server.set_port_forwarder(std::sync::Arc::new(NodePortForward(connector.clone())));
     tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
     // One event queue for the node's components, as one broadcaster: written in the process's
     // quiet moments.
@@ -199,7 +201,7 @@ async fn start_node(
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, events, shutdown).await {
+        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, events, connector, shutdown).await {
             tracing::error!(%error, "the pod runtime stopped");
         }
     });
@@ -220,6 +222,16 @@ impl frontdoor_apiserver::LogSource for NodeLogs {
             limit_bytes: query.limit_bytes,
         };
         self.0.read(pod, container, &options).map_err(|e| e.to_string())
+    }
+}
+
+/// `kubectl port-forward` connects inside the pod's network namespace.
+struct NodePortForward(frontdoor_node::portforward::PodConnector);
+
+impl frontdoor_apiserver::PortForwarder for NodePortForward {
+    fn connect(&self, pod: &serde_json::Value, port: u16) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<tokio::net::TcpStream, String>> + Send>> {
+        let (connector, uid) = (self.0.clone(), pod.pointer("/metadata/uid").and_then(serde_json::Value::as_str).unwrap_or("").to_string());
+        Box::pin(async move { connector.connect(&uid, port).await })
     }
 }
 

@@ -25,6 +25,7 @@ mod handlers;
 mod kinds;
 mod lifecycle;
 mod patch;
+mod portforward;
 pub mod registry;
 mod request;
 mod selectors;
@@ -49,6 +50,7 @@ use tokio::net::TcpListener;
 use frontdoor_store::{Store, StoreConfig};
 
 use crate::errors::ApiError;
+pub use crate::portforward::PortForwarder;
 pub use crate::registry::Registry;
 
 /// The Kubernetes version this server speaks (its API types are k8s-openapi's v1_33).
@@ -89,6 +91,7 @@ pub trait LogSource: Send + Sync {
 pub struct ApiState {
     pub registry: Registry,
     pub logs: std::sync::OnceLock<Arc<dyn LogSource>>,
+    pub port_forwarder: std::sync::OnceLock<Arc<dyn PortForwarder>>,
     pub token: String,
     pub server_address: String,
 }
@@ -112,6 +115,11 @@ impl ApiServer {
     /// Attaches the node runtime's logs to `pods/log` (once).
     pub fn set_log_source(&self, source: Arc<dyn LogSource>) {
         let _ = self.state.logs.set(source);
+    }
+
+    /// Attaches the node runtime's connections into pods to `pods/portforward` (once).
+    pub fn set_port_forwarder(&self, forwarder: Arc<dyn PortForwarder>) {
+        let _ = self.state.port_forwarder.set(forwarder);
     }
 }
 
@@ -180,7 +188,7 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);
 
-    let state = Arc::new(ApiState { registry: registry.clone(), logs: std::sync::OnceLock::new(), token: credentials.token.clone(), server_address: local_addr.to_string() });
+    let state = Arc::new(ApiState { registry: registry.clone(), logs: std::sync::OnceLock::new(), port_forwarder: std::sync::OnceLock::new(), token: credentials.token.clone(), server_address: local_addr.to_string() });
     tokio::spawn(lifecycle::run(registry.clone()));
     tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state.clone()));
     Ok(ApiServer { local_addr, kubeconfig, registry, started, state })
@@ -231,6 +239,15 @@ pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
     }
     if !authenticated(state, &request) {
         return ApiError::unauthorized().into_response();
+    }
+    // An upgraded connection: the request itself (not its body) is what it needs.
+    if path.ends_with("/portforward") {
+        if let Ok(target) = request::parse_path(&path) {
+            if target.subresource.as_deref() == Some("portforward") && target.resource.plural == "pods" {
+                let at = registry::ObjectRef { resource: target.resource, namespace: target.namespace.as_deref(), name: target.name() };
+                return portforward::serve(state, &at, request).await;
+            }
+        }
     }
     let (parts, body) = request.into_parts();
     let bytes = match read_body(body).await {

@@ -26,6 +26,7 @@ use crate::events::Recorder;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
+use crate::portforward::PodConnector;
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, same_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
@@ -68,11 +69,20 @@ struct Shared {
     sandboxes: Dedicated<SandboxFactory>,
     /// Starts containers' (and exec probes') processes, likewise.
     launcher: Dedicated<Launcher>,
+    /// The pods with a sandbox, for port-forward.
+    connector: PodConnector,
 }
 
 /// Runs every pod bound to this node until `shutdown`, recording events with `events` (the
-/// `kubelet` component's).
-pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, events: Recorder, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+/// `kubelet` component's) and listing pods' sandboxes in `connector`.
+pub async fn run(
+    client: kube::Client,
+    config: NodeConfig,
+    backoff: Backoff,
+    events: Recorder,
+    connector: PodConnector,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
     let gateway = config.pod_cidr.gateway();
     let (bridge, prefix) = (config.bridge.clone(), config.pod_cidr.prefix_len);
     let veth_prefix = veth_prefix(&config);
@@ -103,6 +113,7 @@ pub async fn run(client: kube::Client, config: NodeConfig, backoff: Backoff, eve
         config: config.clone(),
         services,
         backoff,
+        connector,
     });
 
     let pods: Api<Pod> = Api::all(client.clone());
@@ -317,6 +328,7 @@ impl PodWorker {
         // attempt, success or failure, a moment from now, and that write carries the sandbox
         // too (one write per pod rather than two).
         self.sandbox = Some(sandbox.clone());
+        self.shared.connector.insert(&uid, sandbox.clone());
         for container in spec.containers.iter().cloned() {
             let task = ContainerTask {
                 shared: self.shared.clone(),
@@ -358,6 +370,7 @@ impl PodWorker {
 
     async fn teardown(&mut self) {
         if let Some(sandbox) = self.sandbox.take() {
+            self.shared.connector.remove(self.pod.metadata.uid.as_deref().unwrap_or_default());
             let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
         }
         if let Some(ip) = self.ip.take() {

@@ -76,6 +76,12 @@ const fn pod_log() -> Subresource {
     Subresource { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] }
 }
 
+/// `kubectl port-forward`: an upgraded connection (SPDY, or SPDY tunnelled in WebSocket), as
+/// upstream's connect subresource.
+const fn pod_port_forward() -> Subresource {
+    Subresource { name: "portforward", group: "", version: "v1", kind: "PodPortForwardOptions", verbs: &["create", "get"] }
+}
+
 const fn plain(
     group: &'static str,
     version: &'static str,
@@ -108,7 +114,7 @@ static CATALOG: &[ResourceType] = &[
     ResourceType { subresources: &[status("", "v1", "Node")], ..plain("", "v1", "nodes", "node", "Node", false, &["no"]) },
     ResourceType {
         categories: &["all"],
-        subresources: &[status("", "v1", "Pod"), pod_binding(), pod_log()],
+        subresources: &[status("", "v1", "Pod"), pod_binding(), pod_log(), pod_port_forward()],
         ..plain("", "v1", "pods", "pod", "Pod", true, &["po"])
     },
     ResourceType {

@@ -155,9 +155,8 @@ impl Frontdoor {
 
     /// kubectl with standard input and extra environment variables (e.g. `KUBE_EDITOR`).
     pub fn kubectl_full(&self, version: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-        let mut command = self.command(kubectl_path(version));
+        let mut command = self.kubectl_command(version, args);
         command.envs(env.iter().copied());
-        command.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", self.dir.path());
         command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("kubectl runs");
@@ -166,6 +165,14 @@ impl Frontdoor {
             child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
         }
         child.wait_with_output().expect("kubectl finishes")
+    }
+
+    /// kubectl `version` with `args`, set up for this server (in its namespace, its kubeconfig),
+    /// to start as the caller likes (e.g. a long-running `port-forward`).
+    pub fn kubectl_command(&self, version: &str, args: &[&str]) -> Command {
+        let mut command = self.command(kubectl_path(version));
+        command.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", self.dir.path());
+        command
     }
 
     /// Runs kubectl and returns stdout, failing the test with kubectl's stderr if it failed.
