@@ -1,6 +1,7 @@
 //! `kubectl port-forward`, as the seeds use it to split a Service problem from a pod problem:
 //! to a pod, and to a Service (kubectl picks a pod behind it), with the real kubectl of each
-//! supported version, real pods in the test's network namespace, and real clients. The pod
+//! supported version (1.27: SPDY; 1.32, 1.33: SPDY tunnelled in WebSocket, and plain SPDY when
+//! told to), real pods in the test's network namespace, and real clients. The pod
 //! listens on its loopback only, so nothing but a connection made inside its network namespace
 //! (as upstream's) reaches it.
 
@@ -73,8 +74,15 @@ struct PortForward {
 impl PortForward {
     /// Starts kubectl `version` forwarding `local:remote` to `target` and waits until it listens.
     fn start(fd: &Frontdoor, version: &str, target: &str, ports: &str) -> PortForward {
+        PortForward::start_with(fd, version, &[target, ports], &[])
+    }
+
+    /// Likewise with more arguments (target and ports first) and environment variables.
+    fn start_with(fd: &Frontdoor, version: &str, args: &[&str], env: &[(&str, &str)]) -> PortForward {
+        let (target, ports) = (args[0], args[1]);
         let mut child = fd
-            .kubectl_command(version, &["port-forward", target, ports])
+            .kubectl_command(version, &[&["port-forward"], args].concat())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -146,11 +154,14 @@ fn kubectl_port_forward_reaches_a_pod_and_a_service_with_every_kubectl() {
         let stderr = forward.stop();
         assert!(!stderr.contains("error"), "kubectl {version}: {stderr}");
 
-        // To the Service: kubectl picks a pod behind it and resolves targetPort `http`.
-        let forward = PortForward::start(&fd, version, "svc/web", &format!("{}:80", local + 1));
+        // To the Service: kubectl picks a pod behind it and resolves targetPort `http`. kubectl
+        // 1.31+ tunnels SPDY in WebSocket, and says (at -v=4) when it has to fall back.
+        let ports = format!("{}:80", local + 1);
+        let forward = PortForward::start_with(&fd, version, &["svc/web", &ports, "-v=4"], &[]);
         let (code, body) = curl(&fd, &format!("http://127.0.0.1:{}/index.html", local + 1));
         assert_eq!((code.as_str(), body.as_slice()), ("200", &b"hello from the pod\n"[..]), "kubectl {version}");
-        forward.stop();
+        let stderr = forward.stop();
+        assert!(!stderr.contains("fallback to secondary dialer"), "kubectl {version}: {stderr}");
 
         // Both directions and a half close: 5 MiB up, the pod's digest of it back.
         let forward = PortForward::start(&fd, version, "pod/digest", &format!("{}:9000", local + 2));
@@ -177,6 +188,12 @@ fn kubectl_port_forward_reaches_a_pod_and_a_service_with_every_kubectl() {
             "kubectl {version}: {stderr}"
         );
     }
+
+    // kubectl 1.33 with WebSocket tunnelling turned off speaks plain SPDY.
+    let forward = PortForward::start_with(&fd, "1.33", &["pod/web", "18100:8080"], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]);
+    let (code, body) = curl(&fd, "http://127.0.0.1:18100/big");
+    assert!(code == "200" && body == big, "{code}: {} bytes", body.len());
+    forward.stop();
 
     // Bad requests get upstream's answers.
     let out = fd.kubectl("1.33", &["port-forward", "pod/nothing", "18999:80"]);

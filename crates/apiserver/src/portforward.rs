@@ -3,8 +3,8 @@
 //! streams with the same `requestID`: `error` and `data`, both naming the pod's `port`. The data
 //! stream is joined to a TCP connection to that port on the pod's own loopback, made inside its
 //! network namespace by the node (upstream: the kubelet); if that fails, the error stream says
-//! why. kubectl 1.31+ first asks for SPDY tunnelled in WebSocket; that is refused as a failed
-//! upgrade, on which it falls back to SPDY.
+//! why. kubectl 1.31+ asks for the same SPDY tunnelled in WebSocket binary messages (protocol
+//! `SPDY/3.1+portforward.k8s.io`), and falls back to plain SPDY if that upgrade fails.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +25,8 @@ use crate::ApiState;
 
 const PROTOCOL: &str = "portforward.k8s.io";
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
+/// The WebSocket subprotocol of SPDY tunnelled in WebSocket.
+const TUNNELLED: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// Where port-forward connections go: the node runtime, attached after it starts.
 pub trait PortForwarder: Send + Sync {
@@ -47,12 +49,13 @@ fn upgrade(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> ApiR
     }
     let forwarder = state.port_forwarder.get().cloned().ok_or_else(|| ApiError::bad_request("port forwarding is not available: this server runs no node"))?;
     let headers = request.headers();
+    if wants_upgrade_to(headers, "websocket") {
+        return upgrade_to_websocket(request, pod, forwarder);
+    }
     if !wants_upgrade_to(headers, "spdy/3.1") {
-        // Not an upgrade, or (kubectl 1.31+) a WebSocket one: a failed upgrade, so kubectl
-        // falls back to SPDY.
         return Err(ApiError::bad_request("Upgrade request required"));
     }
-    let offered: Vec<String> = headers.get_all(PROTOCOL_HEADER).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|v| v.trim().to_string()).collect();
+    let offered: Vec<String> = list(headers, header::HeaderName::from_static(PROTOCOL_HEADER)).map(String::from).collect();
     if !offered.is_empty() && !offered.iter().any(|p| p == PROTOCOL) {
         return Err(ApiError::forbidden(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{PROTOCOL:?}]")));
     }
@@ -73,12 +76,83 @@ fn upgrade(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> ApiR
     Ok(response)
 }
 
+/// Upgrades to WebSocket with the tunnelling subprotocol (or refuses, and kubectl falls back to
+/// SPDY) and serves SPDY over its binary messages.
+fn upgrade_to_websocket(request: Request<Body>, pod: Arc<Value>, forwarder: Arc<dyn PortForwarder>) -> ApiResult<Response> {
+    let headers = request.headers();
+    let tunnelled = list(headers, header::SEC_WEBSOCKET_PROTOCOL).any(|p| p == TUNNELLED);
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()));
+    let (true, Some(accept)) = (tunnelled, key) else {
+        return Err(ApiError::bad_request(format!("unable to upgrade: the WebSocket subprotocol must be {TUNNELLED}")));
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => {
+                let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
+                run(tunnel(socket), pod, forwarder).await;
+            }
+            Err(error) => tracing::debug!(%error, "port-forward upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    response_headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(TUNNELLED));
+    response_headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).map_err(ApiError::internal)?);
+    Ok(response)
+}
+
+/// The byte stream carried in a WebSocket's binary messages, as one end of a pipe.
+fn tunnel<IO>(socket: tokio_tungstenite::WebSocketStream<IO>) -> tokio::io::DuplexStream
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (mut from_pipe, mut into_pipe) = tokio::io::split(ours);
+    let (mut sink, mut messages) = socket.split();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = messages.next().await {
+            let bytes = match message {
+                Message::Binary(bytes) => bytes,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if into_pipe.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = into_pipe.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let mut buffer = BytesMut::with_capacity(32 * 1024);
+        loop {
+            buffer.reserve(32 * 1024);
+            match from_pipe.read_buf(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if sink.send(Message::Binary(buffer.split().freeze())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = sink.close().await;
+    });
+    theirs
+}
+
+/// The comma-separated values of header `name`, trimmed.
+fn list(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
+    headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+}
+
 /// `Connection: Upgrade` and `Upgrade: <protocol>` (case-insensitive).
 fn wants_upgrade_to(headers: &HeaderMap, protocol: &str) -> bool {
-    let has = |name: header::HeaderName, wanted: &str| {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|v| v.trim().eq_ignore_ascii_case(wanted))
-    };
-    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, protocol)
+    list(headers, header::CONNECTION).any(|v| v.eq_ignore_ascii_case("upgrade")) && list(headers, header::UPGRADE).any(|v| v.eq_ignore_ascii_case(protocol))
 }
 
 /// Serves one upgraded connection: pairs each request's error and data streams and forwards.
