@@ -227,3 +227,54 @@ spec:
     assert!(restarted, "{describe}");
     assert!(describe.contains("Liveness probe failed: dial tcp") && describe.contains("failed liveness probe, will be restarted"), "{describe}");
 }
+
+const GATED: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: gated
+spec:
+  terminationGracePeriodSeconds: 1
+  schedulingGates:
+  - name: example.com/quota
+  - name: example.com/arch
+  containers:
+  - name: sleep
+    image: busybox
+    command: [sleep, '3600']
+";
+
+#[test]
+fn a_gated_pod_waits_until_its_last_gate_is_removed() {
+    let fd = start();
+    apply(&fd, GATED);
+    let reason = || jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"PodScheduled\")].reason}");
+    assert!(wait_until(Duration::from_secs(10), || reason() == "SchedulingGated"), "{}", fd.kubectl_ok("1.32", &["get", "pod", "gated", "-o", "yaml"]));
+    for version in ["1.27", "1.33"] {
+        let row = fd.kubectl_ok(version, &["get", "pod", "gated", "--no-headers"]);
+        assert_eq!(row.split_whitespace().take(3).collect::<Vec<_>>(), ["gated", "0/1", "SchedulingGated"], "kubectl {version}: {row}");
+    }
+    assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"PodScheduled\")].message}"), "Scheduling is blocked due to non-empty scheduling gates");
+    assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.spec.nodeName}"), "", "not bound");
+
+    // Gates are only ever removed; a pod naming its node has none.
+    let added = fd.kubectl_err("1.32", &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"x"}}]"#]);
+    assert!(added.contains("spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'x'"), "{added}");
+    let bound = fd.kubectl_with_stdin("1.32", &["apply", "-f", "-"], Some(&GATED.replace("name: gated", "name: placed").replace("  schedulingGates:", "  nodeName: elsewhere\n  schedulingGates:")));
+    let stderr = String::from_utf8_lossy(&bound.stderr);
+    assert!(stderr.contains("spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"), "{stderr}");
+    // Narrowing where it may run is allowed while it waits.
+    fd.kubectl_ok("1.32", &["patch", "pod", "gated", "-p", r#"{"spec":{"nodeSelector":{"kubernetes.io/os":"linux"}}}"#]);
+
+    fd.kubectl_ok("1.32", &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.spec.nodeName}"), "", "one gate left: still waiting");
+    fd.kubectl_ok("1.32", &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#]);
+    let ready = wait_until(Duration::from_secs(20), || jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True");
+    assert!(ready, "{}", fd.kubectl_ok("1.32", &["describe", "pod", "gated"]));
+    assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"PodScheduled\")].status}"), "True");
+    let row = fd.kubectl_ok("1.33", &["get", "pod", "gated", "--no-headers"]);
+    assert_eq!(row.split_whitespace().take(3).collect::<Vec<_>>(), ["gated", "1/1", "Running"], "{row}");
+    let events = fd.kubectl_ok("1.32", &["get", "events", "--field-selector", "involvedObject.name=gated", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(events.starts_with("Scheduled") || events.contains("Scheduled"), "{events}");
+    assert!(!events.contains("FailedScheduling"), "{events}");
+}

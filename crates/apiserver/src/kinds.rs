@@ -191,7 +191,10 @@ pub fn default(resource: &ResourceType, object: &mut Value, old: Option<&Value>)
 pub fn validate(resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> Vec<Cause> {
     use frontdoor_validation::{endpoints, endpointslice, ingress, service, workloads};
     let errors = match (resource.group, resource.kind, status) {
-        ("", "Pod", false) => old.map(|old| workloads::validate_pod_update(object, old)).unwrap_or_default(),
+        ("", "Pod", false) => match old {
+            Some(old) => workloads::validate_pod_update(object, old),
+            None => workloads::validate_pod(object),
+        },
         ("", "Service", false) => service::validate(object, old),
         ("", "Service", true) => service::validate_status(object, old),
         ("", "Endpoints", _) => endpoints::validate(object, old),

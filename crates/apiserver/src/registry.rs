@@ -444,6 +444,9 @@ impl Registry {
                 None if current.value.pointer("/metadata/deletionTimestamp").is_some() => {
                     return Err(ApiError::conflict(at.resource, at.name, &format!("pod {} is being deleted, cannot be assigned to a host", at.name)));
                 }
+                None if current.value.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|gates| !gates.is_empty()) => {
+                    return Err(ApiError::internal(format!("pod {} has non-empty .spec.schedulingGates", at.name)));
+                }
                 None => {}
             }
             if dry_run {
@@ -451,6 +454,7 @@ impl Registry {
             }
             let mut next = (*current.value).clone();
             next["spec"]["nodeName"] = json!(node);
+            mark_scheduled(&mut next);
             let batch = Batch::new().put(at.key(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
             match self.store.commit(batch).await {
                 Ok(_) => return Ok(()),
@@ -636,6 +640,20 @@ fn scale_into(resource: &ResourceType, current: &Value, scale: &Value) -> ApiRes
     Ok(next)
 }
 
+/// Binding sets `PodScheduled=True` (replacing a `SchedulingGated` one), as upstream's binding.
+fn mark_scheduled(pod: &mut Value) {
+    let Some(status) = pod.as_object_mut().map(|pod| pod.entry("status").or_insert_with(|| json!({}))) else { return };
+    let Some(status) = status.as_object_mut() else { return };
+    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+    let Some(conditions) = conditions.as_array_mut() else { return };
+    let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+    match conditions.iter_mut().find(|c| c["type"] == "PodScheduled") {
+        Some(existing) if existing["status"] == "True" => {}
+        Some(existing) => *existing = scheduled,
+        None => conditions.push(scheduled),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::unchanged;
@@ -662,3 +680,4 @@ mod tests {
         }
     }
 }
+

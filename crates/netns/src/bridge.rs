@@ -122,11 +122,7 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
 /// The hardware address of the link called `name` in the calling thread's network namespace,
 /// if there is such a link and it has one (for diagnostics and tests).
 pub fn link_address(name: &str) -> Result<Option<Vec<u8>>, Error> {
-    let mut socket =
-        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
-    Ok(socket
-        .links()
-        .map_err(|error| Error::os("list links", error))?
+    Ok(all_links()?
         .into_iter()
         .find(|link| link.name == name)
         .and_then(|link| link.address))
@@ -134,12 +130,13 @@ pub fn link_address(name: &str) -> Result<Option<Vec<u8>>, Error> {
 
 /// The names of all links in the calling thread's network namespace (for diagnostics and tests).
 pub fn link_names() -> Result<Vec<String>, Error> {
+    Ok(all_links()?.into_iter().map(|link| link.name).collect())
+}
+
+fn all_links() -> Result<Vec<crate::netlink::LinkSummary>, Error> {
     let mut socket =
         RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
-    Ok(socket
+    socket
         .links()
-        .map_err(|error| Error::os("list links", error))?
-        .into_iter()
-        .map(|link| link.name)
-        .collect())
+        .map_err(|error| Error::os("list links", error))
 }

@@ -137,14 +137,48 @@ pub fn default_stateful_set(stateful_set: &mut Value) {
 /// What upstream's `ValidatePodUpdate` says when a pod's spec changed beyond what may change.
 const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
+/// What frontdoor checks in a pod's spec on create and update: scheduling gates are qualified
+/// names, each once, and a pod that names its node has none (upstream's
+/// `validateSchedulingGates` and the `nodeName` rule of pod creation).
+pub fn validate_pod(pod: &Value) -> Vec<FieldError> {
+    let Some(spec) = pod.get("spec") else { return Vec::new() };
+    let mut errs = Vec::new();
+    let gates = crate::json::array(spec, "schedulingGates");
+    let mut seen = Vec::new();
+    for (i, gate) in gates.iter().enumerate() {
+        let name = gate.get("name").and_then(Value::as_str).unwrap_or("");
+        let path = format!("spec.schedulingGates[{i}]");
+        for message in crate::formats::qualified_name(name) {
+            errs.push(FieldError::invalid(path.clone(), crate::gofmt::quote(name), &message));
+        }
+        if seen.contains(&name) {
+            errs.push(FieldError::duplicate(path, crate::gofmt::quote(name)));
+        }
+        seen.push(name);
+    }
+    if !gates.is_empty() && spec.get("nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+        errs.push(FieldError::forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared"));
+    }
+    errs
+}
+
 /// Upstream's `ValidatePodUpdate` rule for the spec of a running pod: only container images,
-/// `activeDeadlineSeconds`, tolerations (added, never removed or changed) and a
-/// `terminationGracePeriodSeconds` of 1 where it was negative may change. Both pods are
+/// `activeDeadlineSeconds`, tolerations (added, never removed or changed), scheduling gates
+/// (removed, never added), a `terminationGracePeriodSeconds` of 1 where it was negative and,
+/// while the pod is gated, `nodeSelector` (added to, never changed) may change. Both pods are
 /// defaulted. The message ends with what changed, one `-`/`+` line pair per differing field
 /// (upstream prints a Go diff of the spec there).
 pub fn validate_pod_update(pod: &Value, old: &Value) -> Vec<FieldError> {
     let (Some(spec), Some(old_spec)) = (pod.get("spec"), old.get("spec")) else { return Vec::new() };
-    let mut errs = Vec::new();
+    let mut errs = validate_pod(pod);
+    // Scheduling gates may only be removed.
+    let gate_names = |spec: &Value| -> Vec<String> {
+        crate::json::array(spec, "schedulingGates").iter().map(|g| g.get("name").and_then(Value::as_str).unwrap_or("").to_string()).collect()
+    };
+    let old_gates = gate_names(old_spec);
+    for (i, gate) in gate_names(spec).iter().enumerate().filter(|(_, gate)| !old_gates.contains(gate)) {
+        errs.push(FieldError::forbidden(format!("spec.schedulingGates[{i}].name"), &format!("only deletion is allowed, but found new scheduling gate '{gate}'")));
+    }
     let old_tolerations = crate::json::array(old_spec, "tolerations");
     let tolerations = crate::json::array(spec, "tolerations");
     if old_tolerations.iter().any(|t| !tolerations.contains(t)) {
@@ -165,7 +199,20 @@ pub fn validate_pod_update(pod: &Value, old: &Value) -> Vec<FieldError> {
             }
         }
     }
-    for key in ["activeDeadlineSeconds", "tolerations"] {
+    let mut munged_keys = vec!["activeDeadlineSeconds", "tolerations", "schedulingGates"];
+    // A pod still waiting on its gates may be narrowed to more nodes' labels.
+    if !old_gates.is_empty() {
+        let empty = serde_json::Map::new();
+        let selector = |spec: &Value| spec.get("nodeSelector").and_then(Value::as_object).cloned().unwrap_or_else(|| empty.clone());
+        let (new_selector, old_selector) = (selector(spec), selector(old_spec));
+        if new_selector != old_selector {
+            if old_selector.iter().any(|(key, value)| new_selector.get(key) != Some(value)) {
+                errs.push(FieldError::invalid("spec.nodeSelector", Value::Object(new_selector).to_string(), "only additions to spec.nodeSelector are allowed (no mutations or deletions)"));
+            }
+            munged_keys.push("nodeSelector");
+        }
+    }
+    for key in munged_keys {
         match old_spec.get(key) {
             Some(value) => fields.insert(key.into(), value.clone()),
             None => fields.remove(key),
@@ -304,5 +351,57 @@ mod tests {
         // A new container is a change even with the same images.
         let errs = changed(&|p| p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "side", "image": "nginx:1.25"})));
         assert_eq!(errs.len(), 1);
+    }
+
+    #[test]
+    fn scheduling_gates_are_only_removed_and_a_gated_pod_may_gain_node_labels() {
+        let mut old = json!({"spec": {
+            "containers": [{"name": "web", "image": "nginx", "command": ["nginx"]}],
+            "schedulingGates": [{"name": "example.com/quota"}, {"name": "example.com/arch"}],
+            "nodeSelector": {"disk": "ssd"},
+        }});
+        default_pod(&mut old);
+        let changed = |f: &dyn Fn(&mut Value)| {
+            let mut pod = old.clone();
+            f(&mut pod);
+            validate_pod_update(&pod, &old).iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert!(changed(&|p| p["spec"]["schedulingGates"] = json!([{"name": "example.com/arch"}])).is_empty());
+        assert!(changed(&|p| {
+            p["spec"].as_object_mut().unwrap().remove("schedulingGates");
+        })
+        .is_empty());
+        assert_eq!(
+            changed(&|p| p["spec"]["schedulingGates"].as_array_mut().unwrap().push(json!({"name": "x"}))),
+            ["spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'x'"]
+        );
+        assert!(changed(&|p| p["spec"]["nodeSelector"]["zone"] = json!("a")).is_empty());
+        assert_eq!(
+            changed(&|p| p["spec"]["nodeSelector"] = json!({"disk": "hdd"})),
+            ["spec.nodeSelector: Invalid value: {\"disk\":\"hdd\"}: only additions to spec.nodeSelector are allowed (no mutations or deletions)"]
+        );
+        // Once the gates are gone the selector is as fixed as the rest.
+        let mut ungated = old.clone();
+        ungated["spec"].as_object_mut().unwrap().remove("schedulingGates");
+        let mut narrowed = ungated.clone();
+        narrowed["spec"]["nodeSelector"]["zone"] = json!("a");
+        assert_eq!(validate_pod_update(&narrowed, &ungated).len(), 1);
+    }
+
+    #[test]
+    fn scheduling_gates_are_qualified_unique_and_not_on_a_bound_pod() {
+        let pod = |gates: Value, node: Option<&str>| {
+            let mut spec = json!({"containers": [{"name": "c", "image": "x"}], "schedulingGates": gates});
+            if let Some(node) = node {
+                spec["nodeName"] = json!(node);
+            }
+            validate_pod(&json!({"spec": spec})).iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert!(pod(json!([{"name": "example.com/a"}, {"name": "b"}]), None).is_empty());
+        assert_eq!(pod(json!([{"name": "a"}, {"name": "a"}]), None), ["spec.schedulingGates[1]: Duplicate value: \"a\""]);
+        let bad = pod(json!([{"name": "not a name"}]), None);
+        assert!(bad.len() == 1 && bad[0].starts_with("spec.schedulingGates[0]: Invalid value: \"not a name\": "), "{bad:?}");
+        assert_eq!(pod(json!([{"name": "a"}]), Some("n1")), ["spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"]);
+        assert!(pod(json!([]), Some("n1")).is_empty());
     }
 }
