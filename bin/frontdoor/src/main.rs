@@ -189,8 +189,8 @@ async fn start_node(
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
     server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(config.data_dir.join("pods")))));
-    let connector = frontdoor_node::portforward::PodConnector::default();
-    server.set_port_forwarder(std::sync::Arc::new(NodePortForward(connector.clone())));
+    let access = frontdoor_node::access::PodAccess::default();
+    server.set_pod_access(std::sync::Arc::new(NodeAccess(access.clone())));
     tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
     // One event queue for the node's components, as one broadcaster: written in the process's
     // quiet moments.
@@ -201,7 +201,7 @@ async fn start_node(
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, events, connector, shutdown).await {
+        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, events, access, shutdown).await {
             tracing::error!(%error, "the pod runtime stopped");
         }
     });
@@ -225,13 +225,29 @@ impl frontdoor_apiserver::LogSource for NodeLogs {
     }
 }
 
-/// `kubectl port-forward` connects inside the pod's network namespace.
-struct NodePortForward(frontdoor_node::portforward::PodConnector);
+/// `kubectl port-forward` and `exec` reach into the node's pods.
+struct NodeAccess(frontdoor_node::access::PodAccess);
 
-impl frontdoor_apiserver::PortForwarder for NodePortForward {
-    fn connect(&self, pod: &serde_json::Value, port: u16) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<tokio::net::TcpStream, String>> + Send>> {
-        let (connector, uid) = (self.0.clone(), pod.pointer("/metadata/uid").and_then(serde_json::Value::as_str).unwrap_or("").to_string());
-        Box::pin(async move { connector.connect(&uid, port).await })
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+fn uid_of(pod: &serde_json::Value) -> String {
+    pod.pointer("/metadata/uid").and_then(serde_json::Value::as_str).unwrap_or("").to_string()
+}
+
+impl frontdoor_apiserver::PodAccess for NodeAccess {
+    fn connect(&self, pod: &serde_json::Value, port: u16) -> Boxed<Result<tokio::net::TcpStream, String>> {
+        let (access, uid) = (self.0.clone(), uid_of(pod));
+        Box::pin(async move { access.connect(&uid, port).await })
+    }
+
+    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool) -> Boxed<Result<tokio::process::Child, frontdoor_apiserver::ExecError>> {
+        let (access, uid, container) = (self.0.clone(), uid_of(pod), container.to_string());
+        Box::pin(async move {
+            access.exec(&uid, &container, command, stdin).await.map_err(|error| match error {
+                frontdoor_node::access::ExecError::CannotRun(message) => frontdoor_apiserver::ExecError::CannotRun(message),
+                frontdoor_node::access::ExecError::Unavailable(message) => frontdoor_apiserver::ExecError::Unavailable(message),
+            })
+        })
     }
 }
 

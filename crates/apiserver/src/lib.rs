@@ -24,6 +24,7 @@ mod fields;
 mod handlers;
 mod kinds;
 mod lifecycle;
+mod exec;
 mod patch;
 mod portforward;
 pub mod registry;
@@ -31,6 +32,7 @@ mod request;
 mod selectors;
 mod table;
 pub mod tls;
+mod upgrade;
 mod validation;
 mod watch;
 
@@ -50,7 +52,6 @@ use tokio::net::TcpListener;
 use frontdoor_store::{Store, StoreConfig};
 
 use crate::errors::ApiError;
-pub use crate::portforward::PortForwarder;
 pub use crate::registry::Registry;
 
 /// The Kubernetes version this server speaks (its API types are k8s-openapi's v1_33).
@@ -87,11 +88,31 @@ pub trait LogSource: Send + Sync {
     fn open(&self, pod: &serde_json::Value, container: &str, query: &LogQuery) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String>;
 }
 
+/// What the node offers into its pods, attached after it starts (upstream: the kubelet's
+/// streaming server).
+pub trait PodAccess: Send + Sync {
+    /// A TCP connection to `port` on the pod's loopback, inside its network namespace
+    /// (`kubectl port-forward`).
+    fn connect(&self, pod: &serde_json::Value, port: u16) -> futures::future::BoxFuture<'static, Result<tokio::net::TcpStream, String>>;
+    /// `command` started in `container` of the pod with its output piped, and its input if
+    /// `stdin` (`kubectl exec`).
+    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool) -> futures::future::BoxFuture<'static, Result<tokio::process::Child, ExecError>>;
+}
+
+/// Why [`PodAccess::exec`] could not start a command.
+#[derive(Debug)]
+pub enum ExecError {
+    /// The command does not exist or cannot run: said on the command's stderr, exit code 126.
+    CannotRun(String),
+    /// The pod or container is not running.
+    Unavailable(String),
+}
+
 /// Shared by every request.
 pub struct ApiState {
     pub registry: Registry,
     pub logs: std::sync::OnceLock<Arc<dyn LogSource>>,
-    pub port_forwarder: std::sync::OnceLock<Arc<dyn PortForwarder>>,
+    pub pod_access: std::sync::OnceLock<Arc<dyn PodAccess>>,
     pub token: String,
     pub server_address: String,
 }
@@ -117,9 +138,9 @@ impl ApiServer {
         let _ = self.state.logs.set(source);
     }
 
-    /// Attaches the node runtime's connections into pods to `pods/portforward` (once).
-    pub fn set_port_forwarder(&self, forwarder: Arc<dyn PortForwarder>) {
-        let _ = self.state.port_forwarder.set(forwarder);
+    /// Attaches the node runtime's way into pods to `pods/portforward` and `pods/exec` (once).
+    pub fn set_pod_access(&self, access: Arc<dyn PodAccess>) {
+        let _ = self.state.pod_access.set(access);
     }
 }
 
@@ -188,7 +209,7 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);
 
-    let state = Arc::new(ApiState { registry: registry.clone(), logs: std::sync::OnceLock::new(), port_forwarder: std::sync::OnceLock::new(), token: credentials.token.clone(), server_address: local_addr.to_string() });
+    let state = Arc::new(ApiState { registry: registry.clone(), logs: std::sync::OnceLock::new(), pod_access: std::sync::OnceLock::new(), token: credentials.token.clone(), server_address: local_addr.to_string() });
     tokio::spawn(lifecycle::run(registry.clone()));
     tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state.clone()));
     Ok(ApiServer { local_addr, kubeconfig, registry, started, state })
@@ -241,11 +262,13 @@ pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
         return ApiError::unauthorized().into_response();
     }
     // An upgraded connection: the request itself (not its body) is what it needs.
-    if path.ends_with("/portforward") {
+    if path.ends_with("/portforward") || path.ends_with("/exec") {
         if let Ok(target) = request::parse_path(&path) {
-            if target.subresource.as_deref() == Some("portforward") && target.resource.plural == "pods" {
-                let at = registry::ObjectRef { resource: target.resource, namespace: target.namespace.as_deref(), name: target.name() };
-                return portforward::serve(state, &at, request).await;
+            let at = registry::ObjectRef { resource: target.resource, namespace: target.namespace.as_deref(), name: target.name() };
+            match (target.resource.plural, target.subresource.as_deref()) {
+                ("pods", Some("portforward")) => return portforward::serve(state, &at, request).unwrap_or_else(IntoResponse::into_response),
+                ("pods", Some("exec")) => return exec::serve(state, &at, request).unwrap_or_else(IntoResponse::into_response),
+                _ => {}
             }
         }
     }

@@ -10,97 +10,46 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use frontdoor_spdy::{Read, Stream, StreamSender};
-use http::{header, HeaderMap, HeaderValue, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use http::Request;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::ObjectRef;
-use crate::ApiState;
+use crate::upgrade::{self, Asked};
+use crate::{ApiState, PodAccess};
 
 const PROTOCOL: &str = "portforward.k8s.io";
-const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 /// The WebSocket subprotocol of SPDY tunnelled in WebSocket.
 const TUNNELLED: &str = "SPDY/3.1+portforward.k8s.io";
 
-/// Where port-forward connections go: the node runtime, attached after it starts.
-pub trait PortForwarder: Send + Sync {
-    /// A TCP connection to `port` on the pod's loopback, inside its network namespace.
-    fn connect(&self, pod: &Value, port: u16) -> futures::future::BoxFuture<'static, Result<tokio::net::TcpStream, String>>;
-}
-
 /// Answers a `pods/portforward` request: upgrades it and serves the streams, or says why not.
-pub async fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> Response {
-    match upgrade(state, at, request) {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
-}
-
-fn upgrade(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> ApiResult<Response> {
-    let pod = state.registry.get(at)?.value;
-    if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request(format!("pod {} does not have a host assigned", at.name)));
-    }
-    let forwarder = state.port_forwarder.get().cloned().ok_or_else(|| ApiError::bad_request("port forwarding is not available: this server runs no node"))?;
-    let headers = request.headers();
-    if wants_upgrade_to(headers, "websocket") {
-        return upgrade_to_websocket(request, pod, forwarder);
-    }
-    if !wants_upgrade_to(headers, "spdy/3.1") {
-        return Err(ApiError::bad_request("Upgrade request required"));
-    }
-    let offered: Vec<String> = list(headers, header::HeaderName::from_static(PROTOCOL_HEADER)).map(String::from).collect();
-    if !offered.is_empty() && !offered.iter().any(|p| p == PROTOCOL) {
-        return Err(ApiError::forbidden(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{PROTOCOL:?}]")));
-    }
-    tokio::spawn(async move {
-        match hyper::upgrade::on(request).await {
-            Ok(upgraded) => run(TokioIo::new(upgraded), pod, forwarder).await,
-            Err(error) => tracing::debug!(%error, "port-forward upgrade failed"),
+pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> ApiResult<Response> {
+    let pod = upgrade::bound_pod(state, at)?;
+    let access = state.pod_access.get().cloned().ok_or_else(|| ApiError::bad_request("port forwarding is not available: this server runs no node"))?;
+    let asked = upgrade::asked(request.headers());
+    let protocol = match &asked {
+        Asked::WebSocket { protocols, .. } if protocols.iter().any(|p| p == TUNNELLED) => TUNNELLED,
+        // kubectl falls back to SPDY when this upgrade fails.
+        Asked::WebSocket { .. } => return Err(ApiError::bad_request(format!("unable to upgrade: the WebSocket subprotocol must be {TUNNELLED}"))),
+        Asked::Spdy(offered) if offered.is_empty() || offered.iter().any(|p| p == PROTOCOL) => PROTOCOL,
+        Asked::Spdy(offered) => {
+            return Err(ApiError::forbidden(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{PROTOCOL:?}]")))
         }
-    });
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let response_headers = response.headers_mut();
-    response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    response_headers.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    if !offered.is_empty() {
-        response_headers.insert(PROTOCOL_HEADER, HeaderValue::from_static(PROTOCOL));
-    }
-    Ok(response)
-}
-
-/// Upgrades to WebSocket with the tunnelling subprotocol (or refuses, and kubectl falls back to
-/// SPDY) and serves SPDY over its binary messages.
-fn upgrade_to_websocket(request: Request<Body>, pod: Arc<Value>, forwarder: Arc<dyn PortForwarder>) -> ApiResult<Response> {
-    let headers = request.headers();
-    let tunnelled = list(headers, header::SEC_WEBSOCKET_PROTOCOL).any(|p| p == TUNNELLED);
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()));
-    let (true, Some(accept)) = (tunnelled, key) else {
-        return Err(ApiError::bad_request(format!("unable to upgrade: the WebSocket subprotocol must be {TUNNELLED}")));
+        Asked::Nothing => return Err(ApiError::bad_request("Upgrade request required")),
     };
+    let response = upgrade::switching(&asked, protocol);
     tokio::spawn(async move {
-        match hyper::upgrade::on(request).await {
-            Ok(upgraded) => {
-                let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
-                run(tunnel(socket), pod, forwarder).await;
-            }
-            Err(error) => tracing::debug!(%error, "port-forward upgrade failed"),
+        let Some(io) = upgrade::on_upgrade(request).await else { return };
+        match asked {
+            Asked::WebSocket { .. } => run(tunnel(upgrade::websocket(io).await), pod, access).await,
+            _ => run(io, pod, access).await,
         }
     });
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let response_headers = response.headers_mut();
-    response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    response_headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(TUNNELLED));
-    response_headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).map_err(ApiError::internal)?);
     Ok(response)
 }
 
@@ -145,18 +94,8 @@ where
     theirs
 }
 
-/// The comma-separated values of header `name`, trimmed.
-fn list(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
-    headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
-}
-
-/// `Connection: Upgrade` and `Upgrade: <protocol>` (case-insensitive).
-fn wants_upgrade_to(headers: &HeaderMap, protocol: &str) -> bool {
-    list(headers, header::CONNECTION).any(|v| v.eq_ignore_ascii_case("upgrade")) && list(headers, header::UPGRADE).any(|v| v.eq_ignore_ascii_case(protocol))
-}
-
 /// Serves one upgraded connection: pairs each request's error and data streams and forwards.
-async fn run<IO>(io: IO, pod: Arc<Value>, forwarder: Arc<dyn PortForwarder>)
+async fn run<IO>(io: IO, pod: Arc<Value>, access: Arc<dyn PodAccess>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
@@ -177,7 +116,7 @@ where
         }
         if pending.get(&id).is_some_and(|pair| pair.error.is_some() && pair.data.is_some()) {
             if let Some(Pair { error: Some(error), data: Some(data) }) = pending.remove(&id) {
-                tokio::spawn(forward(pod.clone(), forwarder.clone(), data, error));
+                tokio::spawn(forward(pod.clone(), access.clone(), data, error));
             }
         }
     }
@@ -200,12 +139,12 @@ fn request_id(stream: &Stream) -> String {
     }
 }
 
-async fn forward(pod: Arc<Value>, forwarder: Arc<dyn PortForwarder>, mut data: Stream, error: Stream) {
+async fn forward(pod: Arc<Value>, access: Arc<dyn PodAccess>, mut data: Stream, error: Stream) {
     let (data_out, error_out) = (data.sender(), error.sender());
     let port_text = data.header("port").unwrap_or("").to_string();
     let connected = match port_text.parse::<u16>() {
         Ok(0) | Err(_) => Err(format!("unable to parse '{port_text}' as a port")),
-        Ok(port) => forwarder.connect(&pod, port).await.map_err(|reason| {
+        Ok(port) => access.connect(&pod, port).await.map_err(|reason| {
             let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
             let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
             format!("error forwarding port {port} to pod {name}, uid {uid}: {reason}")

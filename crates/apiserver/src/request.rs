@@ -120,6 +120,17 @@ pub fn parse_query(query: Option<&str>) -> HashMap<String, String> {
     out
 }
 
+/// Every value of `key` in the query, in order (`command=ls&command=-l`).
+pub fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(k, _)| percent_decode(k) == key)
+        .map(|(_, v)| percent_decode(v))
+        .collect()
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

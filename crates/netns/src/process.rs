@@ -27,6 +27,8 @@ pub struct ProcessSpec {
     pub stdout: Stdio,
     /// Standard error, likewise.
     pub stderr: Stdio,
+    /// Kill the process (SIGKILL) when its `Child` is dropped (false by default).
+    pub kill_on_drop: bool,
 }
 
 impl ProcessSpec {
@@ -39,6 +41,7 @@ impl ProcessSpec {
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::null(),
+            kill_on_drop: false,
         }
     }
 }
@@ -73,6 +76,7 @@ pub(crate) fn prepare(spec: ProcessSpec) -> Result<Prepared, Error> {
         .stdin(spec.stdin)
         .stdout(spec.stdout)
         .stderr(spec.stderr)
+        .kill_on_drop(spec.kill_on_drop)
         .process_group(0);
     if path.is_none() {
         command.env("PATH", DEFAULT_PATH);

@@ -9,19 +9,19 @@
 //! * `dedicated`: the threads that make pod sandboxes and start containers, one job at a time,
 //!   in order.
 //! * `pids`: the node's record of container processes, to stop leftovers after a crash.
-//! * `portforward`: connections into pods' network namespaces for `kubectl port-forward`.
+//! * `access`: connections into pods and commands in them, for `kubectl port-forward` and `exec`.
 //! * `ipam`: pod addresses from the node's pod range.
 //!
 //! The node decides nothing about routing: Services are the proxy's business.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod dedicated;
 pub mod env;
 pub mod events;
 pub mod ipam;
 pub mod logs;
 pub mod pids;
-pub mod portforward;
 pub mod probes;
 pub mod registration;
 pub mod runtime;

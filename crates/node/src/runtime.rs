@@ -26,7 +26,7 @@ use crate::events::Recorder;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
-use crate::portforward::PodConnector;
+use crate::access::PodAccess;
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, same_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
@@ -69,18 +69,18 @@ struct Shared {
     sandboxes: Dedicated<SandboxFactory>,
     /// Starts containers' (and exec probes') processes, likewise.
     launcher: Dedicated<Launcher>,
-    /// The pods with a sandbox, for port-forward.
-    connector: PodConnector,
+    /// The pods with a sandbox, for port-forward and exec.
+    access: PodAccess,
 }
 
 /// Runs every pod bound to this node until `shutdown`, recording events with `events` (the
-/// `kubelet` component's) and listing pods' sandboxes in `connector`.
+/// `kubelet` component's) and listing pods' sandboxes and containers in `access`.
 pub async fn run(
     client: kube::Client,
     config: NodeConfig,
     backoff: Backoff,
     events: Recorder,
-    connector: PodConnector,
+    access: PodAccess,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let gateway = config.pod_cidr.gateway();
@@ -113,7 +113,7 @@ pub async fn run(
         config: config.clone(),
         services,
         backoff,
-        connector,
+        access,
     });
 
     let pods: Api<Pod> = Api::all(client.clone());
@@ -328,7 +328,7 @@ impl PodWorker {
         // attempt, success or failure, a moment from now, and that write carries the sandbox
         // too (one write per pod rather than two).
         self.sandbox = Some(sandbox.clone());
-        self.shared.connector.insert(&uid, sandbox.clone());
+        self.shared.access.insert(&uid, sandbox.clone());
         for container in spec.containers.iter().cloned() {
             let task = ContainerTask {
                 shared: self.shared.clone(),
@@ -370,7 +370,7 @@ impl PodWorker {
 
     async fn teardown(&mut self) {
         if let Some(sandbox) = self.sandbox.take() {
-            self.shared.connector.remove(self.pod.metadata.uid.as_deref().unwrap_or_default());
+            self.shared.access.remove(self.pod.metadata.uid.as_deref().unwrap_or_default());
             let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
         }
         if let Some(ip) = self.ip.take() {
@@ -512,7 +512,6 @@ impl ContainerTask {
         let (namespace, name, uid) = pod_name(&self.pod);
         let policy = self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         // Continue the numbering of earlier runs, so `--previous` spans node restarts.
-        // Continue the numbering of earlier runs, so `--previous` spans node restarts.
         let mut attempt = self.shared.logs.next_attempt(&namespace, &name, &uid, &self.container.name);
         loop {
             if self.stopping() {
@@ -531,9 +530,11 @@ impl ContainerTask {
             argv.extend(self.container.args.clone().unwrap_or_default());
             let argv: Vec<String> = argv.iter().map(|a| crate::env::expand(a, &env)).collect();
             let log_path = self.shared.logs.file(&namespace, &name, &uid, &self.container.name, attempt);
+            let working_dir: Option<std::path::PathBuf> = self.container.working_dir.clone().map(Into::into);
+            self.shared.access.container_started(&uid, &self.container.name, &env, working_dir.clone());
             let mut spec = ProcessSpec::new(argv);
             spec.env = env.clone();
-            spec.working_dir = self.container.working_dir.clone().map(Into::into);
+            spec.working_dir = working_dir;
             spec.stdout = std::process::Stdio::piped();
             spec.stderr = std::process::Stdio::piped();
             let started_at = Utc::now();

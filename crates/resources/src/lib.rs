@@ -82,6 +82,11 @@ const fn pod_port_forward() -> Subresource {
     Subresource { name: "portforward", group: "", version: "v1", kind: "PodPortForwardOptions", verbs: &["create", "get"] }
 }
 
+/// `kubectl exec`: likewise upgraded (SPDY, or WebSocket with the v5 channel protocol).
+const fn pod_exec() -> Subresource {
+    Subresource { name: "exec", group: "", version: "v1", kind: "PodExecOptions", verbs: &["create", "get"] }
+}
+
 const fn plain(
     group: &'static str,
     version: &'static str,
@@ -114,7 +119,7 @@ static CATALOG: &[ResourceType] = &[
     ResourceType { subresources: &[status("", "v1", "Node")], ..plain("", "v1", "nodes", "node", "Node", false, &["no"]) },
     ResourceType {
         categories: &["all"],
-        subresources: &[status("", "v1", "Pod"), pod_binding(), pod_log(), pod_port_forward()],
+        subresources: &[status("", "v1", "Pod"), pod_binding(), pod_log(), pod_port_forward(), pod_exec()],
         ..plain("", "v1", "pods", "pod", "Pod", true, &["po"])
     },
     ResourceType {

@@ -1,0 +1,330 @@
+//! `pods/exec`, as `kubectl exec` uses it: the query names the command, the container and which
+//! of stdin, stdout and stderr to carry. kubectl 1.30+ upgrades to WebSocket with the
+//! `v5.channel.k8s.io` protocol (each binary message is a channel byte then data: 0 stdin,
+//! 1 stdout, 2 stderr, 3 the final status, 4 resize; `[255, n]` closes channel n); older ones,
+//! and newer ones told to, upgrade to SPDY with `v4.channel.k8s.io`, one stream per channel
+//! named by its `streamType` header. Either way the last word is a `Status` on the error
+//! channel: Success, or NonZeroExitCode with the exit code. The command runs in the pod's
+//! namespaces with its container's environment (the node's [`PodAccess`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use frontdoor_spdy::{Read, Stream};
+use futures::{SinkExt, StreamExt};
+use http::Request;
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::errors::{ApiError, ApiResult};
+use crate::registry::ObjectRef;
+use crate::upgrade::{self, Asked};
+use crate::{request, ApiState, ExecError, PodAccess};
+
+const V4: &str = "v4.channel.k8s.io";
+const V5: &str = "v5.channel.k8s.io";
+/// How long the SPDY client has to open the streams the query asked for (upstream's default).
+const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the query asks for.
+#[derive(Debug, Clone)]
+struct Options {
+    command: Vec<String>,
+    container: String,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// Answers a `pods/exec` request: upgrades it and runs the command, or says why not.
+pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> ApiResult<Response> {
+    let pod = upgrade::bound_pod(state, at)?;
+    let query = request.uri().query();
+    let flag = |key: &str| request::query_values(query, key).last().is_some_and(|v| v == "true" || v == "1");
+    let command = request::query_values(query, "command");
+    if command.is_empty() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
+    let (stdin, stdout, stderr) = (flag("stdin"), flag("stdout"), flag("stderr"));
+    if !(stdin || stdout || stderr) {
+        return Err(ApiError::bad_request("you must specify at least one of stdin, stdout, stderr"));
+    }
+    if flag("tty") {
+        return Err(ApiError::bad_request("a TTY is not supported: run kubectl exec without -t (-i works)"));
+    }
+    let container = container(&pod, at.name, request::query_values(query, "container").pop())?;
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    if phase == "Succeeded" || phase == "Failed" {
+        return Err(ApiError::bad_request(format!("cannot exec into a container in a completed pod; current phase is {phase}")));
+    }
+    let access = state.pod_access.get().cloned().ok_or_else(|| ApiError::bad_request("exec is not available: this server runs no node"))?;
+    let asked = upgrade::asked(request.headers());
+    let protocol = match &asked {
+        Asked::WebSocket { protocols, .. } if protocols.iter().any(|p| p == V5) => V5,
+        // kubectl falls back to SPDY when this upgrade fails.
+        Asked::WebSocket { protocols, .. } => return Err(ApiError::bad_request(format!("unable to upgrade: unable to negotiate protocol: client supports {protocols:?}, server accepts [{V5:?}]"))),
+        Asked::Spdy(offered) if offered.iter().any(|p| p == V4) => V4,
+        Asked::Spdy(offered) => return Err(ApiError::forbidden(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{V4:?}]"))),
+        Asked::Nothing => return Err(ApiError::bad_request("Upgrade request required")),
+    };
+    let options = Options { command, container, stdin, stdout, stderr };
+    let response = upgrade::switching(&asked, protocol);
+    tokio::spawn(async move {
+        let Some(io) = upgrade::on_upgrade(request).await else { return };
+        match asked {
+            Asked::WebSocket { .. } => over_websocket(upgrade::websocket(io).await, pod, access, options).await,
+            _ => over_spdy(io, pod, access, options).await,
+        }
+    });
+    Ok(response)
+}
+
+/// The container to run in: the one named, or the only one.
+fn container(pod: &Value, name: &str, asked: Option<String>) -> ApiResult<String> {
+    let names: Vec<&str> = pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    match asked.filter(|c| !c.is_empty()) {
+        Some(container) if names.contains(&container.as_str()) => Ok(container),
+        Some(container) => Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}"))),
+        None if names.len() == 1 => Ok(names[0].to_string()),
+        None => Err(ApiError::bad_request(format!("a container name must be specified for pod {name}, choose one of: [{}]", names.join(" ")))),
+    }
+}
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const ERROR: u8 = 3;
+/// v5: `[CLOSE, channel]` closes a channel.
+const CLOSE: u8 = 255;
+
+/// Where a session's input comes from and its output goes, whatever carries them: output as
+/// (channel, bytes) in the order it was read.
+struct Io {
+    /// Input for the command; ends when the client closes stdin.
+    stdin: Option<mpsc::Receiver<Bytes>>,
+    out: mpsc::Sender<(u8, Bytes)>,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// Runs the command and returns the final status (upstream's v4 error-channel `Status`).
+async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, io: Io) -> Value {
+    let mut child = match access.exec(&pod, &options.container, options.command.clone(), io.stdin.is_some()).await {
+        Ok(child) => child,
+        Err(ExecError::CannotRun(message)) => {
+            if io.stderr {
+                let _ = io.out.send((STDERR, Bytes::from(format!("{message}\n")))).await;
+            }
+            return exit_status(126);
+        }
+        Err(ExecError::Unavailable(message)) => {
+            return json!({"metadata": {}, "status": "Failure", "message": format!("Internal error occurred: error executing command in container: {message}"), "reason": "InternalError", "code": 500});
+        }
+    };
+    let (from_client, to_child) = (io.stdin, child.stdin.take());
+    let input = async move {
+        let (Some(mut from_client), Some(mut to_child)) = (from_client, to_child) else { return };
+        while let Some(bytes) = from_client.recv().await {
+            if to_child.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        // Closing the child's stdin is how the client's end of input reaches it.
+    };
+    let output = copy_out(child.stdout.take(), io.stdout.then_some((STDOUT, &io.out)));
+    let errors = copy_out(child.stderr.take(), io.stderr.then_some((STDERR, &io.out)));
+    let waited = async {
+        let (status, _, _) = tokio::join!(child.wait(), output, errors);
+        status
+    };
+    // Input ends on its own; the session ends when the command has exited and its output is
+    // out, or when the client is gone (the command is then killed, as its child is dropped).
+    let status = tokio::select! {
+        status = waited => status,
+        _ = async { input.await; std::future::pending::<()>().await } => unreachable!(),
+        _ = io.out.closed() => return exit_status(137),
+    };
+    let code = match status {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        }
+        Err(_) => 1,
+    };
+    exit_status(code)
+}
+
+/// Copies a pipe of the child's to the client's channel until it ends (or the client is gone);
+/// output nobody asked for is read and dropped.
+async fn copy_out(pipe: Option<impl AsyncRead + Unpin>, to: Option<(u8, &mpsc::Sender<(u8, Bytes)>)>) {
+    let Some(mut pipe) = pipe else { return };
+    let mut buffer = BytesMut::with_capacity(32 * 1024);
+    loop {
+        buffer.reserve(32 * 1024);
+        match pipe.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let chunk = buffer.split().freeze();
+                if let Some((channel, to)) = to {
+                    if to.send((channel, chunk)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn exit_status(code: i32) -> Value {
+    if code == 0 {
+        return json!({"metadata": {}, "status": "Success"});
+    }
+    json!({
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("command terminated with non-zero exit code: exit status {code}"),
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+    })
+}
+
+/// v4 over SPDY: waits for the streams the query asked for, then runs.
+async fn over_spdy<IO>(io: IO, pod: Arc<Value>, access: Arc<dyn PodAccess>, options: Options)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (streams_tx, mut streams) = mpsc::channel(8);
+    let connection = tokio::spawn(frontdoor_spdy::serve(io, streams_tx));
+    let expected = 1 + usize::from(options.stdin) + usize::from(options.stdout) + usize::from(options.stderr);
+    let mut opened: Vec<Stream> = Vec::new();
+    let gathered = tokio::time::timeout(STREAMS_TIMEOUT, async {
+        while opened.len() < expected {
+            match streams.recv().await {
+                Some(stream) => opened.push(stream),
+                None => return false,
+            }
+        }
+        true
+    })
+    .await;
+    let mut take = |kind: &str| opened.iter().position(|s| s.header("streamtype") == Some(kind)).map(|i| opened.swap_remove(i));
+    let (error, stdin, stdout, stderr) = (take("error"), take("stdin"), take("stdout"), take("stderr"));
+    let Some(error) = error.filter(|_| gathered == Ok(true)) else {
+        tracing::debug!("exec: the client did not open the streams it asked for");
+        drop(streams);
+        let _ = connection.await;
+        return;
+    };
+    // Output to its stream, in order; each output stream ends before the status is written.
+    let (out, mut outgoing) = mpsc::channel::<(u8, Bytes)>(16);
+    let (stdout, stderr) = (stdout.map(|s| s.sender()), stderr.map(|s| s.sender()));
+    let (wants_stdout, wants_stderr) = (stdout.is_some(), stderr.is_some());
+    let connection_gone = error.sender();
+    let writer = tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                next = outgoing.recv() => next,
+                // Dropping `outgoing` tells the session the client is gone.
+                _ = connection_gone.closed() => return,
+            };
+            let Some((channel, bytes)) = next else { break };
+            let stream = if channel == STDOUT { &stdout } else { &stderr };
+            if let Some(stream) = stream {
+                if stream.send(bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
+        for stream in [stdout, stderr].into_iter().flatten() {
+            let _ = stream.finish().await;
+        }
+    });
+    let stdin = stdin.map(|mut stream| {
+        let (tx, rx) = mpsc::channel::<Bytes>(16);
+        tokio::spawn(async move {
+            while let Read::Data(bytes) = stream.read().await {
+                if tx.send(bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    });
+    let status = execute(access, pod, options, Io { stdin, out, stdout: wants_stdout, stderr: wants_stderr }).await;
+    let _ = writer.await;
+    let sender = error.sender();
+    let _ = sender.send(Bytes::from(status.to_string())).await;
+    let _ = sender.finish().await;
+    drop(streams);
+    let _ = connection.await;
+}
+
+/// v5 over WebSocket: channels in binary messages.
+async fn over_websocket<IO>(socket: tokio_tungstenite::WebSocketStream<IO>, pod: Arc<Value>, access: Arc<dyn PodAccess>, options: Options)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut messages) = socket.split();
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
+    // Reads the client's messages: stdin until it closes the channel (reading also answers
+    // the client's pings).
+    let reader = tokio::spawn(async move {
+        let mut stdin = Some(stdin_tx);
+        while let Some(Ok(message)) = messages.next().await {
+            let bytes = match message {
+                Message::Binary(bytes) => bytes,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            match (bytes.first(), bytes.get(1)) {
+                (Some(&STDIN), _) => {
+                    if let Some(tx) = &stdin {
+                        if tx.send(bytes.slice(1..)).await.is_err() {
+                            stdin = None;
+                        }
+                    }
+                }
+                (Some(&CLOSE), Some(&STDIN)) => stdin = None,
+                _ => {}
+            }
+        }
+    });
+    let (out, mut outgoing) = mpsc::channel::<(u8, Bytes)>(16);
+    let io = Io { stdin: options.stdin.then_some(stdin_rx), out, stdout: options.stdout, stderr: options.stderr };
+    let session = tokio::spawn(execute(access, pod, options, io));
+    // Output in order until the session ends, then the status, then the close.
+    let framed = |channel: u8, bytes: &[u8]| Message::Binary([&[channel][..], bytes].concat().into());
+    let mut reader = reader;
+    let mut gone = false;
+    loop {
+        let next = tokio::select! {
+            next = outgoing.recv() => next,
+            // The client closed or went away: dropping `outgoing` ends the session.
+            _ = &mut reader, if !gone => {
+                gone = true;
+                break;
+            }
+        };
+        let Some((channel, bytes)) = next else { break };
+        if sink.send(framed(channel, &bytes)).await.is_err() {
+            gone = true;
+            break;
+        }
+    }
+    drop(outgoing);
+    if let Ok(status) = session.await {
+        if !gone {
+            let _ = sink.send(framed(ERROR, status.to_string().as_bytes())).await;
+        }
+    }
+    // A normal closure: the client reads it as the end of every channel.
+    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame { code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal, reason: "".into() };
+    let _ = sink.send(Message::Close(Some(normal))).await;
+    let _ = sink.close().await;
+    reader.abort();
+}
