@@ -240,13 +240,25 @@ impl frontdoor_apiserver::PodAccess for NodeAccess {
         Box::pin(async move { access.connect(&uid, port).await })
     }
 
-    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool) -> Boxed<Result<tokio::process::Child, frontdoor_apiserver::ExecError>> {
+    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool, tty: bool) -> Boxed<Result<frontdoor_apiserver::ExecProcess, frontdoor_apiserver::ExecError>> {
+        use frontdoor_apiserver::{ExecError, ExecProcess, ExecTerminal};
         let (access, uid, container) = (self.0.clone(), uid_of(pod), container.to_string());
         Box::pin(async move {
-            access.exec(&uid, &container, command, stdin).await.map_err(|error| match error {
-                frontdoor_node::access::ExecError::CannotRun(message) => frontdoor_apiserver::ExecError::CannotRun(message),
-                frontdoor_node::access::ExecError::Unavailable(message) => frontdoor_apiserver::ExecError::Unavailable(message),
-            })
+            let (child, terminal) = access.exec(&uid, &container, command, stdin, tty).await.map_err(|error| match error {
+                frontdoor_node::access::ExecError::CannotRun(message) => ExecError::CannotRun(message),
+                frontdoor_node::access::ExecError::Unavailable(message) => ExecError::Unavailable(message),
+            })?;
+            let terminal = match terminal {
+                None => None,
+                Some(terminal) => {
+                    let (output, input) = terminal.files().map_err(|e| ExecError::Unavailable(e.to_string()))?;
+                    let resize = Box::new(move |width: u16, height: u16| {
+                        let _ = terminal.resize(width, height);
+                    });
+                    Some(ExecTerminal { output: Box::new(output), input: Box::new(input), resize })
+                }
+            };
+            Ok(ExecProcess { child, terminal })
         })
     }
 }

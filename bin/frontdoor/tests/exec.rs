@@ -1,7 +1,7 @@
 //! `kubectl exec` with the real kubectl of each supported version (1.27: SPDY; 1.32, 1.33:
 //! WebSocket v5, and SPDY when told to) into a real pod in the test's network namespace: the
 //! command runs in the pod's namespaces with its container's environment, output and exit code
-//! come back as upstream's, standard input goes in.
+//! come back as upstream's, standard input goes in; with `-it` on a terminal of its own.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -94,6 +94,25 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
         assert!(wait_until(Duration::from_secs(10), || !running()), "kubectl {version}: the command outlived its client");
     }
 
+    // `-it`: a shell on a terminal of the pod's, sized as kubectl's, where ^C interrupts.
+    for version in ["1.27", "1.33"] {
+        let kubectl_binary = frontdoor_testkit::kubectl_dir().join(format!("kubectl.{version}"));
+        let out = fd
+            .command("python3")
+            .args(["-c", INTERACTIVE, kubectl_binary.to_str().unwrap()])
+            .env("KUBECONFIG", fd.kubeconfig())
+            .env("HOME", fd.data_dir())
+            .output()
+            .expect("python3");
+        let transcript = String::from_utf8_lossy(&out.stdout);
+        let what = format!("kubectl {version}: {transcript}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(transcript.contains("33 101"), "the terminal has kubectl's size; {what}");
+        assert!(transcript.contains("/dev/pts/"), "{what}");
+        assert!(transcript.contains("= 42"), "{what}");
+        assert!(transcript.contains("after-2-interrupts"), "^C interrupted the foreground command; {what}");
+        assert!(transcript.trim_end().ends_with("exit status 5"), "{what}");
+    }
+
     // Bad requests get upstream's answers.
     let (code, _, stderr) = kubectl(&fd, "1.33", &["exec", "nothing", "--", "true"], None, &[]);
     assert!(code != 0 && stderr.contains("pods \"nothing\" not found"), "{stderr}");
@@ -106,3 +125,43 @@ fn sleeping(marker: &str) -> bool {
     let wanted = format!("sleep\0{marker}\0");
     std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted.as_bytes()))
 }
+
+/// Drives `kubectl exec -it box -- sh` (argv[1] is kubectl) from a terminal 101 wide and 33
+/// high: prints what the session showed, then kubectl's exit status.
+const INTERACTIVE: &str = r#"
+import fcntl, os, pty, select, struct, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    os.execv(sys.argv[1], [sys.argv[1], "exec", "-it", "box", "--", "sh"])
+seen = b""
+def read_until(marker, timeout=15):
+    global seen
+    deadline = time.time() + timeout
+    while marker not in seen and time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen += chunk
+os.write(fd, b"stty size; tty; echo = $((6*7))\n")
+read_until(b"= 42")
+os.write(fd, b"sleep 300\n")
+time.sleep(1)
+os.write(fd, b"\x03")
+time.sleep(0.5)
+os.write(fd, b"echo after-$((1+1))-interrupts\n")
+read_until(b"after-2-interrupts", timeout=5)
+os.write(fd, b"exit 5\n")
+read_until(b"never", timeout=10)
+done, status = os.waitpid(pid, os.WNOHANG)
+if done == 0:
+    os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+print(f"\nexit status {os.waitstatus_to_exitcode(status)}")
+"#;

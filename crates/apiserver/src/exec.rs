@@ -5,7 +5,8 @@
 //! and newer ones told to, upgrade to SPDY with `v4.channel.k8s.io`, one stream per channel
 //! named by its `streamType` header. Either way the last word is a `Status` on the error
 //! channel: Success, or NonZeroExitCode with the exit code. The command runs in the pod's
-//! namespaces with its container's environment (the node's [`PodAccess`]).
+//! namespaces with its container's environment (the node's [`PodAccess`]); with `tty` on a
+//! terminal of its own, sized by the resize channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ struct Options {
     stdin: bool,
     stdout: bool,
     stderr: bool,
+    tty: bool,
 }
 
 /// Answers a `pods/exec` request: upgrades it and runs the command, or says why not.
@@ -53,9 +55,6 @@ pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> Ap
     let (stdin, stdout, stderr) = (flag("stdin"), flag("stdout"), flag("stderr"));
     if !(stdin || stdout || stderr) {
         return Err(ApiError::bad_request("you must specify at least one of stdin, stdout, stderr"));
-    }
-    if flag("tty") {
-        return Err(ApiError::bad_request("a TTY is not supported: run kubectl exec without -t (-i works)"));
     }
     let container = container(&pod, at.name, request::query_values(query, "container").pop())?;
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
@@ -72,7 +71,9 @@ pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> Ap
         Asked::Spdy(offered) => return Err(ApiError::forbidden(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{V4:?}]"))),
         Asked::Nothing => return Err(ApiError::bad_request("Upgrade request required")),
     };
-    let options = Options { command, container, stdin, stdout, stderr };
+    // With a terminal there is no separate stderr (kubectl asks for none).
+    let tty = flag("tty");
+    let options = Options { command, container, stdin, stdout, stderr: stderr && !tty, tty };
     let response = upgrade::switching(&asked, protocol);
     tokio::spawn(async move {
         let Some(io) = upgrade::on_upgrade(request).await else { return };
@@ -99,6 +100,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 /// v5: `[CLOSE, channel]` closes a channel.
 const CLOSE: u8 = 255;
 
@@ -107,18 +109,33 @@ const CLOSE: u8 = 255;
 struct Io {
     /// Input for the command; ends when the client closes stdin.
     stdin: Option<mpsc::Receiver<Bytes>>,
+    /// Terminal sizes (width, height), with a TTY.
+    resize: Option<mpsc::Receiver<(u16, u16)>>,
     out: mpsc::Sender<(u8, Bytes)>,
     stdout: bool,
     stderr: bool,
 }
 
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// The command's input, output and error: its terminal (output only), or its pipes.
+struct Ends {
+    input: Option<Writer>,
+    output: Option<Reader>,
+    errors: Option<Reader>,
+    resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
+}
+
 /// Runs the command and returns the final status (upstream's v4 error-channel `Status`).
 async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, io: Io) -> Value {
-    let mut child = match access.exec(&pod, &options.container, options.command.clone(), io.stdin.is_some()).await {
-        Ok(child) => child,
+    let started = access.exec(&pod, &options.container, options.command.clone(), io.stdin.is_some(), options.tty).await;
+    let process = match started {
+        Ok(process) => process,
         Err(ExecError::CannotRun(message)) => {
-            if io.stderr {
-                let _ = io.out.send((STDERR, Bytes::from(format!("{message}\n")))).await;
+            let channel = if io.stderr { Some(STDERR) } else if options.tty { Some(STDOUT) } else { None };
+            if let Some(channel) = channel {
+                let _ = io.out.send((channel, Bytes::from(format!("{message}\r\n")))).await;
             }
             return exit_status(126);
         }
@@ -126,27 +143,46 @@ async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, 
             return json!({"metadata": {}, "status": "Failure", "message": format!("Internal error occurred: error executing command in container: {message}"), "reason": "InternalError", "code": 500});
         }
     };
-    let (from_client, to_child) = (io.stdin, child.stdin.take());
+    let mut child = process.child;
+    let ends = match process.terminal {
+        Some(terminal) => Ends { input: Some(terminal.input), output: Some(terminal.output), errors: None, resize: Some(terminal.resize) },
+        None => Ends {
+            input: child.stdin.take().map(|p| Box::new(p) as Writer),
+            output: child.stdout.take().map(|p| Box::new(p) as Reader),
+            errors: child.stderr.take().map(|p| Box::new(p) as Reader),
+            resize: None,
+        },
+    };
+    let Ends { input: to_child, output: stdout, errors: stderr, resize } = ends;
+    let from_client = io.stdin;
     let input = async move {
         let (Some(mut from_client), Some(mut to_child)) = (from_client, to_child) else { return };
         while let Some(bytes) = from_client.recv().await {
-            if to_child.write_all(&bytes).await.is_err() {
+            if to_child.write_all(&bytes).await.is_err() || to_child.flush().await.is_err() {
                 return;
             }
         }
         // Closing the child's stdin is how the client's end of input reaches it.
     };
-    let output = copy_out(child.stdout.take(), io.stdout.then_some((STDOUT, &io.out)));
-    let errors = copy_out(child.stderr.take(), io.stderr.then_some((STDERR, &io.out)));
+    let sizes = io.resize;
+    let resizing = async move {
+        let (Some(mut sizes), Some(resize)) = (sizes, resize) else { return };
+        while let Some((width, height)) = sizes.recv().await {
+            resize(width, height);
+        }
+    };
+    let output = copy_out(stdout, io.stdout.then_some((STDOUT, &io.out)));
+    let errors = copy_out(stderr, io.stderr.then_some((STDERR, &io.out)));
     let waited = async {
         let (status, _, _) = tokio::join!(child.wait(), output, errors);
         status
     };
-    // Input ends on its own; the session ends when the command has exited and its output is
-    // out, or when the client is gone (the command is then killed, as its child is dropped).
+    // Input and sizes end on their own; the session ends when the command has exited and its
+    // output is out, or when the client is gone (the command is then killed, as its child is
+    // dropped).
     let status = tokio::select! {
         status = waited => status,
-        _ = async { input.await; std::future::pending::<()>().await } => unreachable!(),
+        _ = async { tokio::join!(input, resizing); std::future::pending::<()>().await } => unreachable!(),
         _ = io.out.closed() => return exit_status(137),
     };
     let code = match status {
@@ -157,6 +193,29 @@ async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, 
         Err(_) => 1,
     };
     exit_status(code)
+}
+
+/// Terminal sizes from a resize channel's bytes: JSON objects `{"Width":…,"Height":…}`, one
+/// after another, maybe split across messages.
+#[derive(Default)]
+struct Sizes(Vec<u8>);
+
+impl Sizes {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<(u16, u16)> {
+        self.0.extend_from_slice(bytes);
+        let mut sizes = Vec::new();
+        let mut stream = serde_json::Deserializer::from_slice(&self.0).into_iter::<Value>();
+        let mut consumed = 0;
+        while let Some(Ok(size)) = stream.next() {
+            consumed = stream.byte_offset();
+            let dimension = |key: &str| size[key].as_u64().map(|v| v.min(u64::from(u16::MAX)) as u16);
+            if let (Some(width), Some(height)) = (dimension("Width"), dimension("Height")) {
+                sizes.push((width, height));
+            }
+        }
+        self.0.drain(..consumed);
+        sizes
+    }
 }
 
 /// Copies a pipe of the child's to the client's channel until it ends (or the client is gone);
@@ -200,7 +259,7 @@ where
 {
     let (streams_tx, mut streams) = mpsc::channel(8);
     let connection = tokio::spawn(frontdoor_spdy::serve(io, streams_tx));
-    let expected = 1 + usize::from(options.stdin) + usize::from(options.stdout) + usize::from(options.stderr);
+    let expected = 1 + usize::from(options.stdin) + usize::from(options.stdout) + usize::from(options.stderr) + usize::from(options.tty);
     let mut opened: Vec<Stream> = Vec::new();
     let gathered = tokio::time::timeout(STREAMS_TIMEOUT, async {
         while opened.len() < expected {
@@ -213,7 +272,7 @@ where
     })
     .await;
     let mut take = |kind: &str| opened.iter().position(|s| s.header("streamtype") == Some(kind)).map(|i| opened.swap_remove(i));
-    let (error, stdin, stdout, stderr) = (take("error"), take("stdin"), take("stdout"), take("stderr"));
+    let (error, stdin, stdout, stderr, resize) = (take("error"), take("stdin"), take("stdout"), take("stderr"), take("resize"));
     let Some(error) = error.filter(|_| gathered == Ok(true)) else {
         tracing::debug!("exec: the client did not open the streams it asked for");
         drop(streams);
@@ -255,7 +314,21 @@ where
         });
         rx
     });
-    let status = execute(access, pod, options, Io { stdin, out, stdout: wants_stdout, stderr: wants_stderr }).await;
+    let resize = resize.map(|mut stream| {
+        let (tx, rx) = mpsc::channel::<(u16, u16)>(4);
+        tokio::spawn(async move {
+            let mut sizes = Sizes::default();
+            while let Read::Data(bytes) = stream.read().await {
+                for size in sizes.feed(&bytes) {
+                    if tx.send(size).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    });
+    let status = execute(access, pod, options, Io { stdin, resize, out, stdout: wants_stdout, stderr: wants_stderr }).await;
     let _ = writer.await;
     let sender = error.sender();
     let _ = sender.send(Bytes::from(status.to_string())).await;
@@ -271,10 +344,12 @@ where
 {
     let (mut sink, mut messages) = socket.split();
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
-    // Reads the client's messages: stdin until it closes the channel (reading also answers
-    // the client's pings).
+    let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
+    // Reads the client's messages: stdin until it closes the channel, terminal sizes (reading
+    // also answers the client's pings).
     let reader = tokio::spawn(async move {
         let mut stdin = Some(stdin_tx);
+        let mut sizes = Sizes::default();
         while let Some(Ok(message)) = messages.next().await {
             let bytes = match message {
                 Message::Binary(bytes) => bytes,
@@ -290,12 +365,17 @@ where
                     }
                 }
                 (Some(&CLOSE), Some(&STDIN)) => stdin = None,
+                (Some(&RESIZE), _) => {
+                    for size in sizes.feed(&bytes[1..]) {
+                        let _ = resize_tx.send(size).await;
+                    }
+                }
                 _ => {}
             }
         }
     });
     let (out, mut outgoing) = mpsc::channel::<(u8, Bytes)>(16);
-    let io = Io { stdin: options.stdin.then_some(stdin_rx), out, stdout: options.stdout, stderr: options.stderr };
+    let io = Io { stdin: options.stdin.then_some(stdin_rx), resize: options.tty.then_some(resize_rx), out, stdout: options.stdout, stderr: options.stderr };
     let session = tokio::spawn(execute(access, pod, options, io));
     // Output in order until the session ends, then the status, then the close.
     let framed = |channel: u8, bytes: &[u8]| Message::Binary([&[channel][..], bytes].concat().into());

@@ -94,9 +94,26 @@ pub trait PodAccess: Send + Sync {
     /// A TCP connection to `port` on the pod's loopback, inside its network namespace
     /// (`kubectl port-forward`).
     fn connect(&self, pod: &serde_json::Value, port: u16) -> futures::future::BoxFuture<'static, Result<tokio::net::TcpStream, String>>;
-    /// `command` started in `container` of the pod with its output piped, and its input if
-    /// `stdin` (`kubectl exec`).
-    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool) -> futures::future::BoxFuture<'static, Result<tokio::process::Child, ExecError>>;
+    /// `command` started in `container` of the pod (`kubectl exec`): with `tty` on a terminal,
+    /// else with its output piped, and its input if `stdin`. Dropping the child kills it.
+    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool, tty: bool) -> futures::future::BoxFuture<'static, Result<ExecProcess, ExecError>>;
+}
+
+/// A command started for `kubectl exec`.
+pub struct ExecProcess {
+    pub child: tokio::process::Child,
+    /// With a TTY: the terminal the command runs on.
+    pub terminal: Option<ExecTerminal>,
+}
+
+/// The node's side of an exec session's terminal.
+pub struct ExecTerminal {
+    /// What the command writes; ends when it (and whatever it started) has closed the terminal.
+    pub output: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// What the command reads.
+    pub input: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    /// Sets the size in characters (width, height).
+    pub resize: Box<dyn Fn(u16, u16) + Send + Sync>,
 }
 
 /// Why [`PodAccess::exec`] could not start a command.

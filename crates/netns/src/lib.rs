@@ -88,6 +88,7 @@ mod namespace;
 mod netlink;
 mod process;
 mod sandbox;
+mod terminal;
 
 use std::io;
 use std::net::SocketAddr;
@@ -98,8 +99,9 @@ pub use bridge::{
 };
 pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;
-pub use process::{signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
+pub use process::{check_command, signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
 pub use sandbox::{Launcher, PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
+pub use terminal::{Terminal, TerminalStdio, SESSION_LEADER};
 
 /// What can go wrong; each variant says where.
 #[derive(Debug, thiserror::Error)]

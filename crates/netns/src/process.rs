@@ -52,11 +52,15 @@ pub(crate) struct Prepared {
     name: String,
 }
 
-/// Resolves `spec`'s command and checks its working directory, so that a command that cannot
-/// run is reported before anything is forked.
-pub(crate) fn prepare(spec: ProcessSpec) -> Result<Prepared, Error> {
-    let command_name = spec.argv.first().cloned().ok_or(Error::EmptyCommand)?;
-    let path = environment_path(&spec.env);
+/// Checks that `spec`'s command can be found and its working directory exists, as starting it
+/// would, without starting anything (for a command that another program will start).
+pub fn check_command(spec: &ProcessSpec) -> Result<(), Error> {
+    locate(spec).map(|_| ())
+}
+
+/// The program `spec` runs and the directory it runs in, both checked.
+fn locate(spec: &ProcessSpec) -> Result<(PathBuf, PathBuf), Error> {
+    let command_name = spec.argv.first().ok_or(Error::EmptyCommand)?;
     let working_dir = spec
         .working_dir
         .clone()
@@ -64,7 +68,16 @@ pub(crate) fn prepare(spec: ProcessSpec) -> Result<Prepared, Error> {
     if !working_dir.is_dir() {
         return Err(Error::WorkingDirectory { path: working_dir });
     }
-    let program = resolve_executable(&command_name, path, &working_dir)?;
+    let program = resolve_executable(command_name, environment_path(&spec.env), &working_dir)?;
+    Ok((program, working_dir))
+}
+
+/// Resolves `spec`'s command and checks its working directory, so that a command that cannot
+/// run is reported before anything is forked.
+pub(crate) fn prepare(spec: ProcessSpec) -> Result<Prepared, Error> {
+    let (program, working_dir) = locate(&spec)?;
+    let command_name = spec.argv[0].clone();
+    let path = environment_path(&spec.env);
 
     let mut command = tokio::process::Command::new(&program);
     command

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use frontdoor_netns::{Error as NetnsError, PodSandbox, ProcessSpec};
+use frontdoor_netns::{Error as NetnsError, PodSandbox, ProcessSpec, Terminal};
 
 /// How long a connection into a pod may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,9 +77,10 @@ impl PodAccess {
         tokio::net::TcpStream::from_std(stream).map_err(|e| e.to_string())
     }
 
-    /// Starts `argv` in container `container` of pod `uid`, its output piped, its input piped
-    /// if `stdin`; dropping the child kills it.
-    pub async fn exec(&self, uid: &str, container: &str, argv: Vec<String>, stdin: bool) -> Result<tokio::process::Child, ExecError> {
+    /// Starts `argv` in container `container` of pod `uid`: with `tty`, on a new terminal (its
+    /// standard input, output and error; the terminal comes back with the child), else with
+    /// its output piped and its input piped if `stdin`. Dropping the child kills it.
+    pub async fn exec(&self, uid: &str, container: &str, argv: Vec<String>, stdin: bool, tty: bool) -> Result<(tokio::process::Child, Option<Terminal>), ExecError> {
         let (sandbox, context) = {
             let pods = self.pods.lock().unwrap();
             let pod = pods.get(uid).ok_or_else(|| ExecError::Unavailable("the pod is not running on this node".into()))?;
@@ -89,17 +90,28 @@ impl PodAccess {
         let mut spec = ProcessSpec::new(argv);
         spec.env = context.env;
         spec.working_dir = context.working_dir;
-        spec.stdin = if stdin { Stdio::piped() } else { Stdio::null() };
-        spec.stdout = Stdio::piped();
-        spec.stderr = Stdio::piped();
+        let terminal = if tty {
+            // The command itself is looked up as it would be without a terminal.
+            frontdoor_netns::check_command(&spec).map_err(|error| ExecError::CannotRun(error.to_string()))?;
+            let (terminal, stdio) = Terminal::open().map_err(|e| ExecError::Unavailable(format!("opening a terminal: {e}")))?;
+            spec.argv.splice(0..0, frontdoor_netns::SESSION_LEADER.iter().map(|s| s.to_string()));
+            (spec.stdin, spec.stdout, spec.stderr) = (stdio.stdin, stdio.stdout, stdio.stderr);
+            Some(terminal)
+        } else {
+            spec.stdin = if stdin { Stdio::piped() } else { Stdio::null() };
+            spec.stdout = Stdio::piped();
+            spec.stderr = Stdio::piped();
+            None
+        };
         // A session the client left ends its command.
         spec.kill_on_drop = true;
-        tokio::task::spawn_blocking(move || sandbox.spawn(spec))
+        let child = tokio::task::spawn_blocking(move || sandbox.spawn(spec))
             .await
             .map_err(|e| ExecError::Unavailable(e.to_string()))?
             .map_err(|error| match error {
                 NetnsError::ExecutableNotFound { .. } | NetnsError::PermissionDenied { .. } | NetnsError::EmptyCommand => ExecError::CannotRun(error.to_string()),
                 other => ExecError::Unavailable(other.to_string()),
-            })
+            })?;
+        Ok((child, terminal))
     }
 }
