@@ -258,7 +258,15 @@ impl frontdoor_apiserver::PodAccess for NodeAccess {
                     Some(ExecTerminal { output: Box::new(output), input: Box::new(input), resize })
                 }
             };
-            Ok(ExecProcess { child, terminal })
+            // The command leads its process group. (On a terminal that is `setsid`; the command's
+            // own session is hung up when the terminal closes.)
+            let group = child.id();
+            let stop = Box::new(move || {
+                if let Some(pid) = group {
+                    let _ = frontdoor_netns::signal_process_group(pid, frontdoor_netns::Signal::Kill);
+                }
+            });
+            Ok(ExecProcess { child, terminal, stop })
         })
     }
 }

@@ -83,10 +83,11 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
         assert!(stderr.contains("exec: \"no-such-command\": executable file not found in $PATH"), "{what}: {stderr}");
     }
 
-    // A client that goes away takes its command with it.
+    // A client that goes away takes its command with it, and what the command started.
     for version in ["1.27", "1.33"] {
         let marker = format!("{}{}", 4000 + version.len(), &version[2..]);
-        let mut client = fd.kubectl_command(version, &["exec", "box", "--", "sleep", &marker]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubectl runs");
+        let script = format!("sleep {marker} & wait");
+        let mut client = fd.kubectl_command(version, &["exec", "box", "--", "sh", "-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubectl runs");
         let running = || sleeping(&marker);
         assert!(wait_until(Duration::from_secs(10), running), "kubectl {version}: the command started");
         let _ = client.kill();

@@ -143,7 +143,7 @@ async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, 
             return json!({"metadata": {}, "status": "Failure", "message": format!("Internal error occurred: error executing command in container: {message}"), "reason": "InternalError", "code": 500});
         }
     };
-    let mut child = process.child;
+    let (mut child, stop) = (process.child, process.stop);
     let ends = match process.terminal {
         Some(terminal) => Ends { input: Some(terminal.input), output: Some(terminal.output), errors: None, resize: Some(terminal.resize) },
         None => Ends {
@@ -178,12 +178,15 @@ async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, 
         status
     };
     // Input and sizes end on their own; the session ends when the command has exited and its
-    // output is out, or when the client is gone (the command is then killed, as its child is
-    // dropped).
+    // output is out, or when the client is gone (the command and what it started are then
+    // killed).
     let status = tokio::select! {
         status = waited => status,
         _ = async { tokio::join!(input, resizing); std::future::pending::<()>().await } => unreachable!(),
-        _ = io.out.closed() => return exit_status(137),
+        _ = io.out.closed() => {
+            stop();
+            return exit_status(137);
+        }
     };
     let code = match status {
         Ok(status) => {

@@ -104,6 +104,8 @@ pub struct ExecProcess {
     pub child: tokio::process::Child,
     /// With a TTY: the terminal the command runs on.
     pub terminal: Option<ExecTerminal>,
+    /// Kills the command and whatever it started (when the client has gone away).
+    pub stop: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The node's side of an exec session's terminal.
