@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::ObjectRef;
 use crate::upgrade::{self, Asked};
-use crate::{request, ApiState, ExecError, PodAccess};
+use crate::{handlers, request, ApiState, ExecError, PodAccess};
 
 const V4: &str = "v4.channel.k8s.io";
 const V5: &str = "v5.channel.k8s.io";
@@ -56,7 +56,7 @@ pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> Ap
     if !(stdin || stdout || stderr) {
         return Err(ApiError::bad_request("you must specify at least one of stdin, stdout, stderr"));
     }
-    let container = container(&pod, at.name, request::query_values(query, "container").pop())?;
+    let container = handlers::container_of(&pod, at.name, request::query_values(query, "container").pop().as_deref())?;
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     if phase == "Succeeded" || phase == "Failed" {
         return Err(ApiError::bad_request(format!("cannot exec into a container in a completed pod; current phase is {phase}")));
@@ -83,17 +83,6 @@ pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> Ap
         }
     });
     Ok(response)
-}
-
-/// The container to run in: the one named, or the only one.
-fn container(pod: &Value, name: &str, asked: Option<String>) -> ApiResult<String> {
-    let names: Vec<&str> = pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
-    match asked.filter(|c| !c.is_empty()) {
-        Some(container) if names.contains(&container.as_str()) => Ok(container),
-        Some(container) => Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}"))),
-        None if names.len() == 1 => Ok(names[0].to_string()),
-        None => Err(ApiError::bad_request(format!("a container name must be specified for pod {name}, choose one of: [{}]", names.join(" ")))),
-    }
 }
 
 const STDIN: u8 = 0;

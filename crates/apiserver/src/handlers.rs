@@ -166,24 +166,7 @@ fn get(state: &ApiState, target: &Target, at: &ObjectRef, representation: Repres
 /// `GET pods/<name>/log`: the container's log from the node, streamed as text.
 fn pod_logs(state: &ApiState, at: &ObjectRef, query: &HashMap<String, String>) -> ApiResult<Response> {
     let pod = state.registry.get(at)?;
-    let containers: Vec<String> = pod
-        .value
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(name) if containers.contains(name) => name.clone(),
-        Some(name) => return Err(ApiError::bad_request(format!("container {name} is not valid for pod {}", at.name))),
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {}, choose one of: [{}]",
-                at.name,
-                containers.join(" ")
-            )))
-        }
-    };
+    let container = container_of(&pod.value, at.name, query.get("container").map(String::as_str))?;
     let number = |key: &str| query.get(key).and_then(|v| v.parse::<i64>().ok());
     let log_query = crate::LogQuery {
         follow: query.get("follow").is_some_and(|v| v == "true"),
@@ -199,6 +182,17 @@ fn pod_logs(state: &ApiState, at: &ObjectRef, query: &HashMap<String, String>) -
     let mut response = Response::new(axum::body::Body::from_stream(stream));
     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(response)
+}
+
+/// The container a pod subresource (`log`, `exec`) is for: the one asked for, or the only one.
+pub(crate) fn container_of(pod: &Value, pod_name: &str, asked: Option<&str>) -> ApiResult<String> {
+    let names: Vec<&str> = pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    match asked.filter(|c| !c.is_empty()) {
+        Some(name) if names.contains(&name) => Ok(name.to_string()),
+        Some(name) => Err(ApiError::bad_request(format!("container {name} is not valid for pod {pod_name}"))),
+        None if names.len() == 1 => Ok(names[0].to_string()),
+        None => Err(ApiError::bad_request(format!("a container name must be specified for pod {pod_name}, choose one of: [{}]", names.join(" ")))),
+    }
 }
 
 /// Label and field selectors of a list or watch request.
