@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use frontdoor_spdy::{Read, Stream};
 use futures::{SinkExt, StreamExt};
 use http::Request;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -213,19 +213,12 @@ impl Sizes {
 /// Copies a pipe of the child's to the client's channel until it ends (or the client is gone);
 /// output nobody asked for is read and dropped.
 async fn copy_out(pipe: Option<impl AsyncRead + Unpin>, to: Option<(u8, &mpsc::Sender<(u8, Bytes)>)>) {
-    let Some(mut pipe) = pipe else { return };
-    let mut buffer = BytesMut::with_capacity(32 * 1024);
-    loop {
-        buffer.reserve(32 * 1024);
-        match pipe.read_buf(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let chunk = buffer.split().freeze();
-                if let Some((channel, to)) = to {
-                    if to.send((channel, chunk)).await.is_err() {
-                        return;
-                    }
-                }
+    let Some(pipe) = pipe else { return };
+    let mut chunks = std::pin::pin!(upgrade::chunks(pipe));
+    while let Some(bytes) = chunks.next().await {
+        if let Some((channel, to)) = to {
+            if to.send((channel, bytes)).await.is_err() {
+                return;
             }
         }
     }

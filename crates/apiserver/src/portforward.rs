@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use frontdoor_spdy::{Read, Stream, StreamSender};
 use http::Request;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::errors::{ApiError, ApiResult};
@@ -61,7 +61,7 @@ where
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let (mut from_pipe, mut into_pipe) = tokio::io::split(ours);
+    let (from_pipe, mut into_pipe) = tokio::io::split(ours);
     let (mut sink, mut messages) = socket.split();
     tokio::spawn(async move {
         while let Some(Ok(message)) = messages.next().await {
@@ -77,16 +77,10 @@ where
         let _ = into_pipe.shutdown().await;
     });
     tokio::spawn(async move {
-        let mut buffer = BytesMut::with_capacity(32 * 1024);
-        loop {
-            buffer.reserve(32 * 1024);
-            match from_pipe.read_buf(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if sink.send(Message::Binary(buffer.split().freeze())).await.is_err() {
-                        return;
-                    }
-                }
+        let mut chunks = std::pin::pin!(upgrade::chunks(from_pipe));
+        while let Some(bytes) = chunks.next().await {
+            if sink.send(Message::Binary(bytes)).await.is_err() {
+                return;
             }
         }
         let _ = sink.close().await;
@@ -104,10 +98,9 @@ where
     let mut pending: HashMap<String, Pair> = HashMap::new();
     while let Some(stream) = streams.recv().await {
         let id = request_id(&stream);
-        let pair = pending.entry(id.clone()).or_default();
         match stream.header("streamtype") {
-            Some("error") => pair.error = Some(stream),
-            Some("data") => pair.data = Some(stream),
+            Some("error") => pending.entry(id.clone()).or_default().error = Some(stream),
+            Some("data") => pending.entry(id.clone()).or_default().data = Some(stream),
             other => {
                 tracing::debug!(kind = ?other, "port-forward stream of unknown type");
                 let _ = stream.sender().finish().await;
@@ -164,7 +157,6 @@ async fn forward(pod: Arc<Value>, access: Arc<dyn PodAccess>, mut data: Stream, 
 /// Copies both ways until the pod closes the connection, the client resets the stream, or the
 /// connection to the client is gone. The client's FIN is passed on as a half close.
 async fn pump(data: &mut Stream, out: &StreamSender, connection: tokio::net::TcpStream) {
-    const BUFFER: usize = 32 * 1024;
     let (mut from_pod, mut to_pod) = connection.into_split();
     let upstream = async {
         loop {
@@ -183,16 +175,10 @@ async fn pump(data: &mut Stream, out: &StreamSender, connection: tokio::net::Tcp
         }
     };
     let downstream = async {
-        let mut buffer = BytesMut::with_capacity(BUFFER);
-        loop {
-            buffer.reserve(BUFFER);
-            match from_pod.read_buf(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if out.send(buffer.split().freeze()).await.is_err() {
-                        return;
-                    }
-                }
+        let mut chunks = std::pin::pin!(upgrade::chunks(&mut from_pod));
+        while let Some(bytes) = futures::StreamExt::next(&mut chunks).await {
+            if out.send(bytes).await.is_err() {
+                return;
             }
         }
         let _ = out.finish().await;

@@ -92,6 +92,12 @@ pub async fn on_upgrade(request: Request<Body>) -> Option<TokioIo<hyper::upgrade
     }
 }
 
+/// `reader`'s bytes as they come, in pieces of up to 32 KiB, until its end (or an error).
+pub fn chunks<R: tokio::io::AsyncRead>(reader: R) -> impl futures::Stream<Item = bytes::Bytes> {
+    use futures::{future, StreamExt};
+    tokio_util::io::ReaderStream::with_capacity(reader, 32 * 1024).take_while(|piece| future::ready(piece.is_ok())).filter_map(|piece| future::ready(piece.ok()))
+}
+
 /// The WebSocket spoken over an upgraded connection, as its server.
 pub async fn websocket(io: TokioIo<hyper::upgrade::Upgraded>) -> tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
     tokio_tungstenite::WebSocketStream::from_raw_socket(io, tokio_tungstenite::tungstenite::protocol::Role::Server, None).await
