@@ -198,11 +198,23 @@ impl Sizes {
         let mut sizes = Vec::new();
         let mut stream = serde_json::Deserializer::from_slice(&self.0).into_iter::<Value>();
         let mut consumed = 0;
-        while let Some(Ok(size)) = stream.next() {
-            consumed = stream.byte_offset();
-            let dimension = |key: &str| size[key].as_u64().map(|v| v.min(u64::from(u16::MAX)) as u16);
-            if let (Some(width), Some(height)) = (dimension("Width"), dimension("Height")) {
-                sizes.push((width, height));
+        loop {
+            match stream.next() {
+                Some(Ok(size)) => {
+                    consumed = stream.byte_offset();
+                    let dimension = |key: &str| size[key].as_u64().map(|v| v.min(u64::from(u16::MAX)) as u16);
+                    if let (Some(width), Some(height)) = (dimension("Width"), dimension("Height")) {
+                        sizes.push((width, height));
+                    }
+                }
+                // The rest of a size still to come.
+                Some(Err(error)) if error.is_eof() => break,
+                // Not JSON: dropped.
+                Some(Err(_)) => {
+                    consumed = self.0.len();
+                    break;
+                }
+                None => break,
             }
         }
         self.0.drain(..consumed);
@@ -392,4 +404,26 @@ where
     let _ = sink.send(Message::Close(Some(normal))).await;
     let _ = sink.close().await;
     reader.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_sizes_are_read_however_they_are_split() {
+        let mut sizes = Sizes::default();
+        assert_eq!(sizes.feed(b"{\"Width\":80,\"Height\":24}\n{\"Width\":1"), vec![(80, 24)]);
+        assert_eq!(sizes.feed(b"01,\"Height\":33}\n"), vec![(101, 33)]);
+        assert_eq!(sizes.feed(b"not json"), vec![]);
+        assert_eq!(sizes.feed(b"{\"Width\":70000,\"Height\":2}"), vec![(u16::MAX, 2)], "garbage is dropped, sizes are clamped");
+    }
+
+    #[test]
+    fn exit_codes_become_upstreams_status() {
+        assert_eq!(exit_status(0), json!({"metadata": {}, "status": "Success"}));
+        let failed = exit_status(3);
+        assert_eq!((failed["reason"].as_str(), failed["details"]["causes"][0]["message"].as_str()), (Some("NonZeroExitCode"), Some("3")));
+        assert_eq!(failed["message"], "command terminated with non-zero exit code: exit status 3");
+    }
 }
