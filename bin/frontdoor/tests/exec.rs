@@ -45,7 +45,7 @@ fn kubectl(fd: &Frontdoor, version: &str, args: &[&str], stdin: Option<&[u8]>, e
 
 #[test]
 fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
-    let fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &[]);
+    let mut fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &[]);
     let out = fd.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(POD));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let running = wait_until(Duration::from_secs(20), || fd.kubectl_ok("1.33", &["get", "pod", "box", "-o", "jsonpath={.status.phase}"]) == "Running");
@@ -119,6 +119,16 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
     assert!(code != 0 && stderr.contains("pods \"nothing\" not found"), "{stderr}");
     let (code, _, stderr) = kubectl(&fd, "1.33", &["exec", "box", "-c", "other", "--", "true"], None, &[]);
     assert!(code != 0 && stderr.contains("container other is not valid for pod box"), "{stderr}");
+
+    // A node that crashes (kill -9) while a command runs in a pod stops it when it starts again,
+    // as it does the pod's containers.
+    let marker = "400999";
+    let mut client = fd.kubectl_command("1.33", &["exec", "box", "--", "sleep", marker]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubectl runs");
+    assert!(wait_until(Duration::from_secs(10), || sleeping(marker)), "the command started");
+    fd.kill_and_restart();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(wait_until(Duration::from_secs(30), || !sleeping(marker)), "the command outlived its crashed node");
 }
 
 /// Whether a `sleep <marker>` process exists (the pod's processes are this machine's).

@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use frontdoor_netns::{Error as NetnsError, PodSandbox, ProcessSpec, Terminal};
+
+use crate::pids::PidJournal;
 
 /// How long a connection into a pod may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +35,8 @@ struct PodEntry {
 #[derive(Clone, Default)]
 pub struct PodAccess {
     pods: Arc<Mutex<HashMap<String, PodEntry>>>,
+    /// Where the node records the processes it starts (set when the runtime starts).
+    journal: Arc<OnceLock<Arc<PidJournal>>>,
 }
 
 /// Why a command could not start in a pod.
@@ -45,6 +49,10 @@ pub enum ExecError {
 }
 
 impl PodAccess {
+    pub(crate) fn record_pids_in(&self, journal: Arc<PidJournal>) {
+        let _ = self.journal.set(journal);
+    }
+
     pub(crate) fn insert(&self, uid: &str, sandbox: Arc<PodSandbox>) {
         self.pods.lock().unwrap().insert(uid.to_string(), PodEntry { sandbox, containers: HashMap::new() });
     }
@@ -112,6 +120,9 @@ impl PodAccess {
                 NetnsError::ExecutableNotFound { .. } | NetnsError::PermissionDenied { .. } | NetnsError::EmptyCommand => ExecError::CannotRun(error.to_string()),
                 other => ExecError::Unavailable(other.to_string()),
             })?;
+        if let (Some(journal), Some(pid)) = (self.journal.get(), child.id()) {
+            journal.record(pid);
+        }
         Ok((child, terminal))
     }
 }

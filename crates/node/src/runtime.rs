@@ -63,7 +63,7 @@ struct Shared {
     logs: LogStore,
     services: Store<Service>,
     backoff: Backoff,
-    pids: PidJournal,
+    pids: Arc<PidJournal>,
     events: Recorder,
     /// Makes sandboxes, one at a time in the order asked.
     sandboxes: Dedicated<SandboxFactory>,
@@ -94,7 +94,9 @@ pub async fn run(
     .await
     .map_err(|e| NodeError::Internal(e.to_string()))??;
 
-    let pids = PidJournal::open(&config.data_dir.join("pods").join("containers.pids"));
+    let pids = Arc::new(PidJournal::open(&config.data_dir.join("pods").join("containers.pids")));
+    // Commands run in pods (`kubectl exec`) are recorded too, so a crash cannot leave them.
+    access.record_pids_in(pids.clone());
     let (services, writer) = reflector::store::<Service>();
     let service_api: Api<Service> = Api::all(client.clone());
     let service_stream = reflector::reflector(writer, watcher(service_api, watcher::Config::default())).default_backoff().touched_objects();
