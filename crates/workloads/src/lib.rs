@@ -22,6 +22,7 @@
 //! This crate must never touch the store or program the node: it only speaks the Kubernetes API.
 #![forbid(unsafe_code)]
 
+mod claims;
 pub mod deployment;
 mod expectations;
 pub mod hash;

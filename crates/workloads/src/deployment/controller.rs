@@ -15,7 +15,7 @@ use super::settings::Settings;
 use super::status::{condition, set_condition, PROGRESSING, REPLICA_SET_CREATE_ERROR};
 use super::{plan, Action, SyncInput};
 use crate::informer::{Change, Informer};
-use crate::ownership::{adopt_patch, claim, release_patch, Claim, Owner};
+use crate::claims::{claim_all, Claimant};
 use crate::pods::{controller_of, controller_ref};
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
 use crate::selector::Selector;
@@ -155,39 +155,24 @@ impl DeploymentController {
     /// The ReplicaSets this Deployment controls, adopting matching orphans and releasing those
     /// that stopped matching.
     async fn claim_replica_sets(&self, deployment: &Deployment, selector: &Selector) -> Result<Vec<ReplicaSet>, SyncError> {
-        let namespace = deployment.namespace().unwrap_or_default();
-        let uid = deployment.uid().unwrap_or_default();
-        let owner = Owner { uid: &uid, namespace: &namespace, deleting: deployment.metadata.deletion_timestamp.is_some() };
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        let (namespace, name, uid) = (deployment.namespace().unwrap_or_default(), deployment.name_any(), deployment.uid().unwrap_or_default());
         let reference = controller_ref("apps/v1", "Deployment", &deployment.metadata);
-        let mut owned = Vec::new();
-        let mut adoption_checked = false;
-        for rs in self.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(&namespace)) {
-            match claim(&owner, &rs.metadata, selector.matches(rs.metadata.labels.as_ref())) {
-                Claim::Owned => owned.push((*rs).clone()),
-                Claim::Ignore => {}
-                Claim::Release => match writes::merge_patch(&api, &rs.name_any(), &release_patch(&rs.metadata, &uid)).await {
-                    Ok(_) => {}
-                    Err(e) if writes::is_not_found(&e) => {}
-                    Err(e) => return Err(e.into()),
-                },
-                Claim::Adopt => {
-                    if !adoption_checked {
-                        let fresh = Api::<Deployment>::namespaced(self.client.clone(), &namespace).get(&deployment.name_any()).await?;
-                        if fresh.uid() != deployment.uid() || fresh.metadata.deletion_timestamp.is_some() {
-                            return Err(SyncError::Failed(format!("deployment {namespace}/{} changed; not adopting", deployment.name_any())));
-                        }
-                        adoption_checked = true;
-                    }
-                    match writes::merge_patch(&api, &rs.name_any(), &adopt_patch(&rs.metadata, &reference)).await {
-                        Ok(adopted) => owned.push(adopted),
-                        Err(e) if writes::is_not_found(&e) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Ok(owned)
+        let claimant = Claimant {
+            api: Api::<Deployment>::namespaced(self.client.clone(), &namespace),
+            name: &name,
+            uid: &uid,
+            namespace: &namespace,
+            deleting: deployment.metadata.deletion_timestamp.is_some(),
+            reference: &reference,
+        };
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        let candidates = self.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(&namespace));
+        let owned = claim_all(&claimant, &api, candidates.map(|rs| {
+            let matches = selector.matches(rs.metadata.labels.as_ref());
+            (rs, matches)
+        }))
+        .await?;
+        Ok(owned.into_iter().map(|rs| (*rs).clone()).collect())
     }
 
     /// Runs the actions in order; `Some(delay)` to stop early and look again.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::{availability_recheck, calculate_status, replica_diff, slow_start_batches, Diff, ManageFailure, ReplicaView};
 use crate::expectations::Expectations;
 use crate::informer::Change;
-use crate::ownership::{adopt_patch, claim, release_patch, Claim, Owner};
+use crate::claims::{claim_all, Claimant};
 use crate::pods::{controller_of, controller_ref, deletion_order, is_active, is_terminating, pod_from_template};
 use crate::runner::{SyncError, SyncResult};
 use crate::selector::Selector;
@@ -142,47 +142,21 @@ impl<K: ReplicaKind> ReplicaController<K> {
     /// The active pods this object controls after adopting matching orphans and releasing
     /// pods that stopped matching (upstream's `ClaimPods`).
     async fn claim_pods(&self, view: &ReplicaView) -> Result<Vec<Arc<Pod>>, SyncError> {
-        let owner = Owner { uid: &view.uid, namespace: &view.namespace, deleting: view.deleting };
+        let claimant = Claimant {
+            api: Api::<K>::namespaced(self.client.clone(), &view.namespace),
+            name: &view.name,
+            uid: &view.uid,
+            namespace: &view.namespace,
+            deleting: view.deleting,
+            reference: &view.pod_owner,
+        };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &view.namespace);
-        let mut owned = Vec::new();
-        let mut adoption_checked = false;
-        for pod in self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&view.namespace) && is_active(p)) {
-            match claim(&owner, &pod.metadata, view.selector.matches(pod.metadata.labels.as_ref())) {
-                Claim::Owned => owned.push(pod),
-                Claim::Ignore => {}
-                Claim::Release => match writes::merge_patch(&api, &pod.name_any(), &release_patch(&pod.metadata, &view.uid)).await {
-                    Ok(_) => {}
-                    Err(e) if writes::is_not_found(&e) => {}
-                    Err(e) => return Err(e.into()),
-                },
-                Claim::Adopt => {
-                    if !adoption_checked {
-                        self.check_can_adopt(view).await?;
-                        adoption_checked = true;
-                    }
-                    match writes::merge_patch(&api, &pod.name_any(), &adopt_patch(&pod.metadata, &view.pod_owner)).await {
-                        Ok(adopted) => owned.push(Arc::new(adopted)),
-                        Err(e) if writes::is_not_found(&e) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Ok(owned)
-    }
-
-    /// Upstream's `RecheckDeletionTimestamp`: adopt only if the owner, read fresh from the API,
-    /// is still this object and not being deleted.
-    async fn check_can_adopt(&self, view: &ReplicaView) -> Result<(), SyncError> {
-        let api: Api<K> = Api::namespaced(self.client.clone(), &view.namespace);
-        let fresh = api.get(&view.name).await?;
-        if fresh.uid().as_deref() != Some(view.uid.as_str()) {
-            return Err(SyncError::Failed(format!("original {} {}/{} is gone: got uid {:?}, wanted {}", K::KIND, view.namespace, view.name, fresh.uid(), view.uid)));
-        }
-        if fresh.meta().deletion_timestamp.is_some() {
-            return Err(SyncError::Failed(format!("{} {}/{} has just been deleted", K::KIND, view.namespace, view.name)));
-        }
-        Ok(())
+        let candidates = self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&view.namespace) && is_active(p));
+        claim_all(&claimant, &api, candidates.map(|pod| {
+            let matches = view.selector.matches(pod.metadata.labels.as_ref());
+            (pod, matches)
+        }))
+        .await
     }
 
     async fn manage_replicas(&self, view: &ReplicaView, owned: &[&Pod], now: k8s_openapi::jiff::Timestamp) -> Result<(), (ManageFailure, SyncError)> {

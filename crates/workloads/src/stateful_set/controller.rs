@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{is_member, plan, Action, Settings};
 use crate::informer::{Change, Informer};
-use crate::ownership::{adopt_patch, claim, release_patch, Claim, Owner};
+use crate::claims::{claim_all, Claimant};
 use crate::pods::{controller_of, controller_ref};
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
 use crate::selector::Selector;
@@ -127,40 +127,23 @@ impl StatefulSetController {
     /// Member pods (named `<set>-<ordinal>`) this set controls, adopting and releasing as
     /// upstream's `getPodsForStatefulSet`. Terminating pods count: order depends on them.
     async fn claim_pods(&self, set: &StatefulSet, selector: &Selector) -> Result<Vec<Arc<Pod>>, SyncError> {
-        let namespace = set.namespace().unwrap_or_default();
-        let uid = set.uid().unwrap_or_default();
-        let owner = Owner { uid: &uid, namespace: &namespace, deleting: set.metadata.deletion_timestamp.is_some() };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let (namespace, name, uid) = (set.namespace().unwrap_or_default(), set.name_any(), set.uid().unwrap_or_default());
         let reference = controller_ref("apps/v1", "StatefulSet", &set.metadata);
-        let mut owned = Vec::new();
-        let mut adoption_checked = false;
-        for pod in self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&namespace)) {
+        let claimant = Claimant {
+            api: Api::<StatefulSet>::namespaced(self.client.clone(), &namespace),
+            name: &name,
+            uid: &uid,
+            namespace: &namespace,
+            deleting: set.metadata.deletion_timestamp.is_some(),
+            reference: &reference,
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let candidates = self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&namespace));
+        claim_all(&claimant, &api, candidates.map(|pod| {
             let matches = selector.matches(pod.metadata.labels.as_ref()) && is_member(set, &pod);
-            match claim(&owner, &pod.metadata, matches) {
-                Claim::Owned => owned.push(pod),
-                Claim::Ignore => {}
-                Claim::Release => match writes::merge_patch(&api, &pod.name_any(), &release_patch(&pod.metadata, &uid)).await {
-                    Ok(_) => {}
-                    Err(e) if writes::is_not_found(&e) => {}
-                    Err(e) => return Err(e.into()),
-                },
-                Claim::Adopt => {
-                    if !adoption_checked {
-                        let fresh = Api::<StatefulSet>::namespaced(self.client.clone(), &namespace).get(&set.name_any()).await?;
-                        if fresh.uid() != set.uid() || fresh.metadata.deletion_timestamp.is_some() {
-                            return Err(SyncError::Failed(format!("statefulset {namespace}/{} changed; not adopting", set.name_any())));
-                        }
-                        adoption_checked = true;
-                    }
-                    match writes::merge_patch(&api, &pod.name_any(), &adopt_patch(&pod.metadata, &reference)).await {
-                        Ok(adopted) => owned.push(Arc::new(adopted)),
-                        Err(e) if writes::is_not_found(&e) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Ok(owned)
+            (pod, matches)
+        }))
+        .await
     }
 }
 
