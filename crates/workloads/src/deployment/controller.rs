@@ -16,7 +16,7 @@ use super::status::{condition, set_condition, PROGRESSING, REPLICA_SET_CREATE_ER
 use super::{plan, Action, SyncInput};
 use crate::informer::{Change, Informer};
 use crate::claims::{claim_all, Claimant};
-use crate::pods::{controller_of, controller_ref};
+use crate::pods::controller_of;
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
 use crate::selector::Selector;
 use crate::writes;
@@ -155,18 +155,10 @@ impl DeploymentController {
     /// The ReplicaSets this Deployment controls, adopting matching orphans and releasing those
     /// that stopped matching.
     async fn claim_replica_sets(&self, deployment: &Deployment, selector: &Selector) -> Result<Vec<ReplicaSet>, SyncError> {
-        let (namespace, name, uid) = (deployment.namespace().unwrap_or_default(), deployment.name_any(), deployment.uid().unwrap_or_default());
-        let reference = controller_ref("apps/v1", "Deployment", &deployment.metadata);
-        let claimant = Claimant {
-            api: Api::<Deployment>::namespaced(self.client.clone(), &namespace),
-            name: &name,
-            uid: &uid,
-            namespace: &namespace,
-            deleting: deployment.metadata.deletion_timestamp.is_some(),
-            reference: &reference,
-        };
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
-        let candidates = self.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(&namespace));
+        let claimant = Claimant::of(&self.client, deployment, "apps/v1", "Deployment");
+        let namespace = &claimant.namespace;
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
+        let candidates = self.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(namespace));
         let owned = claim_all(&claimant, &api, candidates.map(|rs| {
             let matches = selector.matches(rs.metadata.labels.as_ref());
             (rs, matches)

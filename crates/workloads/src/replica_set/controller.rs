@@ -144,11 +144,11 @@ impl<K: ReplicaKind> ReplicaController<K> {
     async fn claim_pods(&self, view: &ReplicaView) -> Result<Vec<Arc<Pod>>, SyncError> {
         let claimant = Claimant {
             api: Api::<K>::namespaced(self.client.clone(), &view.namespace),
-            name: &view.name,
-            uid: &view.uid,
-            namespace: &view.namespace,
+            name: view.name.clone(),
+            uid: view.uid.clone(),
+            namespace: view.namespace.clone(),
             deleting: view.deleting,
-            reference: &view.pod_owner,
+            reference: view.pod_owner.clone(),
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &view.namespace);
         let candidates = self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&view.namespace) && is_active(p));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::{is_member, plan, Action, Settings};
 use crate::informer::{Change, Informer};
 use crate::claims::{claim_all, Claimant};
-use crate::pods::{controller_of, controller_ref};
+use crate::pods::controller_of;
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
 use crate::selector::Selector;
 use crate::writes;
@@ -127,18 +127,10 @@ impl StatefulSetController {
     /// Member pods (named `<set>-<ordinal>`) this set controls, adopting and releasing as
     /// upstream's `getPodsForStatefulSet`. Terminating pods count: order depends on them.
     async fn claim_pods(&self, set: &StatefulSet, selector: &Selector) -> Result<Vec<Arc<Pod>>, SyncError> {
-        let (namespace, name, uid) = (set.namespace().unwrap_or_default(), set.name_any(), set.uid().unwrap_or_default());
-        let reference = controller_ref("apps/v1", "StatefulSet", &set.metadata);
-        let claimant = Claimant {
-            api: Api::<StatefulSet>::namespaced(self.client.clone(), &namespace),
-            name: &name,
-            uid: &uid,
-            namespace: &namespace,
-            deleting: set.metadata.deletion_timestamp.is_some(),
-            reference: &reference,
-        };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let candidates = self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&namespace));
+        let claimant = Claimant::of(&self.client, set, "apps/v1", "StatefulSet");
+        let namespace = &claimant.namespace;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let candidates = self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace));
         claim_all(&claimant, &api, candidates.map(|pod| {
             let matches = selector.matches(pod.metadata.labels.as_ref()) && is_member(set, &pod);
             (pod, matches)
