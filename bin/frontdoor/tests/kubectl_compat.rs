@@ -266,6 +266,11 @@ fn owner_references_are_garbage_collected() {
     fd.kubectl_ok(version, &["delete", "cm", "owner"]);
     let collected = wait_until(Duration::from_secs(10), || !fd.kubectl(version, &["get", "cm", "dependent"]).status.success());
     assert!(collected, "the dependent outlived its owner");
+    // One written after its owner was gone (as by a controller whose cache lags) goes too.
+    let out = fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&configmap_owned_by("late", "owner", &uid)));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let collected = wait_until(Duration::from_secs(10), || !fd.kubectl(version, &["get", "cm", "late"]).status.success());
+    assert!(collected, "a dependent of an owner already gone was kept");
 
     // Orphan propagation keeps the dependent and drops its owner reference.
     let owner2 = owner.replace("owner", "owner2");

@@ -191,12 +191,7 @@ impl Collector {
             self.reconcile(key, &stored.value).await;
         }
         // Dependents whose owners are all gone.
-        let orphans: Vec<String> = self
-            .objects
-            .iter()
-            .filter(|(_, (_, owners))| !owners.is_empty() && owners.iter().all(|o| !self.uids.contains_key(o)))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let orphans: Vec<String> = self.objects.keys().filter(|key| self.owners_all_gone(key)).cloned().collect();
         for key in orphans {
             self.delete_key(&key, None).await;
         }
@@ -229,8 +224,18 @@ impl Collector {
             _ => {
                 self.index(&event.key, &event.object);
                 self.reconcile(&event.key, &event.object).await;
+                // A dependent written after all its owners were deleted (a controller acting on
+                // a cache that had not seen the deletion yet) goes as if it had been there.
+                if self.owners_all_gone(&event.key) && !is_terminating(&event.object) {
+                    self.delete_key(&event.key, None).await;
+                }
             }
         }
+    }
+
+    /// Whether the object at `key` names owners and none of them exists.
+    fn owners_all_gone(&self, key: &str) -> bool {
+        self.objects.get(key).is_some_and(|(_, owners)| !owners.is_empty() && owners.iter().all(|o| !self.uids.contains_key(o)))
     }
 
     async fn recheck_owner(&mut self, owner_uid: &str) {
@@ -244,8 +249,7 @@ impl Collector {
     async fn collect_dependents_of(&mut self, uid: &str) {
         let dependents: Vec<String> = self.owners.get(uid).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         for key in dependents {
-            let alive_owner = self.objects.get(&key).is_some_and(|(_, owners)| owners.iter().any(|o| self.uids.contains_key(o)));
-            if !alive_owner {
+            if self.owners_all_gone(&key) {
                 self.delete_key(&key, None).await;
             }
         }
