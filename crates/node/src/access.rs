@@ -22,7 +22,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A started container's environment and working directory.
 #[derive(Clone)]
 struct ContainerContext {
-    env: Vec<(String, String)>,
+    /// Shared with the container's probes.
+    env: Arc<Vec<(String, String)>>,
     working_dir: Option<PathBuf>,
 }
 
@@ -62,9 +63,9 @@ impl PodAccess {
     }
 
     /// Notes how container `name` of pod `uid` runs, for commands run in it later.
-    pub(crate) fn container_started(&self, uid: &str, name: &str, env: &[(String, String)], working_dir: Option<PathBuf>) {
+    pub(crate) fn container_started(&self, uid: &str, name: &str, env: Arc<Vec<(String, String)>>, working_dir: Option<PathBuf>) {
         if let Some(pod) = self.pods.lock().unwrap().get_mut(uid) {
-            pod.containers.insert(name.to_string(), ContainerContext { env: env.to_vec(), working_dir });
+            pod.containers.insert(name.to_string(), ContainerContext { env, working_dir });
         }
     }
 
@@ -96,7 +97,7 @@ impl PodAccess {
             (pod.sandbox.clone(), context)
         };
         let mut spec = ProcessSpec::new(argv);
-        spec.env = context.env;
+        spec.env = context.env.as_ref().clone();
         spec.working_dir = context.working_dir;
         let terminal = if tty {
             // The command itself is looked up as it would be without a terminal.

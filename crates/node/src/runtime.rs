@@ -520,7 +520,7 @@ impl ContainerTask {
                 return;
             }
             let env = match self.environment() {
-                Ok(env) => env,
+                Ok(env) => Arc::new(env),
                 Err(message) => {
                     self.update(|r| r.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) });
                     self.event("Warning", "Failed", &format!("Error: {message}"));
@@ -533,9 +533,9 @@ impl ContainerTask {
             let argv: Vec<String> = argv.iter().map(|a| crate::env::expand(a, &env)).collect();
             let log_path = self.shared.logs.file(&namespace, &name, &uid, &self.container.name, attempt);
             let working_dir: Option<std::path::PathBuf> = self.container.working_dir.clone().map(Into::into);
-            self.shared.access.container_started(&uid, &self.container.name, &env, working_dir.clone());
+            self.shared.access.container_started(&uid, &self.container.name, env.clone(), working_dir.clone());
             let mut spec = ProcessSpec::new(argv);
-            spec.env = env.clone();
+            spec.env = env.as_ref().clone();
             spec.working_dir = working_dir;
             spec.stdout = std::process::Stdio::piped();
             spec.stderr = std::process::Stdio::piped();
@@ -581,7 +581,7 @@ impl ContainerTask {
             self.event("Normal", "Started", &format!("Started container {}", self.container.name));
 
             let (kill_sender, mut kill_receiver) = tokio::sync::mpsc::channel::<String>(1);
-            let target = ProbeTarget { sandbox: self.sandbox.clone(), ip: self.ip, env: Arc::new(env) };
+            let target = ProbeTarget { sandbox: self.sandbox.clone(), ip: self.ip, env };
             let probes = tokio::spawn(probe_loop(self.shared.clone(), self.pod.clone(), self.container.clone(), target, self.state.clone(), self.changed.clone(), kill_sender));
             let mut liveness_failed = false;
             let exit = tokio::select! {
