@@ -196,3 +196,25 @@ fn a_pods_spec_changes_only_where_upstream_allows() {
         assert_eq!(env, "80", "nothing refused was stored");
     }
 }
+
+#[test]
+fn controller_revisions_are_served_with_upstreams_rules() {
+    let fd = start();
+    let revision = r#"{"apiVersion":"apps/v1","kind":"ControllerRevision","metadata":{"name":"web-abc","labels":{"app":"web"}},"data":{"spec":{"template":{"$patch":"replace"}}},"revision":1}"#;
+    for version in frontdoor_testkit::KUBECTL_VERSIONS {
+        let out = fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(revision));
+        assert!(out.status.success(), "{version}: {}", String::from_utf8_lossy(&out.stderr));
+        let listed = fd.kubectl_ok(version, &["get", "controllerrevisions", "-l", "app=web"]);
+        let cells: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(cells[0], ["NAME", "CONTROLLER", "REVISION", "AGE"], "{listed}");
+        assert_eq!(cells[1][..3], ["web-abc", "<none>", "1"], "{listed}");
+        // The number may change (a rollback renumbers), the recorded state may not.
+        fd.kubectl_ok(version, &["patch", "controllerrevision", "web-abc", "--type=merge", "-p", r#"{"revision":2}"#]);
+        let err = fd.kubectl_err(version, &["patch", "controllerrevision", "web-abc", "--type=merge", "-p", r#"{"data":{"spec":{"x":1}}}"#]);
+        assert!(err.contains("The ControllerRevision \"web-abc\" is invalid: data: Invalid value:") && err.contains("field is immutable"), "{version}: {err}");
+        let err = fd.kubectl_with_stdin(version, &["create", "-f", "-"], Some(r#"{"apiVersion":"apps/v1","kind":"ControllerRevision","metadata":{"name":"empty"},"revision":-1}"#));
+        let err = String::from_utf8_lossy(&err.stderr);
+        assert!(err.contains("data: Required value: data is mandatory") && err.contains("revision: Invalid value: -1: must be greater than or equal to 0"), "{version}: {err}");
+        fd.kubectl_ok(version, &["delete", "controllerrevision", "web-abc"]);
+    }
+}

@@ -44,6 +44,7 @@ pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String
         ("apps", "Deployment") => decodes::<apps::Deployment>(object),
         ("apps", "ReplicaSet") => decodes::<apps::ReplicaSet>(object),
         ("apps", "StatefulSet") => decodes::<apps::StatefulSet>(object),
+        ("apps", "ControllerRevision") => decodes::<apps::ControllerRevision>(object),
         ("discovery.k8s.io", "EndpointSlice") => decodes::<discovery::EndpointSlice>(object),
         ("networking.k8s.io", "Ingress") => decodes::<networking::Ingress>(object),
         ("networking.k8s.io", "IngressClass") => decodes::<networking::IngressClass>(object),
@@ -201,6 +202,7 @@ pub fn validate(resource: &ResourceType, object: &Value, old: Option<&Value>, st
         ("discovery.k8s.io", "EndpointSlice", _) => endpointslice::validate(object, old),
         ("networking.k8s.io", "Ingress", false) => ingress::validate(object, old),
         ("networking.k8s.io", "IngressClass", _) => ingress::validate_class(object, old),
+        ("apps", "ControllerRevision", _) => workloads::validate_controller_revision(object, old),
         _ => Vec::new(),
     };
     errors.into_iter().map(|e| Cause { reason: e.reason, field: e.field, message: e.message }).collect()

@@ -51,6 +51,7 @@ pub(crate) fn register(generator: &mut SchemaGenerator) -> Vec<Kind> {
         listed::<apps::v1::Deployment>,
         listed::<apps::v1::ReplicaSet>,
         listed::<apps::v1::StatefulSet>,
+        listed::<apps::v1::ControllerRevision>,
         listed::<discovery::v1::EndpointSlice>,
         listed::<networking::v1::Ingress>,
         listed::<networking::v1::IngressClass>,

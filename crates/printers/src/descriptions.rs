@@ -84,6 +84,8 @@ pub(crate) const fn wide_string_column(
 
 // --- Documentation strings of the versioned API types -------------------------------------------
 
+pub(crate) const CONTROLLER_REVISION_REVISION: &str =
+    "Revision indicates the revision of the state represented by Data.";
 pub(crate) const META_NAME: &str =
     "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 

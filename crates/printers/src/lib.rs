@@ -91,6 +91,10 @@ fn printer(group: &str, kind: &str) -> (&'static [ColumnDefinition], CellsFn) {
             workloads::STATEFUL_SET_COLUMNS,
             workloads::stateful_set_cells,
         ),
+        ("apps", "ControllerRevision") => (
+            workloads::CONTROLLER_REVISION_COLUMNS,
+            workloads::controller_revision_cells,
+        ),
         ("discovery.k8s.io", "EndpointSlice") => (
             service::ENDPOINT_SLICE_COLUMNS,
             service::endpoint_slice_cells,

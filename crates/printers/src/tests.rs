@@ -57,6 +57,7 @@ const ALL_KINDS: &[(&str, &str)] = &[
     ("apps", "Deployment"),
     ("apps", "ReplicaSet"),
     ("apps", "StatefulSet"),
+    ("apps", "ControllerRevision"),
     ("discovery.k8s.io", "EndpointSlice"),
     ("networking.k8s.io", "Ingress"),
     ("networking.k8s.io", "IngressClass"),
@@ -165,6 +166,12 @@ fn column_names_per_kind() {
             &[],
         ),
         ("rbac.authorization.k8s.io", "Role", &["Name", "Age"], &[]),
+        (
+            "apps",
+            "ControllerRevision",
+            &["Name", "Controller", "Revision", "Age"],
+            &[],
+        ),
         ("example.com", "Widget", &["Name", "Age"], &[]),
     ];
     for (group, kind, default_cols, wide_cols) in cases {
@@ -1248,4 +1255,24 @@ fn events_k8s_io_events() {
         row_strings("events.k8s.io", "Event", &deprecated),
         ["2m", "", "", "pod/p", "", "kubelet", "", "120m", "3", "old"]
     );
+}
+
+#[test]
+fn controller_revision_rows_name_their_controller() {
+    let now = now();
+    let owned = json!({
+        "metadata": {"name": "web-7d9c", "creationTimestamp": ago(Duration::seconds(60)), "ownerReferences": [
+            {"apiVersion": "v1", "kind": "Pod", "name": "other", "uid": "1"},
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "2", "controller": true}
+        ]},
+        "revision": 3
+    });
+    assert_eq!(
+        cells("apps", "ControllerRevision", &owned, now),
+        vec![json!("web-7d9c"), json!("statefulset.apps/web"), json!(3), json!("60s")]
+    );
+    let core = json!({"metadata": {"name": "r", "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController", "name": "rc", "uid": "3", "controller": true}]}, "revision": 1});
+    assert_eq!(cells("apps", "ControllerRevision", &core, now)[1], json!("replicationcontroller/rc"));
+    let orphan = json!({"metadata": {"name": "r"}, "revision": 1});
+    assert_eq!(cells("apps", "ControllerRevision", &orphan, now)[1], json!("<none>"));
 }

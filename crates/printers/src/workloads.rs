@@ -55,6 +55,32 @@ pub(crate) const STATEFUL_SET_COLUMNS: &[ColumnDefinition] = &[
     IMAGES_COLUMN,
 ];
 
+pub(crate) const CONTROLLER_REVISION_COLUMNS: &[ColumnDefinition] = &[
+    NAME_COLUMN,
+    string_column("Controller", "Controller of the object"),
+    // Upstream declares the column a string and fills it with the integer.
+    string_column("Revision", d::CONTROLLER_REVISION_REVISION),
+    AGE_COLUMN,
+];
+
+/// NAME, CONTROLLER (`<kind>.<group>/<name>` of the controller reference, or `<none>`),
+/// REVISION, AGE.
+pub(crate) fn controller_revision_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let controller = array_at(obj, &["metadata", "ownerReferences"])
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map_or_else(|| "<none>".to_string(), |r| {
+            let text = |key: &str| r.get(key).and_then(Value::as_str).unwrap_or_default();
+            let group = text("apiVersion").rsplit_once('/').map_or("", |(group, _)| group);
+            let kind = if group.is_empty() { text("kind").to_string() } else { format!("{}.{group}", text("kind")) };
+            match kind.is_empty() {
+                true => text("name").to_string(),
+                false => format!("{}/{}", kind.to_lowercase(), text("name")),
+            }
+        });
+    vec![name_cell(obj), Value::from(controller), Value::from(i64_at(obj, &["revision"])), age_cell(obj, now)]
+}
+
 /// Names and images of `spec.template.spec.containers`.
 fn template_containers(obj: &Value) -> (Value, Value) {
     let (names, images) =

@@ -152,6 +152,7 @@ static CATALOG: &[ResourceType] = &[
         subresources: &[status("apps", "v1", "StatefulSet"), scale()],
         ..plain("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"])
     },
+    plain("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", true, &[]),
     plain("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[]),
     ResourceType {
         subresources: &[status("networking.k8s.io", "v1", "Ingress")],

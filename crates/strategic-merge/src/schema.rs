@@ -103,6 +103,7 @@ pub(crate) fn root_type(api_version: &str, kind: &str) -> Option<&'static Type> 
         | ("networking.k8s.io/v1", "Ingress" | "IngressClass")
         | ("events.k8s.io/v1", "Event")
         | ("coordination.k8s.io/v1", "Lease")
+        | ("apps/v1", "ControllerRevision")
         | ("autoscaling/v1", "Scale") => &METADATA_ONLY,
         _ => return None,
     };
@@ -432,6 +433,7 @@ mod tests {
             ("networking.k8s.io/v1", "IngressClass"),
             ("events.k8s.io/v1", "Event"),
             ("coordination.k8s.io/v1", "Lease"),
+            ("apps/v1", "ControllerRevision"),
             ("autoscaling/v1", "Scale"),
         ];
         for (api_version, kind) in known {

@@ -239,6 +239,26 @@ pub fn validate_pod_update(pod: &Value, old: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Upstream's `ValidateControllerRevision` (and `…Update` with `old`): `data` is mandatory and,
+/// once written, immutable; `revision` is not negative.
+pub fn validate_controller_revision(revision: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let data = revision.get("data").filter(|d| !d.is_null());
+    if data.is_none() {
+        errs.push(FieldError::required("data", "data is mandatory"));
+    }
+    if let Some(number) = revision.get("revision").and_then(crate::json::as_int).filter(|n| *n < 0) {
+        errs.push(FieldError::invalid("revision", number.to_string(), "must be greater than or equal to 0"));
+    }
+    if let Some(old) = old {
+        if old.get("data").filter(|d| !d.is_null()) != data {
+            let shown = data.map_or_else(|| "null".to_string(), Value::to_string);
+            errs.push(FieldError::invalid("data", shown, crate::formats::FIELD_IMMUTABLE));
+        }
+    }
+    errs
+}
+
 /// At most this many lines of a forbidden pod update's differences are shown.
 const MAX_DIFF_LINES: usize = 20;
 
@@ -274,6 +294,26 @@ fn differences(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controller_revisions_need_data_that_never_changes() {
+        let revision = json!({"metadata": {"name": "web-1"}, "data": {"spec": {}}, "revision": 2});
+        assert!(validate_controller_revision(&revision, None).is_empty());
+        let messages = |errs: Vec<FieldError>| errs.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>();
+        assert_eq!(
+            messages(validate_controller_revision(&json!({"metadata": {"name": "r"}, "revision": -1}), None)),
+            ["data: Required value: data is mandatory", "revision: Invalid value: -1: must be greater than or equal to 0"]
+        );
+        let mut renumbered = revision.clone();
+        renumbered["revision"] = json!(5);
+        assert!(validate_controller_revision(&renumbered, Some(&revision)).is_empty(), "the revision number may change");
+        let mut changed = revision.clone();
+        changed["data"] = json!({"spec": {"x": 1}});
+        assert_eq!(
+            messages(validate_controller_revision(&changed, Some(&revision))),
+            [r#"data: Invalid value: {"spec":{"x":1}}: field is immutable"#]
+        );
+    }
 
     #[test]
     fn pod_defaults() {

@@ -23,6 +23,16 @@ pub fn fnv32a(bytes: &[u8]) -> u32 {
     hash
 }
 
+/// FNV-1 (32-bit): Go's `fnv.New32`, which ControllerRevision hashes use.
+pub fn fnv32(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in bytes {
+        hash = hash.wrapping_mul(0x0100_0193);
+        hash ^= u32::from(byte);
+    }
+    hash
+}
+
 /// Upstream's `rand.SafeEncodeString`: each byte becomes one character of the safe alphabet.
 pub fn safe_encode(text: &str) -> String {
     text.bytes().map(|b| SAFE_ALPHANUMS[usize::from(b) % SAFE_ALPHANUMS.len()] as char).collect()
@@ -105,6 +115,13 @@ mod tests {
     fn fnv32a_matches_reference_vectors() {
         for (input, expected) in [("", 0x811c9dc5u32), ("a", 0xe40c292c), ("foobar", 0xbf9cf968)] {
             assert_eq!(fnv32a(input.as_bytes()), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn fnv32_matches_reference_vectors() {
+        for (input, expected) in [("", 0x811c9dc5u32), ("a", 0x050c5d7e), ("foobar", 0x31f0b262)] {
+            assert_eq!(fnv32(input.bytes()), expected, "{input:?}");
         }
     }
 

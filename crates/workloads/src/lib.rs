@@ -10,7 +10,8 @@
 //! - Each controller is a pure core with table-driven tests and a thin runner:
 //!   [`replica_set`] (also ReplicationControllers), [`deployment`] (ReplicaSets per pod
 //!   template: rolling update, recreate, proportional scaling, revisions, conditions) and
-//!   [`stateful_set`] (ordinal pods, ordered or parallel, rolling update with partition).
+//!   [`stateful_set`] (ordinal pods, ordered or parallel, rolling update with partition, its
+//!   templates kept as ControllerRevisions).
 //! - Shared pieces: label [`selector`]s, [`pods`] predicates and deletion order, template
 //!   [`hash`]es, [`ownership`] (adopt/release), `expectations` (never over-create while a
 //!   cache catches up), and the API `writes` with their preconditions.
@@ -36,7 +37,7 @@ pub mod stateful_set;
 mod writes;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -107,13 +108,14 @@ pub async fn run(client: Client, config: WorkloadsConfig, shutdown: impl Future<
     let mut controllers_rc = Informer::<ReplicationController>::new(api(&client, &namespace));
     let mut deployments = Informer::<Deployment>::new(api(&client, &namespace));
     let mut stateful_sets = Informer::<StatefulSet>::new(api(&client, &namespace));
+    let revisions = Informer::<ControllerRevision>::new(api(&client, &namespace));
 
     // Controllers subscribe to the informers before those start, so they miss nothing.
     let mut tasks = vec![
         replica_controller(&client, &config, &mut replica_sets, &mut pods, &shutdown),
         replica_controller(&client, &config, &mut controllers_rc, &mut pods, &shutdown),
         deployment::controller::spawn(client.clone(), &mut deployments, &mut replica_sets, &mut pods, shutdown.clone()),
-        stateful_set::controller::spawn(client.clone(), &mut stateful_sets, &mut pods, shutdown.clone()),
+        stateful_set::controller::spawn(client.clone(), &mut stateful_sets, &mut pods, &revisions, shutdown.clone()),
     ];
 
     spawn_informer(&mut tasks, pods, &shutdown);
@@ -121,6 +123,7 @@ pub async fn run(client: Client, config: WorkloadsConfig, shutdown: impl Future<
     spawn_informer(&mut tasks, controllers_rc, &shutdown);
     spawn_informer(&mut tasks, deployments, &shutdown);
     spawn_informer(&mut tasks, stateful_sets, &shutdown);
+    spawn_informer(&mut tasks, revisions, &shutdown);
 
     for task in tasks {
         task.await?;

@@ -96,3 +96,82 @@ async fn rolling_update_replaces_pods_from_the_highest_ordinal() {
     }
     cluster.stop().await;
 }
+
+/// The image of each of the set's pods, by name.
+async fn images(cluster: &Cluster) -> Vec<(String, String)> {
+    let pods = cluster.pods().list(&Default::default()).await.unwrap();
+    let mut images: Vec<(String, String)> = pods
+        .items
+        .into_iter()
+        .filter(|p| p.name_any().starts_with("web-"))
+        .map(|p| (p.name_any(), p.spec.unwrap().containers[0].image.clone().unwrap_or_default()))
+        .collect();
+    images.sort();
+    images
+}
+
+fn image_list(images: &[&str]) -> Vec<(String, String)> {
+    images.iter().enumerate().map(|(i, image)| (format!("web-{i}"), image.to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revisions_are_kept_as_controller_revisions_for_history_and_undo() {
+    let cluster = Cluster::start().await;
+    let _kubelet = Kubelet::start(&cluster.client, Duration::from_millis(50));
+    cluster.apply(&stateful_set(3, "Parallel", "nginx:1.26"));
+    cluster.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    let listed = cluster.kubectl(&["get", "controllerrevisions"]);
+    let rows: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "CONTROLLER", "REVISION", "AGE"], "{listed}");
+    assert_eq!((rows.len(), rows[1][1], rows[1][2]), (2, "statefulset.apps/web", "1"), "{listed}");
+    let first = rows[1][0].to_string();
+    let pod = cluster.pods().get("web-0").await.unwrap();
+    assert_eq!(pod.labels().get("controller-revision-hash"), Some(&first));
+
+    // A revision takes the set's annotations when it is made.
+    cluster.kubectl(&["annotate", "statefulset/web", "kubernetes.io/change-cause=to 1.27"]);
+    cluster.kubectl(&["set", "image", "statefulset/web", "nginx=nginx:1.27"]);
+    cluster.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    let history = cluster.kubectl(&["rollout", "history", "statefulset/web"]);
+    let lines: Vec<Vec<&str>> = history.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines, [vec!["REVISION", "CHANGE-CAUSE"], vec!["1", "<none>"], vec!["2", "to", "1.27"]], "{history}");
+    let old = cluster.kubectl(&["rollout", "history", "statefulset/web", "--revision=1"]);
+    assert!(old.contains("Image:\tnginx:1.26"), "{old}");
+
+    // Undo: revision 1's template comes back, as revision 3.
+    let undone = cluster.kubectl(&["rollout", "undo", "statefulset/web"]);
+    assert!(undone.contains("statefulset.apps/web rolled back"), "{undone}");
+    cluster.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    eventually("all pods back at nginx:1.26", WAIT, || async { images(&cluster).await == image_list(&["nginx:1.26"; 3]) }).await;
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), "default");
+    let status = api.get("web").await.unwrap().status.unwrap();
+    assert_eq!((status.update_revision.as_deref(), status.current_revision.as_deref()), (Some(first.as_str()), Some(first.as_str())));
+    let history = cluster.kubectl(&["rollout", "history", "statefulset/web"]);
+    let numbers: Vec<&str> = history.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(numbers, ["2", "3"], "{history}");
+
+    // A partitioned update: web-2 moves on; web-0, deleted, comes back at the current revision.
+    cluster.kubectl(&["patch", "statefulset/web", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#]);
+    cluster.kubectl(&["set", "image", "statefulset/web", "nginx=nginx:1.28"]);
+    eventually("web-2 at nginx:1.28", WAIT, || async { images(&cluster).await == image_list(&["nginx:1.26", "nginx:1.26", "nginx:1.28"]) }).await;
+    let uid = cluster.pods().get("web-0").await.unwrap().uid();
+    cluster.kubectl(&["delete", "pod", "web-0", "--wait=false"]);
+    eventually("web-0 recreated", WAIT, || async { cluster.pods().get("web-0").await.ok().is_some_and(|p| p.uid() != uid) }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(images(&cluster).await, image_list(&["nginx:1.26", "nginx:1.26", "nginx:1.28"]));
+    let web0 = cluster.pods().get("web-0").await.unwrap();
+    assert_eq!(web0.labels().get("controller-revision-hash"), Some(&first));
+
+    // The history is trimmed to revisionHistoryLimit, keeping revisions pods still use.
+    cluster.kubectl(&["patch", "statefulset/web", "-p", r#"{"spec":{"revisionHistoryLimit":0}}"#]);
+    eventually("only live revisions left", WAIT, || async {
+        let listed = cluster.kubectl(&["get", "controllerrevisions", "-o", "name"]);
+        listed.lines().count() == 2
+    })
+    .await;
+
+    // Deleting the set collects its revisions.
+    cluster.kubectl(&["delete", "statefulset/web"]);
+    eventually("revisions collected", WAIT, || async { cluster.kubectl(&["get", "controllerrevisions", "-o", "name"]).trim().is_empty() }).await;
+    cluster.stop().await;
+}

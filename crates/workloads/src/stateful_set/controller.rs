@@ -1,14 +1,17 @@
-//! The StatefulSet runner: claims member pods, runs a [`plan`](super::plan()) and writes it.
+//! The StatefulSet runner: claims member pods and revisions, settles the current and update
+//! revisions, runs a [`plan`](super::plan()), writes it and trims the history.
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
+use futures::FutureExt;
 use std::sync::Arc;
 
-use super::{is_member, plan, Action, Settings};
+use super::history::{self, UpdateRevision};
+use super::{is_member, plan, Action, Revisions, Settings};
 use crate::informer::{Change, Informer};
 use crate::claims::{claim_all, Claimant};
 use crate::pods::controller_of;
@@ -22,6 +25,7 @@ const STATUS_FIELDS: &[&str] =
 pub struct StatefulSetController {
     client: Client,
     pods: Store<Pod>,
+    revisions: Store<ControllerRevision>,
 }
 
 fn set_selector(set: &StatefulSet) -> Selector {
@@ -33,6 +37,7 @@ pub fn spawn(
     client: Client,
     sets: &mut Informer<StatefulSet>,
     pods: &mut Informer<Pod>,
+    revisions: &Informer<ControllerRevision>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let set_store = sets.store();
@@ -47,8 +52,8 @@ pub fn spawn(
             keys(pods.subscribe(), move |change| pod_change_keys(change, &store)),
         )
     };
-    let controller = Arc::new(StatefulSetController { client, pods: pod_store });
-    let caches = pods.synced();
+    let controller = Arc::new(StatefulSetController { client, pods: pod_store, revisions: revisions.store() });
+    let caches = futures::future::join(pods.synced(), revisions.synced()).map(|_| ());
     tokio::spawn(run_controller("StatefulSet", set_store, triggers, caches, shutdown, move |object| {
         let controller = controller.clone();
         async move { controller.sync(object).await }
@@ -98,9 +103,21 @@ impl StatefulSetController {
                 return Ok(None);
             }
         };
+        let mut history: Vec<ControllerRevision> = self.claim_revisions(&set, &selector).await?.into_iter().map(Arc::unwrap_or_clone).collect();
+        history::sort(&mut history);
         let pods = self.claim_pods(&set, &selector).await?;
         let refs: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
-        let plan = plan(&set, &refs, writes::now());
+        let revisions_api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
+        let (update, collisions) = settle_update(&revisions_api, &set, &history).await?;
+        let status_current = set.status.as_ref().and_then(|s| s.current_revision.as_deref()).unwrap_or_default();
+        let current = history.iter().find(|r| r.metadata.name.as_deref() == Some(status_current)).unwrap_or(&update);
+        let revisions = Revisions {
+            current: current.name_any(),
+            current_template: history::template_at(&set, current),
+            update: update.name_any(),
+            collisions,
+        };
+        let plan = plan(&set, &revisions, &refs, writes::now());
         let pod_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let parallel = !Settings::of(&set).ordered_ready;
         let mut creates = Vec::new();
@@ -121,7 +138,24 @@ impl StatefulSetController {
             let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &namespace);
             writes::write_status(&api, &name, &plan.status, STATUS_FIELDS).await?;
         }
+        for old in history::to_delete(&set, &refs, &history, &revisions.current, &revisions.update) {
+            let uid = history.iter().find(|r| r.metadata.name.as_deref() == Some(old.as_str())).and_then(|r| r.metadata.uid.clone()).unwrap_or_default();
+            writes::delete_with_uid(&revisions_api, &old, &uid).await?;
+        }
         Ok(plan.requeue_after)
+    }
+
+    /// The revisions matching the set's selector that it controls, adopting orphans (upstream's
+    /// `adoptOrphanRevisions` and `ListControllerRevisions`).
+    async fn claim_revisions(&self, set: &StatefulSet, selector: &Selector) -> Result<Vec<Arc<ControllerRevision>>, SyncError> {
+        let claimant = Claimant::of(&self.client, set, "apps/v1", "StatefulSet");
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &claimant.namespace);
+        let candidates = self.revisions.state().into_iter().filter(|r| r.namespace().as_deref() == Some(claimant.namespace.as_str()));
+        claim_all(&claimant, &api, candidates.map(|revision| {
+            let matches = selector.matches(revision.metadata.labels.as_ref());
+            (revision, matches)
+        }))
+        .await
     }
 
     /// Member pods (named `<set>-<ordinal>`) this set controls, adopting and releasing as
@@ -136,6 +170,37 @@ impl StatefulSetController {
             (pod, matches)
         }))
         .await
+    }
+}
+
+/// The update revision and the collision count, after upstream's `getStatefulSetRevisions`:
+/// the newest revision if it records the set's template, else an older one that does
+/// (renumbered as the newest: a rollback), else a new one. A new revision whose name is taken
+/// by another template is renamed with the next collision count.
+async fn settle_update(api: &Api<ControllerRevision>, set: &StatefulSet, history: &[ControllerRevision]) -> Result<(ControllerRevision, i32), SyncError> {
+    let mut collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+    match history::choose_update(set, history) {
+        UpdateRevision::Newest => Ok((history[history.len() - 1].clone(), collisions)),
+        UpdateRevision::Renumber { index, number } => {
+            let old = &history[index];
+            let patch = serde_json::json!({"revision": number, "metadata": {"resourceVersion": old.metadata.resource_version}});
+            Ok((writes::merge_patch(api, &old.name_any(), &patch).await?, collisions))
+        }
+        UpdateRevision::Create(mut revision) => loop {
+            match api.create(&PostParams::default(), &revision).await {
+                Ok(created) => return Ok((created, collisions)),
+                Err(e) if writes::is_already_exists(&e) => {
+                    // Ours from a sync the cache has not caught up with, or another template's.
+                    let existing = api.get(&revision.name_any()).await?;
+                    if history::same_data(&existing, &revision) {
+                        return Ok((existing, collisions));
+                    }
+                    collisions += 1;
+                    *revision = history::renamed(&revision, &set.name_any(), collisions);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        },
     }
 }
 

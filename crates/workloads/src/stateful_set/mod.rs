@@ -2,29 +2,27 @@
 //! removed from the highest ordinal, rolled from the highest ordinal down to the partition.
 //!
 //! The pure core ([`plan`]) follows upstream's `updateStatefulSet`; [`controller`] runs it.
-//!
-//! Revisions: upstream stores each template as a ControllerRevision and labels pods with its
-//! name. Our API server does not serve ControllerRevisions, so the revision is only a name,
-//! `<set>-<hash of the template>`, in the `controller-revision-hash` label and in
-//! `status.currentRevision`/`updateRevision`; no old template is kept. A pod below the partition
-//! that has to be recreated therefore gets the current template, where upstream would restore
-//! the old revision's.
+//! Each template the set has had is a ControllerRevision ([`history`]); a pod below the
+//! partition that has to be recreated gets the current revision's template, the others the
+//! update revision's.
 
 pub mod controller;
+pub mod history;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::hash::template_hash;
 use crate::pods::{controller_ref, is_available, is_ready, is_terminating, phase, pod_from_template, seconds_until_available};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+pub use history::{update_revision, Revisions};
 
 /// A StatefulSet's spec with the API's defaults (OrderedReady, RollingUpdate, partition 0).
 #[derive(Clone, Debug, PartialEq)]
@@ -72,15 +70,6 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
 }
 
-/// `<set>-<hash of the template and collision count>`; the same before and after the first
-/// status write (which records `collisionCount: 0`).
-pub fn update_revision(set: &StatefulSet) -> String {
-    let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    // Upstream always mixes in the collision count, 0 when the status has none yet.
-    let collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
-    format!("{}-{}", set.metadata.name.clone().unwrap_or_default(), template_hash(&template, Some(collisions)))
-}
-
 /// The parent name and ordinal a pod name encodes (`web-2` → (`web`, 2)).
 pub fn parent_and_ordinal(name: &str) -> Option<(&str, i32)> {
     let (parent, ordinal) = name.rsplit_once('-')?;
@@ -111,11 +100,12 @@ fn healthy(pod: &Pod, settings: &Settings, now: Timestamp) -> bool {
     running_and_ready(pod) && !is_terminating(pod) && is_available(pod, settings.min_ready_seconds, now)
 }
 
-/// A new pod for `ordinal` (upstream's `newStatefulSetPod` + `initIdentity` + revision label).
-pub fn new_pod(set: &StatefulSet, settings: &Settings, ordinal: i32, revision: &str) -> Pod {
+/// A new pod for `ordinal` from `template` at `revision` (upstream's `newStatefulSetPod` +
+/// `initIdentity` + revision label).
+pub fn new_pod(set: &StatefulSet, settings: &Settings, ordinal: i32, template: &PodTemplateSpec, revision: &str) -> Pod {
     let set_name = set.metadata.name.clone().unwrap_or_default();
     let name = format!("{set_name}-{ordinal}");
-    let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = template.clone();
     let owner = controller_ref("apps/v1", "StatefulSet", &set.metadata);
     let namespace = set.metadata.namespace.clone().unwrap_or_default();
     let mut pod = pod_from_template(&template, &namespace, owner, Some(name.clone()), None);
@@ -131,11 +121,9 @@ pub fn new_pod(set: &StatefulSet, settings: &Settings, ordinal: i32, revision: &
     pod
 }
 
-/// Upstream's `updateStatefulSet` for the member pods this set controls.
-pub fn plan(set: &StatefulSet, pods: &[&Pod], now: Timestamp) -> Plan {
+/// Upstream's `updateStatefulSet` for the member pods this set controls, at `revisions`.
+pub fn plan(set: &StatefulSet, revisions: &Revisions, pods: &[&Pod], now: Timestamp) -> Plan {
     let settings = Settings::of(set);
-    let update = update_revision(set);
-    let current = set.status.as_ref().and_then(|s| s.current_revision.clone()).filter(|r| !r.is_empty()).unwrap_or_else(|| update.clone());
     let count = settings.replicas as usize;
     let mut replicas: Vec<Option<Pod>> = vec![None; count];
     let mut condemned: Vec<Pod> = Vec::new();
@@ -149,17 +137,18 @@ pub fn plan(set: &StatefulSet, pods: &[&Pod], now: Timestamp) -> Plan {
         }
     }
     condemned.sort_by_key(|p| std::cmp::Reverse(parent_and_ordinal(pod_name(p)).map(|(_, o)| o).unwrap_or(0)));
-    let mut step = Step { set, settings, update, actions: Vec::new(), requeue: None, now };
+    let mut step = Step { set, settings, revisions, update: revisions.update.clone(), actions: Vec::new(), requeue: None, now };
     if set.metadata.deletion_timestamp.is_none() {
         step.run(&mut replicas, &mut condemned);
     }
-    let status = step.status(&replicas, &condemned, &current);
+    let status = step.status(&replicas, &condemned, &revisions.current);
     Plan { actions: step.actions, status, requeue_after: step.requeue }
 }
 
 struct Step<'a> {
     set: &'a StatefulSet,
     settings: Settings,
+    revisions: &'a Revisions,
     update: String,
     actions: Vec<Action>,
     requeue: Option<Duration>,
@@ -167,6 +156,18 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
+    /// Upstream's `newVersionedStatefulSetPod`: below the partition a pod is made at the
+    /// current revision, from there on at the update revision.
+    fn new_pod(&self, ordinal: i32) -> Pod {
+        let below_partition = self.settings.rolling_partition.is_some_and(|p| ordinal < self.settings.start_ordinal + p);
+        if below_partition {
+            new_pod(self.set, &self.settings, ordinal, &self.revisions.current_template, &self.revisions.current)
+        } else {
+            let template = self.set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+            new_pod(self.set, &self.settings, ordinal, &template, &self.update)
+        }
+    }
+
     fn delete(&mut self, pod: &mut Pod) {
         self.actions.push(Action::DeletePod { name: pod_name(pod).to_string(), uid: pod.metadata.uid.clone().unwrap_or_default() });
         pod.metadata.deletion_timestamp = Some(Time(self.now));
@@ -202,7 +203,7 @@ impl Step<'_> {
                     }
                 }
                 None => {
-                    let pod = new_pod(self.set, &self.settings, ordinal, &self.update);
+                    let pod = self.new_pod(ordinal);
                     self.actions.push(Action::CreatePod(Box::new(pod.clone())));
                     let mut created = pod;
                     created.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Pending".into()), ..Default::default() });
@@ -268,7 +269,7 @@ impl Step<'_> {
             observed_generation: self.set.metadata.generation,
             current_revision: Some(current.to_string()),
             update_revision: Some(self.update.clone()),
-            collision_count: Some(self.set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0)),
+            collision_count: Some(self.revisions.collisions),
             conditions: self.set.status.as_ref().and_then(|s| s.conditions.clone()),
             available_replicas: Some(0),
             ..Default::default()

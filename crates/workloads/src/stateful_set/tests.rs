@@ -82,14 +82,14 @@ fn ordered_ready_steps() {
     for (name, replicas, pods, expected) in cases {
         let s = set(replicas, "OrderedReady", "v1", None);
         let refs: Vec<&Pod> = pods.iter().collect();
-        assert_eq!(summary(&plan(&s, &refs, at(100))), expected, "{name}");
+        assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &refs, at(100))), expected, "{name}");
     }
 }
 
 #[test]
 fn new_pods_have_stable_identity() {
     let s = set(1, "OrderedReady", "v1", None);
-    let plan = plan(&s, &[], at(0));
+    let plan = plan(&s, &Revisions::unchanged(&s), &[], at(0));
     let Action::CreatePod(p) = &plan.actions[0] else { panic!() };
     let spec = p.spec.as_ref().unwrap();
     assert_eq!((spec.hostname.as_deref(), spec.subdomain.as_deref()), (Some("web-0"), Some("nginx")));
@@ -105,12 +105,12 @@ fn new_pods_have_stable_identity() {
 #[test]
 fn parallel_creates_and_deletes_at_once() {
     let s = set(3, "Parallel", "v1", None);
-    assert_eq!(summary(&plan(&s, &[], at(0))), ["create web-0", "create web-1", "create web-2"]);
+    assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &[], at(0))), ["create web-0", "create web-1", "create web-2"]);
     let v1 = update_revision(&s);
     let pods = [member("web-0", &v1, false), member("web-1", &v1, false), member("web-2", &v1, false), member("web-3", &v1, false)];
     let refs: Vec<&Pod> = pods.iter().collect();
     let s = set(2, "Parallel", "v1", None);
-    assert_eq!(summary(&plan(&s, &refs, at(0))), ["delete web-3", "delete web-2"]);
+    assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &refs, at(0))), ["delete web-3", "delete web-2"]);
 }
 
 #[test]
@@ -120,27 +120,27 @@ fn rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
     let new = update_revision(&s);
     let pods = [member("web-0", &old, true), member("web-1", &old, true), member("web-2", &old, true)];
     let refs: Vec<&Pod> = pods.iter().collect();
-    assert_eq!(summary(&plan(&s, &refs, at(0))), ["delete web-2"]);
+    assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &refs, at(0))), ["delete web-2"]);
 
     let pods = [member("web-0", &old, true), member("web-1", &old, true), member("web-2", &new, true)];
     let refs: Vec<&Pod> = pods.iter().collect();
-    assert_eq!(summary(&plan(&s, &refs, at(0))), ["delete web-1"]);
+    assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &refs, at(0))), ["delete web-1"]);
 
     // With partition 2, web-1 and web-0 stay at the old revision.
     let partitioned = set(3, "OrderedReady", "v2", Some(2));
-    let p = plan(&partitioned, &refs, at(0));
+    let p = plan(&partitioned, &Revisions::unchanged(&partitioned), &refs, at(0));
     assert!(p.actions.is_empty(), "{:?}", p.actions);
     assert_eq!(p.status.updated_replicas, Some(1));
 }
 
 #[test]
 fn status_counts_and_completes_the_rollout() {
-    let mut s = set(2, "OrderedReady", "v2", None);
+    let s = set(2, "OrderedReady", "v2", None);
     let new = update_revision(&s);
-    s.status = Some(StatefulSetStatus { current_revision: Some("web-old".into()), ..Default::default() });
+    let revisions = Revisions { current: "web-old".into(), ..Revisions::unchanged(&s) };
     let pods = [member("web-0", &new, true), member("web-1", &new, true)];
     let refs: Vec<&Pod> = pods.iter().collect();
-    let status = plan(&s, &refs, at(0)).status;
+    let status = plan(&s, &revisions, &refs, at(0)).status;
     assert_eq!(status.replicas, 2);
     assert_eq!(status.ready_replicas, Some(2));
     assert_eq!(status.available_replicas, Some(2));
@@ -158,13 +158,13 @@ fn failed_pods_are_replaced_and_wrong_labels_repaired() {
     let mut failed = member("web-0", &v1, false);
     failed.status.as_mut().unwrap().phase = Some("Failed".into());
     let refs = [&failed];
-    assert_eq!(summary(&plan(&s, &refs, at(0))), ["delete web-0"]);
+    assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &refs, at(0))), ["delete web-0"]);
 
     let mut unlabeled = member("web-0", &v1, true);
     unlabeled.metadata.labels.as_mut().unwrap().remove(POD_INDEX_LABEL);
     let ready = member("web-1", &v1, true);
     let refs = [&unlabeled, &ready];
-    assert_eq!(summary(&plan(&s, &refs, at(0))), ["relabel web-0"]);
+    assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &refs, at(0))), ["relabel web-0"]);
 }
 
 #[test]
@@ -175,4 +175,31 @@ fn the_revision_does_not_change_when_status_records_collision_count_zero() {
     assert_eq!(update_revision(&s), before);
     s.status = Some(StatefulSetStatus { collision_count: Some(1), ..Default::default() });
     assert_ne!(update_revision(&s), before);
+}
+
+/// The revisions of a set rolling from `from`'s template to its own.
+fn rolling(from: &StatefulSet, to: &StatefulSet) -> Revisions {
+    let current = Revisions::unchanged(from);
+    Revisions { current: current.current, current_template: current.current_template, ..Revisions::unchanged(to) }
+}
+
+#[test]
+fn pods_made_below_the_partition_keep_the_current_template() {
+    let old = set(3, "Parallel", "v1", None);
+    let new = set(3, "Parallel", "v2", Some(2));
+    let plan = plan(&new, &rolling(&old, &new), &[], at(0));
+    let made: Vec<(String, String, String)> = plan
+        .actions
+        .iter()
+        .map(|a| {
+            let Action::CreatePod(p) = a else { panic!("{a:?}") };
+            let image = p.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
+            (p.metadata.name.clone().unwrap(), image, p.metadata.labels.as_ref().unwrap()[REVISION_LABEL].clone())
+        })
+        .collect();
+    let (v1, v2) = (update_revision(&old), update_revision(&new));
+    assert_eq!(
+        made,
+        [("web-0".into(), "v1".into(), v1.clone()), ("web-1".into(), "v1".into(), v1), ("web-2".into(), "v2".into(), v2)]
+    );
 }
