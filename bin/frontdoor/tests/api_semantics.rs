@@ -208,6 +208,8 @@ fn controller_revisions_are_served_with_upstreams_rules() {
         let cells: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(cells[0], ["NAME", "CONTROLLER", "REVISION", "AGE"], "{listed}");
         assert_eq!(cells[1][..3], ["web-abc", "<none>", "1"], "{listed}");
+        let generation = fd.kubectl_ok(version, &["get", "controllerrevision", "web-abc", "-o", "jsonpath={.metadata.generation}"]);
+        assert_eq!(generation, "", "upstream's strategy sets no generation");
         // The number may change (a rollback renumbers), the recorded state may not.
         fd.kubectl_ok(version, &["patch", "controllerrevision", "web-abc", "--type=merge", "-p", r#"{"revision":2}"#]);
         let err = fd.kubectl_err(version, &["patch", "controllerrevision", "web-abc", "--type=merge", "-p", r#"{"data":{"spec":{"x":1}}}"#]);

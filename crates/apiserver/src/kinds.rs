@@ -20,9 +20,10 @@ pub fn name_rule(resource: &ResourceType) -> NameRule {
 
 /// Kinds whose `metadata.generation` tracks spec changes.
 fn tracks_generation(resource: &ResourceType) -> bool {
+    // A ControllerRevision's strategy sets no generation: its data never changes.
     matches!(
         (resource.group, resource.kind),
-        ("apps", _) | ("", "ReplicationController") | ("networking.k8s.io", _) | ("discovery.k8s.io", _)
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") | ("", "ReplicationController") | ("networking.k8s.io", _) | ("discovery.k8s.io", _)
     )
 }
 
