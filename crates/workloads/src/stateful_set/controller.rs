@@ -2,12 +2,12 @@
 //! revisions, runs a [`plan`](super::plan()), writes it and trims the history.
 
 use futures::future::join_all;
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use futures::FutureExt;
 use std::sync::Arc;
 
 use super::history::{self, UpdateRevision};
