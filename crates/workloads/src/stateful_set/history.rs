@@ -33,9 +33,10 @@ pub struct Revisions {
     pub collisions: i32,
 }
 
+#[cfg(test)]
 impl Revisions {
     /// A set whose only revision is its own template (its first sync, or a set never changed).
-    pub fn unchanged(set: &StatefulSet) -> Revisions {
+    pub(crate) fn unchanged(set: &StatefulSet) -> Revisions {
         let update = update_revision(set);
         Revisions { current: update.clone(), current_template: template_of(set), update, collisions: collisions_of(set) }
     }
