@@ -139,8 +139,7 @@ impl StatefulSetController {
             writes::write_status(&api, &name, &plan.status, STATUS_FIELDS).await?;
         }
         for old in history::to_delete(&set, &refs, &history, &revisions.current, &revisions.update) {
-            let uid = history.iter().find(|r| r.metadata.name.as_deref() == Some(old.as_str())).and_then(|r| r.metadata.uid.clone()).unwrap_or_default();
-            writes::delete_with_uid(&revisions_api, &old, &uid).await?;
+            writes::delete_with_uid(&revisions_api, &old.name_any(), old.metadata.uid.as_deref().unwrap_or_default()).await?;
         }
         Ok(plan.requeue_after)
     }

@@ -160,15 +160,16 @@ pub fn choose_update(set: &StatefulSet, sorted: &[ControllerRevision]) -> Update
     }
 }
 
-/// Upstream's `truncateHistory`: the names of the oldest revisions that are neither current,
-/// nor the update, nor any pod's, beyond the set's `revisionHistoryLimit`.
-pub fn to_delete(set: &StatefulSet, pods: &[&Pod], sorted: &[ControllerRevision], current: &str, update: &str) -> Vec<String> {
+/// Upstream's `truncateHistory`: the oldest revisions that are neither current, nor the
+/// update, nor any pod's, beyond the set's `revisionHistoryLimit`.
+pub fn to_delete<'a>(set: &StatefulSet, pods: &[&Pod], sorted: &'a [ControllerRevision], current: &str, update: &str) -> Vec<&'a ControllerRevision> {
     let live: BTreeSet<&str> = pods.iter().filter_map(|p| super::revision_of(p)).chain([current, update]).collect();
-    let old: Vec<&ControllerRevision> = sorted.iter().filter(|r| !live.contains(r.metadata.name.as_deref().unwrap_or_default())).collect();
+    let mut old: Vec<&ControllerRevision> = sorted.iter().filter(|r| !live.contains(r.metadata.name.as_deref().unwrap_or_default())).collect();
     let limit = set.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(DEFAULT_HISTORY_LIMIT);
     let Ok(limit) = usize::try_from(limit) else { return Vec::new() };
     let excess = old.len().saturating_sub(limit);
-    old[..excess].iter().filter_map(|r| r.metadata.name.clone()).collect()
+    old.truncate(excess);
+    old
 }
 
 #[cfg(test)]
@@ -176,6 +177,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::api::core::v1::{Container, PodSpec};
+    use kube::ResourceExt;
 
     fn set(image: &str) -> StatefulSet {
         StatefulSet {
@@ -256,7 +258,7 @@ mod tests {
         // v2 still has a pod; v5 is current, v6 the update: of v1, v3 and v4 one (v4) is kept.
         let mut pod = Pod::default();
         pod.metadata.labels = Some([(super::super::REVISION_LABEL.to_string(), name(2))].into());
-        let deleted = to_delete(&s, &[&pod], &history, &name(5), &name(6));
+        let deleted: Vec<String> = to_delete(&s, &[&pod], &history, &name(5), &name(6)).iter().map(|r| r.name_any()).collect();
         assert_eq!(deleted, [name(1), name(3)]);
         s.spec.as_mut().unwrap().revision_history_limit = None;
         assert!(to_delete(&s, &[], &history, &name(5), &name(6)).is_empty(), "ten kept by default");

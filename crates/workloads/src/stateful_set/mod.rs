@@ -105,10 +105,9 @@ fn healthy(pod: &Pod, settings: &Settings, now: Timestamp) -> bool {
 pub fn new_pod(set: &StatefulSet, settings: &Settings, ordinal: i32, template: &PodTemplateSpec, revision: &str) -> Pod {
     let set_name = set.metadata.name.clone().unwrap_or_default();
     let name = format!("{set_name}-{ordinal}");
-    let template = template.clone();
     let owner = controller_ref("apps/v1", "StatefulSet", &set.metadata);
     let namespace = set.metadata.namespace.clone().unwrap_or_default();
-    let mut pod = pod_from_template(&template, &namespace, owner, Some(name.clone()), None);
+    let mut pod = pod_from_template(template, &namespace, owner, Some(name.clone()), None);
     let labels = pod.metadata.labels.get_or_insert_with(Default::default);
     labels.insert(POD_NAME_LABEL.into(), name.clone());
     labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
@@ -137,7 +136,7 @@ pub fn plan(set: &StatefulSet, revisions: &Revisions, pods: &[&Pod], now: Timest
         }
     }
     condemned.sort_by_key(|p| std::cmp::Reverse(parent_and_ordinal(pod_name(p)).map(|(_, o)| o).unwrap_or(0)));
-    let mut step = Step { set, settings, revisions, update: revisions.update.clone(), actions: Vec::new(), requeue: None, now };
+    let mut step = Step { set, settings, revisions, actions: Vec::new(), requeue: None, now };
     if set.metadata.deletion_timestamp.is_none() {
         step.run(&mut replicas, &mut condemned);
     }
@@ -149,7 +148,6 @@ struct Step<'a> {
     set: &'a StatefulSet,
     settings: Settings,
     revisions: &'a Revisions,
-    update: String,
     actions: Vec<Action>,
     requeue: Option<Duration>,
     now: Timestamp,
@@ -163,8 +161,9 @@ impl Step<'_> {
         if below_partition {
             new_pod(self.set, &self.settings, ordinal, &self.revisions.current_template, &self.revisions.current)
         } else {
-            let template = self.set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-            new_pod(self.set, &self.settings, ordinal, &template, &self.update)
+            let none = PodTemplateSpec::default();
+            let template = self.set.spec.as_ref().map_or(&none, |s| &s.template);
+            new_pod(self.set, &self.settings, ordinal, template, &self.revisions.update)
         }
     }
 
@@ -251,7 +250,7 @@ impl Step<'_> {
         let Some(partition) = self.settings.rolling_partition else { return };
         for index in (partition.max(0) as usize..replicas.len()).rev() {
             let Some(pod) = replicas[index].as_mut() else { continue };
-            if revision_of(pod) != Some(self.update.as_str()) && !is_terminating(pod) {
+            if revision_of(pod) != Some(self.revisions.update.as_str()) && !is_terminating(pod) {
                 self.delete(pod);
                 return;
             }
@@ -268,7 +267,7 @@ impl Step<'_> {
         let mut status = StatefulSetStatus {
             observed_generation: self.set.metadata.generation,
             current_revision: Some(current.to_string()),
-            update_revision: Some(self.update.clone()),
+            update_revision: Some(self.revisions.update.clone()),
             collision_count: Some(self.revisions.collisions),
             conditions: self.set.status.as_ref().and_then(|s| s.conditions.clone()),
             available_replicas: Some(0),
@@ -288,7 +287,7 @@ impl Step<'_> {
                 if revision == Some(current) {
                     current_count += 1;
                 }
-                if revision == Some(self.update.as_str()) {
+                if revision == Some(self.revisions.update.as_str()) {
                     updated += 1;
                 }
             }
