@@ -7,7 +7,9 @@ use crate::netlink::{Link, RouteSocket};
 use crate::{validate_link_name, Error};
 
 /// Makes sure a bridge called `name` exists in the calling thread's network namespace, has
-/// `gateway/prefix_len` (the pods' default gateway), a hardware address of its own, and is up.
+/// `gateway/prefix_len` (the pods' default gateway), a hardware address of its own, multicast
+/// snooping off (pods send no multicast listener reports, and each new port is cheaper to
+/// enable without it), and is up.
 /// Idempotent: an existing bridge is kept as it is, with the address added if missing. A
 /// non-bridge link of that name is an error.
 ///
@@ -59,6 +61,9 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
     socket
         .set_link_address(Link::Index(link.index), &hardware_address)
         .map_err(|error| Error::os(format!("pin the hardware address of {name}"), error))?;
+    socket
+        .disable_bridge_multicast_snooping(Link::Index(link.index))
+        .map_err(|error| Error::os(format!("turn multicast snooping off on {name}"), error))?;
     socket
         .add_address(link.index, gateway, prefix_len)
         .map_err(|error| Error::os(format!("add {gateway}/{prefix_len} to {name}"), error))?;

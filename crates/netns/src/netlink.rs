@@ -17,7 +17,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    AfSpecInet6, AfSpecUnspec, InfoBridge, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
     InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
@@ -128,6 +128,20 @@ impl RouteSocket {
             RouteNetlinkMessage::NewLink(message),
             NLM_F_CREATE | NLM_F_EXCL,
         )?;
+        Ok(())
+    }
+
+    /// Turns multicast snooping off on the bridge `link`. Pods here have no IPv6 addresses and
+    /// so send no multicast listener reports; with snooping off the bridge floods multicast
+    /// like a plain hub, and enabling each new port skips the per-port multicast state
+    /// (measured: about a tenth of a sandbox's creation time).
+    pub fn disable_bridge_multicast_snooping(&mut self, link: Link<'_>) -> io::Result<()> {
+        let mut message = link.message();
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(message), 0)?;
         Ok(())
     }
 

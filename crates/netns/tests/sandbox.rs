@@ -688,6 +688,12 @@ fn bridge_setup_is_idempotent_and_forwarding_is_per_namespace() {
             "{addresses}"
         );
         assert!(link_is_up(&node.bridge), "bridge up");
+        let bridge = std::process::Command::new("ip")
+            .args(["-d", "link", "show", "dev", &node.bridge])
+            .output()
+            .expect("ip -d link");
+        let bridge = String::from_utf8(bridge.stdout).unwrap();
+        assert!(bridge.contains("mcast_snooping 0"), "{bridge}");
 
         let sandbox = PodSandbox::create(&node.pod(8)).expect("sandbox");
         let port = std::process::Command::new("ip")
