@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use crate::netlink::{Link, RouteSocket};
+use crate::netlink::{Link, RouteSocket, LOOPBACK_INDEX};
 use crate::Error;
 
 /// A thread's network, UTS and mount namespaces (a pod's, or the node's to return to), pinned
@@ -130,9 +130,10 @@ impl HomeNamespaces {
     }
 }
 
-/// Makes new network, UTS and mount namespaces on the calling thread (loopback up, hostname set,
+/// Makes new network, UTS and mount namespaces on the calling thread (hostname set,
 /// `/etc/resolv.conf` and `/etc/hosts` replaced), then returns the thread to `home` with the
-/// pod's namespaces and a netlink socket bound to the pod's network namespace.
+/// pod's namespaces and a netlink socket bound to the pod's network namespace (loopback is
+/// still down: the sandbox brings it up with the pod's interface).
 pub(crate) fn create_pod_namespaces(
     contents: &NamespaceContents<'_>,
     home: &mut HomeNamespaces,
@@ -146,7 +147,7 @@ pub(crate) fn create_pod_namespaces(
     home.come_back(made)
 }
 
-/// Inside the calling thread's new namespaces: hostname, files, descriptors, loopback.
+/// Inside the calling thread's new namespaces: hostname, files, descriptors, netlink socket.
 fn populate_pod_namespaces(
     contents: &NamespaceContents<'_>,
     staged: &StagedFiles,
@@ -155,9 +156,8 @@ fn populate_pod_namespaces(
         .map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
     populate_mount_namespace(staged)?;
     let namespaces = Namespaces::of_this_thread()?;
-    let mut socket =
+    let socket =
         RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
-    bring_loopback_up(&mut socket)?;
     Ok((namespaces, socket))
 }
 
@@ -221,8 +221,6 @@ pub(crate) fn on_thread<T: Send>(f: impl FnOnce() -> Result<T, Error> + Send) ->
 }
 
 fn bring_loopback_up(socket: &mut RouteSocket) -> Result<(), Error> {
-    // The kernel always gives a network namespace's loopback device index 1.
-    const LOOPBACK_INDEX: u32 = 1;
     socket
         .set_link_up(Link::Index(LOOPBACK_INDEX))
         .map_err(|error| Error::os("set lo up", error))

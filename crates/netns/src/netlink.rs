@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO,
+    NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -64,10 +64,121 @@ pub(crate) struct LinkSummary {
     pub address: Option<Vec<u8>>,
 }
 
+/// The kernel always gives a network namespace's loopback device index 1.
+pub(crate) const LOOPBACK_INDEX: u32 = 1;
+
+/// One request to the kernel: a message, its flags, and an error number that counts as
+/// success (an address that is already there, say).
+pub(crate) struct Request {
+    message: RouteNetlinkMessage,
+    flags: u16,
+    tolerated: Option<i32>,
+}
+
+impl Request {
+    fn new(message: RouteNetlinkMessage, flags: u16) -> Request {
+        Request {
+            message,
+            flags,
+            tolerated: None,
+        }
+    }
+
+    /// Sets a link's administrative state up.
+    pub fn link_up(link: Link<'_>) -> Request {
+        let mut message = link.message();
+        message.header.flags = LinkFlags::Up;
+        message.header.change_mask = LinkFlags::Up;
+        Request::new(RouteNetlinkMessage::SetLink(message), 0)
+    }
+
+    /// Sets a link up with no IPv6 address of its own: pods here are IPv4 single-stack (as
+    /// with a CNI plugin that assigns no IPv6 address), and a link without an IPv6 link-local
+    /// address sends no duplicate address detection, router solicitations or multicast listener
+    /// reports that the bridge would flood to every other pod.
+    ///
+    /// The kernel applies the address mode after the flags, so this only works while the link
+    /// has no carrier (a veth whose peer is still down): it makes the link-local address when
+    /// carrier comes.
+    pub fn link_up_without_ipv6(link: Link<'_>) -> Request {
+        let mut request = Request::link_up(link);
+        if let RouteNetlinkMessage::SetLink(message) = &mut request.message {
+            message.attributes.push(no_ipv6_addresses());
+        }
+        request
+    }
+
+    /// Prepares a bridge port before it goes up: hairpin mode on, so a frame may leave through
+    /// the port it came in by (a pod reaching its own Service address is DNATed back to itself
+    /// across the bridge), and no IPv6 address of its own (see
+    /// [`link_up_without_ipv6`](Self::link_up_without_ipv6)).
+    pub fn bridge_port_settings(link: Link<'_>) -> Request {
+        let mut message = link.message();
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        message.attributes.push(no_ipv6_addresses());
+        Request::new(RouteNetlinkMessage::NewLink(message), 0)
+    }
+
+    /// Adds `address/prefix_len` to link `index`; an address that is already there is fine.
+    pub fn address(index: u32, address: Ipv4Addr, prefix_len: u8) -> Request {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.prefix_len = prefix_len;
+        message.header.scope = AddressScope::Universe;
+        message.header.index = index;
+        message
+            .attributes
+            .push(AddressAttribute::Local(IpAddr::V4(address)));
+        message
+            .attributes
+            .push(AddressAttribute::Address(IpAddr::V4(address)));
+        if prefix_len < 31 {
+            message
+                .attributes
+                .push(AddressAttribute::Broadcast(broadcast(address, prefix_len)));
+        }
+        Request {
+            tolerated: Some(libc::EEXIST),
+            ..Request::new(
+                RouteNetlinkMessage::NewAddress(message),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+        }
+    }
+
+    /// Adds the IPv4 default route via `gateway` out of link `index` to the main table.
+    pub fn default_route(index: u32, gateway: Ipv4Addr) -> Request {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = 0;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Boot;
+        message.header.scope = RouteScope::Universe;
+        message.header.kind = RouteType::Unicast;
+        message
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        message.attributes.push(RouteAttribute::Oif(index));
+        Request::new(
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+}
+
+/// The largest datagram read: the kernel sizes its answers (dump parts included) well below.
+const RECEIVE_BUFFER: usize = 64 * 1024;
+
 /// A blocking `NETLINK_ROUTE` socket bound to the network namespace it was opened in.
 pub(crate) struct RouteSocket {
     socket: Socket,
     sequence: u32,
+    buffer: Vec<u8>,
 }
 
 impl RouteSocket {
@@ -79,6 +190,7 @@ impl RouteSocket {
         Ok(RouteSocket {
             socket,
             sequence: 0,
+            buffer: Vec::new(),
         })
     }
 
@@ -148,6 +260,9 @@ impl RouteSocket {
     /// Creates a veth pair: `host_name` here, attached to the bridge `controller`, and
     /// `peer_name` directly inside the namespace `peer_netns` (so the peer never exists under a
     /// temporary name here). Both ends start down.
+    ///
+    /// Returns the peer's index in its namespace when the kernel says it: it echoes the new
+    /// link to the requester (Linux 6.3 and later), and a veth's link is its peer.
     pub fn create_veth(
         &mut self,
         host_name: &str,
@@ -155,7 +270,7 @@ impl RouteSocket {
         peer_name: &str,
         peer_netns: BorrowedFd<'_>,
         mtu: Option<u32>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<u32>> {
         let mut peer = LinkMessage::default();
         peer.attributes
             .push(LinkAttribute::IfName(peer_name.to_owned()));
@@ -182,11 +297,19 @@ impl RouteSocket {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
-        self.request(
+        let replies = self.request(
             RouteNetlinkMessage::NewLink(message),
-            NLM_F_CREATE | NLM_F_EXCL,
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
         )?;
-        Ok(())
+        Ok(replies.into_iter().find_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => link.attributes.into_iter().find_map(
+                |attribute| match attribute {
+                    LinkAttribute::Link(index) => Some(index),
+                    _ => None,
+                },
+            ),
+            _ => None,
+        }))
     }
 
     /// Deletes the link called `name`. Returns `false` if there was no such link.
@@ -215,91 +338,56 @@ impl RouteSocket {
 
     /// Sets the administrative state of a link up.
     pub fn set_link_up(&mut self, link: Link<'_>) -> io::Result<()> {
-        let mut message = link.message();
-        message.header.flags = LinkFlags::Up;
-        message.header.change_mask = LinkFlags::Up;
-        self.request(RouteNetlinkMessage::SetLink(message), 0)?;
-        Ok(())
-    }
-
-    /// Sets a link up with no IPv6 address of its own: pods here are IPv4 single-stack (as
-    /// with a CNI plugin that assigns no IPv6 address), and a link without an IPv6 link-local
-    /// address sends no duplicate address detection, router solicitations or multicast listener
-    /// reports that the bridge would flood to every other pod.
-    ///
-    /// The kernel applies the address mode after the flags, so this only works while the link
-    /// has no carrier (a veth whose peer is still down): it makes the link-local address when
-    /// carrier comes.
-    pub fn set_link_up_without_ipv6(&mut self, link: Link<'_>) -> io::Result<()> {
-        let mut message = link.message();
-        message.header.flags = LinkFlags::Up;
-        message.header.change_mask = LinkFlags::Up;
-        message.attributes.push(no_ipv6_addresses());
-        self.request(RouteNetlinkMessage::SetLink(message), 0)?;
-        Ok(())
-    }
-
-    /// Prepares a bridge port before it goes up: hairpin mode on, so a frame may leave through
-    /// the port it came in by (a pod reaching its own Service address is DNATed back to itself
-    /// across the bridge), and no IPv6 address of its own (see
-    /// [`set_link_up_without_ipv6`](Self::set_link_up_without_ipv6)).
-    pub fn configure_bridge_port(&mut self, link: Link<'_>) -> io::Result<()> {
-        let mut message = link.message();
-        message.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                true,
-            )])),
-        ]));
-        message.attributes.push(no_ipv6_addresses());
-        self.request(RouteNetlinkMessage::NewLink(message), 0)?;
-        Ok(())
+        self.batch(vec![Request::link_up(link)])
+            .map_err(|(_, error)| error)
     }
 
     /// Adds `address/prefix_len` to the link; an address that is already there is fine.
     pub fn add_address(&mut self, index: u32, address: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
-        let mut message = AddressMessage::default();
-        message.header.family = AddressFamily::Inet;
-        message.header.prefix_len = prefix_len;
-        message.header.scope = AddressScope::Universe;
-        message.header.index = index;
-        message
-            .attributes
-            .push(AddressAttribute::Local(IpAddr::V4(address)));
-        message
-            .attributes
-            .push(AddressAttribute::Address(IpAddr::V4(address)));
-        if prefix_len < 31 {
-            message
-                .attributes
-                .push(AddressAttribute::Broadcast(broadcast(address, prefix_len)));
-        }
-        match self.request(
-            RouteNetlinkMessage::NewAddress(message),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Err(error) if error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            other => other.map(drop),
-        }
+        self.batch(vec![Request::address(index, address, prefix_len)])
+            .map_err(|(_, error)| error)
     }
 
-    /// Adds the IPv4 default route via `gateway` out of link `index` to the main table.
-    pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> io::Result<()> {
-        let mut message = RouteMessage::default();
-        message.header.address_family = AddressFamily::Inet;
-        message.header.destination_prefix_length = 0;
-        message.header.table = RouteHeader::RT_TABLE_MAIN;
-        message.header.protocol = RouteProtocol::Boot;
-        message.header.scope = RouteScope::Universe;
-        message.header.kind = RouteType::Unicast;
-        message
-            .attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-        message.attributes.push(RouteAttribute::Oif(index));
-        self.request(
-            RouteNetlinkMessage::NewRoute(message),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )?;
+    /// Sends `requests` together (one system call; the kernel carries them out in order, each
+    /// whatever became of the one before) and waits for all their answers. On failure, says
+    /// which request failed first and why.
+    pub fn batch(&mut self, requests: Vec<Request>) -> Result<(), (usize, io::Error)> {
+        let first = self.sequence.wrapping_add(1);
+        let mut buffer = Vec::new();
+        let mut tolerated = Vec::with_capacity(requests.len());
+        for request in requests {
+            self.sequence = self.sequence.wrapping_add(1);
+            tolerated.push(request.tolerated);
+            append(&mut buffer, request.message, request.flags | NLM_F_ACK, self.sequence);
+        }
+        let count = tolerated.len();
+        if let Err(error) = self.socket.send(&buffer, 0) {
+            return Err((0, error));
+        }
+        let mut outcomes: Vec<Option<Option<i32>>> = vec![None; count];
+        let mut waiting = count;
+        while waiting > 0 {
+            let replies = self.receive().map_err(|error| (0, error))?;
+            for (sequence, payload) in replies {
+                let position = sequence.wrapping_sub(first) as usize;
+                if position >= count {
+                    continue; // a late answer to an earlier request
+                }
+                if let NetlinkPayload::Error(error) = payload {
+                    if outcomes[position].is_none() {
+                        waiting -= 1;
+                    }
+                    outcomes[position] = Some(error.code.map(|code| -code.get()));
+                }
+            }
+        }
+        for (position, outcome) in outcomes.into_iter().enumerate() {
+            if let Some(Some(code)) = outcome {
+                if tolerated[position] != Some(code) {
+                    return Err((position, io::Error::from_raw_os_error(code)));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -312,33 +400,22 @@ impl RouteSocket {
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
-        header.sequence_number = sequence;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        packet.finalize();
-        let mut buffer = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buffer);
+        let mut buffer = Vec::new();
+        append(
+            &mut buffer,
+            message,
+            flags | if dump { 0 } else { NLM_F_ACK },
+            sequence,
+        );
         self.socket.send(&buffer, 0)?;
 
         let mut replies = Vec::new();
         loop {
-            let (datagram, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < datagram.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[offset..])
-                    .map_err(|error| {
-                        io::Error::new(io::ErrorKind::InvalidData, error.to_string())
-                    })?;
-                let length = reply.header.length as usize;
-                if length == 0 {
-                    break;
-                }
-                offset += (length + 3) & !3;
-                if reply.header.sequence_number != sequence {
+            for (reply_sequence, payload) in self.receive()? {
+                if reply_sequence != sequence {
                     continue; // a late answer to an earlier request
                 }
-                match reply.payload {
+                match payload {
                     NetlinkPayload::InnerMessage(inner) => replies.push(inner),
                     NetlinkPayload::Done(_) => return Ok(replies),
                     NetlinkPayload::Error(error) => {
@@ -352,6 +429,47 @@ impl RouteSocket {
             }
         }
     }
+
+    /// Reads one datagram (in one system call) and returns its messages with their sequence
+    /// numbers.
+    fn receive(&mut self) -> io::Result<Vec<(u32, NetlinkPayload<RouteNetlinkMessage>)>> {
+        self.buffer.clear();
+        self.buffer.reserve(RECEIVE_BUFFER);
+        let length = self.socket.recv(&mut self.buffer, libc::MSG_TRUNC)?;
+        if length > self.buffer.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a netlink answer of {length} bytes did not fit the receive buffer"),
+            ));
+        }
+        let datagram = &self.buffer[..length];
+        let mut messages = Vec::new();
+        let mut offset = 0;
+        while offset < datagram.len() {
+            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[offset..])
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+            let length = reply.header.length as usize;
+            if length == 0 {
+                break;
+            }
+            offset += (length + 3) & !3;
+            messages.push((reply.header.sequence_number, reply.payload));
+        }
+        Ok(messages)
+    }
+}
+
+/// Appends `message` with `flags` (plus `NLM_F_REQUEST`) and `sequence` to `buffer`.
+fn append(buffer: &mut Vec<u8>, message: RouteNetlinkMessage, flags: u16, sequence: u32) {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags;
+    header.sequence_number = sequence;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+    packet.finalize();
+    let start = buffer.len();
+    // Messages in one datagram start on four-byte boundaries.
+    buffer.resize(start + ((packet.buffer_len() + 3) & !3), 0);
+    packet.serialize(&mut buffer[start..]);
 }
 
 fn summarize(link: LinkMessage) -> LinkSummary {
@@ -385,8 +503,54 @@ fn broadcast(address: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
 
 #[cfg(test)]
 mod tests {
-    use super::broadcast;
+    use super::{broadcast, Link, Request, RouteSocket};
+    use crate::run_in_fresh_network_namespace;
     use std::net::Ipv4Addr;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_batch_reports_its_first_failure_and_tolerates_what_it_may() {
+        run_in_fresh_network_namespace(|| {
+            let mut socket = RouteSocket::open().unwrap();
+            let own = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+            socket.create_bridge("tb0").unwrap();
+            let bridge = socket.link_index("tb0").unwrap().expect("bridge");
+            let echoed = socket
+                .create_veth("tv0", bridge, "tp0", own.as_fd(), None)
+                .unwrap();
+            let peer = socket.link_index("tp0").unwrap().expect("peer");
+            // Linux 6.3 and later echo the new link; a sandbox looks the peer up otherwise.
+            assert_eq!(echoed, Some(peer), "the echoed veth names its peer");
+
+            let address = Ipv4Addr::new(10, 9, 0, 2);
+            socket
+                .batch(vec![
+                    Request::address(peer, address, 24),
+                    Request::address(peer, address, 24),
+                    Request::link_up(Link::Name("tp0")),
+                ])
+                .expect("an address already there is no failure");
+
+            let (failed, error) = socket
+                .batch(vec![
+                    Request::link_up(Link::Name("tv0")),
+                    Request::link_up(Link::Name("no-such-link")),
+                    Request::default_route(peer, Ipv4Addr::new(10, 9, 0, 1)),
+                    Request::link_up(Link::Index(9999)),
+                ])
+                .expect_err("a missing link fails");
+            assert_eq!(failed, 1, "the first failure is reported: {error}");
+            assert_eq!(error.raw_os_error(), Some(libc::ENODEV));
+            // The kernel carried on with the rest.
+            let routes = std::process::Command::new("ip")
+                .args(["-4", "route", "show", "default"])
+                .output()
+                .unwrap();
+            let routes = String::from_utf8(routes.stdout).unwrap();
+            assert!(routes.contains("via 10.9.0.1 dev tp0"), "{routes}");
+        })
+        .unwrap();
+    }
 
     #[test]
     fn broadcast_address_of_a_prefix() {

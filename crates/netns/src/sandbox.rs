@@ -6,7 +6,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::namespace::{self, HomeNamespaces, NamespaceContents, Namespaces};
-use crate::netlink::{Link, RouteSocket};
+use crate::netlink::{Link, Request, RouteSocket, LOOPBACK_INDEX};
 use crate::process::{self, ProcessSpec};
 use crate::{validate_link_name, Error};
 
@@ -105,8 +105,8 @@ impl SandboxFactory {
     }
 
     /// Creates a sandbox. The bridge must exist in the factory thread's network namespace, which
-    /// is where the host end of the veth goes. Blocking (about a millisecond and a half of
-    /// mostly kernel work).
+    /// is where the host end of the veth goes. Blocking (about 1.3 ms of mostly kernel work
+    /// here).
     ///
     /// On error nothing is left behind.
     pub fn create(&mut self, config: &SandboxConfig) -> Result<PodSandbox, Error> {
@@ -118,7 +118,7 @@ impl SandboxFactory {
         };
         let (namespaces, mut pod_socket) =
             namespace::create_pod_namespaces(&contents, &mut self.home)?;
-        self.create_veth(config, &namespaces)?;
+        let pod_index = self.create_veth(config, &namespaces)?;
         let node_socket =
             RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
         let sandbox = PodSandbox {
@@ -129,7 +129,7 @@ impl SandboxFactory {
             node_socket: Mutex::new(node_socket),
         };
         // From here on, dropping `sandbox` on error removes the veth and the namespaces.
-        self.configure_veth(config, &mut pod_socket)?;
+        self.configure_veth(config, &mut pod_socket, pod_index)?;
         tracing::debug!(sandbox = %sandbox.name, ip = %sandbox.ip, veth = %sandbox.veth_host_name, "pod sandbox created");
         Ok(sandbox)
     }
@@ -153,11 +153,12 @@ impl SandboxFactory {
 
     /// Creates the veth pair, host end on the bridge and pod end `eth0` in the pod's namespace,
     /// both down. A bridge that was replaced since its index was cached is looked up again.
+    /// Returns the pod end's index if the kernel told it.
     fn create_veth(
         &mut self,
         config: &SandboxConfig,
         namespaces: &Namespaces,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<u32>, Error> {
         let veth = &config.veth_host_name;
         let mut fresh = false;
         loop {
@@ -170,7 +171,7 @@ impl SandboxFactory {
                 config.mtu,
             );
             match created {
-                Ok(()) => return Ok(()),
+                Ok(pod_index) => return Ok(pod_index),
                 Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {
                     return Err(Error::LinkExists { name: veth.clone() })
                 }
@@ -188,50 +189,64 @@ impl SandboxFactory {
         }
     }
 
-    /// Configures both ends of a new veth and brings them up, the host end last: each end's
-    /// IPv6 address mode must be set while it has no carrier, which it has once both are up.
+    /// Configures both ends of a new veth and brings them up, the pod's side first and the host
+    /// end last: each end's IPv6 address mode must be set while it has no carrier, which it has
+    /// once both are up. Each side's requests go to the kernel together.
     fn configure_veth(
         &mut self,
         config: &SandboxConfig,
         pod_socket: &mut RouteSocket,
+        pod_index: Option<u32>,
     ) -> Result<(), Error> {
+        let pod_index = match pod_index {
+            Some(index) => index,
+            None => pod_socket
+                .link_index(POD_INTERFACE)
+                .map_err(|error| Error::os("look up pod eth0", error))?
+                .ok_or_else(|| {
+                    Error::os(
+                        "look up pod eth0",
+                        std::io::Error::from_raw_os_error(libc::ENODEV),
+                    )
+                })?,
+        };
+        let pod_side = [
+            (Request::link_up(Link::Index(LOOPBACK_INDEX)), "set lo up".to_owned()),
+            (
+                Request::address(pod_index, config.ip, config.prefix_len),
+                format!("add {}/{} to pod eth0", config.ip, config.prefix_len),
+            ),
+            (
+                Request::link_up_without_ipv6(Link::Index(pod_index)),
+                "set pod eth0 up".to_owned(),
+            ),
+            (
+                Request::default_route(pod_index, config.gateway),
+                format!("add pod default route via {}", config.gateway),
+            ),
+        ];
+        run_batch(pod_socket, pod_side)?;
         let veth = &config.veth_host_name;
-        self.node_socket
-            .configure_bridge_port(Link::Name(veth))
-            .map_err(|error| Error::os(format!("configure bridge port {veth}"), error))?;
-        let pod_index = pod_socket
-            .link_index(POD_INTERFACE)
-            .map_err(|error| Error::os("look up pod eth0", error))?
-            .ok_or_else(|| {
-                Error::os(
-                    "look up pod eth0",
-                    std::io::Error::from_raw_os_error(libc::ENODEV),
-                )
-            })?;
-        pod_socket
-            .add_address(pod_index, config.ip, config.prefix_len)
-            .map_err(|error| {
-                Error::os(
-                    format!("add {}/{} to pod eth0", config.ip, config.prefix_len),
-                    error,
-                )
-            })?;
-        pod_socket
-            .set_link_up_without_ipv6(Link::Index(pod_index))
-            .map_err(|error| Error::os("set pod eth0 up", error))?;
-        pod_socket
-            .add_default_route(pod_index, config.gateway)
-            .map_err(|error| {
-                Error::os(
-                    format!("add pod default route via {}", config.gateway),
-                    error,
-                )
-            })?;
-        self.node_socket
-            .set_link_up(Link::Name(veth))
-            .map_err(|error| Error::os(format!("set {veth} up"), error))?;
-        Ok(())
+        let host_side = [
+            (
+                Request::bridge_port_settings(Link::Name(veth)),
+                format!("configure bridge port {veth}"),
+            ),
+            (Request::link_up(Link::Name(veth)), format!("set {veth} up")),
+        ];
+        run_batch(&mut self.node_socket, host_side)
     }
+}
+
+/// Sends the requests together; an error names the step that failed.
+fn run_batch<const N: usize>(
+    socket: &mut RouteSocket,
+    steps: [(Request, String); N],
+) -> Result<(), Error> {
+    let (requests, mut names): (Vec<Request>, Vec<String>) = steps.into_iter().unzip();
+    socket
+        .batch(requests)
+        .map_err(|(failed, error)| Error::os(std::mem::take(&mut names[failed]), error))
 }
 
 /// Starts processes in pods' sandboxes from the thread that created it, one after another: the
