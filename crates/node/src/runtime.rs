@@ -183,6 +183,8 @@ struct Running {
 struct PodState {
     record: PodRecord,
     running: HashMap<String, Running>,
+    /// Container starts under way (asked of the launcher, not yet in `running`).
+    starting: usize,
     stopping: bool,
 }
 
@@ -239,7 +241,7 @@ impl PodWorker {
             containers,
             message: None,
         };
-        let state = Arc::new(Mutex::new(PodState { record, running: HashMap::new(), stopping: false }));
+        let state = Arc::new(Mutex::new(PodState { record, running: HashMap::new(), starting: 0, stopping: false }));
         let changed = Arc::new(Notify::new());
         let mut worker = PodWorker { shared, pod, state, changed, sandbox: None, ip: None };
         let status_task = tokio::spawn(status_writer(worker.shared.clone(), worker.pod.clone(), worker.state.clone(), worker.changed.clone()));
@@ -367,7 +369,17 @@ impl PodWorker {
             state.stopping = true;
             state.running.values().map(|r| r.pid).collect()
         };
-        stop_processes(&pids, grace, || self.state.lock().unwrap().running.is_empty()).await;
+        let all_gone = || {
+            let state = self.state.lock().unwrap();
+            state.running.is_empty() && state.starting == 0
+        };
+        stop_processes(&pids, grace, all_gone).await;
+        // A start still under way kills its own process once it sees the pod stopping (the
+        // launcher takes milliseconds); wait for that, so nothing outlives the pod or the node.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.state.lock().unwrap().starting > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn teardown(&mut self) {
@@ -540,6 +552,13 @@ impl ContainerTask {
             spec.stdout = std::process::Stdio::piped();
             spec.stderr = std::process::Stdio::piped();
             let started_at = Utc::now();
+            {
+                let mut state = self.state.lock().unwrap();
+                if state.stopping {
+                    return;
+                }
+                state.starting += 1;
+            }
             let (shared, sandbox) = (self.shared.clone(), self.sandbox.clone());
             let started = self.shared.launcher.run(move |launcher| {
                 let child = launcher.spawn(&sandbox, spec).map_err(|e| e.to_string())?;
@@ -548,7 +567,16 @@ impl ContainerTask {
                 }
                 Ok(child)
             });
-            let mut child = match started.await.and_then(|started| started) {
+            let started = started.await.and_then(|started| started);
+            let stopping = {
+                let mut state = self.state.lock().unwrap();
+                state.starting -= 1;
+                if let Ok(child) = &started {
+                    state.running.insert(self.container.name.clone(), Running { pid: child.id().unwrap_or(0) });
+                }
+                state.stopping
+            };
+            let mut child = match started {
                 Ok(started) => started,
                 Err(message) => {
                     let finished = Utc::now();
@@ -568,7 +596,11 @@ impl ContainerTask {
             if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
                 tokio::spawn(capture(out, err, log_path.clone()));
             }
-            self.state.lock().unwrap().running.insert(self.container.name.clone(), Running { pid });
+            if stopping {
+                // The pod began to stop while this start was under way, after its processes
+                // were counted: left alone, this one would outlive the pod (and the node).
+                let _ = frontdoor_netns::signal_process_group(pid, Signal::Kill);
+            }
             let container_id = crate::logs::container_id(&uid, &self.container.name, attempt);
             let has_startup = self.container.startup_probe.is_some();
             let has_readiness = self.container.readiness_probe.is_some();
