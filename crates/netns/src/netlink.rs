@@ -17,8 +17,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, InfoBridge, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -302,12 +302,14 @@ impl RouteSocket {
             NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
         )?;
         Ok(replies.into_iter().find_map(|reply| match reply {
-            RouteNetlinkMessage::NewLink(link) => link.attributes.into_iter().find_map(
-                |attribute| match attribute {
-                    LinkAttribute::Link(index) => Some(index),
-                    _ => None,
-                },
-            ),
+            RouteNetlinkMessage::NewLink(link) => {
+                link.attributes
+                    .into_iter()
+                    .find_map(|attribute| match attribute {
+                        LinkAttribute::Link(index) => Some(index),
+                        _ => None,
+                    })
+            }
             _ => None,
         }))
     }
@@ -350,45 +352,48 @@ impl RouteSocket {
 
     /// Sends `requests` together (one system call; the kernel carries them out in order, each
     /// whatever became of the one before) and waits for all their answers. On failure, says
-    /// which request failed first and why.
-    pub fn batch(&mut self, requests: Vec<Request>) -> Result<(), (usize, io::Error)> {
+    /// which request failed first (`None`: the exchange itself failed) and why.
+    pub fn batch(&mut self, requests: Vec<Request>) -> Result<(), (Option<usize>, io::Error)> {
         let first = self.sequence.wrapping_add(1);
         let mut buffer = Vec::new();
         let mut tolerated = Vec::with_capacity(requests.len());
         for request in requests {
             self.sequence = self.sequence.wrapping_add(1);
             tolerated.push(request.tolerated);
-            append(&mut buffer, request.message, request.flags | NLM_F_ACK, self.sequence);
+            append(
+                &mut buffer,
+                request.message,
+                request.flags | NLM_F_ACK,
+                self.sequence,
+            );
         }
-        let count = tolerated.len();
-        if let Err(error) = self.socket.send(&buffer, 0) {
-            return Err((0, error));
-        }
-        let mut outcomes: Vec<Option<Option<i32>>> = vec![None; count];
-        let mut waiting = count;
-        while waiting > 0 {
-            let replies = self.receive().map_err(|error| (0, error))?;
-            for (sequence, payload) in replies {
+        self.socket
+            .send(&buffer, 0)
+            .map_err(|error| (None, error))?;
+        let mut answered = vec![false; tolerated.len()];
+        let mut failure: Option<(usize, i32)> = None;
+        while answered.contains(&false) {
+            for (sequence, payload) in self.receive().map_err(|error| (None, error))? {
                 let position = sequence.wrapping_sub(first) as usize;
-                if position >= count {
+                let NetlinkPayload::Error(error) = payload else {
+                    continue;
+                };
+                if position >= answered.len() {
                     continue; // a late answer to an earlier request
                 }
-                if let NetlinkPayload::Error(error) = payload {
-                    if outcomes[position].is_none() {
-                        waiting -= 1;
-                    }
-                    outcomes[position] = Some(error.code.map(|code| -code.get()));
+                answered[position] = true;
+                let code = error.code.map(|code| -code.get());
+                if code.is_some() && code != tolerated[position] {
+                    failure = failure
+                        .filter(|(earlier, _)| *earlier < position)
+                        .or(code.map(|code| (position, code)));
                 }
             }
         }
-        for (position, outcome) in outcomes.into_iter().enumerate() {
-            if let Some(Some(code)) = outcome {
-                if tolerated[position] != Some(code) {
-                    return Err((position, io::Error::from_raw_os_error(code)));
-                }
-            }
+        match failure {
+            Some((position, code)) => Err((Some(position), io::Error::from_raw_os_error(code))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Sends one request and collects the kernel's replies until its ack (or `DONE` for dumps).
@@ -539,7 +544,7 @@ mod tests {
                     Request::link_up(Link::Index(9999)),
                 ])
                 .expect_err("a missing link fails");
-            assert_eq!(failed, 1, "the first failure is reported: {error}");
+            assert_eq!(failed, Some(1), "the first failure is reported: {error}");
             assert_eq!(error.raw_os_error(), Some(libc::ENODEV));
             // The kernel carried on with the rest.
             let routes = std::process::Command::new("ip")

@@ -211,7 +211,10 @@ impl SandboxFactory {
                 })?,
         };
         let pod_side = [
-            (Request::link_up(Link::Index(LOOPBACK_INDEX)), "set lo up".to_owned()),
+            (
+                Request::link_up(Link::Index(LOOPBACK_INDEX)),
+                "set lo up".to_owned(),
+            ),
             (
                 Request::address(pod_index, config.ip, config.prefix_len),
                 format!("add {}/{} to pod eth0", config.ip, config.prefix_len),
@@ -246,7 +249,10 @@ fn run_batch<const N: usize>(
     let (requests, mut names): (Vec<Request>, Vec<String>) = steps.into_iter().unzip();
     socket
         .batch(requests)
-        .map_err(|(failed, error)| Error::os(std::mem::take(&mut names[failed]), error))
+        .map_err(|(failed, error)| match failed {
+            Some(step) => Error::os(std::mem::take(&mut names[step]), error),
+            None => Error::os(format!("ask the kernel to {}", names.join(", ")), error),
+        })
 }
 
 /// Starts processes in pods' sandboxes from the thread that created it, one after another: the
