@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use frontdoor_apiserver::{ApiServerConfig, KUBERNETES_MINOR};
+use frontdoor_informers::{Backoff, InformerFactory, Shutdown};
 use frontdoor_store::StoreConfig;
 
 #[derive(Parser)]
@@ -110,6 +111,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let metrics = frontdoor_metrics::Registry::default();
     let config = ApiServerConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
@@ -117,13 +119,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         node_port_range: args.service_node_port_range.clone(),
         advertise_address: args.advertise_address,
         store: StoreConfig { event_window: args.watch_window, ..StoreConfig::default() },
+        metrics: metrics.clone(),
     };
     let server = frontdoor_apiserver::start(config).await.context("starting the API server")?;
     let client = kube::Client::new(server.local_service(), "default");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let node = if args.without_node { None } else { Some(start_node(&server, client.clone(), &args, stopped.clone()).await?) };
+    // One client-side runtime for every component: one watch per resource serves them all.
+    let (stop, shutdown) = Shutdown::new();
+    let factory = InformerFactory::new(client.clone(), metrics, shutdown);
+    let node = if args.without_node { None } else { Some(start_node(&server, &factory, &args).await?) };
     if !args.without_controllers {
-        start_controllers(client.clone(), stopped.clone());
+        start_controllers(&factory);
     }
     let kubeconfig_path = args.kubeconfig_out.unwrap_or_else(|| args.data_dir.join("kubeconfig"));
     write_kubeconfig(&kubeconfig_path, &server.kubeconfig)?;
@@ -135,7 +140,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
-    let _ = stop.send(true);
+    stop.trigger();
     if let Some(node) = node {
         // Pods cannot outlive the node: wait (bounded) until the runtime has stopped them.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), node).await;
@@ -144,22 +149,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The controllers, each until shutdown.
-fn start_controllers(client: kube::Client, stopped: tokio::sync::watch::Receiver<bool>) {
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
-    };
-    let (endpoints_client, endpoints_shutdown) = (client.clone(), until_stopped());
+fn start_controllers(factory: &InformerFactory) {
+    let endpoints = factory.clone();
     tokio::spawn(async move {
-        if let Err(error) = frontdoor_endpoints::run(endpoints_client, frontdoor_endpoints::EndpointsConfig::default(), endpoints_shutdown).await {
+        if let Err(error) = frontdoor_endpoints::run(endpoints, frontdoor_endpoints::EndpointsConfig::default()).await {
             tracing::error!(%error, "the endpoint controllers stopped");
         }
     });
-    let workloads_shutdown = until_stopped();
+    let workloads = factory.clone();
     tokio::spawn(async move {
-        if let Err(error) = frontdoor_workloads::run(client, frontdoor_workloads::WorkloadsConfig::default(), workloads_shutdown).await {
+        if let Err(error) = frontdoor_workloads::run(workloads, frontdoor_workloads::WorkloadsConfig::default()).await {
             tracing::error!(%error, "the workload controllers stopped");
         }
     });
@@ -168,10 +167,10 @@ fn start_controllers(client: kube::Client, stopped: tokio::sync::watch::Receiver
 /// Registers this machine as a Node and starts the scheduler and the pod runtime.
 async fn start_node(
     server: &frontdoor_apiserver::ApiServer,
-    client: kube::Client,
+    factory: &InformerFactory,
     args: &UpArgs,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let client = factory.client();
     let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
     let node_name = match &args.node_name {
         Some(name) => name.clone(),
@@ -194,14 +193,13 @@ async fn start_node(
     tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
     // One event queue for the node's components, as one broadcaster: written in the process's
     // quiet moments.
-    let events = frontdoor_node::events::Recorder::new(client.clone(), "kubelet");
-    tokio::spawn(frontdoor_node::scheduler::run(client.clone(), config.clone(), events.for_component("default-scheduler")));
+    let events = frontdoor_node::events::Recorder::new(client, "kubelet");
+    let scheduler_events = events.for_component("default-scheduler");
+    tokio::spawn(frontdoor_node::scheduler::run(factory.clone(), config.clone(), scheduler_events, Backoff::default()));
+    let factory = factory.clone();
     let runtime = tokio::spawn(async move {
         let backoff = frontdoor_node::runtime::Backoff::default();
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = frontdoor_node::runtime::run(client, config, backoff, events, access, shutdown).await {
+        if let Err(error) = frontdoor_node::runtime::run(&factory, config, backoff, events, access).await {
             tracing::error!(%error, "the pod runtime stopped");
         }
     });

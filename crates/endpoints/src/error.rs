@@ -14,9 +14,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// A cache's watch task ended before the cache was filled.
-    #[error("the {0} cache stopped before it was filled")]
-    CacheStopped(&'static str),
 }
 
 /// Why one sync of one key failed.
@@ -68,23 +65,7 @@ impl SyncError {
     }
 }
 
-/// The API answered 404.
-pub fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.is_not_found())
-}
-
-/// A create was refused because its namespace is being deleted: retrying cannot succeed and
-/// the namespace's content is going away anyway.
-pub fn is_namespace_terminating(error: &kube::Error) -> bool {
-    let kube::Error::Api(status) = error else {
-        return false;
-    };
-    let by_cause = status
-        .details
-        .as_ref()
-        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
-    status.is_forbidden() && (by_cause || status.message.contains("because it is being terminated"))
-}
+pub use frontdoor_informers::errors::{is_namespace_terminating, is_not_found};
 
 #[cfg(test)]
 mod tests {

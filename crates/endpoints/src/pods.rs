@@ -8,27 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::service::AddressType;
 
-/// The pod's `Ready` condition is `True`.
-pub fn is_ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conditions
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-/// The pod has finished for good (phase `Succeeded` or `Failed`).
-pub fn is_terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
-/// The pod is being deleted (has a `deletionTimestamp`).
-pub fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
+pub use frontdoor_informers::pods::{is_ready, is_terminal, is_terminating};
 
 /// The pod's IPs (`status.podIPs`, else `status.podIP`), parsed; unparsable ones are skipped.
 pub fn ips(pod: &Pod) -> Vec<IpAddr> {

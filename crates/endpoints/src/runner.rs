@@ -1,6 +1,6 @@
-//! Wiring: four watches fill the caches and route each change to the keys it concerns;
-//! once every cache is filled, workers drain three queues (one per controller) until
-//! shutdown.
+//! Wiring: the shared informers of Services, Pods, EndpointSlices and Endpoints feed three
+//! controllers (one work queue each); each change is routed to the keys it concerns, and once
+//! every cache is filled the controllers' workers drain their queues until shutdown.
 //!
 //! Routing rules (which keys a change wakes):
 //! - a Service: its own key, in all three queues;
@@ -10,132 +10,123 @@
 //!   is the echo of the controller's own write;
 //! - an Endpoints object: its key in the mirroring queue, and in the Endpoints queue when
 //!   deleted (so a selector Service gets its Endpoints back);
-//! - a relist of anything (start-up, or a watch that fell too far behind): every key.
+//! - once every cache is filled: every key (changes seen before then may have found a cache
+//!   still empty). A re-list later announces every object again, and the vanished as deleted.
 
-use std::future::Future;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
-use kube::runtime::reflector;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
+
+use frontdoor_informers::{on_change, Change, Controller, ControllerConfig, InformerFactory, WorkQueue};
 
 use crate::endpoints::EndpointsController;
 use crate::endpointslice::EndpointSliceController;
 use crate::error::Error;
 use crate::mirroring::{should_mirror, MirroringController};
 use crate::pods;
-use crate::runtime::cache::{watch, Caches, Change};
-use crate::runtime::queue::{Backoff, WorkQueue};
-use crate::runtime::work;
+use crate::runtime::cache::Caches;
 use crate::service::ObjectKey;
 use crate::EndpointsConfig;
 
 type Queue = Arc<WorkQueue<ObjectKey>>;
 
-/// Runs the EndpointSlice, Endpoints and mirroring controllers until `shutdown` resolves.
+/// Runs the EndpointSlice, Endpoints and mirroring controllers on `factory`'s informers until
+/// its shutdown signal.
 ///
 /// Returns an error only when the controllers cannot start (the API refuses to list what
 /// they watch). Once started, API errors are retried with backoff and never end the run.
-/// On shutdown every task is cancelled, mid-write or not: all writes are re-derived from
-/// the API state on the next start, so nothing is left half done that a restart would not
-/// finish.
-pub async fn run(
-    client: Client,
-    config: EndpointsConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
+/// On shutdown no new sync starts and those in flight finish; every write is re-derived from
+/// the API state on the next start anyway.
+pub async fn run(factory: InformerFactory, config: EndpointsConfig) -> Result<(), Error> {
+    let client = factory.client();
     check_access(&client).await?;
+    let shutdown = factory.shutdown();
 
-    let (services, services_writer) = reflector::store::<Service>();
-    let (pods, pods_writer) = reflector::store::<Pod>();
-    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-    let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
+    let services = factory.all::<Service>();
+    let pods = factory.all::<Pod>();
+    let slices = factory.all::<EndpointSlice>();
+    let endpoints = factory.all::<Endpoints>();
     let caches = Caches {
-        services,
-        pods,
-        slices,
-        endpoints,
+        services: services.store(),
+        pods: pods.store(),
+        slices: slices.store(),
+        endpoints: endpoints.store(),
+    };
+    let synced = {
+        let waits = (services.synced(), pods.synced(), slices.synced(), endpoints.synced());
+        async move {
+            tokio::join!(waits.0, waits.1, waits.2, waits.3);
+        }
     };
 
-    let backoff = Backoff {
-        min: config.retry_backoff_min,
-        max: config.retry_backoff_max,
+    let controller_config = |name| ControllerConfig {
+        name,
+        workers: config.workers_per_controller,
+        backoff: frontdoor_informers::Backoff {
+            min: config.retry_backoff_min,
+            max: config.retry_backoff_max,
+        },
     };
+    let slice_controller = Arc::new(EndpointSliceController::new(
+        client.clone(),
+        caches.clone(),
+        config.max_endpoints_per_slice,
+    ));
+    let endpoints_controller = Arc::new(EndpointsController::new(client.clone(), caches.clone()));
+    let mirroring_controller = Arc::new(MirroringController::new(
+        client.clone(),
+        caches.clone(),
+        config.mirroring_max_endpoints_per_subset,
+    ));
+    // Upstream's controller names, which label the queues' metrics.
+    let slices_run = Controller::new(&factory, slice_controller.clone(), controller_config("endpoint_slice"));
+    let endpoints_run = Controller::new(&factory, endpoints_controller, controller_config("endpoint"));
+    let mirroring_run = Controller::new(
+        &factory,
+        mirroring_controller.clone(),
+        controller_config("endpoint_slice_mirroring"),
+    );
     let router = Arc::new(Router {
         caches: caches.clone(),
-        slice_queue: WorkQueue::new(backoff),
-        endpoints_queue: WorkQueue::new(backoff),
-        mirroring_queue: WorkQueue::new(backoff),
-        slice_controller: Arc::new(EndpointSliceController::new(
-            client.clone(),
-            caches.clone(),
-            config.max_endpoints_per_slice,
-        )),
-        endpoints_controller: Arc::new(EndpointsController::new(client.clone(), caches.clone())),
-        mirroring_controller: Arc::new(MirroringController::new(
-            client.clone(),
-            caches.clone(),
-            config.mirroring_max_endpoints_per_subset,
-        )),
+        slice_queue: slices_run.queue(),
+        endpoints_queue: endpoints_run.queue(),
+        mirroring_queue: mirroring_run.queue(),
+        slice_controller,
+        mirroring_controller,
     });
 
+    let r = router.clone();
+    on_change(services.subscribe(), &shutdown, move |change| r.service_changed(change));
+    let r = router.clone();
+    on_change(pods.subscribe(), &shutdown, move |change| r.pod_changed(change));
+    let r = router.clone();
+    on_change(slices.subscribe(), &shutdown, move |change| r.slice_changed(change));
+    let r = router.clone();
+    on_change(endpoints.subscribe(), &shutdown, move |change| r.endpoints_changed(change));
+
+    // Never act on partial state: every key once every cache holds a full list.
+    let resync = {
+        let router = router.clone();
+        let synced = synced.shared();
+        let for_workers = synced.clone();
+        tokio::spawn(async move {
+            synced.await;
+            tracing::info!("endpoints controllers: caches filled, starting workers");
+            router.resync_everything();
+        });
+        for_workers
+    };
     let mut tasks = JoinSet::new();
-    let r = router.clone();
-    tasks.spawn(watch(
-        Api::<Service>::all(client.clone()),
-        services_writer,
-        move |change| r.service_changed(change),
-    ));
-    let r = router.clone();
-    tasks.spawn(watch(
-        Api::<Pod>::all(client.clone()),
-        pods_writer,
-        move |change| r.pod_changed(change),
-    ));
-    let r = router.clone();
-    tasks.spawn(watch(
-        Api::<EndpointSlice>::all(client.clone()),
-        slices_writer,
-        move |change| r.slice_changed(change),
-    ));
-    let r = router.clone();
-    tasks.spawn(watch(
-        Api::<Endpoints>::all(client.clone()),
-        endpoints_writer,
-        move |change| r.endpoints_changed(change),
-    ));
-
-    // Never act on partial state: wait until every cache holds a full list.
-    let mut shutdown = Box::pin(shutdown);
-    tokio::select! {
-        filled = caches_filled(&caches) => filled?,
-        () = &mut shutdown => {
-            tasks.shutdown().await;
-            return Ok(());
-        }
-    }
-    tracing::info!("endpoints controllers: caches filled, starting workers");
-    router.resync_everything();
-
-    for _ in 0..config.workers_per_controller.max(1) {
-        tasks.spawn(work(
-            router.slice_controller.clone(),
-            router.slice_queue.clone(),
-        ));
-        tasks.spawn(work(
-            router.endpoints_controller.clone(),
-            router.endpoints_queue.clone(),
-        ));
-        tasks.spawn(work(
-            router.mirroring_controller.clone(),
-            router.mirroring_queue.clone(),
-        ));
-    }
-    shutdown.await;
-    tasks.shutdown().await;
+    tasks.spawn(slices_run.run(resync.clone(), shutdown.clone()));
+    tasks.spawn(endpoints_run.run(resync.clone(), shutdown.clone()));
+    tasks.spawn(mirroring_run.run(resync, shutdown.clone()));
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
@@ -143,64 +134,16 @@ pub async fn run(
 async fn check_access(client: &Client) -> Result<(), Error> {
     let probe = ListParams::default().limit(1);
     let checks = [
-        (
-            "services",
-            Api::<Service>::all(client.clone())
-                .list_metadata(&probe)
-                .await
-                .err(),
-        ),
-        (
-            "pods",
-            Api::<Pod>::all(client.clone())
-                .list_metadata(&probe)
-                .await
-                .err(),
-        ),
-        (
-            "endpointslices",
-            Api::<EndpointSlice>::all(client.clone())
-                .list_metadata(&probe)
-                .await
-                .err(),
-        ),
-        (
-            "endpoints",
-            Api::<Endpoints>::all(client.clone())
-                .list_metadata(&probe)
-                .await
-                .err(),
-        ),
+        ("services", Api::<Service>::all(client.clone()).list_metadata(&probe).await.err()),
+        ("pods", Api::<Pod>::all(client.clone()).list_metadata(&probe).await.err()),
+        ("endpointslices", Api::<EndpointSlice>::all(client.clone()).list_metadata(&probe).await.err()),
+        ("endpoints", Api::<Endpoints>::all(client.clone()).list_metadata(&probe).await.err()),
     ];
     for (resource, error) in checks {
         if let Some(source) = error {
             return Err(Error::Access { resource, source });
         }
     }
-    Ok(())
-}
-
-async fn caches_filled(caches: &Caches) -> Result<(), Error> {
-    caches
-        .services
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped("services"))?;
-    caches
-        .pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped("pods"))?;
-    caches
-        .slices
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped("endpointslices"))?;
-    caches
-        .endpoints
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped("endpoints"))?;
     Ok(())
 }
 
@@ -211,7 +154,6 @@ struct Router {
     endpoints_queue: Queue,
     mirroring_queue: Queue,
     slice_controller: Arc<EndpointSliceController>,
-    endpoints_controller: Arc<EndpointsController>,
     mirroring_controller: Arc<MirroringController>,
 }
 
@@ -233,9 +175,8 @@ impl Router {
 
     fn service_changed(&self, change: Change<Service>) {
         let key = match change {
-            Change::Applied { current, .. } => ObjectKey::of(&current),
-            Change::Deleted(service) => ObjectKey::of(&service),
-            Change::Relisted => return self.resync_everything(),
+            Change::Applied { new: current, .. } => ObjectKey::of(current.as_ref()),
+            Change::Deleted(service) => ObjectKey::of(service.as_ref()),
         };
         self.slice_queue.add(key.clone());
         self.endpoints_queue.add(key.clone());
@@ -244,7 +185,7 @@ impl Router {
 
     fn pod_changed(&self, change: Change<Pod>) {
         let (previous, current) = match change {
-            Change::Applied { previous, current } => {
+            Change::Applied { old: previous, new: current } => {
                 if previous
                     .as_deref()
                     .is_some_and(|p| !pods::endpoints_may_differ(p, &current))
@@ -254,7 +195,6 @@ impl Router {
                 (previous, current)
             }
             Change::Deleted(pod) => (None, pod),
-            Change::Relisted => return self.resync_everything(),
         };
         let namespace = current.metadata.namespace.clone().unwrap_or_default();
         let empty = Default::default();
@@ -276,7 +216,7 @@ impl Router {
 
     fn slice_changed(&self, change: Change<EndpointSlice>) {
         match change {
-            Change::Applied { previous, current } => {
+            Change::Applied { old: previous, new: current } => {
                 let slice_owner = EndpointSliceController::owner_of(&current);
                 let mirror_owner = MirroringController::owner_of(&current);
                 let before = previous.as_deref();
@@ -326,23 +266,21 @@ impl Router {
                     }
                 }
             }
-            Change::Relisted => self.resync_everything(),
         }
     }
 
     fn endpoints_changed(&self, change: Change<Endpoints>) {
         match change {
-            Change::Applied { previous, current } => {
+            Change::Applied { old: previous, new: current } => {
                 if should_mirror(&current) || previous.as_deref().is_some_and(should_mirror) {
-                    self.mirroring_queue.add(ObjectKey::of(&current));
+                    self.mirroring_queue.add(ObjectKey::of(current.as_ref()));
                 }
             }
             Change::Deleted(endpoints) => {
-                let key = ObjectKey::of(&endpoints);
+                let key = ObjectKey::of(endpoints.as_ref());
                 self.mirroring_queue.add(key.clone());
                 self.endpoints_queue.add(key);
             }
-            Change::Relisted => self.resync_everything(),
         }
     }
 }

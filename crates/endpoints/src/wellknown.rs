@@ -1,13 +1,9 @@
 //! Label and annotation keys these controllers read and write, with upstream's values.
 
-/// The Service an EndpointSlice belongs to (`discovery.LabelServiceName`).
-pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
-/// Which controller manages an EndpointSlice (`discovery.LabelManagedBy`).
-pub const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+pub use frontdoor_informers::labels::{HEADLESS, MANAGED_BY, SERVICE_NAME};
+
 /// Set to `"true"` on an Endpoints object that mirroring must leave alone.
 pub const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
-/// Present (empty value) on the slices and Endpoints of a Service without a cluster IP.
-pub const HEADLESS: &str = "service.kubernetes.io/headless";
 
 /// `managed-by` value of the EndpointSlice controller.
 pub const SLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";

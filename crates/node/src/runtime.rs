@@ -10,14 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
+use frontdoor_informers::{Change, InformerFactory, Scope};
 use frontdoor_netns::{Launcher, PodSandbox, ProcessSpec, SandboxConfig, SandboxFactory, Signal};
 
 use crate::dedicated::Dedicated;
@@ -73,16 +72,18 @@ struct Shared {
     access: PodAccess,
 }
 
-/// Runs every pod bound to this node until `shutdown`, recording events with `events` (the
-/// `kubelet` component's) and listing pods' sandboxes and containers in `access`.
+/// Runs every pod bound to this node until `factory`'s shutdown, recording events with `events`
+/// (the `kubelet` component's) and listing pods' sandboxes and containers in `access`. Pods
+/// come from the shared informer of this node's pods: one deleted while that informer re-listed
+/// is announced as deleted, so its processes stop and its address is freed.
 pub async fn run(
-    client: kube::Client,
+    factory: &InformerFactory,
     config: NodeConfig,
     backoff: Backoff,
     events: Recorder,
     access: PodAccess,
-    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    let client = factory.client();
     let gateway = config.pod_cidr.gateway();
     let (bridge, prefix) = (config.bridge.clone(), config.pod_cidr.prefix_len);
     let veth_prefix = veth_prefix(&config);
@@ -97,10 +98,13 @@ pub async fn run(
     let pids = Arc::new(PidJournal::open(&config.data_dir.join("pods").join("containers.pids")));
     // Commands run in pods (`kubectl exec`) are recorded too, so a crash cannot leave them.
     access.record_pids_in(pids.clone());
-    let (services, writer) = reflector::store::<Service>();
-    let service_api: Api<Service> = Api::all(client.clone());
-    let service_stream = reflector::reflector(writer, watcher(service_api, watcher::Config::default())).default_backoff().touched_objects();
-    tokio::spawn(service_stream.for_each(|_| async {}));
+    let services = factory.all::<Service>();
+    let shutdown = factory.shutdown();
+    // Containers' environment names the Services: wait for them first, as the kubelet does.
+    tokio::select! {
+        () = services.synced() => {}
+        () = shutdown.triggered() => return Ok(()),
+    }
 
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -113,33 +117,31 @@ pub async fn run(
         ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
         logs: LogStore::new(config.data_dir.join("pods")),
         config: config.clone(),
-        services,
+        services: services.store(),
         backoff,
         access,
     });
 
-    let pods: Api<Pod> = Api::all(client.clone());
-    let mine = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name));
-    let mut events = watcher(pods, mine).default_backoff().boxed();
+    let mine = Scope::all().fields(format!("spec.nodeName={}", config.node_name));
+    let mut changes = factory.cluster_wide::<Pod>(mine).subscribe();
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut running = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
     loop {
-        let event = tokio::select! {
-            _ = &mut shutdown => break,
-            event = events.next() => match event { Some(e) => e, None => break },
+        let change = tokio::select! {
+            () = &mut stop => break,
+            change = changes.recv() => match change { Some(change) => change, None => break },
         };
-        match event {
-            Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => dispatch(&shared, &mut workers, &mut running, pod),
-            Ok(watcher::Event::Delete(pod)) => {
+        match change {
+            Change::Applied { new, .. } => dispatch(&shared, &mut workers, &mut running, Pod::clone(&new)),
+            Change::Deleted(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref() {
                     if let Some(worker) = workers.remove(uid) {
                         let _ = worker.send(None);
                     }
                 }
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "pod watch error"),
         }
         workers.retain(|_, w| !w.is_closed());
     }

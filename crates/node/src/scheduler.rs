@@ -1,12 +1,15 @@
 //! The scheduling decision, kept as its own replaceable step: every pending pod that asks for the
 //! default scheduler is bound to this node through the `pods/binding` subresource, as
 //! kube-scheduler would bind it (there is one node). A pod with scheduling gates waits, marked
-//! `PodScheduled=False` with reason `SchedulingGated`, until its gates are gone.
+//! `PodScheduled=False` with reason `SchedulingGated`, until its gates are gone. A failed write
+//! is retried with backoff until it succeeds or the pod no longer needs it.
 
-use futures::StreamExt;
+use std::sync::Arc;
+
+use frontdoor_informers::{on_change, Action, Backoff, Change, Controller, ControllerConfig, InformerFactory, ObjectKey, Reconciler, Scope};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
 use serde_json::json;
 
 use crate::events::Recorder;
@@ -81,34 +84,48 @@ async fn bind(client: &kube::Client, events: &Recorder, pod: &Pod, node: &str) -
     }
 }
 
-/// Binds pending pods to this node until the watch ends, recording `Scheduled` events with
-/// `events` (the `default-scheduler` component's).
-pub async fn run(client: kube::Client, config: NodeConfig, events: Recorder) {
-    let pods: Api<Pod> = Api::all(client.clone());
-    let filter = watcher::Config::default().fields("spec.nodeName=");
-    let mut stream = watcher(pods, filter).default_backoff().applied_objects().boxed();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(pod) => {
-                let decision = decide(&pod);
-                if decision == Decision::Nothing {
-                    continue;
-                }
-                // Concurrently: one slow write must not hold up every other pending pod.
-                let (client, events, node) = (client.clone(), events.clone(), config.node_name.clone());
-                tokio::spawn(async move {
-                    let written = match decision {
-                        Decision::Bind => bind(&client, &events, &pod, &node).await,
-                        _ => mark_gated(&client, &pod).await,
-                    };
-                    if let Err(error) = written {
-                        tracing::warn!(%error, pod = pod.metadata.name.as_deref().unwrap_or(""), ?decision, "scheduling write failed");
-                    }
-                });
-            }
-            Err(error) => tracing::warn!(%error, "scheduler watch error"),
+/// The scheduler as a controller over the shared informer of unscheduled pods: each pending
+/// pod's key is reconciled (bound, or marked gated), and a write that fails is retried with
+/// backoff, as kube-scheduler puts a pod whose binding failed back into its queue.
+struct Scheduler {
+    client: kube::Client,
+    pending: Store<Pod>,
+    node: String,
+    events: Recorder,
+}
+
+impl Reconciler for Scheduler {
+    type Key = ObjectKey;
+    type Error = kube::Error;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, kube::Error> {
+        let Some(pod) = self.pending.get(&key.object_ref()) else { return Ok(Action::Done) };
+        match decide(&pod) {
+            Decision::Bind => bind(&self.client, &self.events, &pod, &self.node).await?,
+            Decision::MarkGated => mark_gated(&self.client, &pod).await?,
+            Decision::Nothing => {}
         }
+        Ok(Action::Done)
     }
+}
+
+/// Binds pending pods to this node until `factory`'s shutdown, recording `Scheduled` events
+/// with `events` (the `default-scheduler` component's). Pods are bound concurrently, so one slow
+/// write does not hold up every other pending pod.
+pub async fn run(factory: InformerFactory, config: NodeConfig, events: Recorder, backoff: Backoff) {
+    let pending = factory.cluster_wide::<Pod>(Scope::all().fields("spec.nodeName="));
+    let scheduler = Arc::new(Scheduler { client: factory.client(), pending: pending.store(), node: config.node_name, events });
+    let controller = Controller::new(&factory, scheduler, ControllerConfig { name: "scheduler", workers: 16, backoff });
+    let queue = controller.queue();
+    let shutdown = factory.shutdown();
+    on_change(pending.subscribe(), &shutdown, move |change| {
+        if let Change::Applied { new, .. } = change {
+            if decide(&new) != Decision::Nothing {
+                queue.add(ObjectKey::of(new.as_ref()));
+            }
+        }
+    });
+    controller.run(pending.synced(), shutdown).await;
 }
 
 #[cfg(test)]

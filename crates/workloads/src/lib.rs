@@ -3,9 +3,9 @@
 //!
 //! # A short tour
 //!
-//! - [`run`] starts one shared watch per resource (`informer`) and four controllers on it,
-//!   each a work queue of object keys (`runner`) that syncs one object at a time from the
-//!   caches, level-triggered and idempotent. Nothing acts before every cache it reads has
+//! - [`run`] takes the shared informers of the resources it reads (`frontdoor-informers`) and
+//!   starts four controllers on them, each a work queue of object keys (`runner`) that syncs
+//!   one object at a time from the caches, level-triggered and idempotent. Nothing acts before every cache it reads has
 //!   listed once; a failed sync is retried with per-key exponential backoff.
 //! - Each controller is a pure core with table-driven tests and a thin runner:
 //!   [`replica_set`] (also ReplicationControllers), [`deployment`] (ReplicaSets per pod
@@ -27,7 +27,6 @@ mod claims;
 pub mod deployment;
 mod expectations;
 pub mod hash;
-mod informer;
 pub mod ownership;
 pub mod pods;
 pub mod replica_set;
@@ -36,18 +35,13 @@ pub mod selector;
 pub mod stateful_set;
 mod writes;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
+use frontdoor_informers::{Informer, InformerFactory, Scope};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
-use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::expectations::Expectations;
-use crate::informer::Informer;
 use crate::replica_set::controller::{owner_change_keys, pod_change_keys, ReplicaController, ReplicaKind};
 use crate::runner::{keys, run_controller};
 
@@ -69,62 +63,33 @@ impl Default for WorkloadsConfig {
     }
 }
 
-/// Why the controllers stopped other than by `shutdown`.
+/// Why the controllers stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("workload controller task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
-type Shutdown = Shared<BoxFuture<'static, ()>>;
-
-fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    }
-}
-
-fn spawn_informer<K>(tasks: &mut Vec<tokio::task::JoinHandle<()>>, informer: Informer<K>, shutdown: &Shutdown)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    tasks.push(tokio::spawn(informer.run(shutdown.clone())));
-}
-
-/// Runs the ReplicaSet, ReplicationController, Deployment and StatefulSet controllers until
-/// `shutdown` resolves.
+/// Runs the ReplicaSet, ReplicationController, Deployment and StatefulSet controllers on
+/// `factory`'s informers until its shutdown signal.
 ///
-/// On shutdown the watches stop, no new syncs start, and syncs in flight finish (a sync cut
-/// short would be redone by the next run anyway: every sync is idempotent).
-pub async fn run(client: Client, config: WorkloadsConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-    let shutdown: Shutdown = shutdown.boxed().shared();
-    let namespace = config.namespace.clone();
-    let mut pods = Informer::<Pod>::new(api(&client, &namespace));
-    let mut replica_sets = Informer::<ReplicaSet>::new(api(&client, &namespace));
-    let mut controllers_rc = Informer::<ReplicationController>::new(api(&client, &namespace));
-    let mut deployments = Informer::<Deployment>::new(api(&client, &namespace));
-    let mut stateful_sets = Informer::<StatefulSet>::new(api(&client, &namespace));
-    let revisions = Informer::<ControllerRevision>::new(api(&client, &namespace));
+/// On shutdown no new syncs start, and syncs in flight finish (a sync cut short would be
+/// redone by the next run anyway: every sync is idempotent).
+pub async fn run(factory: InformerFactory, config: WorkloadsConfig) -> Result<(), Error> {
+    let scope = Scope::namespace(config.namespace.as_deref());
+    let pods = factory.namespaced::<Pod>(scope.clone());
+    let replica_sets = factory.namespaced::<ReplicaSet>(scope.clone());
+    let controllers_rc = factory.namespaced::<ReplicationController>(scope.clone());
+    let deployments = factory.namespaced::<Deployment>(scope.clone());
+    let stateful_sets = factory.namespaced::<StatefulSet>(scope.clone());
+    let revisions = factory.namespaced::<ControllerRevision>(scope);
 
-    // Controllers subscribe to the informers before those start, so they miss nothing.
-    let mut tasks = vec![
-        replica_controller(&client, &config, &mut replica_sets, &mut pods, &shutdown),
-        replica_controller(&client, &config, &mut controllers_rc, &mut pods, &shutdown),
-        deployment::controller::spawn(client.clone(), &mut deployments, &mut replica_sets, &mut pods, shutdown.clone()),
-        stateful_set::controller::spawn(client.clone(), &mut stateful_sets, &mut pods, &revisions, shutdown.clone()),
+    let tasks = vec![
+        replica_controller(&factory, &config, "replicaset", &replica_sets, &pods),
+        replica_controller(&factory, &config, "replicationmanager", &controllers_rc, &pods),
+        deployment::controller::spawn(factory.client(), &deployments, &replica_sets, &pods, &factory),
+        stateful_set::controller::spawn(factory.client(), &stateful_sets, &pods, &revisions, &factory),
     ];
-
-    spawn_informer(&mut tasks, pods, &shutdown);
-    spawn_informer(&mut tasks, replica_sets, &shutdown);
-    spawn_informer(&mut tasks, controllers_rc, &shutdown);
-    spawn_informer(&mut tasks, deployments, &shutdown);
-    spawn_informer(&mut tasks, stateful_sets, &shutdown);
-    spawn_informer(&mut tasks, revisions, &shutdown);
-
     for task in tasks {
         task.await?;
     }
@@ -132,11 +97,11 @@ pub async fn run(client: Client, config: WorkloadsConfig, shutdown: impl Future<
 }
 
 fn replica_controller<K: ReplicaKind>(
-    client: &Client,
+    factory: &InformerFactory,
     config: &WorkloadsConfig,
-    owners: &mut Informer<K>,
-    pods: &mut Informer<Pod>,
-    shutdown: &Shutdown,
+    name: &'static str,
+    owners: &Informer<K>,
+    pods: &Informer<Pod>,
 ) -> tokio::task::JoinHandle<()> {
     let expectations = Arc::new(Expectations::new(config.expectations_timeout));
     let owner_store = owners.store();
@@ -149,9 +114,13 @@ fn replica_controller<K: ReplicaKind>(
             keys(pods.subscribe(), move |change| pod_change_keys(change, &store, &expectations_for_pods)),
         )
     };
-    let controller = Arc::new(ReplicaController { client: client.clone(), owners: owner_store.clone(), pods: pod_store, expectations, burst: config.burst_replicas });
-    tokio::spawn(run_controller(K::KIND, owner_store, triggers, pods_synced, shutdown.clone(), move |object| {
-        let controller = controller.clone();
-        async move { controller.sync(object).await }
-    }))
+    let controller = Arc::new(ReplicaController { client: factory.client(), owners: owner_store.clone(), pods: pod_store, expectations, burst: config.burst_replicas });
+    let factory = factory.clone();
+    tokio::spawn(async move {
+        run_controller(&factory, name, owner_store, triggers, pods_synced, move |object| {
+            let controller = controller.clone();
+            async move { controller.sync(object).await }
+        })
+        .await
+    })
 }

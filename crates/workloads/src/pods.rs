@@ -11,17 +11,7 @@ use std::collections::HashMap;
 /// Upstream's `controller.kubernetes.io/pod-deletion-cost` annotation.
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
-pub fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
-}
-
-pub fn node_name(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
-}
-
-pub fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
+pub use frontdoor_informers::pods::{is_terminating, node_name, phase};
 
 /// Not finished and not being deleted (upstream's `IsPodActive`).
 pub fn is_active(pod: &Pod) -> bool {

@@ -9,13 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt::Debug;
 
-pub fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
-}
-
-pub fn is_already_exists(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
-}
+pub use frontdoor_informers::errors::{is_already_exists, is_not_found};
 
 /// The API server's message for an API error, the error's text otherwise.
 pub fn message(error: &kube::Error) -> String {

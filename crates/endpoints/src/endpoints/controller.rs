@@ -10,7 +10,6 @@ use kube::{Api, Client};
 use super::desired::plan;
 use crate::error::{is_namespace_terminating, is_not_found, SyncError};
 use crate::runtime::cache::Caches;
-use crate::runtime::Reconciler;
 use crate::service::{self, ObjectKey};
 use crate::wellknown::LEADER_ELECTION;
 
@@ -27,10 +26,9 @@ impl EndpointsController {
     }
 }
 
-impl Reconciler for EndpointsController {
-    const NAME: &'static str = "endpoints";
-
-    async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
+impl EndpointsController {
+    /// Brings the objects of `key` in line with the caches.
+    pub async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
         let current = self.caches.endpoints(key);
         let Some(service) = self.caches.service(key) else {
@@ -76,5 +74,18 @@ impl Reconciler for EndpointsController {
             },
         };
         written.map(|_| ())
+    }
+}
+
+impl frontdoor_informers::Reconciler for EndpointsController {
+    type Key = ObjectKey;
+    type Error = SyncError;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<frontdoor_informers::Action, SyncError> {
+        self.sync(key).await.map(|()| frontdoor_informers::Action::Done)
+    }
+
+    fn is_expected(error: &SyncError) -> bool {
+        error.is_stale()
     }
 }

@@ -10,7 +10,7 @@ use super::reconcile::reconcile;
 use crate::error::SyncError;
 use crate::runtime::cache::Caches;
 use crate::runtime::tracker::SliceTracker;
-use crate::runtime::{slice_writes, Reconciler};
+use crate::runtime::slice_writes;
 use crate::service::{self, ObjectKey};
 use crate::wellknown::{MANAGED_BY, SERVICE_NAME, SLICE_CONTROLLER};
 
@@ -49,10 +49,9 @@ impl EndpointSliceController {
     }
 }
 
-impl Reconciler for EndpointSliceController {
-    const NAME: &'static str = "endpointslice";
-
-    async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
+impl EndpointSliceController {
+    /// Brings the objects of `key` in line with the caches.
+    pub async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let Some(service) = self.caches.service(key) else {
             // The garbage collector deletes the slices with their owner.
             self.tracker.forget(key);
@@ -80,5 +79,18 @@ impl Reconciler for EndpointSliceController {
         tracing::debug!(service = %key, create = changes.create.len(), update = changes.update.len(), delete = changes.delete.len(), "writing EndpointSlices");
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         slice_writes::apply(&api, &self.tracker, key, changes).await
+    }
+}
+
+impl frontdoor_informers::Reconciler for EndpointSliceController {
+    type Key = ObjectKey;
+    type Error = SyncError;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<frontdoor_informers::Action, SyncError> {
+        self.sync(key).await.map(|()| frontdoor_informers::Action::Done)
+    }
+
+    fn is_expected(error: &SyncError) -> bool {
+        error.is_stale()
     }
 }

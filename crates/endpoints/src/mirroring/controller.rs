@@ -10,7 +10,7 @@ use super::reconcile::{reconcile, should_mirror};
 use crate::error::SyncError;
 use crate::runtime::cache::Caches;
 use crate::runtime::tracker::SliceTracker;
-use crate::runtime::{slice_writes, Reconciler};
+use crate::runtime::slice_writes;
 use crate::service::{self, ObjectKey};
 use crate::slices::SliceChanges;
 use crate::wellknown::{MANAGED_BY, MIRRORING_CONTROLLER, SERVICE_NAME};
@@ -50,10 +50,9 @@ impl MirroringController {
     }
 }
 
-impl Reconciler for MirroringController {
-    const NAME: &'static str = "endpointslicemirroring";
-
-    async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
+impl MirroringController {
+    /// Brings the objects of `key` in line with the caches.
+    pub async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let endpoints = self.caches.endpoints(key);
         let service = self.caches.service(key);
         let source = match (&endpoints, &service) {
@@ -85,5 +84,18 @@ impl Reconciler for MirroringController {
         tracing::debug!(endpoints = %key, create = changes.create.len(), update = changes.update.len(), delete = changes.delete.len(), "mirroring");
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         slice_writes::apply(&api, &self.tracker, key, changes).await
+    }
+}
+
+impl frontdoor_informers::Reconciler for MirroringController {
+    type Key = ObjectKey;
+    type Error = SyncError;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<frontdoor_informers::Action, SyncError> {
+        self.sync(key).await.map(|()| frontdoor_informers::Action::Done)
+    }
+
+    fn is_expected(error: &SyncError) -> bool {
+        error.is_stale()
     }
 }

@@ -18,7 +18,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use frontdoor_informers::{InformerFactory, Shutdown, ShutdownTrigger};
+use frontdoor_metrics::Registry;
 use tokio::task::JoinHandle;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -39,7 +40,7 @@ pub fn frontdoor_binary() -> PathBuf {
 
 /// The running controllers: their shutdown signal and their task.
 type Controllers = (
-    oneshot::Sender<()>,
+    ShutdownTrigger,
     JoinHandle<Result<(), frontdoor_endpoints::Error>>,
 );
 
@@ -79,22 +80,16 @@ impl Cluster {
     }
 
     pub fn start_controllers(&mut self, config: EndpointsConfig) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let task = tokio::spawn(frontdoor_endpoints::run(
-            self.client.clone(),
-            config,
-            shutdown,
-        ));
+        let (stop, shutdown) = Shutdown::new();
+        let factory = InformerFactory::new(self.client.clone(), Registry::default(), shutdown);
+        let task = tokio::spawn(frontdoor_endpoints::run(factory, config));
         self.controllers = Some((stop, task));
     }
 
     /// Signals shutdown and waits for `run` to return.
     pub async fn stop_controllers(&mut self) {
         if let Some((stop, task)) = self.controllers.take() {
-            let _ = stop.send(());
+            stop.trigger();
             let result = tokio::time::timeout(WAIT, task)
                 .await
                 .expect("controllers stop in time")
@@ -213,7 +208,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some((stop, task)) = self.controllers.take() {
-            let _ = stop.send(());
+            stop.trigger();
             task.abort();
         }
     }

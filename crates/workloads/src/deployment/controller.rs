@@ -14,7 +14,7 @@ use super::annotations::{equal_ignore_hash, REVISION};
 use super::settings::Settings;
 use super::status::{condition, set_condition, PROGRESSING, REPLICA_SET_CREATE_ERROR};
 use super::{plan, Action, SyncInput};
-use crate::informer::{Change, Informer};
+use frontdoor_informers::{Change, Informer, InformerFactory};
 use crate::claims::{claim_all, Claimant};
 use crate::pods::controller_of;
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
@@ -33,10 +33,10 @@ pub struct DeploymentController {
 /// Starts the Deployment controller on the shared informers.
 pub fn spawn(
     client: Client,
-    deployments: &mut Informer<Deployment>,
-    replica_sets: &mut Informer<ReplicaSet>,
-    pods: &mut Informer<Pod>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    deployments: &Informer<Deployment>,
+    replica_sets: &Informer<ReplicaSet>,
+    pods: &Informer<Pod>,
+    factory: &InformerFactory,
 ) -> tokio::task::JoinHandle<()> {
     let deployment_store = deployments.store();
     let rs_store = replica_sets.store();
@@ -56,10 +56,11 @@ pub fn spawn(
     };
     let controller = Arc::new(DeploymentController { client, replica_sets: rs_store, pods: pod_store });
     let caches = futures::future::join(replica_sets.synced(), pods.synced());
-    tokio::spawn(run_controller("Deployment", deployment_store, triggers, async move { caches.await; }, shutdown, move |object| {
+    let factory = factory.clone();
+    tokio::spawn(async move { run_controller(&factory, "deployment", deployment_store, triggers, async move { caches.await; }, move |object| {
         let controller = controller.clone();
         async move { controller.sync(object).await }
-    }))
+    }).await })
 }
 
 fn deployment_selector(deployment: &Deployment) -> Selector {

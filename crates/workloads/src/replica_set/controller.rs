@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::{availability_recheck, calculate_status, replica_diff, slow_start_batches, Diff, ManageFailure, ReplicaView};
 use crate::expectations::Expectations;
-use crate::informer::Change;
+use frontdoor_informers::Change;
 use crate::claims::{claim_all, Claimant};
 use crate::pods::{controller_of, controller_ref, deletion_order, is_active, is_terminating, pod_from_template};
 use crate::runner::{SyncError, SyncResult};

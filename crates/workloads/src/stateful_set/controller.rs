@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::history::{self, UpdateRevision};
 use super::{is_member, plan, Action, Revisions, Settings};
-use crate::informer::{Change, Informer};
+use frontdoor_informers::{Change, Informer, InformerFactory};
 use crate::claims::{claim_all, Claimant};
 use crate::pods::controller_of;
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
@@ -35,10 +35,10 @@ fn set_selector(set: &StatefulSet) -> Selector {
 /// Starts the StatefulSet controller on the shared informers.
 pub fn spawn(
     client: Client,
-    sets: &mut Informer<StatefulSet>,
-    pods: &mut Informer<Pod>,
+    sets: &Informer<StatefulSet>,
+    pods: &Informer<Pod>,
     revisions: &Informer<ControllerRevision>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    factory: &InformerFactory,
 ) -> tokio::task::JoinHandle<()> {
     let set_store = sets.store();
     let pod_store = pods.store();
@@ -54,10 +54,11 @@ pub fn spawn(
     };
     let controller = Arc::new(StatefulSetController { client, pods: pod_store, revisions: revisions.store() });
     let caches = futures::future::join(pods.synced(), revisions.synced()).map(|_| ());
-    tokio::spawn(run_controller("StatefulSet", set_store, triggers, caches, shutdown, move |object| {
+    let factory = factory.clone();
+    tokio::spawn(async move { run_controller(&factory, "statefulset", set_store, triggers, caches, move |object| {
         let controller = controller.clone();
         async move { controller.sync(object).await }
-    }))
+    }).await })
 }
 
 /// The StatefulSets a pod change concerns: its controller (before and after), or for an orphan

@@ -22,7 +22,7 @@ pub const KUBECTL: &str = "1.32";
 pub struct Cluster {
     pub fd: Frontdoor,
     pub client: Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<frontdoor_informers::ShutdownTrigger>,
     controllers: Option<tokio::task::JoinHandle<Result<(), frontdoor_workloads::Error>>>,
 }
 
@@ -38,10 +38,9 @@ impl Cluster {
         // No node (this test plays kubelet) and no built-in controllers (ours run in-process).
         let fd = Frontdoor::start_bare(&binary());
         let client = fd.kube_client().await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let controllers = tokio::spawn(frontdoor_workloads::run(client.clone(), Default::default(), async move {
-            let _ = stopped.await;
-        }));
+        let (stop, shutdown) = frontdoor_informers::Shutdown::new();
+        let factory = frontdoor_informers::InformerFactory::new(client.clone(), Default::default(), shutdown);
+        let controllers = tokio::spawn(frontdoor_workloads::run(factory, Default::default()));
         Cluster { fd, client, stop: Some(stop), controllers: Some(controllers) }
     }
 
@@ -62,7 +61,7 @@ impl Cluster {
     /// Stops the controllers and waits until they finished.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.trigger();
         }
         if let Some(task) = self.controllers.take() {
             tokio::time::timeout(Duration::from_secs(10), task).await.expect("controllers stop").expect("join").expect("run");
