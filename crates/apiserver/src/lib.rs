@@ -2,7 +2,8 @@
 //!
 //! A guided tour:
 //! * [`serve`] binds HTTPS (rustls; HTTP/1.1 and h2), checks the bearer token and hands each
-//!   request to [`route`]: health, `/version`, discovery, OpenAPI, or a resource URL.
+//!   request to [`route`]: health, `/version`, `/metrics`, discovery, OpenAPI, or a resource URL.
+//!   `route` records every request in `metrics` (kube-apiserver's `apiserver_*` metrics).
 //! * Resource URLs are parsed by `request`, turned into verbs by `handlers`, and carried out by
 //!   the `registry` (create/update/patch/delete with Kubernetes' metadata rules) over the
 //!   `frontdoor-store`. Every error becomes a `Status` in one place (`errors`).
@@ -25,6 +26,7 @@ mod handlers;
 mod kinds;
 mod lifecycle;
 mod exec;
+mod metrics;
 mod patch;
 mod portforward;
 pub mod registry;
@@ -69,6 +71,9 @@ pub struct ApiServerConfig {
     pub advertise_address: Option<std::net::IpAddr>,
     pub data_dir: PathBuf,
     pub store: StoreConfig,
+    /// The process's metrics registry: the server registers its metrics there and serves it at
+    /// `/metrics`.
+    pub metrics: frontdoor_metrics::Registry,
 }
 
 /// What `kubectl logs` asks for (the `pods/log` query).
@@ -134,6 +139,7 @@ pub struct ApiState {
     pub pod_access: std::sync::OnceLock<Arc<dyn PodAccess>>,
     pub token: String,
     pub server_address: String,
+    metrics: metrics::Metrics,
 }
 
 /// A started API server: where it listens and how clients reach it.
@@ -228,7 +234,14 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);
 
-    let state = Arc::new(ApiState { registry: registry.clone(), logs: std::sync::OnceLock::new(), pod_access: std::sync::OnceLock::new(), token: credentials.token.clone(), server_address: local_addr.to_string() });
+    let state = Arc::new(ApiState {
+        registry: registry.clone(),
+        logs: std::sync::OnceLock::new(),
+        pod_access: std::sync::OnceLock::new(),
+        token: credentials.token.clone(),
+        server_address: local_addr.to_string(),
+        metrics: metrics::Metrics::new(&config.metrics),
+    });
     tokio::spawn(lifecycle::run(registry.clone()));
     tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state.clone()));
     Ok(ApiServer { local_addr, kubeconfig, registry, started, state })
@@ -269,8 +282,16 @@ fn text(status: StatusCode, body: &'static str) -> Response {
     response
 }
 
-/// Answers one request.
+/// Answers one request and records it in the request metrics.
 pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
+    let started = Instant::now();
+    let labels = metrics::RequestLabels::of(request.method(), request.uri().path(), request.uri().query(), request.headers());
+    let response = answer(state, request).await;
+    state.metrics.record(&labels, response.status(), started.elapsed());
+    response
+}
+
+async fn answer(state: &ApiState, request: Request<Body>) -> Response {
     let path = request.uri().path().to_string();
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" => return text(StatusCode::OK, "ok"),
@@ -279,6 +300,11 @@ pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
     }
     if !authenticated(state, &request) {
         return ApiError::unauthorized().into_response();
+    }
+    if path == "/metrics" && request.method() == Method::GET {
+        let mut response = (StatusCode::OK, state.metrics.encode(&state.registry.store)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(frontdoor_metrics::CONTENT_TYPE));
+        return response;
     }
     // An upgraded connection: the request itself (not its body) is what it needs.
     if path.ends_with("/portforward") || path.ends_with("/exec") {

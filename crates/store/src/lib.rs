@@ -174,6 +174,11 @@ impl Store {
         range(&self.read().objects, prefix, Some(after)).count()
     }
 
+    /// How many keys start with `prefix`: a walk over the in-memory keys, no copies.
+    pub fn count(&self, prefix: &str) -> usize {
+        range(&self.read().objects, prefix, None).count()
+    }
+
     /// Starts a watch from `revision` (events with a greater revision are delivered).
     pub fn watch(&self, revision: Revision) -> Result<Watch, StoreError> {
         self.read().watch_from(revision)

@@ -24,6 +24,7 @@ async fn create_get_list_update_delete() {
     let (rev, items) = store.list("svc/", None, 0);
     assert_eq!(rev, 2);
     assert_eq!(items.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["svc/a", "svc/b"]);
+    assert_eq!((store.count("svc/"), store.count("svc/b"), store.count("pod/")), (2, 1, 0));
     assert_eq!(store.list("svc/", Some("svc/a"), 1).1[0].0, "svc/b");
 
     assert!(matches!(

@@ -1,0 +1,63 @@
+//! `/metrics` through the real binary and kubectl: kube-apiserver's request counter, latency
+//! histogram and stored-object gauge, with bounded labels.
+
+use std::collections::HashMap;
+
+use frontdoor_testkit::Frontdoor;
+
+/// The samples of metric `name` in the text format: each one's labels and value.
+fn samples<'a>(text: &'a str, name: &str) -> Vec<(HashMap<&'a str, &'a str>, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let labels = labels
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(key, value)| (key, value.trim_matches('"')))
+                .collect();
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of the samples of `name` whose labels include all of `wanted`.
+fn total(text: &str, name: &str, wanted: &[(&str, &str)]) -> f64 {
+    samples(text, name).iter().filter(|(labels, _)| wanted.iter().all(|(k, v)| labels.get(k) == Some(v))).map(|(_, value)| value).sum()
+}
+
+#[test]
+fn metrics_count_requests_latencies_and_stored_objects() {
+    let fd = Frontdoor::start(env!("CARGO_BIN_EXE_frontdoor").as_ref());
+    fd.kubectl_ok("1.33", &["create", "service", "clusterip", "metrics-probe-a", "--tcp=80:8080"]);
+    fd.kubectl_ok("1.33", &["create", "service", "clusterip", "metrics-probe-b", "--tcp=80:8080"]);
+    let services = fd.kubectl_ok("1.33", &["get", "services", "--all-namespaces", "-o", "name"]).lines().count();
+    assert!(services >= 3, "the kubernetes Service and two more: {services}");
+    fd.kubectl_ok("1.33", &["get", "--raw", "/metrics"]);
+    // The second read also shows the first one.
+    let text = fd.kubectl_ok("1.33", &["get", "--raw", "/metrics"]);
+
+    let created = [("verb", "POST"), ("group", ""), ("version", "v1"), ("resource", "services"), ("subresource", ""), ("scope", "resource"), ("component", "apiserver"), ("code", "201")];
+    assert!(total(&text, "apiserver_request_total", &created) >= 2.0, "{text}");
+    let listed = [("verb", "LIST"), ("resource", "services"), ("scope", "cluster"), ("code", "200")];
+    assert!(total(&text, "apiserver_request_total", &listed) >= 1.0, "{text}");
+    let scraped = [("verb", "GET"), ("group", ""), ("resource", ""), ("scope", ""), ("component", "apiserver"), ("code", "200")];
+    assert!(total(&text, "apiserver_request_total", &scraped) >= 1.0, "{text}");
+
+    let timed = [("verb", "POST"), ("resource", "services"), ("scope", "resource"), ("le", "+Inf")];
+    assert!(total(&text, "apiserver_request_duration_seconds_bucket", &timed) >= 2.0, "{text}");
+    assert_eq!(total(&text, "apiserver_storage_objects", &[("resource", "services")]), services as f64, "{text}");
+    assert_eq!(samples(&text, "apiserver_storage_objects").iter().filter(|(labels, _)| labels.get("resource") == Some(&"services")).count(), 1, "{text}");
+
+    // Labels come from the catalogue, never from a path or an object's name.
+    assert!(!text.contains("metrics-probe"), "{text}");
+    let health = ["/healthz", "/livez", "/readyz"];
+    for name in ["apiserver_request_total", "apiserver_request_duration_seconds_bucket"] {
+        for (labels, _) in samples(&text, name) {
+            assert!(labels.values().all(|v| !v.contains('/') || health.contains(v)), "{labels:?}");
+        }
+    }
+}
