@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod in_process;
 
 pub use client::ApiClient;
+pub use in_process::{InProcessServer, Partition};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
