@@ -74,6 +74,11 @@ impl PodAccess {
     }
 
     /// A TCP connection to `port` on the loopback of the pod with `uid`.
+    /// Whether the pod `uid` still has a sandbox (and an address) on this node.
+    pub fn holds(&self, uid: &str) -> bool {
+        self.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(uid)
+    }
+
     pub async fn connect(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
         let sandbox = self.sandbox(uid)?;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));

@@ -386,12 +386,14 @@ impl PodWorker {
 
     async fn teardown(&mut self) {
         if let Some(sandbox) = self.sandbox.take() {
-            self.shared.access.remove(self.pod.metadata.uid.as_deref().unwrap_or_default());
             let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
         }
         if let Some(ip) = self.ip.take() {
             self.shared.ipam.lock().unwrap().release(ip);
         }
+        // Only now has the pod left the node: no sandbox, no address. (A command started in it
+        // meanwhile finds its namespaces gone.)
+        self.shared.access.remove(self.pod.metadata.uid.as_deref().unwrap_or_default());
     }
 
     /// The node's last word on a deleted pod: its processes are gone, so the object goes too.

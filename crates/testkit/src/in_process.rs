@@ -100,6 +100,11 @@ impl Partition {
         self.failures.lock().expect("failures").push(failure);
     }
 
+    /// How many injected failures are still to come.
+    pub fn failures_left(&self) -> usize {
+        self.failures.lock().expect("failures").iter().map(|f| f.remaining).sum()
+    }
+
     fn injected_failure(&self, method: &Method, path: &str) -> bool {
         let mut failures = self.failures.lock().expect("failures");
         let hit = failures.iter_mut().find(|f| f.remaining > 0 && f.method == method && path.ends_with(&f.path_suffix));
