@@ -193,7 +193,7 @@ async fn start_node(
     tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
     // One event queue for the node's components, as one broadcaster: written in the process's
     // quiet moments.
-    let events = frontdoor_node::events::Recorder::new(client, "kubelet");
+    let events = frontdoor_informers::EventRecorder::new(client, "kubelet", &config.node_name, Default::default());
     let scheduler_events = events.for_component("default-scheduler");
     tokio::spawn(frontdoor_node::scheduler::run(factory.clone(), config.clone(), scheduler_events, Backoff::default()));
     let factory = factory.clone();

@@ -278,3 +278,43 @@ fn a_gated_pod_waits_until_its_last_gate_is_removed() {
     assert!(events.starts_with("Scheduled") || events.contains("Scheduled"), "{events}");
     assert!(!events.contains("FailedScheduling"), "{events}");
 }
+
+const NEVER_READY: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: never-ready
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+    readinessProbe:
+      exec:
+        command: ['false']
+      periodSeconds: 1
+";
+
+/// The pod's events with `reason`: (count, message) each.
+fn events_of(fd: &Frontdoor, pod: &str, reason: &str) -> Vec<(u64, String)> {
+    let selector = format!("involvedObject.name={pod},reason={reason}");
+    let out = fd.kubectl_ok("1.32", &["get", "events", "--field-selector", &selector, "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let items = list.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
+    items.iter().map(|e| (e.get("count").and_then(|c| c.as_u64()).unwrap_or(0), e.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string())).collect()
+}
+
+#[test]
+fn a_probe_failing_every_second_for_a_minute_is_one_event_counted() {
+    let fd = start();
+    apply(&fd, NEVER_READY);
+    // A minute of failures, once a second: one Event whose count follows them.
+    let counted = wait_until(Duration::from_secs(90), || events_of(&fd, "never-ready", "Unhealthy").first().is_some_and(|(count, _)| *count >= 50));
+    let events = events_of(&fd, "never-ready", "Unhealthy");
+    assert!(counted, "{events:?}");
+    assert_eq!(events.len(), 1, "one Event, not one per failure: {events:?}");
+    assert!(events[0].1.starts_with("Readiness probe failed"), "{events:?}");
+    let describe = fd.kubectl_ok("1.32", &["describe", "pod", "never-ready"]);
+    let line = describe.lines().find(|l| l.contains("Unhealthy")).unwrap_or_default().to_string();
+    assert!(line.contains("(x"), "describe shows the count: {line}");
+}

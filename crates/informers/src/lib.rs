@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod controller;
+pub mod events;
 pub mod errors;
 mod factory;
 mod informer;
@@ -38,6 +39,7 @@ mod queue;
 pub mod services;
 mod shutdown;
 
+pub use events::EventRecorder;
 pub use controller::{on_change, Action, Controller, ControllerConfig, Reconciler};
 pub use factory::{InformerFactory, Scope};
 pub use informer::{Change, Informer, Subscription, Watched};

@@ -18,7 +18,6 @@
 pub mod access;
 pub mod dedicated;
 pub mod env;
-pub mod events;
 pub mod ipam;
 pub mod logs;
 pub mod pids;
@@ -60,4 +59,9 @@ pub enum NodeError {
     Ipam(#[from] ipam::IpamError),
     #[error("{0}")]
     Internal(String),
+}
+
+/// The field path of a pod's container in events (`spec.containers{web}`).
+pub fn container_path(container: &str) -> String {
+    format!("spec.containers{{{container}}}")
 }

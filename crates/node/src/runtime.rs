@@ -21,7 +21,8 @@ use frontdoor_netns::{Launcher, PodSandbox, ProcessSpec, SandboxConfig, SandboxF
 
 use crate::dedicated::Dedicated;
 use crate::env::container_environment;
-use crate::events::Recorder;
+use frontdoor_informers::EventRecorder;
+use crate::container_path;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
@@ -63,7 +64,7 @@ struct Shared {
     services: Store<Service>,
     backoff: Backoff,
     pids: Arc<PidJournal>,
-    events: Recorder,
+    events: EventRecorder,
     /// Makes sandboxes, one at a time in the order asked.
     sandboxes: Dedicated<SandboxFactory>,
     /// Starts containers' (and exec probes') processes, likewise.
@@ -80,7 +81,7 @@ pub async fn run(
     factory: &InformerFactory,
     config: NodeConfig,
     backoff: Backoff,
-    events: Recorder,
+    events: EventRecorder,
     access: PodAccess,
 ) -> Result<(), NodeError> {
     let client = factory.client();
@@ -287,7 +288,7 @@ impl PodWorker {
                     record.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) };
                 }
             }
-            self.shared.events.record(&self.pod, Some(&container.name), "Warning", "Failed", &format!("Error: {message}"));
+            self.shared.events.record(&self.pod, Some(&container_path(&container.name)), "Warning", "Failed", &format!("Error: {message}"));
             self.notify();
             return;
         }
@@ -360,7 +361,7 @@ impl PodWorker {
             .max(0) as u64;
         let names: Vec<String> = self.state.lock().unwrap().running.keys().cloned().collect();
         for name in &names {
-            self.shared.events.record(&self.pod, Some(name), "Normal", "Killing", &format!("Stopping container {name}"));
+            self.shared.events.record(&self.pod, Some(&container_path(name)), "Normal", "Killing", &format!("Stopping container {name}"));
         }
         self.stop_all(Duration::from_secs(grace)).await;
     }
@@ -506,7 +507,7 @@ impl ContainerTask {
     }
 
     fn event(&self, kind: &str, reason: &str, message: &str) {
-        self.shared.events.record(&self.pod, Some(&self.container.name), kind, reason, message);
+        self.shared.events.record(&self.pod, Some(&container_path(&self.container.name)), kind, reason, message);
     }
 
     fn environment(&self) -> Result<Vec<(String, String)>, String> {
@@ -754,7 +755,7 @@ async fn probe_loop(
                 break;
             }
             if let Outcome::Failure(m) = &outcome {
-                shared.events.record(&pod, Some(&container.name), "Warning", "Unhealthy", &format!("Startup probe failed: {m}"));
+                shared.events.record(&pod, Some(&container_path(&container.name)), "Warning", "Unhealthy", &format!("Startup probe failed: {m}"));
             }
             if tracker.failed() {
                 let _ = kill.send("startup probe failed".into()).await;
@@ -820,7 +821,7 @@ async fn run_probe(
         ticker.tick().await;
         let outcome = check(&shared, &probe, &container, &target).await;
         if let Outcome::Failure(m) = &outcome {
-            shared.events.record(&pod, Some(&container.name), "Warning", "Unhealthy", &format!("{label} probe failed: {m}"));
+            shared.events.record(&pod, Some(&container_path(&container.name)), "Warning", "Unhealthy", &format!("{label} probe failed: {m}"));
         }
         if tracker.record(outcome == Outcome::Success) && !on_change(tracker.healthy) {
             return;

@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
 
-use crate::events::Recorder;
+use frontdoor_informers::EventRecorder;
 use crate::NodeConfig;
 
 /// What the scheduler makes of a pod it sees.
@@ -61,7 +61,7 @@ async fn mark_gated(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error>
     Ok(())
 }
 
-async fn bind(client: &kube::Client, events: &Recorder, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+async fn bind(client: &kube::Client, events: &EventRecorder, pod: &Pod, node: &str) -> Result<(), kube::Error> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let binding = json!({
@@ -91,7 +91,7 @@ struct Scheduler {
     client: kube::Client,
     pending: Store<Pod>,
     node: String,
-    events: Recorder,
+    events: EventRecorder,
 }
 
 impl Reconciler for Scheduler {
@@ -112,7 +112,7 @@ impl Reconciler for Scheduler {
 /// Binds pending pods to this node until `factory`'s shutdown, recording `Scheduled` events
 /// with `events` (the `default-scheduler` component's). Pods are bound concurrently, so one slow
 /// write does not hold up every other pending pod.
-pub async fn run(factory: InformerFactory, config: NodeConfig, events: Recorder, backoff: Backoff) {
+pub async fn run(factory: InformerFactory, config: NodeConfig, events: EventRecorder, backoff: Backoff) {
     let pending = factory.cluster_wide::<Pod>(Scope::all().fields("spec.nodeName="));
     let scheduler = Arc::new(Scheduler { client: factory.client(), pending: pending.store(), node: config.node_name, events });
     let controller = Controller::new(&factory, scheduler, ControllerConfig { name: "scheduler", workers: 16, backoff });

@@ -123,7 +123,7 @@ async fn inside_a_namespace_of_its_own() {
         data_dir: data.path().to_path_buf(),
         veth_prefix: "fdr".into(),
     };
-    let events = frontdoor_node::events::Recorder::new(client, "kubelet");
+    let events = frontdoor_informers::EventRecorder::new(client, "kubelet", "n1", Default::default());
     let access = frontdoor_node::access::PodAccess::default();
     let node_access = access.clone();
     let node = tokio::spawn(async move {

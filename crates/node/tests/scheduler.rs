@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use frontdoor_informers::{Backoff, InformerFactory, Shutdown};
-use frontdoor_node::events::Recorder;
+use frontdoor_informers::EventRecorder;
 use frontdoor_testkit::InProcessServer;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
@@ -31,7 +31,7 @@ async fn a_failed_bind_is_retried_until_the_pod_is_bound() {
     partition.fail_next(http::Method::POST, "/binding", 3);
     let (stop, shutdown) = Shutdown::new();
     let factory = InformerFactory::new(client.clone(), Default::default(), shutdown);
-    let events = Recorder::new(client, "default-scheduler");
+    let events = EventRecorder::new(client, "default-scheduler", "", Default::default());
     let backoff = Backoff { min: Duration::from_millis(10), max: Duration::from_millis(100) };
     let scheduler = tokio::spawn(frontdoor_node::scheduler::run(factory, node_config("n1", server.data_dir()), events, backoff));
 
