@@ -53,7 +53,10 @@ fn peak_rss_mib(pid: u32) -> f64 {
 pub(crate) fn report(name: &str, value: f64, unit: &str, target: f64, baseline: Option<f64>) {
     let vs_baseline = baseline.map(|b| format!("{:>8.1}x baseline", value / b)).unwrap_or_default();
     let verdict = if value <= target { "ok" } else { "OVER" };
-    println!("{name:<40} {value:>9.2} {unit:<3}  target < {target:<6} ({:>5.2} of target, {verdict}) {vs_baseline}", value / target);
+    println!(
+        "{name:<40} {value:>9.2} {unit:<3}  target < {target:<6} ({:>5.2} of target, {verdict}) {vs_baseline}",
+        value / target
+    );
 }
 
 /// The number in an event's object name (`<prefix><n>`), by a byte scan of the line: the
@@ -79,7 +82,12 @@ struct Phase {
 /// Each watcher only notes when each event arrived; the delivery latencies (arrival minus the
 /// moment the creator read its acknowledgement, zero if the event came first) are worked out
 /// after the phase, so measuring costs the machine as little as possible while it runs.
-async fn run_phase(server: &Frontdoor, collection: &str, prefix: &'static str, body: impl Fn(usize) -> String) -> Phase {
+async fn run_phase(
+    server: &Frontdoor,
+    collection: &str,
+    prefix: &'static str,
+    body: impl Fn(usize) -> String,
+) -> Phase {
     let mut watchers = Vec::new();
     for _ in 0..WATCHERS {
         let mut stream = ApiClient::new(server).stream(&format!("{collection}?watch=true&resourceVersion=0")).await;
@@ -177,7 +185,8 @@ fn main() {
     }
     // The node creates a bridge and pod namespaces: it runs in a network namespace of its own.
     let node_binary = binary.clone();
-    frontdoor_netns::run_in_fresh_network_namespace(move || runtime().block_on(pods::run(&node_binary))).expect("a private network namespace");
+    frontdoor_netns::run_in_fresh_network_namespace(move || runtime().block_on(pods::run(&node_binary)))
+        .expect("a private network namespace");
 }
 
 async fn control_plane(binary: &std::path::Path) {
@@ -195,7 +204,8 @@ async fn control_plane(binary: &std::path::Path) {
     baseline.sort();
     let baseline_ms = ms(percentile(&baseline, 0.5));
 
-    let (status, _) = client.send("POST", "/api/v1/namespaces", Some(r#"{"metadata":{"name":"headless"}}"#.to_string())).await;
+    let (status, _) =
+        client.send("POST", "/api/v1/namespaces", Some(r#"{"metadata":{"name":"headless"}}"#.to_string())).await;
     assert_eq!(status, 201);
     let headless = run_phase(&server, "/api/v1/namespaces/headless/services", "hl-", |i| {
         format!(r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"hl-{i}","labels":{{"app":"bench"}}}},"spec":{{"clusterIP":"None","selector":{{"app":"bench-{i}"}},"ports":[{{"port":80,"targetPort":8080}}]}}}}"#)
@@ -214,18 +224,29 @@ async fn control_plane(binary: &std::path::Path) {
         let t = Instant::now();
         let (_, bytes) = client.send("GET", "/api/v1/namespaces/default/services", None).await;
         lists.push(t.elapsed());
-        let count = serde_json::from_slice::<serde_json::Value>(&bytes).expect("list json")["items"].as_array().map_or(0, Vec::len);
+        let count = serde_json::from_slice::<serde_json::Value>(&bytes).expect("list json")["items"]
+            .as_array()
+            .map_or(0, Vec::len);
         assert_eq!(count, OBJECTS + 1, "the Services and `kubernetes`");
         let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
         let t = Instant::now();
-        client.send_with("GET", "/api/v1/namespaces/default/services?limit=500", "application/json", Bytes::new(), Some(table)).await;
+        client
+            .send_with(
+                "GET",
+                "/api/v1/namespaces/default/services?limit=500",
+                "application/json",
+                Bytes::new(),
+                Some(table),
+            )
+            .await;
         tables.push(t.elapsed());
     }
     lists.sort();
     tables.sort();
     let rss = peak_rss_mib(server.pid());
 
-    let (status, _) = client.send("POST", "/api/v1/namespaces", Some(r#"{"metadata":{"name":"paired"}}"#.to_string())).await;
+    let (status, _) =
+        client.send("POST", "/api/v1/namespaces", Some(r#"{"metadata":{"name":"paired"}}"#.to_string())).await;
     assert_eq!(status, 201);
     let paired = run_phase(&server, "/api/v1/namespaces/paired/services", "pair-", |i| {
         let cluster_ip = if i % 2 == 0 { "" } else { r#""clusterIP":"None","# };
@@ -233,7 +254,8 @@ async fn control_plane(binary: &std::path::Path) {
     })
     .await;
     let kind = |remainder: usize| {
-        let mut latencies: Vec<Duration> = paired.by_index.iter().enumerate().filter(|(i, _)| i % 2 == remainder).map(|(_, d)| *d).collect();
+        let mut latencies: Vec<Duration> =
+            paired.by_index.iter().enumerate().filter(|(i, _)| i % 2 == remainder).map(|(_, d)| *d).collect();
         latencies.sort();
         latencies
     };
@@ -242,7 +264,11 @@ async fn control_plane(binary: &std::path::Path) {
     println!("frontdoor control-plane benchmark: {OBJECTS} objects per phase, {CLIENTS} clients, {WATCHERS} watchers");
     println!("baseline: authenticated GET /version round trip p50 = {baseline_ms:.3} ms (same run)");
     for (name, phase) in [("headless Services", &headless), ("ClusterIP Services", &services)] {
-        println!("{name}: {:.0} creates/s, {} watch events", OBJECTS as f64 / phase.wall.as_secs_f64(), phase.deliveries.len());
+        println!(
+            "{name}: {:.0} creates/s, {} watch events",
+            OBJECTS as f64 / phase.wall.as_secs_f64(),
+            phase.deliveries.len()
+        );
     }
     report("start to ready", ms(server.startup), "ms", 300.0, None);
     report("create headless Service p50", ms(percentile(&headless.creates, 0.5)), "ms", 20.0, Some(baseline_ms));

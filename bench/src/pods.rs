@@ -51,7 +51,8 @@ async fn follow(mut stream: hyper::body::Incoming, mut f: impl FnMut(Value, Inst
 fn cpu_time(pid: u32) -> (Duration, Duration) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // USER_HZ is 100 on Linux.
     (Duration::from_millis(ticks(11) * 10), Duration::from_millis(ticks(12) * 10))
@@ -77,7 +78,12 @@ async fn creators(server: &Frontdoor) -> Vec<ApiClient> {
 }
 
 /// Creates the pods `names` from 32 clients at once, noting when each was sent.
-async fn create_all(creators: Vec<ApiClient>, names: Vec<String>, body: impl Fn(&str) -> String, sent: Arc<Mutex<HashMap<String, Instant>>>) -> HashMap<String, Instant> {
+async fn create_all(
+    creators: Vec<ApiClient>,
+    names: Vec<String>,
+    body: impl Fn(&str) -> String,
+    sent: Arc<Mutex<HashMap<String, Instant>>>,
+) -> HashMap<String, Instant> {
     let acknowledged = Arc::new(Mutex::new(HashMap::new()));
     let count = creators.len();
     let mut tasks = Vec::new();
@@ -126,7 +132,9 @@ async fn burst(server: &Frontdoor, label: &str) -> Burst {
     let client = ApiClient::new(server);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::new(Mutex::new(HashMap::new()));
-    let watch = client.stream(&format!("/api/v1/namespaces/default/pods?watch=true&resourceVersion=0&labelSelector=phase%3D{label}")).await;
+    let watch = client
+        .stream(&format!("/api/v1/namespaces/default/pods?watch=true&resourceVersion=0&labelSelector=phase%3D{label}"))
+        .await;
     let seen_w = seen.clone();
     let watcher = tokio::spawn(follow(watch, move |event, at| {
         let pod = &event["object"];
@@ -148,7 +156,10 @@ async fn burst(server: &Frontdoor, label: &str) -> Burst {
     let acknowledged = create_all(clients, names, |n| pod(n, &labels, None), sent.clone()).await;
     let _ = tokio::time::timeout(Duration::from_secs(120), watcher).await;
     let wall = started.elapsed();
-    let cpu = { let (user, system) = cpu_time(server.pid()); (user - cpu_before.0, system - cpu_before.1) };
+    let cpu = {
+        let (user, system) = cpu_time(server.pid());
+        (user - cpu_before.0, system - cpu_before.1)
+    };
     let (sent, seen) = (sent.lock().unwrap().clone(), seen.lock().unwrap().clone());
     let mut startup = Vec::new();
     let mut stages: [Vec<Duration>; 3] = Default::default();
@@ -211,13 +222,25 @@ pub async fn run(binary: &std::path::Path) {
         std::fs::write(scratch.path().join(name), "").expect("ready file");
     }
     let dir = scratch.path().to_path_buf();
-    create_all(creators(&server).await, flip_names.clone(), |n| pod(n, r#""app":"flip""#, Some(dir.join(n).to_str().unwrap())), Arc::new(Mutex::new(HashMap::new()))).await;
+    create_all(
+        creators(&server).await,
+        flip_names.clone(),
+        |n| pod(n, r#""app":"flip""#, Some(dir.join(n).to_str().unwrap())),
+        Arc::new(Mutex::new(HashMap::new())),
+    )
+    .await;
     // Wait until all 20 are ready endpoints.
     let all_ready = async {
         loop {
             let (_, body) = client.send("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dflip", None).await;
             let list: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let ready = list["items"].as_array().into_iter().flatten().flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default()).filter(|e| e["conditions"]["ready"] == true).count();
+            let ready = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["conditions"]["ready"] == true)
+                .count();
             if ready == 20 {
                 return;
             }
@@ -275,11 +298,20 @@ pub async fn run(binary: &std::path::Path) {
     // 3. 500 running pods.
     // With the 20 flip pods, 500.
     let names: Vec<String> = (0..480).map(|i| format!("many-{i}")).collect();
-    create_all(creators(&server).await, names, |n| pod(n, r#""phase":"many""#, None), Arc::new(Mutex::new(HashMap::new()))).await;
+    create_all(
+        creators(&server).await,
+        names,
+        |n| pod(n, r#""phase":"many""#, None),
+        Arc::new(Mutex::new(HashMap::new())),
+    )
+    .await;
     let running = async {
         loop {
             let (_, body) = client.send("GET", "/api/v1/pods?fieldSelector=status.phase%3DRunning", None).await;
-            let count = serde_json::from_slice::<Value>(&body).ok().and_then(|l| l["items"].as_array().map(Vec::len)).unwrap_or(0);
+            let count = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|l| l["items"].as_array().map(Vec::len))
+                .unwrap_or(0);
             if count >= 500 {
                 return count;
             }
@@ -289,12 +321,23 @@ pub async fn run(binary: &std::path::Path) {
     let running = tokio::time::timeout(Duration::from_secs(180), running).await.unwrap_or(0);
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap_or_default();
     let field = |name: &str| -> f64 {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
     };
 
     println!();
     println!("node benchmark (inside a network namespace made for it): pods run `sleep`");
-    println!("pods Ready: {} of {}; EndpointSlice ready flips observed: {}; running pods for RSS: {running}", startup.len(), 100 * BURSTS, lags.len());
+    println!(
+        "pods Ready: {} of {}; EndpointSlice ready flips observed: {}; running pods for RSS: {running}",
+        startup.len(),
+        100 * BURSTS,
+        lags.len()
+    );
     if !endpoints_ready {
         println!("warning: the Service never had 20 ready endpoints (is the EndpointSlice controller running?)");
     }

@@ -174,7 +174,9 @@ async fn start_node(
     let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
     let node_name = match &args.node_name {
         Some(name) => name.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_lowercase()).unwrap_or_else(|_| "frontdoor".into()),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .unwrap_or_else(|_| "frontdoor".into()),
     };
     let config = frontdoor_node::NodeConfig {
         node_name,
@@ -187,7 +189,9 @@ async fn start_node(
         veth_prefix: "fdv".into(),
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
-    server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(config.data_dir.join("pods")))));
+    server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(
+        config.data_dir.join("pods"),
+    ))));
     let access = frontdoor_node::access::PodAccess::default();
     server.set_pod_access(std::sync::Arc::new(NodeAccess(access.clone())));
     tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
@@ -210,7 +214,12 @@ async fn start_node(
 struct NodeLogs(frontdoor_node::logs::LogStore);
 
 impl frontdoor_apiserver::LogSource for NodeLogs {
-    fn open(&self, pod: &serde_json::Value, container: &str, query: &frontdoor_apiserver::LogQuery) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String> {
+    fn open(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        query: &frontdoor_apiserver::LogQuery,
+    ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String> {
         let options = frontdoor_node::logs::LogOptions {
             follow: query.follow,
             tail_lines: query.tail_lines,
@@ -238,14 +247,22 @@ impl frontdoor_apiserver::PodAccess for NodeAccess {
         Box::pin(async move { access.connect(&uid, port).await })
     }
 
-    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool, tty: bool) -> Boxed<Result<frontdoor_apiserver::ExecProcess, frontdoor_apiserver::ExecError>> {
+    fn exec(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        command: Vec<String>,
+        stdin: bool,
+        tty: bool,
+    ) -> Boxed<Result<frontdoor_apiserver::ExecProcess, frontdoor_apiserver::ExecError>> {
         use frontdoor_apiserver::{ExecError, ExecProcess, ExecTerminal};
         let (access, uid, container) = (self.0.clone(), uid_of(pod), container.to_string());
         Box::pin(async move {
-            let (child, terminal) = access.exec(&uid, &container, command, stdin, tty).await.map_err(|error| match error {
-                frontdoor_node::access::ExecError::CannotRun(message) => ExecError::CannotRun(message),
-                frontdoor_node::access::ExecError::Unavailable(message) => ExecError::Unavailable(message),
-            })?;
+            let (child, terminal) =
+                access.exec(&uid, &container, command, stdin, tty).await.map_err(|error| match error {
+                    frontdoor_node::access::ExecError::CannotRun(message) => ExecError::CannotRun(message),
+                    frontdoor_node::access::ExecError::Unavailable(message) => ExecError::Unavailable(message),
+                })?;
             let terminal = match terminal {
                 None => None,
                 Some(terminal) => {

@@ -36,7 +36,9 @@ fn lists_page_with_limit_and_continue() {
         assert_eq!(code, 200, "{body}");
         let page = json(&body);
         pages += 1;
-        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        names.extend(
+            page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
         match page["metadata"]["continue"].as_str() {
             Some(next) if !next.is_empty() => {
                 assert!(page["metadata"]["remainingItemCount"].as_u64().unwrap() > 0);
@@ -56,11 +58,29 @@ fn lists_page_with_limit_and_continue() {
     // resourceVersionMatch=Exact of an older revision is gone; a future one is refused.
     let (_, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps?limit=1", "", None);
     let rv: u64 = json(&body)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-    let (code, _) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"), "", None);
+    let (code, _) = fd.curl(
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"),
+        "",
+        None,
+    );
     assert_eq!(code, 200);
-    let (code, _) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}&resourceVersionMatch=Exact", rv - 1), "", None);
+    let (code, _) = fd.curl(
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}&resourceVersionMatch=Exact", rv - 1),
+        "",
+        None,
+    );
     assert_eq!(code, 410);
-    let (code, _) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}&resourceVersionMatch=NotOlderThan", rv + 100), "", None);
+    let (code, _) = fd.curl(
+        "GET",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?resourceVersion={}&resourceVersionMatch=NotOlderThan",
+            rv + 100
+        ),
+        "",
+        None,
+    );
     assert_eq!(code, 504);
 }
 
@@ -71,7 +91,12 @@ fn watch_resumes_from_a_resource_version_and_expires_outside_the_window() {
     let start_rv: u64 = json(&body)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     create_configmaps(&fd, 3);
     // Watch from before the creates: the three ADDED events replay, then the stream times out.
-    let (code, body) = fd.curl("GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={start_rv}&timeoutSeconds=1"), "", None);
+    let (code, body) = fd.curl(
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={start_rv}&timeoutSeconds=1"),
+        "",
+        None,
+    );
     assert_eq!(code, 200);
     let events: Vec<Value> = body.lines().map(json).collect();
     assert_eq!(events.len(), 3, "{body}");
@@ -88,7 +113,12 @@ fn watch_resumes_from_a_resource_version_and_expires_outside_the_window() {
     let mut small = fd;
     drop(small.kubectl_ok("1.32", &["get", "ns"]));
     small.kill_and_restart();
-    let (_, body) = small.curl("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1&timeoutSeconds=1", "", None);
+    let (_, body) = small.curl(
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1&timeoutSeconds=1",
+        "",
+        None,
+    );
     let event = json(body.lines().next().unwrap_or("null"));
     assert_eq!(event["type"], "ERROR", "{body}");
     assert_eq!(event["object"]["code"], 410);
@@ -108,10 +138,19 @@ fn bookmarks_arrive_when_asked_for() {
 fn dry_run_and_field_validation_warn() {
     let fd = start();
     let service = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":[{"port":80}],"colour":"blue"}}"#;
-    let (code, body) = fd.curl("POST", "/api/v1/namespaces/default/services?dryRun=All&fieldValidation=Ignore", "application/json", Some(service));
+    let (code, body) = fd.curl(
+        "POST",
+        "/api/v1/namespaces/default/services?dryRun=All&fieldValidation=Ignore",
+        "application/json",
+        Some(service),
+    );
     assert_eq!(code, 201, "{body}");
     assert_eq!(fd.curl("GET", "/api/v1/namespaces/default/services/web", "", None).0, 404, "a dry run stores nothing");
-    let out = fd.kubectl_with_stdin("1.32", &["apply", "--validate=warn", "-f", "-"], Some(&service.replace(r#""colour":"blue""#, r#""colour":"blue","type":"ClusterIP""#)));
+    let out = fd.kubectl_with_stdin(
+        "1.32",
+        &["apply", "--validate=warn", "-f", "-"],
+        Some(&service.replace(r#""colour":"blue""#, r#""colour":"blue","type":"ClusterIP""#)),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("unknown field \"spec.colour\""), "{stderr}");
@@ -123,8 +162,12 @@ fn scale_status_and_server_side_apply() {
     // controller would write status itself.
     let fd = Frontdoor::start_bare(env!("CARGO_BIN_EXE_frontdoor").as_ref());
     fd.kubectl_ok("1.32", &["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
-    assert_eq!(fd.kubectl_ok("1.32", &["scale", "deployment", "web", "--replicas=5"]).trim(), "deployment.apps/web scaled");
-    let replicas = fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]);
+    assert_eq!(
+        fd.kubectl_ok("1.32", &["scale", "deployment", "web", "--replicas=5"]).trim(),
+        "deployment.apps/web scaled"
+    );
+    let replicas =
+        fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]);
     assert_eq!(replicas, "5 2");
     let (code, body) = fd.curl("GET", "/apis/apps/v1/namespaces/default/deployments/web/scale", "", None);
     assert_eq!(code, 200);
@@ -134,14 +177,26 @@ fn scale_status_and_server_side_apply() {
     let patch = r#"{"status":{"replicas":7}}"#;
     fd.curl("PATCH", "/apis/apps/v1/namespaces/default/deployments/web", "application/merge-patch+json", Some(patch));
     assert_eq!(fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.status.replicas}"]), "");
-    let (code, _) = fd.curl("PATCH", "/apis/apps/v1/namespaces/default/deployments/web/status", "application/merge-patch+json", Some(patch));
+    let (code, _) = fd.curl(
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/web/status",
+        "application/merge-patch+json",
+        Some(patch),
+    );
     assert_eq!(code, 200);
-    assert_eq!(fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.status.replicas} {.metadata.generation}"]), "7 2");
+    assert_eq!(
+        fd.kubectl_ok("1.32", &["get", "deploy", "web", "-o", "jsonpath={.status.replicas} {.metadata.generation}"]),
+        "7 2"
+    );
     // Server-side apply creates, then updates the fields it names.
     let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n";
     let out = fd.kubectl_with_stdin("1.32", &["apply", "--server-side", "-f", "-"], Some(manifest));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = fd.kubectl_with_stdin("1.32", &["apply", "--server-side", "-f", "-"], Some(&manifest.replace("\"1\"", "\"2\"")));
+    let out = fd.kubectl_with_stdin(
+        "1.32",
+        &["apply", "--server-side", "-f", "-"],
+        Some(&manifest.replace("\"1\"", "\"2\"")),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fd.kubectl_ok("1.32", &["get", "cm", "ssa", "-o", "jsonpath={.data.a}"]), "2");
 }
@@ -180,7 +235,10 @@ fn a_pods_spec_changes_only_where_upstream_allows() {
         // Images and labels may change.
         fd.kubectl_ok(version, &["set", "image", &format!("pod/{name}"), &format!("{name}=nginx:1.27")]);
         fd.kubectl_ok(version, &["label", "pod", &name, "tier=web"]);
-        let image = fd.kubectl_ok(version, &["get", "pod", &name, "-o", "jsonpath={.spec.containers[0].image} {.metadata.labels.tier}"]);
+        let image = fd.kubectl_ok(
+            version,
+            &["get", "pod", &name, "-o", "jsonpath={.spec.containers[0].image} {.metadata.labels.tier}"],
+        );
         assert_eq!(image, "nginx:1.27 web");
         // Anything else in the spec is refused as upstream refuses it, naming what changed.
         let err = fd.kubectl_err(version, &["set", "env", &format!("pod/{name}"), "COLOUR=blue"]);
@@ -189,10 +247,20 @@ fn a_pods_spec_changes_only_where_upstream_allows() {
             "{err}"
         );
         assert!(err.contains("containers[0].env"), "{err}");
-        let patch = r#"{"spec":{"containers":[{"name":"NAME","ports":[{"containerPort":8080}]}]}}"#.replace("NAME", &name);
+        let patch =
+            r#"{"spec":{"containers":[{"name":"NAME","ports":[{"containerPort":8080}]}]}}"#.replace("NAME", &name);
         let err = fd.kubectl_err(version, &["patch", "pod", &name, "-p", &patch]);
         assert!(err.contains("spec: Forbidden: pod updates may not change fields other than"), "{err}");
-        let env = fd.kubectl_ok(version, &["get", "pod", &name, "-o", "jsonpath={.spec.containers[0].env}{.spec.containers[0].ports[*].containerPort}"]);
+        let env = fd.kubectl_ok(
+            version,
+            &[
+                "get",
+                "pod",
+                &name,
+                "-o",
+                "jsonpath={.spec.containers[0].env}{.spec.containers[0].ports[*].containerPort}",
+            ],
+        );
         assert_eq!(env, "80", "nothing refused was stored");
     }
 }
@@ -208,15 +276,31 @@ fn controller_revisions_are_served_with_upstreams_rules() {
         let cells: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(cells[0], ["NAME", "CONTROLLER", "REVISION", "AGE"], "{listed}");
         assert_eq!(cells[1][..3], ["web-abc", "<none>", "1"], "{listed}");
-        let generation = fd.kubectl_ok(version, &["get", "controllerrevision", "web-abc", "-o", "jsonpath={.metadata.generation}"]);
+        let generation =
+            fd.kubectl_ok(version, &["get", "controllerrevision", "web-abc", "-o", "jsonpath={.metadata.generation}"]);
         assert_eq!(generation, "", "upstream's strategy sets no generation");
         // The number may change (a rollback renumbers), the recorded state may not.
         fd.kubectl_ok(version, &["patch", "controllerrevision", "web-abc", "--type=merge", "-p", r#"{"revision":2}"#]);
-        let err = fd.kubectl_err(version, &["patch", "controllerrevision", "web-abc", "--type=merge", "-p", r#"{"data":{"spec":{"x":1}}}"#]);
-        assert!(err.contains("The ControllerRevision \"web-abc\" is invalid: data: Invalid value:") && err.contains("field is immutable"), "{version}: {err}");
-        let err = fd.kubectl_with_stdin(version, &["create", "-f", "-"], Some(r#"{"apiVersion":"apps/v1","kind":"ControllerRevision","metadata":{"name":"empty"},"revision":-1}"#));
+        let err = fd.kubectl_err(
+            version,
+            &["patch", "controllerrevision", "web-abc", "--type=merge", "-p", r#"{"data":{"spec":{"x":1}}}"#],
+        );
+        assert!(
+            err.contains("The ControllerRevision \"web-abc\" is invalid: data: Invalid value:")
+                && err.contains("field is immutable"),
+            "{version}: {err}"
+        );
+        let err = fd.kubectl_with_stdin(
+            version,
+            &["create", "-f", "-"],
+            Some(r#"{"apiVersion":"apps/v1","kind":"ControllerRevision","metadata":{"name":"empty"},"revision":-1}"#),
+        );
         let err = String::from_utf8_lossy(&err.stderr);
-        assert!(err.contains("data: Required value: data is mandatory") && err.contains("revision: Invalid value: -1: must be greater than or equal to 0"), "{version}: {err}");
+        assert!(
+            err.contains("data: Required value: data is mandatory")
+                && err.contains("revision: Invalid value: -1: must be greater than or equal to 0"),
+            "{version}: {err}"
+        );
         fd.kubectl_ok(version, &["delete", "controllerrevision", "web-abc"]);
     }
 }

@@ -12,12 +12,19 @@ fn start() -> Frontdoor {
 fn call(fd: &Frontdoor, method: &str, path: &str, content_type: &str, body: Option<&Value>) -> (u16, Value) {
     let text = body.map(|b| b.to_string());
     let (code, answer) = fd.curl(method, path, content_type, text.as_deref());
-    let value = if answer.trim().is_empty() { Value::Null } else { serde_json::from_str(&answer).unwrap_or(Value::String(answer)) };
+    let value = if answer.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&answer).unwrap_or(Value::String(answer))
+    };
     (code, value)
 }
 
 fn names(list: &Value) -> Vec<String> {
-    list["items"].as_array().map(|items| items.iter().map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+    list["items"]
+        .as_array()
+        .map(|items| items.iter().map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// create, get, list, watch, update, patch, delete, deletecollection — as the conformance test does.
@@ -33,7 +40,11 @@ fn api_operations(fd: &Frontdoor, group_version: &str, plural: &str, namespaced:
     let (_, resources) = call(fd, "GET", &format!("/apis/{group_version}"), "", None);
     assert!(resources["resources"].as_array().unwrap().iter().any(|r| r["name"] == plural));
 
-    let collection = if namespaced { format!("/apis/{group_version}/namespaces/default/{plural}") } else { format!("/apis/{group_version}/{plural}") };
+    let collection = if namespaced {
+        format!("/apis/{group_version}/namespaces/default/{plural}")
+    } else {
+        format!("/apis/{group_version}/{plural}")
+    };
     let (_, before) = call(fd, "GET", &collection, "", None);
     let rv = before["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     for name in ["e2e-a", "e2e-b", "e2e-c"] {
@@ -51,7 +62,13 @@ fn api_operations(fd: &Frontdoor, group_version: &str, plural: &str, namespaced:
     }
 
     // Patch and update, then the watch from before the creates shows every step.
-    let (code, patched) = call(fd, "PATCH", &format!("{collection}/e2e-a"), "application/merge-patch+json", Some(&json!({"metadata": {"annotations": {"patched": "true"}}})));
+    let (code, patched) = call(
+        fd,
+        "PATCH",
+        &format!("{collection}/e2e-a"),
+        "application/merge-patch+json",
+        Some(&json!({"metadata": {"annotations": {"patched": "true"}}})),
+    );
     assert_eq!(code, 200, "{patched}");
     assert_eq!(patched["metadata"]["annotations"]["patched"], "true");
     let mut updated = patched.clone();
@@ -59,8 +76,16 @@ fn api_operations(fd: &Frontdoor, group_version: &str, plural: &str, namespaced:
     let (code, updated) = call(fd, "PUT", &format!("{collection}/e2e-a"), "application/json", Some(&updated));
     assert_eq!(code, 200, "{updated}");
     assert_eq!(updated["metadata"]["annotations"]["updated"], "true");
-    let (_, watched) = fd.curl("GET", &format!("{collection}?watch=true&resourceVersion={rv}&labelSelector=e2e%3Dyes&timeoutSeconds=1"), "", None);
-    let types: Vec<String> = watched.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_string()).collect();
+    let (_, watched) = fd.curl(
+        "GET",
+        &format!("{collection}?watch=true&resourceVersion={rv}&labelSelector=e2e%3Dyes&timeoutSeconds=1"),
+        "",
+        None,
+    );
+    let types: Vec<String> = watched
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(types, ["ADDED", "ADDED", "ADDED", "MODIFIED", "MODIFIED"], "{plural} watch");
 
     // Delete one, then the collection.
@@ -107,7 +132,8 @@ fn ingress_api_operations_and_status() {
     let path = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
     assert_eq!(call(&fd, "POST", path, "application/json", Some(&make("st"))).0, 201);
     let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": "169.1.1.1"}]}}});
-    let (code, patched) = call(&fd, "PATCH", &format!("{path}/st/status"), "application/merge-patch+json", Some(&status));
+    let (code, patched) =
+        call(&fd, "PATCH", &format!("{path}/st/status"), "application/merge-patch+json", Some(&status));
     assert_eq!(code, 200, "{patched}");
     assert_eq!(patched["status"]["loadBalancer"]["ingress"][0]["ip"], "169.1.1.1");
     let mut object = patched.clone();
@@ -141,7 +167,8 @@ fn service_status_lifecycle_collections_and_all_namespaces() {
     assert_eq!(code, 200);
     assert_eq!(got["status"], json!({"loadBalancer": {}}));
     let status = json!({"status": {"conditions": [{"type": "StatusUpdate", "status": "True", "reason": "E2E", "message": "Set from e2e test", "lastTransitionTime": "2026-11-22T00:00:00Z"}], "loadBalancer": {"ingress": [{"ip": "203.0.113.1"}]}}});
-    let (code, patched) = call(&fd, "PATCH", &format!("{path}/status-svc/status"), "application/merge-patch+json", Some(&status));
+    let (code, patched) =
+        call(&fd, "PATCH", &format!("{path}/status-svc/status"), "application/merge-patch+json", Some(&status));
     assert_eq!(code, 200, "{patched}");
     assert_eq!(patched["status"]["conditions"][0]["reason"], "E2E");
     let mut object = patched.clone();
@@ -149,7 +176,13 @@ fn service_status_lifecycle_collections_and_all_namespaces() {
     let (code, updated) = call(&fd, "PUT", &format!("{path}/status-svc/status"), "application/json", Some(&object));
     assert_eq!(code, 200, "{updated}");
     assert_eq!(updated["status"]["conditions"][0]["message"], "Updated from e2e test");
-    let (code, patched) = call(&fd, "PATCH", &format!("{path}/status-svc"), "application/merge-patch+json", Some(&json!({"metadata": {"labels": {"patched": "true"}}})));
+    let (code, patched) = call(
+        &fd,
+        "PATCH",
+        &format!("{path}/status-svc"),
+        "application/merge-patch+json",
+        Some(&json!({"metadata": {"labels": {"patched": "true"}}})),
+    );
     assert_eq!(code, 200);
     assert_eq!(patched["metadata"]["labels"]["patched"], "true");
     assert_eq!(patched["status"]["conditions"][0]["message"], "Updated from e2e test", "a spec patch keeps status");
@@ -165,5 +198,9 @@ fn service_status_lifecycle_collections_and_all_namespaces() {
 
     // Listing all namespaces finds `kubernetes` in `default`.
     let (_, all) = call(&fd, "GET", "/api/v1/services", "", None);
-    assert!(all["items"].as_array().unwrap().iter().any(|s| s["metadata"]["name"] == "kubernetes" && s["metadata"]["namespace"] == "default"));
+    assert!(all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["metadata"]["name"] == "kubernetes" && s["metadata"]["namespace"] == "default"));
 }

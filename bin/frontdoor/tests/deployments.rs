@@ -72,7 +72,17 @@ spec:
 }
 
 fn ready_endpoints(fd: &Frontdoor) -> Vec<String> {
-    let out = get(fd, &["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]} {end}"]);
+    let out = get(
+        fd,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]} {end}",
+        ],
+    );
     let mut ips: Vec<String> = out.split_whitespace().map(String::from).collect();
     ips.sort();
     ips
@@ -84,7 +94,12 @@ fn deployment_behind_a_service_follows_readiness() {
     let ready_dir = tempfile::tempdir().unwrap();
     apply(&fd, &web(ready_dir.path(), 3, "1"));
     let all_ready = wait_until(Duration::from_secs(60), || ready_endpoints(&fd).len() == 3);
-    assert!(all_ready, "{}\n{}", get(&fd, &["get", "pods", "-o", "wide"]), get(&fd, &["get", "endpointslices", "-o", "yaml"]));
+    assert!(
+        all_ready,
+        "{}\n{}",
+        get(&fd, &["get", "pods", "-o", "wide"]),
+        get(&fd, &["get", "endpointslices", "-o", "yaml"])
+    );
     let pod_ips = {
         let out = get(&fd, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"]);
         let mut ips: Vec<String> = out.split_whitespace().map(String::from).collect();
@@ -102,7 +117,11 @@ fn deployment_behind_a_service_follows_readiness() {
     assert!(labels.contains("app=web,pod-template-hash="), "{labels}");
     // Each pod serves.
     for ip in &pod_ips {
-        let out = fd.command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &format!("http://{ip}:8080/")]).output().unwrap();
+        let out = fd
+            .command("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &format!("http://{ip}:8080/")])
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{ip}");
     }
 
@@ -127,7 +146,8 @@ fn deployment_behind_a_service_follows_readiness() {
 
     // The seeds' selector typo: nothing matches, `kubectl get endpoints` says <none>.
     apply(&fd, "apiVersion: v1\nkind: Service\nmetadata:\n  name: typo\nspec:\n  selector:\n    app: wbe\n  ports:\n  - port: 80\n");
-    assert!(wait_until(Duration::from_secs(10), || get(&fd, &["get", "endpoints", "typo", "--no-headers"]).contains("<none>")));
+    assert!(wait_until(Duration::from_secs(10), || get(&fd, &["get", "endpoints", "typo", "--no-headers"])
+        .contains("<none>")));
     // `kubectl logs deployment/web` picks a pod; the curl above shows in some pod's log.
     assert!(fd.kubectl("1.32", &["logs", "deployment/web"]).status.success());
 }
@@ -160,7 +180,9 @@ fn rolling_update_never_leaves_the_service_without_a_ready_endpoint() {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             let name = event["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let ready = event["object"]["endpoints"].as_array().map_or(0, |e| e.iter().filter(|e| e["conditions"]["ready"] == true).count());
+            let ready = event["object"]["endpoints"]
+                .as_array()
+                .map_or(0, |e| e.iter().filter(|e| e["conditions"]["ready"] == true).count());
             if event["type"] == "DELETED" {
                 per_slice.remove(&name);
             } else {

@@ -26,7 +26,13 @@ spec:
 ";
 
 /// Runs kubectl `version` with `args` (and `stdin`), returning (exit code, stdout, stderr).
-fn kubectl(fd: &Frontdoor, version: &str, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> (i32, String, String) {
+fn kubectl(
+    fd: &Frontdoor,
+    version: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut child = fd
         .kubectl_command(version, args)
         .envs(env.iter().copied())
@@ -40,7 +46,11 @@ fn kubectl(fd: &Frontdoor, version: &str, args: &[&str], stdin: Option<&[u8]>, e
         pipe.write_all(input).expect("write stdin");
     }
     let out = child.wait_with_output().expect("kubectl finishes");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -48,7 +58,9 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
     let mut fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &[]);
     let out = fd.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(POD));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let running = wait_until(Duration::from_secs(20), || fd.kubectl_ok("1.33", &["get", "pod", "box", "-o", "jsonpath={.status.phase}"]) == "Running");
+    let running = wait_until(Duration::from_secs(20), || {
+        fd.kubectl_ok("1.33", &["get", "pod", "box", "-o", "jsonpath={.status.phase}"]) == "Running"
+    });
     assert!(running, "{}", fd.kubectl_ok("1.33", &["describe", "pod", "box"]));
 
     let runs: Vec<(&str, Vec<(&str, &str)>)> = KUBECTL_VERSIONS
@@ -61,7 +73,8 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
         // Output on both channels, the container's environment and working directory, the
         // pod's own hostname and resolv.conf (its namespaces).
         let script = "echo to stdout; echo to stderr >&2; echo $GREETING; pwd; hostname; grep ^search /etc/resolv.conf";
-        let (code, stdout, stderr) = kubectl(&fd, version, &["exec", "box", "-v=4", "--", "sh", "-c", script], None, env);
+        let (code, stdout, stderr) =
+            kubectl(&fd, version, &["exec", "box", "-v=4", "--", "sh", "-c", script], None, env);
         assert_eq!(code, 0, "{what}: {stderr}");
         assert_eq!(stdout, "to stdout\nhello from the pod\n/tmp\nbox\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n", "{what}");
         assert!(stderr.contains("to stderr"), "{what}: {stderr}");
@@ -74,8 +87,13 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
 
         // Standard input goes in, to its end.
         let input: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
-        let (code, stdout, stderr) = kubectl(&fd, version, &["exec", "-i", "box", "--", "sh", "-c", "wc -c; echo done"], Some(&input), env);
-        assert_eq!((code, stdout.split_whitespace().collect::<Vec<_>>()), (0, vec!["300000", "done"]), "{what}: {stderr}");
+        let (code, stdout, stderr) =
+            kubectl(&fd, version, &["exec", "-i", "box", "--", "sh", "-c", "wc -c; echo done"], Some(&input), env);
+        assert_eq!(
+            (code, stdout.split_whitespace().collect::<Vec<_>>()),
+            (0, vec!["300000", "done"]),
+            "{what}: {stderr}"
+        );
 
         // A command that does not exist: said, and exit code 126.
         let (code, _, stderr) = kubectl(&fd, version, &["exec", "box", "--", "no-such-command"], None, env);
@@ -87,12 +105,20 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
     for version in ["1.27", "1.33"] {
         let marker = format!("{}{}", 4000 + version.len(), &version[2..]);
         let script = format!("sleep {marker} & wait");
-        let mut client = fd.kubectl_command(version, &["exec", "box", "--", "sh", "-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubectl runs");
+        let mut client = fd
+            .kubectl_command(version, &["exec", "box", "--", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl runs");
         let running = || sleeping(&marker);
         assert!(wait_until(Duration::from_secs(10), running), "kubectl {version}: the command started");
         let _ = client.kill();
         let _ = client.wait();
-        assert!(wait_until(Duration::from_secs(10), || !running()), "kubectl {version}: the command outlived its client");
+        assert!(
+            wait_until(Duration::from_secs(10), || !running()),
+            "kubectl {version}: the command outlived its client"
+        );
     }
 
     // `-it`: a shell on a terminal of the pod's, sized as kubectl's, where ^C interrupts.
@@ -123,7 +149,12 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
     // A node that crashes (kill -9) while a command runs in a pod stops it when it starts again,
     // as it does the pod's containers.
     let marker = "400999";
-    let mut client = fd.kubectl_command("1.33", &["exec", "box", "--", "sleep", marker]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubectl runs");
+    let mut client = fd
+        .kubectl_command("1.33", &["exec", "box", "--", "sleep", marker])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl runs");
     assert!(wait_until(Duration::from_secs(10), || sleeping(marker)), "the command started");
     fd.kill_and_restart();
     let _ = client.kill();
@@ -134,7 +165,11 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
 /// Whether a `sleep <marker>` process exists (the pod's processes are this machine's).
 fn sleeping(marker: &str) -> bool {
     let wanted = format!("sleep\0{marker}\0");
-    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted.as_bytes()))
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted.as_bytes()))
 }
 
 /// Drives `kubectl exec -it box -- sh` (argv[1] is kubectl) from a terminal 101 wide and 33

@@ -25,7 +25,10 @@ fn seed_manifests_apply_then_reapply_unchanged() {
             let out = fd.kubectl_ok(version, &["apply", "-f", &path(seed)]);
             assert!(out.lines().all(|l| l.ends_with(" created")), "kubectl {version} first apply of {seed}: {out}");
             let again = fd.kubectl_ok(version, &["apply", "-f", &path(seed)]);
-            assert!(again.lines().all(|l| l.ends_with(" unchanged")), "kubectl {version} second apply of {seed}: {again}");
+            assert!(
+                again.lines().all(|l| l.ends_with(" unchanged")),
+                "kubectl {version} second apply of {seed}: {again}"
+            );
             let services = fd.kubectl_ok(version, &["get", "svc"]);
             let header: Vec<&str> = services.lines().next().unwrap().split_whitespace().collect();
             assert_eq!(header, ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "kubectl {version}");
@@ -46,14 +49,20 @@ fn output_formats_label_annotate_edit_delete() {
         let fd = start();
         fd.kubectl_ok(version, &["apply", "-f", &path("seed3-devgains.yaml")]);
         let yaml = fd.kubectl_ok(version, &["get", "svc", "api", "-o", "yaml"]);
-        assert!(yaml.contains("kind: Service") && yaml.contains("targetPort: 8080") && yaml.contains("uid: "), "{yaml}");
-        let json: serde_json::Value = serde_json::from_str(&fd.kubectl_ok(version, &["get", "svc", "api", "-o", "json"])).unwrap();
+        assert!(
+            yaml.contains("kind: Service") && yaml.contains("targetPort: 8080") && yaml.contains("uid: "),
+            "{yaml}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&fd.kubectl_ok(version, &["get", "svc", "api", "-o", "json"])).unwrap();
         assert_eq!(json["spec"]["ports"][0]["port"], 80);
         // The three seed Services and the API server's own `kubernetes` Service.
         assert_eq!(fd.kubectl_ok(version, &["get", "svc", "-o", "name"]).lines().count(), 4);
         assert_eq!(fd.kubectl_ok(version, &["label", "svc", "api", "tier=backend"]).trim(), "service/api labeled");
         // kubectl 1.27 prints "annotate", later versions "annotated".
-        assert!(fd.kubectl_ok(version, &["annotate", "svc", "api", "owner=team-a"]).starts_with("service/api annotate"));
+        assert!(fd
+            .kubectl_ok(version, &["annotate", "svc", "api", "owner=team-a"])
+            .starts_with("service/api annotate"));
         let labels = fd.kubectl_ok(version, &["get", "svc", "-l", "tier=backend", "-o", "name"]);
         assert_eq!(labels.trim(), "service/api");
         let editor = [("KUBE_EDITOR", "sed -i s/targetPort:\\ 8080/targetPort:\\ 9191/")];
@@ -84,7 +93,10 @@ fn diff_reports_changes_and_only_changes() {
         assert!(text.contains("-    targetPort: 8080") && text.contains("+    targetPort: 9090"), "{text}");
         assert!(diff.stderr.is_empty(), "diff warned: {}", String::from_utf8_lossy(&diff.stderr));
         // The dry run changed nothing.
-        assert_eq!(fd.kubectl_ok(version, &["get", "svc", "api", "-o", "jsonpath={.spec.ports[0].targetPort}"]), "8080");
+        assert_eq!(
+            fd.kubectl_ok(version, &["get", "svc", "api", "-o", "jsonpath={.spec.ports[0].targetPort}"]),
+            "8080"
+        );
     }
 }
 
@@ -150,9 +162,15 @@ fn create_commands() {
         assert_eq!(fd.kubectl_ok(version, &["create", "namespace", "shop"]).trim(), "namespace/shop created");
         let cm = fd.kubectl_ok(version, &["create", "configmap", "cfg", "-n", "shop", "--from-literal=a=b"]);
         assert_eq!(cm.trim(), "configmap/cfg created");
-        let deploy = fd.kubectl_ok(version, &["create", "deployment", "web", "-n", "shop", "--image=nginx", "--replicas=3", "--port=80"]);
+        let deploy = fd.kubectl_ok(
+            version,
+            &["create", "deployment", "web", "-n", "shop", "--image=nginx", "--replicas=3", "--port=80"],
+        );
         assert_eq!(deploy.trim(), "deployment.apps/web created");
-        let svc = fd.kubectl_ok(version, &["create", "service", "nodeport", "web", "-n", "shop", "--tcp=80:8080", "--node-port=30080"]);
+        let svc = fd.kubectl_ok(
+            version,
+            &["create", "service", "nodeport", "web", "-n", "shop", "--tcp=80:8080", "--node-port=30080"],
+        );
         assert_eq!(svc.trim(), "service/web created");
         assert_eq!(fd.kubectl_ok(version, &["get", "cm", "cfg", "-n", "shop", "-o", "jsonpath={.data.a}"]), "b");
         let jsonpath = "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}";
@@ -193,7 +211,12 @@ fn bad_input_gets_kubernetes_errors_and_stores_nothing() {
     assert_eq!(code, 400, "{body}");
     let garbage = fd.data_dir().join("garbage.pb");
     std::fs::write(&garbage, b"k8s\0\n\x02garbage").unwrap();
-    let (code, body) = fd.curl("POST", "/api/v1/namespaces/default/services", "application/vnd.kubernetes.protobuf", Some(&format!("@{}", garbage.display())));
+    let (code, body) = fd.curl(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        "application/vnd.kubernetes.protobuf",
+        Some(&format!("@{}", garbage.display())),
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("protobuf"), "{body}");
     assert!(body.contains("\"kind\":\"Status\"") && body.contains("\"reason\":\"BadRequest\""), "{body}");
@@ -203,7 +226,12 @@ fn bad_input_gets_kubernetes_errors_and_stores_nothing() {
     let big = format!(r#"{{"metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#, "x".repeat(4 * 1024 * 1024));
     let file = fd.data_dir().join("big.json");
     std::fs::write(&file, big).unwrap();
-    let (code, _) = fd.curl("POST", "/api/v1/namespaces/default/configmaps", "application/json", Some(&format!("@{}", file.display())));
+    let (code, _) = fd.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        Some(&format!("@{}", file.display())),
+    );
     assert_eq!(code, 413);
     let (code, body) = fd.curl("GET", "/api/v1/namespaces/default/services", "", None);
     assert_eq!(code, 200);
@@ -261,22 +289,28 @@ fn owner_references_are_garbage_collected() {
     let owner = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owner\n";
     assert!(fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(owner)).status.success());
     let uid = fd.kubectl_ok(version, &["get", "cm", "owner", "-o", "jsonpath={.metadata.uid}"]);
-    let out = fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&configmap_owned_by("dependent", "owner", &uid)));
+    let out =
+        fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&configmap_owned_by("dependent", "owner", &uid)));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     fd.kubectl_ok(version, &["delete", "cm", "owner"]);
-    let collected = wait_until(Duration::from_secs(10), || !fd.kubectl(version, &["get", "cm", "dependent"]).status.success());
+    let collected =
+        wait_until(Duration::from_secs(10), || !fd.kubectl(version, &["get", "cm", "dependent"]).status.success());
     assert!(collected, "the dependent outlived its owner");
     // One written after its owner was gone (as by a controller whose cache lags) goes too.
     let out = fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&configmap_owned_by("late", "owner", &uid)));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let collected = wait_until(Duration::from_secs(10), || !fd.kubectl(version, &["get", "cm", "late"]).status.success());
+    let collected =
+        wait_until(Duration::from_secs(10), || !fd.kubectl(version, &["get", "cm", "late"]).status.success());
     assert!(collected, "a dependent of an owner already gone was kept");
 
     // Orphan propagation keeps the dependent and drops its owner reference.
     let owner2 = owner.replace("owner", "owner2");
     assert!(fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&owner2)).status.success());
     let uid = fd.kubectl_ok(version, &["get", "cm", "owner2", "-o", "jsonpath={.metadata.uid}"]);
-    assert!(fd.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&configmap_owned_by("dependent2", "owner2", &uid))).status.success());
+    assert!(fd
+        .kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&configmap_owned_by("dependent2", "owner2", &uid)))
+        .status
+        .success());
     fd.kubectl_ok(version, &["delete", "cm", "owner2", "--cascade=orphan"]);
     assert!(wait_until(Duration::from_secs(10), || !fd.kubectl(version, &["get", "cm", "owner2"]).status.success()));
     let refs = fd.kubectl_ok(version, &["get", "cm", "dependent2", "-o", "jsonpath={.metadata.ownerReferences}"]);
@@ -301,7 +335,14 @@ fn kill_9_loses_nothing_acknowledged() {
             let out = std::process::Command::new("curl")
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "--cacert"])
                 .arg(&ca)
-                .args(["-H", &format!("Authorization: Bearer {token}"), "-H", "Content-Type: application/json", "--data-binary", &body])
+                .args([
+                    "-H",
+                    &format!("Authorization: Bearer {token}"),
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    &body,
+                ])
                 .arg(format!("https://{address}/api/v1/namespaces/default/configmaps"))
                 .output()
                 .unwrap();
@@ -311,7 +352,8 @@ fn kill_9_loses_nothing_acknowledged() {
         }
         (acknowledged, attempted)
     });
-    let enough = || fd.curl("GET", "/api/v1/namespaces/default/configmaps", "", None).1.matches("\"name\":\"cm-").count() >= 30;
+    let enough =
+        || fd.curl("GET", "/api/v1/namespaces/default/configmaps", "", None).1.matches("\"name\":\"cm-").count() >= 30;
     assert!(wait_until(Duration::from_secs(30), enough));
     fd.kill_and_restart();
     // Let some writes reach the restarted server too, then stop the writer.

@@ -26,7 +26,11 @@ fn samples<'a>(text: &'a str, name: &str) -> Vec<(HashMap<&'a str, &'a str>, f64
 
 /// The sum of the samples of `name` whose labels include all of `wanted`.
 fn total(text: &str, name: &str, wanted: &[(&str, &str)]) -> f64 {
-    samples(text, name).iter().filter(|(labels, _)| wanted.iter().all(|(k, v)| labels.get(k) == Some(v))).map(|(_, value)| value).sum()
+    samples(text, name)
+        .iter()
+        .filter(|(labels, _)| wanted.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .map(|(_, value)| value)
+        .sum()
 }
 
 #[test]
@@ -40,17 +44,34 @@ fn metrics_count_requests_latencies_and_stored_objects() {
     // The second read also shows the first one.
     let text = fd.kubectl_ok("1.33", &["get", "--raw", "/metrics"]);
 
-    let created = [("verb", "POST"), ("group", ""), ("version", "v1"), ("resource", "services"), ("subresource", ""), ("scope", "resource"), ("component", "apiserver"), ("code", "201")];
+    let created = [
+        ("verb", "POST"),
+        ("group", ""),
+        ("version", "v1"),
+        ("resource", "services"),
+        ("subresource", ""),
+        ("scope", "resource"),
+        ("component", "apiserver"),
+        ("code", "201"),
+    ];
     assert!(total(&text, "apiserver_request_total", &created) >= 2.0, "{text}");
     let listed = [("verb", "LIST"), ("resource", "services"), ("scope", "cluster"), ("code", "200")];
     assert!(total(&text, "apiserver_request_total", &listed) >= 1.0, "{text}");
-    let scraped = [("verb", "GET"), ("group", ""), ("resource", ""), ("scope", ""), ("component", "apiserver"), ("code", "200")];
+    let scraped =
+        [("verb", "GET"), ("group", ""), ("resource", ""), ("scope", ""), ("component", "apiserver"), ("code", "200")];
     assert!(total(&text, "apiserver_request_total", &scraped) >= 1.0, "{text}");
 
     let timed = [("verb", "POST"), ("resource", "services"), ("scope", "resource"), ("le", "+Inf")];
     assert!(total(&text, "apiserver_request_duration_seconds_bucket", &timed) >= 2.0, "{text}");
     assert_eq!(total(&text, "apiserver_storage_objects", &[("resource", "services")]), services as f64, "{text}");
-    assert_eq!(samples(&text, "apiserver_storage_objects").iter().filter(|(labels, _)| labels.get("resource") == Some(&"services")).count(), 1, "{text}");
+    assert_eq!(
+        samples(&text, "apiserver_storage_objects")
+            .iter()
+            .filter(|(labels, _)| labels.get("resource") == Some(&"services"))
+            .count(),
+        1,
+        "{text}"
+    );
 
     // Labels come from the catalogue, never from a path or an object's name.
     assert!(!text.contains("metrics-probe"), "{text}");

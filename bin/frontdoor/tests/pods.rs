@@ -50,13 +50,19 @@ fn a_pod_runs_becomes_ready_serves_and_logs() {
     let node = fd.kubectl_ok("1.32", &["get", "nodes", "--no-headers"]);
     assert!(node.split_whitespace().nth(1) == Some("Ready"), "{node}");
     apply(&fd, WEB);
-    let ready = wait_until(Duration::from_secs(20), || jsonpath(&fd, &["pod", "web"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True");
+    let ready = wait_until(Duration::from_secs(20), || {
+        jsonpath(&fd, &["pod", "web"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
+    });
     let describe = fd.kubectl_ok("1.32", &["describe", "pod", "web"]);
     assert!(ready, "{describe}");
     let ip = jsonpath(&fd, &["pod", "web"], "{.status.podIP}");
     assert!(ip.starts_with("10.244.0."), "{ip}");
     // From the node (inside the test's namespace) to the pod.
-    let out = fd.command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &format!("http://{ip}:8080/")]).output().unwrap();
+    let out = fd
+        .command("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &format!("http://{ip}:8080/")])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
     let row = fd.kubectl_ok("1.32", &["get", "pods", "--no-headers", "-o", "wide"]);
     let cells: Vec<&str> = row.split_whitespace().collect();
@@ -64,7 +70,9 @@ fn a_pod_runs_becomes_ready_serves_and_logs() {
     assert_eq!(cells[5], ip);
     assert!(describe.contains("Started container web"), "{describe}");
     // The request above shows in the container's log.
-    assert!(wait_until(Duration::from_secs(5), || fd.kubectl_ok("1.32", &["logs", "web"]).contains("\"GET / HTTP/1.1\" 200")));
+    assert!(wait_until(Duration::from_secs(5), || fd
+        .kubectl_ok("1.32", &["logs", "web"])
+        .contains("\"GET / HTTP/1.1\" 200")));
     let tail = fd.kubectl_ok("1.32", &["logs", "web", "--tail=1", "--timestamps"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(tail.starts_with("20"), "{tail}");
@@ -155,7 +163,8 @@ spec:
     // As upstream: the crashed instance's log is the current log until the next instance starts
     // (after the 10 s back-off); then it is the previous one.
     assert!(fd.kubectl_ok("1.32", &["logs", "crasher"]).contains("dying"));
-    let previous = || String::from_utf8_lossy(&fd.kubectl("1.32", &["logs", "crasher", "--previous"]).stdout).contains("dying");
+    let previous =
+        || String::from_utf8_lossy(&fd.kubectl("1.32", &["logs", "crasher", "--previous"]).stdout).contains("dying");
     assert!(wait_until(Duration::from_secs(25), previous));
     let describe = fd.kubectl_ok("1.32", &["describe", "pod", "crasher"]);
     assert!(describe.contains("Back-off restarting failed container"), "{describe}");
@@ -187,10 +196,20 @@ spec:
     // The server needs the container named when there are two (kubectl names the first).
     let (code, body) = fd.curl("GET", "/api/v1/namespaces/default/pods/two/log", "", None);
     assert_eq!(code, 400, "{body}");
-    assert!(body.contains("a container name must be specified for pod two, choose one of: [ticker unhealthy]"), "{body}");
+    assert!(
+        body.contains("a container name must be specified for pod two, choose one of: [ticker unhealthy]"),
+        "{body}"
+    );
     let out = fd.kubectl("1.32", &["logs", "two"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Defaulted container \"ticker\""), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_until(Duration::from_secs(10), || String::from_utf8_lossy(&fd.kubectl("1.32", &["logs", "two", "-c", "ticker"]).stdout).contains("tick 3")));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Defaulted container \"ticker\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(10), || String::from_utf8_lossy(
+        &fd.kubectl("1.32", &["logs", "two", "-c", "ticker"]).stdout
+    )
+    .contains("tick 3")));
     // -f streams new lines as they are written.
     let mut follow = fd
         .command(frontdoor_testkit::kubectl_dir().join("kubectl.1.32"))
@@ -221,11 +240,18 @@ spec:
 
     // The liveness probe to a closed port fails twice, and the container is restarted.
     let restarted = wait_until(Duration::from_secs(30), || {
-        jsonpath(&fd, &["pod", "two"], "{.status.containerStatuses[?(@.name==\"unhealthy\")].restartCount}").parse::<u32>().unwrap_or(0) >= 1
+        jsonpath(&fd, &["pod", "two"], "{.status.containerStatuses[?(@.name==\"unhealthy\")].restartCount}")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
     });
     let describe = fd.kubectl_ok("1.32", &["describe", "pod", "two"]);
     assert!(restarted, "{describe}");
-    assert!(describe.contains("Liveness probe failed: dial tcp") && describe.contains("failed liveness probe, will be restarted"), "{describe}");
+    assert!(
+        describe.contains("Liveness probe failed: dial tcp")
+            && describe.contains("failed liveness probe, will be restarted"),
+        "{describe}"
+    );
 }
 
 const GATED: &str = "apiVersion: v1
@@ -248,33 +274,84 @@ fn a_gated_pod_waits_until_its_last_gate_is_removed() {
     let fd = start();
     apply(&fd, GATED);
     let reason = || jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"PodScheduled\")].reason}");
-    assert!(wait_until(Duration::from_secs(10), || reason() == "SchedulingGated"), "{}", fd.kubectl_ok("1.32", &["get", "pod", "gated", "-o", "yaml"]));
+    assert!(
+        wait_until(Duration::from_secs(10), || reason() == "SchedulingGated"),
+        "{}",
+        fd.kubectl_ok("1.32", &["get", "pod", "gated", "-o", "yaml"])
+    );
     for version in ["1.27", "1.33"] {
         let row = fd.kubectl_ok(version, &["get", "pod", "gated", "--no-headers"]);
-        assert_eq!(row.split_whitespace().take(3).collect::<Vec<_>>(), ["gated", "0/1", "SchedulingGated"], "kubectl {version}: {row}");
+        assert_eq!(
+            row.split_whitespace().take(3).collect::<Vec<_>>(),
+            ["gated", "0/1", "SchedulingGated"],
+            "kubectl {version}: {row}"
+        );
     }
-    assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"PodScheduled\")].message}"), "Scheduling is blocked due to non-empty scheduling gates");
+    assert_eq!(
+        jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"PodScheduled\")].message}"),
+        "Scheduling is blocked due to non-empty scheduling gates"
+    );
     assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.spec.nodeName}"), "", "not bound");
 
     // Gates are only ever removed; a pod naming its node has none.
-    let added = fd.kubectl_err("1.32", &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"x"}}]"#]);
-    assert!(added.contains("spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'x'"), "{added}");
-    let bound = fd.kubectl_with_stdin("1.32", &["apply", "-f", "-"], Some(&GATED.replace("name: gated", "name: placed").replace("  schedulingGates:", "  nodeName: elsewhere\n  schedulingGates:")));
+    let added = fd.kubectl_err(
+        "1.32",
+        &[
+            "patch",
+            "pod",
+            "gated",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"x"}}]"#,
+        ],
+    );
+    assert!(
+        added.contains(
+            "spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'x'"
+        ),
+        "{added}"
+    );
+    let bound = fd.kubectl_with_stdin(
+        "1.32",
+        &["apply", "-f", "-"],
+        Some(
+            &GATED
+                .replace("name: gated", "name: placed")
+                .replace("  schedulingGates:", "  nodeName: elsewhere\n  schedulingGates:"),
+        ),
+    );
     let stderr = String::from_utf8_lossy(&bound.stderr);
-    assert!(stderr.contains("spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"), "{stderr}");
+    assert!(
+        stderr.contains("spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"),
+        "{stderr}"
+    );
     // Narrowing where it may run is allowed while it waits.
-    fd.kubectl_ok("1.32", &["patch", "pod", "gated", "-p", r#"{"spec":{"nodeSelector":{"kubernetes.io/os":"linux"}}}"#]);
+    fd.kubectl_ok(
+        "1.32",
+        &["patch", "pod", "gated", "-p", r#"{"spec":{"nodeSelector":{"kubernetes.io/os":"linux"}}}"#],
+    );
 
-    fd.kubectl_ok("1.32", &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#]);
+    fd.kubectl_ok(
+        "1.32",
+        &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#],
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.spec.nodeName}"), "", "one gate left: still waiting");
-    fd.kubectl_ok("1.32", &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#]);
-    let ready = wait_until(Duration::from_secs(20), || jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True");
+    fd.kubectl_ok(
+        "1.32",
+        &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#],
+    );
+    let ready = wait_until(Duration::from_secs(20), || {
+        jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
+    });
     assert!(ready, "{}", fd.kubectl_ok("1.32", &["describe", "pod", "gated"]));
     assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.status.conditions[?(@.type==\"PodScheduled\")].status}"), "True");
     let row = fd.kubectl_ok("1.33", &["get", "pod", "gated", "--no-headers"]);
     assert_eq!(row.split_whitespace().take(3).collect::<Vec<_>>(), ["gated", "1/1", "Running"], "{row}");
-    let events = fd.kubectl_ok("1.32", &["get", "events", "--field-selector", "involvedObject.name=gated", "-o", "jsonpath={.items[*].reason}"]);
+    let events = fd.kubectl_ok(
+        "1.32",
+        &["get", "events", "--field-selector", "involvedObject.name=gated", "-o", "jsonpath={.items[*].reason}"],
+    );
     assert!(events.starts_with("Scheduled") || events.contains("Scheduled"), "{events}");
     assert!(!events.contains("FailedScheduling"), "{events}");
 }
@@ -301,7 +378,15 @@ fn events_of(fd: &Frontdoor, pod: &str, reason: &str) -> Vec<(u64, String)> {
     let out = fd.kubectl_ok("1.32", &["get", "events", "--field-selector", &selector, "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
     let items = list.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
-    items.iter().map(|e| (e.get("count").and_then(|c| c.as_u64()).unwrap_or(0), e.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string())).collect()
+    items
+        .iter()
+        .map(|e| {
+            (
+                e.get("count").and_then(|c| c.as_u64()).unwrap_or(0),
+                e.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -309,7 +394,9 @@ fn a_probe_failing_every_second_for_a_minute_is_one_event_counted() {
     let fd = start();
     apply(&fd, NEVER_READY);
     // A minute of failures, once a second: one Event whose count follows them.
-    let counted = wait_until(Duration::from_secs(90), || events_of(&fd, "never-ready", "Unhealthy").first().is_some_and(|(count, _)| *count >= 50));
+    let counted = wait_until(Duration::from_secs(90), || {
+        events_of(&fd, "never-ready", "Unhealthy").first().is_some_and(|(count, _)| *count >= 50)
+    });
     let events = events_of(&fd, "never-ready", "Unhealthy");
     assert!(counted, "{events:?}");
     assert_eq!(events.len(), 1, "one Event, not one per failure: {events:?}");

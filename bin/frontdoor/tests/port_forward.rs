@@ -96,7 +96,10 @@ impl PortForward {
         if !line.starts_with(&format!("Forwarding from 127.0.0.1:{local} ->")) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("kubectl {version} port-forward {target} {ports}: {line:?}; stderr: {}", stderr.join().unwrap_or_default());
+            panic!(
+                "kubectl {version} port-forward {target} {ports}: {line:?}; stderr: {}",
+                stderr.join().unwrap_or_default()
+            );
         }
         // The rest of its output ("Handling connection for …") is not needed.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
@@ -175,7 +178,12 @@ fn kubectl_port_forward_reaches_a_pod_and_a_service_with_every_kubectl() {
             expected = f'{len(data)} {hashlib.sha256(data).hexdigest()}'\n\
             print('ok' if reply.decode() == expected else f'got {reply!r}, expected {expected}')\n";
         let out = fd.command("python3").args(["-c", script, &(local + 2).to_string()]).output().expect("python3");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "kubectl {version}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok",
+            "kubectl {version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         forward.stop();
 
         // A port nothing listens on: the client's connection closes, kubectl says why.
@@ -184,20 +192,30 @@ fn kubectl_port_forward_reaches_a_pod_and_a_service_with_every_kubectl() {
         assert_eq!(code, "000", "kubectl {version}");
         let stderr = forward.stop();
         assert!(
-            stderr.contains("error forwarding port 9999 to pod web") && stderr.contains("failed to connect to localhost:9999 inside the pod's network namespace"),
+            stderr.contains("error forwarding port 9999 to pod web")
+                && stderr.contains("failed to connect to localhost:9999 inside the pod's network namespace"),
             "kubectl {version}: {stderr}"
         );
     }
 
     // kubectl 1.33 with WebSocket tunnelling turned off speaks plain SPDY.
-    let forward = PortForward::start_with(&fd, "1.33", &["pod/web", "18100:8080"], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]);
+    let forward = PortForward::start_with(
+        &fd,
+        "1.33",
+        &["pod/web", "18100:8080"],
+        &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
+    );
     let (code, body) = curl(&fd, "http://127.0.0.1:18100/big");
     assert!(code == "200" && body == big, "{code}: {} bytes", body.len());
     forward.stop();
 
     // Bad requests get upstream's answers.
     let out = fd.kubectl("1.33", &["port-forward", "pod/nothing", "18999:80"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pods \"nothing\" not found"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pods \"nothing\" not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (status, body) = fd.curl("POST", "/api/v1/namespaces/default/pods/web/portforward", "application/json", None);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("Upgrade request required"), "{body}");

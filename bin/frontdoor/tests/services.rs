@@ -13,7 +13,9 @@ fn binary() -> &'static std::path::Path {
 }
 
 fn node_port_service(name: &str) -> String {
-    format!(r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}"}},"spec":{{"type":"NodePort","selector":{{"app":"{name}"}},"ports":[{{"port":80,"targetPort":8080}}]}}}}"#)
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}"}},"spec":{{"type":"NodePort","selector":{{"app":"{name}"}},"ports":[{{"port":80,"targetPort":8080}}]}}}}"#
+    )
 }
 
 /// What one Service event says it holds.
@@ -34,13 +36,17 @@ fn holdings(service: &Value) -> Vec<String> {
 async fn concurrent_create_delete_never_holds_a_value_twice() {
     // Small ranges force constant reuse: 200 node ports and 254 addresses for 64 clients.
     // Allocation alone: no controllers writing EndpointSlices for 20,000 short-lived Services.
-    let fd = Frontdoor::start_with(binary(), &["--without-controllers", "--service-node-port-range", "30000-30199", "--service-cidr", "10.100.0.0/24"]);
+    let fd = Frontdoor::start_with(
+        binary(),
+        &["--without-controllers", "--service-node-port-range", "30000-30199", "--service-cidr", "10.100.0.0/24"],
+    );
     let client = ApiClient::new(&fd);
     const CLIENTS: usize = 64;
     const TOTAL: usize = 20_000;
 
     // Replay every change in revision order, checking the invariant at each step.
-    let mut events = ApiClient::new(&fd).stream("/api/v1/namespaces/default/services?watch=true&resourceVersion=0").await;
+    let mut events =
+        ApiClient::new(&fd).stream("/api/v1/namespaces/default/services?watch=true&resourceVersion=0").await;
     let checker = tokio::spawn(async move {
         let mut owner: HashMap<String, String> = HashMap::new();
         let mut by_service: HashMap<String, Vec<String>> = HashMap::new();
@@ -83,16 +89,23 @@ async fn concurrent_create_delete_never_holds_a_value_twice() {
             for i in (worker..TOTAL).step_by(CLIENTS) {
                 let name = format!("s-{i}");
                 loop {
-                    let (status, body) = client.send("POST", "/api/v1/namespaces/default/services", Some(node_port_service(&name))).await;
+                    let (status, body) = client
+                        .send("POST", "/api/v1/namespaces/default/services", Some(node_port_service(&name)))
+                        .await;
                     if status == 201 {
                         break;
                     }
                     // With 64 clients and 200 ports the range can be momentarily full.
-                    assert!(String::from_utf8_lossy(&body).contains("range is full"), "create {name}: {status} {}", String::from_utf8_lossy(&body));
+                    assert!(
+                        String::from_utf8_lossy(&body).contains("range is full"),
+                        "create {name}: {status} {}",
+                        String::from_utf8_lossy(&body)
+                    );
                     full += 1;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                let (status, body) = client.send("DELETE", &format!("/api/v1/namespaces/default/services/{name}"), None).await;
+                let (status, body) =
+                    client.send("DELETE", &format!("/api/v1/namespaces/default/services/{name}"), None).await;
                 assert_eq!(status, 200, "delete {name}: {}", String::from_utf8_lossy(&body));
             }
             full
@@ -101,18 +114,26 @@ async fn concurrent_create_delete_never_holds_a_value_twice() {
     for w in workers {
         w.await.unwrap();
     }
-    let (deleted, violations) = tokio::time::timeout(Duration::from_secs(120), checker).await.expect("watch caught up").unwrap();
+    let (deleted, violations) =
+        tokio::time::timeout(Duration::from_secs(120), checker).await.expect("watch caught up").unwrap();
     assert_eq!(deleted, TOTAL);
     assert!(violations.is_empty(), "values held twice: {:?}", &violations[..violations.len().min(10)]);
 
     // Everything freed is reusable: the whole node port range can be taken again, then it is full.
     for i in 0..200 {
-        let (status, body) = client.send("POST", "/api/v1/namespaces/default/services", Some(node_port_service(&format!("again-{i}")))).await;
+        let (status, body) = client
+            .send("POST", "/api/v1/namespaces/default/services", Some(node_port_service(&format!("again-{i}"))))
+            .await;
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     }
-    let (status, body) = client.send("POST", "/api/v1/namespaces/default/services", Some(node_port_service("one-too-many"))).await;
+    let (status, body) =
+        client.send("POST", "/api/v1/namespaces/default/services", Some(node_port_service("one-too-many"))).await;
     assert_eq!(status, 500);
-    assert!(String::from_utf8_lossy(&body).contains("failed to allocate a nodePort: range is full"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("failed to allocate a nodePort: range is full"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
 
 #[test]
@@ -121,7 +142,9 @@ fn allocations_survive_restart_and_deletion_frees_them() {
     fd.kubectl_ok("1.32", &["apply", "-f", manifest("seed3-devgains.yaml").to_str().unwrap()]);
     let ip = fd.kubectl_ok("1.32", &["get", "svc", "api", "-o", "jsonpath={.spec.clusterIP}"]);
     fd.kill_and_restart();
-    let requested = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: copy\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n");
+    let requested = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: copy\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n"
+    );
     let out = fd.kubectl_with_stdin("1.32", &["apply", "-f", "-"], Some(&requested));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -151,7 +174,10 @@ fn node_ports_outside_the_range_are_refused() {
     let far = "apiVersion: v1\nkind: Service\nmetadata:\n  name: far\nspec:\n  clusterIP: 192.168.0.10\n  ports:\n  - port: 80\n";
     let out = fd.kubectl_with_stdin("1.32", &["apply", "-f", "-"], Some(far));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("failed to allocate IP 192.168.0.10: provided IP 192.168.0.10 is not in the valid range"), "{err}");
+    assert!(
+        err.contains("failed to allocate IP 192.168.0.10: provided IP 192.168.0.10 is not in the valid range"),
+        "{err}"
+    );
     assert!(!fd.kubectl("1.32", &["get", "svc", "low"]).status.success());
     assert!(!fd.kubectl("1.32", &["get", "svc", "far"]).status.success());
 }
@@ -164,7 +190,17 @@ fn the_kubernetes_service_points_at_the_api_server() {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[..5], ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]);
     let port = fd.address.rsplit(':').next().unwrap();
-    let endpoints = fd.kubectl_ok("1.32", &["get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes", "-o", "jsonpath={.items[0].ports[0].port}"]);
+    let endpoints = fd.kubectl_ok(
+        "1.32",
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "jsonpath={.items[0].ports[0].port}",
+        ],
+    );
     assert_eq!(endpoints, port);
     let endpoints = fd.kubectl_ok("1.32", &["get", "endpoints", "kubernetes", "--no-headers"]);
     assert!(endpoints.starts_with(&format!("kubernetes   192.0.2.10:{port}")), "{endpoints}");
@@ -184,9 +220,20 @@ fn seed_services_print_as_the_articles_show() {
     assert!(apply_stdin(&fd, headless).0);
     let table = fd.kubectl_ok("1.32", &["get", "svc", "--no-headers"]);
     let row = |name: &str| -> Vec<String> {
-        table.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {table}")).split_whitespace().map(String::from).collect()
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name}: {table}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
     };
-    let in_range = |ip: &str| ip.starts_with("10.") && { let o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap()).collect(); (96..=111).contains(&o[1]) };
+    let in_range = |ip: &str| {
+        ip.starts_with("10.") && {
+            let o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap()).collect();
+            (96..=111).contains(&o[1])
+        }
+    };
     let api = row("api");
     assert_eq!((api[1].as_str(), api[3].as_str(), api[4].as_str()), ("ClusterIP", "<none>", "80/TCP"));
     assert!(in_range(&api[2]), "{api:?}");
@@ -197,11 +244,22 @@ fn seed_services_print_as_the_articles_show() {
     let port: u16 = public[4].strip_prefix("443:").and_then(|p| p.strip_suffix("/TCP")).unwrap().parse().unwrap();
     assert!((30000..=32767).contains(&port));
     let external = row("external-db");
-    assert_eq!((external[1].as_str(), external[2].as_str(), external[3].as_str(), external[4].as_str()), ("ExternalName", "<none>", "db.example.com", "<none>"));
+    assert_eq!(
+        (external[1].as_str(), external[2].as_str(), external[3].as_str(), external[4].as_str()),
+        ("ExternalName", "<none>", "db.example.com", "<none>")
+    );
     assert_eq!(row("db")[2], "None");
 
     let describe = fd.kubectl_ok("1.32", &["describe", "svc", "api-nodeport"]);
-    for line in ["Selector:                 app=api", "Type:                     NodePort", "Port:                     <unset>  80/TCP", "TargetPort:               8080/TCP", "NodePort:                 <unset>  30080/TCP", "Session Affinity:         None", "External Traffic Policy:  Cluster"] {
+    for line in [
+        "Selector:                 app=api",
+        "Type:                     NodePort",
+        "Port:                     <unset>  80/TCP",
+        "TargetPort:               8080/TCP",
+        "NodePort:                 <unset>  30080/TCP",
+        "Session Affinity:         None",
+        "External Traffic Policy:  Cluster",
+    ] {
         assert!(describe.contains(line), "missing {line:?} in\n{describe}");
     }
     assert!(describe.contains(&format!("IP:                       {}", nodeport[2])), "{describe}");
@@ -234,13 +292,28 @@ fn type_changes_in_both_directions_allocate_and_free() {
     assert!(ok, "{err}");
     // ClusterIP → ExternalName frees the address; back again allocates a new one.
     let ip = row_of(&fd, "flip")[2].clone();
-    fd.kubectl_ok("1.32", &["patch", "svc", "flip", "--type=merge", "-p", r#"{"spec":{"type":"ExternalName","externalName":"db.example.com","clusterIP":null,"clusterIPs":null}}"#]);
+    fd.kubectl_ok(
+        "1.32",
+        &[
+            "patch",
+            "svc",
+            "flip",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"type":"ExternalName","externalName":"db.example.com","clusterIP":null,"clusterIPs":null}}"#,
+        ],
+    );
     let row = row_of(&fd, "flip");
     assert_eq!((row[1].as_str(), row[2].as_str(), row[3].as_str()), ("ExternalName", "<none>", "db.example.com"));
-    let reuse = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: reuse\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n");
+    let reuse = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: reuse\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n"
+    );
     let (ok, err) = apply_stdin(&fd, &reuse);
     assert!(ok, "the freed address must be reusable: {err}");
-    fd.kubectl_ok("1.32", &["patch", "svc", "flip", "--type=merge", "-p", r#"{"spec":{"type":"ClusterIP","externalName":null}}"#]);
+    fd.kubectl_ok(
+        "1.32",
+        &["patch", "svc", "flip", "--type=merge", "-p", r#"{"spec":{"type":"ClusterIP","externalName":null}}"#],
+    );
     let row = row_of(&fd, "flip");
     assert_eq!(row[1], "ClusterIP");
     assert!(row[2].starts_with("10.") && row[2] != ip, "{row:?}");
@@ -253,10 +326,7 @@ fn type_changes_in_both_directions_allocate_and_free() {
 fn invalid_services_get_upstream_messages() {
     let fd = Frontdoor::start(binary());
     let cases = [
-        (
-            "spec:\n  ports:\n  - port: 80\n  - port: 443\n",
-            "spec.ports[0].name: Required value",
-        ),
+        ("spec:\n  ports:\n  - port: 80\n  - port: 443\n", "spec.ports[0].name: Required value"),
         (
             "spec:\n  sessionAffinity: Sticky\n  ports:\n  - port: 80\n",
             "spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
@@ -281,12 +351,27 @@ fn invalid_services_get_upstream_messages() {
     for (i, (spec, expected)) in cases.iter().enumerate() {
         let manifest = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: bad-{i}\n{spec}");
         let (ok, err) = apply_stdin(&fd, &manifest);
-        assert!(!ok && err.contains(&format!("The Service \"bad-{i}\" is invalid:")) && err.contains(expected), "case {i}: {err}");
+        assert!(
+            !ok && err.contains(&format!("The Service \"bad-{i}\" is invalid:")) && err.contains(expected),
+            "case {i}: {err}"
+        );
         assert!(!fd.kubectl("1.32", &["get", "svc", &format!("bad-{i}")]).status.success());
     }
     // clusterIP is immutable.
-    assert!(apply_stdin(&fd, "apiVersion: v1\nkind: Service\nmetadata:\n  name: fixed\nspec:\n  ports:\n  - port: 80\n").0);
-    let out = fd.kubectl("1.32", &["patch", "svc", "fixed", "--type=merge", "-p", r#"{"spec":{"clusterIP":"10.96.0.99","clusterIPs":["10.96.0.99"]}}"#]);
+    assert!(
+        apply_stdin(&fd, "apiVersion: v1\nkind: Service\nmetadata:\n  name: fixed\nspec:\n  ports:\n  - port: 80\n").0
+    );
+    let out = fd.kubectl(
+        "1.32",
+        &[
+            "patch",
+            "svc",
+            "fixed",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"clusterIP":"10.96.0.99","clusterIPs":["10.96.0.99"]}}"#,
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("may not change once set"), "{err}");
 }

@@ -89,12 +89,20 @@ impl ServiceNetwork {
 
 /// Upstream's static band size for ClusterIPs: min(max(16, size/16), 256), 0 for tiny ranges.
 fn ip_offset(size: u32) -> u32 {
-    if size <= 16 { 0 } else { (size / 16).clamp(16, 256) }
+    if size <= 16 {
+        0
+    } else {
+        (size / 16).clamp(16, 256)
+    }
 }
 
 /// Upstream's static band size for NodePorts: min(max(16, size/32), 128).
 fn port_offset(size: u32) -> u32 {
-    if size <= 16 { 0 } else { (size / 32).clamp(16, 128) }
+    if size <= 16 {
+        0
+    } else {
+        (size / 32).clamp(16, 128)
+    }
 }
 
 /// Picks a free index in [0, size): random in the upper band, then the lower band.
@@ -160,7 +168,11 @@ impl Plan {
         match self.acquire.get(key)? {
             Origin::Chosen => None,
             Origin::Requested { field, value, detail } => {
-                let already = if key.starts_with(NODE_PORT_PREFIX) { "provided port is already allocated" } else { "provided IP is already allocated" };
+                let already = if key.starts_with(NODE_PORT_PREFIX) {
+                    "provided port is already allocated"
+                } else {
+                    "provided IP is already allocated"
+                };
                 let message = format!("{detail}{already}");
                 Some(ApiError::invalid("Service", "", name, vec![Cause::invalid(field.clone(), value, &message)]))
             }
@@ -179,7 +191,9 @@ fn service_type(service: &Value) -> &str {
 fn wants_node_ports(service: &Value) -> bool {
     match service_type(service) {
         "NodePort" => true,
-        "LoadBalancer" => service.pointer("/spec/allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true),
+        "LoadBalancer" => {
+            service.pointer("/spec/allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true)
+        }
         _ => false,
     }
 }
@@ -230,7 +244,8 @@ pub fn plan(network: &ServiceNetwork, store: &Store, old: Option<&Value>, new: &
 
     // ClusterIP.
     if service_type(new) != "ExternalName" {
-        let requested: Option<String> = new.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()).map(String::from);
+        let requested: Option<String> =
+            new.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()).map(String::from);
         match requested.as_deref() {
             Some("None") => {}
             Some(ip) => {
@@ -242,19 +257,38 @@ pub fn plan(network: &ServiceNetwork, store: &Store, old: Option<&Value>, new: &
                     let detail = format!("failed to allocate IP {ip}: ");
                     if parsed.and_then(|p| network.index_of(p)).is_none() {
                         let message = format!("{detail}provided IP {ip} is not in the valid range");
-                        return Err(ApiError::invalid("Service", "", &name, vec![Cause { reason: "FieldValueInvalid", field, message: format!("Invalid value: {}: {message}", value.as_str().unwrap_or_default()) }]));
+                        return Err(ApiError::invalid(
+                            "Service",
+                            "",
+                            &name,
+                            vec![Cause {
+                                reason: "FieldValueInvalid",
+                                field,
+                                message: format!("Invalid value: {}: {message}", value.as_str().unwrap_or_default()),
+                            }],
+                        ));
                     }
                     if taken(&key) {
                         let message = format!("{detail}provided IP is already allocated");
-                        return Err(ApiError::invalid("Service", "", &name, vec![Cause { reason: "FieldValueInvalid", field, message: format!("Invalid value: {}: {message}", value.as_str().unwrap_or_default()) }]));
+                        return Err(ApiError::invalid(
+                            "Service",
+                            "",
+                            &name,
+                            vec![Cause {
+                                reason: "FieldValueInvalid",
+                                field,
+                                message: format!("Invalid value: {}: {message}", value.as_str().unwrap_or_default()),
+                            }],
+                        ));
                     }
                     plan.acquire.insert(key, Origin::Requested { field, value, detail });
                 }
             }
             None => {
                 let offset = ip_offset(network.size);
-                let index = pick(network.size, offset, |i| taken(&format!("{CLUSTER_IP_PREFIX}{}", network.address(i))))
-                    .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?;
+                let index =
+                    pick(network.size, offset, |i| taken(&format!("{CLUSTER_IP_PREFIX}{}", network.address(i))))
+                        .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?;
                 let ip = network.address(index).to_string();
                 plan.acquire.insert(format!("{CLUSTER_IP_PREFIX}{ip}"), Origin::Chosen);
                 new["spec"]["clusterIP"] = json!(ip);
@@ -279,11 +313,24 @@ pub fn plan(network: &ServiceNetwork, store: &Store, old: Option<&Value>, new: &
                     }
                     let field = format!("spec.ports[{i}].nodePort");
                     if port < low as u64 || port > high as u64 {
-                        let detail = format!("provided port is not in the valid range. The range of valid ports is {}", network.node_port_range());
-                        return Err(ApiError::invalid("Service", "", &name, vec![Cause::invalid(field, &json!(port), &detail)]));
+                        let detail = format!(
+                            "provided port is not in the valid range. The range of valid ports is {}",
+                            network.node_port_range()
+                        );
+                        return Err(ApiError::invalid(
+                            "Service",
+                            "",
+                            &name,
+                            vec![Cause::invalid(field, &json!(port), &detail)],
+                        ));
                     }
                     if taken(&key) {
-                        return Err(ApiError::invalid("Service", "", &name, vec![Cause::invalid(field, &json!(port), "provided port is already allocated")]));
+                        return Err(ApiError::invalid(
+                            "Service",
+                            "",
+                            &name,
+                            vec![Cause::invalid(field, &json!(port), "provided port is already allocated")],
+                        ));
                     }
                     plan.acquire.insert(key, Origin::Requested { field, value: json!(port), detail: String::new() });
                 }

@@ -30,9 +30,8 @@ pub fn decode(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
         "application/vnd.kubernetes.protobuf" => frontdoor_protobuf::decode(body)
             .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?,
-        _ => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?,
+        _ => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
     };
     Ok(value)
 }

@@ -160,7 +160,8 @@ pub fn aggregated(core: bool, version: Aggregated) -> Value {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = resources::in_group_version(group, v).map(aggregated_resource).collect();
+                    let resources: Vec<Value> =
+                        resources::in_group_version(group, v).map(aggregated_resource).collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();

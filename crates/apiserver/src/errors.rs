@@ -21,11 +21,16 @@ pub struct Cause {
 
 impl Cause {
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Cause {
-        Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {}: {detail}", go_value(value)) }
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {}: {detail}", go_value(value)),
+        }
     }
 
     pub fn required(field: impl Into<String>, detail: &str) -> Cause {
-        let message = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        let message =
+            if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
         Cause { reason: "FieldValueRequired", field: field.into(), message }
     }
 
@@ -34,7 +39,11 @@ impl Cause {
     }
 
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Cause {
-        Cause { reason: "FieldValueDuplicate", field: field.into(), message: format!("Duplicate value: {}", go_value(value)) }
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: {}", go_value(value)),
+        }
     }
 
     pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Cause {
@@ -47,7 +56,11 @@ impl Cause {
     }
 
     pub fn too_long(field: impl Into<String>, max: usize) -> Cause {
-        Cause { reason: "FieldValueTooLong", field: field.into(), message: format!("Too long: may not be more than {max} bytes") }
+        Cause {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: format!("Too long: may not be more than {max} bytes"),
+        }
     }
 }
 
@@ -87,7 +100,11 @@ impl ApiError {
     pub fn not_found(resource: &ResourceType, name: &str) -> ApiError {
         ApiError {
             details: Some(details(resource, name)),
-            ..ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", resource.qualified_plural()))
+            ..ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{} \"{name}\" not found", resource.qualified_plural()),
+            )
         }
     }
 
@@ -136,7 +153,10 @@ impl ApiError {
             ..ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Invalid",
-                format!("{kind}{} \"{name}\" is invalid: {summary}", if group.is_empty() { String::new() } else { format!(".{group}") }),
+                format!(
+                    "{kind}{} \"{name}\" is invalid: {summary}",
+                    if group.is_empty() { String::new() } else { format!(".{group}") }
+                ),
             )
         }
     }
@@ -170,15 +190,15 @@ impl ApiError {
     }
 
     pub fn too_large() -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            format!("Internal error occurred: {message}"),
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("Internal error occurred: {message}"))
     }
 
     /// Maps a store error for the object `name` of `resource`.

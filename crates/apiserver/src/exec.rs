@@ -59,16 +59,28 @@ pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> Ap
     let container = handlers::container_of(&pod, at.name, request::query_values(query, "container").pop().as_deref())?;
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     if phase == "Succeeded" || phase == "Failed" {
-        return Err(ApiError::bad_request(format!("cannot exec into a container in a completed pod; current phase is {phase}")));
+        return Err(ApiError::bad_request(format!(
+            "cannot exec into a container in a completed pod; current phase is {phase}"
+        )));
     }
-    let access = state.pod_access.get().cloned().ok_or_else(|| ApiError::bad_request("exec is not available: this server runs no node"))?;
+    let access = state
+        .pod_access
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("exec is not available: this server runs no node"))?;
     let asked = upgrade::asked(request.headers());
     let protocol = match &asked {
         Asked::WebSocket { protocols, .. } if protocols.iter().any(|p| p == V5) => V5,
         // kubectl falls back to SPDY when this upgrade fails.
-        Asked::WebSocket { protocols, .. } => return Err(ApiError::bad_request(format!("unable to upgrade: unable to negotiate protocol: client supports {protocols:?}, server accepts [{V5:?}]"))),
+        Asked::WebSocket { protocols, .. } => return Err(ApiError::bad_request(format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {protocols:?}, server accepts [{V5:?}]"
+        ))),
         Asked::Spdy(offered) if offered.iter().any(|p| p == V4) => V4,
-        Asked::Spdy(offered) => return Err(ApiError::forbidden(format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{V4:?}]"))),
+        Asked::Spdy(offered) => {
+            return Err(ApiError::forbidden(format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{V4:?}]"
+            )))
+        }
         Asked::Nothing => return Err(ApiError::bad_request("Upgrade request required")),
     };
     // With a terminal there is no separate stderr (kubectl asks for none).
@@ -122,7 +134,13 @@ async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, 
     let process = match started {
         Ok(process) => process,
         Err(ExecError::CannotRun(message)) => {
-            let channel = if io.stderr { Some(STDERR) } else if options.tty { Some(STDOUT) } else { None };
+            let channel = if io.stderr {
+                Some(STDERR)
+            } else if options.tty {
+                Some(STDOUT)
+            } else {
+                None
+            };
             if let Some(channel) = channel {
                 let _ = io.out.send((channel, Bytes::from(format!("{message}\r\n")))).await;
             }
@@ -134,7 +152,12 @@ async fn execute(access: Arc<dyn PodAccess>, pod: Arc<Value>, options: Options, 
     };
     let (mut child, stop) = (process.child, process.stop);
     let ends = match process.terminal {
-        Some(terminal) => Ends { input: Some(terminal.input), output: Some(terminal.output), errors: None, resize: Some(terminal.resize) },
+        Some(terminal) => Ends {
+            input: Some(terminal.input),
+            output: Some(terminal.output),
+            errors: None,
+            resize: Some(terminal.resize),
+        },
         None => Ends {
             input: child.stdin.take().map(|p| Box::new(p) as Writer),
             output: child.stdout.take().map(|p| Box::new(p) as Reader),
@@ -256,7 +279,11 @@ where
 {
     let (streams_tx, mut streams) = mpsc::channel(8);
     let connection = tokio::spawn(frontdoor_spdy::serve(io, streams_tx));
-    let expected = 1 + usize::from(options.stdin) + usize::from(options.stdout) + usize::from(options.stderr) + usize::from(options.tty);
+    let expected = 1
+        + usize::from(options.stdin)
+        + usize::from(options.stdout)
+        + usize::from(options.stderr)
+        + usize::from(options.tty);
     let mut opened: Vec<Stream> = Vec::new();
     let gathered = tokio::time::timeout(STREAMS_TIMEOUT, async {
         while opened.len() < expected {
@@ -268,8 +295,10 @@ where
         true
     })
     .await;
-    let mut take = |kind: &str| opened.iter().position(|s| s.header("streamtype") == Some(kind)).map(|i| opened.swap_remove(i));
-    let (error, stdin, stdout, stderr, resize) = (take("error"), take("stdin"), take("stdout"), take("stderr"), take("resize"));
+    let mut take =
+        |kind: &str| opened.iter().position(|s| s.header("streamtype") == Some(kind)).map(|i| opened.swap_remove(i));
+    let (error, stdin, stdout, stderr, resize) =
+        (take("error"), take("stdin"), take("stdout"), take("stderr"), take("resize"));
     let Some(error) = error.filter(|_| gathered == Ok(true)) else {
         tracing::debug!("exec: the client did not open the streams it asked for");
         drop(streams);
@@ -325,7 +354,8 @@ where
         });
         rx
     });
-    let status = execute(access, pod, options, Io { stdin, resize, out, stdout: wants_stdout, stderr: wants_stderr }).await;
+    let status =
+        execute(access, pod, options, Io { stdin, resize, out, stdout: wants_stdout, stderr: wants_stderr }).await;
     let _ = writer.await;
     let sender = error.sender();
     let _ = sender.send(Bytes::from(status.to_string())).await;
@@ -335,8 +365,12 @@ where
 }
 
 /// v5 over WebSocket: channels in binary messages.
-async fn over_websocket<IO>(socket: tokio_tungstenite::WebSocketStream<IO>, pod: Arc<Value>, access: Arc<dyn PodAccess>, options: Options)
-where
+async fn over_websocket<IO>(
+    socket: tokio_tungstenite::WebSocketStream<IO>,
+    pod: Arc<Value>,
+    access: Arc<dyn PodAccess>,
+    options: Options,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut messages) = socket.split();
@@ -372,7 +406,13 @@ where
         }
     });
     let (out, mut outgoing) = mpsc::channel::<(u8, Bytes)>(16);
-    let io = Io { stdin: options.stdin.then_some(stdin_rx), resize: options.tty.then_some(resize_rx), out, stdout: options.stdout, stderr: options.stderr };
+    let io = Io {
+        stdin: options.stdin.then_some(stdin_rx),
+        resize: options.tty.then_some(resize_rx),
+        out,
+        stdout: options.stdout,
+        stderr: options.stderr,
+    };
     let session = tokio::spawn(execute(access, pod, options, io));
     // Output in order until the session ends, then the status, then the close.
     let framed = |channel: u8, bytes: &[u8]| Message::Binary([&[channel][..], bytes].concat().into());
@@ -400,7 +440,10 @@ where
         }
     }
     // A normal closure: the client reads it as the end of every channel.
-    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame { code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal, reason: "".into() };
+    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    };
     let _ = sink.send(Message::Close(Some(normal))).await;
     let _ = sink.close().await;
     reader.abort();
@@ -416,14 +459,21 @@ mod tests {
         assert_eq!(sizes.feed(b"{\"Width\":80,\"Height\":24}\n{\"Width\":1"), vec![(80, 24)]);
         assert_eq!(sizes.feed(b"01,\"Height\":33}\n"), vec![(101, 33)]);
         assert_eq!(sizes.feed(b"not json"), vec![]);
-        assert_eq!(sizes.feed(b"{\"Width\":70000,\"Height\":2}"), vec![(u16::MAX, 2)], "garbage is dropped, sizes are clamped");
+        assert_eq!(
+            sizes.feed(b"{\"Width\":70000,\"Height\":2}"),
+            vec![(u16::MAX, 2)],
+            "garbage is dropped, sizes are clamped"
+        );
     }
 
     #[test]
     fn exit_codes_become_upstreams_status() {
         assert_eq!(exit_status(0), json!({"metadata": {}, "status": "Success"}));
         let failed = exit_status(3);
-        assert_eq!((failed["reason"].as_str(), failed["details"]["causes"][0]["message"].as_str()), (Some("NonZeroExitCode"), Some("3")));
+        assert_eq!(
+            (failed["reason"].as_str(), failed["details"]["causes"][0]["message"].as_str()),
+            (Some("NonZeroExitCode"), Some("3"))
+        );
         assert_eq!(failed["message"], "command terminated with non-zero exit code: exit status 3");
     }
 }

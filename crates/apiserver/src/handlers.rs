@@ -17,14 +17,28 @@ use crate::request::{self, Target};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::{fields, patch, table, watch, ApiState};
 
-pub async fn handle(state: &ApiState, method: Method, path: &str, query: Option<&str>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    state: &ApiState,
+    method: Method,
+    path: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match dispatch(state, method, path, query, headers, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&str>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn dispatch(
+    state: &ApiState,
+    method: Method,
+    path: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let target = request::parse_path(path)?;
     let query = request::parse_query(query);
     let resource = target.resource;
@@ -42,7 +56,13 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
         (&Method::DELETE, false, _) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed(method.as_str(), resource.plural)),
     };
-    tracing::debug!(verb, resource = resource.plural, subresource = target.subresource.as_deref().unwrap_or(""), namespace = target.namespace.as_deref().unwrap_or(""), "request");
+    tracing::debug!(
+        verb,
+        resource = resource.plural,
+        subresource = target.subresource.as_deref().unwrap_or(""),
+        namespace = target.namespace.as_deref().unwrap_or(""),
+        "request"
+    );
     let allowed = match &target.subresource {
         Some(sub) => resource.subresource(sub).is_some_and(|s| s.verbs.contains(&verb)),
         None => resource.verbs.contains(&verb),
@@ -62,13 +82,19 @@ async fn dispatch(state: &ApiState, method: Method, path: &str, query: Option<&s
             let binding = body::decode(&headers, &body)?;
             let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
             state.registry.bind(&at, &node, dry_run).await?;
-            Ok(body::json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            Ok(body::json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
         }
         "create" => {
             let mut warnings = Vec::new();
             let object = decode_checked(resource, &headers, &body, &query, &mut warnings)?;
             let created = state.registry.create(resource, target.namespace.as_deref(), object, &options).await?;
-            Ok(with_warnings(body::json_bytes_response(StatusCode::CREATED, created.json, "application/json"), &warnings))
+            Ok(with_warnings(
+                body::json_bytes_response(StatusCode::CREATED, created.json, "application/json"),
+                &warnings,
+            ))
         }
         "update" => {
             let mut warnings = Vec::new();
@@ -113,7 +139,12 @@ fn decode_checked(
 }
 
 /// `fieldValidation`: Strict rejects unknown fields, Warn reports them, Ignore drops them.
-fn check_fields(resource: &ResourceType, object: &Value, query: &HashMap<String, String>, warnings: &mut Vec<String>) -> ApiResult<()> {
+fn check_fields(
+    resource: &ResourceType,
+    object: &Value,
+    query: &HashMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> ApiResult<()> {
     let mode = query.get("fieldValidation").map(String::as_str).unwrap_or("Warn");
     if mode == "Ignore" {
         return Ok(());
@@ -141,7 +172,12 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
 
 /// The answer to an update or patch: the stored object as written (its JSON is reused), or for
 /// the scale subresource its `Scale` view.
-fn written_response(target: &Target, at: &ObjectRef, written: frontdoor_store::Stored, state: &ApiState) -> ApiResult<Response> {
+fn written_response(
+    target: &Target,
+    at: &ObjectRef,
+    written: frontdoor_store::Stored,
+    state: &ApiState,
+) -> ApiResult<Response> {
     if target.subresource.as_deref() == Some("scale") {
         let stored = state.registry.get(at)?;
         return Ok(body::json_response(StatusCode::OK, &scale_of(at.resource, &stored)?));
@@ -157,8 +193,13 @@ fn get(state: &ApiState, target: &Target, at: &ObjectRef, representation: Repres
     Ok(match representation {
         Representation::Object => body::json_bytes_response(StatusCode::OK, stored.json.clone(), "application/json"),
         Representation::Table(include) => {
-            let table = table::table(at.resource, &[stored.value.as_ref()], include, &stored.revision.to_string(), true);
-            body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&table).unwrap_or_default(), table::CONTENT_TYPE)
+            let table =
+                table::table(at.resource, &[stored.value.as_ref()], include, &stored.revision.to_string(), true);
+            body::json_bytes_response(
+                StatusCode::OK,
+                serde_json::to_vec(&table).unwrap_or_default(),
+                table::CONTENT_TYPE,
+            )
         }
     })
 }
@@ -176,9 +217,14 @@ fn pod_logs(state: &ApiState, at: &ObjectRef, query: &HashMap<String, String>) -
         since_seconds: number("sinceSeconds"),
         limit_bytes: number("limitBytes").map(|n| n.max(0) as usize),
     };
-    let source = state.logs.get().ok_or_else(|| ApiError::bad_request("logs are not available: this server runs no node"))?;
+    let source =
+        state.logs.get().ok_or_else(|| ApiError::bad_request("logs are not available: this server runs no node"))?;
     let receiver = source.open(&pod.value, &container, &log_query).map_err(ApiError::bad_request)?;
-    let stream = futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|b| (Ok::<_, std::io::Error>(b), r)) });
+    let stream =
+        futures::stream::unfold(
+            receiver,
+            |mut r| async move { r.recv().await.map(|b| (Ok::<_, std::io::Error>(b), r)) },
+        );
     let mut response = Response::new(axum::body::Body::from_stream(stream));
     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(response)
@@ -186,17 +232,29 @@ fn pod_logs(state: &ApiState, at: &ObjectRef, query: &HashMap<String, String>) -
 
 /// The container a pod subresource (`log`, `exec`) is for: the one asked for, or the only one.
 pub(crate) fn container_of(pod: &Value, pod_name: &str, asked: Option<&str>) -> ApiResult<String> {
-    let names: Vec<&str> = pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let names: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     match asked.filter(|c| !c.is_empty()) {
         Some(name) if names.contains(&name) => Ok(name.to_string()),
         Some(name) => Err(ApiError::bad_request(format!("container {name} is not valid for pod {pod_name}"))),
         None if names.len() == 1 => Ok(names[0].to_string()),
-        None => Err(ApiError::bad_request(format!("a container name must be specified for pod {pod_name}, choose one of: [{}]", names.join(" ")))),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+            names.join(" ")
+        ))),
     }
 }
 
 /// Label and field selectors of a list or watch request.
-pub fn selectors(resource: &ResourceType, query: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
+pub fn selectors(
+    resource: &ResourceType,
+    query: &HashMap<String, String>,
+) -> ApiResult<(LabelSelector, FieldSelector)> {
     let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
     let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""), resource.kind)?;
     Ok((labels, fields))
@@ -208,7 +266,11 @@ fn encode_continue(key: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> ApiResult<String> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
@@ -220,7 +282,12 @@ fn decode_continue(token: &str) -> ApiResult<String> {
     String::from_utf8(bytes).map_err(|_| bad())
 }
 
-fn list(state: &ApiState, target: &Target, query: &HashMap<String, String>, representation: Representation) -> ApiResult<Response> {
+fn list(
+    state: &ApiState,
+    target: &Target,
+    query: &HashMap<String, String>,
+    representation: Representation,
+) -> ApiResult<Response> {
     let resource = target.resource;
     let (labels, fields) = selectors(resource, query)?;
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
@@ -265,7 +332,11 @@ fn list(state: &ApiState, target: &Target, query: &HashMap<String, String>, repr
             let objects: Vec<&Value> = selected.iter().map(|s| s.value.as_ref()).collect();
             let mut table = table::table(resource, &objects, include, &revision.to_string(), true);
             table["metadata"] = metadata;
-            Ok(body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&table).unwrap_or_default(), table::CONTENT_TYPE))
+            Ok(body::json_bytes_response(
+                StatusCode::OK,
+                serde_json::to_vec(&table).unwrap_or_default(),
+                table::CONTENT_TYPE,
+            ))
         }
         Representation::Object => Ok(list_bytes_response(resource, metadata, selected.iter().map(|s| &s.json[..]))),
     }
@@ -290,7 +361,8 @@ fn list_response(resource: &ResourceType, metadata: Value, items: &[&Value]) -> 
 /// refused as upstream does.
 fn check_list_resource_version(query: &HashMap<String, String>, current: u64) -> ApiResult<()> {
     let Some(requested) = query.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0") else { return Ok(()) };
-    let requested: u64 = requested.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {requested}")))?;
+    let requested: u64 =
+        requested.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {requested}")))?;
     if requested > current {
         return Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -305,9 +377,16 @@ fn check_list_resource_version(query: &HashMap<String, String>, current: u64) ->
 }
 
 /// A List assembled from the stored JSON of its items (no re-serialization).
-fn list_bytes_response<'a>(resource: &ResourceType, metadata: Value, items: impl Iterator<Item = &'a [u8]>) -> Response {
+fn list_bytes_response<'a>(
+    resource: &ResourceType,
+    metadata: Value,
+    items: impl Iterator<Item = &'a [u8]>,
+) -> Response {
     let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", resource.kind, resource.api_version()).as_bytes());
+    out.extend_from_slice(
+        format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", resource.kind, resource.api_version())
+            .as_bytes(),
+    );
     out.extend_from_slice(&serde_json::to_vec(&metadata).unwrap_or_default());
     out.extend_from_slice(b",\"items\":[");
     for (i, item) in items.enumerate() {
@@ -343,7 +422,10 @@ fn delete_options(headers: &HeaderMap, body: &Bytes, query: &HashMap<String, Str
         dry_run,
         propagation,
         precondition_uid: value.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
-        precondition_resource_version: value.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from),
+        precondition_resource_version: value
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
         grace_period_seconds: query
             .get("gracePeriodSeconds")
             .and_then(|g| g.parse().ok())
@@ -351,7 +433,13 @@ fn delete_options(headers: &HeaderMap, body: &Bytes, query: &HashMap<String, Str
     })
 }
 
-async fn delete_collection(state: &ApiState, target: &Target, query: &HashMap<String, String>, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
+async fn delete_collection(
+    state: &ApiState,
+    target: &Target,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
     let resource = target.resource;
     let (labels, fields) = selectors(resource, query)?;
     let options = delete_options(headers, body, query)?;

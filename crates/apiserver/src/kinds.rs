@@ -23,7 +23,10 @@ fn tracks_generation(resource: &ResourceType) -> bool {
     // A ControllerRevision's strategy sets no generation: its data never changes.
     matches!(
         (resource.group, resource.kind),
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") | ("", "ReplicationController") | ("networking.k8s.io", _) | ("discovery.k8s.io", _)
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet")
+            | ("", "ReplicationController")
+            | ("networking.k8s.io", _)
+            | ("discovery.k8s.io", _)
     )
 }
 
@@ -169,7 +172,8 @@ fn same_content(a: &Value, b: &Value) -> bool {
     let counted = |(key, _): &(&String, &Value)| !matches!(key.as_str(), "metadata" | "status" | "apiVersion" | "kind");
     match (a.as_object(), b.as_object()) {
         (Some(a), Some(b)) => {
-            a.iter().filter(counted).count() == b.iter().filter(counted).count() && a.iter().filter(counted).all(|(key, value)| b.get(key) == Some(value))
+            a.iter().filter(counted).count() == b.iter().filter(counted).count()
+                && a.iter().filter(counted).all(|(key, value)| b.get(key) == Some(value))
         }
         (a, b) => a.is_none() && b.is_none(),
     }
@@ -250,7 +254,8 @@ mod tests {
         added["template"] = json!({});
         prepare_for_update(deployments, &old, &mut added);
         assert_eq!(added["metadata"]["generation"], 4);
-        let status_only = prepare_for_status_update(deployments, &old, json!({"status": {"replicas": 5}, "spec": {"replicas": 9}}));
+        let status_only =
+            prepare_for_status_update(deployments, &old, json!({"status": {"replicas": 5}, "spec": {"replicas": 9}}));
         assert_eq!(status_only["metadata"]["generation"], 3);
         assert_eq!(status_only["spec"]["replicas"], 1);
     }

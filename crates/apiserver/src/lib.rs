@@ -21,11 +21,11 @@ mod allocation;
 mod body;
 mod discovery;
 pub mod errors;
+mod exec;
 mod fields;
 mod handlers;
 mod kinds;
 mod lifecycle;
-mod exec;
 mod metrics;
 mod patch;
 mod portforward;
@@ -90,7 +90,12 @@ pub struct LogQuery {
 /// Where container logs come from: the node runtime, attached after it starts. The API server
 /// only relays the stream (upstream proxies to the kubelet).
 pub trait LogSource: Send + Sync {
-    fn open(&self, pod: &serde_json::Value, container: &str, query: &LogQuery) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String>;
+    fn open(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        query: &LogQuery,
+    ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, String>;
 }
 
 /// What the node offers into its pods, attached after it starts (upstream: the kubelet's
@@ -98,10 +103,21 @@ pub trait LogSource: Send + Sync {
 pub trait PodAccess: Send + Sync {
     /// A TCP connection to `port` on the pod's loopback, inside its network namespace
     /// (`kubectl port-forward`).
-    fn connect(&self, pod: &serde_json::Value, port: u16) -> futures::future::BoxFuture<'static, Result<tokio::net::TcpStream, String>>;
+    fn connect(
+        &self,
+        pod: &serde_json::Value,
+        port: u16,
+    ) -> futures::future::BoxFuture<'static, Result<tokio::net::TcpStream, String>>;
     /// `command` started in `container` of the pod (`kubectl exec`): with `tty` on a terminal,
     /// else with its output piped, and its input if `stdin`. Dropping the child kills it.
-    fn exec(&self, pod: &serde_json::Value, container: &str, command: Vec<String>, stdin: bool, tty: bool) -> futures::future::BoxFuture<'static, Result<ExecProcess, ExecError>>;
+    fn exec(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        command: Vec<String>,
+        stdin: bool,
+        tty: bool,
+    ) -> futures::future::BoxFuture<'static, Result<ExecProcess, ExecError>>;
 }
 
 /// A command started for `kubectl exec`.
@@ -229,7 +245,9 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
 
     let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
     let local_addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
-    lifecycle::ensure_kubernetes_service(&registry, local_addr, config.advertise_address).await.map_err(|e| StartError::Bootstrap(e.message))?;
+    lifecycle::ensure_kubernetes_service(&registry, local_addr, config.advertise_address)
+        .await
+        .map_err(|e| StartError::Bootstrap(e.message))?;
     let credentials = tls::load_or_create(&config.data_dir, &[local_addr.ip()])?;
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);
@@ -243,7 +261,11 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
         metrics: metrics::Metrics::new(&config.metrics),
     });
     tokio::spawn(lifecycle::run(registry.clone()));
-    tokio::spawn(accept_loop(listener, tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()), state.clone()));
+    tokio::spawn(accept_loop(
+        listener,
+        tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()),
+        state.clone(),
+    ));
     Ok(ApiServer { local_addr, kubeconfig, registry, started, state })
 }
 
@@ -285,7 +307,8 @@ fn text(status: StatusCode, body: &'static str) -> Response {
 /// Answers one request and records it in the request metrics.
 pub async fn route(state: &ApiState, request: Request<Body>) -> Response {
     let started = Instant::now();
-    let labels = metrics::RequestLabels::of(request.method(), request.uri().path(), request.uri().query(), request.headers());
+    let labels =
+        metrics::RequestLabels::of(request.method(), request.uri().path(), request.uri().query(), request.headers());
     let response = answer(state, request).await;
     state.metrics.record(&labels, response.status(), started.elapsed());
     response
@@ -309,10 +332,18 @@ async fn answer(state: &ApiState, request: Request<Body>) -> Response {
     // An upgraded connection: the request itself (not its body) is what it needs.
     if path.ends_with("/portforward") || path.ends_with("/exec") {
         if let Ok(target) = request::parse_path(&path) {
-            let at = registry::ObjectRef { resource: target.resource, namespace: target.namespace.as_deref(), name: target.name() };
+            let at = registry::ObjectRef {
+                resource: target.resource,
+                namespace: target.namespace.as_deref(),
+                name: target.name(),
+            };
             match (target.resource.plural, target.subresource.as_deref()) {
-                ("pods", Some("portforward")) => return portforward::serve(state, &at, request).unwrap_or_else(IntoResponse::into_response),
-                ("pods", Some("exec")) => return exec::serve(state, &at, request).unwrap_or_else(IntoResponse::into_response),
+                ("pods", Some("portforward")) => {
+                    return portforward::serve(state, &at, request).unwrap_or_else(IntoResponse::into_response)
+                }
+                ("pods", Some("exec")) => {
+                    return exec::serve(state, &at, request).unwrap_or_else(IntoResponse::into_response)
+                }
                 _ => {}
             }
         }
@@ -357,11 +388,19 @@ fn discovery_or_openapi(state: &ApiState, path: &str, headers: &http::HeaderMap)
     let json = |v: serde_json::Value| body::json_response(StatusCode::OK, &v);
     Some(match segments.as_slice() {
         ["api"] => match aggregated {
-            Some(version) => body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&discovery::aggregated(true, version)).unwrap_or_default(), version.content_type()),
+            Some(version) => body::json_bytes_response(
+                StatusCode::OK,
+                serde_json::to_vec(&discovery::aggregated(true, version)).unwrap_or_default(),
+                version.content_type(),
+            ),
             None => json(discovery::api_versions(&state.server_address)),
         },
         ["apis"] => match aggregated {
-            Some(version) => body::json_bytes_response(StatusCode::OK, serde_json::to_vec(&discovery::aggregated(false, version)).unwrap_or_default(), version.content_type()),
+            Some(version) => body::json_bytes_response(
+                StatusCode::OK,
+                serde_json::to_vec(&discovery::aggregated(false, version)).unwrap_or_default(),
+                version.content_type(),
+            ),
             None => json(discovery::api_group_list()),
         },
         ["api", version] => json(discovery::api_resource_list("", version).unwrap_or(json!(null))),
@@ -380,7 +419,11 @@ fn discovery_or_openapi(state: &ApiState, path: &str, headers: &http::HeaderMap)
         ["openapi", "v3"] => json(frontdoor_openapi::index()),
         ["openapi", "v3", rest @ ..] => match frontdoor_openapi::document(&rest.join("/")) {
             Some(document) => {
-                let mut response = body::json_bytes_response(StatusCode::OK, bytes::Bytes::from_static(document.json()), "application/json");
+                let mut response = body::json_bytes_response(
+                    StatusCode::OK,
+                    bytes::Bytes::from_static(document.json()),
+                    "application/json",
+                );
                 response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
                 response
             }
@@ -391,9 +434,17 @@ fn discovery_or_openapi(state: &ApiState, path: &str, headers: &http::HeaderMap)
         ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] => {
             let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
             if segments[0] == "openapi" && !accept.contains("protobuf") {
-                body::json_bytes_response(StatusCode::OK, bytes::Bytes::from_static(frontdoor_openapi::openapi_v2_json()), "application/json")
+                body::json_bytes_response(
+                    StatusCode::OK,
+                    bytes::Bytes::from_static(frontdoor_openapi::openapi_v2_json()),
+                    "application/json",
+                )
             } else {
-                body::json_bytes_response(StatusCode::OK, bytes::Bytes::from_static(frontdoor_openapi::openapi_v2_protobuf()), frontdoor_openapi::OPENAPI_V2_PROTOBUF)
+                body::json_bytes_response(
+                    StatusCode::OK,
+                    bytes::Bytes::from_static(frontdoor_openapi::openapi_v2_protobuf()),
+                    frontdoor_openapi::OPENAPI_V2_PROTOBUF,
+                )
             }
         }
         _ => return None,

@@ -40,7 +40,11 @@ pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), crate:
 ///
 /// The endpoints need an address pods can reach (`advertise`); upstream refuses loopback
 /// endpoints, so with none given the Service has no endpoints.
-pub async fn ensure_kubernetes_service(registry: &Registry, api: std::net::SocketAddr, advertise: Option<std::net::IpAddr>) -> Result<(), crate::errors::ApiError> {
+pub async fn ensure_kubernetes_service(
+    registry: &Registry,
+    api: std::net::SocketAddr,
+    advertise: Option<std::net::IpAddr>,
+) -> Result<(), crate::errors::ApiError> {
     let services = resources::lookup("", "v1", "services").expect("services are served");
     let ip = registry.network.address(0).to_string();
     let service = json!({
@@ -108,10 +112,7 @@ fn owner_uids(object: &Value) -> Vec<String> {
 }
 
 fn has_finalizer(object: &Value, finalizer: &str) -> bool {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| f.iter().any(|x| x == finalizer))
+    object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| f.iter().any(|x| x == finalizer))
 }
 
 fn is_terminating(object: &Value) -> bool {
@@ -235,7 +236,9 @@ impl Collector {
 
     /// Whether the object at `key` names owners and none of them exists.
     fn owners_all_gone(&self, key: &str) -> bool {
-        self.objects.get(key).is_some_and(|(_, owners)| !owners.is_empty() && owners.iter().all(|o| !self.uids.contains_key(o)))
+        self.objects
+            .get(key)
+            .is_some_and(|(_, owners)| !owners.is_empty() && owners.iter().all(|o| !self.uids.contains_key(o)))
     }
 
     async fn recheck_owner(&mut self, owner_uid: &str) {
@@ -316,7 +319,8 @@ impl Collector {
             .and_then(Value::as_array)
             .map(|f| f.iter().filter(|x| *x != finalizer).cloned().collect())
             .unwrap_or_default();
-        let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": object["metadata"]["resourceVersion"]}});
+        let patch =
+            json!({"metadata": {"finalizers": remaining, "resourceVersion": object["metadata"]["resourceVersion"]}});
         let at = ObjectRef { resource, namespace, name };
         let _ = self.registry.patch(&at, crate::patch::MERGE, &patch, &WriteOptions::default()).await;
     }
@@ -328,9 +332,12 @@ impl Collector {
             .value
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .map(|refs| refs.iter().filter(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid)).cloned().collect())
+            .map(|refs| {
+                refs.iter().filter(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid)).cloned().collect()
+            })
             .unwrap_or_default();
-        let patch = json!({"metadata": {"ownerReferences": if kept.is_empty() { Value::Null } else { Value::Array(kept) }}});
+        let patch =
+            json!({"metadata": {"ownerReferences": if kept.is_empty() { Value::Null } else { Value::Array(kept) }}});
         let at = ObjectRef { resource, namespace, name };
         let _ = self.registry.patch(&at, crate::patch::MERGE, &patch, &WriteOptions::default()).await;
     }
@@ -346,4 +353,3 @@ impl Collector {
         let _ = self.registry.delete(&at, &options).await;
     }
 }
-

@@ -29,7 +29,10 @@ use crate::{body, patch, request};
 const COMPONENT: &str = "apiserver";
 
 /// Upstream's buckets of `apiserver_request_duration_seconds`.
-const DURATION_BUCKETS: [f64; 23] = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0];
+const DURATION_BUCKETS: [f64; 23] = [
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0,
+    45.0, 60.0,
+];
 
 /// Subresources upstream reports as `CONNECT` (streams to a pod rather than reads or writes).
 const CONNECT_SUBRESOURCES: [&str; 5] = ["log", "exec", "portforward", "attach", "proxy"];
@@ -66,7 +69,16 @@ impl RequestLabels {
                 "/readyz" => ("/readyz", ""),
                 _ => ("", COMPONENT),
             };
-            return RequestLabels { verb: method_verb(method, ""), dry_run, group: "", version: "", resource: "", subresource, scope: "", component };
+            return RequestLabels {
+                verb: method_verb(method, ""),
+                dry_run,
+                group: "",
+                version: "",
+                resource: "",
+                subresource,
+                scope: "",
+                component,
+            };
         };
         let scope = if target.name.is_some() || *method == Method::POST {
             "resource"
@@ -75,8 +87,10 @@ impl RequestLabels {
         } else {
             "cluster"
         };
-        let subresource = target.subresource.as_deref().and_then(|s| target.resource.subresource(s)).map_or("", |s| s.name);
-        let watch = *method == Method::GET && (target.watch_prefix || matches!(raw_values(query, "watch").last(), Some("true" | "1")));
+        let subresource =
+            target.subresource.as_deref().and_then(|s| target.resource.subresource(s)).map_or("", |s| s.name);
+        let watch = *method == Method::GET
+            && (target.watch_prefix || matches!(raw_values(query, "watch").last(), Some("true" | "1")));
         let verb = if watch {
             "WATCH"
         } else if CONNECT_SUBRESOURCES.contains(&subresource) {
@@ -192,7 +206,9 @@ impl Metrics {
     pub fn encode(&self, store: &Store) -> String {
         for resource in frontdoor_resources::all() {
             let count = store.count(&request::collection_prefix(resource, None));
-            self.objects.get_or_create(&ObjectLabels { resource: resource.qualified_plural() }).set(i64::try_from(count).unwrap_or(i64::MAX));
+            self.objects
+                .get_or_create(&ObjectLabels { resource: resource.qualified_plural() })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         self.registry.encode()
     }
@@ -262,28 +278,128 @@ mod tests {
         let strategic = "application/strategic-merge-patch+json";
         // method, path, content type → verb, dry_run, group, version, resource, subresource, scope, component
         let cases = [
-            (Method::GET, "/api/v1/namespaces/default/services", "", ["LIST", "", "", "v1", "services", "", "namespace", "apiserver"]),
-            (Method::GET, "/api/v1/services?limit=500", "", ["LIST", "", "", "v1", "services", "", "cluster", "apiserver"]),
-            (Method::HEAD, "/api/v1/namespaces/default/services/web", "", ["GET", "", "", "v1", "services", "", "resource", "apiserver"]),
-            (Method::GET, "/api/v1/namespaces/default/services/web", "", ["GET", "", "", "v1", "services", "", "resource", "apiserver"]),
-            (Method::POST, "/api/v1/namespaces/default/services?fieldValidation=Strict", "", ["POST", "", "", "v1", "services", "", "resource", "apiserver"]),
-            (Method::POST, "/api/v1/namespaces/default/services?dryRun=All", "", ["POST", "All", "", "v1", "services", "", "resource", "apiserver"]),
-            (Method::POST, "/api/v1/namespaces/default/services?dryRun=Some", "", ["POST", "invalid", "", "v1", "services", "", "resource", "apiserver"]),
-            (Method::GET, "/api/v1/namespaces/default/pods?watch=true&resourceVersion=5", "", ["WATCH", "", "", "v1", "pods", "", "namespace", "apiserver"]),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/services",
+                "",
+                ["LIST", "", "", "v1", "services", "", "namespace", "apiserver"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/services?limit=500",
+                "",
+                ["LIST", "", "", "v1", "services", "", "cluster", "apiserver"],
+            ),
+            (
+                Method::HEAD,
+                "/api/v1/namespaces/default/services/web",
+                "",
+                ["GET", "", "", "v1", "services", "", "resource", "apiserver"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/services/web",
+                "",
+                ["GET", "", "", "v1", "services", "", "resource", "apiserver"],
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/default/services?fieldValidation=Strict",
+                "",
+                ["POST", "", "", "v1", "services", "", "resource", "apiserver"],
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/default/services?dryRun=All",
+                "",
+                ["POST", "All", "", "v1", "services", "", "resource", "apiserver"],
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/default/services?dryRun=Some",
+                "",
+                ["POST", "invalid", "", "v1", "services", "", "resource", "apiserver"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods?watch=true&resourceVersion=5",
+                "",
+                ["WATCH", "", "", "v1", "pods", "", "namespace", "apiserver"],
+            ),
             (Method::GET, "/api/v1/pods?watch=1", "", ["WATCH", "", "", "v1", "pods", "", "cluster", "apiserver"]),
             (Method::GET, "/api/v1/pods?watch=false", "", ["LIST", "", "", "v1", "pods", "", "cluster", "apiserver"]),
-            (Method::GET, "/api/v1/watch/namespaces/default/pods", "", ["WATCH", "", "", "v1", "pods", "", "namespace", "apiserver"]),
-            (Method::PATCH, "/apis/apps/v1/namespaces/default/deployments/web", apply, ["APPLY", "", "apps", "v1", "deployments", "", "resource", "apiserver"]),
-            (Method::PATCH, "/apis/apps/v1/namespaces/default/deployments/web", strategic, ["PATCH", "", "apps", "v1", "deployments", "", "resource", "apiserver"]),
-            (Method::PUT, "/apis/apps/v1/namespaces/default/deployments/web/scale", "", ["PUT", "", "apps", "v1", "deployments", "scale", "resource", "apiserver"]),
-            (Method::PUT, "/api/v1/nodes/n1/status", "", ["PUT", "", "", "v1", "nodes", "status", "resource", "apiserver"]),
-            (Method::DELETE, "/api/v1/namespaces/default/configmaps", "", ["DELETE", "", "", "v1", "configmaps", "", "namespace", "apiserver"]),
-            (Method::DELETE, "/api/v1/namespaces/team-a", "", ["DELETE", "", "", "v1", "namespaces", "", "resource", "apiserver"]),
-            (Method::GET, "/apis/discovery.k8s.io/v1/endpointslices", "", ["LIST", "", "discovery.k8s.io", "v1", "endpointslices", "", "cluster", "apiserver"]),
-            (Method::POST, "/api/v1/namespaces/default/pods/web/binding", "", ["POST", "", "", "v1", "pods", "binding", "resource", "apiserver"]),
-            (Method::GET, "/api/v1/namespaces/default/pods/web/log?follow=true", "", ["CONNECT", "", "", "v1", "pods", "log", "resource", "apiserver"]),
-            (Method::POST, "/api/v1/namespaces/default/pods/web/exec?command=ls", "", ["CONNECT", "", "", "v1", "pods", "exec", "resource", "apiserver"]),
-            (Method::GET, "/api/v1/namespaces/default/pods/web/portforward?ports=80", "", ["CONNECT", "", "", "v1", "pods", "portforward", "resource", "apiserver"]),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/default/pods",
+                "",
+                ["WATCH", "", "", "v1", "pods", "", "namespace", "apiserver"],
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/default/deployments/web",
+                apply,
+                ["APPLY", "", "apps", "v1", "deployments", "", "resource", "apiserver"],
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/default/deployments/web",
+                strategic,
+                ["PATCH", "", "apps", "v1", "deployments", "", "resource", "apiserver"],
+            ),
+            (
+                Method::PUT,
+                "/apis/apps/v1/namespaces/default/deployments/web/scale",
+                "",
+                ["PUT", "", "apps", "v1", "deployments", "scale", "resource", "apiserver"],
+            ),
+            (
+                Method::PUT,
+                "/api/v1/nodes/n1/status",
+                "",
+                ["PUT", "", "", "v1", "nodes", "status", "resource", "apiserver"],
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/default/configmaps",
+                "",
+                ["DELETE", "", "", "v1", "configmaps", "", "namespace", "apiserver"],
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/team-a",
+                "",
+                ["DELETE", "", "", "v1", "namespaces", "", "resource", "apiserver"],
+            ),
+            (
+                Method::GET,
+                "/apis/discovery.k8s.io/v1/endpointslices",
+                "",
+                ["LIST", "", "discovery.k8s.io", "v1", "endpointslices", "", "cluster", "apiserver"],
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/default/pods/web/binding",
+                "",
+                ["POST", "", "", "v1", "pods", "binding", "resource", "apiserver"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/web/log?follow=true",
+                "",
+                ["CONNECT", "", "", "v1", "pods", "log", "resource", "apiserver"],
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/default/pods/web/exec?command=ls",
+                "",
+                ["CONNECT", "", "", "v1", "pods", "exec", "resource", "apiserver"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/web/portforward?ports=80",
+                "",
+                ["CONNECT", "", "", "v1", "pods", "portforward", "resource", "apiserver"],
+            ),
             (Method::OPTIONS, "/api/v1/services", "", ["other", "", "", "v1", "services", "", "cluster", "apiserver"]),
             // Non-resource URLs: no group, resource or scope, and never the path.
             (Method::GET, "/apis", "", ["GET", "", "", "", "", "", "", "apiserver"]),
@@ -308,7 +424,12 @@ mod tests {
     async fn records_requests_and_counts_objects_when_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db"), StoreConfig::default()).unwrap();
-        for key in ["services/default/a", "services/kube-system/b", "deployments.apps/default/c", "allocation:clusterip/10.96.0.1"] {
+        for key in [
+            "services/default/a",
+            "services/kube-system/b",
+            "deployments.apps/default/c",
+            "allocation:clusterip/10.96.0.1",
+        ] {
             store.commit(Batch::new().put(key, Precondition::Absent, Box::new(|_| json!({})))).await.unwrap();
         }
         let registry = frontdoor_metrics::Registry::default();
@@ -316,18 +437,35 @@ mod tests {
         let create = labels(Method::POST, "/api/v1/namespaces/default/services", "");
         metrics.record(&create, StatusCode::CREATED, Duration::from_millis(3));
         metrics.record(&create, StatusCode::CREATED, Duration::from_millis(30));
-        metrics.record(&labels(Method::GET, "/api/v1/services?watch=true", ""), StatusCode::OK, Duration::from_secs(100));
+        metrics.record(
+            &labels(Method::GET, "/api/v1/services?watch=true", ""),
+            StatusCode::OK,
+            Duration::from_secs(100),
+        );
 
         let text = metrics.encode(&store);
         let created = r#"verb="POST",dry_run="",group="",version="v1",resource="services",subresource="",scope="resource",component="apiserver""#;
         assert!(text.contains(&format!("apiserver_request_total{{{created},code=\"201\"}} 2\n")), "{text}");
-        assert!(text.contains(&format!("apiserver_request_duration_seconds_bucket{{le=\"0.005\",{created}}} 1\n")), "{text}");
-        assert!(text.contains(&format!("apiserver_request_duration_seconds_bucket{{le=\"0.05\",{created}}} 2\n")), "{text}");
+        assert!(
+            text.contains(&format!("apiserver_request_duration_seconds_bucket{{le=\"0.005\",{created}}} 1\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("apiserver_request_duration_seconds_bucket{{le=\"0.05\",{created}}} 2\n")),
+            "{text}"
+        );
         assert!(text.contains(&format!("apiserver_request_duration_seconds_count{{{created}}} 2\n")), "{text}");
         // A watch is counted, but its duration is not a latency.
         assert!(text.contains(r#"apiserver_request_total{verb="WATCH",dry_run="",group="",version="v1",resource="services",subresource="",scope="cluster",component="apiserver",code="200"} 1"#), "{text}");
-        assert!(!text.lines().any(|l| l.starts_with("apiserver_request_duration_seconds") && l.contains("WATCH")), "{text}");
-        for line in ["apiserver_storage_objects{resource=\"services\"} 2", "apiserver_storage_objects{resource=\"deployments.apps\"} 1", "apiserver_storage_objects{resource=\"pods\"} 0"] {
+        assert!(
+            !text.lines().any(|l| l.starts_with("apiserver_request_duration_seconds") && l.contains("WATCH")),
+            "{text}"
+        );
+        for line in [
+            "apiserver_storage_objects{resource=\"services\"} 2",
+            "apiserver_storage_objects{resource=\"deployments.apps\"} 1",
+            "apiserver_storage_objects{resource=\"pods\"} 0",
+        ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
     }

@@ -21,7 +21,11 @@ pub fn apply(content_type: &str, api_version: &str, kind: &str, original: Value,
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
             let mut target = original;
             json_patch::patch(&mut target, &operations).map_err(|e| {
-                ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
             Ok(target)
         }

@@ -30,7 +30,11 @@ const TUNNELLED: &str = "SPDY/3.1+portforward.k8s.io";
 /// Answers a `pods/portforward` request: upgrades it and serves the streams, or says why not.
 pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> ApiResult<Response> {
     let pod = upgrade::bound_pod(state, at)?;
-    let access = state.pod_access.get().cloned().ok_or_else(|| ApiError::bad_request("port forwarding is not available: this server runs no node"))?;
+    let access = state
+        .pod_access
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("port forwarding is not available: this server runs no node"))?;
     let asked = upgrade::asked(request.headers());
     let protocol = match &asked {
         Asked::WebSocket { protocols, .. } if protocols.iter().any(|p| p == TUNNELLED) => TUNNELLED,

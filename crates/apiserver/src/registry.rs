@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use frontdoor_resources::{self as resources, ResourceType};
 use frontdoor_store::{Batch, Precondition, Revision, Store, StoreError, Stored};
 
+use crate::allocation::{self, Plan, ServiceNetwork};
 use crate::errors::{ApiError, ApiResult, Cause};
 use crate::request::{collection_prefix, object_key};
-use crate::allocation::{self, Plan, ServiceNetwork};
 use crate::{kinds, patch, validation};
 
 /// How many times a patch is retried when the object changes underneath it.
@@ -90,13 +90,14 @@ fn allocates(resource: &ResourceType) -> bool {
 fn unchanged(next: &Value, current: &Value) -> bool {
     let (Some(a), Some(b)) = (next.as_object(), current.as_object()) else { return next == current };
     let ignored = |key: &str| matches!(key, "resourceVersion" | "managedFields");
-    let same_metadata = |x: Option<&Value>, y: Option<&Value>| match (x.and_then(Value::as_object), y.and_then(Value::as_object)) {
-        (Some(x), Some(y)) => {
-            x.iter().filter(|(k, _)| !ignored(k)).count() == y.iter().filter(|(k, _)| !ignored(k)).count()
-                && x.iter().filter(|(k, _)| !ignored(k)).all(|(k, v)| y.get(k) == Some(v))
-        }
-        (x, y) => x == y,
-    };
+    let same_metadata =
+        |x: Option<&Value>, y: Option<&Value>| match (x.and_then(Value::as_object), y.and_then(Value::as_object)) {
+            (Some(x), Some(y)) => {
+                x.iter().filter(|(k, _)| !ignored(k)).count() == y.iter().filter(|(k, _)| !ignored(k)).count()
+                    && x.iter().filter(|(k, _)| !ignored(k)).all(|(k, v)| y.get(k) == Some(v))
+            }
+            (x, y) => x == y,
+        };
     a.len() == b.len()
         && a.iter().all(|(key, value)| match key.as_str() {
             "metadata" => same_metadata(Some(value), b.get("metadata")),
@@ -143,10 +144,12 @@ impl Registry {
         }
         match self.store.commit(batch).await {
             Ok(done) => Ok(Some(done)),
-            Err(StoreError::AlreadyExists(key)) if Plan::is_allocation(&key) => match plan.and_then(|p| p.clash(&key, name)) {
-                Some(error) => Err(error),
-                None => Ok(None),
-            },
+            Err(StoreError::AlreadyExists(key)) if Plan::is_allocation(&key) => {
+                match plan.and_then(|p| p.clash(&key, name)) {
+                    Some(error) => Err(error),
+                    None => Ok(None),
+                }
+            }
             Err(e) => Err(ApiError::from_store(e, resource, name)),
         }
     }
@@ -162,7 +165,12 @@ impl Registry {
     }
 
     /// Checks and fills in the object's identity (apiVersion, kind, namespace, name) from the URL.
-    fn normalize_identity(&self, resource: &ResourceType, namespace: Option<&str>, object: &mut Value) -> ApiResult<()> {
+    fn normalize_identity(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        object: &mut Value,
+    ) -> ApiResult<()> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the body of the request must be an object"));
         }
@@ -205,7 +213,8 @@ impl Registry {
     /// Type check, metadata rules and the kind's own validation (`old` on update; `status` for a
     /// status-subresource write).
     fn validate(&self, resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> ApiResult<()> {
-        let types = if status { kinds::check_status_types(resource, object) } else { kinds::check_types(resource, object) };
+        let types =
+            if status { kinds::check_status_types(resource, object) } else { kinds::check_types(resource, object) };
         types.map_err(|e| {
             ApiError::bad_request(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
@@ -288,7 +297,11 @@ impl Registry {
             }
             let batch = Batch::new().put(key.clone(), Precondition::Absent, Box::new(move |rev| stamp(attempt, rev)));
             if let Some((revision, stored)) = self.commit_with_plan(resource, &name, batch, plan.as_ref()).await? {
-                return Ok(stored.into_iter().next().flatten().unwrap_or_else(|| unstored(json!({"metadata": {"resourceVersion": revision.to_string()}}))));
+                return Ok(stored
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .unwrap_or_else(|| unstored(json!({"metadata": {"resourceVersion": revision.to_string()}}))));
             }
         }
         Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
@@ -332,10 +345,18 @@ impl Registry {
     }
 
     /// Checks and commits `next` as the new version of `current`.
-    async fn write_update(&self, at: &ObjectRef<'_>, current: &Stored, mut next: Value, options: &WriteOptions) -> ApiResult<Stored> {
+    async fn write_update(
+        &self,
+        at: &ObjectRef<'_>,
+        current: &Stored,
+        mut next: Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Stored> {
         let resource = at.resource;
         // Identity and system fields never change through an update.
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+        for field in
+            ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"]
+        {
             match current.value["metadata"].get(field) {
                 Some(v) => next["metadata"][field] = v.clone(),
                 None => {
@@ -354,8 +375,9 @@ impl Registry {
             return Ok(current.clone());
         }
         let key = at.key();
-        let namespace_finalizing = next.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
-            && resource.kind == "Namespace";
+        let namespace_finalizing =
+            next.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+                && resource.kind == "Namespace";
         // Removing the last finalizer of an object being deleted completes its deletion. (A pod
         // in graceful termination has none: it is deleted by the node's grace-0 delete, and its
         // status updates meanwhile are ordinary updates.)
@@ -367,26 +389,48 @@ impl Registry {
             // Each attempt starts from `next`; a kind that allocates nothing has one attempt only
             // (a clash is over an allocation), so it needs no copy.
             let mut attempt = if allocates(resource) { next.clone() } else { std::mem::take(&mut next) };
-            let plan = if deletes { self.plan(resource, Some(&current.value), None)? } else { self.plan(resource, Some(&current.value), Some(&mut attempt))? };
+            let plan = if deletes {
+                self.plan(resource, Some(&current.value), None)?
+            } else {
+                self.plan(resource, Some(&current.value), Some(&mut attempt))?
+            };
             if options.dry_run {
                 return Ok(unstored(attempt));
             }
             let final_state = deletes.then(|| attempt.clone());
             let batch = if deletes {
-                Batch::new().delete(key.clone(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(attempt, rev)))
+                Batch::new().delete(
+                    key.clone(),
+                    Precondition::AtRevision(current.revision),
+                    Box::new(move |rev| stamp(attempt, rev)),
+                )
             } else {
-                Batch::new().put(key.clone(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(attempt, rev)))
+                Batch::new().put(
+                    key.clone(),
+                    Precondition::AtRevision(current.revision),
+                    Box::new(move |rev| stamp(attempt, rev)),
+                )
             };
             if let Some((revision, stored)) = self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await? {
                 // A write that removed the last finalizer deleted the object: answer with its final state.
-                return Ok(stored.into_iter().next().flatten().unwrap_or_else(|| unstored(stamp(final_state.unwrap_or_default(), revision))));
+                return Ok(stored
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .unwrap_or_else(|| unstored(stamp(final_state.unwrap_or_default(), revision))));
             }
         }
         Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
     }
 
     /// Applies a patch of `content_type` to an object or its subresource, retrying on conflicts.
-    pub async fn patch(&self, at: &ObjectRef<'_>, content_type: &str, patch_body: &Value, options: &WriteOptions) -> ApiResult<Stored> {
+    pub async fn patch(
+        &self,
+        at: &ObjectRef<'_>,
+        content_type: &str,
+        patch_body: &Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Stored> {
         let resource = at.resource;
         for _ in 0..PATCH_RETRIES {
             let current = match self.get(at) {
@@ -422,7 +466,9 @@ impl Registry {
                 }
             };
             match self.write_update(at, &current, next, options).await {
-                Err(e) if e.reason == "Conflict" && patch_body.pointer("/metadata/resourceVersion").is_none() => continue,
+                Err(e) if e.reason == "Conflict" && patch_body.pointer("/metadata/resourceVersion").is_none() => {
+                    continue
+                }
                 other => return other,
             }
         }
@@ -439,12 +485,25 @@ impl Registry {
             let current = self.get(at)?;
             match current.value.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
                 Some(bound) => {
-                    return Err(ApiError::conflict(at.resource, at.name, &format!("pod {} is already assigned to node \"{bound}\"", at.name)));
+                    return Err(ApiError::conflict(
+                        at.resource,
+                        at.name,
+                        &format!("pod {} is already assigned to node \"{bound}\"", at.name),
+                    ));
                 }
                 None if current.value.pointer("/metadata/deletionTimestamp").is_some() => {
-                    return Err(ApiError::conflict(at.resource, at.name, &format!("pod {} is being deleted, cannot be assigned to a host", at.name)));
+                    return Err(ApiError::conflict(
+                        at.resource,
+                        at.name,
+                        &format!("pod {} is being deleted, cannot be assigned to a host", at.name),
+                    ));
                 }
-                None if current.value.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|gates| !gates.is_empty()) => {
+                None if current
+                    .value
+                    .pointer("/spec/schedulingGates")
+                    .and_then(Value::as_array)
+                    .is_some_and(|gates| !gates.is_empty()) =>
+                {
                     return Err(ApiError::internal(format!("pod {} has non-empty .spec.schedulingGates", at.name)));
                 }
                 None => {}
@@ -455,7 +514,11 @@ impl Registry {
             let mut next = (*current.value).clone();
             next["spec"]["nodeName"] = json!(node);
             mark_scheduled(&mut next);
-            let batch = Batch::new().put(at.key(), Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
+            let batch = Batch::new().put(
+                at.key(),
+                Precondition::AtRevision(current.revision),
+                Box::new(move |rev| stamp(next, rev)),
+            );
             match self.store.commit(batch).await {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict { .. }) => continue,
@@ -531,7 +594,8 @@ impl Registry {
         if graceful {
             let grace = pod_grace.unwrap_or(0);
             let terminating = next.pointer("/metadata/deletionTimestamp").is_some();
-            let current_grace = next.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+            let current_grace =
+                next.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
             let shorter = pod_grace.is_some() && terminating && grace < current_grace;
             if terminating && !shorter && extra.is_none() && !namespace_with_content {
                 return Ok((*current.value).clone());
@@ -547,12 +611,17 @@ impl Registry {
             if unchanged(&next, &current.value) {
                 return Ok((*current.value).clone());
             }
-            let batch = Batch::new().put(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
+            let batch = Batch::new().put(
+                key,
+                Precondition::AtRevision(current.revision),
+                Box::new(move |rev| stamp(next, rev)),
+            );
             let (_, stored) = self.store.commit(batch).await.map_err(|e| ApiError::from_store(e, resource, at.name))?;
             return Ok(stored_value(stored));
         }
         let plan = self.plan(resource, Some(&current.value), None)?;
-        let batch = Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
+        let batch =
+            Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
         self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await?;
         Ok((*current.value).clone())
     }
@@ -576,7 +645,11 @@ fn pod_grace_period(resource: &ResourceType, pod: &Value, requested: Option<i64>
         .max(0);
     // A grace of 0 still goes through the node unless the client forces it (gracePeriodSeconds=0
     // is what both `--force` and the node's final delete send).
-    if requested == Some(0) { None } else { Some(grace.max(1)) }
+    if requested == Some(0) {
+        None
+    } else {
+        Some(grace.max(1))
+    }
 }
 
 /// A result that was not (or is no longer) in the store: a dry run, or an object just deleted.
@@ -661,7 +734,8 @@ mod tests {
 
     #[test]
     fn an_update_that_changes_only_the_revision_or_managed_fields_is_no_change() {
-        let current = json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        let current =
+            json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "spec": {"n": 1}});
         let same = json!({"metadata": {"name": "a", "resourceVersion": "9", "labels": {"x": "1"}, "managedFields": []}, "spec": {"n": 1}});
         assert!(unchanged(&same, &current));
         let without_revision = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 1}});
@@ -680,4 +754,3 @@ mod tests {
         }
     }
 }
-

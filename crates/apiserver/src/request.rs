@@ -98,7 +98,13 @@ pub fn parse_path(path: &str) -> ApiResult<Target> {
             if resource.namespaced && !tail.is_empty() {
                 return Err(ApiError::no_route());
             }
-            Target { resource, namespace: None, name: tail.first().map(owned), subresource: tail.get(1).map(owned), watch_prefix }
+            Target {
+                resource,
+                namespace: None,
+                name: tail.first().map(owned),
+                subresource: tail.get(1).map(owned),
+                watch_prefix,
+            }
         }
         _ => return Err(ApiError::no_route()),
     };
@@ -138,15 +144,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push(high << 4 | low);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -165,7 +169,10 @@ mod tests {
     #[test]
     fn paths() {
         let t = parse_path("/api/v1/namespaces/default/services/web/status").unwrap();
-        assert_eq!((t.resource.plural, t.namespace.as_deref(), t.name(), t.subresource.as_deref()), ("services", Some("default"), "web", Some("status")));
+        assert_eq!(
+            (t.resource.plural, t.namespace.as_deref(), t.name(), t.subresource.as_deref()),
+            ("services", Some("default"), "web", Some("status"))
+        );
         let t = parse_path("/api/v1/namespaces/kube-system").unwrap();
         assert_eq!((t.resource.plural, t.name()), ("namespaces", "kube-system"));
         let t = parse_path("/apis/apps/v1/deployments").unwrap();

@@ -45,10 +45,13 @@ fn bad_selector(selector: &str, why: &str) -> ApiError {
 
 fn check_key(selector: &str, key: &str) -> ApiResult<String> {
     let key = key.trim();
-    let valid = !key.is_empty()
-        && key.len() <= 316
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-    if valid { Ok(key.to_string()) } else { Err(bad_selector(selector, &format!("invalid label key {key:?}"))) }
+    let valid =
+        !key.is_empty() && key.len() <= 316 && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if valid {
+        Ok(key.to_string())
+    } else {
+        Err(bad_selector(selector, &format!("invalid label key {key:?}")))
+    }
 }
 
 impl LabelSelector {
@@ -126,7 +129,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (f, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{selector}'; can't understand '{term}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{selector}'; can't understand '{term}'"
+                )));
             };
             let field = field.trim();
             if !supported_field(kind, field) {
@@ -162,8 +167,33 @@ fn supported_field(kind: &str, field: &str) -> bool {
         return true;
     }
     let extra: &[&str] = match kind {
-        "Pod" => &["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"],
-        "Event" => &["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type", "regarding.kind", "regarding.name", "regarding.namespace", "regarding.uid"],
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+            "regarding.kind",
+            "regarding.name",
+            "regarding.namespace",
+            "regarding.uid",
+        ],
         "Secret" => &["type"],
         "Namespace" => &["status.phase"],
         "Node" => &["spec.unschedulable"],
@@ -204,7 +234,11 @@ mod tests {
     #[test]
     fn field_selectors() {
         let event = json!({"metadata": {"name": "e1", "namespace": "default"}, "involvedObject": {"kind": "Service", "name": "web"}});
-        let s = FieldSelector::parse("involvedObject.name=web,involvedObject.kind=Service,metadata.namespace=default", "Event").unwrap();
+        let s = FieldSelector::parse(
+            "involvedObject.name=web,involvedObject.kind=Service,metadata.namespace=default",
+            "Event",
+        )
+        .unwrap();
         assert!(s.matches(&event));
         assert!(!FieldSelector::parse("metadata.name!=e1", "Event").unwrap().matches(&event));
         assert!(FieldSelector::parse("spec.type=NodePort", "Service").is_err());

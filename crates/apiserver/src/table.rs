@@ -9,7 +9,13 @@ use crate::body::IncludeObject;
 pub const CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
 /// A Table of `objects`; `with_columns` is false for watch events after the first.
-pub fn table(resource: &ResourceType, objects: &[&Value], include: IncludeObject, resource_version: &str, with_columns: bool) -> Value {
+pub fn table(
+    resource: &ResourceType,
+    objects: &[&Value],
+    include: IncludeObject,
+    resource_version: &str,
+    with_columns: bool,
+) -> Value {
     let now = chrono::Utc::now();
     let rows: Vec<Value> = objects
         .iter()
@@ -40,7 +46,8 @@ pub fn table(resource: &ResourceType, objects: &[&Value], include: IncludeObject
         "rows": rows,
     });
     if with_columns {
-        let columns: Vec<Value> = frontdoor_printers::columns(resource.group, resource.kind).iter().map(|c| c.to_json()).collect();
+        let columns: Vec<Value> =
+            frontdoor_printers::columns(resource.group, resource.kind).iter().map(|c| c.to_json()).collect();
         table["columnDefinitions"] = Value::Array(columns);
     } else {
         table["columnDefinitions"] = Value::Null;

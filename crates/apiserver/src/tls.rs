@@ -37,11 +37,12 @@ fn read(path: &Path) -> Result<Option<String>, TlsError> {
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |source| TlsError::Io { path: path.into(), source };
     let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary).map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary).map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&temporary, path).map_err(io)
@@ -78,7 +79,12 @@ pub fn load_or_create(dir: &Path, addresses: &[IpAddr]) -> Result<Credentials, T
     };
 
     let issuer = Issuer::new(ca_params()?, ca_key);
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string(), "kubernetes.default.svc".to_string()])?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ])?;
     params.distinguished_name.push(DnType::CommonName, "frontdoor-apiserver");
     for ip in addresses.iter().chain([IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])].iter()) {
         params.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -87,7 +93,8 @@ pub fn load_or_create(dir: &Path, addresses: &[IpAddr]) -> Result<Credentials, T
     let serving = params.signed_by(&serving_key, &issuer)?;
 
     let chain = vec![serving.der().clone()];
-    let key = rustls::pki_types::PrivateKeyDer::try_from(serving_key.serialize_der()).map_err(|_| TlsError::Pem(dir.join("serving key")))?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(serving_key.serialize_der())
+        .map_err(|_| TlsError::Pem(dir.join("serving key")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

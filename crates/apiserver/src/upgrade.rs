@@ -32,21 +32,36 @@ pub enum Asked {
     /// SPDY/3.1, offering these stream protocols (maybe none).
     Spdy(Vec<String>),
     /// WebSocket, offering these subprotocols; `accept` answers its key.
-    WebSocket { protocols: Vec<String>, accept: String },
+    WebSocket {
+        protocols: Vec<String>,
+        accept: String,
+    },
     Nothing,
 }
 
 /// The comma-separated values of header `name`, trimmed.
 pub fn list(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
-    headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty())
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 pub fn asked(headers: &HeaderMap) -> Asked {
-    let upgrade = |protocol: &str| list(headers, header::CONNECTION).any(|v| v.eq_ignore_ascii_case("upgrade")) && list(headers, header::UPGRADE).any(|v| v.eq_ignore_ascii_case(protocol));
+    let upgrade = |protocol: &str| {
+        list(headers, header::CONNECTION).any(|v| v.eq_ignore_ascii_case("upgrade"))
+            && list(headers, header::UPGRADE).any(|v| v.eq_ignore_ascii_case(protocol))
+    };
     if upgrade("websocket") {
         if let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) {
             let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-            return Asked::WebSocket { protocols: list(headers, header::SEC_WEBSOCKET_PROTOCOL).map(String::from).collect(), accept };
+            return Asked::WebSocket {
+                protocols: list(headers, header::SEC_WEBSOCKET_PROTOCOL).map(String::from).collect(),
+                accept,
+            };
         }
     }
     if upgrade("spdy/3.1") {
@@ -95,12 +110,21 @@ pub async fn on_upgrade(request: Request<Body>) -> Option<TokioIo<hyper::upgrade
 /// `reader`'s bytes as they come, in pieces of up to 32 KiB, until its end (or an error).
 pub fn chunks<R: tokio::io::AsyncRead>(reader: R) -> impl futures::Stream<Item = bytes::Bytes> {
     use futures::{future, StreamExt};
-    tokio_util::io::ReaderStream::with_capacity(reader, 32 * 1024).take_while(|piece| future::ready(piece.is_ok())).filter_map(|piece| future::ready(piece.ok()))
+    tokio_util::io::ReaderStream::with_capacity(reader, 32 * 1024)
+        .take_while(|piece| future::ready(piece.is_ok()))
+        .filter_map(|piece| future::ready(piece.ok()))
 }
 
 /// The WebSocket spoken over an upgraded connection, as its server.
-pub async fn websocket(io: TokioIo<hyper::upgrade::Upgraded>) -> tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
-    tokio_tungstenite::WebSocketStream::from_raw_socket(io, tokio_tungstenite::tungstenite::protocol::Role::Server, None).await
+pub async fn websocket(
+    io: TokioIo<hyper::upgrade::Upgraded>,
+) -> tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
+    tokio_tungstenite::WebSocketStream::from_raw_socket(
+        io,
+        tokio_tungstenite::tungstenite::protocol::Role::Server,
+        None,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -108,16 +132,35 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+            .collect()
     }
 
     #[test]
     fn what_kubectl_asks_for_is_read() {
-        let spdy = headers(&[("connection", "Upgrade"), ("upgrade", "SPDY/3.1"), ("x-stream-protocol-version", "v4.channel.k8s.io"), ("x-stream-protocol-version", "v3.channel.k8s.io")]);
+        let spdy = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "SPDY/3.1"),
+            ("x-stream-protocol-version", "v4.channel.k8s.io"),
+            ("x-stream-protocol-version", "v3.channel.k8s.io"),
+        ]);
         assert_eq!(asked(&spdy), Asked::Spdy(vec!["v4.channel.k8s.io".into(), "v3.channel.k8s.io".into()]));
-        let websocket = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), ("sec-websocket-protocol", "v5.channel.k8s.io")]);
+        let websocket = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-protocol", "v5.channel.k8s.io"),
+        ]);
         // RFC 6455's own example key and answer.
-        assert_eq!(asked(&websocket), Asked::WebSocket { protocols: vec!["v5.channel.k8s.io".into()], accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() });
+        assert_eq!(
+            asked(&websocket),
+            Asked::WebSocket {
+                protocols: vec!["v5.channel.k8s.io".into()],
+                accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into()
+            }
+        );
         assert_eq!(asked(&headers(&[("upgrade", "SPDY/3.1")])), Asked::Nothing, "no Connection: Upgrade");
     }
 }

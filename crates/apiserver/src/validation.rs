@@ -102,11 +102,19 @@ pub fn validate_metadata(object: &Value, rule: NameRule, namespaced: bool) -> Ve
     if let Some(annotations) = metadata.get("annotations").and_then(Value::as_object) {
         let mut total = 0;
         for (key, value) in annotations {
-            causes.extend(qualified_name_problems(key).into_iter().map(|p| Cause::invalid("metadata.annotations", &Value::from(key.as_str()), &p)));
+            causes.extend(
+                qualified_name_problems(key)
+                    .into_iter()
+                    .map(|p| Cause::invalid("metadata.annotations", &Value::from(key.as_str()), &p)),
+            );
             total += key.len() + value.as_str().map_or(0, str::len);
         }
         if total > TOTAL_ANNOTATION_SIZE {
-            causes.push(Cause { reason: "FieldValueTooLong", field: "metadata.annotations".into(), message: format!("Too long: must have at most {TOTAL_ANNOTATION_SIZE} bytes") });
+            causes.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "metadata.annotations".into(),
+                message: format!("Too long: must have at most {TOTAL_ANNOTATION_SIZE} bytes"),
+            });
         }
     }
     causes
@@ -117,7 +125,9 @@ pub fn validate_labels(labels: &Value, field: &str) -> Vec<Cause> {
     let mut causes = Vec::new();
     let Some(labels) = labels.as_object() else { return causes };
     for (key, value) in labels {
-        causes.extend(qualified_name_problems(key).into_iter().map(|p| Cause::invalid(field, &Value::from(key.as_str()), &p)));
+        causes.extend(
+            qualified_name_problems(key).into_iter().map(|p| Cause::invalid(field, &Value::from(key.as_str()), &p)),
+        );
         let value_str = value.as_str().unwrap_or_default();
         for problem in label_value_problems(value_str) {
             causes.push(Cause::invalid(field.to_string(), &Value::from(value_str), &problem));
@@ -197,6 +207,9 @@ mod tests {
         assert_eq!(causes[0].field, "metadata.name");
         assert!(causes[0].message.starts_with("Invalid value: \"Web\": a lowercase RFC 1123 subdomain"));
         let missing = json!({"metadata": {}});
-        assert_eq!(validate_metadata(&missing, NameRule::Dns1123Subdomain, false)[0].message, "Required value: name or generateName is required");
+        assert_eq!(
+            validate_metadata(&missing, NameRule::Dns1123Subdomain, false)[0].message,
+            "Required value: name or generateName is required"
+        );
     }
 }

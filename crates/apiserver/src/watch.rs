@@ -114,7 +114,12 @@ impl Encoder {
     }
 }
 
-pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>, representation: Representation) -> ApiResult<Response> {
+pub fn serve(
+    state: &ApiState,
+    target: &Target,
+    query: &HashMap<String, String>,
+    representation: Representation,
+) -> ApiResult<Response> {
     let resource = target.resource;
     let (labels, fields) = selectors(resource, query)?;
     // A watch on a named object (`/watch/.../name`) is a watch on its key alone.
@@ -149,9 +154,8 @@ pub fn serve(state: &ApiState, target: &Target, query: &HashMap<String, String>,
         }
         Some(watch)
     } else {
-        let revision: u64 = requested
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {requested}")))?;
+        let revision: u64 =
+            requested.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {requested}")))?;
         last_revision = revision;
         match store.watch(revision) {
             Ok(watch) => Some(watch),
@@ -258,7 +262,13 @@ fn deliver(filter: &Filter, encoder: &mut Encoder, event: &Arc<Event>, last_revi
 }
 
 /// Appends the event's line to `batch` if this watcher sees it.
-fn deliver_into(batch: &mut bytes::BytesMut, filter: &Filter, encoder: &mut Encoder, event: &Arc<Event>, last_revision: &mut u64) {
+fn deliver_into(
+    batch: &mut bytes::BytesMut,
+    filter: &Filter,
+    encoder: &mut Encoder,
+    event: &Arc<Event>,
+    last_revision: &mut u64,
+) {
     *last_revision = (*last_revision).max(event.revision);
     if let Some(event_type) = filter.translate(event) {
         encoder.append(batch, event_type, &event.object, Some(&event.object_json));

@@ -34,18 +34,8 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    pub fn api(
-        verb: &'static str,
-        kind: &'static str,
-        object: impl Into<String>,
-        source: kube::Error,
-    ) -> SyncError {
-        SyncError::Api {
-            verb,
-            kind,
-            object: object.into(),
-            source,
-        }
+    pub fn api(verb: &'static str, kind: &'static str, object: impl Into<String>, source: kube::Error) -> SyncError {
+        SyncError::Api { verb, kind, object: object.into(), source }
     }
 }
 
@@ -56,10 +46,7 @@ impl SyncError {
     pub fn is_stale(&self) -> bool {
         match self {
             SyncError::StaleCache(_) => true,
-            SyncError::Api {
-                source: kube::Error::Api(status),
-                ..
-            } => status.is_conflict(),
+            SyncError::Api { source: kube::Error::Api(status), .. } => status.is_conflict(),
             SyncError::Api { .. } => false,
         }
     }
@@ -73,12 +60,7 @@ mod tests {
 
     fn api_error(code: u16, reason: &str) -> SyncError {
         let status = kube::core::Status::failure("refused", reason).with_code(code);
-        SyncError::api(
-            "update",
-            "Endpoints",
-            "default/web",
-            kube::Error::Api(status.boxed()),
-        )
+        SyncError::api("update", "Endpoints", "default/web", kube::Error::Api(status.boxed()))
     }
 
     #[test]

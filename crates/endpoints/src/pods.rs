@@ -15,27 +15,14 @@ pub fn ips(pod: &Pod) -> Vec<IpAddr> {
     let Some(status) = pod.status.as_ref() else {
         return Vec::new();
     };
-    let listed: Vec<&str> = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .map(|p| p.ip.as_str())
-        .collect();
-    let raw = if listed.is_empty() {
-        status.pod_ip.iter().map(String::as_str).collect()
-    } else {
-        listed
-    };
+    let listed: Vec<&str> = status.pod_ips.iter().flatten().map(|p| p.ip.as_str()).collect();
+    let raw = if listed.is_empty() { status.pod_ip.iter().map(String::as_str).collect() } else { listed };
     raw.into_iter().filter_map(|ip| ip.parse().ok()).collect()
 }
 
 /// The pod's addresses of one family, as strings in canonical form.
 pub fn addresses(pod: &Pod, address_type: AddressType) -> Vec<String> {
-    ips(pod)
-        .into_iter()
-        .filter(|ip| AddressType::of(*ip) == address_type)
-        .map(|ip| ip.to_string())
-        .collect()
+    ips(pod).into_iter().filter(|ip| AddressType::of(*ip) == address_type).map(|ip| ip.to_string()).collect()
 }
 
 /// Upstream's `ShouldPodBeInEndpoints`: not terminal, has an IP, and (unless
@@ -68,18 +55,14 @@ pub fn find_port(pod: &Pod, service_port: &ServicePort) -> Option<i32> {
         Some(IntOrString::Int(port)) => Some(*port),
         Some(IntOrString::String(name)) => {
             let spec = pod.spec.as_ref()?;
-            let sidecars = spec
-                .init_containers
-                .iter()
-                .flatten()
-                .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+            let sidecars =
+                spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always"));
             spec.containers
                 .iter()
                 .chain(sidecars)
                 .flat_map(|c| c.ports.iter().flatten())
                 .find(|p| {
-                    p.name.as_deref() == Some(name.as_str())
-                        && p.protocol.as_deref().unwrap_or("TCP") == protocol
+                    p.name.as_deref() == Some(name.as_str()) && p.protocol.as_deref().unwrap_or("TCP") == protocol
                 })
                 .map(|p| p.container_port)
         }
@@ -90,11 +73,7 @@ pub fn find_port(pod: &Pod, service_port: &ServicePort) -> Option<i32> {
 /// phase): labels, hostname/subdomain, deletion, readiness, IPs, node or phase. Other
 /// updates (annotations, container statuses...) wake no Service.
 pub fn endpoints_may_differ(before: &Pod, after: &Pod) -> bool {
-    let spec = |p: &Pod| {
-        p.spec
-            .as_ref()
-            .map(|s| (s.hostname.clone(), s.subdomain.clone(), s.node_name.clone()))
-    };
+    let spec = |p: &Pod| p.spec.as_ref().map(|s| (s.hostname.clone(), s.subdomain.clone(), s.node_name.clone()));
     let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
     before.metadata.labels != after.metadata.labels
         || before.metadata.deletion_timestamp != after.metadata.deletion_timestamp
@@ -107,9 +86,7 @@ pub fn endpoints_may_differ(before: &Pod, after: &Pod) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{
-        Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus,
-    };
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     /// A pod in `default` with labels `app=web`, an IP, and the given readiness.
@@ -163,44 +140,15 @@ pub(crate) mod tests {
     fn membership() {
         let cases = [
             ("running", pod("a", "10.244.0.5", true), false, true),
-            (
-                "not ready is still a member",
-                pod("a", "10.244.0.5", false),
-                false,
-                true,
-            ),
+            ("not ready is still a member", pod("a", "10.244.0.5", false), false, true),
             ("no ip", pod("a", "", true), false, false),
-            (
-                "succeeded",
-                with_phase(pod("a", "10.244.0.5", true), "Succeeded"),
-                true,
-                false,
-            ),
-            (
-                "failed",
-                with_phase(pod("a", "10.244.0.5", true), "Failed"),
-                true,
-                false,
-            ),
-            (
-                "terminating, excluded",
-                terminating(pod("a", "10.244.0.5", true)),
-                false,
-                false,
-            ),
-            (
-                "terminating, included",
-                terminating(pod("a", "10.244.0.5", true)),
-                true,
-                true,
-            ),
+            ("succeeded", with_phase(pod("a", "10.244.0.5", true), "Succeeded"), true, false),
+            ("failed", with_phase(pod("a", "10.244.0.5", true), "Failed"), true, false),
+            ("terminating, excluded", terminating(pod("a", "10.244.0.5", true)), false, false),
+            ("terminating, included", terminating(pod("a", "10.244.0.5", true)), true, true),
         ];
         for (what, pod, include_terminating, expected) in cases {
-            assert_eq!(
-                should_be_in_endpoints(&pod, include_terminating),
-                expected,
-                "{what}"
-            );
+            assert_eq!(should_be_in_endpoints(&pod, include_terminating), expected, "{what}");
         }
     }
 
@@ -216,18 +164,9 @@ pub(crate) mod tests {
         let cases = [
             (port(None, None), Some(80)),
             (port(Some(IntOrString::Int(9376)), None), Some(9376)),
-            (
-                port(Some(IntOrString::String("http".into())), Some("TCP")),
-                Some(8080),
-            ),
-            (
-                port(Some(IntOrString::String("http".into())), Some("UDP")),
-                None,
-            ),
-            (
-                port(Some(IntOrString::String("metrics".into())), None),
-                None,
-            ),
+            (port(Some(IntOrString::String("http".into())), Some("TCP")), Some(8080)),
+            (port(Some(IntOrString::String("http".into())), Some("UDP")), None),
+            (port(Some(IntOrString::String("metrics".into())), None), None),
         ];
         for (service_port, expected) in cases {
             assert_eq!(find_port(&pod, &service_port), expected, "{service_port:?}");

@@ -52,12 +52,8 @@ pub async fn run(factory: InformerFactory, config: EndpointsConfig) -> Result<()
     let pods = factory.all::<Pod>();
     let slices = factory.all::<EndpointSlice>();
     let endpoints = factory.all::<Endpoints>();
-    let caches = Caches {
-        services: services.store(),
-        pods: pods.store(),
-        slices: slices.store(),
-        endpoints: endpoints.store(),
-    };
+    let caches =
+        Caches { services: services.store(), pods: pods.store(), slices: slices.store(), endpoints: endpoints.store() };
     let synced = {
         let waits = (services.synced(), pods.synced(), slices.synced(), endpoints.synced());
         async move {
@@ -68,30 +64,18 @@ pub async fn run(factory: InformerFactory, config: EndpointsConfig) -> Result<()
     let controller_config = |name| ControllerConfig {
         name,
         workers: config.workers_per_controller,
-        backoff: frontdoor_informers::Backoff {
-            min: config.retry_backoff_min,
-            max: config.retry_backoff_max,
-        },
+        backoff: frontdoor_informers::Backoff { min: config.retry_backoff_min, max: config.retry_backoff_max },
     };
-    let slice_controller = Arc::new(EndpointSliceController::new(
-        client.clone(),
-        caches.clone(),
-        config.max_endpoints_per_slice,
-    ));
+    let slice_controller =
+        Arc::new(EndpointSliceController::new(client.clone(), caches.clone(), config.max_endpoints_per_slice));
     let endpoints_controller = Arc::new(EndpointsController::new(client.clone(), caches.clone()));
-    let mirroring_controller = Arc::new(MirroringController::new(
-        client.clone(),
-        caches.clone(),
-        config.mirroring_max_endpoints_per_subset,
-    ));
+    let mirroring_controller =
+        Arc::new(MirroringController::new(client.clone(), caches.clone(), config.mirroring_max_endpoints_per_subset));
     // Upstream's controller names, which label the queues' metrics.
     let slices_run = Controller::new(&factory, slice_controller.clone(), controller_config("endpoint_slice"));
     let endpoints_run = Controller::new(&factory, endpoints_controller, controller_config("endpoint"));
-    let mirroring_run = Controller::new(
-        &factory,
-        mirroring_controller.clone(),
-        controller_config("endpoint_slice_mirroring"),
-    );
+    let mirroring_run =
+        Controller::new(&factory, mirroring_controller.clone(), controller_config("endpoint_slice_mirroring"));
     let router = Arc::new(Router {
         caches: caches.clone(),
         slice_queue: slices_run.queue(),
@@ -186,10 +170,7 @@ impl Router {
     fn pod_changed(&self, change: Change<Pod>) {
         let (previous, current) = match change {
             Change::Applied { old: previous, new: current } => {
-                if previous
-                    .as_deref()
-                    .is_some_and(|p| !pods::endpoints_may_differ(p, &current))
-                {
+                if previous.as_deref().is_some_and(|p| !pods::endpoints_may_differ(p, &current)) {
                     return;
                 }
                 (previous, current)
@@ -198,15 +179,12 @@ impl Router {
         };
         let namespace = current.metadata.namespace.clone().unwrap_or_default();
         let empty = Default::default();
-        let mut services = self.caches.services_selecting(
-            &namespace,
-            current.metadata.labels.as_ref().unwrap_or(&empty),
-        );
+        let mut services =
+            self.caches.services_selecting(&namespace, current.metadata.labels.as_ref().unwrap_or(&empty));
         if let Some(previous) = previous.filter(|p| p.metadata.labels != current.metadata.labels) {
-            services.extend(self.caches.services_selecting(
-                &namespace,
-                previous.metadata.labels.as_ref().unwrap_or(&empty),
-            ));
+            services.extend(
+                self.caches.services_selecting(&namespace, previous.metadata.labels.as_ref().unwrap_or(&empty)),
+            );
         }
         for key in services {
             self.slice_queue.add(key.clone());
@@ -220,10 +198,9 @@ impl Router {
                 let slice_owner = EndpointSliceController::owner_of(&current);
                 let mirror_owner = MirroringController::owner_of(&current);
                 let before = previous.as_deref();
-                let moved =
-                    |owner: &Option<ObjectKey>, of: fn(&EndpointSlice) -> Option<ObjectKey>| {
-                        before.and_then(of).filter(|b| Some(b) != owner.as_ref())
-                    };
+                let moved = |owner: &Option<ObjectKey>, of: fn(&EndpointSlice) -> Option<ObjectKey>| {
+                    before.and_then(of).filter(|b| Some(b) != owner.as_ref())
+                };
                 // A slice relabelled away from its Service: that Service needs a look too.
                 if let Some(old) = moved(&slice_owner, EndpointSliceController::owner_of) {
                     self.slice_queue.add(old);
@@ -231,37 +208,25 @@ impl Router {
                 if let Some(old) = moved(&mirror_owner, MirroringController::owner_of) {
                     self.mirroring_queue.add(old);
                 }
-                if let Some(owner) = slice_owner
-                    .filter(|o| !self.slice_controller.tracker().is_own_write(o, &current))
+                if let Some(owner) = slice_owner.filter(|o| !self.slice_controller.tracker().is_own_write(o, &current))
                 {
                     self.slice_queue.add(owner);
                 }
-                if let Some(owner) = mirror_owner.filter(|o| {
-                    !self
-                        .mirroring_controller
-                        .tracker()
-                        .is_own_write(o, &current)
-                }) {
+                if let Some(owner) =
+                    mirror_owner.filter(|o| !self.mirroring_controller.tracker().is_own_write(o, &current))
+                {
                     self.mirroring_queue.add(owner);
                 }
             }
             Change::Deleted(slice) => {
                 let name = slice.metadata.name.clone().unwrap_or_default();
                 if let Some(owner) = EndpointSliceController::owner_of(&slice) {
-                    if !self
-                        .slice_controller
-                        .tracker()
-                        .observed_deletion(&owner, &name)
-                    {
+                    if !self.slice_controller.tracker().observed_deletion(&owner, &name) {
                         self.slice_queue.add(owner);
                     }
                 }
                 if let Some(owner) = MirroringController::owner_of(&slice) {
-                    if !self
-                        .mirroring_controller
-                        .tracker()
-                        .observed_deletion(&owner, &name)
-                    {
+                    if !self.mirroring_controller.tracker().observed_deletion(&owner, &name) {
                         self.mirroring_queue.add(owner);
                     }
                 }

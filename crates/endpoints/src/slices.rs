@@ -44,16 +44,8 @@ pub fn endpoints_equal_beyond_key(a: &Endpoint, b: &Endpoint) -> bool {
         let c = e.conditions.clone().unwrap_or_default();
         (c.ready, c.serving, c.terminating)
     };
-    let target = |e: &Endpoint| {
-        e.target_ref.clone().map(|t| ObjectReference {
-            resource_version: None,
-            ..t
-        })
-    };
-    a.node_name == b.node_name
-        && a.zone == b.zone
-        && conditions(a) == conditions(b)
-        && target(a) == target(b)
+    let target = |e: &Endpoint| e.target_ref.clone().map(|t| ObjectReference { resource_version: None, ..t });
+    a.node_name == b.node_name && a.zone == b.zone && conditions(a) == conditions(b) && target(a) == target(b)
 }
 
 /// Identifies a set of ports regardless of order (upstream's `PortMapKey`).
@@ -102,10 +94,7 @@ impl SliceChanges {
         let mut index = 0;
         while index < self.delete.len() && !self.create.is_empty() {
             let candidate = &self.delete[index];
-            let position = self
-                .create
-                .iter()
-                .rposition(|c| c.address_type == candidate.address_type);
+            let position = self.create.iter().rposition(|c| c.address_type == candidate.address_type);
             match position {
                 Some(position) if reusable(candidate) => {
                     let old = self.delete.remove(index);
@@ -134,10 +123,7 @@ mod tests {
     fn endpoint(ip: &str, ready: bool) -> Endpoint {
         Endpoint {
             addresses: vec![ip.into()],
-            conditions: Some(EndpointConditions {
-                ready: Some(ready),
-                ..Default::default()
-            }),
+            conditions: Some(EndpointConditions { ready: Some(ready), ..Default::default() }),
             target_ref: Some(ObjectReference {
                 name: Some("p".into()),
                 namespace: Some("ns".into()),
@@ -157,10 +143,7 @@ mod tests {
         let mut c = a.clone();
         c.target_ref.as_mut().unwrap().resource_version = Some("2".into());
         assert!(endpoints_equal_beyond_key(&a, &c));
-        assert_ne!(
-            EndpointKey::of(&a),
-            EndpointKey::of(&endpoint("10.0.0.2", true))
-        );
+        assert_ne!(EndpointKey::of(&a), EndpointKey::of(&endpoint("10.0.0.2", true)));
     }
 
     #[test]
@@ -175,9 +158,6 @@ mod tests {
             PortKey::of(&[port("a", 1, None), port("b", 2, Some("TCP"))]),
             PortKey::of(&[port("b", 2, None), port("a", 1, Some("TCP"))])
         );
-        assert_ne!(
-            PortKey::of(&[port("a", 1, None)]),
-            PortKey::of(&[port("a", 1, Some("UDP"))])
-        );
+        assert_ne!(PortKey::of(&[port("a", 1, None)]), PortKey::of(&[port("a", 1, Some("UDP"))]));
     }
 }

@@ -23,13 +23,7 @@ fn addresses(endpoints: &Endpoints) -> (Vec<String>, Vec<String>) {
     let mut not_ready = Vec::new();
     for subset in endpoints.subsets.iter().flatten() {
         ready.extend(subset.addresses.iter().flatten().map(|a| a.ip.clone()));
-        not_ready.extend(
-            subset
-                .not_ready_addresses
-                .iter()
-                .flatten()
-                .map(|a| a.ip.clone()),
-        );
+        not_ready.extend(subset.not_ready_addresses.iter().flatten().map(|a| a.ip.clone()));
     }
     ready.sort();
     not_ready.sort();
@@ -46,139 +40,71 @@ async fn wait_endpoints(cluster: &Cluster, service: &str, expected: &[&str]) -> 
 }
 
 async fn wait_kubectl_endpoints(cluster: &Cluster, service: &str, expected: &str) {
-    eventually(
-        &format!("kubectl get endpoints {service} = {expected}"),
-        || async {
-            let shown = cluster.kubectl_endpoints(service);
-            (shown == expected).then_some(())
-        },
-    )
+    eventually(&format!("kubectl get endpoints {service} = {expected}"), || async {
+        let shown = cluster.kubectl_endpoints(service);
+        (shown == expected).then_some(())
+    })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn endpointslices_and_endpoints_follow_pod_readiness() {
     let cluster = Cluster::start().await;
-    let service = cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    let service = cluster.create_service(web_service("web", "web", json!(8080))).await;
     for i in 0..3 {
-        cluster
-            .create_pod(&format!("web-{i}"), json!({"app": "web"}), None)
-            .await;
-        cluster
-            .set_status(&format!("web-{i}"), &pod_ip(i), i < 2)
-            .await;
+        cluster.create_pod(&format!("web-{i}"), json!({"app": "web"}), None).await;
+        cluster.set_status(&format!("web-{i}"), &pod_ip(i), i < 2).await;
     }
 
-    let slices = wait_endpoints(
-        &cluster,
-        "web",
-        &["10.244.0.2 R S -", "10.244.0.3 R S -", "10.244.0.4 - - -"],
-    )
-    .await;
+    let slices = wait_endpoints(&cluster, "web", &["10.244.0.2 R S -", "10.244.0.3 R S -", "10.244.0.4 - - -"]).await;
     assert_eq!(slices.len(), 1);
     let slice = &slices[0];
     assert_eq!(slice.address_type, "IPv4");
-    assert!(
-        slice.metadata.name.as_deref().unwrap().starts_with("web-"),
-        "named from generateName web-"
-    );
+    assert!(slice.metadata.name.as_deref().unwrap().starts_with("web-"), "named from generateName web-");
     let slice_labels = slice.metadata.labels.clone().unwrap();
     assert_eq!(slice_labels["kubernetes.io/service-name"], "web");
-    assert_eq!(
-        slice_labels["endpointslice.kubernetes.io/managed-by"],
-        "endpointslice-controller.k8s.io"
-    );
+    assert_eq!(slice_labels["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
     let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Service", "web"));
     assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str()),
-        ("Service", "web")
-    );
-    assert_eq!(
-        (
-            owner.uid.as_str(),
-            owner.controller,
-            owner.block_owner_deletion
-        ),
-        (
-            service.metadata.uid.as_deref().unwrap(),
-            Some(true),
-            Some(true)
-        )
+        (owner.uid.as_str(), owner.controller, owner.block_owner_deletion),
+        (service.metadata.uid.as_deref().unwrap(), Some(true), Some(true))
     );
     let port = &slice.ports.as_ref().unwrap()[0];
-    assert_eq!(
-        (port.name.as_deref(), port.port, port.protocol.as_deref()),
-        (Some("http"), Some(8080), Some("TCP"))
-    );
-    let endpoint = slice
-        .endpoints
-        .iter()
-        .find(|e| e.addresses == ["10.244.0.2"])
-        .unwrap();
+    assert_eq!((port.name.as_deref(), port.port, port.protocol.as_deref()), (Some("http"), Some(8080), Some("TCP")));
+    let endpoint = slice.endpoints.iter().find(|e| e.addresses == ["10.244.0.2"]).unwrap();
     assert_eq!(endpoint.node_name.as_deref(), Some("node-1"));
     let target = endpoint.target_ref.as_ref().unwrap();
     assert_eq!(
-        (
-            target.kind.as_deref(),
-            target.namespace.as_deref(),
-            target.name.as_deref()
-        ),
+        (target.kind.as_deref(), target.namespace.as_deref(), target.name.as_deref()),
         (Some("Pod"), Some("default"), Some("web-0"))
     );
     assert!(target.uid.is_some());
 
     wait_kubectl_endpoints(&cluster, "web", "10.244.0.2:8080,10.244.0.3:8080").await;
     let endpoints = cluster.endpoints("web").await.unwrap();
-    assert_eq!(
-        addresses(&endpoints),
-        (
-            vec!["10.244.0.2".into(), "10.244.0.3".into()],
-            vec!["10.244.0.4".into()]
-        )
-    );
-    assert_eq!(
-        endpoints.metadata.labels.unwrap()["endpointslice.kubernetes.io/skip-mirror"],
-        "true"
-    );
+    assert_eq!(addresses(&endpoints), (vec!["10.244.0.2".into(), "10.244.0.3".into()], vec!["10.244.0.4".into()]));
+    assert_eq!(endpoints.metadata.labels.unwrap()["endpointslice.kubernetes.io/skip-mirror"], "true");
 
     // Readiness flips both ways; the slice is updated in place.
     cluster.set_status("web-2", &pod_ip(2), true).await;
     cluster.set_status("web-0", &pod_ip(0), false).await;
-    let flipped = wait_endpoints(
-        &cluster,
-        "web",
-        &["10.244.0.2 - - -", "10.244.0.3 R S -", "10.244.0.4 R S -"],
-    )
-    .await;
+    let flipped = wait_endpoints(&cluster, "web", &["10.244.0.2 - - -", "10.244.0.3 R S -", "10.244.0.4 R S -"]).await;
     assert_eq!(flipped[0].metadata.name, slice.metadata.name);
     wait_kubectl_endpoints(&cluster, "web", "10.244.0.3:8080,10.244.0.4:8080").await;
 
     // Nothing changed, nothing written: the slice's resourceVersion stays put.
-    let before = cluster.slices("web").await[0]
-        .metadata
-        .resource_version
-        .clone();
+    let before = cluster.slices("web").await[0].metadata.resource_version.clone();
     let annotate = json!({"metadata": {"annotations": {"touched": "yes"}}});
-    cluster
-        .pods()
-        .patch("web-1", &PatchParams::default(), &Patch::Merge(&annotate))
-        .await
-        .unwrap();
+    cluster.pods().patch("web-1", &PatchParams::default(), &Patch::Merge(&annotate)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        cluster.slices("web").await[0].metadata.resource_version,
-        before
-    );
+    assert_eq!(cluster.slices("web").await[0].metadata.resource_version, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_to_endpointslice_latency() {
     let cluster = Cluster::start().await;
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
     cluster.create_ready_pods("web", "web", 0..10).await;
     let all_ready: Vec<String> = (0..10).map(|i| format!("{} R S -", pod_ip(i))).collect();
     let mut all_ready: Vec<&str> = all_ready.iter().map(String::as_str).collect();
@@ -186,9 +112,7 @@ async fn readiness_to_endpointslice_latency() {
     wait_endpoints(&cluster, "web", &all_ready).await;
 
     let config = watcher::Config::default().labels("kubernetes.io/service-name=web");
-    let mut events = watcher(cluster.slices_api(), config)
-        .applied_objects()
-        .boxed();
+    let mut events = watcher(cluster.slices_api(), config).applied_objects().boxed();
     let ready_of = |slice: &EndpointSlice| {
         slice
             .endpoints
@@ -218,9 +142,7 @@ async fn readiness_to_endpointslice_latency() {
     }
     samples.sort();
     acks.sort();
-    let at = |list: &[Duration], q: f64| {
-        list[((list.len() as f64 * q).ceil() as usize).clamp(1, list.len()) - 1]
-    };
+    let at = |list: &[Duration], q: f64| list[((list.len() as f64 * q).ceil() as usize).clamp(1, list.len()) - 1];
     println!(
         "readiness -> EndpointSlice latency over {} flips (pod status write sent -> slice watch event): p50 {:?}, p90 {:?}, p99 {:?}, max {:?}; \
          of which the status write itself (until acknowledged): p50 {:?}, p99 {:?}",
@@ -237,9 +159,7 @@ async fn readiness_to_endpointslice_latency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scaling_to_150_pods_makes_two_slices_and_back() {
     let cluster = Cluster::start().await;
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
     futures::stream::iter(0..150)
         .for_each_concurrent(16, |i| {
             let cluster = &cluster;
@@ -252,8 +172,7 @@ async fn scaling_to_150_pods_makes_two_slices_and_back() {
     eventually("150 endpoints in two slices of at most 100", || async {
         let slices = cluster.slices("web").await;
         let sizes: Vec<usize> = slices.iter().map(|s| s.endpoints.len()).collect();
-        (sizes.len() == 2 && sizes.iter().sum::<usize>() == 150 && sizes.iter().all(|n| *n <= 100))
-            .then_some(())
+        (sizes.len() == 2 && sizes.iter().sum::<usize>() == 150 && sizes.iter().all(|n| *n <= 100)).then_some(())
     })
     .await;
     let endpoints = eventually("150 ready addresses", || async {
@@ -261,11 +180,7 @@ async fn scaling_to_150_pods_makes_two_slices_and_back() {
         (addresses(&endpoints).0.len() == 150).then_some(endpoints)
     })
     .await;
-    assert_eq!(
-        endpoints.subsets.as_ref().unwrap().len(),
-        1,
-        "one subset: same port for every pod"
-    );
+    assert_eq!(endpoints.subsets.as_ref().unwrap().len(), 1, "one subset: same port for every pod");
 
     // Scale down to 10: slices that empty out go, the rest shrink in place.
     futures::stream::iter(10..150)
@@ -279,41 +194,18 @@ async fn scaling_to_150_pods_makes_two_slices_and_back() {
         (describe_slices(&slices) == [(vec![8080], 10)]).then_some(())
     })
     .await;
-    wait_kubectl_endpoints(
-        &cluster,
-        "web",
-        "10.244.0.10:8080,10.244.0.11:8080,10.244.0.2:8080 + 7 more...",
-    )
-    .await;
+    wait_kubectl_endpoints(&cluster, "web", "10.244.0.10:8080,10.244.0.11:8080,10.244.0.2:8080 + 7 more...").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn named_target_ports_resolve_per_pod() {
     let cluster = Cluster::start().await;
-    cluster
-        .create_service(web_service("web", "web", json!("http")))
-        .await;
-    cluster
-        .create_pod("web-0", json!({"app": "web"}), None)
-        .await;
-    cluster
-        .create_pod(
-            "web-1",
-            json!({"app": "web"}),
-            Some(json!([{"name": "http", "containerPort": 9090}])),
-        )
-        .await;
-    cluster
-        .create_pod(
-            "web-2",
-            json!({"app": "web"}),
-            Some(json!([{"name": "metrics", "containerPort": 9100}])),
-        )
-        .await;
+    cluster.create_service(web_service("web", "web", json!("http"))).await;
+    cluster.create_pod("web-0", json!({"app": "web"}), None).await;
+    cluster.create_pod("web-1", json!({"app": "web"}), Some(json!([{"name": "http", "containerPort": 9090}]))).await;
+    cluster.create_pod("web-2", json!({"app": "web"}), Some(json!([{"name": "metrics", "containerPort": 9100}]))).await;
     for i in 0..3 {
-        cluster
-            .set_status(&format!("web-{i}"), &pod_ip(i), true)
-            .await;
+        cluster.set_status(&format!("web-{i}"), &pod_ip(i), true).await;
     }
     eventually("one slice per port set", || async {
         let slices = cluster.slices("web").await;
@@ -330,9 +222,7 @@ async fn publish_not_ready_addresses_publishes_unready_pods_as_ready() {
     let mut service = web_service("web", "web", json!(8080));
     service["spec"]["publishNotReadyAddresses"] = json!(true);
     cluster.create_service(service).await;
-    cluster
-        .create_pod("web-0", json!({"app": "web"}), None)
-        .await;
+    cluster.create_pod("web-0", json!({"app": "web"}), None).await;
     cluster.set_status("web-0", &pod_ip(0), false).await;
     wait_endpoints(&cluster, "web", &["10.244.0.2 R - -"]).await;
     wait_kubectl_endpoints(&cluster, "web", "10.244.0.2:8080").await;
@@ -341,9 +231,7 @@ async fn publish_not_ready_addresses_publishes_unready_pods_as_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_selector_matching_nothing_has_no_endpoints() {
     let cluster = Cluster::start().await;
-    cluster
-        .create_service(web_service("web", "nothing", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "nothing", json!(8080))).await;
     cluster.create_ready_pods("other", "web", 0..2).await;
     // Upstream keeps one empty placeholder slice.
     let slices = eventually("placeholder slice", || async {
@@ -353,74 +241,46 @@ async fn a_selector_matching_nothing_has_no_endpoints() {
     .await;
     assert!(slices[0].endpoints.is_empty());
     assert_eq!(slices[0].ports.as_deref(), Some(&[][..]));
-    eventually("empty Endpoints", || async {
-        cluster.endpoints("web").await
-    })
-    .await;
+    eventually("empty Endpoints", || async { cluster.endpoints("web").await }).await;
     assert_eq!(cluster.kubectl_endpoints("web"), "<none>");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminating_pods_stay_in_slices_as_terminating() {
     let cluster = Cluster::start().await;
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
     cluster.create_ready_pods("web", "web", 0..2).await;
     // A finalizer keeps the terminating pod around while the test, as kubelet, updates its status.
     let hold = json!({"metadata": {"finalizers": ["test.frontdoor.dev/hold"]}});
-    cluster
-        .pods()
-        .patch("web-0", &PatchParams::default(), &Patch::Merge(&hold))
-        .await
-        .unwrap();
+    cluster.pods().patch("web-0", &PatchParams::default(), &Patch::Merge(&hold)).await.unwrap();
     wait_endpoints(&cluster, "web", &["10.244.0.2 R S -", "10.244.0.3 R S -"]).await;
 
     // A graceful delete only marks the pod; it keeps serving meanwhile.
     cluster.delete_pod("web-0", None).await;
     let pod = cluster.pods().get("web-0").await.unwrap();
-    assert!(
-        pod.metadata.deletion_timestamp.is_some(),
-        "graceful deletion marks the pod"
-    );
+    assert!(pod.metadata.deletion_timestamp.is_some(), "graceful deletion marks the pod");
     wait_endpoints(&cluster, "web", &["10.244.0.2 - S T", "10.244.0.3 R S -"]).await;
     wait_kubectl_endpoints(&cluster, "web", "10.244.0.3:8080").await;
     let endpoints = cluster.endpoints("web").await.unwrap();
-    assert_eq!(
-        addresses(&endpoints),
-        (vec!["10.244.0.3".into()], vec![]),
-        "Endpoints drop terminating pods"
-    );
+    assert_eq!(addresses(&endpoints), (vec!["10.244.0.3".into()], vec![]), "Endpoints drop terminating pods");
 
     // Kubelet stops it: no longer serving; then it is gone.
     cluster.set_status("web-0", &pod_ip(0), false).await;
     wait_endpoints(&cluster, "web", &["10.244.0.2 - - T", "10.244.0.3 R S -"]).await;
     let release = json!({"metadata": {"finalizers": null}});
-    cluster
-        .pods()
-        .patch("web-0", &PatchParams::default(), &Patch::Merge(&release))
-        .await
-        .unwrap();
+    cluster.pods().patch("web-0", &PatchParams::default(), &Patch::Merge(&release)).await.unwrap();
     wait_endpoints(&cluster, "web", &["10.244.0.3 R S -"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relabelled_pods_leave_and_join_services() {
     let cluster = Cluster::start().await;
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
-    cluster
-        .create_service(web_service("api", "api", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
+    cluster.create_service(web_service("api", "api", json!(8080))).await;
     cluster.create_ready_pods("pod", "web", 0..2).await;
     wait_endpoints(&cluster, "web", &["10.244.0.2 R S -", "10.244.0.3 R S -"]).await;
     let relabel = json!({"metadata": {"labels": {"app": "api"}}});
-    cluster
-        .pods()
-        .patch("pod-1", &PatchParams::default(), &Patch::Merge(&relabel))
-        .await
-        .unwrap();
+    cluster.pods().patch("pod-1", &PatchParams::default(), &Patch::Merge(&relabel)).await.unwrap();
     wait_endpoints(&cluster, "web", &["10.244.0.2 R S -"]).await;
     wait_endpoints(&cluster, "api", &["10.244.0.3 R S -"]).await;
     wait_kubectl_endpoints(&cluster, "api", "10.244.0.3:8080").await;
@@ -439,25 +299,12 @@ async fn headless_services_publish_pod_hostnames() {
         "metadata": {"name": "db-0", "labels": {"app": "db"}},
         "spec": {"hostname": "db-0", "subdomain": "db", "nodeName": "node-1", "containers": [{"name": "db", "image": "postgres"}]},
     });
-    cluster
-        .pods()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value::<Pod>(pod).unwrap(),
-        )
-        .await
-        .unwrap();
+    cluster.pods().create(&PostParams::default(), &serde_json::from_value::<Pod>(pod).unwrap()).await.unwrap();
     cluster.set_status("db-0", &pod_ip(0), true).await;
     let slices = wait_endpoints(&cluster, "db", &["10.244.0.2 R S -"]).await;
     assert_eq!(slices[0].endpoints[0].hostname.as_deref(), Some("db-0"));
     assert_eq!(
-        slices[0]
-            .metadata
-            .labels
-            .as_ref()
-            .unwrap()
-            .get("service.kubernetes.io/headless")
-            .map(String::as_str),
+        slices[0].metadata.labels.as_ref().unwrap().get("service.kubernetes.io/headless").map(String::as_str),
         Some("")
     );
     let endpoints = eventually("db Endpoints", || async {
@@ -465,10 +312,7 @@ async fn headless_services_publish_pod_hostnames() {
         (!addresses(&endpoints).0.is_empty()).then_some(endpoints)
     })
     .await;
-    let address = &endpoints.subsets.as_ref().unwrap()[0]
-        .addresses
-        .as_ref()
-        .unwrap()[0];
+    let address = &endpoints.subsets.as_ref().unwrap()[0].addresses.as_ref().unwrap()[0];
     assert_eq!(address.hostname.as_deref(), Some("db-0"));
 }
 
@@ -476,9 +320,7 @@ async fn headless_services_publish_pod_hostnames() {
 async fn services_without_selector_or_of_type_external_name_are_left_alone() {
     let cluster = Cluster::start().await;
     cluster.create_ready_pods("web", "web", 0..2).await;
-    cluster
-        .create_service(json!({"metadata": {"name": "manual"}, "spec": {"ports": [{"port": 80}]}}))
-        .await;
+    cluster.create_service(json!({"metadata": {"name": "manual"}, "spec": {"ports": [{"port": 80}]}})).await;
     cluster
         .create_service(json!({
             "metadata": {"name": "ext"},
@@ -486,39 +328,24 @@ async fn services_without_selector_or_of_type_external_name_are_left_alone() {
         }))
         .await;
     // A Service created last syncs after the others were looked at.
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
     wait_endpoints(&cluster, "web", &["10.244.0.2 R S -", "10.244.0.3 R S -"]).await;
     wait_kubectl_endpoints(&cluster, "web", "10.244.0.2:8080,10.244.0.3:8080").await;
     for name in ["manual", "ext"] {
-        assert!(
-            cluster.slices(name).await.is_empty(),
-            "{name} has no slices"
-        );
-        assert!(
-            cluster.endpoints(name).await.is_none(),
-            "{name} has no Endpoints"
-        );
+        assert!(cluster.slices(name).await.is_empty(), "{name} has no slices");
+        assert!(cluster.endpoints(name).await.is_none(), "{name} has no Endpoints");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_service_removes_its_endpoints_and_slices() {
     let cluster = Cluster::start().await;
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
     cluster.create_ready_pods("web", "web", 0..2).await;
     wait_kubectl_endpoints(&cluster, "web", "10.244.0.2:8080,10.244.0.3:8080").await;
-    cluster
-        .services()
-        .delete("web", &DeleteParams::default())
-        .await
-        .unwrap();
+    cluster.services().delete("web", &DeleteParams::default()).await.unwrap();
     eventually("Endpoints and slices gone", || async {
-        (cluster.endpoints("web").await.is_none() && cluster.slices("web").await.is_empty())
-            .then_some(())
+        (cluster.endpoints("web").await.is_none() && cluster.slices("web").await.is_empty()).then_some(())
     })
     .await;
 }
@@ -526,17 +353,15 @@ async fn deleting_a_service_removes_its_endpoints_and_slices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn custom_endpoints_are_mirrored_through_create_update_and_delete() {
     let cluster = Cluster::start().await;
-    cluster.create_service(json!({"metadata": {"name": "external"}, "spec": {"ports": [{"name": "example", "port": 80}]}})).await;
+    cluster
+        .create_service(json!({"metadata": {"name": "external"}, "spec": {"ports": [{"name": "example", "port": 80}]}}))
+        .await;
     let endpoints = json!({
         "metadata": {"name": "external", "labels": {"team": "a"}},
         "subsets": [{"addresses": [{"ip": "10.1.2.3"}], "ports": [{"name": "example", "port": 80, "protocol": "TCP"}]}],
     });
     let endpoints: Endpoints = serde_json::from_value(endpoints).unwrap();
-    let created = cluster
-        .endpoints_api()
-        .create(&PostParams::default(), &endpoints)
-        .await
-        .unwrap();
+    let created = cluster.endpoints_api().create(&PostParams::default(), &endpoints).await.unwrap();
 
     let mirrored = eventually("mirrored slice", || async {
         let slices = cluster.slices("external").await;
@@ -544,77 +369,40 @@ async fn custom_endpoints_are_mirrored_through_create_update_and_delete() {
     })
     .await;
     let labels = mirrored.metadata.labels.clone().unwrap();
-    assert_eq!(
-        labels["endpointslice.kubernetes.io/managed-by"],
-        "endpointslicemirroring-controller.k8s.io"
-    );
+    assert_eq!(labels["endpointslice.kubernetes.io/managed-by"], "endpointslicemirroring-controller.k8s.io");
     assert_eq!(labels["team"], "a");
     assert_eq!(mirrored.endpoints[0].addresses, ["10.1.2.3"]);
     let port = &mirrored.ports.as_ref().unwrap()[0];
-    assert_eq!(
-        (port.name.as_deref(), port.port, port.protocol.as_deref()),
-        (Some("example"), Some(80), Some("TCP"))
-    );
+    assert_eq!((port.name.as_deref(), port.port, port.protocol.as_deref()), (Some("example"), Some(80), Some("TCP")));
     let owner = &mirrored.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.uid.as_str()),
-        ("Endpoints", created.metadata.uid.as_deref().unwrap())
-    );
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Endpoints", created.metadata.uid.as_deref().unwrap()));
 
     // Update: the same slice follows.
     let update = json!({"subsets": [{"addresses": [{"ip": "10.2.3.4"}], "ports": [{"name": "example", "port": 8080, "protocol": "TCP"}]}]});
-    cluster
-        .endpoints_api()
-        .patch("external", &PatchParams::default(), &Patch::Merge(&update))
-        .await
-        .unwrap();
+    cluster.endpoints_api().patch("external", &PatchParams::default(), &Patch::Merge(&update)).await.unwrap();
     let updated = eventually("mirrored update", || async {
         let slices = cluster.slices("external").await;
         let follows = slices.len() == 1
-            && slices[0]
-                .endpoints
-                .iter()
-                .map(|e| e.addresses.clone())
-                .collect::<Vec<_>>()
+            && slices[0].endpoints.iter().map(|e| e.addresses.clone()).collect::<Vec<_>>()
                 == [vec!["10.2.3.4".to_string()]]
-            && slices[0]
-                .ports
-                .as_ref()
-                .is_some_and(|p| p[0].port == Some(8080));
+            && slices[0].ports.as_ref().is_some_and(|p| p[0].port == Some(8080));
         follows.then(|| slices[0].clone())
     })
     .await;
-    assert_eq!(
-        updated.metadata.name, mirrored.metadata.name,
-        "updated in place"
-    );
+    assert_eq!(updated.metadata.name, mirrored.metadata.name, "updated in place");
 
     // Delete: the mirrored slices go.
-    cluster
-        .endpoints_api()
-        .delete("external", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("mirrored slices deleted", || async {
-        cluster.slices("external").await.is_empty().then_some(())
-    })
-    .await;
+    cluster.endpoints_api().delete("external", &DeleteParams::default()).await.unwrap();
+    eventually("mirrored slices deleted", || async { cluster.slices("external").await.is_empty().then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarted_controllers_resync_without_duplicating_slices() {
     let mut cluster = Cluster::start_without_controllers().await;
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
     cluster.create_ready_pods("web", "web", 0..3).await;
     cluster.start_controllers(EndpointsConfig::default());
-    wait_endpoints(
-        &cluster,
-        "web",
-        &["10.244.0.2 R S -", "10.244.0.3 R S -", "10.244.0.4 R S -"],
-    )
-    .await;
+    wait_endpoints(&cluster, "web", &["10.244.0.2 R S -", "10.244.0.3 R S -", "10.244.0.4 R S -"]).await;
 
     // Changes while the controllers are down are picked up when they come back.
     cluster.stop_controllers().await;
@@ -622,31 +410,20 @@ async fn restarted_controllers_resync_without_duplicating_slices() {
     cluster.set_status("web-1", &pod_ip(1), false).await;
     cluster.create_ready_pods("web", "web", 3..4).await;
     cluster.start_controllers(EndpointsConfig::default());
-    let slices = wait_endpoints(
-        &cluster,
-        "web",
-        &["10.244.0.3 - - -", "10.244.0.4 R S -", "10.244.0.5 R S -"],
-    )
-    .await;
+    let slices = wait_endpoints(&cluster, "web", &["10.244.0.3 - - -", "10.244.0.4 R S -", "10.244.0.5 R S -"]).await;
     assert_eq!(slices.len(), 1, "no duplicate slices");
     wait_kubectl_endpoints(&cluster, "web", "10.244.0.4:8080,10.244.0.5:8080").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_max_endpoints_per_slice_is_honoured() {
-    let config = EndpointsConfig {
-        max_endpoints_per_slice: 2,
-        ..EndpointsConfig::default()
-    };
+    let config = EndpointsConfig { max_endpoints_per_slice: 2, ..EndpointsConfig::default() };
     let cluster = Cluster::start_with(config).await;
-    cluster
-        .create_service(web_service("web", "web", json!(8080)))
-        .await;
+    cluster.create_service(web_service("web", "web", json!(8080))).await;
     cluster.create_ready_pods("web", "web", 0..5).await;
     eventually("5 endpoints in slices of at most 2", || async {
         let slices = cluster.slices("web").await;
-        (describe_slices(&slices) == [(vec![8080], 1), (vec![8080], 2), (vec![8080], 2)])
-            .then_some(())
+        (describe_slices(&slices) == [(vec![8080], 1), (vec![8080], 2), (vec![8080], 2)]).then_some(())
     })
     .await;
 }

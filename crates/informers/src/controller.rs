@@ -86,7 +86,12 @@ impl<R: Reconciler> Controller<R> {
     }
 }
 
-async fn work<R: Reconciler>(name: &'static str, reconciler: Arc<R>, queue: Arc<WorkQueue<R::Key>>, shutdown: Shutdown) {
+async fn work<R: Reconciler>(
+    name: &'static str,
+    reconciler: Arc<R>,
+    queue: Arc<WorkQueue<R::Key>>,
+    shutdown: Shutdown,
+) {
     loop {
         let key = tokio::select! {
             biased;

@@ -28,10 +28,7 @@ pub fn is_namespace_terminating(error: &kube::Error) -> bool {
     let Some(status) = status(error) else {
         return false;
     };
-    let by_cause = status
-        .details
-        .as_ref()
-        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+    let by_cause = status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
     status.is_forbidden() && (by_cause || status.message.contains("because it is being terminated"))
 }
 

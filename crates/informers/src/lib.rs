@@ -28,8 +28,8 @@
 #![forbid(unsafe_code)]
 
 mod controller;
-pub mod events;
 pub mod errors;
+pub mod events;
 mod factory;
 mod informer;
 mod key;
@@ -39,8 +39,8 @@ mod queue;
 pub mod services;
 mod shutdown;
 
-pub use events::EventRecorder;
 pub use controller::{on_change, Action, Controller, ControllerConfig, Reconciler};
+pub use events::EventRecorder;
 pub use factory::{InformerFactory, Scope};
 pub use informer::{Change, Informer, Subscription, Watched};
 pub use key::ObjectKey;

@@ -43,22 +43,12 @@ impl AddressType {
 /// An empty map counts as no selector: upstream's controllers receive Services as protobuf,
 /// where an empty map and an absent one are the same thing.
 pub fn selector(service: &Service) -> Option<&BTreeMap<String, String>> {
-    service
-        .spec
-        .as_ref()?
-        .selector
-        .as_ref()
-        .filter(|s| !s.is_empty())
+    service.spec.as_ref()?.selector.as_ref().filter(|s| !s.is_empty())
 }
 
 /// True when every `key=value` of the selector is among the labels.
-pub fn selector_matches(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selector
-        .iter()
-        .all(|(key, value)| labels.get(key) == Some(value))
+pub fn selector_matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(key, value)| labels.get(key) == Some(value))
 }
 
 pub fn is_external_name(service: &Service) -> bool {
@@ -67,11 +57,7 @@ pub fn is_external_name(service: &Service) -> bool {
 
 /// True when the Service has a cluster IP (is neither headless nor without one yet).
 pub fn has_cluster_ip(service: &Service) -> bool {
-    let ip = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.as_deref())
-        .unwrap_or("");
+    let ip = service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
     !ip.is_empty() && ip != "None"
 }
 
@@ -80,11 +66,7 @@ pub fn is_headless(service: &Service) -> bool {
 }
 
 pub fn publishes_not_ready(service: &Service) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.publish_not_ready_addresses)
-        .unwrap_or(false)
+    service.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false)
 }
 
 pub fn is_terminating(service: &Service) -> bool {
@@ -117,18 +99,12 @@ pub fn address_types(service: &Service) -> Vec<AddressType> {
 /// The address family Endpoints (v1) addresses use: the first of the Service's families.
 pub fn primary_address_type(service: &Service) -> AddressType {
     let spec = service.spec.as_ref();
-    let first = spec
-        .and_then(|s| s.ip_families.as_ref())
-        .and_then(|f| f.first())
-        .and_then(|f| AddressType::parse(f));
+    let first = spec.and_then(|s| s.ip_families.as_ref()).and_then(|f| f.first()).and_then(|f| AddressType::parse(f));
     if let Some(first) = first {
         return first;
     }
     let cluster_ip = spec.and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
-    cluster_ip
-        .parse::<std::net::IpAddr>()
-        .map(AddressType::of)
-        .unwrap_or(AddressType::IPv4)
+    cluster_ip.parse::<std::net::IpAddr>().map(AddressType::of).unwrap_or(AddressType::IPv4)
 }
 
 fn spec_str(service: &Service, field: impl Fn(&k8s_openapi::api::core::v1::ServiceSpec) -> Option<&String>) -> &str {
@@ -172,7 +148,11 @@ mod policy_tests {
         ];
         for (spec, kind, internal, external) in cases {
             let s = svc(spec.clone());
-            assert_eq!((service_type(&s), internal_traffic_local(&s), external_traffic_local(&s)), (kind, internal, external), "{spec}");
+            assert_eq!(
+                (service_type(&s), internal_traffic_local(&s), external_traffic_local(&s)),
+                (kind, internal, external),
+                "{spec}"
+            );
         }
     }
 }
@@ -183,19 +163,13 @@ mod tests {
     use k8s_openapi::api::core::v1::ServiceSpec;
 
     fn service(spec: ServiceSpec) -> Service {
-        Service {
-            spec: Some(spec),
-            ..Default::default()
-        }
+        Service { spec: Some(spec), ..Default::default() }
     }
 
     #[test]
     fn selectors() {
-        let labels: BTreeMap<String, String> = [
-            ("app".to_string(), "web".to_string()),
-            ("tier".into(), "fe".into()),
-        ]
-        .into();
+        let labels: BTreeMap<String, String> =
+            [("app".to_string(), "web".to_string()), ("tier".into(), "fe".into())].into();
         let cases: &[(&[(&str, &str)], bool)] = &[
             (&[("app", "web")], true),
             (&[("app", "web"), ("tier", "fe")], true),
@@ -203,21 +177,11 @@ mod tests {
             (&[("x", "y")], false),
         ];
         for (selector, expected) in cases {
-            let selector: BTreeMap<String, String> = selector
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            assert_eq!(
-                selector_matches(&selector, &labels),
-                *expected,
-                "{selector:?}"
-            );
+            let selector: BTreeMap<String, String> =
+                selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(selector_matches(&selector, &labels), *expected, "{selector:?}");
         }
-        assert!(selector(&service(ServiceSpec {
-            selector: Some(BTreeMap::new()),
-            ..Default::default()
-        }))
-        .is_none());
+        assert!(selector(&service(ServiceSpec { selector: Some(BTreeMap::new()), ..Default::default() })).is_none());
         assert!(selector(&service(ServiceSpec::default())).is_none());
     }
 
@@ -226,11 +190,7 @@ mod tests {
         type Case<'a> = (Option<&'a [&'a str]>, Option<&'a str>, &'a [AddressType]);
         let cases: &[Case] = &[
             (Some(&["IPv4"]), Some("10.96.0.5"), &[AddressType::IPv4]),
-            (
-                Some(&["IPv6", "IPv4"]),
-                None,
-                &[AddressType::IPv4, AddressType::IPv6],
-            ),
+            (Some(&["IPv6", "IPv4"]), None, &[AddressType::IPv4, AddressType::IPv6]),
             (None, Some("fd00::5"), &[AddressType::IPv6]),
             (None, Some("10.96.0.5"), &[AddressType::IPv4]),
             (None, Some("None"), &[AddressType::IPv4, AddressType::IPv6]),
@@ -241,11 +201,7 @@ mod tests {
                 cluster_ip: cluster_ip.map(String::from),
                 ..Default::default()
             });
-            assert_eq!(
-                address_types(&svc),
-                *expected,
-                "{families:?} {cluster_ip:?}"
-            );
+            assert_eq!(address_types(&svc), *expected, "{families:?} {cluster_ip:?}");
         }
     }
 }

@@ -17,7 +17,10 @@ fn config_map(name: &str) -> ConfigMap {
 }
 
 /// The next change for which `wanted` is true, skipping the rest.
-async fn next_change(changes: &mut Subscription<ConfigMap>, wanted: impl Fn(&Change<ConfigMap>) -> bool) -> Change<ConfigMap> {
+async fn next_change(
+    changes: &mut Subscription<ConfigMap>,
+    wanted: impl Fn(&Change<ConfigMap>) -> bool,
+) -> Change<ConfigMap> {
     tokio::time::timeout(WAIT, async {
         loop {
             let change = changes.recv().await.expect("informer running");

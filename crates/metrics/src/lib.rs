@@ -33,10 +33,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Registers `metric` as `name` (counters without their `_total` suffix).
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .register(name, help, metric);
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).register(name, help, metric);
     }
 
     /// Every registered metric in the OpenMetrics text format.

@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use frontdoor_netns::{
-    ensure_bridge, run_in_fresh_network_namespace, signal_process_group, PodSandbox, ProcessSpec,
-    SandboxConfig, SandboxFactory, Signal,
+    ensure_bridge, run_in_fresh_network_namespace, signal_process_group, PodSandbox, ProcessSpec, SandboxConfig,
+    SandboxFactory, Signal,
 };
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 1);
@@ -33,11 +33,7 @@ fn config(i: u32) -> SandboxConfig {
 }
 
 fn main() {
-    let count: u32 = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, 60_000);
+    let count: u32 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(100).clamp(1, 60_000);
     run_in_fresh_network_namespace(|| {
         ensure_bridge("fdburst0", GATEWAY, 16).expect("bridge");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -46,17 +42,13 @@ fn main() {
         let memory_before = kernel_memory_kib();
         let started = Instant::now();
         let mut factory = SandboxFactory::for_this_thread().expect("factory");
-        let sandboxes: Vec<PodSandbox> = (0..count)
-            .map(|i| factory.create(&config(i)).expect("sandbox"))
-            .collect();
+        let sandboxes: Vec<PodSandbox> = (0..count).map(|i| factory.create(&config(i)).expect("sandbox")).collect();
         let created = started.elapsed();
         let kernel_memory = kernel_memory_kib().saturating_sub(memory_before);
 
         let started = Instant::now();
-        let children: Vec<_> = sandboxes
-            .iter()
-            .map(|s| s.spawn(ProcessSpec::new(["sleep", "600"])).expect("spawn"))
-            .collect();
+        let children: Vec<_> =
+            sandboxes.iter().map(|s| s.spawn(ProcessSpec::new(["sleep", "600"])).expect("spawn")).collect();
         let spawned = started.elapsed();
         for child in &children {
             let _ = signal_process_group(child.id().expect("running"), Signal::Kill);
@@ -72,10 +64,7 @@ fn main() {
         println!("  create  {:?}", created / count);
         println!("  spawn   {:?}", spawned / count);
         println!("  destroy {:?}", destroyed / count);
-        println!(
-            "  kernel memory while they existed: {} KiB (slab and per-CPU)",
-            kernel_memory / u64::from(count)
-        );
+        println!("  kernel memory while they existed: {} KiB (slab and per-CPU)", kernel_memory / u64::from(count));
     })
     .expect("a private network namespace");
 }

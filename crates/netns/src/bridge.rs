@@ -18,18 +18,12 @@ use crate::{validate_link_name, Error};
 /// one came or went; pods that had resolved their gateway to a removed pod's veth would then
 /// send into nowhere until their ARP entry expired (tens of seconds).
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<(), Error> {
-    let invalid = |reason: String| Error::Invalid {
-        what: format!("bridge {name:?}"),
-        reason,
-    };
+    let invalid = |reason: String| Error::Invalid { what: format!("bridge {name:?}"), reason };
     validate_link_name(name).map_err(invalid)?;
     if prefix_len == 0 || prefix_len > 30 {
-        return Err(invalid(format!(
-            "prefix length {prefix_len} must be 1 to 30"
-        )));
+        return Err(invalid(format!("prefix length {prefix_len} must be 1 to 30")));
     }
-    let mut socket =
-        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
     match socket.create_bridge(name) {
         Ok(()) => tracing::info!(bridge = name, "created bridge"),
         Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {}
@@ -40,23 +34,12 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
         .map_err(|error| Error::os("list links", error))?
         .into_iter()
         .find(|link| link.name == name)
-        .ok_or_else(|| {
-            Error::os(
-                format!("look up bridge {name}"),
-                io::Error::from_raw_os_error(libc::ENODEV),
-            )
-        })?;
+        .ok_or_else(|| Error::os(format!("look up bridge {name}"), io::Error::from_raw_os_error(libc::ENODEV)))?;
     if link.kind.as_deref() != Some("bridge") {
-        return Err(Error::NotABridge {
-            name: name.to_owned(),
-            kind: link.kind,
-        });
+        return Err(Error::NotABridge { name: name.to_owned(), kind: link.kind });
     }
     let hardware_address = link.address.ok_or_else(|| {
-        Error::os(
-            format!("read the hardware address of {name}"),
-            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
-        )
+        Error::os(format!("read the hardware address of {name}"), io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))
     })?;
     socket
         .set_link_address(Link::Index(link.index), &hardware_address)
@@ -67,17 +50,14 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
     socket
         .add_address(link.index, gateway, prefix_len)
         .map_err(|error| Error::os(format!("add {gateway}/{prefix_len} to {name}"), error))?;
-    socket
-        .set_link_up(Link::Index(link.index))
-        .map_err(|error| Error::os(format!("set {name} up"), error))
+    socket.set_link_up(Link::Index(link.index)).map_err(|error| Error::os(format!("set {name} up"), error))
 }
 
 /// Turns on IPv4 forwarding in the calling thread's network namespace (so traffic between the
 /// bridge and other interfaces, and DNATed Service traffic, is routed).
 pub fn enable_ip_forward() -> Result<(), Error> {
     // /proc/sys/net shows the namespace of the thread that opens it.
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .map_err(|error| Error::os("enable net.ipv4.ip_forward", error))
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|error| Error::os("enable net.ipv4.ip_forward", error))
 }
 
 /// Whether IPv4 forwarding is on in the calling thread's network namespace.
@@ -97,13 +77,9 @@ pub fn ip_forward_enabled() -> Result<bool, Error> {
 /// run still holds the namespace, and deleting it cuts that process off the bridge.
 pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
     if prefix.is_empty() {
-        return Err(Error::Invalid {
-            what: "stale veth prefix".into(),
-            reason: "must not be empty".into(),
-        });
+        return Err(Error::Invalid { what: "stale veth prefix".into(), reason: "must not be empty".into() });
     }
-    let mut socket =
-        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
     let stale: Vec<String> = socket
         .links()
         .map_err(|error| Error::os("list links", error))?
@@ -112,9 +88,7 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
         .map(|link| link.name)
         .collect();
     for name in &stale {
-        socket
-            .delete_link(name)
-            .map_err(|error| Error::os(format!("delete stale veth {name}"), error))?;
+        socket.delete_link(name).map_err(|error| Error::os(format!("delete stale veth {name}"), error))?;
         tracing::info!(veth = %name, "deleted stale pod veth");
     }
     let files = crate::namespace::remove_stale_staged_files();
@@ -127,10 +101,7 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
 /// The hardware address of the link called `name` in the calling thread's network namespace,
 /// if there is such a link and it has one (for diagnostics and tests).
 pub fn link_address(name: &str) -> Result<Option<Vec<u8>>, Error> {
-    Ok(all_links()?
-        .into_iter()
-        .find(|link| link.name == name)
-        .and_then(|link| link.address))
+    Ok(all_links()?.into_iter().find(|link| link.name == name).and_then(|link| link.address))
 }
 
 /// The names of all links in the calling thread's network namespace (for diagnostics and tests).
@@ -139,9 +110,6 @@ pub fn link_names() -> Result<Vec<String>, Error> {
 }
 
 fn all_links() -> Result<Vec<crate::netlink::LinkSummary>, Error> {
-    let mut socket =
-        RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
-    socket
-        .links()
-        .map_err(|error| Error::os("list links", error))
+    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    socket.links().map_err(|error| Error::os("list links", error))
 }

@@ -19,8 +19,8 @@ use crate::Error;
 /// Returns how many descriptors there is room for (less than `count` if the hard limit is
 /// lower).
 pub fn reserve_descriptors(count: u64) -> Result<u64, Error> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
-        .map_err(|errno| Error::os("read the open-files limit", errno.into()))?;
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|errno| Error::os("read the open-files limit", errno.into()))?;
     let room = count.min(hard);
     if soft < room {
         setrlimit(Resource::RLIMIT_NOFILE, room, hard)
@@ -32,8 +32,7 @@ pub fn reserve_descriptors(count: u64) -> Result<u64, Error> {
         let null = File::open("/dev/null").map_err(|error| Error::os("open /dev/null", error))?;
         let duplicate = fcntl(&null, FcntlArg::F_DUPFD_CLOEXEC(highest))
             .map_err(|errno| Error::os("grow the descriptor table", errno.into()))?;
-        nix::unistd::close(duplicate)
-            .map_err(|errno| Error::os("close the table-growing descriptor", errno.into()))?;
+        nix::unistd::close(duplicate).map_err(|errno| Error::os("close the table-growing descriptor", errno.into()))?;
     }
     Ok(room)
 }
@@ -51,11 +50,7 @@ mod tests {
         assert!(soft >= room);
         // A descriptor near the top can be had now.
         let null = File::open("/dev/null").unwrap();
-        let high = fcntl(
-            &null,
-            FcntlArg::F_DUPFD_CLOEXEC(i32::try_from(room - 1).unwrap()),
-        )
-        .unwrap();
+        let high = fcntl(&null, FcntlArg::F_DUPFD_CLOEXEC(i32::try_from(room - 1).unwrap())).unwrap();
         assert_eq!(i64::from(high), i64::try_from(room - 1).unwrap());
         nix::unistd::close(high).unwrap();
     }

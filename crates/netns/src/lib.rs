@@ -94,9 +94,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use bridge::{
-    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names,
-};
+pub use bridge::{cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names};
 pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;
 pub use process::{check_command, signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
@@ -197,10 +195,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn os(operation: impl Into<String>, source: io::Error) -> Error {
-        Error::Os {
-            operation: operation.into(),
-            source,
-        }
+        Error::Os { operation: operation.into(), source }
     }
 }
 
@@ -209,15 +204,8 @@ pub(crate) fn validate_link_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 15 {
         return Err(format!("link name {name:?} must be 1 to 15 bytes"));
     }
-    if name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(format!(
-            "link name {name:?} must not contain '/', ':' or spaces"
-        ));
+    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(format!("link name {name:?} must not contain '/', ':' or spaces"));
     }
     Ok(())
 }

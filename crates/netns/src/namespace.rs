@@ -47,8 +47,7 @@ impl Namespaces {
             // The mount namespace last: joining it resets the thread's root and working directory.
             (self.mnt.as_fd(), CloneFlags::CLONE_NEWNS, "mount"),
         ] {
-            setns(fd, kind)
-                .map_err(|errno| Error::os(format!("enter the {what} namespace"), errno.into()))?;
+            setns(fd, kind).map_err(|errno| Error::os(format!("enter the {what} namespace"), errno.into()))?;
         }
         Ok(())
     }
@@ -81,9 +80,7 @@ pub(crate) struct HomeNamespaces {
 
 impl std::fmt::Debug for HomeNamespaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HomeNamespaces")
-            .field("stranded", &self.stranded)
-            .finish_non_exhaustive()
+        f.debug_struct("HomeNamespaces").field("stranded", &self.stranded).finish_non_exhaustive()
     }
 }
 
@@ -91,8 +88,7 @@ impl HomeNamespaces {
     /// Gives the calling thread a filesystem context (root, working directory) of its own, which
     /// changing mount namespace requires, and records its current namespaces.
     pub fn of_this_thread() -> Result<HomeNamespaces, Error> {
-        unshare(CloneFlags::CLONE_FS)
-            .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
+        unshare(CloneFlags::CLONE_FS).map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
         Ok(HomeNamespaces {
             namespaces: Namespaces::of_this_thread()?,
             stranded: None,
@@ -103,9 +99,7 @@ impl HomeNamespaces {
     /// Refuses work once the thread is stranded.
     pub fn usable(&self) -> Result<(), Error> {
         match &self.stranded {
-            Some(reason) => Err(Error::Stranded {
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(Error::Stranded { reason: reason.clone() }),
             None => Ok(()),
         }
     }
@@ -152,20 +146,15 @@ fn populate_pod_namespaces(
     contents: &NamespaceContents<'_>,
     staged: &StagedFiles,
 ) -> Result<(Namespaces, RouteSocket), Error> {
-    nix::unistd::sethostname(contents.hostname)
-        .map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
+    nix::unistd::sethostname(contents.hostname).map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
     populate_mount_namespace(staged)?;
     let namespaces = Namespaces::of_this_thread()?;
-    let socket =
-        RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
+    let socket = RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
     Ok((namespaces, socket))
 }
 
 /// Runs `f` on a new thread that has joined the network namespace `net`.
-pub(crate) fn run_in_network_namespace<T: Send>(
-    net: &OwnedFd,
-    f: impl FnOnce() -> T + Send,
-) -> Result<T, Error> {
+pub(crate) fn run_in_network_namespace<T: Send>(net: &OwnedFd, f: impl FnOnce() -> T + Send) -> Result<T, Error> {
     let net = net.as_fd();
     on_thread(move || {
         setns(net, CloneFlags::CLONE_NEWNET)
@@ -182,8 +171,7 @@ pub(crate) fn run_in_pod_namespaces<T: Send>(
     f: impl FnOnce() -> T + Send,
 ) -> Result<T, Error> {
     on_thread(move || {
-        unshare(CloneFlags::CLONE_FS)
-            .map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
+        unshare(CloneFlags::CLONE_FS).map_err(|errno| Error::os("unshare the filesystem context", errno.into()))?;
         namespaces.enter()?;
         Ok(f())
     })
@@ -196,10 +184,8 @@ pub(crate) fn run_in_pod_namespaces<T: Send>(
 /// create bridges and sandboxes without touching the machine's real network.
 pub fn run_in_fresh_network_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, Error> {
     on_thread(|| {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|errno| Error::os("unshare network namespace", errno.into()))?;
-        let mut socket =
-            RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|errno| Error::os("unshare network namespace", errno.into()))?;
+        let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
         bring_loopback_up(&mut socket)?;
         drop(socket);
         Ok(f())
@@ -221,17 +207,13 @@ pub(crate) fn on_thread<T: Send>(f: impl FnOnce() -> Result<T, Error> + Send) ->
 }
 
 fn bring_loopback_up(socket: &mut RouteSocket) -> Result<(), Error> {
-    socket
-        .set_link_up(Link::Index(LOOPBACK_INDEX))
-        .map_err(|error| Error::os("set lo up", error))
+    socket.set_link_up(Link::Index(LOOPBACK_INDEX)).map_err(|error| Error::os("set lo up", error))
 }
 
 fn open_own_namespace(kind: &str) -> Result<OwnedFd, Error> {
     // `thread-self`, not `self`: `self` would name the main thread's namespaces.
     let path = format!("/proc/thread-self/ns/{kind}");
-    File::open(&path)
-        .map(OwnedFd::from)
-        .map_err(|error| Error::os(format!("open {path}"), error))
+    File::open(&path).map(OwnedFd::from).map_err(|error| Error::os(format!("open {path}"), error))
 }
 
 /// The per-pod files, written to [`STAGING_DIR`] under names of their own and unlinked on drop.
@@ -244,19 +226,11 @@ impl StagedFiles {
     fn write(contents: &NamespaceContents<'_>) -> Result<StagedFiles, Error> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = |file: &str| {
-            Path::new(STAGING_DIR).join(format!("{STAGED_PREFIX}{}-{n}-{file}", std::process::id()))
-        };
-        let staged = StagedFiles {
-            resolv_conf: path("resolv.conf"),
-            hosts: path("hosts"),
-        };
-        for (path, text) in [
-            (&staged.resolv_conf, contents.resolv_conf),
-            (&staged.hosts, contents.hosts),
-        ] {
-            write_file(path, text)
-                .map_err(|error| Error::os(format!("write {}", path.display()), error))?;
+        let path =
+            |file: &str| Path::new(STAGING_DIR).join(format!("{STAGED_PREFIX}{}-{n}-{file}", std::process::id()));
+        let staged = StagedFiles { resolv_conf: path("resolv.conf"), hosts: path("hosts") };
+        for (path, text) in [(&staged.resolv_conf, contents.resolv_conf), (&staged.hosts, contents.hosts)] {
+            write_file(path, text).map_err(|error| Error::os(format!("write {}", path.display()), error))?;
         }
         Ok(staged)
     }
@@ -286,9 +260,7 @@ fn remove_stale_staged_files_in(dir: &Path) -> usize {
         else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::remove_file(entry.path()).is_ok()
-        {
+        if !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -309,33 +281,17 @@ impl Drop for StagedFiles {
 /// the files exist only through those bind mounts, and vanish with the namespace. (Nothing is
 /// unmounted here: every unmount waits for an RCU grace period, a good part of a millisecond.)
 fn populate_mount_namespace(staged: &StagedFiles) -> Result<(), Error> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .map_err(|errno| Error::os("make the pod's mounts slaves of the host's", errno.into()))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+        .map_err(|errno| Error::os("make the pod's mounts slaves of the host's", errno.into()))?;
     for (source, target) in [(&staged.resolv_conf, RESOLV_CONF), (&staged.hosts, HOSTS)] {
-        mount(
-            Some(source.as_path()),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|errno| Error::os(format!("bind-mount pod {target}"), errno.into()))?;
+        mount(Some(source.as_path()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|errno| Error::os(format!("bind-mount pod {target}"), errno.into()))?;
     }
     Ok(())
 }
 
 fn write_file(path: &Path, text: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)?;
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
     file.write_all(text.as_bytes())?;
     file.set_permissions(std::fs::Permissions::from_mode(0o644))
 }
@@ -353,16 +309,10 @@ mod tests {
         };
         let staged = StagedFiles::write(&contents).unwrap();
         let paths = [staged.resolv_conf.clone(), staged.hosts.clone()];
-        assert_eq!(
-            std::fs::read_to_string(&paths[0]).unwrap(),
-            contents.resolv_conf
-        );
+        assert_eq!(std::fs::read_to_string(&paths[0]).unwrap(), contents.resolv_conf);
         assert_eq!(std::fs::read_to_string(&paths[1]).unwrap(), contents.hosts);
         drop(staged);
-        assert!(
-            paths.iter().all(|path| !path.exists()),
-            "unlinked: {paths:?}"
-        );
+        assert!(paths.iter().all(|path| !path.exists()), "unlinked: {paths:?}");
     }
 
     #[test]
@@ -370,9 +320,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Above the kernel's highest possible pid (2^22), so never a live process.
         let gone = dir.path().join(format!("{STAGED_PREFIX}4194305-0-hosts"));
-        let live = dir
-            .path()
-            .join(format!("{STAGED_PREFIX}{}-0-hosts", std::process::id()));
+        let live = dir.path().join(format!("{STAGED_PREFIX}{}-0-hosts", std::process::id()));
         let other = dir.path().join("unrelated");
         for path in [&gone, &live, &other] {
             std::fs::write(path, "").unwrap();

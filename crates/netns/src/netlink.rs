@@ -12,13 +12,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
-    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -38,9 +38,7 @@ impl Link<'_> {
         let mut message = LinkMessage::default();
         match self {
             Link::Index(index) => message.header.index = index,
-            Link::Name(name) => message
-                .attributes
-                .push(LinkAttribute::IfName(name.to_owned())),
+            Link::Name(name) => message.attributes.push(LinkAttribute::IfName(name.to_owned())),
         }
         message
     }
@@ -48,9 +46,7 @@ impl Link<'_> {
 
 /// `IFLA_AF_SPEC` turning off IPv6 address generation (`addr_gen_mode` none) on a link.
 fn no_ipv6_addresses() -> LinkAttribute {
-    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
-        In6AddrGenMode::None,
-    )])])
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])])
 }
 
 /// One link as listed by [`RouteSocket::links`].
@@ -77,11 +73,7 @@ pub(crate) struct Request {
 
 impl Request {
     fn new(message: RouteNetlinkMessage, flags: u16) -> Request {
-        Request {
-            message,
-            flags,
-            tolerated: None,
-        }
+        Request { message, flags, tolerated: None }
     }
 
     /// Sets a link's administrative state up.
@@ -116,9 +108,7 @@ impl Request {
         let mut message = link.message();
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                true,
-            )])),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
         ]));
         message.attributes.push(no_ipv6_addresses());
         Request::new(RouteNetlinkMessage::NewLink(message), 0)
@@ -131,23 +121,14 @@ impl Request {
         message.header.prefix_len = prefix_len;
         message.header.scope = AddressScope::Universe;
         message.header.index = index;
-        message
-            .attributes
-            .push(AddressAttribute::Local(IpAddr::V4(address)));
-        message
-            .attributes
-            .push(AddressAttribute::Address(IpAddr::V4(address)));
+        message.attributes.push(AddressAttribute::Local(IpAddr::V4(address)));
+        message.attributes.push(AddressAttribute::Address(IpAddr::V4(address)));
         if prefix_len < 31 {
-            message
-                .attributes
-                .push(AddressAttribute::Broadcast(broadcast(address, prefix_len)));
+            message.attributes.push(AddressAttribute::Broadcast(broadcast(address, prefix_len)));
         }
         Request {
             tolerated: Some(libc::EEXIST),
-            ..Request::new(
-                RouteNetlinkMessage::NewAddress(message),
-                NLM_F_CREATE | NLM_F_EXCL,
-            )
+            ..Request::new(RouteNetlinkMessage::NewAddress(message), NLM_F_CREATE | NLM_F_EXCL)
         }
     }
 
@@ -160,14 +141,9 @@ impl Request {
         message.header.protocol = RouteProtocol::Boot;
         message.header.scope = RouteScope::Universe;
         message.header.kind = RouteType::Unicast;
-        message
-            .attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        message.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         message.attributes.push(RouteAttribute::Oif(index));
-        Request::new(
-            RouteNetlinkMessage::NewRoute(message),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
+        Request::new(RouteNetlinkMessage::NewRoute(message), NLM_F_CREATE | NLM_F_EXCL)
     }
 }
 
@@ -187,19 +163,13 @@ impl RouteSocket {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(RouteSocket {
-            socket,
-            sequence: 0,
-            buffer: Vec::new(),
-        })
+        Ok(RouteSocket { socket, sequence: 0, buffer: Vec::new() })
     }
 
     /// The index of the link called `name`, or `None` if there is none.
     pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
         let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_owned()));
+        message.attributes.push(LinkAttribute::IfName(name.to_owned()));
         match self.request(RouteNetlinkMessage::GetLink(message), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|reply| match reply {
                 RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
@@ -212,10 +182,7 @@ impl RouteSocket {
 
     /// Every link in the namespace.
     pub fn links(&mut self) -> io::Result<Vec<LinkSummary>> {
-        let replies = self.request(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-        )?;
+        let replies = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
         Ok(replies
             .into_iter()
             .filter_map(|reply| match reply {
@@ -228,18 +195,9 @@ impl RouteSocket {
     /// Creates a bridge called `name` (down). Fails with `EEXIST` if a link of that name exists.
     pub fn create_bridge(&mut self, name: &str) -> io::Result<()> {
         let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_owned()));
-        message
-            .attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
-        self.request(
-            RouteNetlinkMessage::NewLink(message),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )?;
+        message.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        message.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        self.request(RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL)?;
         Ok(())
     }
 
@@ -272,17 +230,11 @@ impl RouteSocket {
         mtu: Option<u32>,
     ) -> io::Result<Option<u32>> {
         let mut peer = LinkMessage::default();
-        peer.attributes
-            .push(LinkAttribute::IfName(peer_name.to_owned()));
-        peer.attributes
-            .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
+        peer.attributes.push(LinkAttribute::IfName(peer_name.to_owned()));
+        peer.attributes.push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
         let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(host_name.to_owned()));
-        message
-            .attributes
-            .push(LinkAttribute::Controller(controller));
+        message.attributes.push(LinkAttribute::IfName(host_name.to_owned()));
+        message.attributes.push(LinkAttribute::Controller(controller));
         if let Some(mtu) = mtu {
             peer.attributes.push(LinkAttribute::Mtu(mtu));
             message.attributes.push(LinkAttribute::Mtu(mtu));
@@ -297,19 +249,12 @@ impl RouteSocket {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
-        let replies = self.request(
-            RouteNetlinkMessage::NewLink(message),
-            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
-        )?;
+        let replies = self.request(RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO)?;
         Ok(replies.into_iter().find_map(|reply| match reply {
-            RouteNetlinkMessage::NewLink(link) => {
-                link.attributes
-                    .into_iter()
-                    .find_map(|attribute| match attribute {
-                        LinkAttribute::Link(index) => Some(index),
-                        _ => None,
-                    })
-            }
+            RouteNetlinkMessage::NewLink(link) => link.attributes.into_iter().find_map(|attribute| match attribute {
+                LinkAttribute::Link(index) => Some(index),
+                _ => None,
+            }),
             _ => None,
         }))
     }
@@ -317,9 +262,7 @@ impl RouteSocket {
     /// Deletes the link called `name`. Returns `false` if there was no such link.
     pub fn delete_link(&mut self, name: &str) -> io::Result<bool> {
         let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_owned()));
+        message.attributes.push(LinkAttribute::IfName(name.to_owned()));
         match self.request(RouteNetlinkMessage::DelLink(message), 0) {
             Ok(_) => Ok(true),
             Err(error) if error.raw_os_error() == Some(libc::ENODEV) => Ok(false),
@@ -331,23 +274,19 @@ impl RouteSocket {
     /// for a bridge means it stays when ports come and go.
     pub fn set_link_address(&mut self, link: Link<'_>, address: &[u8]) -> io::Result<()> {
         let mut message = link.message();
-        message
-            .attributes
-            .push(LinkAttribute::Address(address.to_vec()));
+        message.attributes.push(LinkAttribute::Address(address.to_vec()));
         self.request(RouteNetlinkMessage::SetLink(message), 0)?;
         Ok(())
     }
 
     /// Sets the administrative state of a link up.
     pub fn set_link_up(&mut self, link: Link<'_>) -> io::Result<()> {
-        self.batch(vec![Request::link_up(link)])
-            .map_err(|(_, error)| error)
+        self.batch(vec![Request::link_up(link)]).map_err(|(_, error)| error)
     }
 
     /// Adds `address/prefix_len` to the link; an address that is already there is fine.
     pub fn add_address(&mut self, index: u32, address: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
-        self.batch(vec![Request::address(index, address, prefix_len)])
-            .map_err(|(_, error)| error)
+        self.batch(vec![Request::address(index, address, prefix_len)]).map_err(|(_, error)| error)
     }
 
     /// Sends `requests` together (one system call; the kernel carries them out in order, each
@@ -360,16 +299,9 @@ impl RouteSocket {
         for request in requests {
             self.sequence = self.sequence.wrapping_add(1);
             tolerated.push(request.tolerated);
-            append(
-                &mut buffer,
-                request.message,
-                request.flags | NLM_F_ACK,
-                self.sequence,
-            );
+            append(&mut buffer, request.message, request.flags | NLM_F_ACK, self.sequence);
         }
-        self.socket
-            .send(&buffer, 0)
-            .map_err(|error| (None, error))?;
+        self.socket.send(&buffer, 0).map_err(|error| (None, error))?;
         let mut answered = vec![false; tolerated.len()];
         let mut failure: Option<(usize, i32)> = None;
         while answered.contains(&false) {
@@ -384,9 +316,7 @@ impl RouteSocket {
                 answered[position] = true;
                 let code = error.code.map(|code| -code.get());
                 if code.is_some() && code != tolerated[position] {
-                    failure = failure
-                        .filter(|(earlier, _)| *earlier < position)
-                        .or(code.map(|code| (position, code)));
+                    failure = failure.filter(|(earlier, _)| *earlier < position).or(code.map(|code| (position, code)));
                 }
             }
         }
@@ -397,21 +327,12 @@ impl RouteSocket {
     }
 
     /// Sends one request and collects the kernel's replies until its ack (or `DONE` for dumps).
-    fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+    fn request(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut buffer = Vec::new();
-        append(
-            &mut buffer,
-            message,
-            flags | if dump { 0 } else { NLM_F_ACK },
-            sequence,
-        );
+        append(&mut buffer, message, flags | if dump { 0 } else { NLM_F_ACK }, sequence);
         self.socket.send(&buffer, 0)?;
 
         let mut replies = Vec::new();
@@ -478,12 +399,7 @@ fn append(buffer: &mut Vec<u8>, message: RouteNetlinkMessage, flags: u16, sequen
 }
 
 fn summarize(link: LinkMessage) -> LinkSummary {
-    let mut summary = LinkSummary {
-        index: link.header.index,
-        name: String::new(),
-        kind: None,
-        address: None,
-    };
+    let mut summary = LinkSummary { index: link.header.index, name: String::new(), kind: None, address: None };
     for attribute in link.attributes {
         match attribute {
             LinkAttribute::IfName(name) => summary.name = name,
@@ -520,9 +436,7 @@ mod tests {
             let own = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
             socket.create_bridge("tb0").unwrap();
             let bridge = socket.link_index("tb0").unwrap().expect("bridge");
-            let echoed = socket
-                .create_veth("tv0", bridge, "tp0", own.as_fd(), None)
-                .unwrap();
+            let echoed = socket.create_veth("tv0", bridge, "tp0", own.as_fd(), None).unwrap();
             let peer = socket.link_index("tp0").unwrap().expect("peer");
             // Linux 6.3 and later echo the new link; a sandbox looks the peer up otherwise.
             assert_eq!(echoed, Some(peer), "the echoed veth names its peer");
@@ -547,10 +461,7 @@ mod tests {
             assert_eq!(failed, Some(1), "the first failure is reported: {error}");
             assert_eq!(error.raw_os_error(), Some(libc::ENODEV));
             // The kernel carried on with the rest.
-            let routes = std::process::Command::new("ip")
-                .args(["-4", "route", "show", "default"])
-                .output()
-                .unwrap();
+            let routes = std::process::Command::new("ip").args(["-4", "route", "show", "default"]).output().unwrap();
             let routes = String::from_utf8(routes.stdout).unwrap();
             assert!(routes.contains("via 10.9.0.1 dev tp0"), "{routes}");
         })
@@ -559,17 +470,8 @@ mod tests {
 
     #[test]
     fn broadcast_address_of_a_prefix() {
-        assert_eq!(
-            broadcast(Ipv4Addr::new(10, 244, 0, 1), 24),
-            Ipv4Addr::new(10, 244, 0, 255)
-        );
-        assert_eq!(
-            broadcast(Ipv4Addr::new(10, 244, 3, 7), 16),
-            Ipv4Addr::new(10, 244, 255, 255)
-        );
-        assert_eq!(
-            broadcast(Ipv4Addr::new(10, 0, 0, 1), 0),
-            Ipv4Addr::new(255, 255, 255, 255)
-        );
+        assert_eq!(broadcast(Ipv4Addr::new(10, 244, 0, 1), 24), Ipv4Addr::new(10, 244, 0, 255));
+        assert_eq!(broadcast(Ipv4Addr::new(10, 244, 3, 7), 16), Ipv4Addr::new(10, 244, 255, 255));
+        assert_eq!(broadcast(Ipv4Addr::new(10, 0, 0, 1), 0), Ipv4Addr::new(255, 255, 255, 255));
     }
 }

@@ -61,10 +61,7 @@ pub fn check_command(spec: &ProcessSpec) -> Result<(), Error> {
 /// The program `spec` runs and the directory it runs in, both checked.
 fn locate(spec: &ProcessSpec) -> Result<(PathBuf, PathBuf), Error> {
     let command_name = spec.argv.first().ok_or(Error::EmptyCommand)?;
-    let working_dir = spec
-        .working_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let working_dir = spec.working_dir.clone().unwrap_or_else(|| PathBuf::from("/"));
     if !working_dir.is_dir() {
         return Err(Error::WorkingDirectory { path: working_dir });
     }
@@ -94,10 +91,7 @@ pub(crate) fn prepare(spec: ProcessSpec) -> Result<Prepared, Error> {
     if path.is_none() {
         command.env("PATH", DEFAULT_PATH);
     }
-    Ok(Prepared {
-        command,
-        name: command_name,
-    })
+    Ok(Prepared { command, name: command_name })
 }
 
 impl Prepared {
@@ -120,19 +114,12 @@ impl Prepared {
 }
 
 fn environment_path(env: &[(String, String)]) -> Option<&str> {
-    env.iter()
-        .rev()
-        .find(|(name, _)| name == "PATH")
-        .map(|(_, value)| value.as_str())
+    env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| value.as_str())
 }
 
 /// Finds the file `command` names, as `execvp` would: a name with a `/` is taken as a path
 /// (relative to `working_dir`), any other is searched in `path`.
-fn resolve_executable(
-    command: &str,
-    path: Option<&str>,
-    working_dir: &Path,
-) -> Result<PathBuf, Error> {
+fn resolve_executable(command: &str, path: Option<&str>, working_dir: &Path) -> Result<PathBuf, Error> {
     if command.is_empty() {
         return Err(Error::EmptyCommand);
     }
@@ -140,21 +127,13 @@ fn resolve_executable(
         let candidate = working_dir.join(command);
         return match executable_status(&candidate) {
             ExecutableStatus::Runnable => Ok(candidate),
-            ExecutableStatus::NotExecutable => Err(Error::PermissionDenied {
-                command: command.to_owned(),
-            }),
-            ExecutableStatus::Missing => Err(Error::ExecutableNotFound {
-                command: command.to_owned(),
-            }),
+            ExecutableStatus::NotExecutable => Err(Error::PermissionDenied { command: command.to_owned() }),
+            ExecutableStatus::Missing => Err(Error::ExecutableNotFound { command: command.to_owned() }),
         };
     }
     let mut saw_not_executable = false;
     for directory in path.unwrap_or(DEFAULT_PATH).split(':') {
-        let directory = if directory.is_empty() {
-            Path::new(".")
-        } else {
-            Path::new(directory)
-        };
+        let directory = if directory.is_empty() { Path::new(".") } else { Path::new(directory) };
         let candidate = working_dir.join(directory).join(OsStr::new(command));
         match executable_status(&candidate) {
             ExecutableStatus::Runnable => return Ok(candidate),
@@ -163,13 +142,9 @@ fn resolve_executable(
         }
     }
     if saw_not_executable {
-        Err(Error::PermissionDenied {
-            command: command.to_owned(),
-        })
+        Err(Error::PermissionDenied { command: command.to_owned() })
     } else {
-        Err(Error::ExecutableNotFound {
-            command: command.to_owned(),
-        })
+        Err(Error::ExecutableNotFound { command: command.to_owned() })
     }
 }
 
@@ -181,9 +156,7 @@ enum ExecutableStatus {
 
 fn executable_status(path: &Path) -> ExecutableStatus {
     match std::fs::metadata(path) {
-        Ok(metadata) if metadata.is_file() && metadata.permissions().mode() & 0o111 != 0 => {
-            ExecutableStatus::Runnable
-        }
+        Ok(metadata) if metadata.is_file() && metadata.permissions().mode() & 0o111 != 0 => ExecutableStatus::Runnable,
         Ok(metadata) if metadata.is_file() => ExecutableStatus::NotExecutable,
         _ => ExecutableStatus::Missing,
     }
@@ -217,23 +190,14 @@ impl From<Signal> for nix::sys::signal::Signal {
 /// Sends `signal` to every process in the process group `group` (the pid of a process that
 /// [`crate::PodSandbox::spawn`] started). Returns `false` if the group has no process left.
 pub fn signal_process_group(group: u32, signal: Signal) -> Result<bool, Error> {
-    let group = i32::try_from(group)
-        .ok()
-        .filter(|group| *group > 1)
-        .ok_or_else(|| Error::Invalid {
-            what: format!("process group {group}"),
-            reason: "must be a pid above 1".into(),
-        })?;
-    match nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(group),
-        nix::sys::signal::Signal::from(signal),
-    ) {
+    let group = i32::try_from(group).ok().filter(|group| *group > 1).ok_or_else(|| Error::Invalid {
+        what: format!("process group {group}"),
+        reason: "must be a pid above 1".into(),
+    })?;
+    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::from(signal)) {
         Ok(()) => Ok(true),
         Err(nix::errno::Errno::ESRCH) => Ok(false),
-        Err(errno) => Err(Error::os(
-            format!("signal process group {group}"),
-            errno.into(),
-        )),
+        Err(errno) => Err(Error::os(format!("signal process group {group}"), errno.into())),
     }
 }
 
@@ -248,37 +212,20 @@ mod tests {
             resolve_executable("sh", Some("/nonexistent:/bin:/usr/bin"), root).unwrap(),
             PathBuf::from("/bin/sh")
         );
-        assert!(
-            resolve_executable("sh", None, root).is_ok(),
-            "found via the default PATH"
-        );
+        assert!(resolve_executable("sh", None, root).is_ok(), "found via the default PATH");
         assert!(matches!(
             resolve_executable("no-such-command-xyz", Some("/bin"), root),
             Err(Error::ExecutableNotFound { .. })
         ));
-        assert!(matches!(
-            resolve_executable("/no/such/file", None, root),
-            Err(Error::ExecutableNotFound { .. })
-        ));
-        assert!(matches!(
-            resolve_executable("passwd", Some("/etc"), root),
-            Err(Error::PermissionDenied { .. })
-        ));
-        assert_eq!(
-            resolve_executable("bin/sh", None, Path::new("/usr")).unwrap(),
-            PathBuf::from("/usr/bin/sh")
-        );
+        assert!(matches!(resolve_executable("/no/such/file", None, root), Err(Error::ExecutableNotFound { .. })));
+        assert!(matches!(resolve_executable("passwd", Some("/etc"), root), Err(Error::PermissionDenied { .. })));
+        assert_eq!(resolve_executable("bin/sh", None, Path::new("/usr")).unwrap(), PathBuf::from("/usr/bin/sh"));
     }
 
     #[test]
     fn not_found_message_matches_the_container_runtime() {
-        let error = Error::ExecutableNotFound {
-            command: "nginx".into(),
-        };
-        assert_eq!(
-            error.to_string(),
-            "exec: \"nginx\": executable file not found in $PATH"
-        );
+        let error = Error::ExecutableNotFound { command: "nginx".into() };
+        assert_eq!(error.to_string(), "exec: \"nginx\": executable file not found in $PATH");
     }
 
     #[test]

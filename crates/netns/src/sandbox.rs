@@ -85,10 +85,7 @@ pub struct SandboxFactory {
 
 impl std::fmt::Debug for SandboxFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxFactory")
-            .field("bridge", &self.bridge)
-            .field("home", &self.home)
-            .finish_non_exhaustive()
+        f.debug_struct("SandboxFactory").field("bridge", &self.bridge).field("home", &self.home).finish_non_exhaustive()
     }
 }
 
@@ -98,8 +95,7 @@ impl SandboxFactory {
     pub fn for_this_thread() -> Result<SandboxFactory, Error> {
         Ok(SandboxFactory {
             home: HomeNamespaces::of_this_thread()?,
-            node_socket: RouteSocket::open()
-                .map_err(|error| Error::os("open node netlink socket", error))?,
+            node_socket: RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?,
             bridge: None,
         })
     }
@@ -111,16 +107,11 @@ impl SandboxFactory {
     /// On error nothing is left behind.
     pub fn create(&mut self, config: &SandboxConfig) -> Result<PodSandbox, Error> {
         validate(config)?;
-        let contents = NamespaceContents {
-            hostname: &config.hostname,
-            resolv_conf: &config.resolv_conf,
-            hosts: &config.hosts,
-        };
-        let (namespaces, mut pod_socket) =
-            namespace::create_pod_namespaces(&contents, &mut self.home)?;
+        let contents =
+            NamespaceContents { hostname: &config.hostname, resolv_conf: &config.resolv_conf, hosts: &config.hosts };
+        let (namespaces, mut pod_socket) = namespace::create_pod_namespaces(&contents, &mut self.home)?;
         let pod_index = self.create_veth(config, &namespaces)?;
-        let node_socket =
-            RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
+        let node_socket = RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
         let sandbox = PodSandbox {
             name: config.name.clone(),
             ip: config.ip,
@@ -144,9 +135,7 @@ impl SandboxFactory {
             .node_socket
             .link_index(bridge)
             .map_err(|error| Error::os(format!("look up bridge {bridge}"), error))?
-            .ok_or_else(|| Error::BridgeNotFound {
-                bridge: bridge.to_owned(),
-            })?;
+            .ok_or_else(|| Error::BridgeNotFound { bridge: bridge.to_owned() })?;
         self.bridge = Some((bridge.to_owned(), index));
         Ok(index)
     }
@@ -154,11 +143,7 @@ impl SandboxFactory {
     /// Creates the veth pair, host end on the bridge and pod end `eth0` in the pod's namespace,
     /// both down. A bridge that was replaced since its index was cached is looked up again.
     /// Returns the pod end's index if the kernel told it.
-    fn create_veth(
-        &mut self,
-        config: &SandboxConfig,
-        namespaces: &Namespaces,
-    ) -> Result<Option<u32>, Error> {
+    fn create_veth(&mut self, config: &SandboxConfig, namespaces: &Namespaces) -> Result<Option<u32>, Error> {
         let veth = &config.veth_host_name;
         let mut fresh = false;
         loop {
@@ -178,10 +163,7 @@ impl SandboxFactory {
                 Err(_) if !fresh => fresh = true,
                 Err(error) => {
                     return Err(Error::os(
-                        format!(
-                            "create veth pair {veth}/{POD_INTERFACE} on {}",
-                            config.bridge
-                        ),
+                        format!("create veth pair {veth}/{POD_INTERFACE} on {}", config.bridge),
                         error,
                     ))
                 }
@@ -203,26 +185,15 @@ impl SandboxFactory {
             None => pod_socket
                 .link_index(POD_INTERFACE)
                 .map_err(|error| Error::os("look up pod eth0", error))?
-                .ok_or_else(|| {
-                    Error::os(
-                        "look up pod eth0",
-                        std::io::Error::from_raw_os_error(libc::ENODEV),
-                    )
-                })?,
+                .ok_or_else(|| Error::os("look up pod eth0", std::io::Error::from_raw_os_error(libc::ENODEV)))?,
         };
         let pod_side = [
-            (
-                Request::link_up(Link::Index(LOOPBACK_INDEX)),
-                "set lo up".to_owned(),
-            ),
+            (Request::link_up(Link::Index(LOOPBACK_INDEX)), "set lo up".to_owned()),
             (
                 Request::address(pod_index, config.ip, config.prefix_len),
                 format!("add {}/{} to pod eth0", config.ip, config.prefix_len),
             ),
-            (
-                Request::link_up_without_ipv6(Link::Index(pod_index)),
-                "set pod eth0 up".to_owned(),
-            ),
+            (Request::link_up_without_ipv6(Link::Index(pod_index)), "set pod eth0 up".to_owned()),
             (
                 Request::default_route(pod_index, config.gateway),
                 format!("add pod default route via {}", config.gateway),
@@ -231,10 +202,7 @@ impl SandboxFactory {
         run_batch(pod_socket, pod_side)?;
         let veth = &config.veth_host_name;
         let host_side = [
-            (
-                Request::bridge_port_settings(Link::Name(veth)),
-                format!("configure bridge port {veth}"),
-            ),
+            (Request::bridge_port_settings(Link::Name(veth)), format!("configure bridge port {veth}")),
             (Request::link_up(Link::Name(veth)), format!("set {veth} up")),
         ];
         run_batch(&mut self.node_socket, host_side)
@@ -242,17 +210,12 @@ impl SandboxFactory {
 }
 
 /// Sends the requests together; an error names the step that failed.
-fn run_batch<const N: usize>(
-    socket: &mut RouteSocket,
-    steps: [(Request, String); N],
-) -> Result<(), Error> {
+fn run_batch<const N: usize>(socket: &mut RouteSocket, steps: [(Request, String); N]) -> Result<(), Error> {
     let (requests, mut names): (Vec<Request>, Vec<String>) = steps.into_iter().unzip();
-    socket
-        .batch(requests)
-        .map_err(|(failed, error)| match failed {
-            Some(step) => Error::os(std::mem::take(&mut names[step]), error),
-            None => Error::os(format!("ask the kernel to {}", names.join(", ")), error),
-        })
+    socket.batch(requests).map_err(|(failed, error)| match failed {
+        Some(step) => Error::os(std::mem::take(&mut names[step]), error),
+        None => Error::os(format!("ask the kernel to {}", names.join(", ")), error),
+    })
 }
 
 /// Starts processes in pods' sandboxes from the thread that created it, one after another: the
@@ -270,18 +233,12 @@ pub struct Launcher {
 impl Launcher {
     /// A launcher starting processes from the calling thread.
     pub fn for_this_thread() -> Result<Launcher, Error> {
-        Ok(Launcher {
-            home: HomeNamespaces::of_this_thread()?,
-        })
+        Ok(Launcher { home: HomeNamespaces::of_this_thread()? })
     }
 
     /// Starts `spec` in `sandbox`, as [`PodSandbox::spawn`] does. Must be called within a tokio
     /// runtime. Blocking (the parent waits for the child's exec, well under a millisecond).
-    pub fn spawn(
-        &mut self,
-        sandbox: &PodSandbox,
-        spec: ProcessSpec,
-    ) -> Result<tokio::process::Child, Error> {
+    pub fn spawn(&mut self, sandbox: &PodSandbox, spec: ProcessSpec) -> Result<tokio::process::Child, Error> {
         self.home.usable()?;
         let prepared = process::prepare(spec)?;
         sandbox.with_namespaces(|namespaces| self.home.visit(namespaces, || prepared.spawn())?)
@@ -315,22 +272,15 @@ impl PodSandbox {
 
     /// Whether [`destroy`](PodSandbox::destroy) has run.
     pub fn is_destroyed(&self) -> bool {
-        self.namespaces
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .is_none()
+        self.namespaces.read().unwrap_or_else(|poison| poison.into_inner()).is_none()
     }
 
     /// The inode number of the pod's network namespace (what `/proc/<pid>/ns/net` links to as
     /// `net:[N]`), to recognise the pod's processes; `None` once destroyed.
     pub fn network_namespace_inode(&self) -> Option<u64> {
-        self.with_namespaces(|namespaces| {
-            Ok(nix::sys::stat::fstat(&namespaces.net)
-                .ok()
-                .map(|stat| stat.st_ino))
-        })
-        .ok()
-        .flatten()
+        self.with_namespaces(|namespaces| Ok(nix::sys::stat::fstat(&namespaces.net).ok().map(|stat| stat.st_ino)))
+            .ok()
+            .flatten()
     }
 
     /// Starts a process in the pod's network, UTS and mount namespaces (it sees the host's
@@ -366,17 +316,9 @@ impl PodSandbox {
     }
 
     /// Calls `f` with the pod's namespaces, which stay open meanwhile (`destroy` waits).
-    fn with_namespaces<T>(
-        &self,
-        f: impl FnOnce(&Namespaces) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let namespaces = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let namespaces = namespaces.as_ref().ok_or_else(|| Error::Destroyed {
-            sandbox: self.name.clone(),
-        })?;
+    fn with_namespaces<T>(&self, f: impl FnOnce(&Namespaces) -> Result<T, Error>) -> Result<T, Error> {
+        let namespaces = self.namespaces.read().unwrap_or_else(|poison| poison.into_inner());
+        let namespaces = namespaces.as_ref().ok_or_else(|| Error::Destroyed { sandbox: self.name.clone() })?;
         f(namespaces)
     }
 
@@ -384,17 +326,11 @@ impl PodSandbox {
     /// calls this) and releases the namespaces. Idempotent. Stop the pod's processes first: any
     /// still running keep the (now unconnected) namespaces alive until they exit.
     pub fn destroy(&self) -> Result<(), Error> {
-        let mut namespaces = self
-            .namespaces
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|poison| poison.into_inner());
         if namespaces.is_none() {
             return Ok(());
         }
-        let mut node_socket = self
-            .node_socket
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut node_socket = self.node_socket.lock().unwrap_or_else(|poison| poison.into_inner());
         node_socket
             .delete_link(&self.veth_host_name)
             .map_err(|error| Error::os(format!("delete veth {}", self.veth_host_name), error))?;
@@ -414,30 +350,18 @@ impl Drop for PodSandbox {
 }
 
 fn validate(config: &SandboxConfig) -> Result<(), Error> {
-    let invalid = |reason: String| {
-        Err(Error::Invalid {
-            what: format!("sandbox {:?}", config.name),
-            reason,
-        })
-    };
+    let invalid = |reason: String| Err(Error::Invalid { what: format!("sandbox {:?}", config.name), reason });
     validate_link_name(&config.bridge).or_else(|reason| invalid(format!("bridge: {reason}")))?;
-    validate_link_name(&config.veth_host_name)
-        .or_else(|reason| invalid(format!("veth_host_name: {reason}")))?;
+    validate_link_name(&config.veth_host_name).or_else(|reason| invalid(format!("veth_host_name: {reason}")))?;
     if config.hostname.is_empty() || config.hostname.len() > 64 {
-        return invalid(format!(
-            "hostname {:?} must be 1 to 64 bytes",
-            config.hostname
-        ));
+        return invalid(format!("hostname {:?} must be 1 to 64 bytes", config.hostname));
     }
     if config.prefix_len == 0 || config.prefix_len > 30 {
         return invalid(format!("prefix_len {} must be 1 to 30", config.prefix_len));
     }
     let mask = u32::MAX << (32 - u32::from(config.prefix_len));
     if u32::from(config.ip) & mask != u32::from(config.gateway) & mask {
-        return invalid(format!(
-            "gateway {} is not in {}/{}",
-            config.gateway, config.ip, config.prefix_len
-        ));
+        return invalid(format!("gateway {} is not in {}/{}", config.gateway, config.ip, config.prefix_len));
     }
     if config.ip == config.gateway {
         return invalid(format!("ip {} is the gateway", config.ip));
@@ -474,9 +398,7 @@ mod tests {
         assert!(validate(&config()).is_ok());
         type Change = fn(&mut SandboxConfig);
         let cases: Vec<(&str, Change)> = vec![
-            ("veth_host_name", |c| {
-                c.veth_host_name = "a-name-longer-than-15".into()
-            }),
+            ("veth_host_name", |c| c.veth_host_name = "a-name-longer-than-15".into()),
             ("veth_host_name", |c| c.veth_host_name = "has/slash".into()),
             ("bridge", |c| c.bridge = String::new()),
             ("hostname", |c| c.hostname = "h".repeat(65)),
@@ -489,10 +411,7 @@ mod tests {
             let mut config = config();
             change(&mut config);
             let error = validate(&config).expect_err(expected).to_string();
-            assert!(
-                error.contains(expected),
-                "{error:?} should mention {expected}"
-            );
+            assert!(error.contains(expected), "{error:?} should mention {expected}");
         }
     }
 }

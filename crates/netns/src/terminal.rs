@@ -34,19 +34,13 @@ pub struct TerminalStdio {
 impl Terminal {
     /// A new pseudo-terminal.
     pub fn open() -> io::Result<(Terminal, TerminalStdio)> {
-        let master =
-            rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+        let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
         rustix::pty::grantpt(&master)?;
         rustix::pty::unlockpt(&master)?;
         let name = rustix::pty::ptsname(&master, Vec::new())?;
-        let path = std::path::PathBuf::from(std::os::unix::ffi::OsStrExt::from_bytes(
-            name.as_bytes(),
-        ) as &std::ffi::OsStr);
-        let slave = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY)
-            .open(path)?;
+        let path =
+            std::path::PathBuf::from(std::os::unix::ffi::OsStrExt::from_bytes(name.as_bytes()) as &std::ffi::OsStr);
+        let slave = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(path)?;
         let stdio = TerminalStdio {
             stdin: Stdio::from(slave.try_clone()?),
             stdout: Stdio::from(slave.try_clone()?),
@@ -57,12 +51,7 @@ impl Terminal {
 
     /// Sets the terminal's size in characters.
     pub fn resize(&self, width: u16, height: u16) -> io::Result<()> {
-        let size = rustix::termios::Winsize {
-            ws_row: height,
-            ws_col: width,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
+        let size = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
         Ok(rustix::termios::tcsetwinsize(&self.master, size)?)
     }
 
@@ -71,9 +60,6 @@ impl Terminal {
     pub fn files(&self) -> io::Result<(tokio::fs::File, tokio::fs::File)> {
         let reader = File::from(self.master.try_clone()?);
         let writer = File::from(self.master.try_clone()?);
-        Ok((
-            tokio::fs::File::from_std(reader),
-            tokio::fs::File::from_std(writer),
-        ))
+        Ok((tokio::fs::File::from_std(reader), tokio::fs::File::from_std(writer)))
     }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use frontdoor_netns::{
     cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names,
-    run_in_fresh_network_namespace, signal_process_group, Error, Launcher, PodSandbox, ProcessSpec,
-    SandboxConfig, SandboxFactory, Signal,
+    run_in_fresh_network_namespace, signal_process_group, Error, Launcher, PodSandbox, ProcessSpec, SandboxConfig,
+    SandboxFactory, Signal,
 };
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
@@ -41,9 +41,7 @@ impl Node {
             bridge: self.bridge.clone(),
             veth_host_name: self.veth(n),
             mtu: None,
-            resolv_conf: format!(
-                "nameserver 10.96.0.10\nsearch ns{n}.svc.cluster.local svc.cluster.local\n"
-            ),
+            resolv_conf: format!("nameserver 10.96.0.10\nsearch ns{n}.svc.cluster.local svc.cluster.local\n"),
             hosts: format!("127.0.0.1\tlocalhost\n10.244.0.{}\tpod-{n}\n", 10 + n),
         }
     }
@@ -54,37 +52,20 @@ impl Node {
 fn on_node<T: Send>(test: impl FnOnce(&Node) -> T + Send) -> T {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     // Short enough for 15-byte link names: "fd" + 4 hex of the pid + counter + suffix.
-    let prefix = format!(
-        "fd{:04x}{}",
-        std::process::id() & 0xffff,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let node = Node {
-        bridge: format!("{prefix}br"),
-        prefix,
-    };
+    let prefix = format!("fd{:04x}{}", std::process::id() & 0xffff, COUNTER.fetch_add(1, Ordering::Relaxed));
+    let node = Node { bridge: format!("{prefix}br"), prefix };
     let result = run_in_fresh_network_namespace(|| {
         ensure_bridge(&node.bridge, GATEWAY, 24).expect("bridge");
         test(&node)
     })
     .expect("fresh network namespace");
-    let leaked: Vec<String> = link_names()
-        .unwrap()
-        .into_iter()
-        .filter(|name| name.starts_with(&node.prefix))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "links leaked into the root namespace: {leaked:?}"
-    );
+    let leaked: Vec<String> = link_names().unwrap().into_iter().filter(|name| name.starts_with(&node.prefix)).collect();
+    assert!(leaked.is_empty(), "links leaked into the root namespace: {leaked:?}");
     result
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 /// Waits for `condition` with a deadline instead of sleeping for a guessed time.
@@ -100,16 +81,11 @@ fn eventually<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> O
 }
 
 fn host_env() -> Vec<(String, String)> {
-    vec![(
-        "PATH".into(),
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-    )]
+    vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())]
 }
 
 fn http_get(mut stream: TcpStream, path: &str) -> String {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -120,17 +96,8 @@ async fn output_of(sandbox: &PodSandbox, argv: &[&str]) -> String {
     let mut spec = ProcessSpec::new(argv.iter().copied());
     spec.env = host_env();
     spec.stdout = Stdio::piped();
-    let output = sandbox
-        .spawn(spec)
-        .expect("spawn")
-        .wait_with_output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{argv:?} failed: {:?}",
-        output.status
-    );
+    let output = sandbox.spawn(spec).expect("spawn").wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{argv:?} failed: {:?}", output.status);
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -144,45 +111,25 @@ fn pods_reach_each_other_and_the_node_over_the_bridge() {
         let server_address = SocketAddr::from((a.ip(), 8080));
 
         runtime().block_on(async {
-            let mut spec = ProcessSpec::new([
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                &a.ip().to_string(),
-            ]);
+            let mut spec = ProcessSpec::new(["python3", "-m", "http.server", "8080", "--bind", &a.ip().to_string()]);
             spec.env = host_env();
             spec.working_dir = Some(site.path().to_owned());
             let mut server = a.spawn(spec).expect("spawn server in pod a");
 
             // From pod b, through a socket made in b's namespace.
-            let stream = eventually(
-                "the server in pod a to listen",
-                Duration::from_secs(20),
-                || b.tcp_connect(server_address, Duration::from_secs(1)).ok(),
-            );
+            let stream = eventually("the server in pod a to listen", Duration::from_secs(20), || {
+                b.tcp_connect(server_address, Duration::from_secs(1)).ok()
+            });
             let response = http_get(stream, "/hello.txt");
             assert!(response.starts_with("HTTP/1.0 200"), "{response}");
             assert!(response.ends_with("hello from pod 1\n"), "{response}");
 
             // From a process in pod b.
-            let body = output_of(
-                &b,
-                &[
-                    "curl",
-                    "-sS",
-                    "--max-time",
-                    "5",
-                    "http://10.244.0.11:8080/hello.txt",
-                ],
-            )
-            .await;
+            let body = output_of(&b, &["curl", "-sS", "--max-time", "5", "http://10.244.0.11:8080/hello.txt"]).await;
             assert_eq!(body, "hello from pod 1\n");
 
             // From the node, over the bridge.
-            let stream = TcpStream::connect_timeout(&server_address, Duration::from_secs(5))
-                .expect("node to pod");
+            let stream = TcpStream::connect_timeout(&server_address, Duration::from_secs(5)).expect("node to pod");
             assert!(http_get(stream, "/hello.txt").ends_with("hello from pod 1\n"));
 
             let _ = signal_process_group(server.id().unwrap(), Signal::Kill);
@@ -192,9 +139,7 @@ fn pods_reach_each_other_and_the_node_over_the_bridge() {
         // A pod reaches the node at its gateway address (default route via the bridge).
         let listener = TcpListener::bind((GATEWAY, 0)).unwrap();
         let node_address = listener.local_addr().unwrap();
-        let mut from_pod = b
-            .tcp_connect(node_address, Duration::from_secs(5))
-            .expect("pod to node");
+        let mut from_pod = b.tcp_connect(node_address, Duration::from_secs(5)).expect("pod to node");
         let (mut accepted, peer) = listener.accept().unwrap();
         assert_eq!(peer.ip(), b.ip(), "the node sees the pod's own address");
         from_pod.write_all(b"ping").unwrap();
@@ -220,34 +165,14 @@ fn pods_reach_each_other_and_the_node_over_the_bridge() {
         let addresses = runtime().block_on(output_of(&a, &["ip", "-o", "addr", "show"]));
         let mut summary: Vec<String> = addresses
             .lines()
-            .map(|line| {
-                line.split_whitespace()
-                    .skip(1)
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .map(|line| line.split_whitespace().skip(1).take(3).collect::<Vec<_>>().join(" "))
             .collect();
         summary.sort();
-        assert_eq!(
-            summary,
-            [
-                "eth0 inet 10.244.0.11/24",
-                "lo inet 127.0.0.1/8",
-                "lo inet6 ::1/128"
-            ],
-            "{addresses}"
-        );
-        let host_end = std::process::Command::new("ip")
-            .args(["-o", "addr", "show", "dev", &node.veth(1)])
-            .output()
-            .unwrap();
+        assert_eq!(summary, ["eth0 inet 10.244.0.11/24", "lo inet 127.0.0.1/8", "lo inet6 ::1/128"], "{addresses}");
+        let host_end =
+            std::process::Command::new("ip").args(["-o", "addr", "show", "dev", &node.veth(1)]).output().unwrap();
         assert!(host_end.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&host_end.stdout),
-            "",
-            "the host end has no address"
-        );
+        assert_eq!(String::from_utf8_lossy(&host_end.stdout), "", "the host end has no address");
         a.destroy().unwrap();
         b.destroy().unwrap();
     });
@@ -263,14 +188,8 @@ fn hostname_resolv_conf_and_hosts_are_the_pods_own() {
         let sandbox = PodSandbox::create(&config).expect("sandbox");
         runtime().block_on(async {
             assert_eq!(output_of(&sandbox, &["hostname"]).await, "pod-3\n");
-            assert_eq!(
-                output_of(&sandbox, &["cat", "/etc/resolv.conf"]).await,
-                config.resolv_conf
-            );
-            assert_eq!(
-                output_of(&sandbox, &["cat", "/etc/hosts"]).await,
-                config.hosts
-            );
+            assert_eq!(output_of(&sandbox, &["cat", "/etc/resolv.conf"]).await, config.resolv_conf);
+            assert_eq!(output_of(&sandbox, &["cat", "/etc/hosts"]).await, config.hosts);
             // The rest of the filesystem is the host's, and the working directory is honoured.
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("marker"), "host file\n").unwrap();
@@ -278,29 +197,13 @@ fn hostname_resolv_conf_and_hosts_are_the_pods_own() {
             spec.env = host_env();
             spec.working_dir = Some(dir.path().to_owned());
             spec.stdout = Stdio::piped();
-            let output = sandbox
-                .spawn(spec)
-                .unwrap()
-                .wait_with_output()
-                .await
-                .unwrap();
-            assert_eq!(
-                String::from_utf8(output.stdout).unwrap(),
-                format!("{}\nhost file\n", dir.path().display())
-            );
+            let output = sandbox.spawn(spec).unwrap().wait_with_output().await.unwrap();
+            assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("{}\nhost file\n", dir.path().display()));
         });
         sandbox.destroy().unwrap();
     });
-    assert_eq!(
-        std::fs::read("/etc/resolv.conf").unwrap(),
-        host_resolv_conf,
-        "host resolv.conf untouched"
-    );
-    assert_eq!(
-        std::fs::read("/etc/hosts").unwrap(),
-        host_hosts,
-        "host hosts untouched"
-    );
+    assert_eq!(std::fs::read("/etc/resolv.conf").unwrap(), host_resolv_conf, "host resolv.conf untouched");
+    assert_eq!(std::fs::read("/etc/hosts").unwrap(), host_hosts, "host hosts untouched");
     assert_eq!(nix_free_hostname(), host_name, "host hostname untouched");
 }
 
@@ -316,53 +219,23 @@ fn a_missing_command_is_reported_as_the_kubelet_does() {
             let mut spec = ProcessSpec::new(["frontdoor-no-such-command"]);
             spec.env = host_env();
             let error = sandbox.spawn(spec).expect_err("missing command");
-            assert!(
-                matches!(error, Error::ExecutableNotFound { .. }),
-                "{error:?}"
-            );
-            assert_eq!(
-                error.to_string(),
-                "exec: \"frontdoor-no-such-command\": executable file not found in $PATH"
-            );
+            assert!(matches!(error, Error::ExecutableNotFound { .. }), "{error:?}");
+            assert_eq!(error.to_string(), "exec: \"frontdoor-no-such-command\": executable file not found in $PATH");
 
-            let error = sandbox
-                .spawn(ProcessSpec::new(["/no/such/binary"]))
-                .expect_err("missing path");
-            assert!(
-                matches!(error, Error::ExecutableNotFound { .. }),
-                "{error:?}"
-            );
+            let error = sandbox.spawn(ProcessSpec::new(["/no/such/binary"])).expect_err("missing path");
+            assert!(matches!(error, Error::ExecutableNotFound { .. }), "{error:?}");
 
             let mut spec = ProcessSpec::new(["true"]);
             spec.working_dir = Some("/no/such/directory".into());
-            assert!(matches!(
-                sandbox.spawn(spec),
-                Err(Error::WorkingDirectory { .. })
-            ));
+            assert!(matches!(sandbox.spawn(spec), Err(Error::WorkingDirectory { .. })));
 
-            assert!(matches!(
-                sandbox.spawn(ProcessSpec::new(Vec::<String>::new())),
-                Err(Error::EmptyCommand)
-            ));
+            assert!(matches!(sandbox.spawn(ProcessSpec::new(Vec::<String>::new())), Err(Error::EmptyCommand)));
             // Without PATH in the environment, the default PATH applies.
-            assert_eq!(
-                output_of(&sandbox, &["sh", "-c", "echo $PATH"])
-                    .await
-                    .trim(),
-                host_env()[0].1
-            );
+            assert_eq!(output_of(&sandbox, &["sh", "-c", "echo $PATH"]).await.trim(), host_env()[0].1);
             let mut spec = ProcessSpec::new(["sh", "-c", "echo $PATH"]);
             spec.stdout = Stdio::piped();
-            let output = sandbox
-                .spawn(spec)
-                .unwrap()
-                .wait_with_output()
-                .await
-                .unwrap();
-            assert_eq!(
-                String::from_utf8(output.stdout).unwrap().trim(),
-                frontdoor_netns::DEFAULT_PATH
-            );
+            let output = sandbox.spawn(spec).unwrap().wait_with_output().await.unwrap();
+            assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), frontdoor_netns::DEFAULT_PATH);
         });
     });
 }
@@ -372,22 +245,13 @@ fn destroy_removes_the_veth_and_releases_the_namespace() {
     on_node(|node| {
         let sandbox = PodSandbox::create(&node.pod(5)).expect("sandbox");
         assert!(link_names().unwrap().contains(&node.veth(5)));
-        let inode = sandbox
-            .network_namespace_inode()
-            .expect("live sandbox has a namespace");
+        let inode = sandbox.network_namespace_inode().expect("live sandbox has a namespace");
         let reference = format!("net:[{inode}]");
         assert!(open_descriptors_to(&reference) > 0);
 
         sandbox.destroy().unwrap();
-        assert!(
-            !link_names().unwrap().contains(&node.veth(5)),
-            "veth deleted"
-        );
-        assert_eq!(
-            open_descriptors_to(&reference),
-            0,
-            "namespace descriptors closed"
-        );
+        assert!(!link_names().unwrap().contains(&node.veth(5)), "veth deleted");
+        assert_eq!(open_descriptors_to(&reference), 0, "namespace descriptors closed");
         assert!(sandbox.is_destroyed());
         sandbox.destroy().expect("destroy is idempotent");
         assert!(matches!(
@@ -402,18 +266,12 @@ fn destroy_removes_the_veth_and_releases_the_namespace() {
         assert!(matches!(clash, Error::LinkExists { .. }), "{clash:?}");
         // Dropping without destroy cleans up too.
         drop(again);
-        assert!(
-            !link_names().unwrap().contains(&node.veth(5)),
-            "veth deleted on drop"
-        );
+        assert!(!link_names().unwrap().contains(&node.veth(5)), "veth deleted on drop");
 
         // A failed create leaves nothing: the bridge does not exist.
         let mut config = node.pod(6);
         config.bridge = format!("{}nobr", node.prefix);
-        assert!(matches!(
-            PodSandbox::create(&config),
-            Err(Error::BridgeNotFound { .. })
-        ));
+        assert!(matches!(PodSandbox::create(&config), Err(Error::BridgeNotFound { .. })));
         assert!(!link_names().unwrap().contains(&node.veth(6)));
     });
 }
@@ -423,12 +281,7 @@ fn destroy_removes_the_veth_and_releases_the_namespace() {
 fn this_threads_view() -> Vec<String> {
     let mut view: Vec<String> = ["net", "uts", "mnt"]
         .iter()
-        .map(|kind| {
-            std::fs::read_link(format!("/proc/thread-self/ns/{kind}"))
-                .unwrap()
-                .display()
-                .to_string()
-        })
+        .map(|kind| std::fs::read_link(format!("/proc/thread-self/ns/{kind}")).unwrap().display().to_string())
         .collect();
     view.push(nix_free_hostname());
     view.push(std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
@@ -438,10 +291,7 @@ fn this_threads_view() -> Vec<String> {
 /// The bridge a link is attached to, as `ip link` in the calling thread's namespace reports it
 /// (`/sys` shows the namespace that mounted it).
 fn controller_of(link: &str) -> Option<String> {
-    let output = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "dev", link])
-        .output()
-        .unwrap();
+    let output = std::process::Command::new("ip").args(["-o", "link", "show", "dev", link]).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let mut words = text.split_whitespace();
     words.find(|word| *word == "master")?;
@@ -459,25 +309,15 @@ fn a_factory_makes_sandboxes_on_its_thread_and_brings_it_back() {
                     let mut factory = SandboxFactory::for_this_thread().expect("factory");
                     let a = factory.create(&node.pod(1)).expect("sandbox a");
                     assert_eq!(this_threads_view(), before, "back in the node's namespaces");
-                    assert_eq!(
-                        controller_of(&node.veth(1)).as_deref(),
-                        Some(node.bridge.as_str())
-                    );
+                    assert_eq!(controller_of(&node.veth(1)).as_deref(), Some(node.bridge.as_str()));
 
                     // The bridge is replaced (a new index): the factory finds the new one.
-                    let deleted = std::process::Command::new("ip")
-                        .args(["link", "del", &node.bridge])
-                        .status()
-                        .unwrap();
+                    let deleted =
+                        std::process::Command::new("ip").args(["link", "del", &node.bridge]).status().unwrap();
                     assert!(deleted.success());
                     ensure_bridge(&node.bridge, GATEWAY, 24).expect("bridge again");
-                    let b = factory
-                        .create(&node.pod(2))
-                        .expect("sandbox b on the new bridge");
-                    assert_eq!(
-                        controller_of(&node.veth(2)).as_deref(),
-                        Some(node.bridge.as_str())
-                    );
+                    let b = factory.create(&node.pod(2)).expect("sandbox b on the new bridge");
+                    assert_eq!(controller_of(&node.veth(2)).as_deref(), Some(node.bridge.as_str()));
 
                     // A clash leaves the other sandbox alone, and the factory goes on working.
                     let clash = factory.create(&node.pod(2)).expect_err("veth name in use");
@@ -491,15 +331,9 @@ fn a_factory_makes_sandboxes_on_its_thread_and_brings_it_back() {
                     let rt = runtime();
                     let _guard = rt.enter();
                     for (sandbox, n) in [(&b, 2), (&c, 3)] {
-                        let seen = rt.block_on(output_of(
-                            sandbox,
-                            &["sh", "-c", "hostname; cat /etc/resolv.conf"],
-                        ));
+                        let seen = rt.block_on(output_of(sandbox, &["sh", "-c", "hostname; cat /etc/resolv.conf"]));
                         assert!(seen.starts_with(&format!("pod-{n}\n")), "{seen}");
-                        assert!(
-                            seen.contains(&format!("search ns{n}.svc.cluster.local")),
-                            "{seen}"
-                        );
+                        assert!(seen.contains(&format!("search ns{n}.svc.cluster.local")), "{seen}");
                         sandbox
                             .tcp_connect(SocketAddr::from((GATEWAY, 9)), Duration::from_secs(2))
                             .map(drop)
@@ -519,10 +353,7 @@ fn a_factory_makes_sandboxes_on_its_thread_and_brings_it_back() {
                 .unwrap();
         });
         assert!(
-            !link_names()
-                .unwrap()
-                .iter()
-                .any(|name| name.starts_with(&format!("{}v", node.prefix))),
+            !link_names().unwrap().iter().any(|name| name.starts_with(&format!("{}v", node.prefix))),
             "every veth removed"
         );
     });
@@ -563,10 +394,7 @@ fn a_launcher_starts_processes_in_pods_from_its_thread_and_comes_back() {
                     let mut missing = ProcessSpec::new(["no-such-command-xyz"]);
                     missing.env = host_env();
                     let error = launcher.spawn(&a, missing).expect_err("missing command");
-                    assert!(
-                        matches!(error, Error::ExecutableNotFound { .. }),
-                        "{error:?}"
-                    );
+                    assert!(matches!(error, Error::ExecutableNotFound { .. }), "{error:?}");
                     assert_eq!(this_threads_view(), before);
 
                     // A destroyed sandbox has no namespaces to start anything in.
@@ -574,11 +402,7 @@ fn a_launcher_starts_processes_in_pods_from_its_thread_and_comes_back() {
                     let error = start(&mut launcher, &b, "true").expect_err("destroyed");
                     assert!(matches!(error, Error::Destroyed { .. }), "{error:?}");
                     let child = start(&mut launcher, &a, "true").expect("a still works");
-                    assert!(rt
-                        .block_on(child.wait_with_output())
-                        .unwrap()
-                        .status
-                        .success());
+                    assert!(rt.block_on(child.wait_with_output()).unwrap().status.success());
                     assert_eq!(this_threads_view(), before);
                 })
                 .join()
@@ -605,37 +429,21 @@ fn sigterm_to_the_process_group_stops_the_whole_tree() {
             spec.env = host_env();
             let mut child = sandbox.spawn(spec).expect("spawn");
             let group = child.id().unwrap();
-            eventually(
-                "sleep to start in the group",
-                Duration::from_secs(10),
-                || {
-                    live_members(group)
-                        .iter()
-                        .any(|(_, name)| name == "sleep")
-                        .then_some(())
-                },
-            );
+            eventually("sleep to start in the group", Duration::from_secs(10), || {
+                live_members(group).iter().any(|(_, name)| name == "sleep").then_some(())
+            });
             let in_pod = format!("net:[{}]", sandbox.network_namespace_inode().unwrap());
             for (pid, _) in live_members(group) {
                 let namespace = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
-                assert_eq!(
-                    namespace,
-                    Path::new(&in_pod),
-                    "process {pid} runs in the pod's network"
-                );
+                assert_eq!(namespace, Path::new(&in_pod), "process {pid} runs in the pod's network");
             }
 
             assert!(signal_process_group(group, Signal::Terminate).unwrap());
-            let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .expect("sh stops")
-                .unwrap();
+            let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("sh stops").unwrap();
             assert!(!status.success());
-            eventually(
-                "every process of the group to stop",
-                Duration::from_secs(10),
-                || live_members(group).is_empty().then_some(()),
-            );
+            eventually("every process of the group to stop", Duration::from_secs(10), || {
+                live_members(group).is_empty().then_some(())
+            });
         });
         sandbox.destroy().unwrap();
     });
@@ -656,16 +464,9 @@ fn live_members(group: u32) -> Vec<(u32, String)> {
         let Some((head, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        let name = head
-            .split_once('(')
-            .map(|(_, name)| name.to_owned())
-            .unwrap_or_default();
+        let name = head.split_once('(').map(|(_, name)| name.to_owned()).unwrap_or_default();
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.len() > 2
-            && fields[2] == group.to_string()
-            && fields[0] != "Z"
-            && fields[0] != "X"
-        {
+        if fields.len() > 2 && fields[2] == group.to_string() && fields[0] != "Z" && fields[0] != "X" {
             members.push((pid, name));
         }
     }
@@ -682,11 +483,7 @@ fn bridge_setup_is_idempotent_and_forwarding_is_per_namespace() {
             .output()
             .expect("ip addr");
         let addresses = String::from_utf8(addresses.stdout).unwrap();
-        assert_eq!(
-            addresses.matches("inet 10.244.0.1/24").count(),
-            1,
-            "{addresses}"
-        );
+        assert_eq!(addresses.matches("inet 10.244.0.1/24").count(), 1, "{addresses}");
         assert!(link_is_up(&node.bridge), "bridge up");
         let bridge = std::process::Command::new("ip")
             .args(["-d", "link", "show", "dev", &node.bridge])
@@ -696,50 +493,26 @@ fn bridge_setup_is_idempotent_and_forwarding_is_per_namespace() {
         assert!(bridge.contains("mcast_snooping 0"), "{bridge}");
 
         let sandbox = PodSandbox::create(&node.pod(8)).expect("sandbox");
-        let port = std::process::Command::new("ip")
-            .args(["-d", "link", "show", "dev", &node.veth(8)])
-            .output()
-            .unwrap();
+        let port =
+            std::process::Command::new("ip").args(["-d", "link", "show", "dev", &node.veth(8)]).output().unwrap();
         let port = String::from_utf8(port.stdout).unwrap();
         assert!(port.contains(&format!("master {}", node.bridge)), "{port}");
-        assert!(
-            port.contains("hairpin on"),
-            "a pod can reach itself through its Service: {port}"
-        );
+        assert!(port.contains("hairpin on"), "a pod can reach itself through its Service: {port}");
         let error = ensure_bridge(&node.veth(8), GATEWAY, 24).expect_err("a veth is not a bridge");
         assert!(matches!(error, Error::NotABridge { .. }), "{error:?}");
         sandbox.destroy().unwrap();
 
-        assert!(
-            !ip_forward_enabled().unwrap(),
-            "a new namespace starts without forwarding"
-        );
+        assert!(!ip_forward_enabled().unwrap(), "a new namespace starts without forwarding");
         enable_ip_forward().unwrap();
         assert!(ip_forward_enabled().unwrap());
     });
-    assert_eq!(
-        ip_forward_enabled().unwrap(),
-        root_forwarding,
-        "root namespace untouched"
-    );
+    assert_eq!(ip_forward_enabled().unwrap(), root_forwarding, "root namespace untouched");
 }
 
 fn link_is_up(name: &str) -> bool {
-    let output = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "dev", name])
-        .output()
-        .unwrap();
+    let output = std::process::Command::new("ip").args(["-o", "link", "show", "dev", name]).output().unwrap();
     let line = String::from_utf8(output.stdout).unwrap();
-    line.contains("<")
-        && line
-            .split('<')
-            .nth(1)
-            .unwrap()
-            .split('>')
-            .next()
-            .unwrap()
-            .split(',')
-            .any(|flag| flag == "UP")
+    line.contains("<") && line.split('<').nth(1).unwrap().split('>').next().unwrap().split(',').any(|flag| flag == "UP")
 }
 
 #[test]
@@ -747,16 +520,7 @@ fn cleanup_stale_deletes_only_matching_veths() {
     on_node(|node| {
         let stale = format!("{}st", node.prefix);
         let status = std::process::Command::new("ip")
-            .args([
-                "link",
-                "add",
-                &format!("{stale}a"),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &format!("{stale}b"),
-            ])
+            .args(["link", "add", &format!("{stale}a"), "type", "veth", "peer", "name", &format!("{stale}b")])
             .status()
             .expect("ip link add");
         assert!(status.success());
@@ -766,15 +530,9 @@ fn cleanup_stale_deletes_only_matching_veths() {
         removed.sort();
         assert_eq!(removed, [format!("{stale}a"), format!("{stale}b")]);
         let links = link_names().unwrap();
-        assert!(
-            !links.iter().any(|name| name.starts_with(&stale)),
-            "{links:?}"
-        );
+        assert!(!links.iter().any(|name| name.starts_with(&stale)), "{links:?}");
         assert!(links.contains(&node.bridge), "bridges are not veths");
-        assert!(
-            links.contains(&node.veth(9)),
-            "other prefixes are left alone"
-        );
+        assert!(links.contains(&node.veth(9)), "other prefixes are left alone");
         assert!(cleanup_stale(&stale).unwrap().is_empty(), "idempotent");
         assert!(matches!(cleanup_stale(""), Err(Error::Invalid { .. })));
         live.destroy().unwrap();
@@ -793,37 +551,21 @@ fn the_gateway_keeps_its_hardware_address_while_pods_come_and_go() {
         let lowest = PodSandbox::create(&node.pod(1)).expect("sandbox");
         // Run from this thread, `ip` works in the node's namespace.
         let set = std::process::Command::new("ip")
-            .args([
-                "link",
-                "set",
-                "dev",
-                &node.veth(1),
-                "address",
-                "00:00:00:00:00:01",
-            ])
+            .args(["link", "set", "dev", &node.veth(1), "address", "00:00:00:00:00:01"])
             .status()
             .unwrap();
         assert!(set.success());
-        assert_eq!(
-            link_address(&node.bridge).unwrap().as_ref(),
-            Some(&gateway_address)
-        );
+        assert_eq!(link_address(&node.bridge).unwrap().as_ref(), Some(&gateway_address));
         let pod = PodSandbox::create(&node.pod(2)).expect("sandbox");
         // One whole exchange, both sides closed, as a finished request leaves it: the pod now
         // knows its gateway's hardware address, and the node has nothing more to send it.
-        let stream = pod
-            .tcp_connect(node_address, Duration::from_secs(3))
-            .expect("pod to node");
+        let stream = pod.tcp_connect(node_address, Duration::from_secs(3)).expect("pod to node");
         drop(listener.accept().unwrap());
         drop(stream);
         std::thread::sleep(Duration::from_millis(200));
         lowest.destroy().unwrap();
-        assert_eq!(
-            link_address(&node.bridge).unwrap().as_ref(),
-            Some(&gateway_address)
-        );
-        pod.tcp_connect(node_address, Duration::from_secs(3))
-            .expect("pod to node after the other pod went");
+        assert_eq!(link_address(&node.bridge).unwrap().as_ref(), Some(&gateway_address));
+        pod.tcp_connect(node_address, Duration::from_secs(3)).expect("pod to node after the other pod went");
         pod.destroy().unwrap();
     });
 }
@@ -839,9 +581,7 @@ fn sandboxes_can_be_created_and_destroyed_concurrently() {
                     // Threads started here inherit the node's network namespace.
                     scope.spawn(move || {
                         let sandbox = PodSandbox::create(&node.pod(n)).expect("sandbox");
-                        let stream = sandbox
-                            .tcp_connect(node_address, Duration::from_secs(5))
-                            .expect("pod to node");
+                        let stream = sandbox.tcp_connect(node_address, Duration::from_secs(5)).expect("pod to node");
                         let local = stream.local_addr().unwrap();
                         drop(stream);
                         sandbox.destroy().unwrap();
@@ -849,21 +589,14 @@ fn sandboxes_can_be_created_and_destroyed_concurrently() {
                     })
                 })
                 .collect();
-            let mut sources: Vec<_> = workers
-                .into_iter()
-                .map(|worker| worker.join().unwrap())
-                .collect();
+            let mut sources: Vec<_> = workers.into_iter().map(|worker| worker.join().unwrap()).collect();
             sources.sort();
-            let expected: Vec<_> = (20..28u8)
-                .map(|n| std::net::IpAddr::V4(Ipv4Addr::new(10, 244, 0, 10 + n)))
-                .collect();
+            let expected: Vec<_> =
+                (20..28u8).map(|n| std::net::IpAddr::V4(Ipv4Addr::new(10, 244, 0, 10 + n))).collect();
             assert_eq!(sources, expected, "each pod connects from its own address");
         });
-        let left: Vec<_> = link_names()
-            .unwrap()
-            .into_iter()
-            .filter(|name| name.starts_with(&format!("{}v", node.prefix)))
-            .collect();
+        let left: Vec<_> =
+            link_names().unwrap().into_iter().filter(|name| name.starts_with(&format!("{}v", node.prefix))).collect();
         assert!(left.is_empty(), "{left:?}");
     });
 }

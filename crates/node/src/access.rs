@@ -63,14 +63,25 @@ impl PodAccess {
     }
 
     /// Notes how container `name` of pod `uid` runs, for commands run in it later.
-    pub(crate) fn container_started(&self, uid: &str, name: &str, env: Arc<Vec<(String, String)>>, working_dir: Option<PathBuf>) {
+    pub(crate) fn container_started(
+        &self,
+        uid: &str,
+        name: &str,
+        env: Arc<Vec<(String, String)>>,
+        working_dir: Option<PathBuf>,
+    ) {
         if let Some(pod) = self.pods.lock().unwrap().get_mut(uid) {
             pod.containers.insert(name.to_string(), ContainerContext { env, working_dir });
         }
     }
 
     fn sandbox(&self, uid: &str) -> Result<Arc<PodSandbox>, String> {
-        self.pods.lock().unwrap().get(uid).map(|pod| pod.sandbox.clone()).ok_or_else(|| "the pod is not running on this node".to_string())
+        self.pods
+            .lock()
+            .unwrap()
+            .get(uid)
+            .map(|pod| pod.sandbox.clone())
+            .ok_or_else(|| "the pod is not running on this node".to_string())
     }
 
     /// A TCP connection to `port` on the loopback of the pod with `uid`.
@@ -82,9 +93,13 @@ impl PodAccess {
     pub async fn connect(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
         let sandbox = self.sandbox(uid)?;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let connected = tokio::task::spawn_blocking(move || sandbox.tcp_connect(address, CONNECT_TIMEOUT)).await.map_err(|e| e.to_string())?;
+        let connected = tokio::task::spawn_blocking(move || sandbox.tcp_connect(address, CONNECT_TIMEOUT))
+            .await
+            .map_err(|e| e.to_string())?;
         let stream = connected.map_err(|error| match error {
-            NetnsError::Connect { source, .. } => format!("failed to connect to localhost:{port} inside the pod's network namespace: {source}"),
+            NetnsError::Connect { source, .. } => {
+                format!("failed to connect to localhost:{port} inside the pod's network namespace: {source}")
+            }
             other => other.to_string(),
         })?;
         stream.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -94,11 +109,23 @@ impl PodAccess {
     /// Starts `argv` in container `container` of pod `uid`: with `tty`, on a new terminal (its
     /// standard input, output and error; the terminal comes back with the child), else with
     /// its output piped and its input piped if `stdin`. Dropping the child kills it.
-    pub async fn exec(&self, uid: &str, container: &str, argv: Vec<String>, stdin: bool, tty: bool) -> Result<(tokio::process::Child, Option<Terminal>), ExecError> {
+    pub async fn exec(
+        &self,
+        uid: &str,
+        container: &str,
+        argv: Vec<String>,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<(tokio::process::Child, Option<Terminal>), ExecError> {
         let (sandbox, context) = {
             let pods = self.pods.lock().unwrap();
-            let pod = pods.get(uid).ok_or_else(|| ExecError::Unavailable("the pod is not running on this node".into()))?;
-            let context = pod.containers.get(container).cloned().ok_or_else(|| ExecError::Unavailable(format!("container {container:?} is not running")))?;
+            let pod =
+                pods.get(uid).ok_or_else(|| ExecError::Unavailable("the pod is not running on this node".into()))?;
+            let context = pod
+                .containers
+                .get(container)
+                .cloned()
+                .ok_or_else(|| ExecError::Unavailable(format!("container {container:?} is not running")))?;
             (pod.sandbox.clone(), context)
         };
         let mut spec = ProcessSpec::new(argv);
@@ -107,7 +134,8 @@ impl PodAccess {
         let terminal = if tty {
             // The command itself is looked up as it would be without a terminal.
             frontdoor_netns::check_command(&spec).map_err(|error| ExecError::CannotRun(error.to_string()))?;
-            let (terminal, stdio) = Terminal::open().map_err(|e| ExecError::Unavailable(format!("opening a terminal: {e}")))?;
+            let (terminal, stdio) =
+                Terminal::open().map_err(|e| ExecError::Unavailable(format!("opening a terminal: {e}")))?;
             spec.argv.splice(0..0, frontdoor_netns::SESSION_LEADER.iter().map(|s| s.to_string()));
             (spec.stdin, spec.stdout, spec.stderr) = (stdio.stdin, stdio.stdout, stdio.stderr);
             Some(terminal)
@@ -123,7 +151,9 @@ impl PodAccess {
             .await
             .map_err(|e| ExecError::Unavailable(e.to_string()))?
             .map_err(|error| match error {
-                NetnsError::ExecutableNotFound { .. } | NetnsError::PermissionDenied { .. } | NetnsError::EmptyCommand => ExecError::CannotRun(error.to_string()),
+                NetnsError::ExecutableNotFound { .. }
+                | NetnsError::PermissionDenied { .. }
+                | NetnsError::EmptyCommand => ExecError::CannotRun(error.to_string()),
                 other => ExecError::Unavailable(other.to_string()),
             })?;
         if let (Some(journal), Some(pid)) = (self.journal.get(), child.id()) {

@@ -28,7 +28,10 @@ impl<S: 'static> Dedicated<S> {
     /// the calling tokio runtime (processes it starts are reaped there). If `make` fails, or a
     /// job panics (it may have stopped anywhere, even inside a pod's namespaces), every later
     /// job is refused with the reason. The thread ends when the `Dedicated` is dropped.
-    pub fn start(name: &'static str, make: impl FnOnce() -> Result<S, String> + Send + 'static) -> std::io::Result<Dedicated<S>> {
+    pub fn start(
+        name: &'static str,
+        make: impl FnOnce() -> Result<S, String> + Send + 'static,
+    ) -> std::io::Result<Dedicated<S>> {
         let (jobs, pending) = mpsc::channel::<Job<S>>();
         let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new().name(name.into()).spawn(move || {

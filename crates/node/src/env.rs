@@ -64,7 +64,9 @@ fn field_value(pod: &Pod, path: &str) -> Option<String> {
     let meta = &pod.metadata;
     let status = pod.status.as_ref();
     let spec = pod.spec.as_ref();
-    let from_map = |map: Option<&std::collections::BTreeMap<String, String>>, key: &str| map.and_then(|m| m.get(key).cloned()).or(Some(String::new()));
+    let from_map = |map: Option<&std::collections::BTreeMap<String, String>>, key: &str| {
+        map.and_then(|m| m.get(key).cloned()).or(Some(String::new()))
+    };
     if let Some(key) = path.strip_prefix("metadata.labels['").and_then(|r| r.strip_suffix("']")) {
         return from_map(meta.labels.as_ref(), key);
     }
@@ -79,7 +81,9 @@ fn field_value(pod: &Pod, path: &str) -> Option<String> {
         "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).or(Some("default".into())),
         "status.hostIP" => status.and_then(|s| s.host_ip.clone()),
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()),
-        "status.podIPs" => status.and_then(|s| s.pod_ips.as_ref()).map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")),
+        "status.podIPs" => status
+            .and_then(|s| s.pod_ips.as_ref())
+            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")),
         _ => None,
     }
 }
@@ -161,14 +165,26 @@ mod tests {
     use super::*;
 
     fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Arc<Service> {
-        Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip, "ports": ports}})).unwrap())
+        Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip, "ports": ports}}),
+            )
+            .unwrap(),
+        )
     }
 
     #[test]
     fn service_variables_like_the_kubelet() {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": {"containers": []}})).unwrap();
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": {"containers": []}}))
+                .unwrap();
         let services: Vec<Arc<Service>> = vec![
-            service("shop", "my-api", "10.96.0.20", json!([{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}])),
+            service(
+                "shop",
+                "my-api",
+                "10.96.0.20",
+                json!([{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}]),
+            ),
             service("shop", "headless", "None", json!([{"port": 80}])),
             service("other", "elsewhere", "10.96.0.30", json!([{"port": 80}])),
             service("default", "kubernetes", "10.96.0.1", json!([{"name": "https", "port": 443, "protocol": "TCP"}])),

@@ -72,7 +72,9 @@ impl Ipam {
     pub fn allocate(&mut self) -> Result<Ipv4Addr, IpamError> {
         let first = u32::from(self.cidr.network) + 2;
         let last = u32::from(self.cidr.network) + self.cidr.size() - 2;
-        let free = (first..=last).find(|ip| !self.used.contains(ip)).ok_or_else(|| IpamError::Exhausted(self.cidr.to_string()))?;
+        let free = (first..=last)
+            .find(|ip| !self.used.contains(ip))
+            .ok_or_else(|| IpamError::Exhausted(self.cidr.to_string()))?;
         self.used.insert(free);
         Ok(Ipv4Addr::from(free))
     }

@@ -69,7 +69,12 @@ impl LogStore {
     /// Streams a container's log as `kubectl logs` expects (plain lines, optionally timestamped),
     /// for the start the pod's status names: its current container, or with `previous` the one
     /// before.
-    pub fn read(&self, pod: &serde_json::Value, container: &str, options: &LogOptions) -> Result<mpsc::Receiver<Bytes>, LogError> {
+    pub fn read(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        options: &LogOptions,
+    ) -> Result<mpsc::Receiver<Bytes>, LogError> {
         let field = |path: &str| pod.pointer(path).and_then(serde_json::Value::as_str).unwrap_or("");
         let (namespace, name, uid) = (field("/metadata/namespace"), field("/metadata/name"), field("/metadata/uid"));
         let current = pod
@@ -98,11 +103,8 @@ fn stream(path: PathBuf, options: &LogOptions) -> mpsc::Receiver<Bytes> {
     let consumed = text.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
     let lines: Vec<String> = String::from_utf8_lossy(&text[..consumed]).lines().map(String::from).collect();
     let since = options.since_seconds.map(|s| chrono::Utc::now() - chrono::Duration::seconds(s));
-    let selected: Vec<String> = lines
-        .iter()
-        .filter(|l| since.is_none_or(|cut| parse(l).is_some_and(|(t, _)| t >= cut)))
-        .cloned()
-        .collect();
+    let selected: Vec<String> =
+        lines.iter().filter(|l| since.is_none_or(|cut| parse(l).is_some_and(|(t, _)| t >= cut))).cloned().collect();
     let start = options.tail_lines.map_or(0, |n| selected.len().saturating_sub(n));
     let (sender, receiver) = mpsc::channel(64);
     let options = options.clone();
@@ -199,7 +201,11 @@ async fn send_line(sender: &mpsc::Sender<Bytes>, stored: &str, timestamps: bool,
 /// Copies a container's stdout and stderr into its log file, one CRI line per line. The file
 /// (and the pod's log directory) is created with the first line: a container that prints
 /// nothing costs no file, and creating files is a large part of starting a pod.
-pub async fn capture(stdout: impl tokio::io::AsyncRead + Unpin, stderr: impl tokio::io::AsyncRead + Unpin, path: PathBuf) {
+pub async fn capture(
+    stdout: impl tokio::io::AsyncRead + Unpin,
+    stderr: impl tokio::io::AsyncRead + Unpin,
+    path: PathBuf,
+) {
     use tokio::io::AsyncWriteExt;
     let mut out = tokio::io::BufReader::new(stdout).lines();
     let mut err = tokio::io::BufReader::new(stderr).lines();
@@ -296,7 +302,10 @@ mod tests {
         let limited = LogOptions { limit_bytes: Some(9), ..Default::default() };
         assert_eq!(collect(store.read(&pod, "app", &limited).unwrap()).await, "line 1\nli");
         assert!(matches!(store.read(&pod, "other", &LogOptions::default()), Err(LogError::NotStarted { .. })));
-        assert!(matches!(store.read(&self::pod(None), "app", &LogOptions::default()), Err(LogError::NotStarted { .. })));
+        assert!(matches!(
+            store.read(&self::pod(None), "app", &LogOptions::default()),
+            Err(LogError::NotStarted { .. })
+        ));
         assert!(matches!(store.read(&self::pod(Some(0)), "app", &previous), Err(LogError::NoPrevious { .. })));
         // A start that has printed nothing has no file: empty logs, not an error.
         assert_eq!(collect(store.read(&self::pod(Some(2)), "app", &LogOptions::default()).unwrap()).await, "");

@@ -57,8 +57,12 @@ fn kill_recorded(path: &Path) -> usize {
     let mut killed = 0;
     for line in text.lines() {
         let mut parts = line.split_whitespace();
-        let (Some(pid), Some(start)) = (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next()) else { continue };
-        if process_start_time(pid).as_deref() == Some(start) && frontdoor_netns::signal_process_group(pid, Signal::Kill).unwrap_or(false) {
+        let (Some(pid), Some(start)) = (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next()) else {
+            continue;
+        };
+        if process_start_time(pid).as_deref() == Some(start)
+            && frontdoor_netns::signal_process_group(pid, Signal::Kill).unwrap_or(false)
+        {
             killed += 1;
         }
     }

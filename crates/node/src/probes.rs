@@ -136,8 +136,12 @@ pub async fn http_check(ip: IpAddr, port: u16, path: &str, headers: &[(String, S
             Some(code) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
             None => Outcome::Failure(format!("Get \"{url}\": malformed HTTP response")),
         },
-        Ok(Err(e)) => Outcome::Failure(format!("Get \"{url}\": dial tcp {address}: connect: {}", e.to_string().to_lowercase())),
-        Err(_) => Outcome::Failure(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
+        Ok(Err(e)) => {
+            Outcome::Failure(format!("Get \"{url}\": dial tcp {address}: connect: {}", e.to_string().to_lowercase()))
+        }
+        Err(_) => Outcome::Failure(format!(
+            "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        )),
     }
 }
 
@@ -178,7 +182,10 @@ mod tests {
         });
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(http_check(ip, port, "/healthz", &[], Duration::from_secs(1)).await, Outcome::Success);
-        assert_eq!(http_check(ip, port, "/", &[], Duration::from_secs(1)).await, Outcome::Failure("HTTP probe failed with statuscode: 503".into()));
+        assert_eq!(
+            http_check(ip, port, "/", &[], Duration::from_secs(1)).await,
+            Outcome::Failure("HTTP probe failed with statuscode: 503".into())
+        );
         assert!(matches!(tcp_check(ip, 1, Duration::from_secs(1)).await, Outcome::Failure(m) if m.contains("refused")));
     }
 }

@@ -28,7 +28,9 @@ fn micro_now() -> String {
 fn memory_kib() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -116,7 +118,8 @@ async fn report_status(client: &kube::Client, config: &NodeConfig) -> Result<(),
 
 async fn renew_lease(client: &kube::Client, config: &NodeConfig) -> Result<(), NodeError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let spec = json!({"holderIdentity": config.node_name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()});
+    let spec =
+        json!({"holderIdentity": config.node_name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()});
     match leases.patch(&config.node_name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec}))).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => {

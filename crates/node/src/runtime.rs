@@ -19,17 +19,17 @@ use tokio::sync::{watch, Notify};
 use frontdoor_informers::{Change, InformerFactory, Scope};
 use frontdoor_netns::{Launcher, PodSandbox, ProcessSpec, SandboxConfig, SandboxFactory, Signal};
 
+use crate::access::PodAccess;
+use crate::container_path;
 use crate::dedicated::Dedicated;
 use crate::env::container_environment;
-use frontdoor_informers::EventRecorder;
-use crate::container_path;
 use crate::ipam::Ipam;
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
-use crate::access::PodAccess;
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, same_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
+use frontdoor_informers::EventRecorder;
 
 /// Upstream's container restart back-off: 10 s doubling to 5 min.
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +159,12 @@ fn veth_prefix(config: &NodeConfig) -> String {
     config.veth_prefix.clone()
 }
 
-fn dispatch(shared: &Arc<Shared>, workers: &mut HashMap<String, watch::Sender<Option<Pod>>>, running: &mut tokio::task::JoinSet<()>, pod: Pod) {
+fn dispatch(
+    shared: &Arc<Shared>,
+    workers: &mut HashMap<String, watch::Sender<Option<Pod>>>,
+    running: &mut tokio::task::JoinSet<()>,
+    pod: Pod,
+) {
     let Some(uid) = pod.metadata.uid.clone() else { return };
     if let Some(worker) = workers.get(&uid) {
         let _ = worker.send(Some(pod));
@@ -247,7 +252,12 @@ impl PodWorker {
         let state = Arc::new(Mutex::new(PodState { record, running: HashMap::new(), starting: 0, stopping: false }));
         let changed = Arc::new(Notify::new());
         let mut worker = PodWorker { shared, pod, state, changed, sandbox: None, ip: None };
-        let status_task = tokio::spawn(status_writer(worker.shared.clone(), worker.pod.clone(), worker.state.clone(), worker.changed.clone()));
+        let status_task = tokio::spawn(status_writer(
+            worker.shared.clone(),
+            worker.pod.clone(),
+            worker.state.clone(),
+            worker.changed.clone(),
+        ));
 
         if worker.pod.metadata.deletion_timestamp.is_none() {
             worker.start().await;
@@ -285,10 +295,17 @@ impl PodWorker {
             {
                 let mut state = self.state.lock().unwrap();
                 for record in state.record.containers.iter_mut() {
-                    record.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) };
+                    record.state =
+                        State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) };
                 }
             }
-            self.shared.events.record(&self.pod, Some(&container_path(&container.name)), "Warning", "Failed", &format!("Error: {message}"));
+            self.shared.events.record(
+                &self.pod,
+                Some(&container_path(&container.name)),
+                "Warning",
+                "Failed",
+                &format!("Error: {message}"),
+            );
             self.notify();
             return;
         }
@@ -309,20 +326,35 @@ impl PodWorker {
             prefix_len: self.shared.config.pod_cidr.prefix_len,
             gateway: self.shared.config.pod_cidr.gateway(),
             bridge: self.shared.config.bridge.clone(),
-            veth_host_name: format!("{}{}", veth_prefix(&self.shared.config), &uid.replace('-', "")[..11.min(uid.replace('-', "").len())]),
+            veth_host_name: format!(
+                "{}{}",
+                veth_prefix(&self.shared.config),
+                &uid.replace('-', "")[..11.min(uid.replace('-', "").len())]
+            ),
             mtu: None,
             resolv_conf: resolv_conf(&self.shared.config, &namespace),
             hosts: hosts_file(&self.shared.config, &namespace, &hostname, spec.subdomain.as_deref(), ip),
         };
         tracing::debug!(pod = %name, "creating sandbox");
-        let created = self.shared.sandboxes.run(move |factory| factory.create(&config).map_err(|e| e.to_string())).await.and_then(|made| made);
+        let created = self
+            .shared
+            .sandboxes
+            .run(move |factory| factory.create(&config).map_err(|e| e.to_string()))
+            .await
+            .and_then(|made| made);
         tracing::debug!(pod = %name, "sandbox created");
         let sandbox = match created {
             Ok(sandbox) => Arc::new(sandbox),
             Err(error) => {
                 self.shared.ipam.lock().unwrap().release(ip);
                 self.ip = None;
-                self.shared.events.record(&self.pod, None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {error}"));
+                self.shared.events.record(
+                    &self.pod,
+                    None,
+                    "Warning",
+                    "FailedCreatePodSandBox",
+                    &format!("Failed to create pod sandbox: {error}"),
+                );
                 return;
             }
         };
@@ -361,7 +393,13 @@ impl PodWorker {
             .max(0) as u64;
         let names: Vec<String> = self.state.lock().unwrap().running.keys().cloned().collect();
         for name in &names {
-            self.shared.events.record(&self.pod, Some(&container_path(name)), "Normal", "Killing", &format!("Stopping container {name}"));
+            self.shared.events.record(
+                &self.pod,
+                Some(&container_path(name)),
+                "Normal",
+                "Killing",
+                &format!("Stopping container {name}"),
+            );
         }
         self.stop_all(Duration::from_secs(grace)).await;
     }
@@ -402,7 +440,11 @@ impl PodWorker {
         self.teardown().await;
         let (namespace, name, uid) = pod_name(&self.pod);
         let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), &namespace);
-        let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+            ..Default::default()
+        };
         if let Err(error) = pods.delete(&name, &params).await {
             tracing::debug!(%error, pod = name, "final delete");
         }
@@ -425,13 +467,18 @@ async fn stop_processes(pids: &[u32], grace: Duration, all_gone: impl Fn() -> bo
 
 fn resolv_conf(config: &NodeConfig, namespace: &str) -> String {
     let domain = &config.cluster_domain;
-    format!("search {namespace}.svc.{domain} svc.{domain} {domain}\nnameserver {}\noptions ndots:5\n", config.cluster_dns)
+    format!(
+        "search {namespace}.svc.{domain} svc.{domain} {domain}\nnameserver {}\noptions ndots:5\n",
+        config.cluster_dns
+    )
 }
 
 fn hosts_file(config: &NodeConfig, namespace: &str, hostname: &str, subdomain: Option<&str>, ip: Ipv4Addr) -> String {
     let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
     match subdomain.filter(|s| !s.is_empty()) {
-        Some(sub) => hosts.push_str(&format!("{ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n", config.cluster_domain)),
+        Some(sub) => {
+            hosts.push_str(&format!("{ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n", config.cluster_domain))
+        }
         None => hosts.push_str(&format!("{ip}\t{hostname}\n")),
     }
     hosts
@@ -518,7 +565,8 @@ impl ContainerTask {
         status.host_ip = Some(self.shared.config.node_ip.to_string());
         let mut env = container_environment(&pod, &self.container, &services, &|_, _, _| None)?;
         if !env.iter().any(|(k, _)| k == "HOSTNAME") {
-            let hostname = pod.spec.as_ref().and_then(|s| s.hostname.clone()).or(pod.metadata.name.clone()).unwrap_or_default();
+            let hostname =
+                pod.spec.as_ref().and_then(|s| s.hostname.clone()).or(pod.metadata.name.clone()).unwrap_or_default();
             env.insert(0, ("HOSTNAME".into(), hostname));
         }
         if !env.iter().any(|(k, _)| k == "PATH") {
@@ -539,7 +587,12 @@ impl ContainerTask {
             let env = match self.environment() {
                 Ok(env) => Arc::new(env),
                 Err(message) => {
-                    self.update(|r| r.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) });
+                    self.update(|r| {
+                        r.state = State::Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message: Some(message.clone()),
+                        }
+                    });
                     self.event("Warning", "Failed", &format!("Error: {message}"));
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
@@ -586,7 +639,14 @@ impl ContainerTask {
                 Err(message) => {
                     let finished = Utc::now();
                     self.update(|r| {
-                        r.last_state = Some(State::Terminated { exit_code: 128, signal: None, reason: "StartError".into(), message: Some(message.clone()), started_at: None, finished_at: finished });
+                        r.last_state = Some(State::Terminated {
+                            exit_code: 128,
+                            signal: None,
+                            reason: "StartError".into(),
+                            message: Some(message.clone()),
+                            started_at: None,
+                            finished_at: finished,
+                        });
                         r.ready = false;
                         r.started = false;
                     });
@@ -619,7 +679,15 @@ impl ContainerTask {
 
             let (kill_sender, mut kill_receiver) = tokio::sync::mpsc::channel::<String>(1);
             let target = ProbeTarget { sandbox: self.sandbox.clone(), ip: self.ip, env };
-            let probes = tokio::spawn(probe_loop(self.shared.clone(), self.pod.clone(), self.container.clone(), target, self.state.clone(), self.changed.clone(), kill_sender));
+            let probes = tokio::spawn(probe_loop(
+                self.shared.clone(),
+                self.pod.clone(),
+                self.container.clone(),
+                target,
+                self.state.clone(),
+                self.changed.clone(),
+                kill_sender,
+            ));
             let mut liveness_failed = false;
             let exit = tokio::select! {
                 status = child.wait() => status,
@@ -651,7 +719,14 @@ impl ContainerTask {
             };
             let finished_at = Utc::now();
             let reason = if exit_code == 0 { "Completed" } else { "Error" };
-            let terminated = State::Terminated { exit_code, signal, reason: reason.into(), message: None, started_at: Some(started_at), finished_at };
+            let terminated = State::Terminated {
+                exit_code,
+                signal,
+                reason: reason.into(),
+                message: None,
+                started_at: Some(started_at),
+                finished_at,
+            };
             self.update(|r| {
                 r.state = terminated.clone();
                 r.ready = false;
@@ -690,15 +765,22 @@ impl ContainerTask {
         let restarts = {
             let mut state = self.state.lock().unwrap();
             let record = state.record.containers.iter_mut().find(|c| c.name == self.container.name);
-            record.map(|r| {
-                r.restart_count += 1;
-                r.restart_count
-            })
-            .unwrap_or(1)
+            record
+                .map(|r| {
+                    r.restart_count += 1;
+                    r.restart_count
+                })
+                .unwrap_or(1)
         };
         let delay = self.shared.backoff.delay(restarts);
         let (_, name, _) = pod_name(&self.pod);
-        let message = format!("back-off {} restarting failed container={} pod={name}_{}({})", humantime(delay), self.container.name, self.pod.metadata.namespace.as_deref().unwrap_or(""), self.pod.metadata.uid.as_deref().unwrap_or(""));
+        let message = format!(
+            "back-off {} restarting failed container={} pod={name}_{}({})",
+            humantime(delay),
+            self.container.name,
+            self.pod.metadata.namespace.as_deref().unwrap_or(""),
+            self.pod.metadata.uid.as_deref().unwrap_or("")
+        );
         self.update(|r| r.state = State::Waiting { reason: "CrashLoopBackOff".into(), message: Some(message.clone()) });
         self.event("Warning", "BackOff", "Back-off restarting failed container");
         let deadline = tokio::time::Instant::now() + delay;
@@ -714,7 +796,13 @@ impl ContainerTask {
 
 fn humantime(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 && s.is_multiple_of(60) { format!("{}m0s", s / 60) } else if s >= 60 { format!("{}m{}s", s / 60, s % 60) } else { format!("{s}s") }
+    if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m0s", s / 60)
+    } else if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Where a container's probes run: its sandbox, its address, and (for exec probes) its
@@ -755,7 +843,13 @@ async fn probe_loop(
                 break;
             }
             if let Outcome::Failure(m) = &outcome {
-                shared.events.record(&pod, Some(&container_path(&container.name)), "Warning", "Unhealthy", &format!("Startup probe failed: {m}"));
+                shared.events.record(
+                    &pod,
+                    Some(&container_path(&container.name)),
+                    "Warning",
+                    "Unhealthy",
+                    &format!("Startup probe failed: {m}"),
+                );
             }
             if tracker.failed() {
                 let _ = kill.send("startup probe failed".into()).await;
@@ -782,7 +876,15 @@ async fn probe_loop(
             changed.notify_one();
             true
         };
-        tasks.push(tokio::spawn(run_probe(shared.clone(), pod.clone(), container.clone(), target.clone(), probe, Kind::Readiness, on_change)));
+        tasks.push(tokio::spawn(run_probe(
+            shared.clone(),
+            pod.clone(),
+            container.clone(),
+            target.clone(),
+            probe,
+            Kind::Readiness,
+            on_change,
+        )));
     }
     if let Some(probe) = container.liveness_probe.clone() {
         let on_change = move |healthy: bool| {
@@ -791,7 +893,15 @@ async fn probe_loop(
             }
             healthy
         };
-        tasks.push(tokio::spawn(run_probe(shared.clone(), pod.clone(), container.clone(), target.clone(), probe, Kind::Liveness, on_change)));
+        tasks.push(tokio::spawn(run_probe(
+            shared.clone(),
+            pod.clone(),
+            container.clone(),
+            target.clone(),
+            probe,
+            Kind::Liveness,
+            on_change,
+        )));
     }
     for task in tasks {
         let _ = task.await;
@@ -821,7 +931,13 @@ async fn run_probe(
         ticker.tick().await;
         let outcome = check(&shared, &probe, &container, &target).await;
         if let Outcome::Failure(m) = &outcome {
-            shared.events.record(&pod, Some(&container_path(&container.name)), "Warning", "Unhealthy", &format!("{label} probe failed: {m}"));
+            shared.events.record(
+                &pod,
+                Some(&container_path(&container.name)),
+                "Warning",
+                "Unhealthy",
+                &format!("{label} probe failed: {m}"),
+            );
         }
         if tracker.record(outcome == Outcome::Success) && !on_change(tracker.healthy) {
             return;
@@ -830,16 +946,31 @@ async fn run_probe(
 }
 
 /// One check of a probe against this container.
-async fn check(shared: &Shared, probe: &k8s_openapi::api::core::v1::Probe, container: &Container, target: &ProbeTarget) -> Outcome {
+async fn check(
+    shared: &Shared,
+    probe: &k8s_openapi::api::core::v1::Probe,
+    container: &Container,
+    target: &ProbeTarget,
+) -> Outcome {
     let ip = target.ip;
     let limit = probes::timeout(probe);
     if let Some(http) = &probe.http_get {
-        let Some(port) = probes::resolve_port(&http.port, container) else { return Outcome::Failure("unknown port".into()) };
-        let headers: Vec<(String, String)> = http.http_headers.as_deref().unwrap_or_default().iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+        let Some(port) = probes::resolve_port(&http.port, container) else {
+            return Outcome::Failure("unknown port".into());
+        };
+        let headers: Vec<(String, String)> = http
+            .http_headers
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
         return probes::http_check(IpAddr::V4(ip), port, http.path.as_deref().unwrap_or("/"), &headers, limit).await;
     }
     if let Some(tcp) = &probe.tcp_socket {
-        let Some(port) = probes::resolve_port(&tcp.port, container) else { return Outcome::Failure("unknown port".into()) };
+        let Some(port) = probes::resolve_port(&tcp.port, container) else {
+            return Outcome::Failure("unknown port".into());
+        };
         return probes::tcp_check(IpAddr::V4(ip), port, limit).await;
     }
     if let Some(exec) = &probe.exec {

@@ -6,14 +6,16 @@
 
 use std::sync::Arc;
 
-use frontdoor_informers::{on_change, Action, Backoff, Change, Controller, ControllerConfig, InformerFactory, ObjectKey, Reconciler, Scope};
+use frontdoor_informers::{
+    on_change, Action, Backoff, Change, Controller, ControllerConfig, InformerFactory, ObjectKey, Reconciler, Scope,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
 
-use frontdoor_informers::EventRecorder;
 use crate::NodeConfig;
+use frontdoor_informers::EventRecorder;
 
 /// What the scheduler makes of a pod it sees.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,7 +37,8 @@ fn decide(pod: &Pod) -> Decision {
         return Decision::Bind;
     }
     let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
-    let marked = conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some(GATED)));
+    let marked =
+        conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some(GATED)));
     if marked {
         Decision::Nothing
     } else {
@@ -57,7 +60,8 @@ async fn mark_gated(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error>
         "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     let patch = json!({"status": {"conditions": [condition]}});
-    pods.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+    pods.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
     Ok(())
 }
 
@@ -71,11 +75,19 @@ async fn bind(client: &kube::Client, events: &EventRecorder, pod: &Pod, node: &s
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let request = pods.create_subresource::<serde_json::Value, serde_json::Value>("binding", name, &PostParams::default(), &binding).await;
+    let request = pods
+        .create_subresource::<serde_json::Value, serde_json::Value>("binding", name, &PostParams::default(), &binding)
+        .await;
     match request {
         Ok(_) => {
             tracing::debug!(pod = name, "bound");
-            events.record(pod, None, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"));
+            events.record(
+                pod,
+                None,
+                "Normal",
+                "Scheduled",
+                &format!("Successfully assigned {namespace}/{name} to {node}"),
+            );
             Ok(())
         }
         // Bound meanwhile, or gone: nothing to do.
@@ -114,7 +126,8 @@ impl Reconciler for Scheduler {
 /// write does not hold up every other pending pod.
 pub async fn run(factory: InformerFactory, config: NodeConfig, events: EventRecorder, backoff: Backoff) {
     let pending = factory.cluster_wide::<Pod>(Scope::all().fields("spec.nodeName="));
-    let scheduler = Arc::new(Scheduler { client: factory.client(), pending: pending.store(), node: config.node_name, events });
+    let scheduler =
+        Arc::new(Scheduler { client: factory.client(), pending: pending.store(), node: config.node_name, events });
     let controller = Controller::new(&factory, scheduler, ControllerConfig { name: "scheduler", workers: 16, backoff });
     let queue = controller.queue();
     let shutdown = factory.shutdown();
@@ -143,7 +156,10 @@ mod tests {
         let gated = json!({"containers": [{"name": "c"}], "schedulingGates": [{"name": "example.com/quota"}]});
         assert_eq!(decide(&pod(json!({"metadata": {"name": "p"}, "spec": gated}))), Decision::MarkGated);
         let marked = json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]});
-        assert_eq!(decide(&pod(json!({"metadata": {"name": "p"}, "spec": gated, "status": marked}))), Decision::Nothing);
+        assert_eq!(
+            decide(&pod(json!({"metadata": {"name": "p"}, "spec": gated, "status": marked}))),
+            Decision::Nothing
+        );
         // Gates removed: bound, whatever the old condition says.
         assert_eq!(decide(&pod(json!({"metadata": {"name": "p"}, "spec": spec, "status": marked}))), Decision::Bind);
         let bound = json!({"containers": [{"name": "c"}], "nodeName": "n1"});

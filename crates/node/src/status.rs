@@ -7,9 +7,21 @@ use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
-    Waiting { reason: String, message: Option<String> },
-    Running { started_at: DateTime<Utc> },
-    Terminated { exit_code: i32, signal: Option<i32>, reason: String, message: Option<String>, started_at: Option<DateTime<Utc>>, finished_at: DateTime<Utc> },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: DateTime<Utc>,
+    },
+    Terminated {
+        exit_code: i32,
+        signal: Option<i32>,
+        reason: String,
+        message: Option<String>,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +153,13 @@ pub fn pod_status(record: &PodRecord, previous: &Value, now: DateTime<Utc>) -> V
     let phase = phase(record);
     let all_ready = !record.containers.is_empty() && record.containers.iter().all(|c| c.ready);
     let finished = matches!(phase, "Succeeded" | "Failed");
-    let not_ready_reason = if finished { Some("PodCompleted") } else if all_ready { None } else { Some("ContainersNotReady") };
+    let not_ready_reason = if finished {
+        Some("PodCompleted")
+    } else if all_ready {
+        None
+    } else {
+        Some("ContainersNotReady")
+    };
     let old = previous.get("conditions").unwrap_or(&Value::Null);
     let conditions = vec![
         condition(old, "PodReadyToStartContainers", record.sandbox_ready, None, &now_s),
@@ -194,18 +212,42 @@ mod tests {
     use super::*;
 
     fn container(state: State, last: Option<State>, ready: bool) -> ContainerRecord {
-        ContainerRecord { name: "c".into(), image: "img".into(), state, last_state: last, restart_count: 0, ready, started: true, container_id: None }
+        ContainerRecord {
+            name: "c".into(),
+            image: "img".into(),
+            state,
+            last_state: last,
+            restart_count: 0,
+            ready,
+            started: true,
+            container_id: None,
+        }
     }
 
     fn record(policy: &str, containers: Vec<ContainerRecord>) -> PodRecord {
-        PodRecord { restart_policy: policy.into(), sandbox_ready: true, pod_ip: Some("10.244.0.2".into()), host_ip: "10.244.0.1".into(), start_time: Utc::now(), containers, message: None }
+        PodRecord {
+            restart_policy: policy.into(),
+            sandbox_ready: true,
+            pod_ip: Some("10.244.0.2".into()),
+            host_ip: "10.244.0.1".into(),
+            start_time: Utc::now(),
+            containers,
+            message: None,
+        }
     }
 
     #[test]
     fn phases() {
         let now = Utc::now();
         let running = State::Running { started_at: now };
-        let exited = |code| State::Terminated { exit_code: code, signal: None, reason: if code == 0 { "Completed".into() } else { "Error".into() }, message: None, started_at: Some(now), finished_at: now };
+        let exited = |code| State::Terminated {
+            exit_code: code,
+            signal: None,
+            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            message: None,
+            started_at: Some(now),
+            finished_at: now,
+        };
         let waiting = State::Waiting { reason: "ContainerCreating".into(), message: None };
         let backoff = State::Waiting { reason: "CrashLoopBackOff".into(), message: None };
         assert_eq!(phase(&record("Always", vec![container(waiting.clone(), None, false)])), "Pending");
@@ -214,7 +256,10 @@ mod tests {
         assert_eq!(phase(&record("Never", vec![container(exited(0), None, false)])), "Succeeded");
         assert_eq!(phase(&record("Never", vec![container(exited(2), None, false)])), "Failed");
         assert_eq!(phase(&record("OnFailure", vec![container(exited(0), None, false)])), "Succeeded");
-        assert_eq!(phase(&record("Always", vec![container(running, None, true), container(waiting, None, false)])), "Pending");
+        assert_eq!(
+            phase(&record("Always", vec![container(running, None, true), container(waiting, None, false)])),
+            "Pending"
+        );
     }
 
     #[test]
@@ -222,7 +267,8 @@ mod tests {
         let now = Utc::now();
         let ready = record("Always", vec![container(State::Running { started_at: now }, None, true)]);
         let first = pod_status(&ready, &Value::Null, now);
-        let ready_condition = |s: &Value| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+        let ready_condition =
+            |s: &Value| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
         assert_eq!(ready_condition(&first)["status"], "True");
         let later = now + chrono::Duration::seconds(30);
         let second = pod_status(&ready, &first, later);

@@ -106,7 +106,10 @@ async fn inside_a_namespace_of_its_own() {
     if std::env::var_os(INSIDE).is_none() {
         return;
     }
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let server = InProcessServer::start_with_window(4).await;
     let direct = server.client();
     let (client, partition) = server.partitioned_client();

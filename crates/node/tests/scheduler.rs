@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use frontdoor_informers::{Backoff, InformerFactory, Shutdown};
 use frontdoor_informers::EventRecorder;
+use frontdoor_informers::{Backoff, InformerFactory, Shutdown};
 use frontdoor_testkit::InProcessServer;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
@@ -33,7 +33,8 @@ async fn a_failed_bind_is_retried_until_the_pod_is_bound() {
     let factory = InformerFactory::new(client.clone(), Default::default(), shutdown);
     let events = EventRecorder::new(client, "default-scheduler", "", Default::default());
     let backoff = Backoff { min: Duration::from_millis(10), max: Duration::from_millis(100) };
-    let scheduler = tokio::spawn(frontdoor_node::scheduler::run(factory, node_config("n1", server.data_dir()), events, backoff));
+    let scheduler =
+        tokio::spawn(frontdoor_node::scheduler::run(factory, node_config("n1", server.data_dir()), events, backoff));
 
     let pods: Api<Pod> = Api::namespaced(server.client(), "default");
     let pod = serde_json::from_value(serde_json::json!({

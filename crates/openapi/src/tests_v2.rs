@@ -85,9 +85,10 @@ fn supports_query_param(doc: &Msg<'static>, gvk: &Value, param: &str) -> Option<
         if extension(&patch.extensions(OP_VENDOR), "x-kubernetes-group-version-kind").as_ref() != Some(gvk) {
             continue;
         }
-        let query = patch.msgs(OP_PARAMETERS).iter().any(|p| {
-            p.msg(1).and_then(|p| p.msg(2)).and_then(|nb| nb.msg(3)).is_some_and(|q| q.string(4) == param)
-        });
+        let query = patch
+            .msgs(OP_PARAMETERS)
+            .iter()
+            .any(|p| p.msg(1).and_then(|p| p.msg(2)).and_then(|nb| nb.msg(3)).is_some_and(|q| q.string(4) == param));
         return Some(query);
     }
     None

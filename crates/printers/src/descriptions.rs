@@ -5,22 +5,12 @@
 use crate::ColumnDefinition;
 
 /// The `Name` column every printer starts with (`format: name`).
-pub(crate) const NAME_COLUMN: ColumnDefinition = ColumnDefinition {
-    name: "Name",
-    type_: "string",
-    format: "name",
-    description: META_NAME,
-    priority: 0,
-};
+pub(crate) const NAME_COLUMN: ColumnDefinition =
+    ColumnDefinition { name: "Name", type_: "string", format: "name", description: META_NAME, priority: 0 };
 
 /// The `Age` column (a HumanDuration since `metadata.creationTimestamp`).
-pub(crate) const AGE_COLUMN: ColumnDefinition = ColumnDefinition {
-    name: "Age",
-    type_: "string",
-    format: "",
-    description: META_CREATION_TIMESTAMP,
-    priority: 0,
-};
+pub(crate) const AGE_COLUMN: ColumnDefinition =
+    ColumnDefinition { name: "Age", type_: "string", format: "", description: META_CREATION_TIMESTAMP, priority: 0 };
 
 /// Wide `Containers` column of the workload printers.
 pub(crate) const CONTAINERS_COLUMN: ColumnDefinition = ColumnDefinition {
@@ -41,45 +31,18 @@ pub(crate) const IMAGES_COLUMN: ColumnDefinition = ColumnDefinition {
 };
 
 /// A priority-0 column of type string without format.
-pub(crate) const fn string_column(
-    name: &'static str,
-    description: &'static str,
-) -> ColumnDefinition {
-    ColumnDefinition {
-        name,
-        type_: "string",
-        format: "",
-        description,
-        priority: 0,
-    }
+pub(crate) const fn string_column(name: &'static str, description: &'static str) -> ColumnDefinition {
+    ColumnDefinition { name, type_: "string", format: "", description, priority: 0 }
 }
 
 /// A priority-0 column of type integer.
-pub(crate) const fn integer_column(
-    name: &'static str,
-    description: &'static str,
-) -> ColumnDefinition {
-    ColumnDefinition {
-        name,
-        type_: "integer",
-        format: "",
-        description,
-        priority: 0,
-    }
+pub(crate) const fn integer_column(name: &'static str, description: &'static str) -> ColumnDefinition {
+    ColumnDefinition { name, type_: "integer", format: "", description, priority: 0 }
 }
 
 /// A priority-1 (wide-only) column of type string.
-pub(crate) const fn wide_string_column(
-    name: &'static str,
-    description: &'static str,
-) -> ColumnDefinition {
-    ColumnDefinition {
-        name,
-        type_: "string",
-        format: "",
-        description,
-        priority: 1,
-    }
+pub(crate) const fn wide_string_column(name: &'static str, description: &'static str) -> ColumnDefinition {
+    ColumnDefinition { name, type_: "string", format: "", description, priority: 1 }
 }
 
 // --- Documentation strings of the versioned API types -------------------------------------------
@@ -113,8 +76,7 @@ pub(crate) const RC_SPEC_SELECTOR: &str =
 pub(crate) const RC_STATUS_REPLICAS: &str =
     "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller";
 
-pub(crate) const RC_STATUS_READY_REPLICAS: &str =
-    "The number of ready replicas for this replication controller.";
+pub(crate) const RC_STATUS_READY_REPLICAS: &str = "The number of ready replicas for this replication controller.";
 
 pub(crate) const SERVICE_SPEC_TYPE: &str =
     "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types";
@@ -151,8 +113,7 @@ pub(crate) const NODE_INFO_CONTAINER_RUNTIME_VERSION: &str =
 pub(crate) const EVENT_LAST_TIMESTAMP: &str =
     "The time at which the most recent occurrence of this event was recorded.";
 
-pub(crate) const EVENT_TYPE: &str =
-    "Type of this event (Normal, Warning), new types could be added in the future";
+pub(crate) const EVENT_TYPE: &str = "Type of this event (Normal, Warning), new types could be added in the future";
 
 pub(crate) const EVENT_REASON: &str =
     "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.";
@@ -165,8 +126,7 @@ pub(crate) const OBJECT_REFERENCE_FIELD_PATH: &str =
 pub(crate) const EVENT_SOURCE: &str =
     "The component reporting this event. Should be a short machine understandable string.";
 
-pub(crate) const EVENT_MESSAGE: &str =
-    "A human-readable description of the status of this operation.";
+pub(crate) const EVENT_MESSAGE: &str = "A human-readable description of the status of this operation.";
 
 pub(crate) const EVENT_FIRST_TIMESTAMP: &str =
     "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)";
@@ -196,8 +156,7 @@ pub(crate) const REPLICA_SET_SPEC_SELECTOR: &str = "Selector is a label query ov
 
 pub(crate) const REPLICA_SET_STATUS_REPLICAS: &str = "Replicas is the most recently oberved number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller";
 
-pub(crate) const REPLICA_SET_STATUS_READY_REPLICAS: &str =
-    "The number of ready replicas for this replica set.";
+pub(crate) const REPLICA_SET_STATUS_READY_REPLICAS: &str = "The number of ready replicas for this replica set.";
 
 pub(crate) const DEPLOYMENT_STATUS_UPDATED_REPLICAS: &str =
     "Total number of non-terminated pods targeted by this deployment that have the desired template spec.";

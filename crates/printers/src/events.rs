@@ -18,10 +18,7 @@ pub(crate) const COLUMNS: &[ColumnDefinition] = &[
     string_column("Message", d::EVENT_MESSAGE),
     wide_string_column("First Seen", d::EVENT_FIRST_TIMESTAMP),
     wide_string_column("Count", d::EVENT_COUNT),
-    ColumnDefinition {
-        priority: 1,
-        ..NAME_COLUMN
-    },
+    ColumnDefinition { priority: 1, ..NAME_COLUMN },
 ];
 
 /// Where an Event API version keeps the fields the printer reads.
@@ -83,21 +80,11 @@ fn cells(event: &Value, f: &Fields, now: DateTime<Utc>) -> Vec<Value> {
 
     let kind = str_at(event, &[f.involved_object, "kind"]).to_lowercase();
     let name = str_at(event, &[f.involved_object, "name"]);
-    let target = if name.is_empty() {
-        kind
-    } else {
-        format!("{kind}/{name}")
-    };
+    let target = if name.is_empty() { kind } else { format!("{kind}/{name}") };
 
     let source = format_source(
-        first_non_empty(
-            str_at(event, &[f.source, "component"]),
-            str_at(event, &[f.reporting_controller]),
-        ),
-        first_non_empty(
-            str_at(event, &[f.source, "host"]),
-            str_at(event, &["reportingInstance"]),
-        ),
+        first_non_empty(str_at(event, &[f.source, "component"]), str_at(event, &[f.reporting_controller])),
+        first_non_empty(str_at(event, &[f.source, "host"]), str_at(event, &["reportingInstance"])),
     );
 
     vec![

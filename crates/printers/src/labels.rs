@@ -7,10 +7,7 @@ use serde_json::{Map, Value};
 /// there are none. `labels` is the JSON object of a label map (anything else counts as empty).
 #[must_use]
 pub fn format_labels(labels: Option<&Value>) -> String {
-    let rendered = labels
-        .and_then(Value::as_object)
-        .map(label_set_string)
-        .unwrap_or_default();
+    let rendered = labels.and_then(Value::as_object).map(label_set_string).unwrap_or_default();
     if rendered.is_empty() {
         "<none>".to_string()
     } else {
@@ -57,30 +54,19 @@ pub(crate) fn selector_string(selector: Option<&Value>) -> Result<String, Invali
     }
     // labels.internalSelector.Add sorts the requirements by key.
     requirements.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(requirements
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect::<Vec<_>>()
-        .join(","))
+    Ok(requirements.into_iter().map(|(_, r)| r).collect::<Vec<_>>().join(","))
 }
 
 /// One `matchExpressions` entry as `labels.Requirement.String()`, with its key.
 fn expression_string(expression: &Value) -> Result<(String, String), InvalidSelector> {
-    let key = expression
-        .get("key")
-        .and_then(Value::as_str)
-        .ok_or(InvalidSelector)?;
+    let key = expression.get("key").and_then(Value::as_str).ok_or(InvalidSelector)?;
     validate_key(key)?;
-    let operator = expression
-        .get("operator")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let operator = expression.get("operator").and_then(Value::as_str).unwrap_or("");
     let mut values: Vec<&str> = match expression.get("values") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().ok_or(InvalidSelector))
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().ok_or(InvalidSelector)).collect::<Result<_, _>>()?
+        }
         Some(_) => return Err(InvalidSelector),
     };
     let rendered = match operator {
@@ -112,16 +98,9 @@ fn expression_string(expression: &Value) -> Result<(String, String), InvalidSele
 
 /// `labels.Set.String()`: sorted `k=v` pairs joined by `,` (non-string values are skipped).
 fn label_set_string(labels: &Map<String, Value>) -> String {
-    let mut pairs: Vec<(&str, &str)> = labels
-        .iter()
-        .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)))
-        .collect();
+    let mut pairs: Vec<(&str, &str)> = labels.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v))).collect();
     pairs.sort_unstable();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// A label key: an optional DNS-subdomain prefix and `/`, then a qualified name.
@@ -158,9 +137,7 @@ fn is_qualified_name_part(s: &str) -> bool {
         && bytes.len() <= 63
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// RFC 1123 subdomain: at most 253 characters, dot-separated lowercase alphanumeric labels
@@ -203,10 +180,7 @@ mod tests {
     #[test]
     fn label_selectors() {
         let cases = [
-            (
-                json!({"matchLabels": {"tier": "x", "app": "web"}}),
-                "app=web,tier=x",
-            ),
+            (json!({"matchLabels": {"tier": "x", "app": "web"}}), "app=web,tier=x"),
             (json!({}), "<none>"),
             (
                 json!({"matchLabels": {"app": "web"},
@@ -216,18 +190,9 @@ mod tests {
                                             {"key": "example.com/owner", "operator": "Exists"}]}),
                 "app=web,!canary,env in (dev,prod),example.com/owner,zone notin (b)",
             ),
-            (
-                json!({"matchExpressions": [{"key": "env", "operator": "In", "values": []}]}),
-                "<error>",
-            ),
-            (
-                json!({"matchExpressions": [{"key": "env", "operator": "Gt", "values": ["1"]}]}),
-                "<error>",
-            ),
-            (
-                json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
-                "<error>",
-            ),
+            (json!({"matchExpressions": [{"key": "env", "operator": "In", "values": []}]}), "<error>"),
+            (json!({"matchExpressions": [{"key": "env", "operator": "Gt", "values": ["1"]}]}), "<error>"),
+            (json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}), "<error>"),
             (json!({"matchLabels": {"bad key": "v"}}), "<error>"),
             (json!({"matchLabels": {"k": "-bad"}}), "<error>"),
         ];

@@ -72,40 +72,24 @@ fn printer(group: &str, kind: &str) -> (&'static [ColumnDefinition], CellsFn) {
         ("", "Namespace") => (config::NAMESPACE_COLUMNS, config::namespace_cells),
         ("", "Node") => (node::COLUMNS, node::cells),
         ("", "Pod") => (pod::COLUMNS, pod::cells),
-        ("", "ReplicationController") => (
-            workloads::REPLICATION_CONTROLLER_COLUMNS,
-            workloads::replication_controller_cells,
-        ),
+        ("", "ReplicationController") => {
+            (workloads::REPLICATION_CONTROLLER_COLUMNS, workloads::replication_controller_cells)
+        }
         ("", "Service") => (service::SERVICE_COLUMNS, service::service_cells),
         ("", "Endpoints") => (service::ENDPOINTS_COLUMNS, service::endpoints_cells),
         ("", "Event") => (events::COLUMNS, events::core_cells),
         ("", "ConfigMap") => (config::CONFIG_MAP_COLUMNS, config::config_map_cells),
         ("", "Secret") => (config::SECRET_COLUMNS, config::secret_cells),
-        ("", "ServiceAccount") => (
-            config::SERVICE_ACCOUNT_COLUMNS,
-            config::service_account_cells,
-        ),
+        ("", "ServiceAccount") => (config::SERVICE_ACCOUNT_COLUMNS, config::service_account_cells),
         ("apps", "Deployment") => (workloads::DEPLOYMENT_COLUMNS, workloads::deployment_cells),
         ("apps", "ReplicaSet") => (workloads::REPLICA_SET_COLUMNS, workloads::replica_set_cells),
-        ("apps", "StatefulSet") => (
-            workloads::STATEFUL_SET_COLUMNS,
-            workloads::stateful_set_cells,
-        ),
-        ("apps", "ControllerRevision") => (
-            workloads::CONTROLLER_REVISION_COLUMNS,
-            workloads::controller_revision_cells,
-        ),
-        ("discovery.k8s.io", "EndpointSlice") => (
-            service::ENDPOINT_SLICE_COLUMNS,
-            service::endpoint_slice_cells,
-        ),
-        ("networking.k8s.io", "Ingress") => {
-            (networking::INGRESS_COLUMNS, networking::ingress_cells)
+        ("apps", "StatefulSet") => (workloads::STATEFUL_SET_COLUMNS, workloads::stateful_set_cells),
+        ("apps", "ControllerRevision") => {
+            (workloads::CONTROLLER_REVISION_COLUMNS, workloads::controller_revision_cells)
         }
-        ("networking.k8s.io", "IngressClass") => (
-            networking::INGRESS_CLASS_COLUMNS,
-            networking::ingress_class_cells,
-        ),
+        ("discovery.k8s.io", "EndpointSlice") => (service::ENDPOINT_SLICE_COLUMNS, service::endpoint_slice_cells),
+        ("networking.k8s.io", "Ingress") => (networking::INGRESS_COLUMNS, networking::ingress_cells),
+        ("networking.k8s.io", "IngressClass") => (networking::INGRESS_CLASS_COLUMNS, networking::ingress_class_cells),
         ("events.k8s.io", "Event") => (events::COLUMNS, events::events_v1_cells),
         ("coordination.k8s.io", "Lease") => (config::LEASE_COLUMNS, config::lease_cells),
         _ => (DEFAULT_COLUMNS, default_cells),

@@ -10,32 +10,17 @@ use crate::ColumnDefinition;
 
 pub(crate) const INGRESS_COLUMNS: &[ColumnDefinition] = &[
     NAME_COLUMN,
-    string_column(
-        "Class",
-        "The name of the IngressClass resource that should be used for additional configuration",
-    ),
-    string_column(
-        "Hosts",
-        "Hosts that incoming requests are matched against before the ingress rule",
-    ),
-    string_column(
-        "Address",
-        "Address is a list containing ingress points for the load-balancer",
-    ),
+    string_column("Class", "The name of the IngressClass resource that should be used for additional configuration"),
+    string_column("Hosts", "Hosts that incoming requests are matched against before the ingress rule"),
+    string_column("Address", "Address is a list containing ingress points for the load-balancer"),
     string_column("Ports", "Ports of TLS configurations that open"),
     AGE_COLUMN,
 ];
 
 pub(crate) const INGRESS_CLASS_COLUMNS: &[ColumnDefinition] = &[
     NAME_COLUMN,
-    string_column(
-        "Controller",
-        "Controller that is responsible for handling this class",
-    ),
-    string_column(
-        "Parameters",
-        "A reference to a resource with additional parameters",
-    ),
+    string_column("Controller", "Controller that is responsible for handling this class"),
+    string_column("Parameters", "A reference to a resource with additional parameters"),
     AGE_COLUMN,
 ];
 
@@ -45,13 +30,8 @@ const MAX_HOSTS: usize = 3;
 pub(crate) fn ingress_cells(ing: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let class = opt_str(ing, &["spec", "ingressClassName"]).unwrap_or("<none>");
     // Wide output: the addresses are never clipped.
-    let address =
-        load_balancer_addresses(array_at(ing, &["status", "loadBalancer", "ingress"])).join(",");
-    let ports = if array_at(ing, &["spec", "tls"]).is_empty() {
-        "80"
-    } else {
-        "80, 443"
-    };
+    let address = load_balancer_addresses(array_at(ing, &["status", "loadBalancer", "ingress"])).join(",");
+    let ports = if array_at(ing, &["spec", "tls"]).is_empty() { "80" } else { "80, 443" };
     vec![
         name_cell(ing),
         Value::from(class),

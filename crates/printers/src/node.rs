@@ -36,11 +36,7 @@ pub(crate) fn cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name_cell(node),
         Value::from(status(node)),
-        Value::from(if roles.is_empty() {
-            "<none>".to_string()
-        } else {
-            roles
-        }),
+        Value::from(if roles.is_empty() { "<none>".to_string() } else { roles }),
         age_cell(node, now),
         Value::from(str_at(node, &["status", "nodeInfo", "kubeletVersion"])),
         Value::from(address(node, "InternalIP")),
@@ -54,10 +50,7 @@ pub(crate) fn cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
 /// `Ready` / `NotReady` from the (last) Ready condition, `Unknown` without one, plus
 /// `SchedulingDisabled` for cordoned nodes.
 fn status(node: &Value) -> String {
-    let ready = array_at(node, &["status", "conditions"])
-        .iter()
-        .rev()
-        .find(|c| str_at(c, &["type"]) == "Ready");
+    let ready = array_at(node, &["status", "conditions"]).iter().rev().find(|c| str_at(c, &["type"]) == "Ready");
     let mut status = vec![match ready {
         Some(c) if str_at(c, &["status"]) == "True" => "Ready",
         Some(_) => "NotReady",
@@ -72,10 +65,7 @@ fn status(node: &Value) -> String {
 /// upstream `findNodeRoles`: sorted, de-duplicated.
 fn roles(node: &Value) -> Vec<String> {
     let mut roles = BTreeSet::new();
-    for (key, value) in object_at(node, &["metadata", "labels"])
-        .into_iter()
-        .flatten()
-    {
+    for (key, value) in object_at(node, &["metadata", "labels"]).into_iter().flatten() {
         let value = value.as_str().unwrap_or("");
         if let Some(role) = key.strip_prefix(NODE_ROLE_PREFIX) {
             if !role.is_empty() {
@@ -93,8 +83,5 @@ fn address(node: &Value, kind: &str) -> String {
     array_at(node, &["status", "addresses"])
         .iter()
         .find(|a| str_at(a, &["type"]) == kind)
-        .map_or_else(
-            || "<none>".to_string(),
-            |a| str_at(a, &["address"]).to_string(),
-        )
+        .map_or_else(|| "<none>".to_string(), |a| str_at(a, &["address"]).to_string())
 }

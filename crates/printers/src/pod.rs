@@ -54,10 +54,7 @@ pub(crate) fn cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
         age_cell(pod, now),
         Value::from(pod_ip(pod)),
         Value::from(non_empty_or_none(str_at(pod, &["spec", "nodeName"]))),
-        Value::from(non_empty_or_none(str_at(
-            pod,
-            &["status", "nominatedNodeName"],
-        ))),
+        Value::from(non_empty_or_none(str_at(pod, &["status", "nominatedNodeName"]))),
         Value::from(readiness_gates(pod)),
     ]
 }
@@ -98,8 +95,7 @@ fn summarize(pod: &Value) -> Summary {
     let mut summary = Summary {
         ready: 0,
         // Sidecars (restartable init containers) count towards the total.
-        total: array_at(pod, &["spec", "containers"]).len()
-            + init_containers.iter().filter(|c| is_sidecar(c)).count(),
+        total: array_at(pod, &["spec", "containers"]).len() + init_containers.iter().filter(|c| is_sidecar(c)).count(),
         reason: match str_at(pod, &["status", "reason"]) {
             "" => phase.to_string(),
             r => r.to_string(),
@@ -107,9 +103,8 @@ fn summarize(pod: &Value) -> Summary {
         restarts: 0,
         last_restart: None,
     };
-    if conditions.iter().any(|c| {
-        str_at(c, &["type"]) == "PodScheduled" && str_at(c, &["reason"]) == "SchedulingGated"
-    }) {
+    if conditions.iter().any(|c| str_at(c, &["type"]) == "PodScheduled" && str_at(c, &["reason"]) == "SchedulingGated")
+    {
         summary.reason = "SchedulingGated".to_string();
     }
 
@@ -145,21 +140,12 @@ struct InitScan {
 impl Summary {
     /// Walks the init container statuses in order up to the first one still initialising.
     fn scan_init_containers(&mut self, pod: &Value, init_containers: &[Value]) -> InitScan {
-        let mut scan = InitScan {
-            initializing: false,
-            all_restarts: Restarts::default(),
-            sidecar_restarts: Restarts::default(),
-        };
-        for (i, status) in array_at(pod, &["status", "initContainerStatuses"])
-            .iter()
-            .enumerate()
-        {
+        let mut scan =
+            InitScan { initializing: false, all_restarts: Restarts::default(), sidecar_restarts: Restarts::default() };
+        for (i, status) in array_at(pod, &["status", "initContainerStatuses"]).iter().enumerate() {
             scan.all_restarts.add(status);
             let name = str_at(status, &["name"]);
-            let sidecar = init_containers
-                .iter()
-                .find(|c| str_at(c, &["name"]) == name)
-                .is_some_and(is_sidecar);
+            let sidecar = init_containers.iter().find(|c| str_at(c, &["name"]) == name).is_some_and(is_sidecar);
             if sidecar {
                 scan.sidecar_restarts.add(status);
             }
@@ -192,12 +178,7 @@ impl Summary {
 
     /// Walks the app container statuses (last to first, so the first container's state wins)
     /// and returns the restarts including the given sidecar restarts.
-    fn scan_containers(
-        &mut self,
-        pod: &Value,
-        mut restarts: Restarts,
-        conditions: &[Value],
-    ) -> Restarts {
+    fn scan_containers(&mut self, pod: &Value, mut restarts: Restarts, conditions: &[Value]) -> Restarts {
         let mut has_running = false;
         for status in array_at(pod, &["status", "containerStatuses"]).iter().rev() {
             restarts.add(status);
@@ -216,11 +197,7 @@ impl Summary {
         }
         // Back to "Running" if a container still reports running after another completed.
         if self.reason == "Completed" && has_running {
-            let reason = if ready_condition_true(conditions) {
-                "Running"
-            } else {
-                "NotReady"
-            };
+            let reason = if ready_condition_true(conditions) { "Running" } else { "NotReady" };
             self.reason = reason.to_string();
         }
         restarts
@@ -247,25 +224,18 @@ fn exit_reason(prefix: &str, terminated: &Value) -> String {
 
 /// upstream `isPodInitializedConditionTrue`: the first `Initialized` condition decides.
 fn initialized_condition_true(conditions: &[Value]) -> bool {
-    conditions
-        .iter()
-        .find(|c| str_at(c, &["type"]) == "Initialized")
-        .is_some_and(|c| str_at(c, &["status"]) == "True")
+    conditions.iter().find(|c| str_at(c, &["type"]) == "Initialized").is_some_and(|c| str_at(c, &["status"]) == "True")
 }
 
 /// upstream `hasPodReadyCondition`.
 fn ready_condition_true(conditions: &[Value]) -> bool {
-    conditions
-        .iter()
-        .any(|c| str_at(c, &["type"]) == "Ready" && str_at(c, &["status"]) == "True")
+    conditions.iter().any(|c| str_at(c, &["type"]) == "Ready" && str_at(c, &["status"]) == "True")
 }
 
 /// The first pod IP (`status.podIPs[0]`, or the legacy `status.podIP` the v1→internal conversion
 /// would copy into it), `<none>` if unassigned.
 fn pod_ip(pod: &Value) -> String {
-    let first = array_at(pod, &["status", "podIPs"])
-        .first()
-        .map(|ip| str_at(ip, &["ip"]));
+    let first = array_at(pod, &["status", "podIPs"]).first().map(|ip| str_at(ip, &["ip"]));
     let ip = first.unwrap_or_else(|| str_at(pod, &["status", "podIP"]));
     non_empty_or_none(ip)
 }
@@ -281,10 +251,7 @@ fn readiness_gates(pod: &Value) -> String {
         .iter()
         .filter(|gate| {
             let wanted = str_at(gate, &["conditionType"]);
-            conditions
-                .iter()
-                .find(|c| str_at(c, &["type"]) == wanted)
-                .is_some_and(|c| str_at(c, &["status"]) == "True")
+            conditions.iter().find(|c| str_at(c, &["type"]) == wanted).is_some_and(|c| str_at(c, &["status"]) == "True")
         })
         .count();
     format!("{true_count}/{}", gates.len())

@@ -8,8 +8,7 @@ use serde_json::Value;
 use crate::descriptions::{self as d, string_column, wide_string_column, AGE_COLUMN, NAME_COLUMN};
 use crate::labels::format_labels;
 use crate::util::{
-    age_cell, array_at, get, i64_at, join_host_port, list_with_more, name_cell, opt_i64, opt_str,
-    str_at,
+    age_cell, array_at, get, i64_at, join_host_port, list_with_more, name_cell, opt_i64, opt_str, str_at,
 };
 use crate::ColumnDefinition;
 
@@ -23,11 +22,8 @@ pub(crate) const SERVICE_COLUMNS: &[ColumnDefinition] = &[
     wide_string_column("Selector", d::SERVICE_SPEC_SELECTOR),
 ];
 
-pub(crate) const ENDPOINTS_COLUMNS: &[ColumnDefinition] = &[
-    NAME_COLUMN,
-    string_column("Endpoints", d::ENDPOINTS_SUBSETS),
-    AGE_COLUMN,
-];
+pub(crate) const ENDPOINTS_COLUMNS: &[ColumnDefinition] =
+    &[NAME_COLUMN, string_column("Endpoints", d::ENDPOINTS_SUBSETS), AGE_COLUMN];
 
 pub(crate) const ENDPOINT_SLICE_COLUMNS: &[ColumnDefinition] = &[
     NAME_COLUMN,
@@ -49,11 +45,7 @@ pub(crate) fn service_cells(svc: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Value::from(svc_type),
         Value::from(cluster_ip(svc)),
         Value::from(external_ip(svc, svc_type)),
-        Value::from(if ports.is_empty() {
-            "<none>".to_string()
-        } else {
-            ports
-        }),
+        Value::from(if ports.is_empty() { "<none>".to_string() } else { ports }),
         age_cell(svc, now),
         Value::from(format_labels(get(svc, &["spec", "selector"]))),
     ]
@@ -75,10 +67,7 @@ fn cluster_ip(svc: &Value) -> String {
 
 /// upstream `getServiceExternalIP` with `wide` set, as the server always prints.
 fn external_ip(svc: &Value, svc_type: &str) -> String {
-    let external_ips: Vec<&str> = array_at(svc, &["spec", "externalIPs"])
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let external_ips: Vec<&str> = array_at(svc, &["spec", "externalIPs"]).iter().filter_map(Value::as_str).collect();
     match svc_type {
         "ClusterIP" | "NodePort" => {
             if external_ips.is_empty() {
@@ -88,8 +77,7 @@ fn external_ip(svc: &Value, svc_type: &str) -> String {
             }
         }
         "LoadBalancer" => {
-            let mut addresses =
-                load_balancer_addresses(array_at(svc, &["status", "loadBalancer", "ingress"]));
+            let mut addresses = load_balancer_addresses(array_at(svc, &["status", "loadBalancer", "ingress"]));
             addresses.extend(external_ips.iter().map(ToString::to_string));
             if addresses.is_empty() {
                 "<pending>".to_string()
@@ -134,11 +122,7 @@ fn port_string(ports: &[Value]) -> String {
 }
 
 pub(crate) fn endpoints_cells(ep: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name_cell(ep),
-        Value::from(format_endpoints(array_at(ep, &["subsets"]))),
-        age_cell(ep, now),
-    ]
+    vec![name_cell(ep), Value::from(format_endpoints(array_at(ep, &["subsets"]))), age_cell(ep, now)]
 }
 
 /// upstream `formatEndpoints` (all ports): `ip:port` for every port × ready address, bare IPs
@@ -200,18 +184,8 @@ fn format_slice_ports(ports: &[Value]) -> String {
 
 /// upstream `formatDiscoveryEndpoints`: every address of every endpoint.
 fn format_slice_endpoints(endpoints: &[Value]) -> String {
-    let addresses: Vec<&str> = endpoints
-        .iter()
-        .flat_map(|e| {
-            array_at(e, &["addresses"])
-                .iter()
-                .map(|a| a.as_str().unwrap_or(""))
-        })
-        .collect();
-    let list: Vec<String> = addresses
-        .iter()
-        .take(LIST_MAX)
-        .map(ToString::to_string)
-        .collect();
+    let addresses: Vec<&str> =
+        endpoints.iter().flat_map(|e| array_at(e, &["addresses"]).iter().map(|a| a.as_str().unwrap_or(""))).collect();
+    let list: Vec<String> = addresses.iter().take(LIST_MAX).map(ToString::to_string).collect();
     list_with_more(&list, addresses.len(), LIST_MAX)
 }

@@ -7,9 +7,7 @@ use crate::{cells, columns, row_conditions};
 
 /// The fixed "now" of every test; objects are created relative to it.
 fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z").unwrap().with_timezone(&Utc)
 }
 
 /// An RFC 3339 timestamp `ago` before [`now`].
@@ -24,11 +22,7 @@ fn meta(name: &str) -> Value {
 
 fn row(group: &str, kind: &str, obj: &Value) -> Vec<Value> {
     let cells = cells(group, kind, obj, now());
-    assert_eq!(
-        cells.len(),
-        columns(group, kind).len(),
-        "{group}/{kind}: one cell per column"
-    );
+    assert_eq!(cells.len(), columns(group, kind).len(), "{group}/{kind}: one cell per column");
     cells
 }
 
@@ -74,13 +68,7 @@ fn column_names_per_kind() {
             "",
             "Node",
             &["Name", "Status", "Roles", "Age", "Version"],
-            &[
-                "Internal-IP",
-                "External-IP",
-                "OS-Image",
-                "Kernel-Version",
-                "Container-Runtime",
-            ],
+            &["Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime"],
         ),
         (
             "",
@@ -94,19 +82,7 @@ fn column_names_per_kind() {
             &["Name", "Desired", "Current", "Ready", "Age"],
             &["Containers", "Images", "Selector"],
         ),
-        (
-            "",
-            "Service",
-            &[
-                "Name",
-                "Type",
-                "Cluster-IP",
-                "External-IP",
-                "Port(s)",
-                "Age",
-            ],
-            &["Selector"],
-        ),
+        ("", "Service", &["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"], &["Selector"]),
         ("", "Endpoints", &["Name", "Endpoints", "Age"], &[]),
         (
             "",
@@ -123,77 +99,30 @@ fn column_names_per_kind() {
             &["Name", "Ready", "Up-to-date", "Available", "Age"],
             &["Containers", "Images", "Selector"],
         ),
-        (
-            "apps",
-            "ReplicaSet",
-            &["Name", "Desired", "Current", "Ready", "Age"],
-            &["Containers", "Images", "Selector"],
-        ),
-        (
-            "apps",
-            "StatefulSet",
-            &["Name", "Ready", "Age"],
-            &["Containers", "Images"],
-        ),
-        (
-            "discovery.k8s.io",
-            "EndpointSlice",
-            &["Name", "AddressType", "Ports", "Endpoints", "Age"],
-            &[],
-        ),
-        (
-            "networking.k8s.io",
-            "Ingress",
-            &["Name", "Class", "Hosts", "Address", "Ports", "Age"],
-            &[],
-        ),
-        (
-            "networking.k8s.io",
-            "IngressClass",
-            &["Name", "Controller", "Parameters", "Age"],
-            &[],
-        ),
+        ("apps", "ReplicaSet", &["Name", "Desired", "Current", "Ready", "Age"], &["Containers", "Images", "Selector"]),
+        ("apps", "StatefulSet", &["Name", "Ready", "Age"], &["Containers", "Images"]),
+        ("discovery.k8s.io", "EndpointSlice", &["Name", "AddressType", "Ports", "Endpoints", "Age"], &[]),
+        ("networking.k8s.io", "Ingress", &["Name", "Class", "Hosts", "Address", "Ports", "Age"], &[]),
+        ("networking.k8s.io", "IngressClass", &["Name", "Controller", "Parameters", "Age"], &[]),
         (
             "events.k8s.io",
             "Event",
             &["Last Seen", "Type", "Reason", "Object", "Message"],
             &["Subobject", "Source", "First Seen", "Count", "Name"],
         ),
-        (
-            "coordination.k8s.io",
-            "Lease",
-            &["Name", "Holder", "Age"],
-            &[],
-        ),
+        ("coordination.k8s.io", "Lease", &["Name", "Holder", "Age"], &[]),
         ("rbac.authorization.k8s.io", "Role", &["Name", "Age"], &[]),
-        (
-            "apps",
-            "ControllerRevision",
-            &["Name", "Controller", "Revision", "Age"],
-            &[],
-        ),
+        ("apps", "ControllerRevision", &["Name", "Controller", "Revision", "Age"], &[]),
         ("example.com", "Widget", &["Name", "Age"], &[]),
     ];
     for (group, kind, default_cols, wide_cols) in cases {
         let cols = columns(group, kind);
-        let default: Vec<&str> = cols
-            .iter()
-            .filter(|c| c.priority == 0)
-            .map(|c| c.name)
-            .collect();
-        let wide: Vec<&str> = cols
-            .iter()
-            .filter(|c| c.priority == 1)
-            .map(|c| c.name)
-            .collect();
+        let default: Vec<&str> = cols.iter().filter(|c| c.priority == 0).map(|c| c.name).collect();
+        let wide: Vec<&str> = cols.iter().filter(|c| c.priority == 1).map(|c| c.name).collect();
         assert_eq!(&default, default_cols, "{group}/{kind} default columns");
         assert_eq!(&wide, wide_cols, "{group}/{kind} wide columns");
         for c in cols {
-            assert!(
-                !c.description.is_empty(),
-                "{group}/{kind} {} has a description",
-                c.name
-            );
+            assert!(!c.description.is_empty(), "{group}/{kind} {} has a description", c.name);
             let want_format = if c.name == "Name" { "name" } else { "" };
             assert_eq!(c.format, want_format, "{group}/{kind} {} format", c.name);
         }
@@ -206,18 +135,7 @@ fn exact_column_order_for_events() {
     let names: Vec<&str> = columns("", "Event").iter().map(|c| c.name).collect();
     assert_eq!(
         names,
-        [
-            "Last Seen",
-            "Type",
-            "Reason",
-            "Object",
-            "Subobject",
-            "Source",
-            "Message",
-            "First Seen",
-            "Count",
-            "Name"
-        ]
+        ["Last Seen", "Type", "Reason", "Object", "Subobject", "Source", "Message", "First Seen", "Count", "Name"]
     );
 }
 
@@ -228,10 +146,7 @@ fn column_definition_json() {
     assert_eq!(name["type"], "string");
     assert_eq!(name["format"], "name");
     assert_eq!(name["priority"], 0);
-    assert!(name["description"]
-        .as_str()
-        .unwrap()
-        .starts_with("Name must be unique within a namespace."));
+    assert!(name["description"].as_str().unwrap().starts_with("Name must be unique within a namespace."));
     let keys: Vec<&String> = name.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["name", "type", "format", "description", "priority"]);
 
@@ -242,9 +157,7 @@ fn column_definition_json() {
         "description": crate::descriptions::REPLICA_SET_SPEC_REPLICAS, "priority": 0})
     );
     assert_eq!(columns("", "Service")[6].to_json()["priority"], 1);
-    assert!(columns("", "Pod")[4]
-        .description
-        .starts_with("CreationTimestamp is a timestamp"));
+    assert!(columns("", "Pod")[4].description.starts_with("CreationTimestamp is a timestamp"));
 }
 
 #[test]
@@ -268,19 +181,13 @@ fn odd_objects_never_panic_and_fill_every_column() {
         }
     }
     // Missing creationTimestamp.
-    assert_eq!(
-        row_strings("", "ConfigMap", &json!({"metadata": {"name": "x"}})),
-        ["x", "0", "<unknown>"]
-    );
+    assert_eq!(row_strings("", "ConfigMap", &json!({"metadata": {"name": "x"}})), ["x", "0", "<unknown>"]);
 }
 
 #[test]
 fn default_printer() {
     let role = json!({"metadata": meta("reader"), "rules": []});
-    assert_eq!(
-        row_strings("rbac.authorization.k8s.io", "Role", &role),
-        ["reader", "5s"]
-    );
+    assert_eq!(row_strings("rbac.authorization.k8s.io", "Role", &role), ["reader", "5s"]);
 }
 
 // --- Services ----------------------------------------------------------------------------------
@@ -300,15 +207,7 @@ fn services() {
                        "ports": tcp80, "selector": {"tier": "fe", "app": "web"}}),
                 json!({"loadBalancer": {}}),
             ),
-            [
-                "web",
-                "ClusterIP",
-                "10.96.0.10",
-                "<none>",
-                "80/TCP",
-                "5s",
-                "app=web,tier=fe",
-            ],
+            ["web", "ClusterIP", "10.96.0.10", "<none>", "80/TCP", "5s", "app=web,tier=fe"],
         ),
         (
             "node port",
@@ -318,31 +217,12 @@ fn services() {
                                  {"port": 53, "protocol": "UDP", "nodePort": 30053}]}),
                 json!({}),
             ),
-            [
-                "web",
-                "NodePort",
-                "10.96.0.10",
-                "<none>",
-                "80:30080/TCP,53:30053/UDP",
-                "5s",
-                "app=web",
-            ],
+            ["web", "NodePort", "10.96.0.10", "<none>", "80:30080/TCP,53:30053/UDP", "5s", "app=web"],
         ),
         (
             "headless without ports or selector",
-            service(
-                json!({"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}),
-                json!({}),
-            ),
-            [
-                "web",
-                "ClusterIP",
-                "None",
-                "<none>",
-                "<none>",
-                "5s",
-                "<none>",
-            ],
+            service(json!({"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}), json!({})),
+            ["web", "ClusterIP", "None", "<none>", "<none>", "5s", "<none>"],
         ),
         (
             "cluster ip with external ips",
@@ -351,31 +231,12 @@ fn services() {
                        "ports": tcp80}),
                 json!({}),
             ),
-            [
-                "web",
-                "ClusterIP",
-                "10.96.0.11",
-                "1.2.3.4,5.6.7.8",
-                "80/TCP",
-                "5s",
-                "<none>",
-            ],
+            ["web", "ClusterIP", "10.96.0.11", "1.2.3.4,5.6.7.8", "80/TCP", "5s", "<none>"],
         ),
         (
             "external name",
-            service(
-                json!({"type": "ExternalName", "externalName": "db.example.com"}),
-                json!({}),
-            ),
-            [
-                "web",
-                "ExternalName",
-                "<none>",
-                "db.example.com",
-                "<none>",
-                "5s",
-                "<none>",
-            ],
+            service(json!({"type": "ExternalName", "externalName": "db.example.com"}), json!({})),
+            ["web", "ExternalName", "<none>", "db.example.com", "<none>", "5s", "<none>"],
         ),
         (
             "load balancer pending",
@@ -384,15 +245,7 @@ fn services() {
                        "ports": [{"port": 443, "protocol": "TCP", "nodePort": 31443}]}),
                 json!({"loadBalancer": {}}),
             ),
-            [
-                "web",
-                "LoadBalancer",
-                "10.96.0.12",
-                "<pending>",
-                "443:31443/TCP",
-                "5s",
-                "<none>",
-            ],
+            ["web", "LoadBalancer", "10.96.0.12", "<pending>", "443:31443/TCP", "5s", "<none>"],
         ),
         (
             "load balancer with ingress, de-duplicated, sorted, never clipped (wide)",
@@ -422,44 +275,17 @@ fn services() {
                 json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.12"], "ports": tcp80}),
                 json!({"loadBalancer": {"ingress": [{"ip": "172.18.0.5"}]}}),
             ),
-            [
-                "web",
-                "LoadBalancer",
-                "10.96.0.12",
-                "172.18.0.5",
-                "80/TCP",
-                "5s",
-                "<none>",
-            ],
+            ["web", "LoadBalancer", "10.96.0.12", "172.18.0.5", "80/TCP", "5s", "<none>"],
         ),
         (
             "defaults: no type, no protocol, legacy clusterIP only",
-            service(
-                json!({"clusterIP": "10.96.0.13", "ports": [{"port": 8080}]}),
-                json!({}),
-            ),
-            [
-                "web",
-                "ClusterIP",
-                "10.96.0.13",
-                "<none>",
-                "8080/TCP",
-                "5s",
-                "<none>",
-            ],
+            service(json!({"clusterIP": "10.96.0.13", "ports": [{"port": 8080}]}), json!({})),
+            ["web", "ClusterIP", "10.96.0.13", "<none>", "8080/TCP", "5s", "<none>"],
         ),
         (
             "unknown type",
             service(json!({"type": "Weird", "clusterIPs": [""]}), json!({})),
-            [
-                "web",
-                "Weird",
-                "<none>",
-                "<unknown>",
-                "<none>",
-                "5s",
-                "<none>",
-            ],
+            ["web", "Weird", "<none>", "<unknown>", "<none>", "5s", "<none>"],
         ),
     ];
     for (label, svc, want) in cases {
@@ -470,8 +296,7 @@ fn services() {
 #[test]
 fn endpoints() {
     let ep = |subsets: Value| json!({"metadata": meta("web"), "subsets": subsets});
-    let addrs =
-        |ips: &[&str]| Value::from(ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
+    let addrs = |ips: &[&str]| Value::from(ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
     let cases: Vec<(&str, Value, &str)> = vec![
         ("no subsets", json!({"metadata": meta("web")}), "<none>"),
         ("empty subsets", ep(json!([])), "<none>"),
@@ -484,17 +309,13 @@ fn endpoints() {
         ),
         (
             "exactly three",
-            ep(
-                json!([{"addresses": addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]), "ports": [{"port": 80}]}]),
-            ),
+            ep(json!([{"addresses": addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]), "ports": [{"port": 80}]}])),
             "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80",
         ),
         (
             "truncated after three",
-            ep(
-                json!([{"addresses": addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]),
-                       "ports": [{"port": 80}]}]),
-            ),
+            ep(json!([{"addresses": addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]),
+                       "ports": [{"port": 80}]}])),
             "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 2 more...",
         ),
         (
@@ -505,16 +326,8 @@ fn endpoints() {
             ])),
             "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more...",
         ),
-        (
-            "headless without ports",
-            ep(json!([{"addresses": addrs(&["10.0.0.1", "10.0.0.2"])}])),
-            "10.0.0.1,10.0.0.2",
-        ),
-        (
-            "ipv6",
-            ep(json!([{"addresses": addrs(&["fd00::1"]), "ports": [{"port": 80}]}])),
-            "[fd00::1]:80",
-        ),
+        ("headless without ports", ep(json!([{"addresses": addrs(&["10.0.0.1", "10.0.0.2"])}])), "10.0.0.1,10.0.0.2"),
+        ("ipv6", ep(json!([{"addresses": addrs(&["fd00::1"]), "ports": [{"port": 80}]}])), "[fd00::1]:80"),
         (
             "only not-ready addresses",
             ep(json!([{"notReadyAddresses": addrs(&["10.0.0.1"]), "ports": [{"port": 80}]}])),
@@ -522,11 +335,7 @@ fn endpoints() {
         ),
     ];
     for (label, obj, want) in cases {
-        assert_eq!(
-            row_strings("", "Endpoints", &obj),
-            ["web", want, "5s"],
-            "{label}"
-        );
+        assert_eq!(row_strings("", "Endpoints", &obj), ["web", want, "5s"], "{label}");
     }
 }
 
@@ -542,16 +351,8 @@ fn endpoint_slices() {
             ),
             ["8080", "10.244.0.5,10.244.0.6"],
         ),
-        (
-            "nothing",
-            slice(json!([]), json!([])),
-            ["<unset>", "<unset>"],
-        ),
-        (
-            "missing",
-            json!({"metadata": meta("web-abc12"), "addressType": "IPv4"}),
-            ["<unset>", "<unset>"],
-        ),
+        ("nothing", slice(json!([]), json!([])), ["<unset>", "<unset>"]),
+        ("missing", json!({"metadata": meta("web-abc12"), "addressType": "IPv4"}), ["<unset>", "<unset>"]),
         (
             "names, all ports and truncation",
             slice(
@@ -596,10 +397,7 @@ fn pods() {
         ),
         (
             "pending, no status yet",
-            pod(
-                json!({"containers": [{"name": "app"}, {"name": "side"}]}),
-                json!({"phase": "Pending"}),
-            ),
+            pod(json!({"containers": [{"name": "app"}, {"name": "side"}]}), json!({"phase": "Pending"})),
             ["0/2", "Pending", "0", "<none>"],
         ),
         (
@@ -647,10 +445,7 @@ fn pods() {
         (
             "deleted pod on lost node",
             {
-                let mut p = pod(
-                    one_container(),
-                    json!({"phase": "Running", "reason": "NodeLost"}),
-                );
+                let mut p = pod(one_container(), json!({"phase": "Running", "reason": "NodeLost"}));
                 p["metadata"]["deletionTimestamp"] = json!(ago(Duration::seconds(1)));
                 p
             },
@@ -729,21 +524,14 @@ fn pods() {
         ),
         (
             "evicted (status.reason)",
-            pod(
-                one_container(),
-                json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}),
-            ),
+            pod(one_container(), json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"})),
             ["0/1", "Evicted", "0", "<none>"],
         ),
     ];
     for (label, obj, [ready, status, restarts, ip]) in cases {
         let cells = row_strings("", "Pod", &obj);
         assert_eq!(cells[0], "web-1", "{label}");
-        assert_eq!(
-            [cells[1].as_str(), &cells[2], &cells[3], &cells[5]],
-            [ready, status, restarts, ip],
-            "{label}"
-        );
+        assert_eq!([cells[1].as_str(), &cells[2], &cells[3], &cells[5]], [ready, status, restarts, ip], "{label}");
         assert_eq!(cells[4], "5s", "{label}");
     }
 }
@@ -760,58 +548,30 @@ fn pod_init_containers() {
     };
     let done = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
     let cases: Vec<(&str, Value, &str)> = vec![
-        (
-            "first running",
-            init_status(json!({"running": {}}), waiting("PodInitializing")),
-            "Init:0/2",
-        ),
-        (
-            "second running",
-            init_status(done.clone(), json!({"running": {}})),
-            "Init:1/2",
-        ),
-        (
-            "crash looping",
-            init_status(done.clone(), waiting("CrashLoopBackOff")),
-            "Init:CrashLoopBackOff",
-        ),
+        ("first running", init_status(json!({"running": {}}), waiting("PodInitializing")), "Init:0/2"),
+        ("second running", init_status(done.clone(), json!({"running": {}})), "Init:1/2"),
+        ("crash looping", init_status(done.clone(), waiting("CrashLoopBackOff")), "Init:CrashLoopBackOff"),
         (
             "failed with reason",
-            init_status(
-                json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
-                waiting("PodInitializing"),
-            ),
+            init_status(json!({"terminated": {"exitCode": 1, "reason": "Error"}}), waiting("PodInitializing")),
             "Init:Error",
         ),
         (
             "failed with exit code",
-            init_status(
-                json!({"terminated": {"exitCode": 3}}),
-                waiting("PodInitializing"),
-            ),
+            init_status(json!({"terminated": {"exitCode": 3}}), waiting("PodInitializing")),
             "Init:ExitCode:3",
         ),
         (
             "failed with signal",
-            init_status(
-                json!({"terminated": {"exitCode": 0, "signal": 9, "reason": ""}}),
-                json!({}),
-            ),
+            init_status(json!({"terminated": {"exitCode": 0, "signal": 9, "reason": ""}}), json!({})),
             "Init:1/2",
         ),
         (
             "killed by signal",
-            init_status(
-                json!({"terminated": {"exitCode": 137, "signal": 9}}),
-                json!({}),
-            ),
+            init_status(json!({"terminated": {"exitCode": 137, "signal": 9}}), json!({})),
             "Init:Signal:9",
         ),
-        (
-            "all done",
-            init_status(done.clone(), done.clone()),
-            "PodInitializing",
-        ),
+        ("all done", init_status(done.clone(), done.clone()), "PodInitializing"),
     ];
     for (label, status, want) in cases {
         let cells = row_strings("", "Pod", &pod(spec.clone(), status));
@@ -824,10 +584,7 @@ fn pod_init_containers() {
         {"name": "init-a", "restartCount": 3, "state": waiting("CrashLoopBackOff"),
          "lastState": {"terminated": {"exitCode": 1, "finishedAt": ago(Duration::minutes(5))}}}]});
     let cells = row_strings("", "Pod", &pod(spec.clone(), status));
-    assert_eq!(
-        (cells[2].as_str(), cells[3].as_str()),
-        ("Init:CrashLoopBackOff", "3 (5m ago)")
-    );
+    assert_eq!((cells[2].as_str(), cells[3].as_str()), ("Init:CrashLoopBackOff", "3 (5m ago)"));
 }
 
 #[test]
@@ -854,32 +611,22 @@ fn pod_wide_cells() {
         json!({"phase": "Running", "podIPs": [{"ip": "10.244.0.5"}, {"ip": "fd00::5"}], "nominatedNodeName": "node-2",
                "conditions": [{"type": "example.com/lb", "status": "True"}, {"type": "example.com/dns", "status": "False"}]}),
     );
-    assert_eq!(
-        &row_strings("", "Pod", &obj)[5..],
-        ["10.244.0.5", "node-1", "node-2", "1/2"]
-    );
+    assert_eq!(&row_strings("", "Pod", &obj)[5..], ["10.244.0.5", "node-1", "node-2", "1/2"]);
     let bare = pod(json!({"containers": []}), json!({}));
-    assert_eq!(
-        &row_strings("", "Pod", &bare)[5..],
-        ["<none>", "<none>", "<none>", "<none>"]
-    );
+    assert_eq!(&row_strings("", "Pod", &bare)[5..], ["<none>", "<none>", "<none>", "<none>"]);
 }
 
 #[test]
 fn pod_cell_types_and_row_conditions() {
     let running = pod(one_container(), json!({"phase": "Running"}));
-    assert!(cells("", "Pod", &running, now())
-        .iter()
-        .all(Value::is_string));
+    assert!(cells("", "Pod", &running, now()).iter().all(Value::is_string));
     assert!(row_conditions("", "Pod", &running).is_empty());
 
     let succeeded = pod(one_container(), json!({"phase": "Succeeded"}));
     assert_eq!(
         row_conditions("", "Pod", &succeeded),
-        [
-            json!({"type": "Completed", "status": "True", "reason": "Succeeded",
-                "message": "The pod has completed successfully."})
-        ]
+        [json!({"type": "Completed", "status": "True", "reason": "Succeeded",
+                "message": "The pod has completed successfully."})]
     );
     let failed = pod(one_container(), json!({"phase": "Failed"}));
     assert_eq!(row_conditions("", "Pod", &failed)[0]["reason"], "Failed");
@@ -915,10 +662,7 @@ fn workloads() {
 
     // Fresh deployment: no status, replicas defaulted, empty selector prints as empty.
     let fresh = json!({"metadata": meta("web"), "spec": {"selector": {}, "template": template()}});
-    assert_eq!(
-        row_strings("apps", "Deployment", &fresh)[..4],
-        ["web", "0/1", "0", "0"]
-    );
+    assert_eq!(row_strings("apps", "Deployment", &fresh)[..4], ["web", "0/1", "0", "0"]);
     assert_eq!(row_strings("apps", "Deployment", &fresh)[7], "");
     let invalid = json!({"metadata": meta("web"),
         "spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}});
@@ -941,34 +685,19 @@ fn workloads() {
         ]
     );
     let rs_no_selector = json!({"metadata": meta("x"), "spec": {"replicas": 0}});
-    assert_eq!(
-        row_strings("apps", "ReplicaSet", &rs_no_selector),
-        ["x", "0", "0", "0", "5s", "", "", "<none>"]
-    );
+    assert_eq!(row_strings("apps", "ReplicaSet", &rs_no_selector), ["x", "0", "0", "0", "5s", "", "", "<none>"]);
 
     let rc = json!({"metadata": meta("legacy"),
         "spec": {"replicas": 2, "selector": {"app": "legacy"}, "template": template()},
         "status": {"replicas": 2, "readyReplicas": 2}});
     assert_eq!(
         row_strings("", "ReplicationController", &rc),
-        [
-            "legacy",
-            "2",
-            "2",
-            "2",
-            "5s",
-            "nginx,log",
-            "nginx:1.27,busybox",
-            "app=legacy"
-        ]
+        ["legacy", "2", "2", "2", "5s", "nginx,log", "nginx:1.27,busybox", "app=legacy"]
     );
 
     let sts = json!({"metadata": meta("db"), "spec": {"replicas": 3, "serviceName": "db", "template": template()},
                      "status": {"replicas": 2, "readyReplicas": 1}});
-    assert_eq!(
-        row_strings("apps", "StatefulSet", &sts),
-        ["db", "1/3", "5s", "nginx,log", "nginx:1.27,busybox"]
-    );
+    assert_eq!(row_strings("apps", "StatefulSet", &sts), ["db", "1/3", "5s", "nginx,log", "nginx:1.27,busybox"]);
 }
 
 // --- Nodes, namespaces and friends -------------------------------------------------------------
@@ -983,8 +712,7 @@ fn nodes() {
                    "nodeInfo": {"kubeletVersion": "v1.33.1", "osImage": "Debian GNU/Linux 12 (bookworm)",
                                 "kernelVersion": "6.8.0-45-generic", "containerRuntimeVersion": "containerd://2.1.1"}}})
     };
-    let ready =
-        json!([{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}]);
+    let ready = json!([{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}]);
     let roles = json!({"node-role.kubernetes.io/control-plane": "", "kubernetes.io/role": "master",
                        "node-role.kubernetes.io/": "", "kubernetes.io/hostname": "node-1"});
     assert_eq!(
@@ -1004,16 +732,8 @@ fn nodes() {
     );
     let cases: Vec<(bool, Value, &str)> = vec![
         (true, ready, "Ready,SchedulingDisabled"),
-        (
-            false,
-            json!([{"type": "Ready", "status": "Unknown"}]),
-            "NotReady",
-        ),
-        (
-            false,
-            json!([{"type": "Ready", "status": "False"}]),
-            "NotReady",
-        ),
+        (false, json!([{"type": "Ready", "status": "Unknown"}]), "NotReady"),
+        (false, json!([{"type": "Ready", "status": "False"}]), "NotReady"),
         (false, json!([]), "Unknown"),
         (true, json!([]), "Unknown,SchedulingDisabled"),
     ];
@@ -1024,96 +744,41 @@ fn nodes() {
     let bare = json!({"metadata": {"name": "n"}});
     assert_eq!(
         row_strings("", "Node", &bare),
-        [
-            "n",
-            "Unknown",
-            "<none>",
-            "<unknown>",
-            "",
-            "<none>",
-            "<none>",
-            "<unknown>",
-            "<unknown>",
-            "<unknown>"
-        ]
+        ["n", "Unknown", "<none>", "<unknown>", "", "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"]
     );
 }
 
 #[test]
 fn small_kinds() {
     let ns = json!({"metadata": meta("kube-system"), "status": {"phase": "Active"}});
-    assert_eq!(
-        row_strings("", "Namespace", &ns),
-        ["kube-system", "Active", "5s"]
-    );
+    assert_eq!(row_strings("", "Namespace", &ns), ["kube-system", "Active", "5s"]);
     let terminating = json!({"metadata": meta("old"), "status": {"phase": "Terminating"}});
     assert_eq!(row_strings("", "Namespace", &terminating)[1], "Terminating");
 
-    let cm =
-        json!({"metadata": meta("cfg"), "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
-    assert_eq!(
-        row("", "ConfigMap", &cm),
-        [json!("cfg"), json!(3), json!("5s")]
-    );
+    let cm = json!({"metadata": meta("cfg"), "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
+    assert_eq!(row("", "ConfigMap", &cm), [json!("cfg"), json!(3), json!("5s")]);
 
     let secret = json!({"metadata": meta("tls"), "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}});
-    assert_eq!(
-        row("", "Secret", &secret),
-        [
-            json!("tls"),
-            json!("kubernetes.io/tls"),
-            json!(2),
-            json!("5s")
-        ]
-    );
-    let string_data =
-        json!({"metadata": meta("s"), "data": {"a": "eA=="}, "stringData": {"a": "x", "b": "y"}});
-    assert_eq!(
-        row_strings("", "Secret", &string_data),
-        ["s", "Opaque", "2", "5s"]
-    );
+    assert_eq!(row("", "Secret", &secret), [json!("tls"), json!("kubernetes.io/tls"), json!(2), json!("5s")]);
+    let string_data = json!({"metadata": meta("s"), "data": {"a": "eA=="}, "stringData": {"a": "x", "b": "y"}});
+    assert_eq!(row_strings("", "Secret", &string_data), ["s", "Opaque", "2", "5s"]);
 
     let sa = json!({"metadata": meta("default"), "secrets": [{"name": "default-token-abc"}]});
-    assert_eq!(
-        row("", "ServiceAccount", &sa),
-        [json!("default"), json!(1), json!("5s")]
-    );
-    assert_eq!(
-        row("", "ServiceAccount", &json!({"metadata": meta("x")}))[1],
-        json!(0)
-    );
+    assert_eq!(row("", "ServiceAccount", &sa), [json!("default"), json!(1), json!("5s")]);
+    assert_eq!(row("", "ServiceAccount", &json!({"metadata": meta("x")}))[1], json!(0));
 
     let lease = json!({"metadata": meta("kube-scheduler"), "spec": {"holderIdentity": "node-1_1234", "leaseDurationSeconds": 15}});
-    assert_eq!(
-        row_strings("coordination.k8s.io", "Lease", &lease),
-        ["kube-scheduler", "node-1_1234", "5s"]
-    );
-    assert_eq!(
-        row_strings(
-            "coordination.k8s.io",
-            "Lease",
-            &json!({"metadata": meta("l")})
-        )[1],
-        ""
-    );
+    assert_eq!(row_strings("coordination.k8s.io", "Lease", &lease), ["kube-scheduler", "node-1_1234", "5s"]);
+    assert_eq!(row_strings("coordination.k8s.io", "Lease", &json!({"metadata": meta("l")}))[1], "");
 }
 
 #[test]
 fn ingresses() {
     let ing = |rules: Value, tls: Value, status: Value| json!({"metadata": meta("web"), "spec": {"ingressClassName": "nginx", "rules": rules, "tls": tls}, "status": status});
-    let hosts =
-        |hs: &[&str]| Value::from(hs.iter().map(|h| json!({"host": h})).collect::<Vec<_>>());
+    let hosts = |hs: &[&str]| Value::from(hs.iter().map(|h| json!({"host": h})).collect::<Vec<_>>());
     let cases: Vec<(&str, Value, [&str; 3])> = vec![
-        (
-            "no rules",
-            ing(json!([]), json!([]), json!({})),
-            ["*", "", "80"],
-        ),
-        (
-            "host-less rule",
-            ing(json!([{"http": {}}]), json!(null), json!({})),
-            ["*", "", "80"],
-        ),
+        ("no rules", ing(json!([]), json!([]), json!({})), ["*", "", "80"]),
+        ("host-less rule", ing(json!([{"http": {}}]), json!(null), json!({})), ["*", "", "80"]),
         (
             "two hosts with tls and address",
             ing(
@@ -1121,17 +786,9 @@ fn ingresses() {
                 json!([{"hosts": ["a.example.com"]}]),
                 json!({"loadBalancer": {"ingress": [{"ip": "172.18.0.5"}, {"hostname": "lb.example.com"}]}}),
             ),
-            [
-                "a.example.com,b.example.com",
-                "172.18.0.5,lb.example.com",
-                "80, 443",
-            ],
+            ["a.example.com,b.example.com", "172.18.0.5,lb.example.com", "80, 443"],
         ),
-        (
-            "exactly three",
-            ing(hosts(&["a", "b", "c"]), json!([]), json!({})),
-            ["a,b,c", "", "80"],
-        ),
+        ("exactly three", ing(hosts(&["a", "b", "c"]), json!([]), json!({})), ["a,b,c", "", "80"]),
         (
             "more than three",
             ing(hosts(&["a", "b", "c", "d", "e"]), json!([]), json!({})),
@@ -1156,10 +813,7 @@ fn ingresses() {
         );
     }
     let no_class = json!({"metadata": meta("web"), "spec": {}});
-    assert_eq!(
-        row_strings("networking.k8s.io", "Ingress", &no_class)[1],
-        "<none>"
-    );
+    assert_eq!(row_strings("networking.k8s.io", "Ingress", &no_class)[1], "<none>");
 }
 
 #[test]
@@ -1171,10 +825,7 @@ fn ingress_classes() {
             json!({"kind": "IngressParameters", "apiGroup": "k8s.example.com", "name": "external-lb"}),
             "IngressParameters.k8s.example.com/external-lb",
         ),
-        (
-            json!({"kind": "ConfigMap", "name": "cfg", "scope": "Namespace", "namespace": "ingress"}),
-            "ConfigMap/cfg",
-        ),
+        (json!({"kind": "ConfigMap", "name": "cfg", "scope": "Namespace", "namespace": "ingress"}), "ConfigMap/cfg"),
     ];
     for (parameters, want) in cases {
         assert_eq!(
@@ -1220,10 +871,7 @@ fn core_events() {
 
     // Singleton without times: count 1, unknown ages.
     let bare = json!({"metadata": {"name": "e"}});
-    assert_eq!(
-        row_strings("", "Event", &bare),
-        ["<unknown>", "", "", "", "", "", "", "<unknown>", "1", "e"]
-    );
+    assert_eq!(row_strings("", "Event", &bare), ["<unknown>", "", "", "", "", "", "", "<unknown>", "1", "e"]);
 }
 
 #[test]

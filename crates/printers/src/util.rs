@@ -44,16 +44,11 @@ pub(crate) fn bool_at(v: &Value, path: &[&str]) -> bool {
 
 /// The array at `path`, or an empty slice.
 pub(crate) fn array_at<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
-    get(v, path)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+    get(v, path).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 /// The object at `path`, if present and an object.
-pub(crate) fn object_at<'a>(
-    v: &'a Value,
-    path: &[&str],
-) -> Option<&'a serde_json::Map<String, Value>> {
+pub(crate) fn object_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a serde_json::Map<String, Value>> {
     get(v, path)?.as_object()
 }
 
@@ -65,9 +60,7 @@ pub(crate) fn object_len(v: &Value, path: &[&str]) -> usize {
 /// The RFC 3339 timestamp (`metav1.Time` or `metav1.MicroTime`) at `path`, if present and valid.
 pub(crate) fn time_at(v: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
     let s = opt_str(v, path)?;
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// upstream `translateTimestampSince`: HumanDuration since `t`, `<unknown>` for a zero time.

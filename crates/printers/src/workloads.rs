@@ -5,13 +5,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::descriptions::{
-    self as d, integer_column, string_column, wide_string_column, AGE_COLUMN, CONTAINERS_COLUMN,
-    IMAGES_COLUMN, NAME_COLUMN,
+    self as d, integer_column, string_column, wide_string_column, AGE_COLUMN, CONTAINERS_COLUMN, IMAGES_COLUMN,
+    NAME_COLUMN,
 };
 use crate::labels::{format_label_selector, format_labels, selector_string};
-use crate::util::{
-    age_cell, array_at, container_cells, get, i64_at, name_cell, replicas_or_default,
-};
+use crate::util::{age_cell, array_at, container_cells, get, i64_at, name_cell, replicas_or_default};
 use crate::ColumnDefinition;
 
 pub(crate) const DEPLOYMENT_COLUMNS: &[ColumnDefinition] = &[
@@ -69,22 +67,25 @@ pub(crate) fn controller_revision_cells(obj: &Value, now: DateTime<Utc>) -> Vec<
     let controller = array_at(obj, &["metadata", "ownerReferences"])
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-        .map_or_else(|| "<none>".to_string(), |r| {
-            let text = |key: &str| r.get(key).and_then(Value::as_str).unwrap_or_default();
-            let group = text("apiVersion").rsplit_once('/').map_or("", |(group, _)| group);
-            let kind = if group.is_empty() { text("kind").to_string() } else { format!("{}.{group}", text("kind")) };
-            match kind.is_empty() {
-                true => text("name").to_string(),
-                false => format!("{}/{}", kind.to_lowercase(), text("name")),
-            }
-        });
+        .map_or_else(
+            || "<none>".to_string(),
+            |r| {
+                let text = |key: &str| r.get(key).and_then(Value::as_str).unwrap_or_default();
+                let group = text("apiVersion").rsplit_once('/').map_or("", |(group, _)| group);
+                let kind =
+                    if group.is_empty() { text("kind").to_string() } else { format!("{}.{group}", text("kind")) };
+                match kind.is_empty() {
+                    true => text("name").to_string(),
+                    false => format!("{}/{}", kind.to_lowercase(), text("name")),
+                }
+            },
+        );
     vec![name_cell(obj), Value::from(controller), Value::from(i64_at(obj, &["revision"])), age_cell(obj, now)]
 }
 
 /// Names and images of `spec.template.spec.containers`.
 fn template_containers(obj: &Value) -> (Value, Value) {
-    let (names, images) =
-        container_cells(array_at(obj, &["spec", "template", "spec", "containers"]));
+    let (names, images) = container_cells(array_at(obj, &["spec", "template", "spec", "containers"]));
     (Value::from(names), Value::from(images))
 }
 
@@ -92,8 +93,7 @@ pub(crate) fn deployment_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ready = i64_at(obj, &["status", "readyReplicas"]);
     let (names, images) = template_containers(obj);
     // Upstream prints the selector's String() directly: empty, not <none>, when there is none.
-    let selector = selector_string(get(obj, &["spec", "selector"]))
-        .unwrap_or_else(|_| "<invalid>".to_string());
+    let selector = selector_string(get(obj, &["spec", "selector"])).unwrap_or_else(|_| "<invalid>".to_string());
     vec![
         name_cell(obj),
         Value::from(format!("{ready}/{}", replicas_or_default(obj))),

@@ -63,10 +63,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     fn malformed(reason: impl Into<String>) -> Self {
-        DecodeError::Malformed {
-            path: String::new(),
-            reason: reason.into(),
-        }
+        DecodeError::Malformed { path: String::new(), reason: reason.into() }
     }
 
     /// Prefixes the path of a `Malformed` error with the field (or `[index]`) it happened in.
@@ -100,9 +97,7 @@ pub fn supports(api_version: &str, kind: &str) -> bool {
 
 /// Every `(apiVersion, kind)` that [`decode`] knows, in sorted order.
 pub fn kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
-    schema::ROOTS
-        .iter()
-        .map(|&(api_version, kind, _)| (api_version, kind))
+    schema::ROOTS.iter().map(|&(api_version, kind, _)| (api_version, kind))
 }
 
 fn root(api_version: &str, kind: &str) -> Option<&'static Message> {
@@ -138,9 +133,8 @@ fn decode_envelope(body: &[u8], depth: usize) -> Result<Value, DecodeError> {
     match envelope.content_type.as_str() {
         "" | MEDIA_TYPE => {}
         "application/json" => {
-            return serde_json::from_slice(envelope.raw).map_err(|e| {
-                DecodeError::malformed(format!("the envelope's JSON object is invalid: {e}"))
-            });
+            return serde_json::from_slice(envelope.raw)
+                .map_err(|e| DecodeError::malformed(format!("the envelope's JSON object is invalid: {e}")));
         }
         _ => return Err(DecodeError::UnsupportedContentType(envelope.content_type)),
     }
@@ -148,10 +142,7 @@ fn decode_envelope(body: &[u8], depth: usize) -> Result<Value, DecodeError> {
         return Err(DecodeError::MissingTypeMeta);
     }
     let Some(message) = root(&envelope.api_version, &envelope.kind) else {
-        return Err(DecodeError::UnknownKind {
-            api_version: envelope.api_version,
-            kind: envelope.kind,
-        });
+        return Err(DecodeError::UnknownKind { api_version: envelope.api_version, kind: envelope.kind });
     };
     let mut object = Map::new();
     object.insert("kind".into(), Value::String(envelope.kind));
@@ -170,9 +161,7 @@ fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
                 let mut type_meta = Reader::new(reader.len_delimited()?);
                 while !type_meta.is_empty() {
                     match type_meta.key()? {
-                        (1, WireType::Len) => {
-                            envelope.api_version = utf8(type_meta.len_delimited()?)
-                        }
+                        (1, WireType::Len) => envelope.api_version = utf8(type_meta.len_delimited()?),
                         (2, WireType::Len) => envelope.kind = utf8(type_meta.len_delimited()?),
                         (_, other) => type_meta.skip(other)?,
                     }
@@ -213,8 +202,9 @@ fn decode_into(
     while !reader.is_empty() {
         let (number, wire_type) = reader.key()?;
         match message.field(number) {
-            Some(field) => decode_field(&mut reader, wire_type, field, object, depth)
-                .map_err(|e| e.within(field.name))?,
+            Some(field) => {
+                decode_field(&mut reader, wire_type, field, object, depth).map_err(|e| e.within(field.name))?
+            }
             // Unknown fields (from a newer client) are skipped, as Go does.
             None => reader.skip(wire_type)?,
         }
@@ -236,9 +226,7 @@ fn decode_field(
                 if field.has(INLINE) {
                     return decode_into(bytes, message, object, depth + 1);
                 }
-                let slot = object
-                    .entry(field.name)
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let slot = object.entry(field.name).or_insert_with(|| Value::Object(Map::new()));
                 if !slot.is_object() {
                     *slot = Value::Object(Map::new());
                 }
@@ -255,9 +243,7 @@ fn decode_field(
             }
         }
         Label::Repeated => {
-            let slot = object
-                .entry(field.name)
-                .or_insert_with(|| Value::Array(Vec::new()));
+            let slot = object.entry(field.name).or_insert_with(|| Value::Array(Vec::new()));
             if !slot.is_array() {
                 *slot = Value::Array(Vec::new());
             }
@@ -270,23 +256,17 @@ fn decode_field(
                 while !packed.is_empty() {
                     let index = format!("[{}]", items.len());
                     items.push(
-                        decode_value(&mut packed, WireType::Varint, field.ty, depth)
-                            .map_err(|e| e.within(&index))?,
+                        decode_value(&mut packed, WireType::Varint, field.ty, depth).map_err(|e| e.within(&index))?,
                     );
                 }
             } else {
                 let index = format!("[{}]", items.len());
-                items.push(
-                    decode_value(reader, wire_type, field.ty, depth)
-                        .map_err(|e| e.within(&index))?,
-                );
+                items.push(decode_value(reader, wire_type, field.ty, depth).map_err(|e| e.within(&index))?);
             }
         }
         Label::Map => {
             let (key, value) = decode_map_entry(expect_len(reader, wire_type)?, field.ty, depth)?;
-            let slot = object
-                .entry(field.name)
-                .or_insert_with(|| Value::Object(Map::new()));
+            let slot = object.entry(field.name).or_insert_with(|| Value::Object(Map::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Map::new());
             }
@@ -327,38 +307,23 @@ fn expect_len<'a>(reader: &mut Reader<'a>, wire_type: WireType) -> Result<&'a [u
 
 fn expect_varint(reader: &mut Reader<'_>, wire_type: WireType) -> Result<u64, DecodeError> {
     if wire_type != WireType::Varint {
-        return Err(DecodeError::malformed(format!(
-            "expected a varint, found {}",
-            wire_type.describe()
-        )));
+        return Err(DecodeError::malformed(format!("expected a varint, found {}", wire_type.describe())));
     }
     reader.varint()
 }
 
 /// Decodes one value of type `ty` (not a repeated or map field as a whole).
-fn decode_value(
-    reader: &mut Reader<'_>,
-    wire_type: WireType,
-    ty: Ty,
-    depth: usize,
-) -> Result<Value, DecodeError> {
+fn decode_value(reader: &mut Reader<'_>, wire_type: WireType, ty: Ty, depth: usize) -> Result<Value, DecodeError> {
     Ok(match ty {
         Ty::String => Value::String(utf8(expect_len(reader, wire_type)?)),
-        Ty::Bytes => Value::String(
-            base64::engine::general_purpose::STANDARD.encode(expect_len(reader, wire_type)?),
-        ),
+        Ty::Bytes => Value::String(base64::engine::general_purpose::STANDARD.encode(expect_len(reader, wire_type)?)),
         Ty::Bool => Value::Bool(expect_varint(reader, wire_type)? != 0),
         // Go truncates varints to the field's width, as `as` does.
         Ty::Int32 => Value::from(expect_varint(reader, wire_type)? as i32),
         Ty::Int64 => Value::from(expect_varint(reader, wire_type)? as i64),
         Ty::Message(message) => {
             let mut object = Map::new();
-            decode_into(
-                expect_len(reader, wire_type)?,
-                message,
-                &mut object,
-                depth + 1,
-            )?;
+            decode_into(expect_len(reader, wire_type)?, message, &mut object, depth + 1)?;
             Value::Object(object)
         }
         Ty::Time => time(expect_len(reader, wire_type)?, false)?,
@@ -369,32 +334,26 @@ fn decode_value(
         Ty::IntOrString => int_or_string(expect_len(reader, wire_type)?)?,
         Ty::Quantity => {
             let mut value = String::from("0");
-            for_each_field(
-                expect_len(reader, wire_type)?,
-                |number, wire_type, reader| {
-                    if number == 1 {
-                        value = utf8(expect_len(reader, wire_type)?);
-                    } else {
-                        reader.skip(wire_type)?;
-                    }
-                    Ok(())
-                },
-            )?;
+            for_each_field(expect_len(reader, wire_type)?, |number, wire_type, reader| {
+                if number == 1 {
+                    value = utf8(expect_len(reader, wire_type)?);
+                } else {
+                    reader.skip(wire_type)?;
+                }
+                Ok(())
+            })?;
             Value::String(value)
         }
         Ty::StringList => {
             let mut items = Vec::new();
-            for_each_field(
-                expect_len(reader, wire_type)?,
-                |number, wire_type, reader| {
-                    if number == 1 {
-                        items.push(Value::String(utf8(expect_len(reader, wire_type)?)));
-                    } else {
-                        reader.skip(wire_type)?;
-                    }
-                    Ok(())
-                },
-            )?;
+            for_each_field(expect_len(reader, wire_type)?, |number, wire_type, reader| {
+                if number == 1 {
+                    items.push(Value::String(utf8(expect_len(reader, wire_type)?)));
+                } else {
+                    reader.skip(wire_type)?;
+                }
+                Ok(())
+            })?;
             Value::Array(items)
         }
     })
@@ -473,11 +432,7 @@ fn time(bytes: &[u8], micro: bool) -> Result<Value, DecodeError> {
     let Some(time) = chrono::DateTime::from_timestamp(seconds, nanos as u32) else {
         return Err(DecodeError::malformed("timestamp out of range"));
     };
-    let format = if micro {
-        "%Y-%m-%dT%H:%M:%S%.6fZ"
-    } else {
-        "%Y-%m-%dT%H:%M:%SZ"
-    };
+    let format = if micro { "%Y-%m-%dT%H:%M:%S%.6fZ" } else { "%Y-%m-%dT%H:%M:%SZ" };
     Ok(Value::String(time.format(format).to_string()))
 }
 
@@ -539,8 +494,7 @@ fn fields_v1(bytes: &[u8]) -> Result<Value, DecodeError> {
     if raw.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(raw)
-        .map_err(|e| DecodeError::malformed(format!("fieldsV1 is not JSON: {e}")))
+    serde_json::from_slice(raw).map_err(|e| DecodeError::malformed(format!("fieldsV1 is not JSON: {e}")))
 }
 
 /// `runtime.RawExtension{raw = 1}`: JSON bytes, or a nested protobuf object with its own envelope.
@@ -555,9 +509,8 @@ fn raw_extension(bytes: &[u8], depth: usize) -> Result<Value, DecodeError> {
         }
         return decode_envelope(raw, depth + 1);
     }
-    serde_json::from_slice(raw).map_err(|e| {
-        DecodeError::malformed(format!("embedded object is neither protobuf nor JSON: {e}"))
-    })
+    serde_json::from_slice(raw)
+        .map_err(|e| DecodeError::malformed(format!("embedded object is neither protobuf nor JSON: {e}")))
 }
 
 /// Field 1 of a `{bytes raw = 1}` wrapper.
@@ -590,9 +543,7 @@ fn int_or_string(bytes: &[u8]) -> Result<Value, DecodeError> {
     match kind {
         0 => Ok(Value::from(int_val)),
         1 => Ok(Value::String(str_val)),
-        other => Err(DecodeError::malformed(format!(
-            "IntOrString has impossible type {other}"
-        ))),
+        other => Err(DecodeError::malformed(format!("IntOrString has impossible type {other}"))),
     }
 }
 
@@ -604,12 +555,7 @@ mod tests {
     fn roots_are_sorted_and_unique() {
         let roots = schema::ROOTS;
         for pair in roots.windows(2) {
-            assert!(
-                (pair[0].0, pair[0].1) < (pair[1].0, pair[1].1),
-                "{:?} / {:?}",
-                pair[0].1,
-                pair[1].1
-            );
+            assert!((pair[0].0, pair[0].1) < (pair[1].0, pair[1].1), "{:?} / {:?}", pair[0].1, pair[1].1);
         }
     }
 

@@ -11,10 +11,7 @@ pub(crate) struct Message {
 
 impl Message {
     pub(crate) fn field(&self, number: u32) -> Option<&'static Field> {
-        self.fields
-            .binary_search_by_key(&number, |f| f.number)
-            .ok()
-            .map(|i| &self.fields[i])
+        self.fields.binary_search_by_key(&number, |f| f.number).ok().map(|i| &self.fields[i])
     }
 }
 
@@ -38,20 +35,8 @@ pub(crate) struct Field {
 }
 
 impl Field {
-    pub(crate) const fn new(
-        number: u32,
-        name: &'static str,
-        ty: Ty,
-        label: Label,
-        flags: u8,
-    ) -> Field {
-        Field {
-            number,
-            name,
-            ty,
-            label,
-            flags,
-        }
+    pub(crate) const fn new(number: u32, name: &'static str, ty: Ty, label: Label, flags: u8) -> Field {
+        Field { number, name, ty, label, flags }
     }
 
     pub(crate) fn has(&self, flag: u8) -> bool {

@@ -76,9 +76,7 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len());
         let Some(end) = end else {
-            return Err(DecodeError::malformed(
-                "field runs past the end of its message",
-            ));
+            return Err(DecodeError::malformed("field runs past the end of its message"));
         };
         let bytes = &self.buf[self.pos..end];
         self.pos = end;
@@ -88,8 +86,7 @@ impl<'a> Reader<'a> {
     /// A length-delimited value.
     pub(crate) fn len_delimited(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.varint()?;
-        let len = usize::try_from(len)
-            .map_err(|_| DecodeError::malformed("length does not fit in memory"))?;
+        let len = usize::try_from(len).map_err(|_| DecodeError::malformed("length does not fit in memory"))?;
         self.take(len)
     }
 
@@ -121,11 +118,7 @@ mod tests {
     #[test]
     fn lengths_past_the_end_are_errors() {
         assert!(Reader::new(&[0x05, 1, 2]).len_delimited().is_err());
-        assert!(
-            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
-                .len_delimited()
-                .is_err()
-        );
+        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).len_delimited().is_err());
         assert_eq!(Reader::new(&[0x02, 1, 2]).len_delimited().unwrap(), &[1, 2]);
     }
 }

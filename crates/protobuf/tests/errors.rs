@@ -34,31 +34,19 @@ fn varint_field(number: u32, value: u64) -> Vec<u8> {
 
 fn body(api_version: &str, kind: &str, raw: &[u8], encoding: &str, content_type: &str) -> Vec<u8> {
     let type_meta = [field(1, api_version.as_bytes()), field(2, kind.as_bytes())].concat();
-    let unknown = [
-        field(1, &type_meta),
-        field(2, raw),
-        field(3, encoding.as_bytes()),
-        field(4, content_type.as_bytes()),
-    ]
-    .concat();
+    let unknown =
+        [field(1, &type_meta), field(2, raw), field(3, encoding.as_bytes()), field(4, content_type.as_bytes())]
+            .concat();
     [b"k8s\0".as_slice(), &unknown].concat()
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
 }
 
 #[test]
 fn json_and_empty_bodies_are_not_protobuf() {
-    assert!(matches!(
-        decode(b"{\"kind\":\"ConfigMap\"}"),
-        Err(DecodeError::NotProtobuf)
-    ));
+    assert!(matches!(decode(b"{\"kind\":\"ConfigMap\"}"), Err(DecodeError::NotProtobuf)));
     assert!(matches!(decode(b""), Err(DecodeError::NotProtobuf)));
     assert!(matches!(decode(b"k8s"), Err(DecodeError::NotProtobuf)));
 }
@@ -67,25 +55,13 @@ fn json_and_empty_bodies_are_not_protobuf() {
 fn envelope_problems() {
     let err = decode(&body("example.com/v1", "Widget", &[], "", "")).unwrap_err();
     assert!(matches!(err, DecodeError::UnknownKind { .. }));
-    assert_eq!(
-        err.to_string(),
-        r#"no protobuf decoding is known for kind "Widget" in "example.com/v1""#
-    );
+    assert_eq!(err.to_string(), r#"no protobuf decoding is known for kind "Widget" in "example.com/v1""#);
 
-    assert!(matches!(
-        decode(&body("", "", &[], "", "")),
-        Err(DecodeError::MissingTypeMeta)
-    ));
-    assert!(matches!(
-        decode(b"k8s\0"),
-        Err(DecodeError::MissingTypeMeta)
-    ));
+    assert!(matches!(decode(&body("", "", &[], "", "")), Err(DecodeError::MissingTypeMeta)));
+    assert!(matches!(decode(b"k8s\0"), Err(DecodeError::MissingTypeMeta)));
 
     let err = decode(&body("v1", "ConfigMap", &[], "gzip", "")).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        r#"unsupported contentEncoding "gzip" in the protobuf envelope"#
-    );
+    assert_eq!(err.to_string(), r#"unsupported contentEncoding "gzip" in the protobuf envelope"#);
 
     let err = decode(&body("v1", "ConfigMap", &[], "", "application/cbor")).unwrap_err();
     assert!(matches!(err, DecodeError::UnsupportedContentType(_)));
@@ -102,20 +78,14 @@ fn an_envelope_may_carry_json() {
 fn delete_options_decode_under_any_group_version() {
     let raw = varint_field(1, 15); // gracePeriodSeconds
     let value = decode(&body("apps/v1", "DeleteOptions", &raw, "", "")).unwrap();
-    assert_eq!(
-        value,
-        serde_json::json!({"kind": "DeleteOptions", "apiVersion": "apps/v1", "gracePeriodSeconds": 15})
-    );
+    assert_eq!(value, serde_json::json!({"kind": "DeleteOptions", "apiVersion": "apps/v1", "gracePeriodSeconds": 15}));
 }
 
 #[test]
 fn wrong_wire_types_name_the_field() {
     // ConfigMap.data (2) as a varint.
     let err = decode(&body("v1", "ConfigMap", &varint_field(2, 1), "", "")).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "malformed protobuf at data: expected a length-delimited value, found varint"
-    );
+    assert_eq!(err.to_string(), "malformed protobuf at data: expected a length-delimited value, found varint");
 
     // Deployment.spec.template.spec.containers[1].ports[0].containerPort (3) as a string.
     let port = field(3, b"80");
@@ -134,17 +104,10 @@ fn wrong_wire_types_name_the_field() {
 
 #[test]
 fn unknown_fields_are_skipped() {
-    let raw = [
-        field(99, b"future"),
-        varint_field(98, 7),
-        field(2, &[field(1, b"k"), field(2, b"v")].concat()),
-    ]
-    .concat();
+    let raw =
+        [field(99, b"future"), varint_field(98, 7), field(2, &[field(1, b"k"), field(2, b"v")].concat())].concat();
     let value = decode(&body("v1", "ConfigMap", &raw, "", "")).unwrap();
-    assert_eq!(
-        value,
-        serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "data": {"k": "v"}})
-    );
+    assert_eq!(value, serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "data": {"k": "v"}}));
 }
 
 #[test]
@@ -154,38 +117,20 @@ fn impossible_int_or_string_is_an_error() {
     let port = field(4, &target);
     let spec = field(1, &port);
     let err = decode(&body("v1", "Service", &field(2, &spec), "", "")).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "malformed protobuf at spec.ports[0].targetPort: IntOrString has impossible type 7"
-    );
+    assert_eq!(err.to_string(), "malformed protobuf at spec.ports[0].targetPort: IntOrString has impossible type 7");
 }
 
 #[test]
 fn nested_objects_decode() {
-    let mut object = body(
-        "v1",
-        "ConfigMap",
-        &field(2, &[field(1, b"k"), field(2, b"v")].concat()),
-        "",
-        "",
-    );
+    let mut object = body("v1", "ConfigMap", &field(2, &[field(1, b"k"), field(2, b"v")].concat()), "", "");
     for _ in 0..5 {
-        object = body(
-            "apps/v1",
-            "ControllerRevision",
-            &field(2, &field(1, &object)),
-            "",
-            "",
-        );
+        object = body("apps/v1", "ControllerRevision", &field(2, &field(1, &object)), "", "");
     }
     let mut value = decode(&object).unwrap();
     for _ in 0..5 {
         value = value["data"].take();
     }
-    assert_eq!(
-        value,
-        serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "data": {"k": "v"}})
-    );
+    assert_eq!(value, serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "data": {"k": "v"}}));
 }
 
 #[test]
@@ -244,17 +189,10 @@ fn every_catalogue_kind_is_supported() {
         // in the query and upgrade the connection: no body to decode.
         for sub in resource.subresources.iter().filter(|sub| !sub.kind.ends_with("Options")) {
             let api_version = frontdoor_resources::group_version_string(sub.group, sub.version);
-            assert!(
-                frontdoor_protobuf::supports(&api_version, sub.kind),
-                "{api_version} {}",
-                sub.kind
-            );
+            assert!(frontdoor_protobuf::supports(&api_version, sub.kind), "{api_version} {}", sub.kind);
         }
     }
-    assert!(frontdoor_protobuf::supports(
-        "authorization.k8s.io/v1",
-        "SelfSubjectAccessReview"
-    ));
+    assert!(frontdoor_protobuf::supports("authorization.k8s.io/v1", "SelfSubjectAccessReview"));
     assert!(frontdoor_protobuf::supports("v1", "DeleteOptions"));
     assert!(frontdoor_protobuf::kinds().count() >= 40);
 }

@@ -12,8 +12,7 @@ fn fixtures() -> PathBuf {
 fn check(name: &str) {
     let dir = fixtures();
     let body = std::fs::read(dir.join(format!("{name}.pb"))).unwrap();
-    let want: Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let want: Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let got = frontdoor_protobuf::decode(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(
         got,

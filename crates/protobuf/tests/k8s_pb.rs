@@ -18,10 +18,7 @@ const T: i64 = 1_795_314_310;
 
 fn envelope(api_version: &str, kind: &str, object: &impl Message) -> Vec<u8> {
     let unknown = Unknown {
-        type_meta: Some(TypeMeta {
-            api_version: Some(api_version.into()),
-            kind: Some(kind.into()),
-        }),
+        type_meta: Some(TypeMeta { api_version: Some(api_version.into()), kind: Some(kind.into()) }),
         raw: Some(object.encode_to_vec()),
         content_encoding: Some(String::new()),
         content_type: Some(String::new()),
@@ -40,79 +37,45 @@ fn s(v: &str) -> Option<String> {
 }
 
 fn meta(name: &str) -> Option<meta::ObjectMeta> {
-    Some(meta::ObjectMeta {
-        name: s(name),
-        namespace: s("default"),
-        ..Default::default()
-    })
+    Some(meta::ObjectMeta { name: s(name), namespace: s("default"), ..Default::default() })
 }
 
 fn time(seconds: i64) -> Option<meta::Time> {
-    Some(meta::Time {
-        seconds: Some(seconds),
-        nanos: None,
-    })
+    Some(meta::Time { seconds: Some(seconds), nanos: None })
 }
 
 fn micro(seconds: i64, nanos: i32) -> Option<meta::MicroTime> {
-    Some(meta::MicroTime {
-        seconds: Some(seconds),
-        nanos: Some(nanos),
-    })
+    Some(meta::MicroTime { seconds: Some(seconds), nanos: Some(nanos) })
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), Quantity { string: s(v) }))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), Quantity { string: s(v) })).collect()
 }
 
 fn int(v: i32) -> Option<IntOrString> {
-    Some(IntOrString {
-        r#type: Some(0),
-        int_val: Some(v),
-        str_val: None,
-    })
+    Some(IntOrString { r#type: Some(0), int_val: Some(v), str_val: None })
 }
 
 fn string(v: &str) -> Option<IntOrString> {
-    Some(IntOrString {
-        r#type: Some(1),
-        int_val: None,
-        str_val: s(v),
-    })
+    Some(IntOrString { r#type: Some(1), int_val: None, str_val: s(v) })
 }
 
 fn pod_template(app: &str) -> Option<core::v1::PodTemplateSpec> {
     Some(core::v1::PodTemplateSpec {
-        metadata: Some(meta::ObjectMeta {
-            labels: labels(&[("app", app)]),
-            ..Default::default()
-        }),
+        metadata: Some(meta::ObjectMeta { labels: labels(&[("app", app)]), ..Default::default() }),
         spec: Some(core::v1::PodSpec {
-            containers: vec![core::v1::Container {
-                name: s(app),
-                image: s("nginx"),
-                ..Default::default()
-            }],
+            containers: vec![core::v1::Container { name: s(app), image: s("nginx"), ..Default::default() }],
             ..Default::default()
         }),
     })
 }
 
 fn selector(app: &str) -> Option<meta::LabelSelector> {
-    Some(meta::LabelSelector {
-        match_labels: labels(&[("app", app)]),
-        ..Default::default()
-    })
+    Some(meta::LabelSelector { match_labels: labels(&[("app", app)]), ..Default::default() })
 }
 
 fn template_json(app: &str) -> Value {
@@ -122,11 +85,7 @@ fn template_json(app: &str) -> Value {
 #[test]
 fn lease_with_micro_times() {
     let lease = coordination::v1::Lease {
-        metadata: Some(meta::ObjectMeta {
-            name: s("n1"),
-            namespace: s("kube-node-lease"),
-            ..Default::default()
-        }),
+        metadata: Some(meta::ObjectMeta { name: s("n1"), namespace: s("kube-node-lease"), ..Default::default() }),
         spec: Some(coordination::v1::LeaseSpec {
             holder_identity: s("n1"),
             lease_duration_seconds: Some(40),
@@ -155,10 +114,7 @@ fn events_v1_event() {
     let event = events::v1::Event {
         metadata: meta("web.1"),
         event_time: micro(T, 5_000),
-        series: Some(events::v1::EventSeries {
-            count: Some(2),
-            last_observed_time: micro(T + 60, 0),
-        }),
+        series: Some(events::v1::EventSeries { count: Some(2), last_observed_time: micro(T + 60, 0) }),
         reporting_controller: s("kwok.x-k8s.io/node"),
         reporting_instance: s("kwok-1"),
         action: s("Binding"),
@@ -208,10 +164,7 @@ fn core_v1_event() {
         }),
         reason: s("Pulled"),
         message: s("Container image \"nginx\" already present on machine"),
-        source: Some(core::v1::EventSource {
-            component: s("kubelet"),
-            host: s("n1"),
-        }),
+        source: Some(core::v1::EventSource { component: s("kubelet"), host: s("n1") }),
         first_timestamp: time(T),
         last_timestamp: time(T + 3600),
         count: Some(3),
@@ -273,10 +226,7 @@ fn node_with_status() {
                 reason: s("KubeletReady"),
                 message: s("kubelet is posting ready status"),
             }],
-            addresses: vec![core::v1::NodeAddress {
-                r#type: s("InternalIP"),
-                address: s("10.0.0.9"),
-            }],
+            addresses: vec![core::v1::NodeAddress { r#type: s("InternalIP"), address: s("10.0.0.9") }],
             daemon_endpoints: Some(core::v1::NodeDaemonEndpoints {
                 kubelet_endpoint: Some(core::v1::DaemonEndpoint { port: Some(10250) }),
             }),
@@ -430,10 +380,7 @@ fn stateful_set_with_claim_templates() {
             selector: selector("db"),
             template: pod_template("db"),
             volume_claim_templates: vec![core::v1::PersistentVolumeClaim {
-                metadata: Some(meta::ObjectMeta {
-                    name: s("data"),
-                    ..Default::default()
-                }),
+                metadata: Some(meta::ObjectMeta { name: s("data"), ..Default::default() }),
                 spec: Some(core::v1::PersistentVolumeClaimSpec {
                     access_modes: vec!["ReadWriteOnce".into()],
                     resources: Some(core::v1::VolumeResourceRequirements {
@@ -454,12 +401,10 @@ fn stateful_set_with_claim_templates() {
                     max_unavailable: string("50%"),
                 }),
             }),
-            persistent_volume_claim_retention_policy: Some(
-                apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: s("Retain"),
-                    when_scaled: s("Delete"),
-                },
-            ),
+            persistent_volume_claim_retention_policy: Some(apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: s("Retain"),
+                when_scaled: s("Delete"),
+            }),
             ordinals: Some(apps::v1::StatefulSetOrdinals { start: Some(0) }),
             ..Default::default()
         }),
@@ -505,10 +450,7 @@ fn endpoints_and_endpoint_slices() {
                 }),
                 ..Default::default()
             }],
-            not_ready_addresses: vec![core::v1::EndpointAddress {
-                ip: s("10.244.0.8"),
-                ..Default::default()
-            }],
+            not_ready_addresses: vec![core::v1::EndpointAddress { ip: s("10.244.0.8"), ..Default::default() }],
             ports: vec![core::v1::EndpointPort {
                 name: s("http"),
                 port: Some(80),
@@ -612,10 +554,7 @@ fn ingress_class_and_ingress_status() {
             default_backend: Some(networking::v1::IngressBackend {
                 service: Some(networking::v1::IngressServiceBackend {
                     name: s("web"),
-                    port: Some(networking::v1::ServiceBackendPort {
-                        name: None,
-                        number: Some(80),
-                    }),
+                    port: Some(networking::v1::ServiceBackendPort { name: None, number: Some(80) }),
                 }),
                 resource: None,
             }),
@@ -625,11 +564,7 @@ fn ingress_class_and_ingress_status() {
             load_balancer: Some(networking::v1::IngressLoadBalancerStatus {
                 ingress: vec![networking::v1::IngressLoadBalancerIngress {
                     ip: s("192.0.2.1"),
-                    ports: vec![networking::v1::IngressPortStatus {
-                        port: Some(443),
-                        protocol: s("TCP"),
-                        error: None,
-                    }],
+                    ports: vec![networking::v1::IngressPortStatus { port: Some(443), protocol: s("TCP"), error: None }],
                     ..Default::default()
                 }],
             }),
@@ -656,10 +591,7 @@ fn scale() {
             ..Default::default()
         }),
         spec: Some(autoscaling::v1::ScaleSpec { replicas: Some(0) }),
-        status: Some(autoscaling::v1::ScaleStatus {
-            replicas: Some(5),
-            selector: s("app=web"),
-        }),
+        status: Some(autoscaling::v1::ScaleStatus { replicas: Some(5), selector: s("app=web") }),
     };
     assert_eq!(
         decode("autoscaling/v1", "Scale", &scale),
@@ -675,11 +607,7 @@ fn scale() {
 
 #[test]
 fn managed_fields_and_raw_extensions() {
-    let inner = core::v1::ConfigMap {
-        metadata: meta("inner"),
-        data: labels(&[("k", "v")]),
-        ..Default::default()
-    };
+    let inner = core::v1::ConfigMap { metadata: meta("inner"), data: labels(&[("k", "v")]), ..Default::default() };
     let revision = apps::v1::ControllerRevision {
         metadata: Some(meta::ObjectMeta {
             name: s("web-1"),
@@ -689,16 +617,12 @@ fn managed_fields_and_raw_extensions() {
                 api_version: s("apps/v1"),
                 time: time(T),
                 fields_type: s("FieldsV1"),
-                fields_v1: Some(meta::FieldsV1 {
-                    raw: Some(br#"{"f:data":{".":{}}}"#.to_vec()),
-                }),
+                fields_v1: Some(meta::FieldsV1 { raw: Some(br#"{"f:data":{".":{}}}"#.to_vec()) }),
                 subresource: None,
             }],
             ..Default::default()
         }),
-        data: Some(RawExtension {
-            raw: Some(envelope("v1", "ConfigMap", &inner)),
-        }),
+        data: Some(RawExtension { raw: Some(envelope("v1", "ConfigMap", &inner)) }),
         revision: Some(1),
     };
     assert_eq!(
@@ -719,27 +643,17 @@ fn managed_fields_and_raw_extensions() {
 
     let json_revision = apps::v1::ControllerRevision {
         metadata: meta("web-2"),
-        data: Some(RawExtension {
-            raw: Some(br#"{"spec":{"template":{}}}"#.to_vec()),
-        }),
+        data: Some(RawExtension { raw: Some(br#"{"spec":{"template":{}}}"#.to_vec()) }),
         revision: Some(2),
     };
-    assert_eq!(
-        decode("apps/v1", "ControllerRevision", &json_revision)["data"],
-        json!({"spec": {"template": {}}})
-    );
+    assert_eq!(decode("apps/v1", "ControllerRevision", &json_revision)["data"], json!({"spec": {"template": {}}}));
 }
 
 #[test]
 fn secrets_keep_bytes_as_base64() {
     let secret = core::v1::Secret {
         metadata: meta("tls"),
-        data: [
-            ("tls.key".to_string(), vec![0u8, 1, 2, 0xff]),
-            ("empty".to_string(), Vec::new()),
-        ]
-        .into_iter()
-        .collect(),
+        data: [("tls.key".to_string(), vec![0u8, 1, 2, 0xff]), ("empty".to_string(), Vec::new())].into_iter().collect(),
         r#type: s("kubernetes.io/tls"),
         immutable: Some(true),
         ..Default::default()

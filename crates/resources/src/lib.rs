@@ -51,13 +51,21 @@ impl ResourceType {
 
     /// `services` or `deployments.apps`: how upstream names the resource in messages.
     pub fn qualified_plural(&self) -> String {
-        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 }
 
 /// `v1` for the core group, `group/version` otherwise.
 pub fn group_version_string(group: &str, version: &str) -> String {
-    if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    }
 }
 
 const fn status(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
@@ -79,7 +87,13 @@ const fn pod_log() -> Subresource {
 /// `kubectl port-forward`: an upgraded connection (SPDY, or SPDY tunnelled in WebSocket), as
 /// upstream's connect subresource.
 const fn pod_port_forward() -> Subresource {
-    Subresource { name: "portforward", group: "", version: "v1", kind: "PodPortForwardOptions", verbs: &["create", "get"] }
+    Subresource {
+        name: "portforward",
+        group: "",
+        version: "v1",
+        kind: "PodPortForwardOptions",
+        verbs: &["create", "get"],
+    }
 }
 
 /// `kubectl exec`: likewise upgraded (SPDY, or WebSocket with the v5 channel protocol).
@@ -116,7 +130,10 @@ static CATALOG: &[ResourceType] = &[
         subresources: &[status("", "v1", "Namespace")],
         ..plain("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"])
     },
-    ResourceType { subresources: &[status("", "v1", "Node")], ..plain("", "v1", "nodes", "node", "Node", false, &["no"]) },
+    ResourceType {
+        subresources: &[status("", "v1", "Node")],
+        ..plain("", "v1", "nodes", "node", "Node", false, &["no"])
+    },
     ResourceType {
         categories: &["all"],
         subresources: &[status("", "v1", "Pod"), pod_binding(), pod_log(), pod_port_forward(), pod_exec()],

@@ -74,14 +74,20 @@ impl StreamSender {
         let mut data = data;
         while !data.is_empty() {
             let chunk = data.split_to(data.len().min(CHUNK));
-            self.out.send(Outgoing::Frame(Frame::Data { stream_id: self.id, flags: 0, data: chunk })).await.map_err(|_| Closed)?;
+            self.out
+                .send(Outgoing::Frame(Frame::Data { stream_id: self.id, flags: 0, data: chunk }))
+                .await
+                .map_err(|_| Closed)?;
         }
         Ok(())
     }
 
     /// Ends this side of the stream (FIN).
     pub async fn finish(&self) -> Result<(), Closed> {
-        self.out.send(Outgoing::Frame(Frame::Data { stream_id: self.id, flags: FLAG_FIN, data: Bytes::new() })).await.map_err(|_| Closed)
+        self.out
+            .send(Outgoing::Frame(Frame::Data { stream_id: self.id, flags: FLAG_FIN, data: Bytes::new() }))
+            .await
+            .map_err(|_| Closed)
     }
 
     /// Resolves once the connection is gone.
@@ -114,7 +120,11 @@ where
             Ok(None) => break,
             Err(error) => {
                 tracing::debug!(%error, "SPDY connection ends");
-                send(Frame::GoAway { last_good_stream_id: open.keys().max().copied().unwrap_or(0), status: PROTOCOL_ERROR }).await;
+                send(Frame::GoAway {
+                    last_good_stream_id: open.keys().max().copied().unwrap_or(0),
+                    status: PROTOCOL_ERROR,
+                })
+                .await;
                 break;
             }
         };
@@ -131,7 +141,12 @@ where
                 if !send(Frame::SynReply { stream_id, flags: 0, headers: Vec::new() }).await {
                     break;
                 }
-                let stream = Stream { id: stream_id, headers, incoming, sender: StreamSender { id: stream_id, out: out.clone() } };
+                let stream = Stream {
+                    id: stream_id,
+                    headers,
+                    incoming,
+                    sender: StreamSender { id: stream_id, out: out.clone() },
+                };
                 if streams.send(stream).await.is_err() {
                     send(Frame::RstStream { stream_id, status: CANCEL }).await;
                 }
@@ -172,7 +187,10 @@ where
     let _ = writing.await;
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, codec: &mut Codec) -> Result<Option<Frame>, Box<dyn std::error::Error + Send + Sync>> {
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    codec: &mut Codec,
+) -> Result<Option<Frame>, Box<dyn std::error::Error + Send + Sync>> {
     let mut header = [0u8; 8];
     match reader.read_exact(&mut header).await {
         Ok(_) => {}
@@ -233,7 +251,13 @@ mod tests {
     }
 
     fn open(id: u32, kind: &str) -> Frame {
-        Frame::SynStream { stream_id: id, associated_to: 0, priority: 0, flags: 0, headers: vec![("streamtype".into(), kind.into()), ("port".into(), "80".into())] }
+        Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            flags: 0,
+            headers: vec![("streamtype".into(), kind.into()), ("port".into(), "80".into())],
+        }
     }
 
     #[tokio::test]
@@ -251,7 +275,10 @@ mod tests {
         client.send(Frame::Data { stream_id: 1, flags: 0, data: Bytes::from_static(b"ping") }).await;
         assert_eq!(stream.read().await, Read::Data(Bytes::from_static(b"ping")));
         stream.sender().send(Bytes::from_static(b"pong")).await.unwrap();
-        assert_eq!(client.receive().await, Some(Frame::Data { stream_id: 1, flags: 0, data: Bytes::from_static(b"pong") }));
+        assert_eq!(
+            client.receive().await,
+            Some(Frame::Data { stream_id: 1, flags: 0, data: Bytes::from_static(b"pong") })
+        );
 
         client.send(Frame::Ping { id: 1 }).await;
         assert_eq!(client.receive().await, Some(Frame::Ping { id: 1 }));
@@ -283,7 +310,10 @@ mod tests {
         // A SPDY/2 SYN_STREAM.
         client_io.write_all(&[0x80, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0, 0]).await.unwrap();
         let mut replies = Codec::new();
-        assert!(matches!(read_frame(&mut client_io, &mut replies).await.unwrap(), Some(Frame::GoAway { status: PROTOCOL_ERROR, .. })));
+        assert!(matches!(
+            read_frame(&mut client_io, &mut replies).await.unwrap(),
+            Some(Frame::GoAway { status: PROTOCOL_ERROR, .. })
+        ));
         server.await.unwrap();
     }
 }

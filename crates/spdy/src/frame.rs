@@ -30,15 +30,43 @@ pub const CANCEL: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    SynStream { stream_id: u32, associated_to: u32, priority: u8, flags: u8, headers: Headers },
-    SynReply { stream_id: u32, flags: u8, headers: Headers },
-    RstStream { stream_id: u32, status: u32 },
-    Ping { id: u32 },
-    GoAway { last_good_stream_id: u32, status: u32 },
-    Headers { stream_id: u32, flags: u8, headers: Headers },
-    Data { stream_id: u32, flags: u8, data: Bytes },
+    SynStream {
+        stream_id: u32,
+        associated_to: u32,
+        priority: u8,
+        flags: u8,
+        headers: Headers,
+    },
+    SynReply {
+        stream_id: u32,
+        flags: u8,
+        headers: Headers,
+    },
+    RstStream {
+        stream_id: u32,
+        status: u32,
+    },
+    Ping {
+        id: u32,
+    },
+    GoAway {
+        last_good_stream_id: u32,
+        status: u32,
+    },
+    Headers {
+        stream_id: u32,
+        flags: u8,
+        headers: Headers,
+    },
+    Data {
+        stream_id: u32,
+        flags: u8,
+        data: Bytes,
+    },
     /// SETTINGS, WINDOW_UPDATE and control frames of unknown types: read and ignored.
-    Ignored { kind: u16 },
+    Ignored {
+        kind: u16,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -79,14 +107,71 @@ impl FrameHeader {
 /// each with a 32-bit length before it, then status codes, reason phrases, dates and values.
 fn dictionary() -> Vec<u8> {
     const NAMES: &[&str] = &[
-        "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding", "accept-language",
-        "accept-ranges", "age", "allow", "authorization", "cache-control", "connection", "content-base", "content-encoding",
-        "content-language", "content-length", "content-location", "content-md5", "content-range", "content-type", "date", "etag",
-        "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since",
-        "last-modified", "location", "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
-        "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
-        "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie",
-        "keep-alive", "origin",
+        "options",
+        "head",
+        "post",
+        "put",
+        "delete",
+        "trace",
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "accept-ranges",
+        "age",
+        "allow",
+        "authorization",
+        "cache-control",
+        "connection",
+        "content-base",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-location",
+        "content-md5",
+        "content-range",
+        "content-type",
+        "date",
+        "etag",
+        "expect",
+        "expires",
+        "from",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "last-modified",
+        "location",
+        "max-forwards",
+        "pragma",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "range",
+        "referer",
+        "retry-after",
+        "server",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "vary",
+        "via",
+        "warning",
+        "www-authenticate",
+        "method",
+        "get",
+        "status",
+        "200 OK",
+        "version",
+        "HTTP/1.1",
+        "url",
+        "public",
+        "set-cookie",
+        "keep-alive",
+        "origin",
     ];
     const TAIL: &[&str] = &[
         "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505",
@@ -157,8 +242,16 @@ impl Codec {
                 flags: header.flags,
                 headers: self.read_headers(&payload[10..])?,
             },
-            SYN_REPLY => Frame::SynReply { stream_id: stream_id(), flags: header.flags, headers: self.read_headers(&payload[4..])? },
-            HEADERS => Frame::Headers { stream_id: stream_id(), flags: header.flags, headers: self.read_headers(&payload[4..])? },
+            SYN_REPLY => Frame::SynReply {
+                stream_id: stream_id(),
+                flags: header.flags,
+                headers: self.read_headers(&payload[4..])?,
+            },
+            HEADERS => Frame::Headers {
+                stream_id: stream_id(),
+                flags: header.flags,
+                headers: self.read_headers(&payload[4..])?,
+            },
             RST_STREAM if payload.len() >= 8 => Frame::RstStream { stream_id: stream_id(), status: word(4) },
             GOAWAY if payload.len() >= 8 => Frame::GoAway { last_good_stream_id: stream_id(), status: word(4) },
             GOAWAY => Frame::GoAway { last_good_stream_id: stream_id(), status: 0 },
@@ -190,7 +283,9 @@ impl Codec {
                 self.write_headers(headers, &mut payload);
                 control(out, kind, *flags, &payload);
             }
-            Frame::RstStream { stream_id, status } => control(out, RST_STREAM, 0, &[stream_id.to_be_bytes(), status.to_be_bytes()].concat()),
+            Frame::RstStream { stream_id, status } => {
+                control(out, RST_STREAM, 0, &[stream_id.to_be_bytes(), status.to_be_bytes()].concat())
+            }
             Frame::GoAway { last_good_stream_id, status } => {
                 control(out, GOAWAY, 0, &[last_good_stream_id.to_be_bytes(), status.to_be_bytes()].concat())
             }
@@ -219,7 +314,9 @@ impl Codec {
                 Ok(_) if input.is_empty() && block.len() < block.capacity() => break,
                 Ok(_) => {}
                 Err(error) if error.needs_dictionary().is_some() => {
-                    self.inflate.set_dictionary(&self.dictionary).map_err(|e| FrameError::Compression(e.to_string()))?;
+                    self.inflate
+                        .set_dictionary(&self.dictionary)
+                        .map_err(|e| FrameError::Compression(e.to_string()))?;
                 }
                 Err(error) => return Err(FrameError::Compression(error.to_string())),
             }
@@ -327,7 +424,13 @@ mod tests {
 
     #[test]
     fn frames_survive_a_round_trip_with_a_shared_compression_context() {
-        let headers = |id: &str, kind: &str| vec![("streamtype".to_string(), kind.to_string()), ("port".to_string(), "8080".to_string()), ("requestid".to_string(), id.to_string())];
+        let headers = |id: &str, kind: &str| {
+            vec![
+                ("streamtype".to_string(), kind.to_string()),
+                ("port".to_string(), "8080".to_string()),
+                ("requestid".to_string(), id.to_string()),
+            ]
+        };
         let frames = vec![
             Frame::SynStream { stream_id: 1, associated_to: 0, priority: 0, flags: 0, headers: headers("0", "error") },
             Frame::SynStream { stream_id: 3, associated_to: 0, priority: 0, flags: 0, headers: headers("0", "data") },
@@ -349,7 +452,10 @@ mod tests {
         let payload = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 7, 0, 1, 0, 0]);
         assert_eq!(codec.decode(FrameHeader::parse(settings), payload).unwrap(), Frame::Ignored { kind: 4 });
         let window = [0x80, 0x03, 0x00, 0x09, 0x00, 0x00, 0x00, 0x08];
-        assert_eq!(codec.decode(FrameHeader::parse(window), Bytes::from_static(&[0, 0, 0, 1, 0, 1, 0, 0])).unwrap(), Frame::Ignored { kind: 9 });
+        assert_eq!(
+            codec.decode(FrameHeader::parse(window), Bytes::from_static(&[0, 0, 0, 1, 0, 1, 0, 0])).unwrap(),
+            Frame::Ignored { kind: 9 }
+        );
     }
 
     #[test]
@@ -358,9 +464,15 @@ mod tests {
         let version2 = [0x80, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00];
         assert_eq!(codec.decode(FrameHeader::parse(version2), Bytes::new()), Err(FrameError::Version(2)));
         let short = [0x80, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02];
-        assert!(matches!(codec.decode(FrameHeader::parse(short), Bytes::from_static(&[0, 1])), Err(FrameError::Short { .. })));
+        assert!(matches!(
+            codec.decode(FrameHeader::parse(short), Bytes::from_static(&[0, 1])),
+            Err(FrameError::Short { .. })
+        ));
         let garbage = [0x80, 0x03, 0x00, 0x02, 0x00, 0x00, 0x00, 0x08];
-        assert!(matches!(codec.decode(FrameHeader::parse(garbage), Bytes::from_static(&[0, 0, 0, 1, 1, 2, 3, 4])), Err(FrameError::Compression(_))));
+        assert!(matches!(
+            codec.decode(FrameHeader::parse(garbage), Bytes::from_static(&[0, 0, 0, 1, 1, 2, 3, 4])),
+            Err(FrameError::Compression(_))
+        ));
         assert_eq!(parse_header_block(&[0, 0, 0, 1, 0, 0, 0, 9, b'a']), Err(FrameError::HeaderBlock));
         assert_eq!(parse_header_block(&[0xff, 0xff, 0xff, 0xff]), Err(FrameError::HeaderBlock));
     }

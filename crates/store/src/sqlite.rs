@@ -51,7 +51,10 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, BTreeMap<String, Stored>,
         for row in rows {
             let (key, object_revision, bytes) = row.map_err(storage)?;
             let value: Value = serde_json::from_slice(&bytes).map_err(storage)?;
-            objects.insert(key, Stored { revision: object_revision as Revision, value: Arc::new(value), json: bytes.into() });
+            objects.insert(
+                key,
+                Stored { revision: object_revision as Revision, value: Arc::new(value), json: bytes.into() },
+            );
         }
     }
     Ok((connection, objects, revision))
@@ -114,7 +117,11 @@ fn commit_group(connection: &mut Connection, state: &Arc<RwLock<State>>, group: 
                         .iter()
                         .map(|e| match e.event_type {
                             EventType::Deleted => None,
-                            _ => Some(Stored { revision: batch_revision, value: e.object.clone(), json: e.object_json.clone() }),
+                            _ => Some(Stored {
+                                revision: batch_revision,
+                                value: e.object.clone(),
+                                json: e.object_json.clone(),
+                            }),
                         })
                         .collect();
                     state.publish(batch_revision, events);

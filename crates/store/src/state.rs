@@ -71,7 +71,11 @@ impl State {
                     self.objects.remove(&event.key);
                 }
                 _ => {
-                    let stored = Stored { revision: event.revision, value: event.object.clone(), json: event.object_json.clone() };
+                    let stored = Stored {
+                        revision: event.revision,
+                        value: event.object.clone(),
+                        json: event.object_json.clone(),
+                    };
                     self.objects.insert(event.key.clone(), stored);
                 }
             }

@@ -31,7 +31,10 @@ async fn create_get_list_update_delete() {
         store.commit(Batch::new().put("svc/a", Precondition::AtRevision(2), value(json!({})))).await,
         Err(StoreError::Conflict { expected: 2, actual: 1, .. })
     ));
-    let (r3, stored) = store.commit(Batch::new().put("svc/a", Precondition::AtRevision(1), Box::new(|rev| json!({"rev": rev})))).await.unwrap();
+    let (r3, stored) = store
+        .commit(Batch::new().put("svc/a", Precondition::AtRevision(1), Box::new(|rev| json!({"rev": rev}))))
+        .await
+        .unwrap();
     assert_eq!(r3, 3);
     assert_eq!(*stored[0].as_ref().unwrap().value, json!({"rev": 3}));
     store.commit(Batch::new().delete("svc/a", Precondition::Exists, value(json!({"gone": true})))).await.unwrap();
@@ -44,7 +47,8 @@ async fn a_failed_write_in_a_batch_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store.commit(Batch::new().put("x", Precondition::Absent, value(json!(1)))).await.unwrap();
-    let batch = Batch::new().put("y", Precondition::Absent, value(json!(2))).put("x", Precondition::Absent, value(json!(3)));
+    let batch =
+        Batch::new().put("y", Precondition::Absent, value(json!(2))).put("x", Precondition::Absent, value(json!(3)));
     assert!(store.commit(batch).await.is_err());
     assert!(store.get("y").is_none());
     assert_eq!(store.revision(), 1);

@@ -65,9 +65,7 @@ impl<'a> PatchKey<'a> {
                 Some(field) => Ok(PatchKey::DeleteFromPrimitiveList(field)),
                 None => Err(PatchError::BadDeleteFromPrimitiveList {
                     path: path.render(),
-                    reason: format!(
-                        "{key:?} is not of the form \"{DELETE_FROM_PRIMITIVE_LIST}/<field>\""
-                    ),
+                    reason: format!("{key:?} is not of the form \"{DELETE_FROM_PRIMITIVE_LIST}/<field>\""),
                 }),
             };
         }
@@ -140,14 +138,8 @@ mod tests {
         let root = Path::Root;
         let cases = [
             ("containers", Ok(PatchKey::Field("containers"))),
-            (
-                "$setElementOrder/containers",
-                Ok(PatchKey::SetElementOrder("containers")),
-            ),
-            (
-                "$deleteFromPrimitiveList/finalizers",
-                Ok(PatchKey::DeleteFromPrimitiveList("finalizers")),
-            ),
+            ("$setElementOrder/containers", Ok(PatchKey::SetElementOrder("containers"))),
+            ("$deleteFromPrimitiveList/finalizers", Ok(PatchKey::DeleteFromPrimitiveList("finalizers"))),
             ("$retainKeys", Ok(PatchKey::Field("$retainKeys"))),
             ("$setElementOrder", Err("$setElementOrder")),
             ("$setElementOrderX/containers", Err("$setElementOrder")),
@@ -167,10 +159,7 @@ mod tests {
 
     #[test]
     fn directives_parse() {
-        assert_eq!(
-            Directive::parse(&json!("replace")),
-            Some(Directive::Replace)
-        );
+        assert_eq!(Directive::parse(&json!("replace")), Some(Directive::Replace));
         assert_eq!(Directive::parse(&json!("delete")), Some(Directive::Delete));
         assert_eq!(Directive::parse(&json!("merge")), Some(Directive::Merge));
         assert_eq!(Directive::parse(&json!("Delete")), None);
@@ -188,10 +177,7 @@ mod tests {
             "$deleteFromPrimitiveList/h": ["i"],
             "j": [null, 1]
         });
-        assert_eq!(
-            into_plain(fragment),
-            Some(json!({"b": {"d": 1}, "e": [{"name": "y"}], "j": [null, 1]}))
-        );
+        assert_eq!(into_plain(fragment), Some(json!({"b": {"d": 1}, "e": [{"name": "y"}], "j": [null, 1]})));
         assert_eq!(into_plain(json!({"$patch": "delete"})), None);
         assert_eq!(into_plain(json!("x")), Some(json!("x")));
     }

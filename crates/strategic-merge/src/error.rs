@@ -67,11 +67,7 @@ pub enum PatchError {
     /// The patch and the object disagree on the JSON type of a field in a way
     /// the merge cannot resolve (for instance an ordered list that is not a list).
     #[error("invalid patch: expected {expected} at {path}, found {found}")]
-    WrongType {
-        path: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { path: String, expected: &'static str, found: &'static str },
 }
 
 /// The location of a value inside the object being patched, used only to make
@@ -155,10 +151,7 @@ mod tests {
 
     #[test]
     fn messages_are_prefixed_for_kubectl_users() {
-        let err = PatchError::MissingMergeKey {
-            path: "spec.ports[0]".into(),
-            key: "port",
-        };
+        let err = PatchError::MissingMergeKey { path: "spec.ports[0]".into(), key: "port" };
         assert_eq!(
             err.to_string(),
             "invalid patch: list element at spec.ports[0] does not contain declared merge key \"port\""

@@ -48,12 +48,7 @@ pub use error::PatchError;
 /// For a kind this crate has no patch metadata for, the patch is applied as a
 /// JSON merge patch (RFC 7386), the semantics upstream falls back to for
 /// unstructured objects. Both `original` and `patch` must be JSON objects.
-pub fn apply_patch(
-    api_version: &str,
-    kind: &str,
-    original: &Value,
-    patch: &Value,
-) -> Result<Value, PatchError> {
+pub fn apply_patch(api_version: &str, kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
         return Err(PatchError::PatchNotAnObject);
     };
@@ -61,17 +56,10 @@ pub fn apply_patch(
         return Err(PatchError::OriginalNotAnObject);
     };
     match schema::root_type(api_version, kind) {
-        Some(root) => strategic::merge_map(
-            original.clone(),
-            patch.clone(),
-            Some(root),
-            &error::Path::Root,
-        )
-        .map(Value::Object),
-        None => Ok(json_merge::merge_patch(
-            Value::Object(original.clone()),
-            &Value::Object(patch.clone()),
-        )),
+        Some(root) => {
+            strategic::merge_map(original.clone(), patch.clone(), Some(root), &error::Path::Root).map(Value::Object)
+        }
+        None => Ok(json_merge::merge_patch(Value::Object(original.clone()), &Value::Object(patch.clone()))),
     }
 }
 

@@ -36,19 +36,11 @@ pub(crate) enum ElementKind {
 /// Checks that all elements of `a` and `b` are of one kind, as upstream
 /// requires before merging: all objects, or all primitives of the same JSON
 /// type (numbers count as one type). Lists of lists are refused.
-pub(crate) fn element_kind(
-    a: &[Value],
-    b: &[Value],
-    path: &Path<'_>,
-) -> Result<ElementKind, PatchError> {
+pub(crate) fn element_kind(a: &[Value], b: &[Value], path: &Path<'_>) -> Result<ElementKind, PatchError> {
     let mut seen: Option<u8> = None;
     for item in a.iter().chain(b) {
         let tag = match item {
-            Value::Array(_) => {
-                return Err(PatchError::ListOfLists {
-                    path: path.render(),
-                })
-            }
+            Value::Array(_) => return Err(PatchError::ListOfLists { path: path.render() }),
             Value::Object(_) => 0,
             Value::Null => 1,
             Value::Bool(_) => 2,
@@ -57,11 +49,7 @@ pub(crate) fn element_kind(
         };
         match seen {
             None => seen = Some(tag),
-            Some(previous) if previous != tag => {
-                return Err(PatchError::MixedListElements {
-                    path: path.render(),
-                })
-            }
+            Some(previous) if previous != tag => return Err(PatchError::MixedListElements { path: path.render() }),
             Some(_) => {}
         }
     }
@@ -94,41 +82,25 @@ impl Identity {
     fn require<'v>(self, item: &'v Value, path: &Path<'_>) -> Result<&'v Value, PatchError> {
         match (self, item) {
             (Identity::Key(key), Value::Object(map)) => {
-                map.get(key).ok_or_else(|| PatchError::MissingMergeKey {
-                    path: path.render(),
-                    key,
-                })
+                map.get(key).ok_or_else(|| PatchError::MissingMergeKey { path: path.render(), key })
             }
-            (Identity::Key(_), other) => Err(PatchError::WrongType {
-                path: path.render(),
-                expected: "an object",
-                found: json_type(other),
-            }),
+            (Identity::Key(_), other) => {
+                Err(PatchError::WrongType { path: path.render(), expected: "an object", found: json_type(other) })
+            }
             (Identity::Whole, item) => Ok(item),
         }
     }
 }
 
 /// The identities of every element of `items`, each of which must have one.
-pub(crate) fn identities(
-    items: &[Value],
-    identity: Identity,
-    path: &Path<'_>,
-) -> Result<Vec<Value>, PatchError> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| identity.require(item, &Path::Index(path, index)).cloned())
-        .collect()
+pub(crate) fn identities(items: &[Value], identity: Identity, path: &Path<'_>) -> Result<Vec<Value>, PatchError> {
+    items.iter().enumerate().map(|(index, item)| identity.require(item, &Path::Index(path, index)).cloned()).collect()
 }
 
 /// The identities of the elements of `items` that have one; used for the
 /// server's order, where only relative positions matter.
 pub(crate) fn lenient_identities(items: &[Value], identity: Identity) -> Vec<Value> {
-    items
-        .iter()
-        .filter_map(|item| identity.of(item).cloned())
-        .collect()
+    items.iter().filter_map(|item| identity.of(item).cloned()).collect()
 }
 
 /// Merges `patch` into `original` for a list with the merge strategy; `key`
@@ -154,19 +126,13 @@ pub(crate) fn merge(
         },
         ElementKind::Objects => match key {
             Some(key) => merge_objects(original, patch, key, elem_ty, path),
-            None => Err(PatchError::NoMergeKey {
-                path: path.render(),
-            }),
+            None => Err(PatchError::NoMergeKey { path: path.render() }),
         },
     }
 }
 
 /// Set union of two lists of primitives, ordered as upstream orders it.
-fn merge_primitives(
-    original: Vec<Value>,
-    patch: Vec<Value>,
-    path: &Path<'_>,
-) -> Result<Vec<Value>, PatchError> {
+fn merge_primitives(original: Vec<Value>, patch: Vec<Value>, path: &Path<'_>) -> Result<Vec<Value>, PatchError> {
     let server = original.clone();
     let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
     for item in original.into_iter().chain(patch.iter().cloned()) {
@@ -192,11 +158,7 @@ fn merge_objects(
     for (index, item) in patch.into_iter().enumerate() {
         let here = Path::Index(path, index);
         let Value::Object(item) = item else {
-            return Err(PatchError::WrongType {
-                path: here.render(),
-                expected: "an object",
-                found: "a primitive",
-            });
+            return Err(PatchError::WrongType { path: here.render(), expected: "an object", found: "a primitive" });
         };
         let Some(directive) = item.get(PATCH) else {
             plain.push((index, item));
@@ -204,50 +166,32 @@ fn merge_objects(
         };
         match Directive::parse(directive) {
             Some(Directive::Delete) => {
-                let id = item.get(key).ok_or(PatchError::MissingMergeKey {
-                    path: here.render(),
-                    key,
-                })?;
+                let id = item.get(key).ok_or(PatchError::MissingMergeKey { path: here.render(), key })?;
                 original.retain(|existing| existing.get(key) != Some(id));
             }
             Some(Directive::Replace) => replace = true,
-            Some(Directive::Merge) => {
-                return Err(PatchError::ListMergeDirective {
-                    path: here.render(),
-                })
-            }
+            Some(Directive::Merge) => return Err(PatchError::ListMergeDirective { path: here.render() }),
             None => {
-                return Err(PatchError::UnknownListDirective {
-                    path: here.render(),
-                    directive: directive.to_string(),
-                })
+                return Err(PatchError::UnknownListDirective { path: here.render(), directive: directive.to_string() })
             }
         }
     }
     if replace {
-        original = plain
-            .into_iter()
-            .map(|(_, item)| Value::Object(plain_map(item)))
-            .collect();
+        original = plain.into_iter().map(|(_, item)| Value::Object(plain_map(item))).collect();
         plain = Vec::new();
     }
 
     let server = lenient_identities(&original, Identity::Key(key));
     let mut wanted = Vec::with_capacity(plain.len());
     for (index, item) in plain {
-        let id = item.get(key).cloned().ok_or(PatchError::MissingMergeKey {
-            path: Path::Index(path, index).render(),
-            key,
-        })?;
-        match original
-            .iter()
-            .position(|existing| existing.get(key) == Some(&id))
-        {
+        let id = item
+            .get(key)
+            .cloned()
+            .ok_or(PatchError::MissingMergeKey { path: Path::Index(path, index).render(), key })?;
+        match original.iter().position(|existing| existing.get(key) == Some(&id)) {
             Some(at) => {
                 let Value::Object(existing) = std::mem::take(&mut original[at]) else {
-                    return Err(PatchError::MixedListElements {
-                        path: path.render(),
-                    });
+                    return Err(PatchError::MixedListElements { path: path.render() });
                 };
                 let merged = merge_map(existing, item, elem_ty, &Path::Keyed(path, key, &id))?;
                 original[at] = Value::Object(merged);
@@ -270,10 +214,9 @@ pub(crate) fn delete_primitives(
             path: path.render(),
             reason: "the list holds objects, not primitives".to_owned(),
         }),
-        ElementKind::Empty | ElementKind::Primitives => Ok(original
-            .into_iter()
-            .filter(|item| !to_delete.contains(item))
-            .collect()),
+        ElementKind::Empty | ElementKind::Primitives => {
+            Ok(original.into_iter().filter(|item| !to_delete.contains(item)).collect())
+        }
     }
 }
 
@@ -295,10 +238,7 @@ pub(crate) fn check_order_matches_patch(
         order_ids.push(
             identity
                 .require(item, &Path::Index(path, index))
-                .map_err(|err| PatchError::BadSetElementOrder {
-                    path: path.render(),
-                    reason: err.to_string(),
-                })?,
+                .map_err(|err| PatchError::BadSetElementOrder { path: path.render(), reason: err.to_string() })?,
         );
     }
     let mut remaining = order_ids.iter();
@@ -310,9 +250,7 @@ pub(crate) fn check_order_matches_patch(
         if !remaining.any(|candidate| *candidate == id) {
             return Err(PatchError::BadSetElementOrder {
                 path: path.render(),
-                reason: format!(
-                    "the patch list element {id} is missing from the order list or out of its order"
-                ),
+                reason: format!("the patch list element {id} is missing from the order list or out of its order"),
             });
         }
     }
@@ -350,16 +288,8 @@ pub(crate) fn enforce_order(
         let id = identity.require(&item, &Path::Index(path, index))?;
         let on_server = position(server, id);
         match position(wanted, id) {
-            Some(rank) => named.push(Ranked {
-                rank,
-                on_server,
-                item,
-            }),
-            None => server_only.push(Ranked {
-                rank: on_server.unwrap_or(usize::MAX),
-                on_server,
-                item,
-            }),
+            Some(rank) => named.push(Ranked { rank, on_server, item }),
+            None => server_only.push(Ranked { rank: on_server.unwrap_or(usize::MAX), on_server, item }),
         }
     }
     // Stable sorts: equal ranks (duplicate keys) keep their merged order.
@@ -378,11 +308,7 @@ pub(crate) fn enforce_order(
             (None, Some(_)) => false,
             (None, None) => break,
         };
-        let next = if take_server_only {
-            server_only.next()
-        } else {
-            named.next()
-        };
+        let next = if take_server_only { server_only.next() } else { named.next() };
         ordered.extend(next.map(|ranked| ranked.item));
     }
     Ok(ordered)
@@ -405,47 +331,21 @@ mod tests {
         // (merged, wanted, server, expected) by name; from upstream's
         // "set elements order in a list with server-only items" cases.
         let cases = [
-            (
-                json!([1, 2, 9, 3, 4]),
-                json!([2, 1, 4, 3]),
-                json!([1, 2, 9, 3, 4]),
-                json!([2, 1, 9, 4, 3]),
-            ),
+            (json!([1, 2, 9, 3, 4]), json!([2, 1, 4, 3]), json!([1, 2, 9, 3, 4]), json!([2, 1, 9, 4, 3])),
             (
                 json!([1, 2, 7, 9, 8, 3, 4]),
                 json!([2, 1, 4, 3]),
                 json!([1, 2, 7, 9, 8, 3, 4]),
                 json!([2, 1, 7, 9, 8, 4, 3]),
             ),
-            (
-                json!([1, 3, 4, 2, 9]),
-                json!([4, 2, 3, 1]),
-                json!([1, 3, 4, 2, 9]),
-                json!([4, 2, 3, 1, 9]),
-            ),
+            (json!([1, 3, 4, 2, 9]), json!([4, 2, 3, 1]), json!([1, 3, 4, 2, 9]), json!([4, 2, 3, 1, 9])),
             // A new element goes before trailing server-only elements.
-            (
-                json!(["a", "b"]),
-                json!(["b"]),
-                json!(["a"]),
-                json!(["b", "a"]),
-            ),
-            (
-                json!([1, 2, 4, 3]),
-                json!([3]),
-                json!([1, 2, 4]),
-                json!([3, 1, 2, 4]),
-            ),
+            (json!(["a", "b"]), json!(["b"]), json!(["a"]), json!(["b", "a"])),
+            (json!([1, 2, 4, 3]), json!([3]), json!([1, 2, 4]), json!([3, 1, 2, 4])),
         ];
         for (merged, wanted, server, expected) in cases {
-            let got = enforce_order(
-                list(merged),
-                &list(wanted),
-                &list(server),
-                Identity::Whole,
-                &Path::Root,
-            )
-            .expect("orders");
+            let got = enforce_order(list(merged), &list(wanted), &list(server), Identity::Whole, &Path::Root)
+                .expect("orders");
             assert_eq!(Value::Array(got), expected);
         }
     }
@@ -454,22 +354,10 @@ mod tests {
     fn element_kinds() {
         let root = Path::Root;
         assert_eq!(element_kind(&[], &[], &root), Ok(ElementKind::Empty));
-        assert_eq!(
-            element_kind(&[json!({})], &[json!({"a": 1})], &root),
-            Ok(ElementKind::Objects)
-        );
-        assert_eq!(
-            element_kind(&[json!(1)], &[json!(2.5)], &root),
-            Ok(ElementKind::Primitives)
-        );
-        assert!(matches!(
-            element_kind(&[json!("a")], &[json!(1)], &root),
-            Err(PatchError::MixedListElements { .. })
-        ));
-        assert!(matches!(
-            element_kind(&[json!([1])], &[], &root),
-            Err(PatchError::ListOfLists { .. })
-        ));
+        assert_eq!(element_kind(&[json!({})], &[json!({"a": 1})], &root), Ok(ElementKind::Objects));
+        assert_eq!(element_kind(&[json!(1)], &[json!(2.5)], &root), Ok(ElementKind::Primitives));
+        assert!(matches!(element_kind(&[json!("a")], &[json!(1)], &root), Err(PatchError::MixedListElements { .. })));
+        assert!(matches!(element_kind(&[json!([1])], &[], &root), Err(PatchError::ListOfLists { .. })));
     }
 
     #[test]
@@ -480,14 +368,8 @@ mod tests {
         let reversed = list(json!([{"name": "c"}, {"name": "a"}]));
         let partial = list(json!([{"name": "a"}]));
         let keyless = list(json!([{"nom": "a"}]));
-        assert_eq!(
-            check_order_matches_patch(&patch, &good, Some("name"), &root),
-            Ok(())
-        );
-        assert_eq!(
-            check_order_matches_patch(&patch, &[], Some("name"), &root),
-            Ok(())
-        );
+        assert_eq!(check_order_matches_patch(&patch, &good, Some("name"), &root), Ok(()));
+        assert_eq!(check_order_matches_patch(&patch, &[], Some("name"), &root), Ok(()));
         for bad in [reversed, partial, keyless] {
             assert!(matches!(
                 check_order_matches_patch(&patch, &bad, Some("name"), &root),

@@ -69,18 +69,10 @@ pub(crate) struct FieldMeta {
 /// Looks up field `name` of the value described by `schema`. Unlisted and
 /// untyped fields get the defaults: replace lists, no nested type.
 pub(crate) fn lookup(schema: Schema, name: &str) -> FieldMeta {
-    schema
-        .and_then(|ty| ty.fields.iter().find(|field| field.name == name))
-        .map_or(
-            FieldMeta {
-                list: ListStrategy::Replace,
-                ty: None,
-            },
-            |field| FieldMeta {
-                list: field.list,
-                ty: field.ty,
-            },
-        )
+    schema.and_then(|ty| ty.fields.iter().find(|field| field.name == name)).map_or(
+        FieldMeta { list: ListStrategy::Replace, ty: None },
+        |field| FieldMeta { list: field.list, ty: field.ty },
+    )
 }
 
 /// The root type for objects of `kind` in `api_version`, or `None` when the
@@ -112,59 +104,34 @@ pub(crate) fn root_type(api_version: &str, kind: &str) -> Option<&'static Type> 
 
 /// A field holding a nested struct (or a list replaced wholesale).
 const fn nested(name: &'static str, ty: &'static Type) -> Field {
-    Field {
-        name,
-        list: ListStrategy::Replace,
-        ty: Some(ty),
-    }
+    Field { name, list: ListStrategy::Replace, ty: Some(ty) }
 }
 
 /// A list of objects merged by `key`, whose elements need no metadata.
 const fn keyed(name: &'static str, key: &'static str) -> Field {
-    Field {
-        name,
-        list: ListStrategy::MergeByKey(key),
-        ty: None,
-    }
+    Field { name, list: ListStrategy::MergeByKey(key), ty: None }
 }
 
 /// A list of objects of type `ty`, merged by `key`.
 const fn keyed_of(name: &'static str, key: &'static str, ty: &'static Type) -> Field {
-    Field {
-        name,
-        list: ListStrategy::MergeByKey(key),
-        ty: Some(ty),
-    }
+    Field { name, list: ListStrategy::MergeByKey(key), ty: Some(ty) }
 }
 
 /// A list of primitives merged as a set.
 const fn set(name: &'static str) -> Field {
-    Field {
-        name,
-        list: ListStrategy::MergeSet,
-        ty: None,
-    }
+    Field { name, list: ListStrategy::MergeSet, ty: None }
 }
 
 /// meta/v1 ObjectMeta.
-static OBJECT_META: Type = Type {
-    name: "ObjectMeta",
-    fields: &[keyed("ownerReferences", "uid"), set("finalizers")],
-};
+static OBJECT_META: Type = Type { name: "ObjectMeta", fields: &[keyed("ownerReferences", "uid"), set("finalizers")] };
 
 /// An object with nothing but ObjectMeta to know about.
-static METADATA_ONLY: Type = Type {
-    name: "Object",
-    fields: &[nested("metadata", &OBJECT_META)],
-};
+static METADATA_ONLY: Type = Type { name: "Object", fields: &[nested("metadata", &OBJECT_META)] };
 
 /// The status of any kind whose only merged status list is `conditions` keyed
 /// by `type`: NamespaceStatus, ServiceStatus, ReplicationControllerStatus and
 /// the apps/v1 Deployment, ReplicaSet and StatefulSet statuses.
-static CONDITIONS_STATUS: Type = Type {
-    name: "*Status",
-    fields: &[keyed("conditions", "type")],
-};
+static CONDITIONS_STATUS: Type = Type { name: "*Status", fields: &[keyed("conditions", "type")] };
 
 /// core/v1 Container, and EphemeralContainer (whose inlined
 /// EphemeralContainerCommon carries the same tags).
@@ -207,93 +174,57 @@ static POD_STATUS: Type = Type {
 };
 
 /// core/v1 PodTemplateSpec.
-static POD_TEMPLATE_SPEC: Type = Type {
-    name: "PodTemplateSpec",
-    fields: &[nested("metadata", &OBJECT_META), nested("spec", &POD_SPEC)],
-};
+static POD_TEMPLATE_SPEC: Type =
+    Type { name: "PodTemplateSpec", fields: &[nested("metadata", &OBJECT_META), nested("spec", &POD_SPEC)] };
 
 /// core/v1 Pod.
 static POD: Type = Type {
     name: "Pod",
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &POD_SPEC),
-        nested("status", &POD_STATUS),
-    ],
+    fields: &[nested("metadata", &OBJECT_META), nested("spec", &POD_SPEC), nested("status", &POD_STATUS)],
 };
 
 /// The spec of every kind that runs pods from a template: ReplicationController
 /// and apps/v1 Deployment, ReplicaSet, StatefulSet. (StatefulSet's
 /// volumeClaimTemplates and Deployment's strategy need no entry.)
-static WORKLOAD_SPEC: Type = Type {
-    name: "*Spec",
-    fields: &[nested("template", &POD_TEMPLATE_SPEC)],
-};
+static WORKLOAD_SPEC: Type = Type { name: "*Spec", fields: &[nested("template", &POD_TEMPLATE_SPEC)] };
 
 /// ReplicationController, Deployment, ReplicaSet and StatefulSet.
 static WORKLOAD: Type = Type {
     name: "Workload",
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &WORKLOAD_SPEC),
-        nested("status", &CONDITIONS_STATUS),
-    ],
+    fields: &[nested("metadata", &OBJECT_META), nested("spec", &WORKLOAD_SPEC), nested("status", &CONDITIONS_STATUS)],
 };
 
 /// core/v1 NodeSpec. `taints` is replaced.
-static NODE_SPEC: Type = Type {
-    name: "NodeSpec",
-    fields: &[set("podCIDRs")],
-};
+static NODE_SPEC: Type = Type { name: "NodeSpec", fields: &[set("podCIDRs")] };
 
 /// core/v1 NodeStatus. `images` and `volumesAttached` are replaced.
-static NODE_STATUS: Type = Type {
-    name: "NodeStatus",
-    fields: &[keyed("conditions", "type"), keyed("addresses", "type")],
-};
+static NODE_STATUS: Type =
+    Type { name: "NodeStatus", fields: &[keyed("conditions", "type"), keyed("addresses", "type")] };
 
 /// core/v1 Node.
 static NODE: Type = Type {
     name: "Node",
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &NODE_SPEC),
-        nested("status", &NODE_STATUS),
-    ],
+    fields: &[nested("metadata", &OBJECT_META), nested("spec", &NODE_SPEC), nested("status", &NODE_STATUS)],
 };
 
 /// core/v1 Namespace. `spec.finalizers` is untagged, so it is replaced.
-static NAMESPACE: Type = Type {
-    name: "Namespace",
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("status", &CONDITIONS_STATUS),
-    ],
-};
+static NAMESPACE: Type =
+    Type { name: "Namespace", fields: &[nested("metadata", &OBJECT_META), nested("status", &CONDITIONS_STATUS)] };
 
 /// core/v1 ServiceSpec. Ports merge by `port` alone, as upstream does (two
 /// ports that share a number but differ in protocol collide).
-static SERVICE_SPEC: Type = Type {
-    name: "ServiceSpec",
-    fields: &[keyed("ports", "port")],
-};
+static SERVICE_SPEC: Type = Type { name: "ServiceSpec", fields: &[keyed("ports", "port")] };
 
 /// core/v1 Service. `status.loadBalancer.ingress` is replaced.
 static SERVICE: Type = Type {
     name: "Service",
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &SERVICE_SPEC),
-        nested("status", &CONDITIONS_STATUS),
-    ],
+    fields: &[nested("metadata", &OBJECT_META), nested("spec", &SERVICE_SPEC), nested("status", &CONDITIONS_STATUS)],
 };
 
 /// core/v1 ServiceAccount. `imagePullSecrets` is untagged here (unlike in
 /// PodSpec), so it is replaced.
-static SERVICE_ACCOUNT: Type = Type {
-    name: "ServiceAccount",
-    fields: &[nested("metadata", &OBJECT_META), keyed("secrets", "name")],
-};
+static SERVICE_ACCOUNT: Type =
+    Type { name: "ServiceAccount", fields: &[nested("metadata", &OBJECT_META), keyed("secrets", "name")] };
 
 #[cfg(test)]
 mod tests {
@@ -301,10 +232,7 @@ mod tests {
 
     fn meta_at(api_version: &str, kind: &str, path: &[&str]) -> FieldMeta {
         let mut schema = root_type(api_version, kind);
-        let mut meta = FieldMeta {
-            list: ListStrategy::Replace,
-            ty: schema,
-        };
+        let mut meta = FieldMeta { list: ListStrategy::Replace, ty: schema };
         for name in path {
             meta = lookup(schema, name);
             schema = meta.ty;
@@ -317,72 +245,27 @@ mod tests {
         use ListStrategy::*;
         let cases: &[(&str, &str, &[&str], ListStrategy)] = &[
             ("v1", "Pod", &["spec", "containers"], MergeByKey("name")),
-            (
-                "v1",
-                "Pod",
-                &["spec", "containers", "env"],
-                MergeByKey("name"),
-            ),
-            (
-                "v1",
-                "Pod",
-                &["spec", "initContainers", "volumeMounts"],
-                MergeByKey("mountPath"),
-            ),
-            (
-                "v1",
-                "Pod",
-                &["spec", "ephemeralContainers", "ports"],
-                MergeByKey("containerPort"),
-            ),
+            ("v1", "Pod", &["spec", "containers", "env"], MergeByKey("name")),
+            ("v1", "Pod", &["spec", "initContainers", "volumeMounts"], MergeByKey("mountPath")),
+            ("v1", "Pod", &["spec", "ephemeralContainers", "ports"], MergeByKey("containerPort")),
             ("v1", "Pod", &["spec", "tolerations"], Replace),
             ("v1", "Pod", &["spec", "containers", "args"], Replace),
             ("v1", "Pod", &["status", "conditions"], MergeByKey("type")),
             ("v1", "Pod", &["status", "containerStatuses"], Replace),
             ("v1", "Pod", &["metadata", "finalizers"], MergeSet),
-            (
-                "v1",
-                "Pod",
-                &["metadata", "ownerReferences"],
-                MergeByKey("uid"),
-            ),
+            ("v1", "Pod", &["metadata", "ownerReferences"], MergeByKey("uid")),
             (
                 "apps/v1",
                 "Deployment",
                 &["spec", "template", "spec", "containers", "volumeDevices"],
                 MergeByKey("devicePath"),
             ),
-            (
-                "apps/v1",
-                "StatefulSet",
-                &["spec", "template", "metadata", "finalizers"],
-                MergeSet,
-            ),
-            (
-                "apps/v1",
-                "StatefulSet",
-                &["spec", "volumeClaimTemplates"],
-                Replace,
-            ),
-            (
-                "apps/v1",
-                "ReplicaSet",
-                &["status", "conditions"],
-                MergeByKey("type"),
-            ),
-            (
-                "v1",
-                "ReplicationController",
-                &["spec", "template", "spec", "hostAliases"],
-                MergeByKey("ip"),
-            ),
+            ("apps/v1", "StatefulSet", &["spec", "template", "metadata", "finalizers"], MergeSet),
+            ("apps/v1", "StatefulSet", &["spec", "volumeClaimTemplates"], Replace),
+            ("apps/v1", "ReplicaSet", &["status", "conditions"], MergeByKey("type")),
+            ("v1", "ReplicationController", &["spec", "template", "spec", "hostAliases"], MergeByKey("ip")),
             ("v1", "Service", &["spec", "ports"], MergeByKey("port")),
-            (
-                "v1",
-                "Service",
-                &["status", "loadBalancer", "ingress"],
-                Replace,
-            ),
+            ("v1", "Service", &["status", "loadBalancer", "ingress"], Replace),
             ("v1", "Node", &["spec", "podCIDRs"], MergeSet),
             ("v1", "Node", &["spec", "taints"], Replace),
             ("v1", "Node", &["status", "addresses"], MergeByKey("type")),
@@ -390,25 +273,11 @@ mod tests {
             ("v1", "ServiceAccount", &["secrets"], MergeByKey("name")),
             ("v1", "ServiceAccount", &["imagePullSecrets"], Replace),
             ("v1", "Endpoints", &["subsets"], Replace),
-            (
-                "discovery.k8s.io/v1",
-                "EndpointSlice",
-                &["endpoints"],
-                Replace,
-            ),
-            (
-                "networking.k8s.io/v1",
-                "Ingress",
-                &["spec", "rules"],
-                Replace,
-            ),
+            ("discovery.k8s.io/v1", "EndpointSlice", &["endpoints"], Replace),
+            ("networking.k8s.io/v1", "Ingress", &["spec", "rules"], Replace),
         ];
         for (api_version, kind, path, expected) in cases {
-            assert_eq!(
-                meta_at(api_version, kind, path).list,
-                *expected,
-                "{kind} {path:?}"
-            );
+            assert_eq!(meta_at(api_version, kind, path).list, *expected, "{kind} {path:?}");
         }
     }
 
@@ -437,10 +306,7 @@ mod tests {
             ("autoscaling/v1", "Scale"),
         ];
         for (api_version, kind) in known {
-            assert!(
-                root_type(api_version, kind).is_some(),
-                "{api_version} {kind}"
-            );
+            assert!(root_type(api_version, kind).is_some(), "{api_version} {kind}");
         }
         assert!(root_type("example.com/v1", "Widget").is_none());
         assert!(root_type("apps/v1", "Pod").is_none());

@@ -13,8 +13,8 @@
 use serde_json::{Map, Value};
 
 use crate::directives::{
-    into_plain, plain_list, plain_map, Directive, PatchKey, DELETE_FROM_PRIMITIVE_LIST, PATCH,
-    RETAIN_KEYS, SET_ELEMENT_ORDER,
+    into_plain, plain_list, plain_map, Directive, PatchKey, DELETE_FROM_PRIMITIVE_LIST, PATCH, RETAIN_KEYS,
+    SET_ELEMENT_ORDER,
 };
 use crate::error::{json_type, PatchError, Path};
 use crate::list::{self, Identity};
@@ -35,20 +35,15 @@ pub(crate) fn merge_map(
             Some(Directive::Replace) => Ok(plain_map(patch)),
             // Upstream leaves an empty map behind, not an absent field.
             Some(Directive::Delete) => Ok(Object::new()),
-            Some(Directive::Merge) | None => Err(PatchError::UnknownDirective {
-                path: path.render(),
-                directive: directive.to_string(),
-            }),
+            Some(Directive::Merge) | None => {
+                Err(PatchError::UnknownDirective { path: path.render(), directive: directive.to_string() })
+            }
         };
     }
 
     apply_retain_keys(&mut original, &mut patch, path)?;
 
-    let ordered: Vec<String> = patch
-        .keys()
-        .filter(|key| key.starts_with(SET_ELEMENT_ORDER))
-        .cloned()
-        .collect();
+    let ordered: Vec<String> = patch.keys().filter(|key| key.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
     for key in ordered {
         let Some(order) = patch.shift_remove(&key) else {
             continue;
@@ -62,9 +57,7 @@ pub(crate) fn merge_map(
     for (key, value) in patch {
         match PatchKey::classify(&key, path)? {
             PatchKey::Field(name) => merge_field(&mut original, name, value, schema, path)?,
-            PatchKey::DeleteFromPrimitiveList(name) => {
-                delete_from_primitive_list(&mut original, name, value, path)?
-            }
+            PatchKey::DeleteFromPrimitiveList(name) => delete_from_primitive_list(&mut original, name, value, path)?,
             // Every ordering directive was consumed above.
             PatchKey::SetElementOrder(_) => {}
         }
@@ -133,34 +126,24 @@ fn merge_list(
 
 /// `$retainKeys`: checks that the patch sets nothing outside the list, then
 /// drops every key of `original` that is not in it.
-fn apply_retain_keys(
-    original: &mut Object,
-    patch: &mut Object,
-    path: &Path<'_>,
-) -> Result<(), PatchError> {
+fn apply_retain_keys(original: &mut Object, patch: &mut Object, path: &Path<'_>) -> Result<(), PatchError> {
     let Some(retain) = patch.shift_remove(RETAIN_KEYS) else {
         return Ok(());
     };
     let Value::Array(retain) = retain else {
         return Err(PatchError::BadRetainKeys {
             path: path.render(),
-            reason: format!(
-                "expected a list of field names, found {}",
-                json_type(&retain)
-            ),
+            reason: format!("expected a list of field names, found {}", json_type(&retain)),
         });
     };
     let retained = |key: &str| retain.iter().any(|name| name.as_str() == Some(key));
     for (key, value) in patch.iter() {
-        let exempt = value.is_null()
-            || key.starts_with(DELETE_FROM_PRIMITIVE_LIST)
-            || key.starts_with(SET_ELEMENT_ORDER);
+        let exempt =
+            value.is_null() || key.starts_with(DELETE_FROM_PRIMITIVE_LIST) || key.starts_with(SET_ELEMENT_ORDER);
         if !exempt && !retained(key) {
             return Err(PatchError::BadRetainKeys {
                 path: path.render(),
-                reason: format!(
-                    "the patch sets {key:?}, which the $retainKeys list does not retain"
-                ),
+                reason: format!("the patch sets {key:?}, which the $retainKeys list does not retain"),
             });
         }
     }
@@ -181,8 +164,7 @@ fn delete_from_primitive_list(
         original.shift_remove(name);
         return Ok(());
     }
-    if let (Some(Value::Array(current)), Value::Array(to_delete)) = (original.get_mut(name), value)
-    {
+    if let (Some(Value::Array(current)), Value::Array(to_delete)) = (original.get_mut(name), value) {
         let kept = list::delete_primitives(std::mem::take(current), &to_delete, &path.field(name))?;
         *current = kept;
     }
@@ -218,28 +200,17 @@ fn merge_ordered_list(
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => Some(std::mem::take(items)),
         Some(other) => {
-            return Err(PatchError::WrongType {
-                path: here.render(),
-                expected: "a list",
-                found: json_type(other),
-            })
+            return Err(PatchError::WrongType { path: here.render(), expected: "a list", found: json_type(other) })
         }
     };
     let patch_list = match patch_list {
         None => None,
         Some(Value::Array(items)) => Some(items),
         Some(other) => {
-            return Err(PatchError::WrongType {
-                path: here.render(),
-                expected: "a list",
-                found: json_type(&other),
-            })
+            return Err(PatchError::WrongType { path: here.render(), expected: "a list", found: json_type(&other) })
         }
     };
-    let (current, patched) = (
-        original_list.as_deref().unwrap_or_default(),
-        patch_list.as_deref().unwrap_or_default(),
-    );
+    let (current, patched) = (original_list.as_deref().unwrap_or_default(), patch_list.as_deref().unwrap_or_default());
     list::check_order_matches_patch(patched, &order, key, &here)?;
 
     // Elements are identified by merge key in lists of objects that have

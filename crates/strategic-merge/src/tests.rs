@@ -31,14 +31,7 @@ fn ok(
     patch: Value,
     want: Value,
 ) -> Case {
-    Case {
-        name,
-        api_version,
-        kind,
-        original,
-        patch,
-        want: Want::Object(want),
-    }
+    Case { name, api_version, kind, original, patch, want: Want::Object(want) }
 }
 
 fn err(
@@ -49,14 +42,7 @@ fn err(
     patch: Value,
     message: &'static str,
 ) -> Case {
-    Case {
-        name,
-        api_version,
-        kind,
-        original,
-        patch,
-        want: Want::Error(message),
-    }
+    Case { name, api_version, kind, original, patch, want: Want::Error(message) }
 }
 
 fn run(cases: Vec<Case>) {
@@ -66,21 +52,13 @@ fn run(cases: Vec<Case>) {
         match (&case.want, got) {
             (Want::Object(want), Ok(got)) if *want == got => {}
             (Want::Error(fragment), Err(error)) if error.to_string().contains(fragment) => {}
-            (Want::Object(want), got) => {
-                failures.push(format!("{}:\n  want {want}\n  got  {got:?}", case.name))
+            (Want::Object(want), got) => failures.push(format!("{}:\n  want {want}\n  got  {got:?}", case.name)),
+            (Want::Error(fragment), got) => {
+                failures.push(format!("{}:\n  want error containing {fragment:?}\n  got  {got:?}", case.name))
             }
-            (Want::Error(fragment), got) => failures.push(format!(
-                "{}:\n  want error containing {fragment:?}\n  got  {got:?}",
-                case.name
-            )),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// A Deployment (or, with another kind, any pod-template workload) running `containers`.
@@ -146,11 +124,9 @@ fn services() {
                 "spec": {"$setElementOrder/ports": [{"port": 80}], "ports": [{"port": 80, "targetPort": 9090}]}
             }),
             {
-                let mut want = with_spec(
-                    json!({"ports": [{"port": 80, "targetPort": 9090, "protocol": "TCP", "name": "http"}]}),
-                );
-                want["metadata"]["annotations"]
-                    ["kubectl.kubernetes.io/last-applied-configuration"] = json!("{}");
+                let mut want =
+                    with_spec(json!({"ports": [{"port": 80, "targetPort": 9090, "protocol": "TCP", "name": "http"}]}));
+                want["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("{}");
                 want
             },
         ),
@@ -183,9 +159,7 @@ fn services() {
             "kubectl apply removes a port",
             "v1",
             "Service",
-            with_spec(
-                json!({"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}),
-            ),
+            with_spec(json!({"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]})),
             json!({"spec": {"$setElementOrder/ports": [{"port": 443}], "ports": [{"$patch": "delete", "port": 80}]}}),
             with_spec(json!({"ports": [{"port": 443, "name": "https"}]})),
         ),
@@ -298,21 +272,15 @@ fn deployments() {
                 "$setElementOrder/containers": [{"name": "web"}],
                 "containers": [{"$setElementOrder/env": [{"name": "A"}], "env": [{"$patch": "delete", "name": "X"}], "name": "web"}]
             })),
-            workload(json!([web_with(
-                json!({"env": [{"name": "A", "value": "1"}]})
-            )])),
+            workload(json!([web_with(json!({"env": [{"name": "A", "value": "1"}]}))])),
         ),
         ok(
             "removing an env var without an order list",
             "apps/v1",
             "Deployment",
             original.clone(),
-            template_patch(
-                json!({"containers": [{"name": "web", "env": [{"$patch": "delete", "name": "X"}]}]}),
-            ),
-            workload(json!([web_with(
-                json!({"env": [{"name": "A", "value": "1"}]})
-            )])),
+            template_patch(json!({"containers": [{"name": "web", "env": [{"$patch": "delete", "name": "X"}]}]})),
+            workload(json!([web_with(json!({"env": [{"name": "A", "value": "1"}]}))])),
         ),
         ok(
             "$retainKeys switches the strategy from RollingUpdate to Recreate",
@@ -365,9 +333,7 @@ fn deployments() {
             "apps/v1",
             "Deployment",
             workload(json!([web_container(), sidecar.clone()])),
-            template_patch(
-                json!({"$setElementOrder/containers": [{"name": "sidecar"}, {"name": "web"}]}),
-            ),
+            template_patch(json!({"$setElementOrder/containers": [{"name": "sidecar"}, {"name": "web"}]})),
             workload(json!([sidecar.clone(), web_container()])),
         ),
         ok(
@@ -386,9 +352,7 @@ fn deployments() {
             "apps/v1",
             "Deployment",
             workload(json!([web_container(), sidecar.clone()])),
-            template_patch(
-                json!({"containers": [{"$patch": "replace"}, {"name": "only", "image": "busybox"}]}),
-            ),
+            template_patch(json!({"containers": [{"$patch": "replace"}, {"name": "only", "image": "busybox"}]})),
             workload(json!([{"name": "only", "image": "busybox"}])),
         ),
         ok(
@@ -420,7 +384,8 @@ fn deployments() {
             "Deployment",
             {
                 let mut object = workload(json!([web_with(json!({"args": ["a", "b"]}))]));
-                object["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "k1", "operator": "Exists"}, {"key": "k2", "operator": "Exists"}]);
+                object["spec"]["template"]["spec"]["tolerations"] =
+                    json!([{"key": "k1", "operator": "Exists"}, {"key": "k2", "operator": "Exists"}]);
                 object
             },
             template_patch(
@@ -428,8 +393,7 @@ fn deployments() {
             ),
             {
                 let mut object = workload(json!([web_with(json!({"args": ["c"]}))]));
-                object["spec"]["template"]["spec"]["tolerations"] =
-                    json!([{"key": "k3", "operator": "Exists"}]);
+                object["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "k3", "operator": "Exists"}]);
                 object
             },
         ),
@@ -439,7 +403,8 @@ fn deployments() {
             "Deployment",
             {
                 let mut object = original.clone();
-                object["spec"]["template"]["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {"medium": "Memory"}}]);
+                object["spec"]["template"]["spec"]["volumes"] =
+                    json!([{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {"medium": "Memory"}}]);
                 object
             },
             template_patch(json!({
@@ -515,11 +480,8 @@ fn other_workloads() {
     patched_web["image"] = json!("nginx:2");
     let patched = workload(json!([patched_web]));
     let mut cases = Vec::new();
-    for (api_version, kind) in [
-        ("apps/v1", "ReplicaSet"),
-        ("apps/v1", "StatefulSet"),
-        ("v1", "ReplicationController"),
-    ] {
+    for (api_version, kind) in [("apps/v1", "ReplicaSet"), ("apps/v1", "StatefulSet"), ("v1", "ReplicationController")]
+    {
         cases.push(ok(
             "a template container image changes in place",
             api_version,
@@ -582,9 +544,7 @@ fn pods() {
         for (pointer, value) in changes {
             let (parent, last) = pointer.rsplit_once('/').expect("a pointer");
             match object.pointer_mut(parent).expect("parent exists") {
-                Value::Array(items) => {
-                    items[last.parse::<usize>().expect("an index")] = value.clone()
-                }
+                Value::Array(items) => items[last.parse::<usize>().expect("an index")] = value.clone(),
                 other => other[last] = value.clone(),
             }
         }
@@ -597,10 +557,7 @@ fn pods() {
             "Pod",
             pod.clone(),
             json!({"metadata": {"finalizers": ["example.com/b"]}}),
-            edit(&[(
-                "/metadata/finalizers",
-                json!(["example.com/b", "example.com/a"]),
-            )]),
+            edit(&[("/metadata/finalizers", json!(["example.com/b", "example.com/a"]))]),
         ),
         ok(
             "finalizers union skips duplicates",
@@ -616,27 +573,18 @@ fn pods() {
             "Pod",
             pod.clone(),
             json!({"metadata": {"$setElementOrder/finalizers": ["example.com/a", "example.com/b"], "finalizers": ["example.com/b"]}}),
-            edit(&[(
-                "/metadata/finalizers",
-                json!(["example.com/a", "example.com/b"]),
-            )]),
+            edit(&[("/metadata/finalizers", json!(["example.com/a", "example.com/b"]))]),
         ),
         ok(
             "$deleteFromPrimitiveList removes a finalizer",
             "v1",
             "Pod",
-            edit(&[(
-                "/metadata/finalizers",
-                json!(["example.com/a", "example.com/b", "example.com/c"]),
-            )]),
+            edit(&[("/metadata/finalizers", json!(["example.com/a", "example.com/b", "example.com/c"]))]),
             json!({"metadata": {
                 "$setElementOrder/finalizers": ["example.com/c", "example.com/a"],
                 "$deleteFromPrimitiveList/finalizers": ["example.com/b"]
             }}),
-            edit(&[(
-                "/metadata/finalizers",
-                json!(["example.com/c", "example.com/a"]),
-            )]),
+            edit(&[("/metadata/finalizers", json!(["example.com/c", "example.com/a"]))]),
         ),
         ok(
             "$deleteFromPrimitiveList of a missing value or list changes nothing",
@@ -695,10 +643,7 @@ fn pods() {
             "Pod",
             pod.clone(),
             json!({"spec": {"initContainers": [{"name": "init", "env": [{"name": "A", "value": "2"}, {"name": "B", "value": "3"}]}]}}),
-            edit(&[(
-                "/spec/initContainers/0/env",
-                json!([{"name": "A", "value": "2"}, {"name": "B", "value": "3"}]),
-            )]),
+            edit(&[("/spec/initContainers/0/env", json!([{"name": "A", "value": "2"}, {"name": "B", "value": "3"}]))]),
         ),
         ok(
             "ephemeral containers are added by name (kubectl debug)",
@@ -723,14 +668,8 @@ fn pods() {
                 "topologySpreadConstraints": [{"topologyKey": "zone", "maxSkew": 2}]
             }}),
             edit(&[
-                (
-                    "/spec/imagePullSecrets",
-                    json!([{"name": "regcred"}, {"name": "other"}]),
-                ),
-                (
-                    "/spec/hostAliases",
-                    json!([{"ip": "10.0.0.1", "hostnames": ["b"]}]),
-                ),
+                ("/spec/imagePullSecrets", json!([{"name": "regcred"}, {"name": "other"}])),
+                ("/spec/hostAliases", json!([{"ip": "10.0.0.1", "hostnames": ["b"]}])),
                 (
                     "/spec/topologySpreadConstraints",
                     json!([{"topologyKey": "zone", "maxSkew": 2, "whenUnsatisfiable": "DoNotSchedule"}]),
@@ -775,18 +714,11 @@ fn nodes_and_namespaces() {
         "status": {"phase": "Active"}
     });
     run(vec![
-        ok(
-            "kubectl cordon",
-            "v1",
-            "Node",
-            node.clone(),
-            json!({"spec": {"unschedulable": true}}),
-            {
-                let mut want = node.clone();
-                want["spec"]["unschedulable"] = json!(true);
-                want
-            },
-        ),
+        ok("kubectl cordon", "v1", "Node", node.clone(), json!({"spec": {"unschedulable": true}}), {
+            let mut want = node.clone();
+            want["spec"]["unschedulable"] = json!(true);
+            want
+        }),
         ok(
             "node heartbeat: conditions and addresses merge by type, images replaced",
             "v1",
@@ -850,7 +782,8 @@ fn nodes_and_namespaces() {
 
 #[test]
 fn data_and_plain_kinds() {
-    let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+    let config_map =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque", "data": {"u": "YQ=="}});
     let service_account = json!({
         "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"},
@@ -915,8 +848,7 @@ fn data_and_plain_kinds() {
             json!({"endpoints": [{"addresses": ["10.0.0.2"], "conditions": {"ready": true}}]}),
             {
                 let mut want = slice.clone();
-                want["endpoints"] =
-                    json!([{"addresses": ["10.0.0.2"], "conditions": {"ready": true}}]);
+                want["endpoints"] = json!([{"addresses": ["10.0.0.2"], "conditions": {"ready": true}}]);
                 want
             },
         ),
@@ -978,8 +910,7 @@ fn data_and_plain_kinds() {
 
 #[test]
 fn map_directives() {
-    let original =
-        json!({"metadata": {"name": "c", "labels": {"a": "1", "b": "2"}}, "data": {"k": "v"}});
+    let original = json!({"metadata": {"name": "c", "labels": {"a": "1", "b": "2"}}, "data": {"k": "v"}});
     run(vec![
         ok(
             "$patch: replace on a map replaces it",
@@ -1058,7 +989,8 @@ fn map_directives() {
 
 #[test]
 fn malformed_patches_are_refused() {
-    let pod = json!({"spec": {"containers": [{"name": "a", "env": [{"name": "E"}]}]}, "metadata": {"finalizers": ["f"]}});
+    let pod =
+        json!({"spec": {"containers": [{"name": "a", "env": [{"name": "E"}]}]}, "metadata": {"finalizers": ["f"]}});
     let deployment = workload(json!([web_container()]));
     run(vec![
         err(
@@ -1141,14 +1073,7 @@ fn malformed_patches_are_refused() {
             json!({"metadata": {"finalizers": [{"a": 1}]}}),
             "list element types are not identical at metadata.finalizers",
         ),
-        err(
-            "lists of lists",
-            "v1",
-            "Pod",
-            pod.clone(),
-            json!({"metadata": {"finalizers": [["x"]]}}),
-            "lists of lists",
-        ),
+        err("lists of lists", "v1", "Pod", pod.clone(), json!({"metadata": {"finalizers": [["x"]]}}), "lists of lists"),
         err(
             "$retainKeys that is not a list",
             "apps/v1",
@@ -1216,14 +1141,7 @@ fn malformed_patches_are_refused() {
             json!(["x"]),
             "invalid patch: the patch must be a JSON object",
         ),
-        err(
-            "an original that is not an object",
-            "v1",
-            "Pod",
-            json!("x"),
-            json!({}),
-            "not a JSON object",
-        ),
+        err("an original that is not an object", "v1", "Pod", json!("x"), json!({}), "not a JSON object"),
         err(
             "not an object for an unknown kind either",
             "example.com/v1",
@@ -1340,27 +1258,19 @@ fn upstream_ordering_cases() {
             "merging into duplicate keys touches the first",
             "v1",
             "Pod",
-            pod(
-                json!([{"name": "1"}, {"name": "2", "value": "dup1"}, {"name": "2", "value": "dup2"}]),
-            ),
+            pod(json!([{"name": "1"}, {"name": "2", "value": "dup1"}, {"name": "2", "value": "dup2"}])),
             json!({"spec": {"containers": [{"name": "2", "image": "x"}]}}),
-            pod(
-                json!([{"name": "1"}, {"name": "2", "value": "dup1", "image": "x"}, {"name": "2", "value": "dup2"}]),
-            ),
+            pod(json!([{"name": "1"}, {"name": "2", "value": "dup1", "image": "x"}, {"name": "2", "value": "dup2"}])),
         ),
     ]);
 }
 
 #[test]
 fn key_order_of_maps_is_preserved_and_new_keys_appended() {
-    let original = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"z": "1", "a": "2"}});
-    let patched = apply_patch(
-        "v1",
-        "ConfigMap",
-        &original,
-        &json!({"data": {"m": "3", "z": "0"}}),
-    )
-    .expect("patch applies");
+    let original =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"z": "1", "a": "2"}});
+    let patched =
+        apply_patch("v1", "ConfigMap", &original, &json!({"data": {"m": "3", "z": "0"}})).expect("patch applies");
     assert_eq!(
         serde_json::to_string(&patched).expect("serializes"),
         r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"z":"0","a":"2","m":"3"}}"#
@@ -1379,24 +1289,10 @@ fn the_inputs_are_not_modified() {
 
 #[test]
 fn errors_are_client_errors_with_readable_messages() {
-    let error = apply_patch(
-        "v1",
-        "Pod",
-        &json!({"spec": {}}),
-        &json!({"spec": {"$patch": 7}}),
-    )
-    .expect_err("a numeric $patch is refused");
-    assert_eq!(
-        error,
-        PatchError::UnknownDirective {
-            path: "spec".into(),
-            directive: "7".into()
-        }
-    );
-    assert_eq!(
-        error.to_string(),
-        "invalid patch: unknown patch type 7 in map at spec"
-    );
+    let error = apply_patch("v1", "Pod", &json!({"spec": {}}), &json!({"spec": {"$patch": 7}}))
+        .expect_err("a numeric $patch is refused");
+    assert_eq!(error, PatchError::UnknownDirective { path: "spec".into(), directive: "7".into() });
+    assert_eq!(error.to_string(), "invalid patch: unknown patch type 7 in map at spec");
 }
 
 /// Odd values in every directive and list position must give a result or an
@@ -1439,8 +1335,7 @@ fn odd_shapes_never_panic() {
             for value in &odd {
                 let mut spec = serde_json::Map::new();
                 spec.insert(key.to_owned(), value.clone());
-                let patch =
-                    json!({"spec": Value::Object(spec.clone()), "metadata": Value::Object(spec)});
+                let patch = json!({"spec": Value::Object(spec.clone()), "metadata": Value::Object(spec)});
                 let _ = apply_patch("v1", "Pod", original, &patch);
             }
         }

@@ -31,13 +31,25 @@ impl ApiClient {
             .expect("TLS versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_max_idle_per_host(1);
-        ApiClient { client: builder.build(connector), base: format!("https://{}", server.address), token: server.token() }
+        ApiClient {
+            client: builder.build(connector),
+            base: format!("https://{}", server.address),
+            token: server.token(),
+        }
     }
 
-    fn request(&self, method: &str, path: &str, content_type: &str, body: Bytes, accept: Option<&str>) -> http::Request<Full<Bytes>> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+        accept: Option<&str>,
+    ) -> http::Request<Full<Bytes>> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -54,8 +66,16 @@ impl ApiClient {
         self.send_with(method, path, "application/json", body.map(Bytes::from).unwrap_or_default(), None).await
     }
 
-    pub async fn send_with(&self, method: &str, path: &str, content_type: &str, body: Bytes, accept: Option<&str>) -> (u16, Bytes) {
-        let response = self.client.request(self.request(method, path, content_type, body, accept)).await.expect("request sent");
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+        accept: Option<&str>,
+    ) -> (u16, Bytes) {
+        let response =
+            self.client.request(self.request(method, path, content_type, body, accept)).await.expect("request sent");
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         (status, bytes)
@@ -63,7 +83,11 @@ impl ApiClient {
 
     /// Opens a streaming GET (a watch) and returns its body.
     pub async fn stream(&self, path: &str) -> hyper::body::Incoming {
-        let response = self.client.request(self.request("GET", path, "application/json", Bytes::new(), None)).await.expect("stream opened");
+        let response = self
+            .client
+            .request(self.request("GET", path, "application/json", Bytes::new(), None))
+            .await
+            .expect("stream opened");
         response.into_body()
     }
 }

@@ -161,7 +161,10 @@ impl tower::Service<Request<kube::client::Body>> for PartitionedService {
                 let _ = cut.wait_for(|cut| *cut).await;
             };
             let (parts, body) = response.into_parts();
-            let frames = body.into_data_stream().map(|data| data.map(http_body::Frame::data).map_err(BoxError::from)).take_until(broken);
+            let frames = body
+                .into_data_stream()
+                .map(|data| data.map(http_body::Frame::data).map_err(BoxError::from))
+                .take_until(broken);
             Ok(Response::from_parts(parts, StreamBody::new(frames).boxed_unsync()))
         })
     }

@@ -44,7 +44,10 @@ impl NetworkNamespace {
         let status = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
         assert!(status.success(), "ip netns add {name} failed");
         let namespace = NetworkNamespace { name };
-        let up = Command::new("ip").args(["netns", "exec", &namespace.name, "ip", "link", "set", "lo", "up"]).status().expect("ip link");
+        let up = Command::new("ip")
+            .args(["netns", "exec", &namespace.name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .expect("ip link");
         assert!(up.success());
         namespace
     }
@@ -135,7 +138,8 @@ impl Frontdoor {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let netns = self.netns.as_ref().map(|n| n.name.clone());
-        let (child, address, startup) = spawn(&self.binary, self.dir.path(), &self.address.clone(), &self.flags, netns.as_deref());
+        let (child, address, startup) =
+            spawn(&self.binary, self.dir.path(), &self.address.clone(), &self.flags, netns.as_deref());
         self.child = child;
         self.address = address;
         self.startup = startup;
@@ -192,7 +196,11 @@ impl Frontdoor {
     /// Runs kubectl expecting failure; returns stderr.
     pub fn kubectl_err(&self, version: &str, args: &[&str]) -> String {
         let output = self.kubectl(version, args);
-        assert!(!output.status.success(), "kubectl {version} {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&output.stdout));
+        assert!(
+            !output.status.success(),
+            "kubectl {version} {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
@@ -216,10 +224,13 @@ impl Frontdoor {
     pub fn curl(&self, method: &str, path: &str, content_type: &str, body: Option<&str>) -> (u16, String) {
         let url = format!("https://{}{path}", self.address);
         let mut command = self.command("curl");
-        command
-            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
-            .arg(self.ca_path())
-            .args(["-H", &format!("Authorization: Bearer {}", self.token()), "-X", method, &url]);
+        command.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"]).arg(self.ca_path()).args([
+            "-H",
+            &format!("Authorization: Bearer {}", self.token()),
+            "-X",
+            method,
+            &url,
+        ]);
         if let Some(body) = body {
             command.args(["-H", &format!("Content-Type: {content_type}"), "--data-binary", body]);
         }

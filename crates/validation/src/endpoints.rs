@@ -7,7 +7,6 @@ use crate::formats;
 use crate::json as j;
 use crate::{dedup, FieldError};
 
-
 /// Validates an Endpoints object's `subsets`; `old` changes nothing (node names may change).
 pub fn validate(endpoints: &Value, _old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -16,27 +15,17 @@ pub fn validate(endpoints: &Value, _old: Option<&Value>) -> Vec<FieldError> {
         let addresses = j::array(subset, "addresses");
         let not_ready = j::array(subset, "notReadyAddresses");
         if addresses.is_empty() && not_ready.is_empty() {
-            errs.push(FieldError::required(
-                path.as_str(),
-                "must specify `addresses` or `notReadyAddresses`",
-            ));
+            errs.push(FieldError::required(path.as_str(), "must specify `addresses` or `notReadyAddresses`"));
         }
         for (k, address) in addresses.iter().enumerate() {
             errs.extend(validate_address(address, &format!("{path}.addresses[{k}]")));
         }
         for (k, address) in not_ready.iter().enumerate() {
-            errs.extend(validate_address(
-                address,
-                &format!("{path}.notReadyAddresses[{k}]"),
-            ));
+            errs.extend(validate_address(address, &format!("{path}.notReadyAddresses[{k}]")));
         }
         let ports = j::array(subset, "ports");
         for (k, port) in ports.iter().enumerate() {
-            errs.extend(validate_port(
-                port,
-                ports.len() > 1,
-                &format!("{path}.ports[{k}]"),
-            ));
+            errs.extend(validate_port(port, ports.len() > 1, &format!("{path}.ports[{k}]")));
         }
     }
     dedup(errs)
@@ -49,18 +38,10 @@ fn validate_address(address: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = formats::valid_ip(&ip_path, ip);
     let hostname = j::str_or_empty(address, "hostname");
     if !hostname.is_empty() {
-        errs.extend(formats::invalid_each(
-            &format!("{path}.hostname"),
-            hostname,
-            formats::dns1123_label(hostname),
-        ));
+        errs.extend(formats::invalid_each(&format!("{path}.hostname"), hostname, formats::dns1123_label(hostname)));
     }
     if let Some(node) = j::opt_str(address, "nodeName") {
-        errs.extend(formats::invalid_each(
-            &format!("{path}.nodeName"),
-            node,
-            formats::dns1123_subdomain(node),
-        ));
+        errs.extend(formats::invalid_each(&format!("{path}.nodeName"), node, formats::dns1123_subdomain(node)));
     }
     errs.extend(formats::non_special_ip(&ip_path, ip));
     errs
@@ -73,19 +54,11 @@ fn validate_port(port: &Value, require_name: bool, path: &str) -> Vec<FieldError
     if require_name && name.is_empty() {
         errs.push(FieldError::required(format!("{path}.name"), ""));
     } else if !name.is_empty() {
-        errs.extend(formats::invalid_each(
-            &format!("{path}.name"),
-            name,
-            formats::dns1123_label(name),
-        ));
+        errs.extend(formats::invalid_each(&format!("{path}.name"), name, formats::dns1123_label(name)));
     }
     let number = j::int_or_zero(port, "port");
     for msg in formats::port_num(number) {
-        errs.push(FieldError::invalid(
-            format!("{path}.port"),
-            number.to_string(),
-            &msg,
-        ));
+        errs.push(FieldError::invalid(format!("{path}.port"), number.to_string(), &msg));
     }
     let protocol = match j::str_or_empty(port, "protocol") {
         "" => "TCP",
@@ -157,14 +130,9 @@ mod tests {
             ),
         ];
         for (name, object, want) in cases {
-            let got: Vec<(String, String)> = validate(&object, None)
-                .into_iter()
-                .map(|e| (e.field, e.message))
-                .collect();
-            let want: Vec<(String, String)> = want
-                .iter()
-                .map(|(f, m)| (f.to_string(), m.to_string()))
-                .collect();
+            let got: Vec<(String, String)> =
+                validate(&object, None).into_iter().map(|e| (e.field, e.message)).collect();
+            let want: Vec<(String, String)> = want.iter().map(|(f, m)| (f.to_string(), m.to_string())).collect();
             assert_eq!(got, want, "case {name}");
         }
     }

@@ -25,24 +25,13 @@ pub fn validate(slice: &Value, old: Option<&Value>) -> Vec<FieldError> {
     if address_type.is_empty() {
         errs.push(FieldError::required("addressType", ""));
     } else if !ADDRESS_TYPES.contains(&address_type) {
-        errs.push(FieldError::not_supported(
-            "addressType",
-            quote(address_type),
-            ADDRESS_TYPES,
-        ));
+        errs.push(FieldError::not_supported("addressType", quote(address_type), ADDRESS_TYPES));
     }
-    errs.extend(validate_endpoints(
-        j::array(slice, "endpoints"),
-        address_type,
-    ));
+    errs.extend(validate_endpoints(j::array(slice, "endpoints"), address_type));
     errs.extend(validate_ports(j::array(slice, "ports")));
     if let Some(old) = old {
         if j::str_or_empty(old, "addressType") != address_type {
-            errs.push(FieldError::invalid(
-                "addressType",
-                quote(address_type),
-                FIELD_IMMUTABLE,
-            ));
+            errs.push(FieldError::invalid("addressType", quote(address_type), FIELD_IMMUTABLE));
         }
     }
     dedup(errs)
@@ -50,11 +39,7 @@ pub fn validate(slice: &Value, old: Option<&Value>) -> Vec<FieldError> {
 
 fn validate_endpoints(endpoints: &[Value], address_type: &str) -> Vec<FieldError> {
     if endpoints.len() > MAX_ENDPOINTS {
-        return vec![FieldError::too_many(
-            "endpoints",
-            endpoints.len(),
-            MAX_ENDPOINTS,
-        )];
+        return vec![FieldError::too_many("endpoints", endpoints.len(), MAX_ENDPOINTS)];
     }
     let mut errs = Vec::new();
     for (i, endpoint) in endpoints.iter().enumerate() {
@@ -62,27 +47,16 @@ fn validate_endpoints(endpoints: &[Value], address_type: &str) -> Vec<FieldError
         let addresses_path = format!("{path}.addresses");
         let addresses = j::array(endpoint, "addresses");
         if addresses.is_empty() {
-            errs.push(FieldError::required(
-                addresses_path.as_str(),
-                "must contain at least 1 address",
-            ));
+            errs.push(FieldError::required(addresses_path.as_str(), "must contain at least 1 address"));
         } else if addresses.len() > MAX_ADDRESSES {
-            errs.push(FieldError::too_many(
-                addresses_path.as_str(),
-                addresses.len(),
-                MAX_ADDRESSES,
-            ));
+            errs.push(FieldError::too_many(addresses_path.as_str(), addresses.len(), MAX_ADDRESSES));
         }
         for (k, address) in addresses.iter().enumerate() {
             let address = address.as_str().unwrap_or("");
             let address_path = format!("{addresses_path}[{k}]");
             match address_type {
                 "IPv4" | "IPv6" => {
-                    errs.extend(formats::valid_ip_of_family(
-                        &address_path,
-                        address,
-                        address_type == "IPv6",
-                    ));
+                    errs.extend(formats::valid_ip_of_family(&address_path, address, address_type == "IPv6"));
                     errs.extend(formats::non_special_ip(&address_path, address));
                 }
                 "FQDN" => errs.extend(formats::fully_qualified_domain_name(&address_path, address)),
@@ -90,28 +64,16 @@ fn validate_endpoints(endpoints: &[Value], address_type: &str) -> Vec<FieldError
             }
         }
         if let Some(node) = j::opt_str(endpoint, "nodeName") {
-            errs.extend(formats::invalid_each(
-                &format!("{path}.nodeName"),
-                node,
-                formats::dns1123_subdomain(node),
-            ));
+            errs.extend(formats::invalid_each(&format!("{path}.nodeName"), node, formats::dns1123_subdomain(node)));
         }
         let topology_path = format!("{path}.deprecatedTopology");
         let topology = j::string_map(endpoint, "deprecatedTopology");
         if topology.len() > MAX_TOPOLOGY_LABELS {
-            errs.push(FieldError::too_many(
-                topology_path.as_str(),
-                topology.len(),
-                MAX_TOPOLOGY_LABELS,
-            ));
+            errs.push(FieldError::too_many(topology_path.as_str(), topology.len(), MAX_TOPOLOGY_LABELS));
         }
         errs.extend(formats::labels(&topology, &topology_path));
         if let Some(hostname) = j::opt_str(endpoint, "hostname") {
-            errs.extend(formats::invalid_each(
-                &format!("{path}.hostname"),
-                hostname,
-                formats::dns1123_label(hostname),
-            ));
+            errs.extend(formats::invalid_each(&format!("{path}.hostname"), hostname, formats::dns1123_label(hostname)));
         }
         if let Some(hints) = endpoint.get("hints").filter(|h| h.is_object()) {
             errs.extend(validate_hints(hints, &format!("{path}.hints")));
@@ -124,11 +86,7 @@ fn validate_hints(hints: &Value, path: &str) -> Vec<FieldError> {
     let zones_path = format!("{path}.forZones");
     let zones = j::array(hints, "forZones");
     if zones.len() > MAX_ZONE_HINTS {
-        return vec![FieldError::too_many(
-            zones_path,
-            zones.len(),
-            MAX_ZONE_HINTS,
-        )];
+        return vec![FieldError::too_many(zones_path, zones.len(), MAX_ZONE_HINTS)];
     }
     let mut errs = Vec::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
@@ -138,11 +96,7 @@ fn validate_hints(hints: &Value, path: &str) -> Vec<FieldError> {
         if !seen.insert(name) {
             errs.push(FieldError::duplicate(name_path.as_str(), quote(name)));
         }
-        errs.extend(formats::invalid_each(
-            &name_path,
-            name,
-            formats::label_value(name),
-        ));
+        errs.extend(formats::invalid_each(&name_path, name, formats::label_value(name)));
     }
     errs
 }
@@ -157,11 +111,7 @@ fn validate_ports(ports: &[Value]) -> Vec<FieldError> {
         let path = format!("ports[{i}]");
         let name = j::str_or_empty(port, "name");
         if !name.is_empty() {
-            errs.extend(formats::invalid_each(
-                &format!("{path}.name"),
-                name,
-                formats::dns1123_label(name),
-            ));
+            errs.extend(formats::invalid_each(&format!("{path}.name"), name, formats::dns1123_label(name)));
         }
         if !names.insert(name) {
             errs.push(FieldError::duplicate(format!("{path}.name"), quote(name)));
@@ -187,17 +137,13 @@ mod tests {
     }
 
     fn errors(object: &Value, old: Option<&Value>) -> Vec<(String, String)> {
-        validate(object, old)
-            .into_iter()
-            .map(|e| (e.field, e.message))
-            .collect()
+        validate(object, old).into_iter().map(|e| (e.field, e.message)).collect()
     }
 
     #[test]
     fn rules() {
-        let many: Vec<Value> = (0..1001)
-            .map(|i| json!({"addresses": [format!("10.0.{}.{}", i / 250, i % 250 + 1)]}))
-            .collect();
+        let many: Vec<Value> =
+            (0..1001).map(|i| json!({"addresses": [format!("10.0.{}.{}", i / 250, i % 250 + 1)]})).collect();
         let cases: Vec<(&str, Value, Want)> = vec![
             (
                 "valid IPv4",
@@ -266,10 +212,7 @@ mod tests {
             ),
         ];
         for (name, object, want) in cases {
-            let want: Vec<(String, String)> = want
-                .iter()
-                .map(|(f, m)| (f.to_string(), m.to_string()))
-                .collect();
+            let want: Vec<(String, String)> = want.iter().map(|(f, m)| (f.to_string(), m.to_string())).collect();
             assert_eq!(errors(&object, None), want, "case {name}");
         }
     }
@@ -280,10 +223,7 @@ mod tests {
         let new = slice("IPv6", json!([]), json!([]));
         assert_eq!(
             errors(&new, Some(&old)),
-            [(
-                "addressType".to_string(),
-                "Invalid value: \"IPv6\": field is immutable".to_string()
-            )]
+            [("addressType".to_string(), "Invalid value: \"IPv6\": field is immutable".to_string())]
         );
         assert!(errors(&old, Some(&old)).is_empty());
     }

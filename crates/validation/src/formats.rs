@@ -5,11 +5,9 @@
 use crate::FieldError;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
-const WILDCARD_SUBDOMAIN_FMT: &str =
-    "\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const WILDCARD_SUBDOMAIN_FMT: &str = "\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const LABEL_KEY_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const HTTP_PATH_FMT: &str = "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+";
@@ -18,7 +16,8 @@ const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lowe
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const WILDCARD_SUBDOMAIN_MSG: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character";
-const LABEL_KEY_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const LABEL_KEY_MSG: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 
 pub(crate) const IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
@@ -77,11 +76,7 @@ pub(crate) fn dns1123_label(value: &str) -> Vec<String> {
         if matches_dns1123_subdomain(value) {
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(
-                DNS1123_LABEL_MSG,
-                DNS1123_LABEL_FMT,
-                &["my-name", "123-abc"],
-            ));
+            errs.push(regex_error(DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
         }
     }
     errs
@@ -93,11 +88,7 @@ pub(crate) fn dns1123_subdomain(value: &str) -> Vec<String> {
         errs.push(max_len_error(253));
     }
     if !matches_dns1123_subdomain(value) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_MSG,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -108,11 +99,7 @@ pub(crate) fn dns1035_label(value: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !(matches_dns1123_label(value) && value.as_bytes()[0].is_ascii_lowercase()) {
-        errs.push(regex_error(
-            DNS1035_LABEL_MSG,
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
+        errs.push(regex_error(DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
     }
     errs
 }
@@ -122,15 +109,8 @@ pub(crate) fn wildcard_dns1123_subdomain(value: &str) -> Vec<String> {
     if value.len() > 253 {
         errs.push(max_len_error(253));
     }
-    if !value
-        .strip_prefix("*.")
-        .is_some_and(matches_dns1123_subdomain)
-    {
-        errs.push(regex_error(
-            WILDCARD_SUBDOMAIN_MSG,
-            WILDCARD_SUBDOMAIN_FMT,
-            &["*.example.com"],
-        ));
+    if !value.strip_prefix("*.").is_some_and(matches_dns1123_subdomain) {
+        errs.push(regex_error(WILDCARD_SUBDOMAIN_MSG, WILDCARD_SUBDOMAIN_FMT, &["*.example.com"]));
     }
     errs
 }
@@ -141,8 +121,7 @@ fn matches_label_key_name(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// `IsQualifiedName` / `IsLabelKey`: `[prefix/]name`.
@@ -155,11 +134,7 @@ pub(crate) fn qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(
-                    dns1123_subdomain(prefix)
-                        .into_iter()
-                        .map(|m| format!("prefix part {m}")),
-                );
+                errs.extend(dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }
@@ -179,11 +154,7 @@ pub(crate) fn qualified_name(value: &str) -> Vec<String> {
     if !matches_label_key_name(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                LABEL_KEY_MSG,
-                LABEL_KEY_FMT,
-                &["MyName", "my.name", "123-abc"]
-            )
+            regex_error(LABEL_KEY_MSG, LABEL_KEY_FMT, &["MyName", "my.name", "123-abc"])
         ));
     }
     errs
@@ -195,11 +166,7 @@ pub(crate) fn label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !value.is_empty() && !matches_label_key_name(value) {
-        errs.push(regex_error(
-            LABEL_VALUE_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -232,8 +199,9 @@ pub(crate) const SUPPORTED_PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 
 /// `<path>.protocol: Unsupported value` unless `protocol` is one of [`SUPPORTED_PROTOCOLS`].
 pub(crate) fn supported_protocol(path: &str, protocol: &str) -> Option<FieldError> {
-    (!SUPPORTED_PROTOCOLS.contains(&protocol))
-        .then(|| FieldError::not_supported(format!("{path}.protocol"), crate::gofmt::quote(protocol), SUPPORTED_PROTOCOLS))
+    (!SUPPORTED_PROTOCOLS.contains(&protocol)).then(|| {
+        FieldError::not_supported(format!("{path}.protocol"), crate::gofmt::quote(protocol), SUPPORTED_PROTOCOLS)
+    })
 }
 
 /// `<path>.appProtocol` must be a qualified name when set.
@@ -248,9 +216,7 @@ pub(crate) fn port_name(port: &str) -> Vec<String> {
     }
     let b = port.as_bytes();
     if b.is_empty() || !b.iter().all(|&c| is_lower_alnum(c) || c == b'-') {
-        errs.push(
-            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
-        );
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     }
     if !b.iter().any(u8::is_ascii_lowercase) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -269,11 +235,7 @@ pub(crate) fn path_segment_name(name: &str) -> Vec<String> {
     if name == "." || name == ".." {
         return vec![format!("may not be '{name}'")];
     }
-    ["/", "%"]
-        .iter()
-        .filter(|bad| name.contains(**bad))
-        .map(|bad| format!("may not contain '{bad}'"))
-        .collect()
+    ["/", "%"].iter().filter(|bad| name.contains(**bad)).map(|bad| format!("may not contain '{bad}'")).collect()
 }
 
 /// `IsFullyQualifiedDomainName` (a trailing dot allowed, at least two labels).
@@ -284,11 +246,7 @@ pub(crate) fn fully_qualified_domain_name(path: &str, name: &str) -> Vec<FieldEr
     let name = name.strip_suffix('.').unwrap_or(name);
     let errs = dns1123_subdomain(name);
     if !errs.is_empty() {
-        return vec![FieldError::invalid(
-            path,
-            crate::gofmt::quote(name),
-            &errs.join(","),
-        )];
+        return vec![FieldError::invalid(path, crate::gofmt::quote(name), &errs.join(","))];
     }
     if name.split('.').count() < 2 {
         return vec![FieldError::invalid(
@@ -300,11 +258,7 @@ pub(crate) fn fully_qualified_domain_name(path: &str, name: &str) -> Vec<FieldEr
     for label in name.split('.') {
         let errs = dns1123_label(label);
         if !errs.is_empty() {
-            return vec![FieldError::invalid(
-                path,
-                crate::gofmt::quote(label),
-                &errs.join(","),
-            )];
+            return vec![FieldError::invalid(path, crate::gofmt::quote(label), &errs.join(","))];
         }
     }
     Vec::new()
@@ -315,23 +269,16 @@ pub(crate) fn domain_prefixed_path(path: &str, value: &str) -> Vec<FieldError> {
     if value.is_empty() {
         return vec![FieldError::required(path, "")];
     }
-    let Some((host, rest)) = value
-        .split_once('/')
-        .filter(|(h, r)| !h.is_empty() && !r.is_empty())
-    else {
+    let Some((host, rest)) = value.split_once('/').filter(|(h, r)| !h.is_empty() && !r.is_empty()) else {
         return vec![FieldError::invalid(
             path,
             crate::gofmt::quote(value),
             "must be a domain-prefixed path (such as \"acme.io/foo\")",
         )];
     };
-    let mut errs: Vec<FieldError> = dns1123_subdomain(host)
-        .into_iter()
-        .map(|m| FieldError::invalid(path, crate::gofmt::quote(host), &m))
-        .collect();
-    let ok = rest
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&c));
+    let mut errs: Vec<FieldError> =
+        dns1123_subdomain(host).into_iter().map(|m| FieldError::invalid(path, crate::gofmt::quote(host), &m)).collect();
+    let ok = rest.bytes().all(|c| c.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&c));
     if !ok {
         errs.push(FieldError::invalid(
             path,
@@ -379,11 +326,7 @@ fn parse_ipv6_sloppy(s: &str) -> Option<[u8; 16]> {
     let text = if s.contains('.') {
         let (head, tail) = s.rsplit_once(':')?;
         let v4 = parse_ipv4_sloppy(tail)?;
-        rewritten = format!(
-            "{head}:{:x}:{:x}",
-            u16::from_be_bytes([v4[0], v4[1]]),
-            u16::from_be_bytes([v4[2], v4[3]])
-        );
+        rewritten = format!("{head}:{:x}:{:x}", u16::from_be_bytes([v4[0], v4[1]]), u16::from_be_bytes([v4[2], v4[3]]));
         rewritten.as_str()
     } else {
         s
@@ -417,11 +360,7 @@ pub(crate) fn valid_ip(path: &str, value: &str) -> Vec<FieldError> {
     if parse_ip(value).is_some() {
         Vec::new()
     } else {
-        vec![FieldError::invalid(
-            path,
-            crate::gofmt::quote(value),
-            IP_MSG,
-        )]
+        vec![FieldError::invalid(path, crate::gofmt::quote(value), IP_MSG)]
     }
 }
 
@@ -435,11 +374,7 @@ pub(crate) fn valid_ip_of_family(path: &str, value: &str, v6: bool) -> Vec<Field
     if ok {
         Vec::new()
     } else {
-        let msg = if v6 {
-            "must be a valid IPv6 address"
-        } else {
-            "must be a valid IPv4 address"
-        };
+        let msg = if v6 { "must be a valid IPv6 address" } else { "must be a valid IPv4 address" };
         vec![FieldError::invalid(path, crate::gofmt::quote(value), msg)]
     }
 }
@@ -451,12 +386,7 @@ pub(crate) fn non_special_ip(path: &str, value: &str) -> Vec<FieldError> {
         return vec![FieldError::invalid(path, q, "must be a valid IP address")];
     };
     let (unspecified, loopback, link_local, link_local_multicast) = match ip {
-        Ip::V4(a) => (
-            a == [0; 4],
-            a[0] == 127,
-            a[0] == 169 && a[1] == 254,
-            a[0] == 224 && a[1] == 0 && a[2] == 0,
-        ),
+        Ip::V4(a) => (a == [0; 4], a[0] == 127, a[0] == 169 && a[1] == 254, a[0] == 224 && a[1] == 0 && a[2] == 0),
         Ip::V6(a) => (
             a == [0; 16],
             a[..15].iter().all(|b| *b == 0) && a[15] == 1,
@@ -466,18 +396,10 @@ pub(crate) fn non_special_ip(path: &str, value: &str) -> Vec<FieldError> {
     };
     let mut errs = Vec::new();
     if unspecified {
-        errs.push(FieldError::invalid(
-            path,
-            q.clone(),
-            &format!("may not be unspecified ({value})"),
-        ));
+        errs.push(FieldError::invalid(path, q.clone(), &format!("may not be unspecified ({value})")));
     }
     if loopback {
-        errs.push(FieldError::invalid(
-            path,
-            q.clone(),
-            "may not be in the loopback range (127.0.0.0/8, ::1/128)",
-        ));
+        errs.push(FieldError::invalid(path, q.clone(), "may not be in the loopback range (127.0.0.0/8, ::1/128)"));
     }
     if link_local {
         errs.push(FieldError::invalid(
@@ -517,20 +439,14 @@ pub(crate) fn valid_cidr(path: &str, value: &str) -> Vec<FieldError> {
     if is_cidr(value) {
         Vec::new()
     } else {
-        vec![FieldError::invalid(
-            path,
-            crate::gofmt::quote(value),
-            CIDR_MSG,
-        )]
+        vec![FieldError::invalid(path, crate::gofmt::quote(value), CIDR_MSG)]
     }
 }
 
 /// Reports each message as `field.Invalid(path, quoted value, msg)`.
 pub(crate) fn invalid_each(path: &str, value: &str, msgs: Vec<String>) -> Vec<FieldError> {
     let q = crate::gofmt::quote(value);
-    msgs.into_iter()
-        .map(|m| FieldError::invalid(path, q.clone(), &m))
-        .collect()
+    msgs.into_iter().map(|m| FieldError::invalid(path, q.clone(), &m)).collect()
 }
 
 #[cfg(test)]
@@ -552,13 +468,12 @@ mod tests {
         for (input, want) in label_cases {
             assert_eq!(dns1123_label(input), *want, "{input:?}");
         }
-        assert_eq!(
-            dns1123_label(&"a".repeat(64)),
-            ["must be no more than 63 characters"]
-        );
+        assert_eq!(dns1123_label(&"a".repeat(64)), ["must be no more than 63 characters"]);
         assert!(dns1123_subdomain("db.example.com").is_empty());
         assert_eq!(dns1123_subdomain("bad_name").len(), 1);
-        assert!(dns1123_subdomain("bad_name")[0].ends_with("regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"));
+        assert!(dns1123_subdomain("bad_name")[0].ends_with(
+            "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        ));
         assert!(dns1035_label("web").is_empty());
         assert_eq!(dns1035_label("1web")[0], "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')");
         assert!(wildcard_dns1123_subdomain("*.example.com").is_empty());
@@ -574,21 +489,9 @@ mod tests {
         assert!(qualified_name("a/b/c")[0].starts_with("a valid label key must consist of"));
         assert_eq!(qualified_name("bad name")[0], "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')");
         assert!(port_name("http").is_empty());
-        assert_eq!(
-            port_name("8080"),
-            ["must contain at least one letter (a-z)"]
-        );
-        assert_eq!(
-            port_name("-a--b"),
-            [
-                "must not contain consecutive hyphens",
-                "must not begin or end with a hyphen"
-            ]
-        );
-        assert_eq!(
-            port_name("averyveryverylongname"),
-            ["must be no more than 15 characters"]
-        );
+        assert_eq!(port_name("8080"), ["must contain at least one letter (a-z)"]);
+        assert_eq!(port_name("-a--b"), ["must not contain consecutive hyphens", "must not begin or end with a hyphen"]);
+        assert_eq!(port_name("averyveryverylongname"), ["must be no more than 15 characters"]);
         assert_eq!(port_num(0), ["must be between 1 and 65535, inclusive"]);
         assert!(port_num(65535).is_empty());
     }
@@ -599,81 +502,54 @@ mod tests {
         assert_eq!(parse_ip("010.000.000.001"), Some(Ip::V4([10, 0, 0, 1])));
         assert_eq!(parse_ip("::ffff:1.2.3.4"), Some(Ip::V4([1, 2, 3, 4])));
         assert_eq!(ip_family("fd00::10"), Some("IPv6"));
-        for bad in [
-            "",
-            "None",
-            "256.0.0.1",
-            "1.2.3",
-            "1.2.3.4.5",
-            "1.2.3.4%eth0",
-            "fe80::1%eth0",
-            "1.2.3.4/32",
-            " 1.2.3.4",
-        ] {
+        for bad in
+            ["", "None", "256.0.0.1", "1.2.3", "1.2.3.4.5", "1.2.3.4%eth0", "fe80::1%eth0", "1.2.3.4/32", " 1.2.3.4"]
+        {
             assert_eq!(parse_ip(bad), None, "{bad:?}");
         }
-        for ok in [
-            "10.0.0.0/8",
-            "0.0.0.0/0",
-            "2001:db8::/64",
-            "10.1.2.3/32",
-            "010.0.0.0/08",
-        ] {
+        for ok in ["10.0.0.0/8", "0.0.0.0/0", "2001:db8::/64", "10.1.2.3/32", "010.0.0.0/08"] {
             assert!(is_cidr(ok), "{ok:?}");
         }
-        for bad in [
-            "10.0.0.0",
-            "10.0.0.0/33",
-            "2001:db8::/129",
-            "10.0.0.0/",
-            "/8",
-            "10.0.0.0/-1",
-            "x/8",
-        ] {
+        for bad in ["10.0.0.0", "10.0.0.0/33", "2001:db8::/129", "10.0.0.0/", "/8", "10.0.0.0/-1", "x/8"] {
             assert!(!is_cidr(bad), "{bad:?}");
         }
-        let special = |ip: &str| {
-            non_special_ip("p", ip)
-                .into_iter()
-                .map(|e| e.message)
-                .collect::<Vec<_>>()
-        };
+        let special = |ip: &str| non_special_ip("p", ip).into_iter().map(|e| e.message).collect::<Vec<_>>();
         assert!(special("10.1.2.3").is_empty());
+        assert_eq!(special("0.0.0.0"), ["Invalid value: \"0.0.0.0\": may not be unspecified (0.0.0.0)"]);
         assert_eq!(
-            special("0.0.0.0"),
-            ["Invalid value: \"0.0.0.0\": may not be unspecified (0.0.0.0)"]
+            special("127.0.0.1"),
+            ["Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)"]
         );
-        assert_eq!(special("127.0.0.1"), ["Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)"]);
+        assert_eq!(special("::1"), ["Invalid value: \"::1\": may not be in the loopback range (127.0.0.0/8, ::1/128)"]);
         assert_eq!(
-            special("::1"),
-            ["Invalid value: \"::1\": may not be in the loopback range (127.0.0.0/8, ::1/128)"]
+            special("169.254.1.1"),
+            ["Invalid value: \"169.254.1.1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)"]
         );
-        assert_eq!(special("169.254.1.1"), ["Invalid value: \"169.254.1.1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)"]);
-        assert_eq!(special("224.0.0.5"), ["Invalid value: \"224.0.0.5\": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"]);
         assert_eq!(
-            special("nope"),
-            ["Invalid value: \"nope\": must be a valid IP address"]
+            special("224.0.0.5"),
+            ["Invalid value: \"224.0.0.5\": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"]
         );
+        assert_eq!(special("nope"), ["Invalid value: \"nope\": must be a valid IP address"]);
     }
 
     #[test]
     fn fqdn_and_domain_paths() {
         assert!(fully_qualified_domain_name("p", "example.com.").is_empty());
+        assert_eq!(fully_qualified_domain_name("p", "")[0].message, "Required value");
         assert_eq!(
-            fully_qualified_domain_name("p", "")[0].message,
-            "Required value"
+            fully_qualified_domain_name("p", "localhost")[0].message,
+            "Invalid value: \"localhost\": should be a domain with at least two segments separated by dots"
         );
-        assert_eq!(fully_qualified_domain_name("p", "localhost")[0].message, "Invalid value: \"localhost\": should be a domain with at least two segments separated by dots");
         assert!(domain_prefixed_path("p", "example.com/ingress-nginx").is_empty());
         assert_eq!(
             domain_prefixed_path("p", "nginx")[0].message,
             "Invalid value: \"nginx\": must be a domain-prefixed path (such as \"acme.io/foo\")"
         );
-        assert_eq!(domain_prefixed_path("p", "a.io/x y")[0].message, "Invalid value: \"x y\": Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')");
-        assert_eq!(path_segment_name(".."), ["may not be '..'"]);
         assert_eq!(
-            path_segment_name("a/b%"),
-            ["may not contain '/'", "may not contain '%'"]
+            domain_prefixed_path("p", "a.io/x y")[0].message,
+            "Invalid value: \"x y\": Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')"
         );
+        assert_eq!(path_segment_name(".."), ["may not be '..'"]);
+        assert_eq!(path_segment_name("a/b%"), ["may not contain '/'", "may not contain '%'"]);
     }
 }

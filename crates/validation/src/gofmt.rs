@@ -90,10 +90,7 @@ mod tests {
             strings(Some(&["10.96.0.9".to_string(), "fd00::1".to_string()])),
             "[]string{\"10.96.0.9\", \"fd00::1\"}"
         );
-        assert_eq!(
-            slice("core.IPFamily", Some(&["IPv4".to_string()])),
-            "[]core.IPFamily{\"IPv4\"}"
-        );
+        assert_eq!(slice("core.IPFamily", Some(&["IPv4".to_string()])), "[]core.IPFamily{\"IPv4\"}");
         assert_eq!(opt(None), "null");
         assert_eq!(opt(Some("SingleStack")), "\"SingleStack\"");
     }

@@ -38,16 +38,9 @@ pub fn validate(ingress: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let spec = ingress.get("spec").unwrap_or(&Value::Null);
     let mut errs = validate_spec(spec, opts);
     if old.is_none() {
-        let annotations = ingress
-            .get("metadata")
-            .map(|m| j::string_map(m, "annotations"))
-            .unwrap_or_default();
-        let annotation = annotations
-            .iter()
-            .find(|(k, _)| k == INGRESS_CLASS_ANNOTATION)
-            .map(|(_, v)| v.as_str());
-        if let (Some(annotation), Some(class)) = (annotation, j::opt_str(spec, "ingressClassName"))
-        {
+        let annotations = ingress.get("metadata").map(|m| j::string_map(m, "annotations")).unwrap_or_default();
+        let annotation = annotations.iter().find(|(k, _)| k == INGRESS_CLASS_ANNOTATION).map(|(_, v)| v.as_str());
+        if let (Some(annotation), Some(class)) = (annotation, j::opt_str(spec, "ingressClassName")) {
             if annotation != class {
                 errs.push(FieldError::invalid(
                     format!("annotations.{INGRESS_CLASS_ANNOTATION}"),
@@ -70,11 +63,7 @@ fn validate_spec(spec: &Value, opts: Options) -> Vec<FieldError> {
         } else {
             "[]networking.IngressRule(nil)"
         };
-        errs.push(FieldError::invalid(
-            "spec",
-            value,
-            "either `defaultBackend` or `rules` must be specified",
-        ));
+        errs.push(FieldError::invalid("spec", value, "either `defaultBackend` or `rules` must be specified"));
     }
     if let Some(backend) = default_backend {
         errs.extend(validate_backend(backend, "spec.defaultBackend", opts));
@@ -99,11 +88,7 @@ fn validate_spec(spec: &Value, opts: Options) -> Vec<FieldError> {
                 ));
                 wildcard = true;
             } else {
-                errs.extend(formats::invalid_each(
-                    &format!("{path}.host"),
-                    host,
-                    formats::dns1123_subdomain(host),
-                ));
+                errs.extend(formats::invalid_each(&format!("{path}.host"), host, formats::dns1123_subdomain(host)));
             }
         }
         if !wildcard || !opts.allow_invalid_wildcard_host_rule {
@@ -119,27 +104,15 @@ fn validate_spec(spec: &Value, opts: Options) -> Vec<FieldError> {
             } else {
                 formats::dns1123_subdomain(host)
             };
-            errs.extend(formats::invalid_each(
-                &format!("{path}.hosts[{k}]"),
-                host,
-                msgs,
-            ));
+            errs.extend(formats::invalid_each(&format!("{path}.hosts[{k}]"), host, msgs));
         }
         if !opts.allow_invalid_secret_name {
             let secret = j::str_or_empty(tls, "secretName");
-            errs.extend(formats::invalid_each(
-                &format!("{path}.secretName"),
-                secret,
-                secret_name_problems(secret),
-            ));
+            errs.extend(formats::invalid_each(&format!("{path}.secretName"), secret, secret_name_problems(secret)));
         }
     }
     if let Some(class) = j::opt_str(spec, "ingressClassName") {
-        errs.extend(formats::invalid_each(
-            "spec.ingressClassName",
-            class,
-            formats::dns1123_subdomain(class),
-        ));
+        errs.extend(formats::invalid_each("spec.ingressClassName", class, formats::dns1123_subdomain(class)));
     }
     errs
 }
@@ -166,10 +139,7 @@ fn validate_rule_value(rule: &Value, path: &str, opts: Options) -> Vec<FieldErro
     for (i, entry) in paths.iter().enumerate() {
         let entry_path = format!("{paths_path}[{i}]");
         let Some(path_type) = j::opt_str(entry, "pathType") else {
-            errs.push(FieldError::required(
-                format!("{entry_path}.pathType"),
-                "pathType must be specified",
-            ));
+            errs.push(FieldError::required(format!("{entry_path}.pathType"), "pathType must be specified"));
             continue;
         };
         let value = j::str_or_empty(entry, "path");
@@ -177,11 +147,7 @@ fn validate_rule_value(rule: &Value, path: &str, opts: Options) -> Vec<FieldErro
         match path_type {
             "Exact" | "Prefix" => {
                 if !value.starts_with('/') {
-                    errs.push(FieldError::invalid(
-                        field.as_str(),
-                        quote(value),
-                        "must be an absolute path",
-                    ));
+                    errs.push(FieldError::invalid(field.as_str(), quote(value), "must be an absolute path"));
                 }
                 if !value.is_empty() {
                     for seq in INVALID_PATH_SEQUENCES {
@@ -206,18 +172,10 @@ fn validate_rule_value(rule: &Value, path: &str, opts: Options) -> Vec<FieldErro
             }
             "ImplementationSpecific" => {
                 if !value.is_empty() && !value.starts_with('/') {
-                    errs.push(FieldError::invalid(
-                        field.as_str(),
-                        quote(value),
-                        "must be an absolute path",
-                    ));
+                    errs.push(FieldError::invalid(field.as_str(), quote(value), "must be an absolute path"));
                 }
             }
-            other => errs.push(FieldError::not_supported(
-                format!("{entry_path}.pathType"),
-                quote(other),
-                PATH_TYPES,
-            )),
+            other => errs.push(FieldError::not_supported(format!("{entry_path}.pathType"), quote(other), PATH_TYPES)),
         }
         errs.extend(validate_backend(
             entry.get("backend").unwrap_or(&Value::Null),
@@ -234,15 +192,12 @@ fn validate_backend(backend: &Value, path: &str, opts: Options) -> Vec<FieldErro
     let service = backend.get("service").filter(|s| !s.is_null());
     let mut errs = Vec::new();
     match (resource, service) {
-        (Some(_), Some(_)) => errs.push(FieldError::invalid(
-            path,
-            quote(""),
-            "cannot set both resource and service backends",
-        )),
-        (Some(resource), None) => errs.extend(validate_typed_local_object_reference(
-            resource,
-            &format!("{path}.resource"),
-        )),
+        (Some(_), Some(_)) => {
+            errs.push(FieldError::invalid(path, quote(""), "cannot set both resource and service backends"))
+        }
+        (Some(resource), None) => {
+            errs.extend(validate_typed_local_object_reference(resource, &format!("{path}.resource")))
+        }
         (None, Some(service)) => {
             let name = j::str_or_empty(service, "name");
             let name_path = format!("{path}.service.name");
@@ -260,11 +215,9 @@ fn validate_backend(backend: &Value, path: &str, opts: Options) -> Vec<FieldErro
             let port_name = j::str_or_empty(port, "name");
             let port_number = j::int_or_zero(port, "number");
             match (!port_name.is_empty(), port_number != 0) {
-                (true, true) => errs.push(FieldError::invalid(
-                    path,
-                    quote(""),
-                    "cannot set both port name & port number",
-                )),
+                (true, true) => {
+                    errs.push(FieldError::invalid(path, quote(""), "cannot set both port name & port number"))
+                }
                 (true, false) => errs.extend(formats::invalid_each(
                     &format!("{path}.service.port.name"),
                     port_name,
@@ -279,17 +232,10 @@ fn validate_backend(backend: &Value, path: &str, opts: Options) -> Vec<FieldErro
                         ));
                     }
                 }
-                (false, false) => errs.push(FieldError::required(
-                    path,
-                    "port name or number is required",
-                )),
+                (false, false) => errs.push(FieldError::required(path, "port name or number is required")),
             }
         }
-        (None, None) => errs.push(FieldError::invalid(
-            path,
-            quote(""),
-            "resource or service backend is required",
-        )),
+        (None, None) => errs.push(FieldError::invalid(path, quote(""), "resource or service backend is required")),
     }
     errs
 }
@@ -298,22 +244,14 @@ fn validate_backend(backend: &Value, path: &str, opts: Options) -> Vec<FieldErro
 fn validate_typed_local_object_reference(reference: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(group) = j::opt_str(reference, "apiGroup") {
-        errs.extend(formats::invalid_each(
-            &format!("{path}.apiGroup"),
-            group,
-            formats::dns1123_subdomain(group),
-        ));
+        errs.extend(formats::invalid_each(&format!("{path}.apiGroup"), group, formats::dns1123_subdomain(group)));
     }
     for key in ["kind", "name"] {
         let value = j::str_or_empty(reference, key);
         if value.is_empty() {
             errs.push(FieldError::required(format!("{path}.{key}"), ""));
         } else {
-            errs.extend(formats::invalid_each(
-                &format!("{path}.{key}"),
-                value,
-                formats::path_segment_name(value),
-            ));
+            errs.extend(formats::invalid_each(&format!("{path}.{key}"), value, formats::path_segment_name(value)));
         }
     }
     errs
@@ -321,16 +259,13 @@ fn validate_typed_local_object_reference(reference: &Value, path: &str) -> Vec<F
 
 fn allow_invalid_secret_name(old: &Value) -> bool {
     let spec = old.get("spec").unwrap_or(&Value::Null);
-    j::array(spec, "tls")
-        .iter()
-        .any(|tls| !secret_name_problems(j::str_or_empty(tls, "secretName")).is_empty())
+    j::array(spec, "tls").iter().any(|tls| !secret_name_problems(j::str_or_empty(tls, "secretName")).is_empty())
 }
 
 fn allow_invalid_wildcard_host_rule(old: &Value) -> bool {
     let spec = old.get("spec").unwrap_or(&Value::Null);
     j::array(spec, "rules").iter().any(|rule| {
-        j::str_or_empty(rule, "host").contains('*')
-            && !validate_rule_value(rule, "", Options::default()).is_empty()
+        j::str_or_empty(rule, "host").contains('*') && !validate_rule_value(rule, "", Options::default()).is_empty()
     })
 }
 
@@ -338,21 +273,15 @@ fn allow_invalid_wildcard_host_rule(old: &Value) -> bool {
 fn allow_relaxed_service_name(old: &Value) -> bool {
     let spec = old.get("spec").unwrap_or(&Value::Null);
     let relaxed = |backend: &Value| {
-        let name = backend
-            .pointer("/service/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let name = backend.pointer("/service/name").and_then(Value::as_str).unwrap_or("");
         backend.get("service").is_some_and(|s| !s.is_null())
             && formats::dns1123_label(name).is_empty()
             && !formats::dns1035_label(name).is_empty()
     };
     spec.get("defaultBackend").is_some_and(relaxed)
         || j::array(spec, "rules").iter().any(|rule| {
-            rule.get("http").is_some_and(|http| {
-                j::array(http, "paths")
-                    .iter()
-                    .any(|p| p.get("backend").is_some_and(relaxed))
-            })
+            rule.get("http")
+                .is_some_and(|http| j::array(http, "paths").iter().any(|p| p.get("backend").is_some_and(relaxed)))
         })
 }
 
@@ -363,15 +292,9 @@ pub fn validate_class(class: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let controller = j::str_or_empty(spec, "controller");
     let mut errs = Vec::new();
     if let Some(old) = old {
-        let before = old
-            .get("spec")
-            .map_or("", |s| j::str_or_empty(s, "controller"));
+        let before = old.get("spec").map_or("", |s| j::str_or_empty(s, "controller"));
         if before != controller {
-            errs.push(FieldError::invalid(
-                "spec.controller",
-                quote(controller),
-                FIELD_IMMUTABLE,
-            ));
+            errs.push(FieldError::invalid("spec.controller", quote(controller), FIELD_IMMUTABLE));
         }
     }
     if controller.is_empty() {
@@ -395,31 +318,21 @@ fn validate_parameters(params: &Value) -> Vec<FieldError> {
     let scope = j::opt_str(params, "scope").unwrap_or("Cluster");
     let namespace = j::opt_str(params, "namespace");
     if !PARAMETER_SCOPES.contains(&scope) {
-        errs.push(FieldError::not_supported(
-            format!("{path}.scope"),
-            quote(scope),
-            PARAMETER_SCOPES,
-        ));
+        errs.push(FieldError::not_supported(format!("{path}.scope"), quote(scope), PARAMETER_SCOPES));
         return errs;
     }
     if scope == "Namespace" {
         match namespace {
-            None => errs.push(FieldError::required(
-                format!("{path}.namespace"),
-                "`parameters.scope` is set to 'Namespace'",
-            )),
-            Some(ns) => errs.extend(formats::invalid_each(
-                &format!("{path}.namespace"),
-                ns,
-                formats::dns1123_label(ns),
-            )),
+            None => {
+                errs.push(FieldError::required(format!("{path}.namespace"), "`parameters.scope` is set to 'Namespace'"))
+            }
+            Some(ns) => {
+                errs.extend(formats::invalid_each(&format!("{path}.namespace"), ns, formats::dns1123_label(ns)))
+            }
         }
     }
     if scope == "Cluster" && namespace.is_some() {
-        errs.push(FieldError::forbidden(
-            format!("{path}.namespace"),
-            "`parameters.scope` is set to 'Cluster'",
-        ));
+        errs.push(FieldError::forbidden(format!("{path}.namespace"), "`parameters.scope` is set to 'Cluster'"));
     }
     errs
 }
@@ -449,16 +362,11 @@ mod tests {
     }
 
     fn errors(object: &Value, old: Option<&Value>) -> Vec<(String, String)> {
-        validate(object, old)
-            .into_iter()
-            .map(|e| (e.field, e.message))
-            .collect()
+        validate(object, old).into_iter().map(|e| (e.field, e.message)).collect()
     }
 
     fn owned(want: &[(&str, String)]) -> Vec<(String, String)> {
-        want.iter()
-            .map(|(f, m)| (f.to_string(), m.clone()))
-            .collect()
+        want.iter().map(|(f, m)| (f.to_string(), m.clone())).collect()
     }
 
     #[test]
@@ -585,14 +493,10 @@ mod tests {
             errors(&object, None),
             owned(&[(
                 "annotations.kubernetes.io/ingress.class",
-                "Invalid value: \"traefik\": must match `ingressClassName` when both are specified"
-                    .into()
+                "Invalid value: \"traefik\": must match `ingressClassName` when both are specified".into()
             )])
         );
-        assert!(
-            errors(&object, Some(&object)).is_empty(),
-            "only checked on create"
-        );
+        assert!(errors(&object, Some(&object)).is_empty(), "only checked on create");
     }
 
     #[test]
@@ -603,16 +507,12 @@ mod tests {
         assert_eq!(errors(&tls_bad, None).len(), 1);
         assert!(errors(&tls_bad, Some(&tls_bad)).is_empty());
 
-        let relaxed =
-            ing(json!({"defaultBackend": {"service": {"name": "1web", "port": {"number": 80}}}}));
+        let relaxed = ing(json!({"defaultBackend": {"service": {"name": "1web", "port": {"number": 80}}}}));
         assert_eq!(errors(&relaxed, None).len(), 1);
         assert!(errors(&relaxed, Some(&relaxed)).is_empty());
 
         let wildcard = ing(json!({"rules": [{"host": "*.example.com", "http": {"paths": []}}]}));
-        assert_eq!(
-            errors(&wildcard, None),
-            owned(&[("spec.rules[0].http.paths", "Required value".into())])
-        );
+        assert_eq!(errors(&wildcard, None), owned(&[("spec.rules[0].http.paths", "Required value".into())]));
         assert!(errors(&wildcard, Some(&wildcard)).is_empty());
     }
 
@@ -627,63 +527,80 @@ mod tests {
             ("valid", class(json!({"controller": "k8s.io/ingress-nginx"})), vec![]),
             (
                 "valid namespaced parameters",
-                class(json!({"controller": "example.com/ingress", "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p", "scope": "Namespace", "namespace": "ingress"}})),
+                class(
+                    json!({"controller": "example.com/ingress", "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p", "scope": "Namespace", "namespace": "ingress"}}),
+                ),
                 vec![],
             ),
-            ("valid cluster parameters without scope", class(json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p"}})), vec![]),
+            (
+                "valid cluster parameters without scope",
+                class(json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p"}})),
+                vec![],
+            ),
             ("controller required", class(json!({})), vec![("spec.controller", "Required value".into())]),
             (
                 "controller not domain-prefixed",
                 class(json!({"controller": "nginx"})),
-                vec![("spec.controller", "Invalid value: \"nginx\": must be a domain-prefixed path (such as \"acme.io/foo\")".into())],
+                vec![(
+                    "spec.controller",
+                    "Invalid value: \"nginx\": must be a domain-prefixed path (such as \"acme.io/foo\")".into(),
+                )],
             ),
-            ("controller too long", class(json!({"controller": long})), vec![("spec.controller", "Too long: must have at most 250 bytes".into())]),
+            (
+                "controller too long",
+                class(json!({"controller": long})),
+                vec![("spec.controller", "Too long: must have at most 250 bytes".into())],
+            ),
             (
                 "parameters without kind and name",
                 class(json!({"controller": "example.com/ingress", "parameters": {"scope": "Cluster"}})),
-                vec![("spec.parameters.kind", "Required value".into()), ("spec.parameters.name", "Required value".into())],
+                vec![
+                    ("spec.parameters.kind", "Required value".into()),
+                    ("spec.parameters.name", "Required value".into()),
+                ],
             ),
             (
                 "unsupported scope",
-                class(json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p", "scope": "Global"}})),
-                vec![("spec.parameters.scope", "Unsupported value: \"Global\": supported values: \"Cluster\", \"Namespace\"".into())],
+                class(
+                    json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p", "scope": "Global"}}),
+                ),
+                vec![(
+                    "spec.parameters.scope",
+                    "Unsupported value: \"Global\": supported values: \"Cluster\", \"Namespace\"".into(),
+                )],
             ),
             (
                 "namespace scope without namespace",
-                class(json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p", "scope": "Namespace"}})),
+                class(
+                    json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p", "scope": "Namespace"}}),
+                ),
                 vec![("spec.parameters.namespace", "Required value: `parameters.scope` is set to 'Namespace'".into())],
             ),
             (
                 "cluster scope with namespace",
-                class(json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p", "scope": "Cluster", "namespace": "x"}})),
+                class(
+                    json!({"controller": "example.com/ingress", "parameters": {"kind": "P", "name": "p", "scope": "Cluster", "namespace": "x"}}),
+                ),
                 vec![("spec.parameters.namespace", "Forbidden: `parameters.scope` is set to 'Cluster'".into())],
             ),
             (
                 "bad apiGroup",
-                class(json!({"controller": "example.com/ingress", "parameters": {"apiGroup": "Example.com", "kind": "P", "name": "p"}})),
+                class(
+                    json!({"controller": "example.com/ingress", "parameters": {"apiGroup": "Example.com", "kind": "P", "name": "p"}}),
+                ),
                 vec![("spec.parameters.apiGroup", format!("Invalid value: \"Example.com\": {SUBDOMAIN_MSG}"))],
             ),
         ];
         for (name, object, want) in cases {
-            let got: Vec<(String, String)> = validate_class(&object, None)
-                .into_iter()
-                .map(|e| (e.field, e.message))
-                .collect();
+            let got: Vec<(String, String)> =
+                validate_class(&object, None).into_iter().map(|e| (e.field, e.message)).collect();
             assert_eq!(got, owned(&want), "case {name}");
         }
         let old = class(json!({"controller": "example.com/a"}));
         let new = class(json!({"controller": "example.com/b"}));
-        let got: Vec<(String, String)> = validate_class(&new, Some(&old))
-            .into_iter()
-            .map(|e| (e.field, e.message))
-            .collect();
-        assert_eq!(
-            got,
-            owned(&[(
-                "spec.controller",
-                "Invalid value: \"example.com/b\": field is immutable".into()
-            )])
-        );
+        let got: Vec<(String, String)> =
+            validate_class(&new, Some(&old)).into_iter().map(|e| (e.field, e.message)).collect();
+        assert_eq!(got, owned(&[("spec.controller", "Invalid value: \"example.com/b\": field is immutable".into())]));
     }
 
     #[test]

@@ -61,11 +61,7 @@ fn with_detail(head: String, detail: &str) -> String {
 
 impl FieldError {
     /// `field.Invalid`; `value` is already rendered the Go way (see `gofmt`).
-    pub(crate) fn invalid(
-        field: impl Into<String>,
-        value: impl Into<String>,
-        detail: &str,
-    ) -> FieldError {
+    pub(crate) fn invalid(field: impl Into<String>, value: impl Into<String>, detail: &str) -> FieldError {
         FieldError {
             reason: "FieldValueInvalid",
             field: field.into(),
@@ -101,11 +97,7 @@ impl FieldError {
     }
 
     /// `field.NotSupported`: `supported` in the order upstream lists them (usually sorted).
-    pub(crate) fn not_supported(
-        field: impl Into<String>,
-        value: impl Into<String>,
-        supported: &[&str],
-    ) -> FieldError {
+    pub(crate) fn not_supported(field: impl Into<String>, value: impl Into<String>, supported: &[&str]) -> FieldError {
         let detail = if supported.is_empty() {
             String::new()
         } else {
@@ -143,10 +135,7 @@ impl FieldError {
 fn dedup(errors: Vec<FieldError>) -> Vec<FieldError> {
     let mut out: Vec<FieldError> = Vec::with_capacity(errors.len());
     for error in errors {
-        if !out
-            .iter()
-            .any(|e| e.field == error.field && e.message == error.message)
-        {
+        if !out.iter().any(|e| e.field == error.field && e.message == error.message) {
             out.push(error);
         }
     }
@@ -161,36 +150,19 @@ mod tests {
     fn messages_render_like_field_error_body() {
         let cases = [
             (
-                FieldError::invalid(
-                    "spec.ports[0].port",
-                    "0",
-                    "must be between 1 and 65535, inclusive",
-                ),
+                FieldError::invalid("spec.ports[0].port", "0", "must be between 1 and 65535, inclusive"),
                 "Invalid value: 0: must be between 1 and 65535, inclusive",
             ),
             (FieldError::required("spec.ports", ""), "Required value"),
             (FieldError::required("spec.x", "why"), "Required value: why"),
             (FieldError::forbidden("spec.x", "no"), "Forbidden: no"),
+            (FieldError::duplicate("spec.ports[1].name", gofmt::quote("http")), "Duplicate value: \"http\""),
             (
-                FieldError::duplicate("spec.ports[1].name", gofmt::quote("http")),
-                "Duplicate value: \"http\"",
-            ),
-            (
-                FieldError::not_supported(
-                    "spec.sessionAffinity",
-                    gofmt::quote("Sticky"),
-                    &["ClientIP", "None"],
-                ),
+                FieldError::not_supported("spec.sessionAffinity", gofmt::quote("Sticky"), &["ClientIP", "None"]),
                 "Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
             ),
-            (
-                FieldError::too_long("spec.controller", 250),
-                "Too long: must have at most 250 bytes",
-            ),
-            (
-                FieldError::too_many("endpoints", 1001, 1000),
-                "Too many: 1001: must have at most 1000 items",
-            ),
+            (FieldError::too_long("spec.controller", 250), "Too long: must have at most 250 bytes"),
+            (FieldError::too_many("endpoints", 1001, 1000), "Too many: 1001: must have at most 1000 items"),
         ];
         for (error, want) in cases {
             assert_eq!(error.message, want);

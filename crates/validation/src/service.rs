@@ -111,30 +111,19 @@ impl Svc {
             ip_families: j::opt_strings(spec, "ipFamilies"),
             ip_family_policy: j::opt_str(spec, "ipFamilyPolicy").map(str::to_string),
             ports,
-            selector: spec
-                .get("selector")
-                .filter(|s| s.is_object())
-                .map(|_| j::string_map(spec, "selector")),
+            selector: spec.get("selector").filter(|s| s.is_object()).map(|_| j::string_map(spec, "selector")),
             session_affinity: j::str_or_empty(spec, "sessionAffinity").to_string(),
-            affinity_config: spec
-                .get("sessionAffinityConfig")
-                .cloned()
-                .unwrap_or(Value::Null),
+            affinity_config: spec.get("sessionAffinityConfig").cloned().unwrap_or(Value::Null),
             external_ips: j::opt_strings(spec, "externalIPs").unwrap_or_default(),
             source_ranges: j::opt_strings(spec, "loadBalancerSourceRanges").unwrap_or_default(),
-            allocate_lb_node_ports: spec
-                .get("allocateLoadBalancerNodePorts")
-                .and_then(Value::as_bool),
+            allocate_lb_node_ports: spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool),
             lb_class: j::opt_str(spec, "loadBalancerClass").map(str::to_string),
             etp: j::str_or_empty(spec, "externalTrafficPolicy").to_string(),
             hc_node_port: j::int_or_zero(spec, "healthCheckNodePort"),
             itp: j::opt_str(spec, "internalTrafficPolicy").map(str::to_string),
             traffic_distribution: j::opt_str(spec, "trafficDistribution").map(str::to_string),
             external_name: j::str_or_empty(spec, "externalName").to_string(),
-            annotations: service
-                .get("metadata")
-                .map(|m| j::string_map(m, "annotations"))
-                .unwrap_or_default(),
+            annotations: service.get("metadata").map(|m| j::string_map(m, "annotations")).unwrap_or_default(),
         }
     }
 
@@ -165,9 +154,7 @@ impl Svc {
     }
 
     fn externally_accessible(&self) -> bool {
-        self.ty == LOAD_BALANCER
-            || self.ty == NODE_PORT
-            || (self.ty == CLUSTER_IP && !self.external_ips.is_empty())
+        self.ty == LOAD_BALANCER || self.ty == NODE_PORT || (self.ty == CLUSTER_IP && !self.external_ips.is_empty())
     }
 
     fn needs_health_check(&self) -> bool {
@@ -183,11 +170,7 @@ impl Svc {
     }
 
     fn node_ports(&self) -> BTreeSet<i64> {
-        self.ports
-            .iter()
-            .map(|p| p.node_port)
-            .filter(|n| *n != 0)
-            .collect()
+        self.ports.iter().map(|p| p.node_port).filter(|n| *n != 0).collect()
     }
 }
 
@@ -273,13 +256,11 @@ pub fn default(service: &mut Value, old: Option<&Value>) {
         Some(_) => return,
     }
     set_defaults_v1(service);
-    let old = old
-        .filter(|o| o.get("spec").is_some_and(Value::is_object))
-        .map(|o| {
-            let mut o = o.clone();
-            default_on_read(&mut o);
-            o
-        });
+    let old = old.filter(|o| o.get("spec").is_some_and(Value::is_object)).map(|o| {
+        let mut o = o.clone();
+        default_on_read(&mut o);
+        o
+    });
     if let Some(old) = &old {
         patch_allocated_values(service, old);
     }
@@ -334,22 +315,14 @@ fn set_defaults_v1(service: &mut Value) {
                 Some(v) => j::as_int(v) == Some(0),
             };
             if unset {
-                let target = port
-                    .get("port")
-                    .filter(|p| p.is_number())
-                    .cloned()
-                    .unwrap_or(json!(0));
+                let target = port.get("port").filter(|p| p.is_number()).cloned().unwrap_or(json!(0));
                 port.insert("targetPort".into(), target);
             }
         }
     }
     let ty = map_str(spec, "type").to_string();
-    let has_external_ips = spec
-        .get("externalIPs")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let externally_accessible =
-        ty == LOAD_BALANCER || ty == NODE_PORT || (ty == CLUSTER_IP && has_external_ips);
+    let has_external_ips = spec.get("externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let externally_accessible = ty == LOAD_BALANCER || ty == NODE_PORT || (ty == CLUSTER_IP && has_external_ips);
     if externally_accessible && map_str(spec, "externalTrafficPolicy").is_empty() {
         spec.insert("externalTrafficPolicy".into(), json!("Cluster"));
     }
@@ -358,22 +331,13 @@ fn set_defaults_v1(service: &mut Value) {
     {
         spec.insert("internalTrafficPolicy".into(), json!("Cluster"));
     }
-    if ty == LOAD_BALANCER
-        && spec
-            .get("allocateLoadBalancerNodePorts")
-            .is_none_or(Value::is_null)
-    {
+    if ty == LOAD_BALANCER && spec.get("allocateLoadBalancerNodePorts").is_none_or(Value::is_null) {
         spec.insert("allocateLoadBalancerNodePorts".into(), json!(true));
     }
     if ty == LOAD_BALANCER {
-        if let Some(ingress) = service
-            .pointer_mut("/status/loadBalancer/ingress")
-            .and_then(Value::as_array_mut)
-        {
+        if let Some(ingress) = service.pointer_mut("/status/loadBalancer/ingress").and_then(Value::as_array_mut) {
             for entry in ingress.iter_mut().filter_map(Value::as_object_mut) {
-                if !map_str(entry, "ip").is_empty()
-                    && entry.get("ipMode").is_none_or(Value::is_null)
-                {
+                if !map_str(entry, "ip").is_empty() && entry.get("ipMode").is_none_or(Value::is_null) {
                     entry.insert("ipMode".into(), json!("VIP"));
                 }
             }
@@ -390,29 +354,13 @@ fn default_on_read(service: &mut Value) {
     }
     let (policy, families): (&str, Vec<String>) = if svc.cluster_ip == NONE {
         if svc.selector_is_empty() {
-            (
-                REQUIRE_DUAL_STACK,
-                vec![
-                    CLUSTER_IP_FAMILY.into(),
-                    other_family(CLUSTER_IP_FAMILY).into(),
-                ],
-            )
+            (REQUIRE_DUAL_STACK, vec![CLUSTER_IP_FAMILY.into(), other_family(CLUSTER_IP_FAMILY).into()])
         } else {
             (SINGLE_STACK, vec![CLUSTER_IP_FAMILY.into()])
         }
     } else {
-        let families: Vec<String> = svc
-            .ips()
-            .iter()
-            .map(|ip| {
-                if family_of(ip) == "IPv6" {
-                    "IPv6"
-                } else {
-                    "IPv4"
-                }
-                .to_string()
-            })
-            .collect();
+        let families: Vec<String> =
+            svc.ips().iter().map(|ip| if family_of(ip) == "IPv6" { "IPv6" } else { "IPv4" }.to_string()).collect();
         match families.len() {
             1 => (SINGLE_STACK, families),
             2 => (REQUIRE_DUAL_STACK, families),
@@ -469,20 +417,9 @@ fn patch_allocated_values(service: &mut Value, old: &Value) {
         }
     }
     if before.needs_node_port() && new.needs_node_port() {
-        let used: BTreeSet<i64> = before
-            .node_ports()
-            .intersection(&new.node_ports())
-            .copied()
-            .collect();
-        let by_name: HashMap<&str, i64> = before
-            .ports
-            .iter()
-            .map(|p| (p.name.as_str(), p.node_port))
-            .collect();
-        if let Some(ports) = spec_mut(service)
-            .and_then(|s| s.get_mut("ports"))
-            .and_then(Value::as_array_mut)
-        {
+        let used: BTreeSet<i64> = before.node_ports().intersection(&new.node_ports()).copied().collect();
+        let by_name: HashMap<&str, i64> = before.ports.iter().map(|p| (p.name.as_str(), p.node_port)).collect();
+        if let Some(ports) = spec_mut(service).and_then(|s| s.get_mut("ports")).and_then(Value::as_array_mut) {
             for (port, view) in ports.iter_mut().zip(&new.ports) {
                 if view.node_port != 0 {
                     continue;
@@ -496,11 +433,7 @@ fn patch_allocated_values(service: &mut Value, old: &Value) {
             }
         }
     }
-    if before.needs_health_check()
-        && new.needs_health_check()
-        && new.hc_node_port == 0
-        && before.hc_node_port != 0
-    {
+    if before.needs_health_check() && new.needs_health_check() && new.hc_node_port == 0 && before.hc_node_port != 0 {
         if let Some(spec) = spec_mut(service) {
             spec.insert("healthCheckNodePort".into(), json!(before.hc_node_port));
         }
@@ -514,10 +447,7 @@ fn matching_prefer_dual_stack(new: &Svc, old: Option<&Svc>) -> bool {
         && old.ty == new.ty
         && [CLUSTER_IP, NODE_PORT, LOAD_BALANCER].contains(&new.ty.as_str())
         && new.policy() == PREFER_DUAL_STACK
-        && old
-            .ip_family_policy
-            .as_deref()
-            .is_none_or(|p| p == PREFER_DUAL_STACK)
+        && old.ip_family_policy.as_deref().is_none_or(|p| p == PREFER_DUAL_STACK)
         && old.ips() == new.ips()
         && old.families() == new.families()
 }
@@ -620,20 +550,14 @@ fn drop_type_dependent_fields(service: &mut Value, old: &Value) {
             spec.remove("ipFamilyPolicy");
         }
     }
-    if before.needs_node_port()
-        && !new.needs_node_port()
-        && new.node_ports().is_subset(&before.node_ports())
-    {
+    if before.needs_node_port() && !new.needs_node_port() && new.node_ports().is_subset(&before.node_ports()) {
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for port in ports.iter_mut().filter_map(Value::as_object_mut) {
                 port.remove("nodePort");
             }
         }
     }
-    if before.needs_health_check()
-        && !new.needs_health_check()
-        && before.hc_node_port == new.hc_node_port
-    {
+    if before.needs_health_check() && !new.needs_health_check() && before.hc_node_port == new.hc_node_port {
         spec.remove("healthCheckNodePort");
     }
     if before.ty == LOAD_BALANCER && new.ty != LOAD_BALANCER {
@@ -680,14 +604,8 @@ pub fn validate(service: &Value, old: Option<&Value>) -> Vec<FieldError> {
         errs.extend(upgrade_downgrade_cluster_ips(before, &new));
         errs.extend(upgrade_downgrade_ip_families(before, &new));
         errs.extend(load_balancer_class(Some(before), &new));
-        if before.needs_health_check()
-            && new.needs_health_check()
-            && before.hc_node_port != new.hc_node_port
-        {
-            errs.push(FieldError::forbidden(
-                "spec.healthCheckNodePort",
-                FIELD_IMMUTABLE,
-            ));
+        if before.needs_health_check() && new.needs_health_check() && before.hc_node_port != new.hc_node_port {
+            errs.push(FieldError::forbidden("spec.healthCheckNodePort", FIELD_IMMUTABLE));
         }
     }
     errs.extend(validate_service(&new));
@@ -699,15 +617,10 @@ pub fn validate(service: &Value, old: Option<&Value>) -> Vec<FieldError> {
 pub fn validate_status(service: &Value, _old: Option<&Value>) -> Vec<FieldError> {
     const IP_MODES: &[&str] = &["Proxy", "VIP"];
     let path = "status.loadBalancer.ingress";
-    let ingress = service
-        .pointer("/status/loadBalancer/ingress")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let ingress =
+        service.pointer("/status/loadBalancer/ingress").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     if j::str_or_empty(spec_of(service), "type") != LOAD_BALANCER && !ingress.is_empty() {
-        return vec![FieldError::forbidden(
-            path,
-            "may only be used when `spec.type` is 'LoadBalancer'",
-        )];
+        return vec![FieldError::forbidden(path, "may only be used when `spec.type` is 'LoadBalancer'")];
     }
     let mut errs = Vec::new();
     for (i, entry) in ingress.iter().enumerate() {
@@ -717,35 +630,24 @@ pub fn validate_status(service: &Value, _old: Option<&Value>) -> Vec<FieldError>
             errs.extend(formats::valid_ip(&format!("{entry_path}.ip"), ip));
         }
         match j::opt_str(entry, "ipMode") {
-            None if !ip.is_empty() => errs.push(FieldError::required(
-                format!("{entry_path}.ipMode"),
-                "must be specified when `ip` is set",
-            )),
+            None if !ip.is_empty() => {
+                errs.push(FieldError::required(format!("{entry_path}.ipMode"), "must be specified when `ip` is set"))
+            }
             Some(_) if ip.is_empty() => errs.push(FieldError::forbidden(
                 format!("{entry_path}.ipMode"),
                 "may not be specified when `ip` is not set",
             )),
-            Some(mode) if !IP_MODES.contains(&mode) => errs.push(FieldError::not_supported(
-                format!("{entry_path}.ipMode"),
-                quote(mode),
-                IP_MODES,
-            )),
+            Some(mode) if !IP_MODES.contains(&mode) => {
+                errs.push(FieldError::not_supported(format!("{entry_path}.ipMode"), quote(mode), IP_MODES))
+            }
             _ => {}
         }
         let hostname = j::str_or_empty(entry, "hostname");
         if !hostname.is_empty() {
             let hostname_path = format!("{entry_path}.hostname");
-            errs.extend(formats::invalid_each(
-                &hostname_path,
-                hostname,
-                formats::dns1123_subdomain(hostname),
-            ));
+            errs.extend(formats::invalid_each(&hostname_path, hostname, formats::dns1123_subdomain(hostname)));
             if formats::parse_ip(hostname).is_some() {
-                errs.push(FieldError::invalid(
-                    hostname_path,
-                    quote(hostname),
-                    "must be a DNS name, not an IP address",
-                ));
+                errs.push(FieldError::invalid(hostname_path, quote(hostname), "must be a DNS name, not an IP address"));
             }
         }
     }
@@ -754,23 +656,13 @@ pub fn validate_status(service: &Value, _old: Option<&Value>) -> Vec<FieldError>
 
 fn validate_service(svc: &Svc) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let annotation = |key: &str| {
-        svc.annotations
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    if let (Some(mode), Some(hints)) = (
-        annotation(TOPOLOGY_MODE_ANNOTATION),
-        annotation(TOPOLOGY_HINTS_ANNOTATION),
-    ) {
+    let annotation = |key: &str| svc.annotations.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    if let (Some(mode), Some(hints)) = (annotation(TOPOLOGY_MODE_ANNOTATION), annotation(TOPOLOGY_HINTS_ANNOTATION)) {
         if mode != hints {
             errs.push(FieldError::invalid(
                 format!("metadata.annotations[{TOPOLOGY_MODE_ANNOTATION}]"),
                 quote(mode),
-                &format!(
-                    "must match annotations[{TOPOLOGY_HINTS_ANNOTATION}] when both are specified"
-                ),
+                &format!("must match annotations[{TOPOLOGY_HINTS_ANNOTATION}] when both are specified"),
             ));
         }
     }
@@ -789,35 +681,19 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
         }
         EXTERNAL_NAME => {
             if !svc.ips().is_empty() {
-                errs.push(FieldError::forbidden(
-                    "spec.clusterIPs",
-                    "may not be set for ExternalName services",
-                ));
+                errs.push(FieldError::forbidden("spec.clusterIPs", "may not be set for ExternalName services"));
             }
             if !svc.families().is_empty() {
-                errs.push(FieldError::forbidden(
-                    "spec.ipFamilies",
-                    "may not be set for ExternalName services",
-                ));
+                errs.push(FieldError::forbidden("spec.ipFamilies", "may not be set for ExternalName services"));
             }
             if svc.ip_family_policy.is_some() {
-                errs.push(FieldError::forbidden(
-                    "spec.ipFamilyPolicy",
-                    "may not be set for ExternalName services",
-                ));
+                errs.push(FieldError::forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services"));
             }
-            let cname = svc
-                .external_name
-                .strip_suffix('.')
-                .unwrap_or(&svc.external_name);
+            let cname = svc.external_name.strip_suffix('.').unwrap_or(&svc.external_name);
             if cname.is_empty() {
                 errs.push(FieldError::required("spec.externalName", ""));
             } else {
-                errs.extend(formats::invalid_each(
-                    "spec.externalName",
-                    cname,
-                    formats::dns1123_subdomain(cname),
-                ));
+                errs.extend(formats::invalid_each("spec.externalName", cname, formats::dns1123_subdomain(cname)));
             }
         }
         _ => {}
@@ -825,12 +701,7 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
 
     let mut names: BTreeSet<&str> = BTreeSet::new();
     for (i, port) in svc.ports.iter().enumerate() {
-        errs.extend(validate_port(
-            port,
-            svc.ports.len() > 1,
-            &mut names,
-            &format!("spec.ports[{i}]"),
-        ));
+        errs.extend(validate_port(port, svc.ports.len() > 1, &mut names, &format!("spec.ports[{i}]")));
     }
 
     if let Some(selector) = &svc.selector {
@@ -849,10 +720,7 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
     if svc.session_affinity == "ClientIP" {
         errs.extend(client_ip_affinity_config(&svc.affinity_config));
     } else if svc.session_affinity == "None" && !svc.affinity_config.is_null() {
-        errs.push(FieldError::forbidden(
-            "spec.sessionAffinityConfig",
-            "must not be set when session affinity is None",
-        ));
+        errs.push(FieldError::forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None"));
     }
 
     errs.extend(cluster_ips_related_errors(svc));
@@ -870,11 +738,7 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
     if svc.ty.is_empty() {
         errs.push(FieldError::required("spec.type", ""));
     } else if !SUPPORTED_TYPES.contains(&svc.ty.as_str()) {
-        errs.push(FieldError::not_supported(
-            "spec.type",
-            quote(&svc.ty),
-            SUPPORTED_TYPES,
-        ));
+        errs.push(FieldError::not_supported("spec.type", quote(&svc.ty), SUPPORTED_TYPES));
     }
 
     if svc.ty == CLUSTER_IP {
@@ -891,10 +755,7 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
     let mut node_ports: BTreeSet<(&str, i64)> = BTreeSet::new();
     for (i, port) in svc.ports.iter().enumerate() {
         if port.node_port != 0 && !node_ports.insert((port.protocol.as_str(), port.node_port)) {
-            errs.push(FieldError::duplicate(
-                format!("spec.ports[{i}].nodePort"),
-                port.node_port.to_string(),
-            ));
+            errs.push(FieldError::duplicate(format!("spec.ports[{i}].nodePort"), port.node_port.to_string()));
         }
     }
 
@@ -913,16 +774,10 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
     if !svc.source_ranges.is_empty() {
         // Upstream's path really is capitalised here.
         if svc.ty != LOAD_BALANCER {
-            errs.push(FieldError::forbidden(
-                "spec.LoadBalancerSourceRanges",
-                ONLY_LOAD_BALANCER,
-            ));
+            errs.push(FieldError::forbidden("spec.LoadBalancerSourceRanges", ONLY_LOAD_BALANCER));
         }
         for (i, range) in svc.source_ranges.iter().enumerate() {
-            errs.extend(formats::valid_cidr(
-                &format!("spec.LoadBalancerSourceRanges[{i}]"),
-                range.trim(),
-            ));
+            errs.extend(formats::valid_cidr(&format!("spec.LoadBalancerSourceRanges[{i}]"), range.trim()));
         }
     } else if let Some(value) = annotation(LB_SOURCE_RANGES_ANNOTATION) {
         let path = format!("metadata.annotations[{LB_SOURCE_RANGES_ANNOTATION}]");
@@ -938,10 +793,7 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
     }
 
     if svc.allocate_lb_node_ports.is_some() && svc.ty != LOAD_BALANCER {
-        errs.push(FieldError::forbidden(
-            "spec.allocateLoadBalancerNodePorts",
-            ONLY_LOAD_BALANCER,
-        ));
+        errs.push(FieldError::forbidden("spec.allocateLoadBalancerNodePorts", ONLY_LOAD_BALANCER));
     }
     if svc.ty == LOAD_BALANCER && svc.allocate_lb_node_ports.is_none() {
         // Upstream's path lacks the `spec.` prefix.
@@ -961,11 +813,7 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
     } else if svc.etp.is_empty() {
         errs.push(FieldError::required("spec.externalTrafficPolicy", ""));
     } else if !TRAFFIC_POLICIES.contains(&svc.etp.as_str()) {
-        errs.push(FieldError::not_supported(
-            "spec.externalTrafficPolicy",
-            quote(&svc.etp),
-            TRAFFIC_POLICIES,
-        ));
+        errs.push(FieldError::not_supported("spec.externalTrafficPolicy", quote(&svc.etp), TRAFFIC_POLICIES));
     }
     if !svc.needs_health_check() {
         if svc.hc_node_port != 0 {
@@ -978,11 +826,7 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
     } else if svc.hc_node_port != 0 {
         // An omitted healthCheckNodePort is allocated later, so only a given one is checked.
         for msg in formats::port_num(svc.hc_node_port) {
-            errs.push(FieldError::invalid(
-                "spec.healthCheckNodePort",
-                svc.hc_node_port.to_string(),
-                &msg,
-            ));
+            errs.push(FieldError::invalid("spec.healthCheckNodePort", svc.hc_node_port.to_string(), &msg));
         }
     }
 
@@ -991,56 +835,32 @@ fn validate_service(svc: &Svc) -> Vec<FieldError> {
             errs.push(FieldError::required("spec.internalTrafficPolicy", ""));
         }
         Some(itp) if !TRAFFIC_POLICIES.contains(&itp.as_str()) => {
-            errs.push(FieldError::not_supported(
-                "spec.internalTrafficPolicy",
-                quote(itp),
-                TRAFFIC_POLICIES,
-            ));
+            errs.push(FieldError::not_supported("spec.internalTrafficPolicy", quote(itp), TRAFFIC_POLICIES));
         }
         _ => {}
     }
 
     if let Some(td) = &svc.traffic_distribution {
         if !TRAFFIC_DISTRIBUTIONS.contains(&td.as_str()) {
-            errs.push(FieldError::not_supported(
-                "spec.trafficDistribution",
-                quote(td),
-                TRAFFIC_DISTRIBUTIONS,
-            ));
+            errs.push(FieldError::not_supported("spec.trafficDistribution", quote(td), TRAFFIC_DISTRIBUTIONS));
         }
     }
     errs
 }
 
 /// `validateServicePort`.
-fn validate_port<'a>(
-    port: &'a Port,
-    require_name: bool,
-    names: &mut BTreeSet<&'a str>,
-    path: &str,
-) -> Vec<FieldError> {
+fn validate_port<'a>(port: &'a Port, require_name: bool, names: &mut BTreeSet<&'a str>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if require_name && port.name.is_empty() {
         errs.push(FieldError::required(format!("{path}.name"), ""));
     } else if !port.name.is_empty() {
-        errs.extend(formats::invalid_each(
-            &format!("{path}.name"),
-            &port.name,
-            formats::dns1123_label(&port.name),
-        ));
+        errs.extend(formats::invalid_each(&format!("{path}.name"), &port.name, formats::dns1123_label(&port.name)));
         if !names.insert(&port.name) {
-            errs.push(FieldError::duplicate(
-                format!("{path}.name"),
-                quote(&port.name),
-            ));
+            errs.push(FieldError::duplicate(format!("{path}.name"), quote(&port.name)));
         }
     }
     for msg in formats::port_num(port.port) {
-        errs.push(FieldError::invalid(
-            format!("{path}.port"),
-            port.port.to_string(),
-            &msg,
-        ));
+        errs.push(FieldError::invalid(format!("{path}.port"), port.port.to_string(), &msg));
     }
     if port.protocol.is_empty() {
         errs.push(FieldError::required(format!("{path}.protocol"), ""));
@@ -1050,18 +870,12 @@ fn validate_port<'a>(
     match &port.target_port {
         TargetPort::Int(n) => {
             for msg in formats::port_num(*n) {
-                errs.push(FieldError::invalid(
-                    format!("{path}.targetPort"),
-                    n.to_string(),
-                    &msg,
-                ));
+                errs.push(FieldError::invalid(format!("{path}.targetPort"), n.to_string(), &msg));
             }
         }
-        TargetPort::Str(s) => errs.extend(formats::invalid_each(
-            &format!("{path}.targetPort"),
-            s,
-            formats::port_name(s),
-        )),
+        TargetPort::Str(s) => {
+            errs.extend(formats::invalid_each(&format!("{path}.targetPort"), s, formats::port_name(s)))
+        }
     }
     errs.extend(formats::app_protocol(path, port.app_protocol.as_deref()));
     errs
@@ -1079,10 +893,7 @@ fn client_ip_affinity_config(config: &Value) -> Vec<FieldError> {
         return vec![FieldError::required(format!("{path}.clientIP"), WHEN)];
     }
     let Some(timeout) = client_ip.get("timeoutSeconds").filter(|t| !t.is_null()) else {
-        return vec![FieldError::required(
-            format!("{path}.clientIP.timeoutSeconds"),
-            WHEN,
-        )];
+        return vec![FieldError::required(format!("{path}.clientIP.timeoutSeconds"), WHEN)];
     };
     let timeout = j::as_int(timeout).unwrap_or(0);
     if timeout <= 0 || timeout > MAX_CLIENT_IP_TIMEOUT {
@@ -1107,11 +918,7 @@ fn cluster_ips_related_errors(svc: &Svc) -> Vec<FieldError> {
         if ips.is_empty() {
             errs.push(FieldError::required("spec.clusterIPs", ""));
         } else if ips[0] != svc.cluster_ip {
-            errs.push(FieldError::invalid(
-                "spec.clusterIPs",
-                ips_value(),
-                "first value must match `clusterIP`",
-            ));
+            errs.push(FieldError::invalid("spec.clusterIPs", ips_value(), "first value must match `clusterIP`"));
         }
     } else if !ips.is_empty() {
         errs.push(FieldError::invalid(
@@ -1124,27 +931,16 @@ fn cluster_ips_related_errors(svc: &Svc) -> Vec<FieldError> {
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     for (i, family) in svc.families().iter().enumerate() {
         if !IP_FAMILIES.contains(&family.as_str()) {
-            errs.push(FieldError::not_supported(
-                format!("spec.ipFamilies[{i}]"),
-                quote(family),
-                IP_FAMILIES,
-            ));
+            errs.push(FieldError::not_supported(format!("spec.ipFamilies[{i}]"), quote(family), IP_FAMILIES));
         }
         if !seen.insert(family) {
-            errs.push(FieldError::duplicate(
-                format!("spec.ipFamilies[{i}]"),
-                quote(family),
-            ));
+            errs.push(FieldError::duplicate(format!("spec.ipFamilies[{i}]"), quote(family)));
         }
     }
 
     if let Some(policy) = &svc.ip_family_policy {
         if !IP_FAMILY_POLICIES.contains(&policy.as_str()) {
-            errs.push(FieldError::not_supported(
-                "spec.ipFamilyPolicy",
-                quote(policy),
-                IP_FAMILY_POLICIES,
-            ));
+            errs.push(FieldError::not_supported("spec.ipFamilyPolicy", quote(policy), IP_FAMILY_POLICIES));
         }
     }
 
@@ -1166,11 +962,7 @@ fn cluster_ips_related_errors(svc: &Svc) -> Vec<FieldError> {
         errs.extend(problems);
     }
     if ips.len() > 2 {
-        errs.push(FieldError::invalid(
-            "spec.clusterIPs",
-            ips_value(),
-            "may only hold up to 2 values",
-        ));
+        errs.push(FieldError::invalid("spec.clusterIPs", ips_value(), "may only hold up to 2 values"));
     }
     if invalid_ips {
         return errs;
@@ -1210,10 +1002,7 @@ fn cluster_ips_related_errors(svc: &Svc) -> Vec<FieldError> {
 
 /// The checks of the allocator's `initIPFamilyFields` against a single-stack IPv4 cluster.
 fn cluster_family_errors(svc: &Svc, old: Option<&Svc>) -> Vec<FieldError> {
-    if svc.ty == EXTERNAL_NAME
-        || matching_prefer_dual_stack(svc, old)
-        || !cluster_ips_related_errors(svc).is_empty()
-    {
+    if svc.ty == EXTERNAL_NAME || matching_prefer_dual_stack(svc, old) || !cluster_ips_related_errors(svc).is_empty() {
         return Vec::new();
     }
     let policy = svc.ip_family_policy.as_deref();
@@ -1239,10 +1028,18 @@ fn cluster_family_errors(svc: &Svc, old: Option<&Svc>) -> Vec<FieldError> {
     }
     if policy == Some(SINGLE_STACK) {
         if svc.ips().len() == 2 {
-            errs.push(FieldError::invalid("spec.ipFamilyPolicy", policy_value(), "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified"));
+            errs.push(FieldError::invalid(
+                "spec.ipFamilyPolicy",
+                policy_value(),
+                "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified",
+            ));
         }
         if svc.families().len() == 2 {
-            errs.push(FieldError::invalid("spec.ipFamilyPolicy", policy_value(), "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified"));
+            errs.push(FieldError::invalid(
+                "spec.ipFamilyPolicy",
+                policy_value(),
+                "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified",
+            ));
         }
     }
     for (i, ip) in svc.ips().iter().enumerate() {
@@ -1292,20 +1089,12 @@ fn upgrade_downgrade_cluster_ips(old: &Svc, new: &Svc) -> Vec<FieldError> {
     if before.len() == after.len() {
         for (i, ip) in before.iter().enumerate() {
             if *ip != after[i] {
-                errs.push(FieldError::invalid(
-                    format!("spec.clusterIPs[{i}]"),
-                    value(),
-                    CHANGED,
-                ));
+                errs.push(FieldError::invalid(format!("spec.clusterIPs[{i}]"), value(), CHANGED));
             }
         }
     } else if before.len() > after.len() {
         if after.is_empty() {
-            errs.push(FieldError::invalid(
-                "spec.clusterIPs[0]",
-                value(),
-                "primary clusterIP can not be unset",
-            ));
+            errs.push(FieldError::invalid("spec.clusterIPs[0]", value(), "primary clusterIP can not be unset"));
         }
         if !before.is_empty() && !after.is_empty() && after[0] != before[0] {
             errs.push(FieldError::invalid("spec.clusterIPs[0]", value(), CHANGED));
@@ -1327,11 +1116,7 @@ fn upgrade_downgrade_cluster_ips(old: &Svc, new: &Svc) -> Vec<FieldError> {
 /// messages print `clusterIPs`).
 fn upgrade_downgrade_ip_families(old: &Svc, new: &Svc) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    if new.ty == EXTERNAL_NAME
-        || old.ty == EXTERNAL_NAME
-        || old.headless() != new.headless()
-        || new.headless()
-    {
+    if new.ty == EXTERNAL_NAME || old.ty == EXTERNAL_NAME || old.headless() != new.headless() || new.headless() {
         return errs;
     }
     let (before, after) = (old.families(), new.families());
@@ -1341,27 +1126,15 @@ fn upgrade_downgrade_ip_families(old: &Svc, new: &Svc) -> Vec<FieldError> {
     if before.len() == after.len() {
         for (i, family) in before.iter().enumerate() {
             if *family != after[i] {
-                errs.push(FieldError::invalid(
-                    "spec.ipFamilies[0]",
-                    families_value(),
-                    CHANGED,
-                ));
+                errs.push(FieldError::invalid("spec.ipFamilies[0]", families_value(), CHANGED));
             }
         }
     } else if before.len() > after.len() {
         if new.ips().is_empty() {
-            errs.push(FieldError::invalid(
-                "spec.ipFamilies[0]",
-                families_value(),
-                "primary ipFamily can not be unset",
-            ));
+            errs.push(FieldError::invalid("spec.ipFamilies[0]", families_value(), "primary ipFamily can not be unset"));
         }
         if !after.is_empty() && after[0] != before[0] {
-            errs.push(FieldError::invalid(
-                "spec.ipFamilies[0]",
-                ips_value(),
-                CHANGED,
-            ));
+            errs.push(FieldError::invalid("spec.ipFamilies[0]", ips_value(), CHANGED));
         }
         if after.len() == 1 && new.policy() != SINGLE_STACK {
             errs.push(FieldError::invalid(
@@ -1371,11 +1144,7 @@ fn upgrade_downgrade_ip_families(old: &Svc, new: &Svc) -> Vec<FieldError> {
             ));
         }
     } else if !before.is_empty() && !after.is_empty() && after[0] != before[0] {
-        errs.push(FieldError::invalid(
-            "spec.ipFamilies[0]",
-            ips_value(),
-            CHANGED,
-        ));
+        errs.push(FieldError::invalid("spec.ipFamilies[0]", ips_value(), CHANGED));
     }
     errs
 }
@@ -1394,16 +1163,9 @@ fn load_balancer_class(old: Option<&Svc>, new: &Svc) -> Vec<FieldError> {
     }
     if let Some(class) = &new.lb_class {
         if new.ty == LOAD_BALANCER {
-            errs.extend(formats::invalid_each(
-                "spec.loadBalancerClass",
-                class,
-                formats::qualified_name(class),
-            ));
+            errs.extend(formats::invalid_each("spec.loadBalancerClass", class, formats::qualified_name(class)));
         } else {
-            errs.push(FieldError::forbidden(
-                "spec.loadBalancerClass",
-                ONLY_LOAD_BALANCER,
-            ));
+            errs.push(FieldError::forbidden("spec.loadBalancerClass", ONLY_LOAD_BALANCER));
         }
     }
     errs

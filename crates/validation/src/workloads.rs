@@ -120,7 +120,11 @@ pub fn default_stateful_set(stateful_set: &mut Value) {
     set_if_absent(spec, "replicas", json!(1));
     set_if_absent(spec, "podManagementPolicy", json!("OrderedReady"));
     set_if_absent(spec, "revisionHistoryLimit", json!(10));
-    set_if_absent(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+    set_if_absent(
+        spec,
+        "persistentVolumeClaimRetentionPolicy",
+        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+    );
     let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
     if let Some(strategy) = strategy.as_object_mut() {
         set_if_absent(strategy, "type", json!("RollingUpdate"));
@@ -173,16 +177,25 @@ pub fn validate_pod_update(pod: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate_pod(pod);
     // Scheduling gates may only be removed.
     let gate_names = |spec: &Value| -> Vec<String> {
-        crate::json::array(spec, "schedulingGates").iter().map(|g| g.get("name").and_then(Value::as_str).unwrap_or("").to_string()).collect()
+        crate::json::array(spec, "schedulingGates")
+            .iter()
+            .map(|g| g.get("name").and_then(Value::as_str).unwrap_or("").to_string())
+            .collect()
     };
     let old_gates = gate_names(old_spec);
     for (i, gate) in gate_names(spec).iter().enumerate().filter(|(_, gate)| !old_gates.contains(gate)) {
-        errs.push(FieldError::forbidden(format!("spec.schedulingGates[{i}].name"), &format!("only deletion is allowed, but found new scheduling gate '{gate}'")));
+        errs.push(FieldError::forbidden(
+            format!("spec.schedulingGates[{i}].name"),
+            &format!("only deletion is allowed, but found new scheduling gate '{gate}'"),
+        ));
     }
     let old_tolerations = crate::json::array(old_spec, "tolerations");
     let tolerations = crate::json::array(spec, "tolerations");
     if old_tolerations.iter().any(|t| !tolerations.contains(t)) {
-        errs.push(FieldError::forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"));
+        errs.push(FieldError::forbidden(
+            "spec.tolerations",
+            "existing toleration can not be modified except its tolerationSeconds",
+        ));
     }
     // The spec as it would be had only the allowed fields changed: equal to the old one if so.
     let mut munged = spec.clone();
@@ -203,11 +216,17 @@ pub fn validate_pod_update(pod: &Value, old: &Value) -> Vec<FieldError> {
     // A pod still waiting on its gates may be narrowed to more nodes' labels.
     if !old_gates.is_empty() {
         let empty = serde_json::Map::new();
-        let selector = |spec: &Value| spec.get("nodeSelector").and_then(Value::as_object).cloned().unwrap_or_else(|| empty.clone());
+        let selector = |spec: &Value| {
+            spec.get("nodeSelector").and_then(Value::as_object).cloned().unwrap_or_else(|| empty.clone())
+        };
         let (new_selector, old_selector) = (selector(spec), selector(old_spec));
         if new_selector != old_selector {
             if old_selector.iter().any(|(key, value)| new_selector.get(key) != Some(value)) {
-                errs.push(FieldError::invalid("spec.nodeSelector", Value::Object(new_selector).to_string(), "only additions to spec.nodeSelector are allowed (no mutations or deletions)"));
+                errs.push(FieldError::invalid(
+                    "spec.nodeSelector",
+                    Value::Object(new_selector).to_string(),
+                    "only additions to spec.nodeSelector are allowed (no mutations or deletions)",
+                ));
             }
             munged_keys.push("nodeSelector");
         }
@@ -299,14 +318,21 @@ mod tests {
     fn controller_revisions_need_data_that_never_changes() {
         let revision = json!({"metadata": {"name": "web-1"}, "data": {"spec": {}}, "revision": 2});
         assert!(validate_controller_revision(&revision, None).is_empty());
-        let messages = |errs: Vec<FieldError>| errs.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>();
+        let messages =
+            |errs: Vec<FieldError>| errs.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>();
         assert_eq!(
             messages(validate_controller_revision(&json!({"metadata": {"name": "r"}, "revision": -1}), None)),
-            ["data: Required value: data is mandatory", "revision: Invalid value: -1: must be greater than or equal to 0"]
+            [
+                "data: Required value: data is mandatory",
+                "revision: Invalid value: -1: must be greater than or equal to 0"
+            ]
         );
         let mut renumbered = revision.clone();
         renumbered["revision"] = json!(5);
-        assert!(validate_controller_revision(&renumbered, Some(&revision)).is_empty(), "the revision number may change");
+        assert!(
+            validate_controller_revision(&renumbered, Some(&revision)).is_empty(),
+            "the revision number may change"
+        );
         let mut changed = revision.clone();
         changed["data"] = json!({"spec": {"x": 1}});
         assert_eq!(
@@ -342,7 +368,10 @@ mod tests {
     fn workload_defaults() {
         let mut deployment = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
         default_deployment(&mut deployment);
-        assert_eq!(deployment["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            deployment["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         assert_eq!(deployment["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(deployment["spec"]["template"]["spec"]["restartPolicy"], "Always");
         let mut recreate = json!({"spec": {"strategy": {"type": "Recreate"}}});
@@ -371,17 +400,39 @@ mod tests {
         assert_eq!(changed(&|_| {}), vec![]);
         assert_eq!(changed(&|p| p["spec"]["containers"][0]["image"] = json!("nginx:1.27")), vec![]);
         assert_eq!(changed(&|p| p["spec"]["activeDeadlineSeconds"] = json!(30)), vec![]);
-        assert_eq!(changed(&|p| p["spec"]["tolerations"].as_array_mut().unwrap().push(json!({"key": "b", "operator": "Exists"}))), vec![]);
+        assert_eq!(
+            changed(&|p| p["spec"]["tolerations"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"key": "b", "operator": "Exists"}))),
+            vec![]
+        );
         assert_eq!(changed(&|p| p["spec"]["terminationGracePeriodSeconds"] = json!(1)), vec![]);
         // Forbidden: anything else, with what changed.
         let errs = changed(&|p| p["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(9999));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec");
         assert_eq!(errs[0].reason, "FieldValueForbidden");
-        assert!(errs[0].message.starts_with("Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{}", errs[0].message);
-        assert!(errs[0].message.ends_with("\n-  containers[0].ports[0].containerPort: 80\n+  containers[0].ports[0].containerPort: 9999"), "{}", errs[0].message);
+        assert!(
+            errs[0]
+                .message
+                .starts_with("Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
+            "{}",
+            errs[0].message
+        );
+        assert!(
+            errs[0].message.ends_with(
+                "\n-  containers[0].ports[0].containerPort: 80\n+  containers[0].ports[0].containerPort: 9999"
+            ),
+            "{}",
+            errs[0].message
+        );
         let errs = changed(&|p| p["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}]));
-        assert!(errs[0].message.ends_with("\n+  containers[0].env: [{\"name\":\"A\",\"value\":\"1\"}]"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.ends_with("\n+  containers[0].env: [{\"name\":\"A\",\"value\":\"1\"}]"),
+            "{}",
+            errs[0].message
+        );
         assert_eq!(changed(&|p| p["spec"]["nodeName"] = json!("elsewhere")).len(), 1);
         assert_eq!(changed(&|p| p["spec"]["terminationGracePeriodSeconds"] = json!(5)).len(), 1);
         // A removed toleration is its own error.
@@ -389,7 +440,9 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec.tolerations");
         // A new container is a change even with the same images.
-        let errs = changed(&|p| p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "side", "image": "nginx:1.25"})));
+        let errs = changed(&|p| {
+            p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "side", "image": "nginx:1.25"}))
+        });
         assert_eq!(errs.len(), 1);
     }
 
@@ -438,10 +491,19 @@ mod tests {
             validate_pod(&json!({"spec": spec})).iter().map(ToString::to_string).collect::<Vec<_>>()
         };
         assert!(pod(json!([{"name": "example.com/a"}, {"name": "b"}]), None).is_empty());
-        assert_eq!(pod(json!([{"name": "a"}, {"name": "a"}]), None), ["spec.schedulingGates[1]: Duplicate value: \"a\""]);
+        assert_eq!(
+            pod(json!([{"name": "a"}, {"name": "a"}]), None),
+            ["spec.schedulingGates[1]: Duplicate value: \"a\""]
+        );
         let bad = pod(json!([{"name": "not a name"}]), None);
-        assert!(bad.len() == 1 && bad[0].starts_with("spec.schedulingGates[0]: Invalid value: \"not a name\": "), "{bad:?}");
-        assert_eq!(pod(json!([{"name": "a"}]), Some("n1")), ["spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"]);
+        assert!(
+            bad.len() == 1 && bad[0].starts_with("spec.schedulingGates[0]: Invalid value: \"not a name\": "),
+            "{bad:?}"
+        );
+        assert_eq!(
+            pod(json!([{"name": "a"}]), Some("n1")),
+            ["spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"]
+        );
         assert!(pod(json!([]), Some("n1")).is_empty());
     }
 }

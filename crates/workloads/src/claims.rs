@@ -43,7 +43,11 @@ impl<O: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>> 
 
 /// The candidates (each with whether it matches the claimant's selector) that the claimant
 /// controls after adopting and releasing.
-pub async fn claim_all<O, K>(claimant: &Claimant<O>, api: &Api<K>, candidates: impl IntoIterator<Item = (Arc<K>, bool)>) -> Result<Vec<Arc<K>>, SyncError>
+pub async fn claim_all<O, K>(
+    claimant: &Claimant<O>,
+    api: &Api<K>,
+    candidates: impl IntoIterator<Item = (Arc<K>, bool)>,
+) -> Result<Vec<Arc<K>>, SyncError>
 where
     O: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     K: Resource + Clone + DeserializeOwned + Debug,
@@ -58,13 +62,19 @@ where
                 continue;
             }
             Claim::Ignore => continue,
-            Claim::Release => writes::merge_patch(api, &object.name_any(), &release_patch(object.meta(), &claimant.uid)).await.map(|_| ()),
+            Claim::Release => {
+                writes::merge_patch(api, &object.name_any(), &release_patch(object.meta(), &claimant.uid))
+                    .await
+                    .map(|_| ())
+            }
             Claim::Adopt => {
                 if !adoption_checked {
                     recheck(claimant).await?;
                     adoption_checked = true;
                 }
-                writes::merge_patch(api, &object.name_any(), &adopt_patch(object.meta(), &claimant.reference)).await.map(|adopted| owned.push(Arc::new(adopted)))
+                writes::merge_patch(api, &object.name_any(), &adopt_patch(object.meta(), &claimant.reference))
+                    .await
+                    .map(|adopted| owned.push(Arc::new(adopted)))
             }
         };
         match result {
@@ -86,10 +96,19 @@ where
     let fresh = claimant.api.get(&claimant.name).await?;
     let kind = O::kind(&());
     if fresh.meta().uid.as_deref() != Some(claimant.uid.as_str()) {
-        return Err(SyncError::Failed(format!("original {kind} {}/{} is gone: got uid {:?}, wanted {}", claimant.namespace, claimant.name, fresh.meta().uid, claimant.uid)));
+        return Err(SyncError::Failed(format!(
+            "original {kind} {}/{} is gone: got uid {:?}, wanted {}",
+            claimant.namespace,
+            claimant.name,
+            fresh.meta().uid,
+            claimant.uid
+        )));
     }
     if fresh.meta().deletion_timestamp.is_some() {
-        return Err(SyncError::Failed(format!("{kind} {}/{} has just been deleted", claimant.namespace, claimant.name)));
+        return Err(SyncError::Failed(format!(
+            "{kind} {}/{} has just been deleted",
+            claimant.namespace, claimant.name
+        )));
     }
     Ok(())
 }

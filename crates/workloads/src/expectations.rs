@@ -55,12 +55,16 @@ impl Expectations {
 
     /// Records that `additions` pods are about to be created for `key`.
     pub fn expect_creations(&self, key: &str, additions: usize, now: Instant) {
-        self.lock().insert(key.to_string(), Expectation { additions: additions as i64, deletions: HashSet::new(), set_at: now });
+        self.lock().insert(
+            key.to_string(),
+            Expectation { additions: additions as i64, deletions: HashSet::new(), set_at: now },
+        );
     }
 
     /// Records that the pods with these UIDs are about to be deleted for `key`.
     pub fn expect_deletions(&self, key: &str, uids: impl IntoIterator<Item = String>, now: Instant) {
-        self.lock().insert(key.to_string(), Expectation { additions: 0, deletions: uids.into_iter().collect(), set_at: now });
+        self.lock()
+            .insert(key.to_string(), Expectation { additions: 0, deletions: uids.into_iter().collect(), set_at: now });
     }
 
     /// A pod for `key` appeared in the cache, or a creation failed and will not appear.

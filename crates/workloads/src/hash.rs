@@ -64,11 +64,13 @@ pub fn normalize(value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Object(map) => {
-            let kept: serde_json::Map<String, Value> = map.iter().filter_map(|(k, v)| normalize(v).map(|v| (k.clone(), v))).collect();
+            let kept: serde_json::Map<String, Value> =
+                map.iter().filter_map(|(k, v)| normalize(v).map(|v| (k.clone(), v))).collect();
             (!kept.is_empty()).then_some(Value::Object(kept))
         }
         Value::Array(items) => {
-            let kept: Vec<Value> = items.iter().map(|v| normalize(v).unwrap_or(Value::Object(Default::default()))).collect();
+            let kept: Vec<Value> =
+                items.iter().map(|v| normalize(v).unwrap_or(Value::Object(Default::default()))).collect();
             (!kept.is_empty()).then_some(Value::Array(kept))
         }
         other => Some(other.clone()),
@@ -133,7 +135,10 @@ mod tests {
 
     fn template(image: &str) -> PodTemplateSpec {
         PodTemplateSpec {
-            metadata: Some(ObjectMeta { labels: Some([("app".to_string(), "web".to_string())].into()), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            }),
             spec: Some(PodSpec {
                 containers: vec![Container { name: "web".into(), image: Some(image.into()), ..Default::default() }],
                 ..Default::default()

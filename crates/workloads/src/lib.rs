@@ -108,13 +108,20 @@ fn replica_controller<K: ReplicaKind>(
     let pod_store = pods.store();
     let pods_synced = pods.synced();
     let triggers = {
-        let (store, expectations_for_pods, expectations_for_owners) = (owner_store.clone(), expectations.clone(), expectations.clone());
+        let (store, expectations_for_pods, expectations_for_owners) =
+            (owner_store.clone(), expectations.clone(), expectations.clone());
         futures::stream::select(
             keys(owners.subscribe(), move |change| owner_change_keys(change, &expectations_for_owners)),
             keys(pods.subscribe(), move |change| pod_change_keys(change, &store, &expectations_for_pods)),
         )
     };
-    let controller = Arc::new(ReplicaController { client: factory.client(), owners: owner_store.clone(), pods: pod_store, expectations, burst: config.burst_replicas });
+    let controller = Arc::new(ReplicaController {
+        client: factory.client(),
+        owners: owner_store.clone(),
+        pods: pod_store,
+        expectations,
+        burst: config.burst_replicas,
+    });
     let factory = factory.clone();
     tokio::spawn(async move {
         run_controller(&factory, name, owner_store, triggers, pods_synced, move |object| {

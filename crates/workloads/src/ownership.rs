@@ -60,7 +60,8 @@ pub fn adopt_patch(object: &ObjectMeta, controller: &OwnerReference) -> Value {
 
 /// The merge patch that removes the owner with `owner_uid` from the object's owner references.
 pub fn release_patch(object: &ObjectMeta, owner_uid: &str) -> Value {
-    let references: Vec<&OwnerReference> = object.owner_references.iter().flatten().filter(|r| r.uid != owner_uid).collect();
+    let references: Vec<&OwnerReference> =
+        object.owner_references.iter().flatten().filter(|r| r.uid != owner_uid).collect();
     let references = if references.is_empty() { Value::Null } else { json!(references) };
     json!({"metadata": {"ownerReferences": references, "resourceVersion": object.resource_version}})
 }
@@ -71,11 +72,23 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn reference(uid: &str, controller: bool) -> OwnerReference {
-        OwnerReference { api_version: "apps/v1".into(), kind: "ReplicaSet".into(), name: "rs".into(), uid: uid.into(), controller: Some(controller), block_owner_deletion: Some(true) }
+        OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "rs".into(),
+            uid: uid.into(),
+            controller: Some(controller),
+            block_owner_deletion: Some(true),
+        }
     }
 
     fn meta(owners: Vec<OwnerReference>) -> ObjectMeta {
-        ObjectMeta { namespace: Some("default".into()), resource_version: Some("7".into()), owner_references: Some(owners), ..Default::default() }
+        ObjectMeta {
+            namespace: Some("default".into()),
+            resource_version: Some("7".into()),
+            owner_references: Some(owners),
+            ..Default::default()
+        }
     }
 
     #[test]

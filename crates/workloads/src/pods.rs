@@ -70,7 +70,13 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
 /// A Pod from a controller's template (upstream's `GetPodFromTemplate`): labels, annotations
 /// and finalizers of the template, the controller reference, and the template's spec. Either
 /// `name` or `generate_name` names it.
-pub fn pod_from_template(template: &PodTemplateSpec, namespace: &str, owner: OwnerReference, name: Option<String>, generate_name: Option<String>) -> Pod {
+pub fn pod_from_template(
+    template: &PodTemplateSpec,
+    namespace: &str,
+    owner: OwnerReference,
+    name: Option<String>,
+    generate_name: Option<String>,
+) -> Pod {
     let template_meta = template.metadata.clone().unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -98,7 +104,8 @@ pub fn deletion_order<'a>(pods: &[&'a Pod], related: &[&Pod], now: Timestamp) ->
     for pod in related.iter().filter(|p| is_active(p)) {
         *on_node.entry(node_name(pod)).or_default() += 1;
     }
-    let mut ranked: Vec<(&Pod, usize)> = pods.iter().map(|p| (*p, on_node.get(node_name(p)).copied().unwrap_or(0))).collect();
+    let mut ranked: Vec<(&Pod, usize)> =
+        pods.iter().map(|p| (*p, on_node.get(node_name(p)).copied().unwrap_or(0))).collect();
     ranked.sort_by(|(a, rank_a), (b, rank_b)| compare_for_deletion(a, *rank_a, b, *rank_b, now));
     ranked.into_iter().map(|(p, _)| p).collect()
 }
@@ -117,7 +124,11 @@ fn deletion_cost(pod: &Pod) -> i32 {
 }
 
 fn max_restarts(pod: &Pod) -> i32 {
-    pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).map(|cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0)).unwrap_or(0)
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// `Less` from upstream as an `Ordering`: `Less` means "delete `a` before `b`".
@@ -140,7 +151,10 @@ fn compare_for_deletion(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Tim
         })
         .or_else(|| by(max_restarts(b).cmp(&max_restarts(a))))
         .or_else(|| {
-            let (created_a, created_b) = (a.metadata.creation_timestamp.as_ref().map(|t| t.0), b.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            let (created_a, created_b) = (
+                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            );
             (created_a != created_b).then(|| compare_newer_first(created_a, created_b, a, b, now))
         })
         .unwrap_or(Ordering::Equal)
@@ -155,7 +169,11 @@ fn compare_newer_first(t_a: Option<Timestamp>, t_b: Option<Timestamp>, a: &Pod, 
         (Some(t_a), Some(t_b)) => {
             let bucket = |t: Timestamp| {
                 let age = now.as_nanosecond() - t.as_nanosecond();
-                if age > 0 { (age as f64).log2() as i64 } else { -1 }
+                if age > 0 {
+                    (age as f64).log2() as i64
+                } else {
+                    -1
+                }
             };
             match bucket(t_a).cmp(&bucket(t_b)) {
                 Ordering::Equal => a.metadata.uid.cmp(&b.metadata.uid),
@@ -189,7 +207,12 @@ pub(crate) mod tests {
             status: Some(PodStatus {
                 phase: Some(phase.into()),
                 conditions: ready_at.map(|t| {
-                    vec![PodCondition { type_: "Ready".into(), status: "True".into(), last_transition_time: Some(Time(at(t))), ..Default::default() }]
+                    vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        last_transition_time: Some(Time(at(t))),
+                        ..Default::default()
+                    }]
                 }),
                 ..Default::default()
             }),
@@ -204,19 +227,35 @@ pub(crate) mod tests {
     fn deletion_order_table() {
         let now = at(100_000);
         let cases: Vec<(&str, Vec<Pod>, Vec<&str>)> = vec![
-            ("unscheduled first", vec![pod("scheduled", "n1", "Pending", None, 0), pod("unscheduled", "", "Pending", None, 0)], vec!["unscheduled", "scheduled"]),
+            (
+                "unscheduled first",
+                vec![pod("scheduled", "n1", "Pending", None, 0), pod("unscheduled", "", "Pending", None, 0)],
+                vec!["unscheduled", "scheduled"],
+            ),
             (
                 "pending < unknown < running",
-                vec![pod("running", "n1", "Running", None, 0), pod("unknown", "n1", "Unknown", None, 0), pod("pending", "n1", "Pending", None, 0)],
+                vec![
+                    pod("running", "n1", "Running", None, 0),
+                    pod("unknown", "n1", "Unknown", None, 0),
+                    pod("pending", "n1", "Pending", None, 0),
+                ],
                 vec!["pending", "unknown", "running"],
             ),
-            ("not ready first", vec![pod("ready", "n1", "Running", Some(0), 0), pod("notready", "n1", "Running", None, 0)], vec!["notready", "ready"]),
+            (
+                "not ready first",
+                vec![pod("ready", "n1", "Running", Some(0), 0), pod("notready", "n1", "Running", None, 0)],
+                vec!["notready", "ready"],
+            ),
             (
                 "ready more recently first",
                 vec![pod("long", "n1", "Running", Some(10), 0), pod("recent", "n1", "Running", Some(99_990), 0)],
                 vec!["recent", "long"],
             ),
-            ("newer first", vec![pod("old", "n1", "Pending", None, 0), pod("new", "n1", "Pending", None, 99_000)], vec!["new", "old"]),
+            (
+                "newer first",
+                vec![pod("old", "n1", "Pending", None, 0), pod("new", "n1", "Pending", None, 99_000)],
+                vec!["new", "old"],
+            ),
         ];
         for (name, pods, expected) in cases {
             let refs: Vec<&Pod> = pods.iter().collect();
@@ -236,7 +275,8 @@ pub(crate) mod tests {
         let mut cheap = pod("cheap", "n1", "Running", Some(0), 0);
         cheap.metadata.annotations = Some([(POD_DELETION_COST.to_string(), "-5".to_string())].into());
         let mut restarted = pod("restarted", "n1", "Running", Some(0), 0);
-        restarted.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus { restart_count: 3, ..Default::default() }]);
+        restarted.status.as_mut().unwrap().container_statuses =
+            Some(vec![ContainerStatus { restart_count: 3, ..Default::default() }]);
         assert_eq!(names(deletion_order(&[&a, &cheap], &[&a, &cheap], now)), ["cheap", "alone"]);
         assert_eq!(names(deletion_order(&[&a, &restarted], &[&a, &restarted], now)), ["restarted", "alone"]);
     }

@@ -12,7 +12,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use frontdoor_informers::{Action, Backoff, Controller, ControllerConfig, InformerFactory, Reconciler, Subscription, Watched};
+use frontdoor_informers::{
+    Action, Backoff, Controller, ControllerConfig, InformerFactory, Reconciler, Subscription, Watched,
+};
 
 /// Why a sync failed; the key is retried with backoff.
 #[derive(Debug, thiserror::Error)]

@@ -46,7 +46,10 @@ impl Selector {
             };
             let values = expression.values.clone().unwrap_or_default();
             if matches!(operator, Operator::In | Operator::NotIn) && values.is_empty() {
-                return Err(format!("for 'in', 'notin' operators, values set can't be empty (key {:?})", expression.key));
+                return Err(format!(
+                    "for 'in', 'notin' operators, values set can't be empty (key {:?})",
+                    expression.key
+                ));
             }
             requirements.push(Requirement { key: expression.key.clone(), operator, values });
         }
@@ -56,7 +59,10 @@ impl Selector {
     /// A ReplicationController's equality selector (empty selects everything).
     pub fn from_map(labels: &BTreeMap<String, String>) -> Selector {
         Selector::Requirements(
-            labels.iter().map(|(k, v)| Requirement { key: k.clone(), operator: Operator::In, values: vec![v.clone()] }).collect(),
+            labels
+                .iter()
+                .map(|(k, v)| Requirement { key: k.clone(), operator: Operator::In, values: vec![v.clone()] })
+                .collect(),
         )
     }
 
@@ -102,14 +108,57 @@ mod tests {
     fn selector_table() {
         type Case = (LabelSelector, &'static [(&'static str, &'static str)], bool);
         let cases: Vec<Case> = vec![
-            (LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() }, &[("app", "web"), ("x", "y")], true),
-            (LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() }, &[("app", "db")], false),
+            (
+                LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() },
+                &[("app", "web"), ("x", "y")],
+                true,
+            ),
+            (
+                LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() },
+                &[("app", "db")],
+                false,
+            ),
             (LabelSelector::default(), &[], true),
-            (LabelSelector { match_expressions: Some(vec![expression("tier", "In", &["a", "b"])]), ..Default::default() }, &[("tier", "b")], true),
-            (LabelSelector { match_expressions: Some(vec![expression("tier", "NotIn", &["a"])]), ..Default::default() }, &[], true),
-            (LabelSelector { match_expressions: Some(vec![expression("tier", "NotIn", &["a"])]), ..Default::default() }, &[("tier", "a")], false),
-            (LabelSelector { match_expressions: Some(vec![expression("tier", "Exists", &[])]), ..Default::default() }, &[("tier", "")], true),
-            (LabelSelector { match_expressions: Some(vec![expression("tier", "DoesNotExist", &[])]), ..Default::default() }, &[("tier", "")], false),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expression("tier", "In", &["a", "b"])]),
+                    ..Default::default()
+                },
+                &[("tier", "b")],
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expression("tier", "NotIn", &["a"])]),
+                    ..Default::default()
+                },
+                &[],
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expression("tier", "NotIn", &["a"])]),
+                    ..Default::default()
+                },
+                &[("tier", "a")],
+                false,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expression("tier", "Exists", &[])]),
+                    ..Default::default()
+                },
+                &[("tier", "")],
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_expressions: Some(vec![expression("tier", "DoesNotExist", &[])]),
+                    ..Default::default()
+                },
+                &[("tier", "")],
+                false,
+            ),
         ];
         for (selector, pod_labels, expected) in cases {
             let parsed = Selector::from_label_selector(Some(&selector)).unwrap();

@@ -25,8 +25,15 @@ pub fn now() -> Timestamp {
 }
 
 /// Deletes `name` only if it still has `uid` (another object may have taken the name).
-pub async fn delete_with_uid<K: Clone + DeserializeOwned + Debug>(api: &Api<K>, name: &str, uid: &str) -> Result<(), kube::Error> {
-    let params = DeleteParams { preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }), ..Default::default() };
+pub async fn delete_with_uid<K: Clone + DeserializeOwned + Debug>(
+    api: &Api<K>,
+    name: &str,
+    uid: &str,
+) -> Result<(), kube::Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+        ..Default::default()
+    };
     match api.delete(name, &params).await {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
@@ -35,13 +42,22 @@ pub async fn delete_with_uid<K: Clone + DeserializeOwned + Debug>(api: &Api<K>, 
 }
 
 /// A JSON merge patch of the object.
-pub async fn merge_patch<K: Clone + DeserializeOwned + Debug>(api: &Api<K>, name: &str, patch: &Value) -> Result<K, kube::Error> {
+pub async fn merge_patch<K: Clone + DeserializeOwned + Debug>(
+    api: &Api<K>,
+    name: &str,
+    patch: &Value,
+) -> Result<K, kube::Error> {
     api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
 }
 
 /// Replaces `status` through the status subresource: a merge patch in which every field of
 /// `status` that `fields` lists and the new status lacks is sent as `null` (removed).
-pub async fn write_status<K: Clone + DeserializeOwned + Debug>(api: &Api<K>, name: &str, status: &impl serde::Serialize, fields: &[&str]) -> Result<(), kube::Error> {
+pub async fn write_status<K: Clone + DeserializeOwned + Debug>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+    fields: &[&str],
+) -> Result<(), kube::Error> {
     let patch = serde_json::json!({ "status": status_with_nulls(status, fields) });
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }

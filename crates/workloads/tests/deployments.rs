@@ -13,7 +13,8 @@ const WAIT: Duration = Duration::from_secs(30);
 fn deployment(strategy: &str, image: &str, replicas: i32) -> String {
     let strategy = match strategy {
         "Recreate" => "  strategy:\n    type: Recreate\n".to_string(),
-        _ => "  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n".to_string(),
+        _ => "  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n"
+            .to_string(),
     };
     format!(
         r#"
@@ -63,7 +64,11 @@ fn find<'a>(sets: &'a [ReplicaSet], wanted: &str, restarted: bool) -> &'a Replic
     sets.iter()
         .find(|rs| {
             let template = rs.spec.as_ref().unwrap().template.as_ref().unwrap();
-            let has_restart = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()).is_some_and(|a| a.contains_key("kubectl.kubernetes.io/restartedAt"));
+            let has_restart = template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .is_some_and(|a| a.contains_key("kubectl.kubernetes.io/restartedAt"));
             image(rs) == wanted && has_restart == restarted
         })
         .unwrap_or_else(|| panic!("no replica set for {wanted} (restarted: {restarted})"))
@@ -100,9 +105,13 @@ async fn a_deployment_rolls_out_its_replica_set_and_pods() {
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), "default");
     let d = api.get("web").await.unwrap();
     let status = d.status.clone().unwrap();
-    assert_eq!((status.replicas, status.updated_replicas, status.ready_replicas, status.available_replicas), (Some(3), Some(3), Some(3), Some(3)));
+    assert_eq!(
+        (status.replicas, status.updated_replicas, status.ready_replicas, status.available_replicas),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
     assert_eq!(status.observed_generation, d.metadata.generation);
-    let reasons: Vec<(String, Option<String>)> = status.conditions.unwrap().into_iter().map(|c| (c.type_, c.reason)).collect();
+    let reasons: Vec<(String, Option<String>)> =
+        status.conditions.unwrap().into_iter().map(|c| (c.type_, c.reason)).collect();
     assert!(reasons.contains(&("Available".into(), Some("MinimumReplicasAvailable".into()))), "{reasons:?}");
     assert!(reasons.contains(&("Progressing".into(), Some("NewReplicaSetAvailable".into()))), "{reasons:?}");
     assert_eq!(d.annotations().get("deployment.kubernetes.io/revision").map(String::as_str), Some("1"));
@@ -152,7 +161,8 @@ async fn recreate_removes_every_old_pod_before_creating_new_ones() {
 
     let events = recorder.events();
     let first_created = events.iter().position(|e| matches!(e, PodEvent::Created(_))).expect("new pods");
-    let last_deleted = events.iter().rposition(|e| matches!(e, PodEvent::Deleted(n) if old.contains(n))).expect("old pods deleted");
+    let last_deleted =
+        events.iter().rposition(|e| matches!(e, PodEvent::Deleted(n) if old.contains(n))).expect("old pods deleted");
     assert!(last_deleted < first_created, "new pods appeared before the old ones were gone: {events:?}");
     assert_eq!(pod_names(&cluster.client, "web-").await.len(), 2);
     cluster.stop().await;
@@ -226,7 +236,12 @@ async fn a_paused_deployment_waits_until_resumed() {
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), "default");
     eventually("paused condition", WAIT, || async {
         let d = api.get("web").await.unwrap();
-        d.status.unwrap_or_default().conditions.unwrap_or_default().iter().any(|c| c.reason.as_deref() == Some("DeploymentPaused"))
+        d.status
+            .unwrap_or_default()
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.reason.as_deref() == Some("DeploymentPaused"))
     })
     .await;
     assert_eq!(replica_sets(&cluster).await.len(), 1, "no rollout while paused");

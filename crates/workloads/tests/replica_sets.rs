@@ -38,7 +38,9 @@ spec:
 
 async fn owned_pods(cluster: &Cluster) -> Vec<Pod> {
     let mut pods = cluster.pods().list(&Default::default()).await.unwrap().items;
-    pods.retain(|p| p.metadata.deletion_timestamp.is_none() && p.labels().get("app").map(String::as_str) == Some("frontend"));
+    pods.retain(|p| {
+        p.metadata.deletion_timestamp.is_none() && p.labels().get("app").map(String::as_str) == Some("frontend")
+    });
     pods
 }
 
@@ -56,7 +58,10 @@ async fn replica_set_creates_adopts_scales_and_deletes_not_ready_pods_first() {
     assert!(pods.iter().any(|p| p.name_any() == "stray"), "the orphan was adopted");
     for pod in &pods {
         let owner = &pod.owner_references()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller, owner.block_owner_deletion), ("ReplicaSet", "frontend", Some(true), Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller, owner.block_owner_deletion),
+            ("ReplicaSet", "frontend", Some(true), Some(true))
+        );
         assert_eq!(owner.uid, rs.uid().unwrap());
         if pod.name_any() != "stray" {
             let suffix = pod.name_any().strip_prefix("frontend-").expect("generateName prefix").to_string();
@@ -75,7 +80,8 @@ async fn replica_set_creates_adopts_scales_and_deletes_not_ready_pods_first() {
     let rs_api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), "default");
     eventually("status shows 2 ready of 3", WAIT, || async {
         let status = rs_api.get("frontend").await.unwrap().status.unwrap_or_default();
-        (status.replicas, status.ready_replicas, status.available_replicas, status.observed_generation) == (3, Some(2), Some(2), Some(1))
+        (status.replicas, status.ready_replicas, status.available_replicas, status.observed_generation)
+            == (3, Some(2), Some(2), Some(1))
     })
     .await;
     let status = rs_api.get("frontend").await.unwrap().status.unwrap();
@@ -98,7 +104,10 @@ async fn replica_set_creates_adopts_scales_and_deletes_not_ready_pods_first() {
     // Scale to zero, then the printed columns.
     cluster.kubectl(&["scale", "rs/frontend", "--replicas=0"]);
     eventually("no pods", WAIT, || async { owned_pods(&cluster).await.is_empty() }).await;
-    eventually("status 0", WAIT, || async { rs_api.get("frontend").await.unwrap().status.unwrap_or_default().replicas == 0 }).await;
+    eventually("status 0", WAIT, || async {
+        rs_api.get("frontend").await.unwrap().status.unwrap_or_default().replicas == 0
+    })
+    .await;
     let table = cluster.kubectl(&["get", "rs", "frontend"]);
     assert!(table.contains("frontend   0         0         0"), "{table}");
     cluster.stop().await;

@@ -46,13 +46,15 @@ async fn ordered_ready_creates_in_order_and_scales_down_from_the_top() {
 
     // Each pod was created only once its predecessor was ready.
     let events = recorder.events.lock().unwrap().clone();
-    let created: Vec<String> = events.iter().filter_map(|(e, _)| if let PodEvent::Created(n) = e { Some(n.clone()) } else { None }).collect();
+    let created: Vec<String> =
+        events.iter().filter_map(|(e, _)| if let PodEvent::Created(n) = e { Some(n.clone()) } else { None }).collect();
     assert_eq!(created, ["web-0", "web-1", "web-2"]);
     for (event, live) in &events {
         if let PodEvent::Created(name) = event {
             let ordinal: usize = name.strip_prefix("web-").unwrap().parse().unwrap();
             for before in 0..ordinal {
-                let predecessor = live.iter().find(|p| p.name_any() == format!("web-{before}")).expect("predecessor exists");
+                let predecessor =
+                    live.iter().find(|p| p.name_any() == format!("web-{before}")).expect("predecessor exists");
                 assert!(is_ready(predecessor), "{name} created before web-{before} was ready");
             }
         }
@@ -65,7 +67,10 @@ async fn ordered_ready_creates_in_order_and_scales_down_from_the_top() {
     assert_eq!(pod.labels().get("apps.kubernetes.io/pod-index").map(String::as_str), Some("1"));
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), "default");
     let status = api.get("web").await.unwrap().status.unwrap();
-    assert_eq!((status.replicas, status.ready_replicas, status.current_replicas, status.updated_replicas), (3, Some(3), Some(3), Some(3)));
+    assert_eq!(
+        (status.replicas, status.ready_replicas, status.current_replicas, status.updated_replicas),
+        (3, Some(3), Some(3), Some(3))
+    );
     let revision = status.update_revision.clone().unwrap();
     assert_eq!(pod.labels().get("controller-revision-hash"), Some(&revision));
     assert_eq!(status.current_revision, Some(revision));
@@ -89,7 +94,10 @@ async fn rolling_update_replaces_pods_from_the_highest_ordinal() {
     let printed = cluster.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
     assert!(printed.contains("partitioned roll out complete: 3 new pods have been updated..."), "{printed}");
     let deleted: Vec<PodEvent> = recorder.events().into_iter().filter(|e| matches!(e, PodEvent::Deleted(_))).collect();
-    assert_eq!(deleted, [PodEvent::Deleted("web-2".into()), PodEvent::Deleted("web-1".into()), PodEvent::Deleted("web-0".into())]);
+    assert_eq!(
+        deleted,
+        [PodEvent::Deleted("web-2".into()), PodEvent::Deleted("web-1".into()), PodEvent::Deleted("web-0".into())]
+    );
     for name in ["web-0", "web-1", "web-2"] {
         let pod = cluster.pods().get(name).await.unwrap();
         assert_eq!(pod.spec.unwrap().containers[0].image.as_deref(), Some("nginx:1.27"));
@@ -133,7 +141,8 @@ async fn revisions_are_kept_as_controller_revisions_for_history_and_undo() {
     cluster.kubectl(&["set", "image", "statefulset/web", "nginx=nginx:1.27"]);
     cluster.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
     let history = cluster.kubectl(&["rollout", "history", "statefulset/web"]);
-    let lines: Vec<Vec<&str>> = history.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> =
+        history.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(lines, [vec!["REVISION", "CHANGE-CAUSE"], vec!["1", "<none>"], vec!["2", "to", "1.27"]], "{history}");
     let old = cluster.kubectl(&["rollout", "history", "statefulset/web", "--revision=1"]);
     assert!(old.contains("Image:\tnginx:1.26"), "{old}");
@@ -142,21 +151,38 @@ async fn revisions_are_kept_as_controller_revisions_for_history_and_undo() {
     let undone = cluster.kubectl(&["rollout", "undo", "statefulset/web"]);
     assert!(undone.contains("statefulset.apps/web rolled back"), "{undone}");
     cluster.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
-    eventually("all pods back at nginx:1.26", WAIT, || async { images(&cluster).await == image_list(&["nginx:1.26"; 3]) }).await;
+    eventually("all pods back at nginx:1.26", WAIT, || async {
+        images(&cluster).await == image_list(&["nginx:1.26"; 3])
+    })
+    .await;
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), "default");
     let status = api.get("web").await.unwrap().status.unwrap();
-    assert_eq!((status.update_revision.as_deref(), status.current_revision.as_deref()), (Some(first.as_str()), Some(first.as_str())));
+    assert_eq!(
+        (status.update_revision.as_deref(), status.current_revision.as_deref()),
+        (Some(first.as_str()), Some(first.as_str()))
+    );
     let history = cluster.kubectl(&["rollout", "history", "statefulset/web"]);
     let numbers: Vec<&str> = history.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(numbers, ["2", "3"], "{history}");
 
     // A partitioned update: web-2 moves on; web-0, deleted, comes back at the current revision.
-    cluster.kubectl(&["patch", "statefulset/web", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#]);
+    cluster.kubectl(&[
+        "patch",
+        "statefulset/web",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#,
+    ]);
     cluster.kubectl(&["set", "image", "statefulset/web", "nginx=nginx:1.28"]);
-    eventually("web-2 at nginx:1.28", WAIT, || async { images(&cluster).await == image_list(&["nginx:1.26", "nginx:1.26", "nginx:1.28"]) }).await;
+    eventually("web-2 at nginx:1.28", WAIT, || async {
+        images(&cluster).await == image_list(&["nginx:1.26", "nginx:1.26", "nginx:1.28"])
+    })
+    .await;
     let uid = cluster.pods().get("web-0").await.unwrap().uid();
     cluster.kubectl(&["delete", "pod", "web-0", "--wait=false"]);
-    eventually("web-0 recreated", WAIT, || async { cluster.pods().get("web-0").await.ok().is_some_and(|p| p.uid() != uid) }).await;
+    eventually("web-0 recreated", WAIT, || async {
+        cluster.pods().get("web-0").await.ok().is_some_and(|p| p.uid() != uid)
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(images(&cluster).await, image_list(&["nginx:1.26", "nginx:1.26", "nginx:1.28"]));
     let web0 = cluster.pods().get("web-0").await.unwrap();
@@ -172,6 +198,9 @@ async fn revisions_are_kept_as_controller_revisions_for_history_and_undo() {
 
     // Deleting the set collects its revisions.
     cluster.kubectl(&["delete", "statefulset/web"]);
-    eventually("revisions collected", WAIT, || async { cluster.kubectl(&["get", "controllerrevisions", "-o", "name"]).trim().is_empty() }).await;
+    eventually("revisions collected", WAIT, || async {
+        cluster.kubectl(&["get", "controllerrevisions", "-o", "name"]).trim().is_empty()
+    })
+    .await;
     cluster.stop().await;
 }

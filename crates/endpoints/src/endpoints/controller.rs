@@ -34,12 +34,9 @@ impl EndpointsController {
         let Some(service) = self.caches.service(key) else {
             // Endpoints have no owner reference: remove them with their Service (leader
             // election locks excepted, which live in Endpoints without a Service).
-            let lock = current.as_ref().is_some_and(|e| {
-                e.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key(LEADER_ELECTION))
-            });
+            let lock = current
+                .as_ref()
+                .is_some_and(|e| e.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(LEADER_ELECTION)));
             if current.is_none() || lock {
                 return Ok(());
             }

@@ -23,14 +23,9 @@ pub fn plan(service: &Service, pods: &[&Pod], current: Option<&Endpoints>) -> Op
     let labels = desired_labels(service);
 
     if let Some(current) = current {
-        let same_subsets =
-            normalized(current.subsets.as_deref().unwrap_or_default()) == normalized(&subsets);
+        let same_subsets = normalized(current.subsets.as_deref().unwrap_or_default()) == normalized(&subsets);
         let same_labels = current.metadata.labels.clone().unwrap_or_default() == labels;
-        let marked = current
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(OVER_CAPACITY));
+        let marked = current.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(OVER_CAPACITY));
         if same_subsets && same_labels && marked == truncated {
             return None;
         }
@@ -75,11 +70,7 @@ fn desired_labels(service: &Service) -> BTreeMap<String, String> {
 pub fn desired_subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
     let publish_not_ready = service::publishes_not_ready(service);
     let family = service::primary_address_type(service);
-    let service_ports = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.clone())
-        .unwrap_or_default();
+    let service_ports = service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
     let mut expanded = Vec::new();
     for pod in pods {
         if !pods::should_be_in_endpoints(pod, publish_not_ready) {
@@ -91,11 +82,7 @@ pub fn desired_subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> 
         let address = EndpointAddress {
             ip,
             hostname: pods::hostname_for(pod, service),
-            node_name: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .filter(|n| !n.is_empty()),
+            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
             target_ref: Some(ObjectReference {
                 kind: Some("Pod".into()),
                 namespace: pod.metadata.namespace.clone(),
@@ -119,12 +106,7 @@ pub fn desired_subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> 
             let port = EndpointPort {
                 name: service_port.name.clone().filter(|n| !n.is_empty()),
                 port,
-                protocol: Some(
-                    service_port
-                        .protocol
-                        .clone()
-                        .unwrap_or_else(|| "TCP".into()),
-                ),
+                protocol: Some(service_port.protocol.clone().unwrap_or_else(|| "TCP".into())),
                 app_protocol: service_port.app_protocol.clone(),
             };
             expanded.push(one_address(address.clone(), Some(port), ready));
@@ -133,21 +115,9 @@ pub fn desired_subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> 
     repack(&expanded)
 }
 
-fn one_address(
-    address: EndpointAddress,
-    port: Option<EndpointPort>,
-    ready: bool,
-) -> EndpointSubset {
-    let (addresses, not_ready) = if ready {
-        (Some(vec![address]), None)
-    } else {
-        (None, Some(vec![address]))
-    };
-    EndpointSubset {
-        addresses,
-        not_ready_addresses: not_ready,
-        ports: port.map(|p| vec![p]),
-    }
+fn one_address(address: EndpointAddress, port: Option<EndpointPort>, ready: bool) -> EndpointSubset {
+    let (addresses, not_ready) = if ready { (Some(vec![address]), None) } else { (None, Some(vec![address])) };
+    EndpointSubset { addresses, not_ready_addresses: not_ready, ports: port.map(|p| vec![p]) }
 }
 
 /// Identifies an address across subsets: IP and target uid.
@@ -156,14 +126,7 @@ type AddressId = (String, String);
 type PortId = Option<(String, i32, String, String)>;
 
 fn address_id(address: &EndpointAddress) -> AddressId {
-    (
-        address.ip.clone(),
-        address
-            .target_ref
-            .as_ref()
-            .and_then(|t| t.uid.clone())
-            .unwrap_or_default(),
-    )
+    (address.ip.clone(), address.target_ref.as_ref().and_then(|t| t.uid.clone()).unwrap_or_default())
 }
 
 fn port_id(port: &EndpointPort) -> PortId {
@@ -182,52 +145,36 @@ fn port_id(port: &EndpointPort) -> PortId {
 /// give equal objects.
 pub fn repack(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
     let mut addresses: BTreeMap<AddressId, EndpointAddress> = BTreeMap::new();
-    let mut by_port: BTreeMap<PortId, (Option<EndpointPort>, BTreeMap<AddressId, bool>)> =
-        BTreeMap::new();
+    let mut by_port: BTreeMap<PortId, (Option<EndpointPort>, BTreeMap<AddressId, bool>)> = BTreeMap::new();
     for subset in subsets {
         let ports: Vec<Option<&EndpointPort>> = match subset.ports.as_deref() {
             Some(ports) if !ports.is_empty() => ports.iter().map(Some).collect(),
             _ => vec![None],
         };
         let ready = subset.addresses.iter().flatten().map(|a| (a, true));
-        let not_ready = subset
-            .not_ready_addresses
-            .iter()
-            .flatten()
-            .map(|a| (a, false));
+        let not_ready = subset.not_ready_addresses.iter().flatten().map(|a| (a, false));
         for (address, is_ready) in ready.chain(not_ready) {
             let id = address_id(address);
-            addresses
-                .entry(id.clone())
-                .or_insert_with(|| address.clone());
+            addresses.entry(id.clone()).or_insert_with(|| address.clone());
             for port in &ports {
                 let key = port.and_then(port_id);
-                let (_, members) = by_port
-                    .entry(key)
-                    .or_insert_with(|| (port.cloned(), BTreeMap::new()));
+                let (_, members) = by_port.entry(key).or_insert_with(|| (port.cloned(), BTreeMap::new()));
                 let state = members.entry(id.clone()).or_insert(is_ready);
                 *state &= is_ready;
             }
         }
     }
 
-    let mut by_members: BTreeMap<Vec<(AddressId, bool)>, Vec<Option<EndpointPort>>> =
-        BTreeMap::new();
+    let mut by_members: BTreeMap<Vec<(AddressId, bool)>, Vec<Option<EndpointPort>>> = BTreeMap::new();
     for (port, members) in by_port.into_values() {
-        by_members
-            .entry(members.into_iter().collect())
-            .or_default()
-            .push(port);
+        by_members.entry(members.into_iter().collect()).or_default().push(port);
     }
     by_members
         .into_iter()
         .map(|(members, ports)| {
             let pick = |want: bool| -> Option<Vec<EndpointAddress>> {
-                let list: Vec<EndpointAddress> = members
-                    .iter()
-                    .filter(|(_, r)| *r == want)
-                    .map(|(id, _)| addresses[id].clone())
-                    .collect();
+                let list: Vec<EndpointAddress> =
+                    members.iter().filter(|(_, r)| *r == want).map(|(id, _)| addresses[id].clone()).collect();
                 (!list.is_empty()).then_some(list)
             };
             let ports: Vec<EndpointPort> = ports.into_iter().flatten().collect();
@@ -250,18 +197,10 @@ pub fn truncate(subsets: &mut [EndpointSubset], max: usize) -> bool {
         return false;
     }
     let truncate_ready = total_ready > max;
-    let (budget, total) = if truncate_ready {
-        (max, total_ready)
-    } else {
-        (max - total_ready, total_not_ready)
-    };
+    let (budget, total) = if truncate_ready { (max, total_ready) } else { (max - total_ready, total_not_ready) };
     let mut left = budget;
     for subset in subsets.iter_mut() {
-        let in_subset = if truncate_ready {
-            count(&subset.addresses)
-        } else {
-            count(&subset.not_ready_addresses)
-        };
+        let in_subset = if truncate_ready { count(&subset.addresses) } else { count(&subset.not_ready_addresses) };
         let share = (in_subset * budget).div_ceil(total).min(left);
         if truncate_ready {
             if let Some(list) = subset.addresses.as_mut() {
@@ -286,10 +225,7 @@ fn normalized(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
             .iter()
             .flatten()
             .map(|a| EndpointAddress {
-                target_ref: a.target_ref.clone().map(|t| ObjectReference {
-                    resource_version: None,
-                    ..t
-                }),
+                target_ref: a.target_ref.clone().map(|t| ObjectReference { resource_version: None, ..t }),
                 ..a.clone()
             })
             .collect();

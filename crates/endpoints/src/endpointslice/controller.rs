@@ -9,8 +9,8 @@ use kube::{Api, Client};
 use super::reconcile::reconcile;
 use crate::error::SyncError;
 use crate::runtime::cache::Caches;
-use crate::runtime::tracker::SliceTracker;
 use crate::runtime::slice_writes;
+use crate::runtime::tracker::SliceTracker;
 use crate::service::{self, ObjectKey};
 use crate::wellknown::{MANAGED_BY, SERVICE_NAME, SLICE_CONTROLLER};
 
@@ -23,12 +23,7 @@ pub struct EndpointSliceController {
 
 impl EndpointSliceController {
     pub fn new(client: Client, caches: Caches, max_per_slice: usize) -> EndpointSliceController {
-        EndpointSliceController {
-            client,
-            caches,
-            tracker: SliceTracker::default(),
-            max_per_slice,
-        }
+        EndpointSliceController { client, caches, tracker: SliceTracker::default(), max_per_slice }
     }
 
     pub fn tracker(&self) -> &SliceTracker {
@@ -42,10 +37,7 @@ impl EndpointSliceController {
             return None;
         }
         let service = labels.get(SERVICE_NAME).filter(|s| !s.is_empty())?;
-        Some(ObjectKey::new(
-            slice.metadata.namespace.clone().unwrap_or_default(),
-            service.clone(),
-        ))
+        Some(ObjectKey::new(slice.metadata.namespace.clone().unwrap_or_default(), service.clone()))
     }
 }
 

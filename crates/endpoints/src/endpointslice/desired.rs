@@ -33,11 +33,7 @@ pub fn pod_endpoint(pod: &Pod, service: &Service, address_type: AddressType) -> 
             uid: pod.metadata.uid.clone(),
             ..Default::default()
         }),
-        node_name: pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .filter(|n| !n.is_empty()),
+        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
         hostname: pods::hostname_for(pod, service),
         ..Default::default()
     }
@@ -55,12 +51,7 @@ pub fn pod_ports(service: &Service, pod: &Pod) -> Vec<EndpointPort> {
             Some(EndpointPort {
                 name: Some(service_port.name.clone().unwrap_or_default()),
                 port: Some(port),
-                protocol: Some(
-                    service_port
-                        .protocol
-                        .clone()
-                        .unwrap_or_else(|| "TCP".into()),
-                ),
+                protocol: Some(service_port.protocol.clone().unwrap_or_else(|| "TCP".into())),
                 app_protocol: service_port.app_protocol.clone(),
             })
         })
@@ -70,28 +61,17 @@ pub fn pod_ports(service: &Service, pod: &Pod) -> Vec<EndpointPort> {
 /// The labels a slice of this Service carries (upstream's `setEndpointSliceLabels`): the
 /// Service's labels minus the reserved keys, the headless marker, the service name and the
 /// managing controller. The flag says whether the non-reserved labels differ from `current`.
-pub fn slice_labels(
-    current: Option<&BTreeMap<String, String>>,
-    service: &Service,
-) -> (BTreeMap<String, String>, bool) {
+pub fn slice_labels(current: Option<&BTreeMap<String, String>>, service: &Service) -> (BTreeMap<String, String>, bool) {
     let reserved = |key: &str| key == SERVICE_NAME || key == MANAGED_BY || key == HEADLESS;
     let unreserved = |labels: Option<&BTreeMap<String, String>>| -> BTreeMap<String, String> {
-        labels
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| !reserved(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        labels.into_iter().flatten().filter(|(k, _)| !reserved(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
     };
     let mut labels = unreserved(service.metadata.labels.as_ref());
     let changed = unreserved(current) != labels;
     if !service::has_cluster_ip(service) {
         labels.insert(HEADLESS.into(), String::new());
     }
-    labels.insert(
-        SERVICE_NAME.into(),
-        service.metadata.name.clone().unwrap_or_default(),
-    );
+    labels.insert(SERVICE_NAME.into(), service.metadata.name.clone().unwrap_or_default());
     labels.insert(MANAGED_BY.into(), SLICE_CONTROLLER.into());
     (labels, changed)
 }
@@ -112,9 +92,7 @@ pub fn owner_reference(service: &Service) -> OwnerReference {
 pub fn owned_by(slice: &EndpointSlice, service: &Service) -> bool {
     let uid = service.metadata.uid.as_deref().unwrap_or("");
     let owners = slice.metadata.owner_references.iter().flatten();
-    owners
-        .into_iter()
-        .any(|o| o.uid == uid && o.kind == "Service" && o.api_version == "v1")
+    owners.into_iter().any(|o| o.uid == uid && o.kind == "Service" && o.api_version == "v1")
 }
 
 /// The name prefix of a new slice: `<service>-`, as long as that stays a valid name.
@@ -127,17 +105,11 @@ pub fn generate_name(service_name: &str) -> String {
 }
 
 /// A new, empty slice for the Service with these ports (upstream's `newEndpointSlice`).
-pub fn new_slice(
-    service: &Service,
-    ports: &[EndpointPort],
-    address_type: AddressType,
-) -> EndpointSlice {
+pub fn new_slice(service: &Service, ports: &[EndpointPort], address_type: AddressType) -> EndpointSlice {
     let (labels, _) = slice_labels(None, service);
     EndpointSlice {
         metadata: ObjectMeta {
-            generate_name: Some(generate_name(
-                service.metadata.name.as_deref().unwrap_or(""),
-            )),
+            generate_name: Some(generate_name(service.metadata.name.as_deref().unwrap_or(""))),
             namespace: service.metadata.namespace.clone(),
             labels: Some(labels),
             owner_references: Some(vec![owner_reference(service)]),

@@ -17,18 +17,11 @@ use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
 use super::desired::{new_slice, owned_by, pod_endpoint, pod_ports, slice_labels};
 use crate::pods;
 use crate::service::{self, AddressType};
-use crate::slices::{
-    self, endpoints_equal_beyond_key, EndpointKey, EndpointSet, PortKey, SliceChanges,
-};
+use crate::slices::{self, endpoints_equal_beyond_key, EndpointKey, EndpointSet, PortKey, SliceChanges};
 
 /// The changes that make `existing` (this Service's slices, as listed by the
 /// `service-name` and `managed-by` labels) match the Service and its selected `pods`.
-pub fn reconcile(
-    service: &Service,
-    pods: &[&Pod],
-    existing: &[&EndpointSlice],
-    max_per_slice: usize,
-) -> SliceChanges {
+pub fn reconcile(service: &Service, pods: &[&Pod], existing: &[&EndpointSlice], max_per_slice: usize) -> SliceChanges {
     let max_per_slice = max_per_slice.max(1);
     let supported = service::address_types(service);
     let mut by_type: BTreeMap<AddressType, Vec<&EndpointSlice>> = BTreeMap::new();
@@ -43,10 +36,7 @@ pub fn reconcile(
     }
     let mut changes = SliceChanges::default();
     for address_type in supported {
-        let existing = by_type
-            .get(&address_type)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let existing = by_type.get(&address_type).map(Vec::as_slice).unwrap_or_default();
         let part = reconcile_address_type(service, pods, existing, address_type, max_per_slice);
         changes.create.extend(part.create);
         changes.update.extend(part.update);
@@ -68,10 +58,7 @@ fn reconcile_address_type(
     let mut existing_by_ports: BTreeMap<PortKey, Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in existing {
         if owned_by(slice, service) {
-            existing_by_ports
-                .entry(PortKey::of_slice(slice))
-                .or_default()
-                .push(slice);
+            existing_by_ports.entry(PortKey::of_slice(slice)).or_default().push(slice);
         } else {
             changes.delete.push((*slice).clone());
         }
@@ -83,9 +70,7 @@ fn reconcile_address_type(
             continue;
         }
         let ports = pod_ports(service, pod);
-        let (_, set) = desired
-            .entry(PortKey::of(&ports))
-            .or_insert_with(|| (ports, EndpointSet::new()));
+        let (_, set) = desired.entry(PortKey::of(&ports)).or_insert_with(|| (ports, EndpointSet::new()));
         let endpoint = pod_endpoint(pod, service, address_type);
         if !endpoint.addresses.is_empty() {
             set.insert(EndpointKey::of(&endpoint), endpoint);
@@ -93,16 +78,8 @@ fn reconcile_address_type(
     }
 
     for (key, (ports, set)) in &desired {
-        let slices = existing_by_ports
-            .get(key)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let group = PortGroup {
-            service,
-            ports,
-            address_type,
-            max_per_slice,
-        };
+        let slices = existing_by_ports.get(key).map(Vec::as_slice).unwrap_or_default();
+        let group = PortGroup { service, ports, address_type, max_per_slice };
         let part = group.reconcile(slices, set.clone());
         changes.create.extend(part.create);
         changes.update.extend(part.update);
@@ -136,14 +113,9 @@ fn reconcile_address_type(
 /// endpoints; names and annotations do not matter.
 fn same_placeholder(slice: &EndpointSlice, placeholder: &EndpointSlice) -> bool {
     slice.metadata.namespace == placeholder.metadata.namespace
-        && slice.metadata.labels.clone().unwrap_or_default()
-            == placeholder.metadata.labels.clone().unwrap_or_default()
+        && slice.metadata.labels.clone().unwrap_or_default() == placeholder.metadata.labels.clone().unwrap_or_default()
         && slice.metadata.owner_references.clone().unwrap_or_default()
-            == placeholder
-                .metadata
-                .owner_references
-                .clone()
-                .unwrap_or_default()
+            == placeholder.metadata.owner_references.clone().unwrap_or_default()
         && slice.address_type == placeholder.address_type
         && slice.ports.as_deref().unwrap_or_default().is_empty()
         && slice.endpoints.is_empty()
@@ -175,8 +147,7 @@ impl PortGroup<'_> {
                     kept.push(wanted);
                 }
             }
-            let (labels, labels_changed) =
-                slice_labels(slice.metadata.labels.as_ref(), self.service);
+            let (labels, labels_changed) = slice_labels(slice.metadata.labels.as_ref(), self.service);
             let mut copy = (*slice).clone();
             if refreshed || kept.len() != slice.endpoints.len() {
                 if kept.is_empty() {

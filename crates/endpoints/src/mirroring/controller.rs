@@ -9,8 +9,8 @@ use kube::{Api, Client};
 use super::reconcile::{reconcile, should_mirror};
 use crate::error::SyncError;
 use crate::runtime::cache::Caches;
-use crate::runtime::tracker::SliceTracker;
 use crate::runtime::slice_writes;
+use crate::runtime::tracker::SliceTracker;
 use crate::service::{self, ObjectKey};
 use crate::slices::SliceChanges;
 use crate::wellknown::{MANAGED_BY, MIRRORING_CONTROLLER, SERVICE_NAME};
@@ -24,12 +24,7 @@ pub struct MirroringController {
 
 impl MirroringController {
     pub fn new(client: Client, caches: Caches, max_per_subset: usize) -> MirroringController {
-        MirroringController {
-            client,
-            caches,
-            tracker: SliceTracker::default(),
-            max_per_subset,
-        }
+        MirroringController { client, caches, tracker: SliceTracker::default(), max_per_subset }
     }
 
     pub fn tracker(&self) -> &SliceTracker {
@@ -43,10 +38,7 @@ impl MirroringController {
             return None;
         }
         let name = labels.get(SERVICE_NAME).filter(|s| !s.is_empty())?;
-        Some(ObjectKey::new(
-            slice.metadata.namespace.clone().unwrap_or_default(),
-            name.clone(),
-        ))
+        Some(ObjectKey::new(slice.metadata.namespace.clone().unwrap_or_default(), name.clone()))
     }
 }
 
@@ -56,9 +48,7 @@ impl MirroringController {
         let endpoints = self.caches.endpoints(key);
         let service = self.caches.service(key);
         let source = match (&endpoints, &service) {
-            (Some(endpoints), Some(service))
-                if should_mirror(endpoints) && service::selector(service).is_none() =>
-            {
+            (Some(endpoints), Some(service)) if should_mirror(endpoints) && service::selector(service).is_none() => {
                 Some(endpoints)
             }
             _ => None,
@@ -70,10 +60,7 @@ impl MirroringController {
         }
         let changes = match source {
             Some(endpoints) => reconcile(endpoints, &slices, self.max_per_subset),
-            None => SliceChanges {
-                delete: slices.iter().map(|s| (*s).clone()).collect(),
-                ..Default::default()
-            },
+            None => SliceChanges { delete: slices.iter().map(|s| (*s).clone()).collect(), ..Default::default() },
         };
         if changes.is_empty() {
             if source.is_none() {

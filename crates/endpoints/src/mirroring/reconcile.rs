@@ -10,54 +10,32 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::service::AddressType;
-use crate::slices::{
-    self, endpoints_equal_beyond_key, EndpointKey, EndpointSet, PortKey, SliceChanges,
-};
+use crate::slices::{self, endpoints_equal_beyond_key, EndpointKey, EndpointSet, PortKey, SliceChanges};
 use crate::wellknown::{
-    LAST_APPLIED, LAST_CHANGE_TRIGGER_TIME, LEADER_ELECTION, MANAGED_BY, MIRRORING_CONTROLLER,
-    SERVICE_NAME, SKIP_MIRROR,
+    LAST_APPLIED, LAST_CHANGE_TRIGGER_TIME, LEADER_ELECTION, MANAGED_BY, MIRRORING_CONTROLLER, SERVICE_NAME,
+    SKIP_MIRROR,
 };
 
 /// Whether an Endpoints object is mirrored at all: not labelled skip-mirror and not a
 /// leader-election lock. (Its Service must also exist and have no selector.)
 pub fn should_mirror(endpoints: &Endpoints) -> bool {
-    let skip = endpoints
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(SKIP_MIRROR))
-        .is_some_and(|v| v == "true");
-    let lock = endpoints
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(LEADER_ELECTION));
+    let skip = endpoints.metadata.labels.as_ref().and_then(|l| l.get(SKIP_MIRROR)).is_some_and(|v| v == "true");
+    let lock = endpoints.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(LEADER_ELECTION));
     !skip && !lock
 }
 
 /// The changes that make `existing` (the slices mirrored for this Endpoints) match it.
 /// Addresses that are not IPs are skipped, as are those past `max_per_subset` in a subset.
-pub fn reconcile(
-    endpoints: &Endpoints,
-    existing: &[&EndpointSlice],
-    max_per_subset: usize,
-) -> SliceChanges {
-    let mut desired: BTreeMap<(AddressType, PortKey), (Vec<EndpointPort>, EndpointSet)> =
-        BTreeMap::new();
+pub fn reconcile(endpoints: &Endpoints, existing: &[&EndpointSlice], max_per_subset: usize) -> SliceChanges {
+    let mut desired: BTreeMap<(AddressType, PortKey), (Vec<EndpointPort>, EndpointSet)> = BTreeMap::new();
     for subset in endpoints.subsets.iter().flatten() {
         let ports = slice_ports(subset.ports.as_deref().unwrap_or_default());
         let key = PortKey::of(&ports);
         for address_type in [AddressType::IPv4, AddressType::IPv6] {
-            desired
-                .entry((address_type, key.clone()))
-                .or_insert_with(|| (ports.clone(), EndpointSet::new()));
+            desired.entry((address_type, key.clone())).or_insert_with(|| (ports.clone(), EndpointSet::new()));
         }
         let ready = subset.addresses.iter().flatten().map(|a| (a, true));
-        let not_ready = subset
-            .not_ready_addresses
-            .iter()
-            .flatten()
-            .map(|a| (a, false));
+        let not_ready = subset.not_ready_addresses.iter().flatten().map(|a| (a, false));
         let mut added = 0;
         for (address, is_ready) in ready.chain(not_ready) {
             if added >= max_per_subset {
@@ -66,9 +44,7 @@ pub fn reconcile(
             let Some((address_type, endpoint)) = mirrored_endpoint(address, is_ready) else {
                 continue;
             };
-            let (_, set) = desired
-                .get_mut(&(address_type, key.clone()))
-                .expect("initialised above");
+            let (_, set) = desired.get_mut(&(address_type, key.clone())).expect("initialised above");
             set.insert(EndpointKey::of(&endpoint), endpoint);
             added += 1;
         }
@@ -78,25 +54,13 @@ pub fn reconcile(
     let mut sorted: Vec<&EndpointSlice> = existing.to_vec();
     sorted.sort_by(|a, b| slices::name(a).cmp(slices::name(b)));
     for slice in sorted {
-        existing_by_key
-            .entry((slice.address_type.clone(), PortKey::of_slice(slice)))
-            .or_default()
-            .push(slice);
+        existing_by_key.entry((slice.address_type.clone(), PortKey::of_slice(slice))).or_default().push(slice);
     }
 
     let mut changes = SliceChanges::default();
     for ((address_type, key), (ports, set)) in desired {
-        let existing = existing_by_key
-            .remove(&(address_type.as_str().to_string(), key))
-            .unwrap_or_default();
-        let part = reconcile_port_set(
-            endpoints,
-            &existing,
-            set,
-            &ports,
-            address_type,
-            max_per_subset,
-        );
+        let existing = existing_by_key.remove(&(address_type.as_str().to_string(), key)).unwrap_or_default();
+        let part = reconcile_port_set(endpoints, &existing, set, &ports, address_type, max_per_subset);
         changes.create.extend(part.create);
         changes.update.extend(part.update);
         changes.delete.extend(part.delete);
@@ -154,16 +118,14 @@ fn reconcile_port_set(
 /// Upstream's `totalChanges` is zero: the slice holds exactly the desired endpoints.
 fn same_endpoints(slice: &EndpointSlice, desired: &EndpointSet) -> bool {
     slice.endpoints.len() == desired.len()
-        && slice.endpoints.iter().all(|e| {
-            desired
-                .get(&EndpointKey::of(e))
-                .is_some_and(|want| endpoints_equal_beyond_key(want, e))
-        })
+        && slice
+            .endpoints
+            .iter()
+            .all(|e| desired.get(&EndpointKey::of(e)).is_some_and(|want| endpoints_equal_beyond_key(want, e)))
 }
 
 fn same_metadata(slice: &EndpointSlice, desired: &EndpointSlice) -> bool {
-    slice.metadata.labels.clone().unwrap_or_default()
-        == desired.metadata.labels.clone().unwrap_or_default()
+    slice.metadata.labels.clone().unwrap_or_default() == desired.metadata.labels.clone().unwrap_or_default()
         && slice.metadata.annotations.clone().unwrap_or_default()
             == desired.metadata.annotations.clone().unwrap_or_default()
 }
@@ -174,10 +136,7 @@ fn mirrored_endpoint(address: &EndpointAddress, ready: bool) -> Option<(AddressT
     let ip: IpAddr = address.ip.parse().ok()?;
     let endpoint = Endpoint {
         addresses: vec![ip.to_string()],
-        conditions: Some(EndpointConditions {
-            ready: Some(ready),
-            ..Default::default()
-        }),
+        conditions: Some(EndpointConditions { ready: Some(ready), ..Default::default() }),
         target_ref: address.target_ref.clone(),
         node_name: address.node_name.clone(),
         hostname: address.hostname.clone().filter(|h| !h.is_empty()),
@@ -200,11 +159,7 @@ fn slice_ports(ports: &[k8s_openapi::api::core::v1::EndpointPort]) -> Vec<Endpoi
 
 /// A mirrored slice (upstream's `newEndpointSlice`): the Endpoints' labels and annotations
 /// (minus trigger time and last-applied), owned by the Endpoints object.
-fn new_slice(
-    endpoints: &Endpoints,
-    ports: &[EndpointPort],
-    address_type: AddressType,
-) -> EndpointSlice {
+fn new_slice(endpoints: &Endpoints, ports: &[EndpointPort], address_type: AddressType) -> EndpointSlice {
     let name = endpoints.metadata.name.clone().unwrap_or_default();
     let mut labels = endpoints.metadata.labels.clone().unwrap_or_default();
     labels.insert(SERVICE_NAME.into(), name.clone());

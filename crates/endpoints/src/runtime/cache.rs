@@ -37,10 +37,7 @@ impl Caches {
         self.pods.state_filter(|pod| {
             let empty = Default::default();
             pod.metadata.namespace.as_deref() == Some(namespace)
-                && service::selector_matches(
-                    selector,
-                    pod.metadata.labels.as_ref().unwrap_or(&empty),
-                )
+                && service::selector_matches(selector, pod.metadata.labels.as_ref().unwrap_or(&empty))
         })
     }
 
@@ -49,8 +46,7 @@ impl Caches {
         self.slices.state_filter(|slice| {
             let labels = slice.metadata.labels.as_ref();
             slice.metadata.namespace.as_deref() == Some(service.namespace.as_str())
-                && labels.and_then(|l| l.get(SERVICE_NAME)).map(String::as_str)
-                    == Some(service.name.as_str())
+                && labels.and_then(|l| l.get(SERVICE_NAME)).map(String::as_str) == Some(service.name.as_str())
                 && labels.and_then(|l| l.get(MANAGED_BY)).map(String::as_str) == Some(manager)
         })
     }

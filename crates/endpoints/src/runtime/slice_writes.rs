@@ -25,28 +25,14 @@ pub async fn apply(
         match api.create(&params, slice).await {
             Ok(created) => tracker.wrote(owner, &created),
             Err(error) if is_namespace_terminating(&error) => return Ok(()),
-            Err(error) => {
-                return Err(SyncError::api(
-                    "create",
-                    KIND,
-                    format!("for {owner}"),
-                    error,
-                ))
-            }
+            Err(error) => return Err(SyncError::api("create", KIND, format!("for {owner}"), error)),
         }
     }
     for slice in &changes.update {
         let name = slices::name(slice);
         match api.replace(name, &params, slice).await {
             Ok(updated) => tracker.wrote(owner, &updated),
-            Err(error) => {
-                return Err(SyncError::api(
-                    "update",
-                    KIND,
-                    format!("{}/{name}", owner.namespace),
-                    error,
-                ))
-            }
+            Err(error) => return Err(SyncError::api("update", KIND, format!("{}/{name}", owner.namespace), error)),
         }
     }
     for slice in &changes.delete {
@@ -54,14 +40,7 @@ pub async fn apply(
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => tracker.deleted(owner, name),
             Err(error) if is_not_found(&error) => {}
-            Err(error) => {
-                return Err(SyncError::api(
-                    "delete",
-                    KIND,
-                    format!("{}/{name}", owner.namespace),
-                    error,
-                ))
-            }
+            Err(error) => return Err(SyncError::api("delete", KIND, format!("{}/{name}", owner.namespace), error)),
         }
     }
     Ok(())

@@ -40,19 +40,16 @@ impl SliceTracker {
     pub fn wrote(&self, owner: &ObjectKey, slice: &EndpointSlice) {
         let name = slice.metadata.name.clone().unwrap_or_default();
         let mut by_owner = self.by_owner.lock().expect("tracker lock");
-        by_owner.entry(owner.clone()).or_default().insert(
-            name,
-            (Expected::Generation(generation(slice)), Instant::now()),
-        );
+        by_owner
+            .entry(owner.clone())
+            .or_default()
+            .insert(name, (Expected::Generation(generation(slice)), Instant::now()));
     }
 
     /// Records that we deleted a slice.
     pub fn deleted(&self, owner: &ObjectKey, name: &str) {
         let mut by_owner = self.by_owner.lock().expect("tracker lock");
-        by_owner
-            .entry(owner.clone())
-            .or_default()
-            .insert(name.to_string(), (Expected::Deleted, Instant::now()));
+        by_owner.entry(owner.clone()).or_default().insert(name.to_string(), (Expected::Deleted, Instant::now()));
     }
 
     /// True while `cached` (the owner's slices in the cache) lacks one of our writes.
@@ -64,9 +61,7 @@ impl SliceTracker {
         };
         let now = Instant::now();
         expected.retain(|name, (what, since)| {
-            let seen = cached
-                .iter()
-                .find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
+            let seen = cached.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
             let behind = match (what, seen) {
                 (Expected::Generation(_), None) => true,
                 (Expected::Generation(want), Some(slice)) => generation(slice) < *want,
@@ -85,10 +80,7 @@ impl SliceTracker {
     pub fn is_own_write(&self, owner: &ObjectKey, slice: &EndpointSlice) -> bool {
         let by_owner = self.by_owner.lock().expect("tracker lock");
         let name = slice.metadata.name.as_deref().unwrap_or("");
-        let expected = by_owner
-            .get(owner)
-            .and_then(|e| e.get(name))
-            .map(|(what, _)| *what);
+        let expected = by_owner.get(owner).and_then(|e| e.get(name)).map(|(what, _)| *what);
         expected == Some(Expected::Generation(generation(slice)))
     }
 
@@ -133,10 +125,7 @@ mod tests {
         assert!(tracker.is_own_write(&owner, &slice("web-a", 2)));
         assert!(!tracker.is_own_write(&owner, &slice("web-a", 3)));
         assert!(!tracker.is_stale(&owner, &[&slice("web-a", 2)]));
-        assert!(
-            !tracker.is_own_write(&owner, &slice("web-a", 2)),
-            "forgotten once seen"
-        );
+        assert!(!tracker.is_own_write(&owner, &slice("web-a", 2)), "forgotten once seen");
     }
 
     #[test]
@@ -148,10 +137,7 @@ mod tests {
         assert!(tracker.observed_deletion(&owner, "web-a"));
         assert!(!tracker.is_stale(&owner, &[]));
         tracker.wrote(&owner, &slice("web-b", 1));
-        assert!(
-            !tracker.observed_deletion(&owner, "web-b"),
-            "someone else deleted it"
-        );
+        assert!(!tracker.observed_deletion(&owner, "web-b"), "someone else deleted it");
         assert!(!tracker.is_stale(&owner, &[]));
     }
 }

@@ -12,14 +12,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use frontdoor_endpoints::EndpointsConfig;
+use frontdoor_informers::{InformerFactory, Shutdown, ShutdownTrigger};
+use frontdoor_metrics::Registry;
 use frontdoor_testkit::Frontdoor;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
-use frontdoor_informers::{InformerFactory, Shutdown, ShutdownTrigger};
-use frontdoor_metrics::Registry;
 use tokio::task::JoinHandle;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -30,19 +30,12 @@ pub fn frontdoor_binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let binary = target.join("debug/frontdoor");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p frontdoor` before these tests",
-        binary.display()
-    );
+    assert!(binary.exists(), "{} is missing: run `cargo build -p frontdoor` before these tests", binary.display());
     binary
 }
 
 /// The running controllers: their shutdown signal and their task.
-type Controllers = (
-    ShutdownTrigger,
-    JoinHandle<Result<(), frontdoor_endpoints::Error>>,
-);
+type Controllers = (ShutdownTrigger, JoinHandle<Result<(), frontdoor_endpoints::Error>>);
 
 /// A running server plus the controllers. Dropping it stops both.
 pub struct Cluster {
@@ -59,11 +52,7 @@ impl Cluster {
     pub async fn start_with(config: EndpointsConfig) -> Cluster {
         let server = Frontdoor::start_bare(&frontdoor_binary());
         let client = server.kube_client().await;
-        let mut cluster = Cluster {
-            server,
-            client,
-            controllers: None,
-        };
+        let mut cluster = Cluster { server, client, controllers: None };
         cluster.start_controllers(config);
         cluster
     }
@@ -72,11 +61,7 @@ impl Cluster {
     pub async fn start_without_controllers() -> Cluster {
         let server = Frontdoor::start_bare(&frontdoor_binary());
         let client = server.kube_client().await;
-        Cluster {
-            server,
-            client,
-            controllers: None,
-        }
+        Cluster { server, client, controllers: None }
     }
 
     pub fn start_controllers(&mut self, config: EndpointsConfig) {
@@ -90,10 +75,8 @@ impl Cluster {
     pub async fn stop_controllers(&mut self) {
         if let Some((stop, task)) = self.controllers.take() {
             stop.trigger();
-            let result = tokio::time::timeout(WAIT, task)
-                .await
-                .expect("controllers stop in time")
-                .expect("controller task");
+            let result =
+                tokio::time::timeout(WAIT, task).await.expect("controllers stop in time").expect("controller task");
             result.expect("controllers ran without error");
         }
     }
@@ -116,10 +99,7 @@ impl Cluster {
 
     pub async fn create_service(&self, service: Value) -> Service {
         self.services()
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(service).expect("service json"),
-            )
+            .create(&PostParams::default(), &serde_json::from_value(service).expect("service json"))
             .await
             .expect("create service")
     }
@@ -133,10 +113,7 @@ impl Cluster {
             "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10", "ports": ports}]},
         });
         self.pods()
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(pod).expect("pod json"),
-            )
+            .create(&PostParams::default(), &serde_json::from_value(pod).expect("pod json"))
             .await
             .expect("create pod")
     }
@@ -165,43 +142,27 @@ impl Cluster {
     }
 
     pub async fn delete_pod(&self, name: &str, grace: Option<u32>) {
-        let params = DeleteParams {
-            grace_period_seconds: grace,
-            ..Default::default()
-        };
+        let params = DeleteParams { grace_period_seconds: grace, ..Default::default() };
         self.pods().delete(name, &params).await.expect("delete pod");
     }
 
     /// The slices labelled for `service`, sorted by name.
     pub async fn slices(&self, service: &str) -> Vec<EndpointSlice> {
         let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-        let mut slices = self
-            .slices_api()
-            .list(&params)
-            .await
-            .expect("list slices")
-            .items;
+        let mut slices = self.slices_api().list(&params).await.expect("list slices").items;
         slices.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         slices
     }
 
     pub async fn endpoints(&self, name: &str) -> Option<Endpoints> {
-        self.endpoints_api()
-            .get_opt(name)
-            .await
-            .expect("get endpoints")
+        self.endpoints_api().get_opt(name).await.expect("get endpoints")
     }
 
     /// `kubectl get endpoints <name>`'s ENDPOINTS column (between NAME and AGE).
     pub fn kubectl_endpoints(&self, name: &str) -> String {
-        let out = self
-            .server
-            .kubectl_ok("1.32", &["get", "endpoints", name, "--no-headers"]);
+        let out = self.server.kubectl_ok("1.32", &["get", "endpoints", name, "--no-headers"]);
         let words: Vec<&str> = out.split_whitespace().collect();
-        words
-            .get(1..words.len().saturating_sub(1))
-            .unwrap_or_default()
-            .join(" ")
+        words.get(1..words.len().saturating_sub(1)).unwrap_or_default().join(" ")
     }
 }
 
@@ -264,24 +225,14 @@ pub fn describe_endpoints(slices: &[EndpointSlice]) -> Vec<String> {
 
 /// Each slice's port numbers and endpoint count, sorted.
 pub fn describe_slices(slices: &[EndpointSlice]) -> Vec<(Vec<i32>, usize)> {
-    let mut shape: Vec<(Vec<i32>, usize)> = slices
-        .iter()
-        .map(|s| {
-            (
-                s.ports.iter().flatten().filter_map(|p| p.port).collect(),
-                s.endpoints.len(),
-            )
-        })
-        .collect();
+    let mut shape: Vec<(Vec<i32>, usize)> =
+        slices.iter().map(|s| (s.ports.iter().flatten().filter_map(|p| p.port).collect(), s.endpoints.len())).collect();
     shape.sort();
     shape
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// A ClusterIP Service `name` selecting `app=<app>`, port 80 → `target`.

@@ -154,7 +154,10 @@ impl Correlator {
         let aggregate_key = join(&key_parts);
         // Aggregation: many messages of one reason become one combined event.
         let window = self.options.aggregate_window;
-        let similar = self.similar.entry(aggregate_key.clone()).or_insert_with(|| Similar { messages: HashSet::new(), seen: now });
+        let similar = self
+            .similar
+            .entry(aggregate_key.clone())
+            .or_insert_with(|| Similar { messages: HashSet::new(), seen: now });
         if now.duration_since(similar.seen) > window {
             similar.messages.clear();
         }
@@ -194,7 +197,11 @@ impl Correlator {
         bound(&mut self.buckets, self.options.capacity, |b| b.seen);
 
         self.sequence += 1;
-        let name = format!("{}.{:x}", event.involved.name, (unix as u64).wrapping_mul(1_000_000_000).wrapping_add(self.sequence));
+        let name = format!(
+            "{}.{:x}",
+            event.involved.name,
+            (unix as u64).wrapping_mul(1_000_000_000).wrapping_add(self.sequence)
+        );
         let written = Written { name, event, count: 1, first_seen: unix, last_seen: unix };
         self.observed.insert(key, Observed { written: written.clone(), count_written: 1, last_write: now, seen: now });
         bound(&mut self.observed, self.options.capacity, |o| o.seen);
@@ -236,7 +243,15 @@ mod tests {
 
     fn event(reason: &str, message: &str) -> NewEvent {
         NewEvent {
-            involved: InvolvedObject { kind: "Pod".into(), namespace: "default".into(), name: "web".into(), uid: "u1".into(), api_version: "v1".into(), resource_version: "1".into(), field_path: "spec.containers{c}".into() },
+            involved: InvolvedObject {
+                kind: "Pod".into(),
+                namespace: "default".into(),
+                name: "web".into(),
+                uid: "u1".into(),
+                api_version: "v1".into(),
+                resource_version: "1".into(),
+                field_path: "spec.containers{c}".into(),
+            },
             component: "kubelet".into(),
             host: "n1".into(),
             type_: "Warning".into(),
@@ -246,7 +261,14 @@ mod tests {
     }
 
     fn options() -> CorrelatorOptions {
-        CorrelatorOptions { spam_burst: 25, spam_refill: Duration::from_secs(300), aggregate_after: 10, aggregate_window: Duration::from_secs(600), repeat_interval: Duration::from_secs(10), capacity: 4096 }
+        CorrelatorOptions {
+            spam_burst: 25,
+            spam_refill: Duration::from_secs(300),
+            aggregate_after: 10,
+            aggregate_window: Duration::from_secs(600),
+            repeat_interval: Duration::from_secs(10),
+            capacity: 4096,
+        }
     }
 
     #[test]
@@ -298,7 +320,9 @@ mod tests {
     fn the_spam_filter_drops_new_events_past_the_burst_and_refills() {
         let mut correlator = Correlator::new(CorrelatorOptions { aggregate_after: 1000, ..options() });
         let start = Instant::now();
-        let outcomes: Vec<bool> = (0..30).map(|n| matches!(correlator.observe(event("Reason", &format!("m{n}")), start, 1), Decision::Create(_))).collect();
+        let outcomes: Vec<bool> = (0..30)
+            .map(|n| matches!(correlator.observe(event("Reason", &format!("m{n}")), start, 1), Decision::Create(_)))
+            .collect();
         assert_eq!(outcomes.iter().filter(|c| **c).count(), 25);
         assert!(!outcomes[25]);
         // Repeats of written events are still counted.

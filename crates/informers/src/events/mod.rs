@@ -52,7 +52,14 @@ impl EventRecorder {
 
     /// An event about `object` (and a part of it: `field_path`, such as
     /// `spec.containers{web}`). `type_` is `Normal` or `Warning`.
-    pub fn record<K: Resource<DynamicType = ()>>(&self, object: &K, field_path: Option<&str>, type_: &str, reason: &str, message: &str) {
+    pub fn record<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        field_path: Option<&str>,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
         let meta = object.meta();
         let involved = InvolvedObject {
             kind: K::kind(&()).into_owned(),
@@ -63,7 +70,14 @@ impl EventRecorder {
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             field_path: field_path.unwrap_or_default().to_string(),
         };
-        let event = NewEvent { involved, component: self.component.clone(), host: self.host.clone(), type_: type_.into(), reason: reason.into(), message: message.into() };
+        let event = NewEvent {
+            involved,
+            component: self.component.clone(),
+            host: self.host.clone(),
+            type_: type_.into(),
+            reason: reason.into(),
+            message: message.into(),
+        };
         if self.queue.try_send(event).is_err() {
             tracing::debug!(reason, "event queue full or closed; event dropped");
         }
@@ -176,7 +190,8 @@ async fn create(client: &kube::Client, written: &Written) {
     let url = format!("/api/v1/namespaces/{namespace}/events");
     let result = async {
         let body = serde_json::to_vec(&event_json(written)).map_err(kube::Error::SerdeError)?;
-        let request = kube::core::Request::new(url).create(&PostParams::default(), body).map_err(kube::Error::BuildRequest)?;
+        let request =
+            kube::core::Request::new(url).create(&PostParams::default(), body).map_err(kube::Error::BuildRequest)?;
         client.request_text(request).await.map(drop)
     };
     if let Err(error) = result.await {
@@ -191,7 +206,9 @@ async fn patch(client: &kube::Client, correlator: &mut Correlator, written: &Wri
     let body = json!({"count": written.count, "lastTimestamp": timestamp(written.last_seen), "message": written.event.message});
     let result = async {
         let patch = Patch::Merge(&body);
-        let request = kube::core::Request::new(url).patch(&written.name, &PatchParams::default(), &patch).map_err(kube::Error::BuildRequest)?;
+        let request = kube::core::Request::new(url)
+            .patch(&written.name, &PatchParams::default(), &patch)
+            .map_err(kube::Error::BuildRequest)?;
         client.request_text(request).await.map(drop)
     };
     match result.await {
@@ -261,7 +278,15 @@ mod tests {
         let written = Written {
             name: "web.1".into(),
             event: NewEvent {
-                involved: InvolvedObject { kind: "Pod".into(), namespace: "default".into(), name: "web".into(), uid: "u".into(), api_version: "v1".into(), resource_version: "".into(), field_path: "spec.containers{c}".into() },
+                involved: InvolvedObject {
+                    kind: "Pod".into(),
+                    namespace: "default".into(),
+                    name: "web".into(),
+                    uid: "u".into(),
+                    api_version: "v1".into(),
+                    resource_version: "".into(),
+                    field_path: "spec.containers{c}".into(),
+                },
                 component: "kubelet".into(),
                 host: "n1".into(),
                 type_: "Warning".into(),

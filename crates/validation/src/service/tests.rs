@@ -58,17 +58,11 @@ fn defaulted(mut service: Value, old: Option<&Value>) -> Value {
 }
 
 fn errors(service: &Value, old: Option<&Value>) -> Vec<(String, String)> {
-    validate(service, old)
-        .into_iter()
-        .map(|e| (e.field, e.message))
-        .collect()
+    validate(service, old).into_iter().map(|e| (e.field, e.message)).collect()
 }
 
 fn assert_errors(name: &str, got: Vec<(String, String)>, want: &[(&str, &str)]) {
-    let want: Vec<(String, String)> = want
-        .iter()
-        .map(|(f, m)| (f.to_string(), m.to_string()))
-        .collect();
+    let want: Vec<(String, String)> = want.iter().map(|(f, m)| (f.to_string(), m.to_string())).collect();
     assert_eq!(got, want, "case {name}");
 }
 
@@ -420,10 +414,7 @@ fn rules_defaulting_satisfies() {
         (
             "no type nor affinity",
             full(json!({"type": null, "sessionAffinity": null, "internalTrafficPolicy": null})),
-            vec![
-                ("spec.sessionAffinity", "Required value"),
-                ("spec.type", "Required value"),
-            ],
+            vec![("spec.sessionAffinity", "Required value"), ("spec.type", "Required value")],
         ),
         (
             "no internalTrafficPolicy",
@@ -450,26 +441,17 @@ fn rules_defaulting_satisfies() {
         (
             "config with affinity None",
             full(json!({"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}}})),
-            vec![(
-                "spec.sessionAffinityConfig",
-                "Forbidden: must not be set when session affinity is None",
-            )],
+            vec![("spec.sessionAffinityConfig", "Forbidden: must not be set when session affinity is None")],
         ),
         (
             "ClientIP without config",
             full(json!({"sessionAffinity": "ClientIP"})),
-            vec![(
-                "spec.sessionAffinityConfig",
-                "Required value: when session affinity type is ClientIP",
-            )],
+            vec![("spec.sessionAffinityConfig", "Required value: when session affinity type is ClientIP")],
         ),
         (
             "ClientIP without clientIP",
             full(json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {}})),
-            vec![(
-                "spec.sessionAffinityConfig.clientIP",
-                "Required value: when session affinity type is ClientIP",
-            )],
+            vec![("spec.sessionAffinityConfig.clientIP", "Required value: when session affinity type is ClientIP")],
         ),
         (
             "ClientIP without timeout",
@@ -494,12 +476,9 @@ fn rules_defaulting_satisfies() {
 fn update_rules() {
     let sel = json!({"app": "web"});
     let cluster_ip = stored(json!({"selector": sel, "ports": [{"name": "http", "port": 80}]}));
-    let node_port = stored(
-        json!({"type": "NodePort", "selector": sel, "ports": [{"name": "http", "port": 80}]}),
-    );
-    let load_balancer = stored(
-        json!({"type": "LoadBalancer", "selector": sel, "ports": [{"name": "http", "port": 80}]}),
-    );
+    let node_port = stored(json!({"type": "NodePort", "selector": sel, "ports": [{"name": "http", "port": 80}]}));
+    let load_balancer =
+        stored(json!({"type": "LoadBalancer", "selector": sel, "ports": [{"name": "http", "port": 80}]}));
     let local_lb = stored(
         json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": sel, "ports": [{"name": "http", "port": 80}], "loadBalancerClass": "a.io/lb"}),
     );
@@ -510,8 +489,18 @@ fn update_rules() {
         new
     };
     let cases: Vec<(&str, &Value, Value, Want)> = vec![
-        ("re-apply the manifest without clusterIP", &cluster_ip, svc(json!({"selector": sel, "ports": [{"name": "http", "port": 80}]})), vec![]),
-        ("re-apply the NodePort manifest without nodePort", &node_port, svc(json!({"type": "NodePort", "selector": sel, "ports": [{"name": "http", "port": 80}]})), vec![]),
+        (
+            "re-apply the manifest without clusterIP",
+            &cluster_ip,
+            svc(json!({"selector": sel, "ports": [{"name": "http", "port": 80}]})),
+            vec![],
+        ),
+        (
+            "re-apply the NodePort manifest without nodePort",
+            &node_port,
+            svc(json!({"type": "NodePort", "selector": sel, "ports": [{"name": "http", "port": 80}]})),
+            vec![],
+        ),
         ("unchanged object", &local_lb, local_lb.clone(), vec![]),
         (
             "clusterIP changed",
@@ -531,7 +520,10 @@ fn update_rules() {
             edit(&cluster_ip, &|s| s["ipFamilies"] = json!(["IPv6"])),
             vec![
                 ("spec.ipFamilies[0]", "Invalid value: []core.IPFamily{\"IPv6\"}: may not change once set"),
-                ("spec.clusterIPs[0]", "Invalid value: \"10.96.0.9\": expected an IPv6 value as indicated by `ipFamilies[0]`"),
+                (
+                    "spec.clusterIPs[0]",
+                    "Invalid value: \"10.96.0.9\": expected an IPv6 value as indicated by `ipFamilies[0]`",
+                ),
             ],
         ),
         (
@@ -546,17 +538,29 @@ fn update_rules() {
         (
             "ExternalName to ClusterIP",
             &external_name,
-            svc(json!({"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 9376}]})),
+            svc(
+                json!({"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 9376}]}),
+            ),
             vec![],
         ),
         ("ClusterIP to NodePort", &cluster_ip, edit(&cluster_ip, &|s| s["type"] = json!("NodePort")), vec![]),
         ("NodePort to LoadBalancer", &node_port, edit(&node_port, &|s| s["type"] = json!("LoadBalancer")), vec![]),
         ("LoadBalancer to NodePort", &load_balancer, edit(&load_balancer, &|s| s["type"] = json!("NodePort")), vec![]),
-        ("LoadBalancer to ClusterIP", &load_balancer, edit(&load_balancer, &|s| s["type"] = json!("ClusterIP")), vec![]),
-        ("NodePort to ExternalName", &node_port, edit(&node_port, &|s| {
-            s["type"] = json!("ExternalName");
-            s["externalName"] = json!("db.example.com");
-        }), vec![]),
+        (
+            "LoadBalancer to ClusterIP",
+            &load_balancer,
+            edit(&load_balancer, &|s| s["type"] = json!("ClusterIP")),
+            vec![],
+        ),
+        (
+            "NodePort to ExternalName",
+            &node_port,
+            edit(&node_port, &|s| {
+                s["type"] = json!("ExternalName");
+                s["externalName"] = json!("db.example.com");
+            }),
+            vec![],
+        ),
         (
             "LoadBalancer to ClusterIP with a new nodePort",
             &load_balancer,
@@ -664,8 +668,7 @@ fn defaulting() {
     }
     // Load-balancer status entries with an IP get ipMode VIP.
     let mut lb = svc(json!({"type": "LoadBalancer", "ports": [{"port": 80}]}));
-    lb["status"] =
-        json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"hostname": "lb.example.com"}]}});
+    lb["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"hostname": "lb.example.com"}]}});
     let lb = defaulted(lb, None);
     assert_eq!(
         lb["status"],
@@ -675,17 +678,13 @@ fn defaulting() {
 
 #[test]
 fn update_keeps_allocated_values() {
-    let old = stored(
-        json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
-        "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}, {"name": "c", "port": 82}]}),
-    );
+    let old = stored(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+        "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}, {"name": "c", "port": 82}]}));
     assert_eq!(old["spec"]["ports"][1]["nodePort"], 30001);
     // Reordered ports, one dropped, one new: node ports follow the port names.
     let new = defaulted(
-        svc(
-            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
-            "ports": [{"name": "c", "port": 82}, {"name": "a", "port": 80}, {"name": "d", "port": 83}]}),
-        ),
+        svc(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "ports": [{"name": "c", "port": 82}, {"name": "a", "port": 80}, {"name": "d", "port": 83}]})),
         Some(&old),
     );
     let spec = &new["spec"];
@@ -696,18 +695,13 @@ fn update_keeps_allocated_values() {
     assert_eq!(spec["healthCheckNodePort"], 30500);
     assert_eq!(spec["ports"][0]["nodePort"], 30002);
     assert_eq!(spec["ports"][1]["nodePort"], 30000);
-    assert!(
-        spec["ports"][2].get("nodePort").is_none(),
-        "a new port gets a new nodePort from the allocator"
-    );
+    assert!(spec["ports"][2].get("nodePort").is_none(), "a new port gets a new nodePort from the allocator");
     assert!(validate(&new, Some(&old)).is_empty());
 
     // A nodePort the client moved to another port is not handed out twice.
     let new = defaulted(
-        svc(
-            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
-            "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81, "nodePort": 30000}]}),
-        ),
+        svc(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81, "nodePort": 30000}]})),
         Some(&old),
     );
     assert!(new["spec"]["ports"][0].get("nodePort").is_none());
@@ -738,11 +732,7 @@ fn update_keeps_allocated_values() {
         "externalTrafficPolicy",
         "internalTrafficPolicy",
     ] {
-        assert!(
-            new["spec"].get(gone).is_none(),
-            "{gone} should be dropped: {}",
-            new["spec"]
-        );
+        assert!(new["spec"].get(gone).is_none(), "{gone} should be dropped: {}", new["spec"]);
     }
     assert_eq!(new["status"], json!({"loadBalancer": {}}));
     assert!(validate(&new, Some(&old)).is_empty());
@@ -786,50 +776,28 @@ fn status_rules() {
             ),
             vec![],
         ),
-        (
-            "empty on ClusterIP",
-            with_status("ClusterIP", json!([])),
-            vec![],
-        ),
+        ("empty on ClusterIP", with_status("ClusterIP", json!([])), vec![]),
         (
             "ingress on ClusterIP",
             with_status("ClusterIP", json!([{"ip": "203.0.113.1"}])),
-            vec![(
-                "status.loadBalancer.ingress",
-                "Forbidden: may only be used when `spec.type` is 'LoadBalancer'",
-            )],
+            vec![("status.loadBalancer.ingress", "Forbidden: may only be used when `spec.type` is 'LoadBalancer'")],
         ),
         (
             "bad IP without ipMode",
             with_status("LoadBalancer", json!([{"ip": "203.0.113"}])),
             vec![
-                (
-                    "status.loadBalancer.ingress[0].ip",
-                    leak(format!("Invalid value: \"203.0.113\": {IP_MSG}")),
-                ),
-                (
-                    "status.loadBalancer.ingress[0].ipMode",
-                    "Required value: must be specified when `ip` is set",
-                ),
+                ("status.loadBalancer.ingress[0].ip", leak(format!("Invalid value: \"203.0.113\": {IP_MSG}"))),
+                ("status.loadBalancer.ingress[0].ipMode", "Required value: must be specified when `ip` is set"),
             ],
         ),
         (
             "ipMode without ip",
-            with_status(
-                "LoadBalancer",
-                json!([{"hostname": "lb.example.com", "ipMode": "VIP"}]),
-            ),
-            vec![(
-                "status.loadBalancer.ingress[0].ipMode",
-                "Forbidden: may not be specified when `ip` is not set",
-            )],
+            with_status("LoadBalancer", json!([{"hostname": "lb.example.com", "ipMode": "VIP"}])),
+            vec![("status.loadBalancer.ingress[0].ipMode", "Forbidden: may not be specified when `ip` is not set")],
         ),
         (
             "unsupported ipMode",
-            with_status(
-                "LoadBalancer",
-                json!([{"ip": "203.0.113.1", "ipMode": "Tunnel"}]),
-            ),
+            with_status("LoadBalancer", json!([{"ip": "203.0.113.1", "ipMode": "Tunnel"}])),
             vec![(
                 "status.loadBalancer.ingress[0].ipMode",
                 "Unsupported value: \"Tunnel\": supported values: \"Proxy\", \"VIP\"",
@@ -845,16 +813,10 @@ fn status_rules() {
         ),
     ];
     for (name, service, want) in cases {
-        let got = validate_status(&service, None)
-            .into_iter()
-            .map(|e| (e.field, e.message))
-            .collect();
+        let got = validate_status(&service, None).into_iter().map(|e| (e.field, e.message)).collect();
         assert_errors(name, got, &want);
     }
     // Defaulting supplies ipMode for LoadBalancer IPs, so a status written by a controller passes.
-    let service = defaulted(
-        with_status("LoadBalancer", json!([{"ip": "203.0.113.1"}])),
-        None,
-    );
+    let service = defaulted(with_status("LoadBalancer", json!([{"ip": "203.0.113.1"}])), None);
     assert!(validate_status(&service, None).is_empty());
 }

@@ -74,7 +74,14 @@ fn copy_deployment_annotations(deployment: &Deployment, rs: &mut ReplicaSet) -> 
 /// Upstream's `SetNewReplicaSetAnnotations`: copy the Deployment's annotations, raise the
 /// revision to `new_revision` (recording the previous one in the history: a rollback), and on
 /// creation set the replicas annotations. True if anything changed.
-pub fn set_new_replica_set_annotations(deployment: &Deployment, rs: &mut ReplicaSet, new_revision: i64, exists: bool, desired: i32, max: i32) -> bool {
+pub fn set_new_replica_set_annotations(
+    deployment: &Deployment,
+    rs: &mut ReplicaSet,
+    new_revision: i64,
+    exists: bool,
+    desired: i32,
+    max: i32,
+) -> bool {
     let mut changed = copy_deployment_annotations(deployment, rs);
     let old_text = annotation(rs, REVISION).map(str::to_string);
     let old_revision = match old_text.as_deref() {

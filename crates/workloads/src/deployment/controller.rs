@@ -14,15 +14,23 @@ use super::annotations::{equal_ignore_hash, REVISION};
 use super::settings::Settings;
 use super::status::{condition, set_condition, PROGRESSING, REPLICA_SET_CREATE_ERROR};
 use super::{plan, Action, SyncInput};
-use frontdoor_informers::{Change, Informer, InformerFactory};
 use crate::claims::{claim_all, Claimant};
 use crate::pods::controller_of;
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
 use crate::selector::Selector;
 use crate::writes;
+use frontdoor_informers::{Change, Informer, InformerFactory};
 
-const STATUS_FIELDS: &[&str] =
-    &["observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas", "conditions", "collisionCount"];
+const STATUS_FIELDS: &[&str] = &[
+    "observedGeneration",
+    "replicas",
+    "updatedReplicas",
+    "readyReplicas",
+    "availableReplicas",
+    "unavailableReplicas",
+    "conditions",
+    "collisionCount",
+];
 
 pub struct DeploymentController {
     client: Client,
@@ -57,18 +65,38 @@ pub fn spawn(
     let controller = Arc::new(DeploymentController { client, replica_sets: rs_store, pods: pod_store });
     let caches = futures::future::join(replica_sets.synced(), pods.synced());
     let factory = factory.clone();
-    tokio::spawn(async move { run_controller(&factory, "deployment", deployment_store, triggers, async move { caches.await; }, move |object| {
-        let controller = controller.clone();
-        async move { controller.sync(object).await }
-    }).await })
+    tokio::spawn(async move {
+        run_controller(
+            &factory,
+            "deployment",
+            deployment_store,
+            triggers,
+            async move {
+                caches.await;
+            },
+            move |object| {
+                let controller = controller.clone();
+                async move { controller.sync(object).await }
+            },
+        )
+        .await
+    })
 }
 
 fn deployment_selector(deployment: &Deployment) -> Selector {
-    deployment.spec.as_ref().and_then(|s| Selector::from_label_selector(Some(&s.selector)).ok()).unwrap_or(Selector::Nothing)
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| Selector::from_label_selector(Some(&s.selector)).ok())
+        .unwrap_or(Selector::Nothing)
 }
 
-fn deployment_key(reference: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference, namespace: Option<&str>) -> Option<ObjectRef<Deployment>> {
-    (reference.kind == "Deployment" && reference.api_version == "apps/v1").then(|| ObjectRef::new(&reference.name).within(namespace.unwrap_or_default()))
+fn deployment_key(
+    reference: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    namespace: Option<&str>,
+) -> Option<ObjectRef<Deployment>> {
+    (reference.kind == "Deployment" && reference.api_version == "apps/v1")
+        .then(|| ObjectRef::new(&reference.name).within(namespace.unwrap_or_default()))
 }
 
 /// Deployments a ReplicaSet change concerns: its controller (old and new), or for an orphan the
@@ -78,16 +106,22 @@ fn replica_set_change_keys(change: Change<ReplicaSet>, deployments: &Store<Deplo
         deployments
             .state()
             .iter()
-            .filter(|d| d.namespace() == rs.namespace() && !deployment_selector(d).is_everything() && deployment_selector(d).matches(rs.metadata.labels.as_ref()))
+            .filter(|d| {
+                d.namespace() == rs.namespace()
+                    && !deployment_selector(d).is_everything()
+                    && deployment_selector(d).matches(rs.metadata.labels.as_ref())
+            })
             .map(|d| ObjectRef::from_obj(&**d))
             .collect()
     };
-    let controller_key = |rs: &ReplicaSet| controller_of(&rs.metadata).and_then(|r| deployment_key(r, rs.metadata.namespace.as_deref()));
+    let controller_key =
+        |rs: &ReplicaSet| controller_of(&rs.metadata).and_then(|r| deployment_key(r, rs.metadata.namespace.as_deref()));
     match change {
         Change::Deleted(rs) => controller_key(&rs).into_iter().collect(),
         Change::Applied { old, new } => {
             let mut keys: Vec<ObjectRef<Deployment>> = controller_key(&new).into_iter().collect();
-            let controller_changed = old.as_ref().is_some_and(|o| controller_of(&o.metadata) != controller_of(&new.metadata));
+            let controller_changed =
+                old.as_ref().is_some_and(|o| controller_of(&o.metadata) != controller_of(&new.metadata));
             if controller_changed {
                 keys.extend(old.as_ref().and_then(|o| controller_key(o)));
             }
@@ -155,15 +189,24 @@ impl DeploymentController {
 
     /// The ReplicaSets this Deployment controls, adopting matching orphans and releasing those
     /// that stopped matching.
-    async fn claim_replica_sets(&self, deployment: &Deployment, selector: &Selector) -> Result<Vec<ReplicaSet>, SyncError> {
+    async fn claim_replica_sets(
+        &self,
+        deployment: &Deployment,
+        selector: &Selector,
+    ) -> Result<Vec<ReplicaSet>, SyncError> {
         let claimant = Claimant::of(&self.client, deployment, "apps/v1", "Deployment");
         let namespace = &claimant.namespace;
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-        let candidates = self.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(namespace));
-        let owned = claim_all(&claimant, &api, candidates.map(|rs| {
-            let matches = selector.matches(rs.metadata.labels.as_ref());
-            (rs, matches)
-        }))
+        let candidates =
+            self.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(namespace));
+        let owned = claim_all(
+            &claimant,
+            &api,
+            candidates.map(|rs| {
+                let matches = selector.matches(rs.metadata.labels.as_ref());
+                (rs, matches)
+            }),
+        )
         .await?;
         Ok(owned.into_iter().map(|rs| (*rs).clone()).collect())
     }
@@ -184,14 +227,21 @@ impl DeploymentController {
                             tracing::info!(deployment = %deployment.name_any(), replica_set = %rs_name, "created new replica set");
                             versions.insert(rs_name, created.resource_version().unwrap_or_default());
                         }
-                        Err(e) if writes::is_already_exists(&e) => return self.on_name_taken(deployment, &rs_name).await,
+                        Err(e) if writes::is_already_exists(&e) => {
+                            return self.on_name_taken(deployment, &rs_name).await
+                        }
                         Err(e) => {
                             let settings = Settings::of(deployment);
                             if settings.progress_deadline_seconds.is_some() {
                                 let mut status = deployment.status.clone().unwrap_or_default();
-                                let message = format!("Failed to create new replica set {rs_name:?}: {}", writes::message(&e));
-                                set_condition(&mut status, condition(PROGRESSING, "False", REPLICA_SET_CREATE_ERROR, message, writes::now()));
-                                let _ = writes::write_status(&api, &deployment.name_any(), &status, STATUS_FIELDS).await;
+                                let message =
+                                    format!("Failed to create new replica set {rs_name:?}: {}", writes::message(&e));
+                                set_condition(
+                                    &mut status,
+                                    condition(PROGRESSING, "False", REPLICA_SET_CREATE_ERROR, message, writes::now()),
+                                );
+                                let _ =
+                                    writes::write_status(&api, &deployment.name_any(), &status, STATUS_FIELDS).await;
                             }
                             return Err(e.into());
                         }
@@ -225,7 +275,8 @@ impl DeploymentController {
         let existing = Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace).get(rs_name).await?;
         let ours = controller_of(&existing.metadata).is_some_and(|r| Some(&r.uid) == deployment.metadata.uid.as_ref());
         let template = deployment.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-        let same = existing.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &template));
+        let same =
+            existing.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &template));
         if ours && same {
             return Ok(Some(Duration::from_millis(200)));
         }
@@ -233,6 +284,9 @@ impl DeploymentController {
         status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
         writes::write_status(&api, &deployment.name_any(), &status, STATUS_FIELDS).await?;
-        Err(SyncError::Failed(format!("hash collision for replica set {rs_name:?}; collisionCount is now {}", status.collision_count.unwrap_or(0))))
+        Err(SyncError::Failed(format!(
+            "hash collision for replica set {rs_name:?}; collisionCount is now {}",
+            status.collision_count.unwrap_or(0)
+        )))
     }
 }

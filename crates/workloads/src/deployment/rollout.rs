@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use super::annotations::{self, equal_ignore_hash, max_revision, set_new_replica_set_annotations, REVISION};
 use super::settings::{scaled_value, Settings, Strategy};
-use super::status::{self, condition, get_condition, set_condition, FOUND_NEW_REPLICA_SET, NEW_REPLICA_SET_CREATED, PROGRESSING};
+use super::status::{
+    self, condition, get_condition, set_condition, FOUND_NEW_REPLICA_SET, NEW_REPLICA_SET_CREATED, PROGRESSING,
+};
 use super::{Action, Plan, SyncInput, POD_TEMPLATE_HASH};
 use crate::hash::template_hash;
 use crate::pods::controller_ref;
@@ -96,7 +98,13 @@ impl<'a> Rollout<'a> {
         let template = self.template();
         let mut indices: Vec<usize> = (0..self.replica_sets.len()).collect();
         indices.sort_by(|a, b| by_creation(&self.replica_sets[*a], &self.replica_sets[*b]));
-        indices.into_iter().find(|i| self.replica_sets[*i].spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &template)))
+        indices.into_iter().find(|i| {
+            self.replica_sets[*i]
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .is_some_and(|t| equal_ignore_hash(t, &template))
+        })
     }
 
     pub fn olds(&self, new: Option<usize>) -> Vec<usize> {
@@ -121,7 +129,8 @@ impl<'a> Rollout<'a> {
         let (desired, max) = (self.settings.replicas, self.max_total());
         if let Some(index) = new {
             let mut copy = self.replica_sets[index].clone();
-            let annotations_changed = set_new_replica_set_annotations(self.deployment, &mut copy, new_revision, true, desired, max);
+            let annotations_changed =
+                set_new_replica_set_annotations(self.deployment, &mut copy, new_revision, true, desired, max);
             let spec = copy.spec.get_or_insert_with(Default::default);
             let min_ready_changed = spec.min_ready_seconds.unwrap_or(0) != self.settings.min_ready_seconds;
             if annotations_changed || min_ready_changed {
@@ -135,7 +144,10 @@ impl<'a> Rollout<'a> {
             }
             if self.settings.progress_deadline_seconds.is_some() && get_condition(&self.status, PROGRESSING).is_none() {
                 let message = format!("Found new replica set {:?}", copy.metadata.name.clone().unwrap_or_default());
-                set_condition(&mut self.status, condition(PROGRESSING, "True", FOUND_NEW_REPLICA_SET, message, self.now));
+                set_condition(
+                    &mut self.status,
+                    condition(PROGRESSING, "True", FOUND_NEW_REPLICA_SET, message, self.now),
+                );
             }
             return new;
         }
@@ -171,7 +183,12 @@ impl<'a> Rollout<'a> {
         let deployment = self.deployment;
         let mut template = self.template();
         let hash = template_hash(&template, self.status.collision_count);
-        template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default).insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
         let mut selector: LabelSelector = deployment.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
         selector.match_labels.get_or_insert_with(Default::default).insert(POD_TEMPLATE_HASH.into(), hash.clone());
         ReplicaSet {
@@ -236,7 +253,10 @@ impl<'a> Rollout<'a> {
 
     fn is_scaling_event(&mut self) -> bool {
         let _ = self.sync_revision(false);
-        self.replica_sets.iter().filter(|rs| spec_replicas(rs) > 0).any(|rs| annotations::desired_replicas(rs).is_some_and(|d| d != self.settings.replicas))
+        self.replica_sets
+            .iter()
+            .filter(|rs| spec_replicas(rs) > 0)
+            .any(|rs| annotations::desired_replicas(rs).is_some_and(|d| d != self.settings.replicas))
     }
 
     /// Upstream's `sync`: scale, clean up if paused, write status.
@@ -256,7 +276,8 @@ impl<'a> Rollout<'a> {
         }
         let mut olds = olds.to_vec();
         olds.sort_by(|a, b| by_creation(&self.replica_sets[*b], &self.replica_sets[*a]));
-        let active: Vec<usize> = olds.iter().copied().chain(new).filter(|i| spec_replicas(&self.replica_sets[*i]) > 0).collect();
+        let active: Vec<usize> =
+            olds.iter().copied().chain(new).filter(|i| spec_replicas(&self.replica_sets[*i]) > 0).collect();
         match active.len() {
             0 => new.or(olds.first().copied()),
             1 => Some(active[0]),
@@ -267,7 +288,9 @@ impl<'a> Rollout<'a> {
     fn is_saturated(&self, new: Option<usize>) -> bool {
         let Some(rs) = new.map(|i| &self.replica_sets[i]) else { return false };
         let replicas = self.settings.replicas;
-        annotations::desired_replicas(rs) == Some(replicas) && spec_replicas(rs) == replicas && available_replicas(rs) == replicas
+        annotations::desired_replicas(rs) == Some(replicas)
+            && spec_replicas(rs) == replicas
+            && available_replicas(rs) == replicas
     }
 
     /// Upstream's `scale`: the only active ReplicaSet takes the whole size; a saturated new one
@@ -281,7 +304,8 @@ impl<'a> Rollout<'a> {
             return;
         }
         if self.is_saturated(new) {
-            for index in olds.iter().copied().filter(|i| spec_replicas(&self.replica_sets[*i]) > 0).collect::<Vec<_>>() {
+            for index in olds.iter().copied().filter(|i| spec_replicas(&self.replica_sets[*i]) > 0).collect::<Vec<_>>()
+            {
                 self.scale_replica_set_to(index, 0);
             }
             return;
@@ -289,14 +313,19 @@ impl<'a> Rollout<'a> {
         if !self.settings.is_rolling_update() {
             return;
         }
-        let mut active: Vec<usize> = olds.iter().copied().chain(new).filter(|i| spec_replicas(&self.replica_sets[*i]) > 0).collect();
+        let mut active: Vec<usize> =
+            olds.iter().copied().chain(new).filter(|i| spec_replicas(&self.replica_sets[*i]) > 0).collect();
         let current: i32 = active.iter().map(|i| spec_replicas(&self.replica_sets[*i])).sum();
         let allowed = if replicas > 0 { self.max_total() } else { 0 };
         let to_add = allowed - current;
         let rss = &self.replica_sets;
         match to_add.cmp(&0) {
-            Ordering::Greater => active.sort_by(|a, b| spec_replicas(&rss[*b]).cmp(&spec_replicas(&rss[*a])).then_with(|| by_creation(&rss[*b], &rss[*a]))),
-            Ordering::Less => active.sort_by(|a, b| spec_replicas(&rss[*b]).cmp(&spec_replicas(&rss[*a])).then_with(|| by_creation(&rss[*a], &rss[*b]))),
+            Ordering::Greater => active.sort_by(|a, b| {
+                spec_replicas(&rss[*b]).cmp(&spec_replicas(&rss[*a])).then_with(|| by_creation(&rss[*b], &rss[*a]))
+            }),
+            Ordering::Less => active.sort_by(|a, b| {
+                spec_replicas(&rss[*b]).cmp(&spec_replicas(&rss[*a])).then_with(|| by_creation(&rss[*a], &rss[*b]))
+            }),
             Ordering::Equal => {}
         }
         let mut added = 0;
@@ -327,7 +356,11 @@ impl<'a> Rollout<'a> {
         }
         let fraction = self.fraction(rs);
         let allowed = to_add - added;
-        if to_add > 0 { fraction.min(allowed) } else { fraction.max(allowed) }
+        if to_add > 0 {
+            fraction.min(allowed)
+        } else {
+            fraction.max(allowed)
+        }
     }
 
     /// Upstream's `getReplicaSetFraction`: the ReplicaSet's share of the new maximum, by the
@@ -354,7 +387,8 @@ impl<'a> Rollout<'a> {
     /// only those fully scaled down and observed so.
     pub fn cleanup(&mut self, olds: &[usize]) {
         let Some(limit) = self.settings.revision_history_limit else { return };
-        let mut cleanable: Vec<usize> = olds.iter().copied().filter(|i| self.replica_sets[*i].metadata.deletion_timestamp.is_none()).collect();
+        let mut cleanable: Vec<usize> =
+            olds.iter().copied().filter(|i| self.replica_sets[*i].metadata.deletion_timestamp.is_none()).collect();
         let excess = cleanable.len() as i64 - i64::from(limit);
         if excess <= 0 {
             return;
@@ -367,7 +401,10 @@ impl<'a> Rollout<'a> {
         for index in cleanable.into_iter().take(excess as usize) {
             let rs = &self.replica_sets[index];
             let status = rs.status.clone().unwrap_or_default();
-            if status.replicas != 0 || spec_replicas(rs) != 0 || rs.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0) {
+            if status.replicas != 0
+                || spec_replicas(rs) != 0
+                || rs.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0)
+            {
                 continue;
             }
             self.actions.push(Action::DeleteReplicaSet {

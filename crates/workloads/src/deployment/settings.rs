@@ -62,13 +62,21 @@ impl Settings {
             Strategy::RollingUpdate { max_surge, max_unavailable } => {
                 let surge = scaled_value(max_surge, self.replicas, true);
                 let unavailable = scaled_value(max_unavailable, self.replicas, false);
-                if surge == 0 && unavailable == 0 { (0, 1) } else { (surge, unavailable) }
+                if surge == 0 && unavailable == 0 {
+                    (0, 1)
+                } else {
+                    (surge, unavailable)
+                }
             }
         }
     }
 
     pub fn max_surge(&self) -> i32 {
-        if self.is_rolling_update() { self.fenceposts().0 } else { 0 }
+        if self.is_rolling_update() {
+            self.fenceposts().0
+        } else {
+            0
+        }
     }
 
     pub fn max_unavailable(&self) -> i32 {
@@ -106,7 +114,10 @@ mod tests {
                 replicas: Some(replicas),
                 strategy: Some(DeploymentStrategy {
                     type_: Some("RollingUpdate".into()),
-                    rolling_update: Some(RollingUpdateDeployment { max_surge: Some(surge), max_unavailable: Some(unavailable) }),
+                    rolling_update: Some(RollingUpdateDeployment {
+                        max_surge: Some(surge),
+                        max_unavailable: Some(unavailable),
+                    }),
                 }),
                 ..Default::default()
             }),
@@ -142,7 +153,10 @@ mod tests {
         assert_eq!(settings.progress_deadline_seconds, Some(600));
         assert_eq!(settings.strategy, Strategy::RollingUpdate { max_surge: quarter(), max_unavailable: quarter() });
         let recreate = Deployment {
-            spec: Some(DeploymentSpec { strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }), ..Default::default() }),
+            spec: Some(DeploymentSpec {
+                strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(Settings::of(&recreate).max_surge(), 0);

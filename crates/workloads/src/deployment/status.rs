@@ -67,7 +67,14 @@ fn spec_replicas(rs: &ReplicaSet) -> i32 {
 }
 
 /// Upstream's `calculateStatus` over all ReplicaSets (`new` among them).
-pub fn calculate(deployment: &Deployment, settings: &Settings, current: &DeploymentStatus, all: &[&ReplicaSet], new: Option<&ReplicaSet>, now: Timestamp) -> DeploymentStatus {
+pub fn calculate(
+    deployment: &Deployment,
+    settings: &Settings,
+    current: &DeploymentStatus,
+    all: &[&ReplicaSet],
+    new: Option<&ReplicaSet>,
+    now: Timestamp,
+) -> DeploymentStatus {
     let status_of = |rs: &ReplicaSet| rs.status.clone().unwrap_or_default();
     let available: i32 = all.iter().map(|rs| status_of(rs).available_replicas.unwrap_or(0)).sum();
     let total: i32 = all.iter().map(|rs| spec_replicas(rs)).sum();
@@ -88,9 +95,27 @@ pub fn calculate(deployment: &Deployment, settings: &Settings, current: &Deploym
         ..Default::default()
     };
     if available >= settings.replicas - settings.max_unavailable() {
-        set_condition(&mut status, condition(AVAILABLE, "True", MINIMUM_REPLICAS_AVAILABLE, "Deployment has minimum availability.".into(), now));
+        set_condition(
+            &mut status,
+            condition(
+                AVAILABLE,
+                "True",
+                MINIMUM_REPLICAS_AVAILABLE,
+                "Deployment has minimum availability.".into(),
+                now,
+            ),
+        );
     } else {
-        set_condition(&mut status, condition(AVAILABLE, "False", MINIMUM_REPLICAS_UNAVAILABLE, "Deployment does not have minimum availability.".into(), now));
+        set_condition(
+            &mut status,
+            condition(
+                AVAILABLE,
+                "False",
+                MINIMUM_REPLICAS_UNAVAILABLE,
+                "Deployment does not have minimum availability.".into(),
+                now,
+            ),
+        );
     }
     status
 }
@@ -121,13 +146,23 @@ pub fn timed_out(settings: &Settings, status: &DeploymentStatus, now: Timestamp)
     match condition.reason.as_deref() {
         Some(NEW_REPLICA_SET_AVAILABLE) => false,
         Some(PROGRESS_DEADLINE_EXCEEDED) => true,
-        _ => condition.last_update_time.as_ref().is_some_and(|from| from.0.as_second() + i64::from(deadline) < now.as_second()),
+        _ => condition
+            .last_update_time
+            .as_ref()
+            .is_some_and(|from| from.0.as_second() + i64::from(deadline) < now.as_second()),
     }
 }
 
 /// Upstream's `syncRolloutStatus`: status plus Progressing and ReplicaFailure conditions.
 /// `current` is the status as this sync has amended it so far (conditions set on the way).
-pub fn rollout_status(deployment: &Deployment, settings: &Settings, all: &[&ReplicaSet], new: Option<&ReplicaSet>, now: Timestamp, current: &DeploymentStatus) -> DeploymentStatus {
+pub fn rollout_status(
+    deployment: &Deployment,
+    settings: &Settings,
+    all: &[&ReplicaSet],
+    new: Option<&ReplicaSet>,
+    now: Timestamp,
+    current: &DeploymentStatus,
+) -> DeploymentStatus {
     let mut status = calculate(deployment, settings, current, all, new, now);
     if settings.progress_deadline_seconds.is_none() {
         remove_condition(&mut status, PROGRESSING);
@@ -142,7 +177,10 @@ pub fn rollout_status(deployment: &Deployment, settings: &Settings, all: &[&Repl
     };
     if settings.progress_deadline_seconds.is_some() && !complete_already {
         if complete(deployment, settings, &status) {
-            set_condition(&mut status, condition(PROGRESSING, "True", NEW_REPLICA_SET_AVAILABLE, subject("has successfully progressed."), now));
+            set_condition(
+                &mut status,
+                condition(PROGRESSING, "True", NEW_REPLICA_SET_AVAILABLE, subject("has successfully progressed."), now),
+            );
         } else if progressing(current, &status) {
             let mut progress = condition(PROGRESSING, "True", REPLICA_SET_UPDATED, subject("is progressing."), now);
             if let Some(current) = &current_progressing {
@@ -153,7 +191,10 @@ pub fn rollout_status(deployment: &Deployment, settings: &Settings, all: &[&Repl
             }
             set_condition(&mut status, progress);
         } else if timed_out(settings, &status, now) {
-            set_condition(&mut status, condition(PROGRESSING, "False", PROGRESS_DEADLINE_EXCEEDED, subject("has timed out progressing."), now));
+            set_condition(
+                &mut status,
+                condition(PROGRESSING, "False", PROGRESS_DEADLINE_EXCEEDED, subject("has timed out progressing."), now),
+            );
         }
     }
     match replica_failure(all, new) {
@@ -166,20 +207,29 @@ pub fn rollout_status(deployment: &Deployment, settings: &Settings, all: &[&Repl
 /// The first ReplicaFailure condition of the new ReplicaSet, else of any ReplicaSet.
 fn replica_failure(all: &[&ReplicaSet], new: Option<&ReplicaSet>) -> Option<DeploymentCondition> {
     let failure_of = |rs: &ReplicaSet| {
-        rs.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == REPLICA_FAILURE)).map(|c| DeploymentCondition {
-            type_: REPLICA_FAILURE.into(),
-            status: c.status.clone(),
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-            last_transition_time: c.last_transition_time.clone(),
-            last_update_time: c.last_transition_time.clone(),
-        })
+        rs.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == REPLICA_FAILURE))
+            .map(|c| DeploymentCondition {
+                type_: REPLICA_FAILURE.into(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_transition_time: c.last_transition_time.clone(),
+                last_update_time: c.last_transition_time.clone(),
+            })
     };
     new.and_then(failure_of).or_else(|| all.iter().find_map(|rs| failure_of(rs)))
 }
 
 /// When to look again for a progress deadline (upstream's `requeueStuckDeployment`).
-pub fn stuck_recheck(deployment: &Deployment, settings: &Settings, new_status: &DeploymentStatus, now: Timestamp) -> Option<Duration> {
+pub fn stuck_recheck(
+    deployment: &Deployment,
+    settings: &Settings,
+    new_status: &DeploymentStatus,
+    now: Timestamp,
+) -> Option<Duration> {
     let deadline = settings.progress_deadline_seconds?;
     let stored = deployment.status.clone().unwrap_or_default();
     let current = get_condition(&stored, PROGRESSING)?;
@@ -206,6 +256,9 @@ pub fn paused_conditions(settings: &Settings, status: &mut DeploymentStatus, now
     if settings.paused && !paused_exists {
         set_condition(status, condition(PROGRESSING, "Unknown", DEPLOYMENT_PAUSED, "Deployment is paused".into(), now));
     } else if !settings.paused && paused_exists {
-        set_condition(status, condition(PROGRESSING, "Unknown", DEPLOYMENT_RESUMED, "Deployment is resumed".into(), now));
+        set_condition(
+            status,
+            condition(PROGRESSING, "Unknown", DEPLOYMENT_RESUMED, "Deployment is resumed".into(), now),
+        );
     }
 }

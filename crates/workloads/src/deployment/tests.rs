@@ -16,8 +16,14 @@ use std::collections::BTreeMap;
 
 fn template(image: &str) -> PodTemplateSpec {
     PodTemplateSpec {
-        metadata: Some(ObjectMeta { labels: Some([("app".to_string(), "web".to_string())].into()), ..Default::default() }),
-        spec: Some(PodSpec { containers: vec![Container { name: "web".into(), image: Some(image.into()), ..Default::default() }], ..Default::default() }),
+        metadata: Some(ObjectMeta {
+            labels: Some([("app".to_string(), "web".to_string())].into()),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![Container { name: "web".into(), image: Some(image.into()), ..Default::default() }],
+            ..Default::default()
+        }),
     }
 }
 
@@ -33,7 +39,15 @@ struct D {
 
 impl Default for D {
     fn default() -> Self {
-        D { replicas: 3, strategy: "RollingUpdate", surge: IntOrString::Int(1), unavailable: IntOrString::Int(0), image: "v2", paused: false, history: None }
+        D {
+            replicas: 3,
+            strategy: "RollingUpdate",
+            surge: IntOrString::Int(1),
+            unavailable: IntOrString::Int(0),
+            image: "v2",
+            paused: false,
+            history: None,
+        }
     }
 }
 
@@ -48,7 +62,10 @@ fn deployment(d: D) -> Deployment {
         },
         spec: Some(DeploymentSpec {
             replicas: Some(d.replicas),
-            selector: LabelSelector { match_labels: Some([("app".to_string(), "web".to_string())].into()), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
             template: template(d.image),
             paused: Some(d.paused),
             revision_history_limit: d.history,
@@ -71,8 +88,12 @@ fn rs(image: &str, replicas: i32, available: i32, revision: i64, created: i64, d
     let mut t = template(image);
     let hash = template_hash(&t, None);
     t.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(POD_TEMPLATE_HASH.into(), hash.clone());
-    let annotations: BTreeMap<String, String> =
-        [(REVISION.to_string(), revision.to_string()), (DESIRED_REPLICAS.to_string(), desired.to_string()), (MAX_REPLICAS.to_string(), max.to_string())].into();
+    let annotations: BTreeMap<String, String> = [
+        (REVISION.to_string(), revision.to_string()),
+        (DESIRED_REPLICAS.to_string(), desired.to_string()),
+        (MAX_REPLICAS.to_string(), max.to_string()),
+    ]
+    .into();
     ReplicaSet {
         metadata: ObjectMeta {
             name: Some(format!("web-{hash}")),
@@ -81,10 +102,19 @@ fn rs(image: &str, replicas: i32, available: i32, revision: i64, created: i64, d
             creation_timestamp: Some(Time(at(created))),
             generation: Some(1),
             annotations: Some(annotations),
-            owner_references: Some(vec![OwnerReference { controller: Some(true), uid: "d-uid".into(), ..Default::default() }]),
+            owner_references: Some(vec![OwnerReference {
+                controller: Some(true),
+                uid: "d-uid".into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         },
-        spec: Some(ReplicaSetSpec { replicas: Some(replicas), min_ready_seconds: Some(0), template: Some(t), ..Default::default() }),
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: Some(0),
+            template: Some(t),
+            ..Default::default()
+        }),
         status: Some(ReplicaSetStatus {
             replicas,
             ready_replicas: Some(available),
@@ -99,7 +129,12 @@ fn run(deployment: &Deployment, replica_sets: Vec<ReplicaSet>) -> Plan {
     run_at(deployment, replica_sets, HashMap::new(), at(1000))
 }
 
-fn run_at<'a>(deployment: &'a Deployment, replica_sets: Vec<ReplicaSet>, pods: HashMap<String, Vec<&'a Pod>>, now: Timestamp) -> Plan {
+fn run_at<'a>(
+    deployment: &'a Deployment,
+    replica_sets: Vec<ReplicaSet>,
+    pods: HashMap<String, Vec<&'a Pod>>,
+    now: Timestamp,
+) -> Plan {
     plan(SyncInput { deployment, replica_sets, pods_by_replica_set: pods, now })
 }
 
@@ -128,7 +163,12 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, i32)> {
 
 #[test]
 fn a_new_deployment_creates_its_first_replica_set() {
-    let d = deployment(D { strategy: "RollingUpdate", surge: IntOrString::String("25%".into()), unavailable: IntOrString::String("25%".into()), ..D::default() });
+    let d = deployment(D {
+        strategy: "RollingUpdate",
+        surge: IntOrString::String("25%".into()),
+        unavailable: IntOrString::String("25%".into()),
+        ..D::default()
+    });
     let plan = run(&d, vec![]);
     let Action::CreateReplicaSet(created) = &plan.actions[0] else { panic!("{:?}", plan.actions) };
     let hash = template_hash(&template("v2"), None);
@@ -136,7 +176,10 @@ fn a_new_deployment_creates_its_first_replica_set() {
     let spec = created.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(3));
     assert_eq!(spec.selector.match_labels.as_ref().unwrap().get(POD_TEMPLATE_HASH), Some(&hash));
-    assert_eq!(spec.template.as_ref().unwrap().metadata.as_ref().unwrap().labels.as_ref().unwrap().get(POD_TEMPLATE_HASH), Some(&hash));
+    assert_eq!(
+        spec.template.as_ref().unwrap().metadata.as_ref().unwrap().labels.as_ref().unwrap().get(POD_TEMPLATE_HASH),
+        Some(&hash)
+    );
     let annotations = created.metadata.annotations.as_ref().unwrap();
     assert_eq!(annotations.get(REVISION).map(String::as_str), Some("1"));
     assert_eq!(annotations.get(DESIRED_REPLICAS).map(String::as_str), Some("3"));
@@ -156,7 +199,12 @@ fn rolling_update_steps() {
         ("maxUnavailable 0: wait while the new pod is unavailable", (3, 3), Some((1, 0)), owned(&[])),
         ("the new pod is available: one old pod goes", (3, 3), Some((1, 1)), owned(&[("v1", "2")])),
         ("room under the surge: the new ReplicaSet grows", (2, 2), Some((1, 1)), owned(&[("v2", "2")])),
-        ("maxUnavailable 0 holds while the new pod is unavailable, even with unhealthy old pods", (3, 1), Some((1, 0)), owned(&[])),
+        (
+            "maxUnavailable 0 holds while the new pod is unavailable, even with unhealthy old pods",
+            (3, 1),
+            Some((1, 0)),
+            owned(&[]),
+        ),
         ("last step", (1, 1), Some((3, 3)), owned(&[("v1", "0")])),
     ];
     for (name, (old_replicas, old_available), new, expected) in cases {
@@ -184,12 +232,18 @@ fn a_complete_rollout_reports_success() {
     let plan = run(&d, vec![rs("v1", 0, 0, 1, 0, 3, 4), rs("v2", 3, 3, 2, 10, 3, 4)]);
     assert!(scaled(&plan).is_empty(), "{:?}", plan.actions);
     let status = plan.status.as_ref().unwrap();
-    assert_eq!((status.replicas, status.updated_replicas, status.available_replicas, status.unavailable_replicas), (Some(3), Some(3), Some(3), None));
+    assert_eq!(
+        (status.replicas, status.updated_replicas, status.available_replicas, status.unavailable_replicas),
+        (Some(3), Some(3), Some(3), None)
+    );
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(reason(&plan, PROGRESSING), Some("NewReplicaSetAvailable"));
     assert_eq!(reason(&plan, AVAILABLE), Some("MinimumReplicasAvailable"));
     let message = get_condition(status, PROGRESSING).unwrap().message.clone().unwrap();
-    assert!(message.starts_with("ReplicaSet \"web-") && message.ends_with("\" has successfully progressed."), "{message}");
+    assert!(
+        message.starts_with("ReplicaSet \"web-") && message.ends_with("\" has successfully progressed."),
+        "{message}"
+    );
 }
 
 #[test]
@@ -213,7 +267,12 @@ fn recreate_scales_old_down_waits_for_pods_then_creates() {
 
 #[test]
 fn scaling_during_a_rollout_is_proportional() {
-    let d = deployment(D { replicas: 20, surge: IntOrString::String("25%".into()), unavailable: IntOrString::Int(0), ..D::default() });
+    let d = deployment(D {
+        replicas: 20,
+        surge: IntOrString::String("25%".into()),
+        unavailable: IntOrString::Int(0),
+        ..D::default()
+    });
     // Last scaled for 10 replicas (max 13): old has 6, new has 4 (mid-rollout, not saturated).
     let plan = run(&d, vec![rs("v1", 6, 6, 1, 0, 10, 13), rs("v2", 4, 0, 2, 10, 10, 13)]);
     let writes = scaled(&plan);
@@ -242,10 +301,27 @@ fn scaling_a_settled_deployment_resizes_its_one_replica_set() {
 #[test]
 fn old_revisions_beyond_the_history_limit_are_deleted() {
     let mut d = deployment(D { history: Some(1), ..D::default() });
-    d.status = Some(DeploymentStatus { replicas: Some(3), updated_replicas: Some(3), available_replicas: Some(3), observed_generation: Some(1), ..Default::default() });
-    let plan = run(&d, vec![rs("v0", 0, 0, 1, 0, 3, 4), rs("v1", 0, 0, 2, 5, 3, 4), rs("v1b", 0, 0, 3, 7, 3, 4), rs("v2", 3, 3, 4, 10, 3, 4)]);
-    let deleted: Vec<&str> =
-        plan.actions.iter().filter_map(|a| if let Action::DeleteReplicaSet { uid, .. } = a { Some(uid.as_str()) } else { None }).collect();
+    d.status = Some(DeploymentStatus {
+        replicas: Some(3),
+        updated_replicas: Some(3),
+        available_replicas: Some(3),
+        observed_generation: Some(1),
+        ..Default::default()
+    });
+    let plan = run(
+        &d,
+        vec![
+            rs("v0", 0, 0, 1, 0, 3, 4),
+            rs("v1", 0, 0, 2, 5, 3, 4),
+            rs("v1b", 0, 0, 3, 7, 3, 4),
+            rs("v2", 3, 3, 4, 10, 3, 4),
+        ],
+    );
+    let deleted: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| if let Action::DeleteReplicaSet { uid, .. } = a { Some(uid.as_str()) } else { None })
+        .collect();
     assert_eq!(deleted, ["uid-v0", "uid-v1"]);
 }
 

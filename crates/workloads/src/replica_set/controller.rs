@@ -14,17 +14,21 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{availability_recheck, calculate_status, replica_diff, slow_start_batches, Diff, ManageFailure, ReplicaView};
-use crate::expectations::Expectations;
-use frontdoor_informers::Change;
+use super::{
+    availability_recheck, calculate_status, replica_diff, slow_start_batches, Diff, ManageFailure, ReplicaView,
+};
 use crate::claims::{claim_all, Claimant};
+use crate::expectations::Expectations;
 use crate::pods::{controller_of, controller_ref, deletion_order, is_active, is_terminating, pod_from_template};
 use crate::runner::{SyncError, SyncResult};
 use crate::selector::Selector;
 use crate::writes;
+use frontdoor_informers::Change;
 
 /// A kind that keeps N pods from a template.
-pub trait ReplicaKind: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
+pub trait ReplicaKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
     const KIND: &'static str;
     const API_VERSION: &'static str;
     /// The common view, or why the object cannot be acted on (an invalid selector).
@@ -56,7 +60,10 @@ impl ReplicaKind for ReplicaSet {
     }
 
     fn selector(&self) -> Selector {
-        self.spec.as_ref().and_then(|s| Selector::from_label_selector(Some(&s.selector)).ok()).unwrap_or(Selector::Nothing)
+        self.spec
+            .as_ref()
+            .and_then(|s| Selector::from_label_selector(Some(&s.selector)).ok())
+            .unwrap_or(Selector::Nothing)
     }
 }
 
@@ -66,7 +73,8 @@ impl ReplicaKind for ReplicationController {
 
     fn view(&self) -> Result<ReplicaView, String> {
         let spec = self.spec.clone().unwrap_or_default();
-        let status = self.status.as_ref().map(|s| serde_json::to_value(s).and_then(serde_json::from_value::<ReplicaSetStatus>));
+        let status =
+            self.status.as_ref().map(|s| serde_json::to_value(s).and_then(serde_json::from_value::<ReplicaSetStatus>));
         Ok(ReplicaView {
             namespace: self.namespace().unwrap_or_default(),
             name: self.name_any(),
@@ -87,7 +95,8 @@ impl ReplicaKind for ReplicationController {
     fn selector(&self) -> Selector {
         let spec = self.spec.as_ref();
         let selector = spec.and_then(|s| s.selector.clone()).filter(|s| !s.is_empty());
-        let template_labels = || spec.and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone());
+        let template_labels =
+            || spec.and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone());
         match selector.or_else(template_labels) {
             Some(labels) if !labels.is_empty() => Selector::from_map(&labels),
             _ => Selector::Nothing,
@@ -96,7 +105,8 @@ impl ReplicaKind for ReplicationController {
 }
 
 /// Status fields removed when absent from a new status.
-const STATUS_FIELDS: &[&str] = &["fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration", "conditions"];
+const STATUS_FIELDS: &[&str] =
+    &["fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration", "conditions"];
 
 /// The runner's state: caches, expectations and limits.
 pub struct ReplicaController<K: ReplicaKind> {
@@ -151,15 +161,25 @@ impl<K: ReplicaKind> ReplicaController<K> {
             reference: view.pod_owner.clone(),
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &view.namespace);
-        let candidates = self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&view.namespace) && is_active(p));
-        claim_all(&claimant, &api, candidates.map(|pod| {
-            let matches = view.selector.matches(pod.metadata.labels.as_ref());
-            (pod, matches)
-        }))
+        let candidates =
+            self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(&view.namespace) && is_active(p));
+        claim_all(
+            &claimant,
+            &api,
+            candidates.map(|pod| {
+                let matches = view.selector.matches(pod.metadata.labels.as_ref());
+                (pod, matches)
+            }),
+        )
         .await
     }
 
-    async fn manage_replicas(&self, view: &ReplicaView, owned: &[&Pod], now: k8s_openapi::jiff::Timestamp) -> Result<(), (ManageFailure, SyncError)> {
+    async fn manage_replicas(
+        &self,
+        view: &ReplicaView,
+        owned: &[&Pod],
+        now: k8s_openapi::jiff::Timestamp,
+    ) -> Result<(), (ManageFailure, SyncError)> {
         let key = view.key();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &view.namespace);
         match replica_diff(view.replicas, owned.len(), self.burst) {
@@ -167,10 +187,19 @@ impl<K: ReplicaKind> ReplicaController<K> {
             Diff::Create(count) => {
                 let Some(template) = view.template.as_ref() else {
                     let message = "spec.template is missing".to_string();
-                    return Err((ManageFailure { reason: "FailedCreate", message: message.clone() }, SyncError::Failed(message)));
+                    return Err((
+                        ManageFailure { reason: "FailedCreate", message: message.clone() },
+                        SyncError::Failed(message),
+                    ));
                 };
                 self.expectations.expect_creations(&key, count, Instant::now());
-                let pod = pod_from_template(template, &view.namespace, view.pod_owner.clone(), None, Some(format!("{}-", view.name)));
+                let pod = pod_from_template(
+                    template,
+                    &view.namespace,
+                    view.pod_owner.clone(),
+                    None,
+                    Some(format!("{}-", view.name)),
+                );
                 let params = PostParams::default();
                 let mut created = 0;
                 for batch in slow_start_batches(count) {
@@ -183,7 +212,10 @@ impl<K: ReplicaKind> ReplicaController<K> {
                             self.expectations.creation_observed(&key);
                         }
                         tracing::info!(kind = K::KIND, %key, error = %writes::message(&error), "failed to create pods");
-                        return Err((ManageFailure { reason: "FailedCreate", message: writes::message(&error) }, error.into()));
+                        return Err((
+                            ManageFailure { reason: "FailedCreate", message: writes::message(&error) },
+                            error.into(),
+                        ));
                     }
                 }
                 tracing::debug!(kind = K::KIND, %key, count, "created pods");
@@ -192,7 +224,10 @@ impl<K: ReplicaKind> ReplicaController<K> {
             Diff::Delete(count) => {
                 let related = self.related_pods(view);
                 let related: Vec<&Pod> = related.iter().map(|p| &**p).collect();
-                let doomed: Vec<&Pod> = deletion_order(owned, if related.is_empty() { owned } else { &related }, now).into_iter().take(count).collect();
+                let doomed: Vec<&Pod> = deletion_order(owned, if related.is_empty() { owned } else { &related }, now)
+                    .into_iter()
+                    .take(count)
+                    .collect();
                 self.expectations.expect_deletions(&key, doomed.iter().filter_map(|p| p.uid()), Instant::now());
                 let results = join_all(doomed.iter().map(|pod| async {
                     let uid = pod.uid().unwrap_or_default();
@@ -204,7 +239,10 @@ impl<K: ReplicaKind> ReplicaController<K> {
                 }))
                 .await;
                 if let Some(error) = results.into_iter().find_map(Result::err) {
-                    return Err((ManageFailure { reason: "FailedDelete", message: writes::message(&error) }, error.into()));
+                    return Err((
+                        ManageFailure { reason: "FailedDelete", message: writes::message(&error) },
+                        error.into(),
+                    ));
                 }
                 tracing::debug!(kind = K::KIND, %key, count, "deleted pods");
                 Ok(())
@@ -220,7 +258,10 @@ impl<K: ReplicaKind> ReplicaController<K> {
             .owners
             .state()
             .iter()
-            .filter(|o| o.namespace().as_deref() == Some(&view.namespace) && controller_of(o.meta()).is_some_and(|r| r.uid == controller_uid))
+            .filter(|o| {
+                o.namespace().as_deref() == Some(&view.namespace)
+                    && controller_of(o.meta()).is_some_and(|r| r.uid == controller_uid)
+            })
             .filter_map(|o| o.uid())
             .collect();
         self.pods
@@ -233,7 +274,11 @@ impl<K: ReplicaKind> ReplicaController<K> {
 
 /// The owner keys a pod change concerns, observing expectations on the way (upstream's
 /// `addPod`/`updatePod`/`deletePod` handlers).
-pub fn pod_change_keys<K: ReplicaKind>(change: Change<Pod>, owners: &Store<K>, expectations: &Expectations) -> Vec<ObjectRef<K>> {
+pub fn pod_change_keys<K: ReplicaKind>(
+    change: Change<Pod>,
+    owners: &Store<K>,
+    expectations: &Expectations,
+) -> Vec<ObjectRef<K>> {
     let controlling = |pod: &Pod| -> Option<ObjectRef<K>> {
         let reference = controller_of(&pod.metadata)?;
         if reference.kind != K::KIND || reference.api_version != K::API_VERSION {

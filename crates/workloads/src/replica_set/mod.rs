@@ -83,8 +83,14 @@ pub struct ManageFailure {
 }
 
 /// The status upstream's `calculateStatus` produces for the active pods this object owns.
-pub fn calculate_status(view: &ReplicaView, pods: &[&Pod], failure: Option<&ManageFailure>, now: Timestamp) -> ReplicaSetStatus {
-    let template_labels = view.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+pub fn calculate_status(
+    view: &ReplicaView,
+    pods: &[&Pod],
+    failure: Option<&ManageFailure>,
+    now: Timestamp,
+) -> ReplicaSetStatus {
+    let template_labels =
+        view.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
     let fully_labeled = pods
         .iter()
         .filter(|p| {
@@ -97,7 +103,9 @@ pub fn calculate_status(view: &ReplicaView, pods: &[&Pod], failure: Option<&Mana
     let mut conditions = view.status.conditions.clone().unwrap_or_default();
     match failure {
         Some(failure) => {
-            let unchanged = conditions.iter().any(|c| c.type_ == "ReplicaFailure" && c.status == "True" && c.reason.as_deref() == Some(failure.reason));
+            let unchanged = conditions.iter().any(|c| {
+                c.type_ == "ReplicaFailure" && c.status == "True" && c.reason.as_deref() == Some(failure.reason)
+            });
             if !unchanged {
                 conditions.retain(|c| c.type_ != "ReplicaFailure");
                 conditions.push(ReplicaSetCondition {
@@ -185,7 +193,8 @@ mod tests {
     #[test]
     fn status_counts_labels_readiness_and_availability() {
         let mut labeled = pod("a", "n", "Running", Some(0), 0);
-        labeled.metadata.labels = Some([("app".to_string(), "web".to_string()), ("tier".to_string(), "fe".to_string())].into());
+        labeled.metadata.labels =
+            Some([("app".to_string(), "web".to_string()), ("tier".to_string(), "fe".to_string())].into());
         let partly = pod("b", "n", "Running", Some(95), 0);
         let pending = pod("c", "", "Pending", None, 0);
         let pods = [&labeled, &partly, &pending];

@@ -12,15 +12,24 @@ use std::sync::Arc;
 
 use super::history::{self, UpdateRevision};
 use super::{is_member, plan, Action, Revisions, Settings};
-use frontdoor_informers::{Change, Informer, InformerFactory};
 use crate::claims::{claim_all, Claimant};
 use crate::pods::controller_of;
 use crate::runner::{keys, run_controller, SyncError, SyncResult};
 use crate::selector::Selector;
 use crate::writes;
+use frontdoor_informers::{Change, Informer, InformerFactory};
 
-const STATUS_FIELDS: &[&str] =
-    &["observedGeneration", "replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas", "currentRevision", "updateRevision", "collisionCount"];
+const STATUS_FIELDS: &[&str] = &[
+    "observedGeneration",
+    "replicas",
+    "readyReplicas",
+    "currentReplicas",
+    "updatedReplicas",
+    "availableReplicas",
+    "currentRevision",
+    "updateRevision",
+    "collisionCount",
+];
 
 pub struct StatefulSetController {
     client: Client,
@@ -55,10 +64,13 @@ pub fn spawn(
     let controller = Arc::new(StatefulSetController { client, pods: pod_store, revisions: revisions.store() });
     let caches = futures::future::join(pods.synced(), revisions.synced()).map(|_| ());
     let factory = factory.clone();
-    tokio::spawn(async move { run_controller(&factory, "statefulset", set_store, triggers, caches, move |object| {
-        let controller = controller.clone();
-        async move { controller.sync(object).await }
-    }).await })
+    tokio::spawn(async move {
+        run_controller(&factory, "statefulset", set_store, triggers, caches, move |object| {
+            let controller = controller.clone();
+            async move { controller.sync(object).await }
+        })
+        .await
+    })
 }
 
 /// The StatefulSets a pod change concerns: its controller (before and after), or for an orphan
@@ -72,7 +84,9 @@ fn pod_change_keys(change: Change<Pod>, sets: &Store<StatefulSet>) -> Vec<Object
     let matching = |pod: &Pod| -> Vec<ObjectRef<StatefulSet>> {
         sets.state()
             .iter()
-            .filter(|s| s.namespace() == pod.metadata.namespace && set_selector(s).matches(pod.metadata.labels.as_ref()))
+            .filter(|s| {
+                s.namespace() == pod.metadata.namespace && set_selector(s).matches(pod.metadata.labels.as_ref())
+            })
             .map(|s| ObjectRef::from_obj(&**s))
             .collect()
     };
@@ -104,7 +118,8 @@ impl StatefulSetController {
                 return Ok(None);
             }
         };
-        let mut history: Vec<ControllerRevision> = self.claim_revisions(&set, &selector).await?.into_iter().map(Arc::unwrap_or_clone).collect();
+        let mut history: Vec<ControllerRevision> =
+            self.claim_revisions(&set, &selector).await?.into_iter().map(Arc::unwrap_or_clone).collect();
         history::sort(&mut history);
         let pods = self.claim_pods(&set, &selector).await?;
         let refs: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
@@ -140,21 +155,34 @@ impl StatefulSetController {
             writes::write_status(&api, &name, &plan.status, STATUS_FIELDS).await?;
         }
         for old in history::to_delete(&set, &refs, &history, &revisions.current, &revisions.update) {
-            writes::delete_with_uid(&revisions_api, &old.name_any(), old.metadata.uid.as_deref().unwrap_or_default()).await?;
+            writes::delete_with_uid(&revisions_api, &old.name_any(), old.metadata.uid.as_deref().unwrap_or_default())
+                .await?;
         }
         Ok(plan.requeue_after)
     }
 
     /// The revisions matching the set's selector that it controls, adopting orphans (upstream's
     /// `adoptOrphanRevisions` and `ListControllerRevisions`).
-    async fn claim_revisions(&self, set: &StatefulSet, selector: &Selector) -> Result<Vec<Arc<ControllerRevision>>, SyncError> {
+    async fn claim_revisions(
+        &self,
+        set: &StatefulSet,
+        selector: &Selector,
+    ) -> Result<Vec<Arc<ControllerRevision>>, SyncError> {
         let claimant = Claimant::of(&self.client, set, "apps/v1", "StatefulSet");
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &claimant.namespace);
-        let candidates = self.revisions.state().into_iter().filter(|r| r.namespace().as_deref() == Some(claimant.namespace.as_str()));
-        claim_all(&claimant, &api, candidates.map(|revision| {
-            let matches = selector.matches(revision.metadata.labels.as_ref());
-            (revision, matches)
-        }))
+        let candidates = self
+            .revisions
+            .state()
+            .into_iter()
+            .filter(|r| r.namespace().as_deref() == Some(claimant.namespace.as_str()));
+        claim_all(
+            &claimant,
+            &api,
+            candidates.map(|revision| {
+                let matches = selector.matches(revision.metadata.labels.as_ref());
+                (revision, matches)
+            }),
+        )
         .await
     }
 
@@ -165,10 +193,14 @@ impl StatefulSetController {
         let namespace = &claimant.namespace;
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let candidates = self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace));
-        claim_all(&claimant, &api, candidates.map(|pod| {
-            let matches = selector.matches(pod.metadata.labels.as_ref()) && is_member(set, &pod);
-            (pod, matches)
-        }))
+        claim_all(
+            &claimant,
+            &api,
+            candidates.map(|pod| {
+                let matches = selector.matches(pod.metadata.labels.as_ref()) && is_member(set, &pod);
+                (pod, matches)
+            }),
+        )
         .await
     }
 }
@@ -177,13 +209,18 @@ impl StatefulSetController {
 /// the newest revision if it records the set's template, else an older one that does
 /// (renumbered as the newest: a rollback), else a new one. A new revision whose name is taken
 /// by another template is renamed with the next collision count.
-async fn settle_update(api: &Api<ControllerRevision>, set: &StatefulSet, history: &[ControllerRevision]) -> Result<(ControllerRevision, i32), SyncError> {
+async fn settle_update(
+    api: &Api<ControllerRevision>,
+    set: &StatefulSet,
+    history: &[ControllerRevision],
+) -> Result<(ControllerRevision, i32), SyncError> {
     let mut collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
     match history::choose_update(set, history) {
         UpdateRevision::Newest => Ok((history[history.len() - 1].clone(), collisions)),
         UpdateRevision::Renumber { index, number } => {
             let old = &history[index];
-            let patch = serde_json::json!({"revision": number, "metadata": {"resourceVersion": old.metadata.resource_version}});
+            let patch =
+                serde_json::json!({"revision": number, "metadata": {"resourceVersion": old.metadata.resource_version}});
             Ok((writes::merge_patch(api, &old.name_any(), &patch).await?, collisions))
         }
         UpdateRevision::Create(mut revision) => loop {

@@ -38,7 +38,12 @@ impl Revisions {
     /// A set whose only revision is its own template (its first sync, or a set never changed).
     pub(crate) fn unchanged(set: &StatefulSet) -> Revisions {
         let update = update_revision(set);
-        Revisions { current: update.clone(), current_template: template_of(set), update, collisions: collisions_of(set) }
+        Revisions {
+            current: update.clone(),
+            current_template: template_of(set),
+            update,
+            collisions: collisions_of(set),
+        }
     }
 }
 
@@ -123,7 +128,9 @@ pub fn same_data(a: &ControllerRevision, b: &ControllerRevision) -> bool {
 /// Upstream's `SortControllerRevisions`: by revision number, then creation time, then name.
 pub fn sort(revisions: &mut [ControllerRevision]) {
     revisions.sort_by(|a, b| {
-        let key = |r: &ControllerRevision| (r.revision, r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.metadata.name.clone());
+        let key = |r: &ControllerRevision| {
+            (r.revision, r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.metadata.name.clone())
+        };
         key(a).cmp(&key(b))
     });
 }
@@ -162,9 +169,16 @@ pub fn choose_update(set: &StatefulSet, sorted: &[ControllerRevision]) -> Update
 
 /// Upstream's `truncateHistory`: the oldest revisions that are neither current, nor the
 /// update, nor any pod's, beyond the set's `revisionHistoryLimit`.
-pub fn to_delete<'a>(set: &StatefulSet, pods: &[&Pod], sorted: &'a [ControllerRevision], current: &str, update: &str) -> Vec<&'a ControllerRevision> {
+pub fn to_delete<'a>(
+    set: &StatefulSet,
+    pods: &[&Pod],
+    sorted: &'a [ControllerRevision],
+    current: &str,
+    update: &str,
+) -> Vec<&'a ControllerRevision> {
     let live: BTreeSet<&str> = pods.iter().filter_map(|p| super::revision_of(p)).chain([current, update]).collect();
-    let mut old: Vec<&ControllerRevision> = sorted.iter().filter(|r| !live.contains(r.metadata.name.as_deref().unwrap_or_default())).collect();
+    let mut old: Vec<&ControllerRevision> =
+        sorted.iter().filter(|r| !live.contains(r.metadata.name.as_deref().unwrap_or_default())).collect();
     let limit = set.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(DEFAULT_HISTORY_LIMIT);
     let Ok(limit) = usize::try_from(limit) else { return Vec::new() };
     let excess = old.len().saturating_sub(limit);
@@ -190,8 +204,18 @@ mod tests {
             },
             spec: Some(StatefulSetSpec {
                 template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta { labels: Some([("app".to_string(), "web".to_string())].into()), ..Default::default() }),
-                    spec: Some(PodSpec { containers: vec![Container { name: "c".into(), image: Some(image.into()), ..Default::default() }], ..Default::default() }),
+                    metadata: Some(ObjectMeta {
+                        labels: Some([("app".to_string(), "web".to_string())].into()),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers: vec![Container {
+                            name: "c".into(),
+                            image: Some(image.into()),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
                 },
                 ..Default::default()
             }),
@@ -258,7 +282,8 @@ mod tests {
         // v2 still has a pod; v5 is current, v6 the update: of v1, v3 and v4 one (v4) is kept.
         let mut pod = Pod::default();
         pod.metadata.labels = Some([(super::super::REVISION_LABEL.to_string(), name(2))].into());
-        let deleted: Vec<String> = to_delete(&s, &[&pod], &history, &name(5), &name(6)).iter().map(|r| r.name_any()).collect();
+        let deleted: Vec<String> =
+            to_delete(&s, &[&pod], &history, &name(5), &name(6)).iter().map(|r| r.name_any()).collect();
         assert_eq!(deleted, [name(1), name(3)]);
         s.spec.as_mut().unwrap().revision_history_limit = None;
         assert!(to_delete(&s, &[], &history, &name(5), &name(6)).is_empty(), "ten kept by default");

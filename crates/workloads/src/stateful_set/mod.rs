@@ -16,7 +16,9 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::pods::{controller_ref, is_available, is_ready, is_terminating, phase, pod_from_template, seconds_until_available};
+use crate::pods::{
+    controller_ref, is_available, is_ready, is_terminating, phase, pod_from_template, seconds_until_available,
+};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -58,9 +60,15 @@ impl Settings {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     CreatePod(Box<Pod>),
-    DeletePod { name: String, uid: String },
+    DeletePod {
+        name: String,
+        uid: String,
+    },
     /// Put back the identity labels of an existing pod (a merge patch).
-    RepairIdentity { name: String, patch: Value },
+    RepairIdentity {
+        name: String,
+        patch: Value,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -73,7 +81,10 @@ pub struct Plan {
 /// The parent name and ordinal a pod name encodes (`web-2` → (`web`, 2)).
 pub fn parent_and_ordinal(name: &str) -> Option<(&str, i32)> {
     let (parent, ordinal) = name.rsplit_once('-')?;
-    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) || (ordinal.len() > 1 && ordinal.starts_with('0')) {
+    if ordinal.is_empty()
+        || !ordinal.bytes().all(|b| b.is_ascii_digit())
+        || (ordinal.len() > 1 && ordinal.starts_with('0'))
+    {
         return None;
     }
     Some((parent, ordinal.parse().ok()?))
@@ -102,7 +113,13 @@ fn healthy(pod: &Pod, settings: &Settings, now: Timestamp) -> bool {
 
 /// A new pod for `ordinal` from `template` at `revision` (upstream's `newStatefulSetPod` +
 /// `initIdentity` + revision label).
-pub fn new_pod(set: &StatefulSet, settings: &Settings, ordinal: i32, template: &PodTemplateSpec, revision: &str) -> Pod {
+pub fn new_pod(
+    set: &StatefulSet,
+    settings: &Settings,
+    ordinal: i32,
+    template: &PodTemplateSpec,
+    revision: &str,
+) -> Pod {
     let set_name = set.metadata.name.clone().unwrap_or_default();
     let name = format!("{set_name}-{ordinal}");
     let owner = controller_ref("apps/v1", "StatefulSet", &set.metadata);
@@ -157,7 +174,8 @@ impl Step<'_> {
     /// Upstream's `newVersionedStatefulSetPod`: below the partition a pod is made at the
     /// current revision, from there on at the update revision.
     fn new_pod(&self, ordinal: i32) -> Pod {
-        let below_partition = self.settings.rolling_partition.is_some_and(|p| ordinal < self.settings.start_ordinal + p);
+        let below_partition =
+            self.settings.rolling_partition.is_some_and(|p| ordinal < self.settings.start_ordinal + p);
         if below_partition {
             new_pod(self.set, &self.settings, ordinal, &self.revisions.current_template, &self.revisions.current)
         } else {
@@ -168,7 +186,10 @@ impl Step<'_> {
     }
 
     fn delete(&mut self, pod: &mut Pod) {
-        self.actions.push(Action::DeletePod { name: pod_name(pod).to_string(), uid: pod.metadata.uid.clone().unwrap_or_default() });
+        self.actions.push(Action::DeletePod {
+            name: pod_name(pod).to_string(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        });
         pod.metadata.deletion_timestamp = Some(Time(self.now));
     }
 
@@ -205,7 +226,10 @@ impl Step<'_> {
                     let pod = self.new_pod(ordinal);
                     self.actions.push(Action::CreatePod(Box::new(pod.clone())));
                     let mut created = pod;
-                    created.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Pending".into()), ..Default::default() });
+                    created.status = Some(k8s_openapi::api::core::v1::PodStatus {
+                        phase: Some("Pending".into()),
+                        ..Default::default()
+                    });
                     *slot = Some(created);
                     if monotonic {
                         return;
@@ -314,7 +338,9 @@ fn identity_repair(pod: &Pod, ordinal: i32) -> Option<Value> {
     if label(POD_NAME_LABEL) == Some(name) && label(POD_INDEX_LABEL) == Some(index.as_str()) {
         return None;
     }
-    Some(json!({"metadata": {"labels": {POD_NAME_LABEL: name, POD_INDEX_LABEL: index}, "resourceVersion": pod.metadata.resource_version}}))
+    Some(
+        json!({"metadata": {"labels": {POD_NAME_LABEL: name, POD_INDEX_LABEL: index}, "resourceVersion": pod.metadata.resource_version}}),
+    )
 }
 
 #[cfg(test)]

@@ -8,15 +8,30 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 fn set(replicas: i32, policy: &str, image: &str, partition: Option<i32>) -> StatefulSet {
     StatefulSet {
-        metadata: ObjectMeta { name: Some("web".into()), namespace: Some("default".into()), uid: Some("sts-uid".into()), generation: Some(2), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("default".into()),
+            uid: Some("sts-uid".into()),
+            generation: Some(2),
+            ..Default::default()
+        },
         spec: Some(StatefulSetSpec {
             replicas: Some(replicas),
             service_name: Some("nginx".into()),
             pod_management_policy: Some(policy.into()),
-            selector: LabelSelector { match_labels: Some([("app".to_string(), "web".to_string())].into()), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some([("app".to_string(), "web".to_string())].into()), ..Default::default() }),
-                spec: Some(PodSpec { containers: vec![Container { name: "web".into(), image: Some(image.into()), ..Default::default() }], ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some([("app".to_string(), "web".to_string())].into()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container { name: "web".into(), image: Some(image.into()), ..Default::default() }],
+                    ..Default::default()
+                }),
             },
             update_strategy: partition.map(|p| StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
@@ -72,12 +87,22 @@ fn ordered_ready_steps() {
         ("waits for web-0 to be ready", 3, vec![member("web-0", &v1, false)], vec![]),
         ("next ordinal once ready", 3, vec![member("web-0", &v1, true)], vec!["create web-1"]),
         ("fills a gap first", 3, vec![member("web-0", &v1, true), member("web-2", &v1, true)], vec!["create web-1"]),
-        ("scale down from the highest ordinal", 1, vec![member("web-0", &v1, true), member("web-1", &v1, true), member("web-2", &v1, true)], vec!["delete web-2"]),
-        ("scale down waits for terminating pods", 1, vec![member("web-0", &v1, true), member("web-1", &v1, true), {
-            let mut p = member("web-2", &v1, true);
-            p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(0)));
-            p
-        }], vec![]),
+        (
+            "scale down from the highest ordinal",
+            1,
+            vec![member("web-0", &v1, true), member("web-1", &v1, true), member("web-2", &v1, true)],
+            vec!["delete web-2"],
+        ),
+        (
+            "scale down waits for terminating pods",
+            1,
+            vec![member("web-0", &v1, true), member("web-1", &v1, true), {
+                let mut p = member("web-2", &v1, true);
+                p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(0)));
+                p
+            }],
+            vec![],
+        ),
     ];
     for (name, replicas, pods, expected) in cases {
         let s = set(replicas, "OrderedReady", "v1", None);
@@ -99,15 +124,26 @@ fn new_pods_have_stable_identity() {
     assert_eq!(labels.get(REVISION_LABEL), Some(&update_revision(&s)));
     assert_eq!(labels.get("app").map(String::as_str), Some("web"));
     let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.controller, owner.block_owner_deletion), ("StatefulSet", Some(true), Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller, owner.block_owner_deletion),
+        ("StatefulSet", Some(true), Some(true))
+    );
 }
 
 #[test]
 fn parallel_creates_and_deletes_at_once() {
     let s = set(3, "Parallel", "v1", None);
-    assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &[], at(0))), ["create web-0", "create web-1", "create web-2"]);
+    assert_eq!(
+        summary(&plan(&s, &Revisions::unchanged(&s), &[], at(0))),
+        ["create web-0", "create web-1", "create web-2"]
+    );
     let v1 = update_revision(&s);
-    let pods = [member("web-0", &v1, false), member("web-1", &v1, false), member("web-2", &v1, false), member("web-3", &v1, false)];
+    let pods = [
+        member("web-0", &v1, false),
+        member("web-1", &v1, false),
+        member("web-2", &v1, false),
+        member("web-3", &v1, false),
+    ];
     let refs: Vec<&Pod> = pods.iter().collect();
     let s = set(2, "Parallel", "v1", None);
     assert_eq!(summary(&plan(&s, &Revisions::unchanged(&s), &refs, at(0))), ["delete web-3", "delete web-2"]);
@@ -200,6 +236,10 @@ fn pods_made_below_the_partition_keep_the_current_template() {
     let (v1, v2) = (update_revision(&old), update_revision(&new));
     assert_eq!(
         made,
-        [("web-0".into(), "v1".into(), v1.clone()), ("web-1".into(), "v1".into(), v1), ("web-2".into(), "v2".into(), v2)]
+        [
+            ("web-0".into(), "v1".into(), v1.clone()),
+            ("web-1".into(), "v1".into(), v1),
+            ("web-2".into(), "v2".into(), v2)
+        ]
     );
 }

@@ -2,8 +2,8 @@
 //! marks pods Running and Ready, and a recorder of pod events.
 #![allow(dead_code)]
 
-use futures::StreamExt;
 use frontdoor_testkit::Frontdoor;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -34,7 +34,10 @@ fn binary() -> PathBuf {
 
 impl Cluster {
     pub async fn start() -> Cluster {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         // No node (this test plays kubelet) and no built-in controllers (ours run in-process).
         let fd = Frontdoor::start_bare(&binary());
         let client = fd.kube_client().await;
@@ -64,7 +67,11 @@ impl Cluster {
             stop.trigger();
         }
         if let Some(task) = self.controllers.take() {
-            tokio::time::timeout(Duration::from_secs(10), task).await.expect("controllers stop").expect("join").expect("run");
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("controllers stop")
+                .expect("join")
+                .expect("run");
         }
     }
 }
@@ -115,7 +122,9 @@ pub async fn make_ready(client: &Client, namespace: &str, name: &str) -> Result<
 pub fn is_ready(pod: &Pod) -> bool {
     let status = pod.status.as_ref();
     status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// A stand-in kubelet: every new pod becomes Running and Ready after `delay`, in the order the
@@ -136,7 +145,10 @@ impl Kubelet {
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
                     _ => continue,
                 };
-                if pod.metadata.deletion_timestamp.is_some() || is_ready(&pod) || !seen.insert(pod.uid().unwrap_or_default()) {
+                if pod.metadata.deletion_timestamp.is_some()
+                    || is_ready(&pod)
+                    || !seen.insert(pod.uid().unwrap_or_default())
+                {
                     continue;
                 }
                 let client = client.clone();
@@ -228,7 +240,11 @@ impl Recorder {
     /// after the first time `from` of them were ready.
     pub fn min_ready_after_reaching(&self, prefix: &str, from: usize) -> Option<usize> {
         let events = self.events.lock().unwrap();
-        let counts = events.iter().map(|(_, live)| live.iter().filter(|p| p.name_any().starts_with(prefix) && is_ready(p) && p.metadata.deletion_timestamp.is_none()).count());
+        let counts = events.iter().map(|(_, live)| {
+            live.iter()
+                .filter(|p| p.name_any().starts_with(prefix) && is_ready(p) && p.metadata.deletion_timestamp.is_none())
+                .count()
+        });
         counts.skip_while(|n| *n < from).min()
     }
 }
@@ -242,7 +258,15 @@ impl Drop for Recorder {
 /// Names of the pods whose name starts with `prefix`, sorted.
 pub async fn pod_names(client: &Client, prefix: &str) -> Vec<String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let mut names: Vec<String> = api.list(&Default::default()).await.expect("list pods").items.iter().map(|p| p.name_any()).filter(|n| n.starts_with(prefix)).collect();
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .expect("list pods")
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
     names.sort();
     names
 }

@@ -29,15 +29,7 @@ fn web() -> Service {
 }
 
 fn pods(count: usize, ready: bool) -> Vec<Pod> {
-    (0..count)
-        .map(|i| {
-            pod(
-                &format!("web-{i}"),
-                &format!("10.244.{}.{}", i / 250, i % 250 + 2),
-                ready,
-            )
-        })
-        .collect()
+    (0..count).map(|i| pod(&format!("web-{i}"), &format!("10.244.{}.{}", i / 250, i % 250 + 2), ready)).collect()
 }
 
 /// Plays the API server: applies changes to the stored slices, naming creates.
@@ -50,25 +42,17 @@ struct Server {
 impl Server {
     fn apply(&mut self, changes: &SliceChanges) {
         for slice in &changes.delete {
-            self.slices
-                .retain(|s| s.metadata.name != slice.metadata.name);
+            self.slices.retain(|s| s.metadata.name != slice.metadata.name);
         }
         for slice in &changes.update {
-            let stored = self
-                .slices
-                .iter_mut()
-                .find(|s| s.metadata.name == slice.metadata.name)
-                .expect("updated slice exists");
+            let stored =
+                self.slices.iter_mut().find(|s| s.metadata.name == slice.metadata.name).expect("updated slice exists");
             *stored = slice.clone();
         }
         for slice in &changes.create {
             let mut slice = slice.clone();
             self.next += 1;
-            slice.metadata.name = Some(format!(
-                "{}{}",
-                slice.metadata.generate_name.clone().unwrap(),
-                self.next
-            ));
+            slice.metadata.name = Some(format!("{}{}", slice.metadata.generate_name.clone().unwrap(), self.next));
             self.slices.push(slice);
         }
     }
@@ -78,10 +62,7 @@ impl Server {
         let changes = self.plan(service, pods, max);
         self.apply(&changes);
         let again = self.plan(service, pods, max);
-        assert!(
-            again.is_empty(),
-            "a second reconcile must be a no-op: {again:#?}"
-        );
+        assert!(again.is_empty(), "a second reconcile must be a no-op: {again:#?}");
         changes
     }
 
@@ -99,19 +80,11 @@ impl Server {
 }
 
 fn counts(changes: &SliceChanges) -> (usize, usize, usize) {
-    (
-        changes.create.len(),
-        changes.update.len(),
-        changes.delete.len(),
-    )
+    (changes.create.len(), changes.update.len(), changes.delete.len())
 }
 
 fn conditions(slice: &EndpointSlice, ip: &str) -> (Option<bool>, Option<bool>, Option<bool>) {
-    let endpoint = slice
-        .endpoints
-        .iter()
-        .find(|e| e.addresses == [ip])
-        .unwrap_or_else(|| panic!("{ip} in slice"));
+    let endpoint = slice.endpoints.iter().find(|e| e.addresses == [ip]).unwrap_or_else(|| panic!("{ip} in slice"));
     let c = endpoint.conditions.clone().unwrap();
     (c.ready, c.serving, c.terminating)
 }
@@ -131,12 +104,7 @@ fn a_service_with_no_pods_gets_one_placeholder() {
     assert_eq!(slice.metadata.generate_name.as_deref(), Some("web-"));
     let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
-        (
-            owner.kind.as_str(),
-            owner.uid.as_str(),
-            owner.controller,
-            owner.block_owner_deletion
-        ),
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller, owner.block_owner_deletion),
         ("Service", "svc-uid", Some(true), Some(true))
     );
 }
@@ -144,19 +112,13 @@ fn a_service_with_no_pods_gets_one_placeholder() {
 #[test]
 fn endpoints_carry_conditions_ports_node_and_target() {
     let mut server = Server::default();
-    let pods = vec![
-        pod("a", "10.244.0.5", true),
-        pod("b", "10.244.0.6", false),
-        terminating(pod("c", "10.244.0.7", true)),
-    ];
+    let pods =
+        vec![pod("a", "10.244.0.5", true), pod("b", "10.244.0.6", false), terminating(pod("c", "10.244.0.7", true))];
     server.sync(&web(), &pods, 100);
     assert_eq!(server.sizes(), [3]);
     let slice = &server.slices[0];
     let port = &slice.ports.as_ref().unwrap()[0];
-    assert_eq!(
-        (port.name.as_deref(), port.port, port.protocol.as_deref()),
-        (Some("http"), Some(8080), Some("TCP"))
-    );
+    assert_eq!((port.name.as_deref(), port.port, port.protocol.as_deref()), (Some("http"), Some(8080), Some("TCP")));
     let cases = [
         ("10.244.0.5", (Some(true), Some(true), Some(false))),
         ("10.244.0.6", (Some(false), Some(false), Some(false))),
@@ -169,11 +131,7 @@ fn endpoints_carry_conditions_ports_node_and_target() {
     assert_eq!(endpoint.node_name.as_deref(), Some("node-1"));
     let target = endpoint.target_ref.as_ref().unwrap();
     assert_eq!(
-        (
-            target.kind.as_deref(),
-            target.name.as_deref(),
-            target.uid.as_deref()
-        ),
+        (target.kind.as_deref(), target.name.as_deref(), target.uid.as_deref()),
         (Some("Pod"), Some("a"), Some("uid-a"))
     );
 }
@@ -181,11 +139,8 @@ fn endpoints_carry_conditions_ports_node_and_target() {
 #[test]
 fn pods_without_ip_or_finished_are_left_out() {
     let mut server = Server::default();
-    let pods = vec![
-        pod("a", "10.244.0.5", true),
-        pod("b", "", true),
-        with_phase(pod("c", "10.244.0.7", true), "Succeeded"),
-    ];
+    let pods =
+        vec![pod("a", "10.244.0.5", true), pod("b", "", true), with_phase(pod("c", "10.244.0.7", true), "Succeeded")];
     server.sync(&web(), &pods, 100);
     assert_eq!(server.sizes(), [1]);
 }
@@ -195,22 +150,9 @@ fn publish_not_ready_addresses_makes_every_endpoint_ready() {
     let mut service = web();
     service.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
     let mut server = Server::default();
-    server.sync(
-        &service,
-        &[
-            pod("a", "10.244.0.5", false),
-            terminating(pod("b", "10.244.0.6", false)),
-        ],
-        100,
-    );
-    assert_eq!(
-        conditions(&server.slices[0], "10.244.0.5"),
-        (Some(true), Some(false), Some(false))
-    );
-    assert_eq!(
-        conditions(&server.slices[0], "10.244.0.6"),
-        (Some(true), Some(false), Some(true))
-    );
+    server.sync(&service, &[pod("a", "10.244.0.5", false), terminating(pod("b", "10.244.0.6", false))], 100);
+    assert_eq!(conditions(&server.slices[0], "10.244.0.5"), (Some(true), Some(false), Some(false)));
+    assert_eq!(conditions(&server.slices[0], "10.244.0.6"), (Some(true), Some(false), Some(true)));
 }
 
 #[test]
@@ -238,11 +180,7 @@ fn a_readiness_flip_updates_only_the_slice_holding_the_pod() {
     let changes = server.sync(&web(), &all, 100);
     assert_eq!(counts(&changes), (0, 1, 0));
     assert_eq!(server.sizes(), [50, 100]);
-    let slice = server
-        .slices
-        .iter()
-        .find(|s| s.endpoints.iter().any(|e| e.addresses == ["10.244.0.122"]))
-        .unwrap();
+    let slice = server.slices.iter().find(|s| s.endpoints.iter().any(|e| e.addresses == ["10.244.0.122"])).unwrap();
     assert_eq!(conditions(slice, "10.244.0.122").0, Some(false));
 }
 
@@ -274,22 +212,9 @@ fn removed_pods_leave_their_slice_and_an_emptied_slice_goes() {
     let all = pods(150, true);
     server.sync(&web(), &all, 100);
     // Drop the 50 that share a slice: that slice is deleted, the other untouched.
-    let small = server
-        .slices
-        .iter()
-        .find(|s| s.endpoints.len() == 50)
-        .unwrap()
-        .clone();
-    let gone: Vec<String> = small
-        .endpoints
-        .iter()
-        .map(|e| e.target_ref.clone().unwrap().name.unwrap())
-        .collect();
-    let kept: Vec<Pod> = all
-        .iter()
-        .filter(|p| !gone.contains(p.metadata.name.as_ref().unwrap()))
-        .cloned()
-        .collect();
+    let small = server.slices.iter().find(|s| s.endpoints.len() == 50).unwrap().clone();
+    let gone: Vec<String> = small.endpoints.iter().map(|e| e.target_ref.clone().unwrap().name.unwrap()).collect();
+    let kept: Vec<Pod> = all.iter().filter(|p| !gone.contains(p.metadata.name.as_ref().unwrap())).cloned().collect();
     let changes = server.sync(&web(), &kept, 100);
     assert_eq!(counts(&changes), (0, 0, 1));
     assert_eq!(server.sizes(), [100]);
@@ -303,22 +228,14 @@ fn removed_pods_leave_their_slice_and_an_emptied_slice_goes() {
 #[test]
 fn named_target_ports_group_pods_by_the_port_they_resolve_to() {
     let mut service = web();
-    service.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port =
-        Some(IntOrString::String("http".into()));
+    service.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port = Some(IntOrString::String("http".into()));
     let mut other = pod("b", "10.244.0.6", true);
-    other.spec.as_mut().unwrap().containers[0].ports = Some(vec![ContainerPort {
-        name: Some("http".into()),
-        container_port: 9090,
-        ..Default::default()
-    }]);
+    other.spec.as_mut().unwrap().containers[0].ports =
+        Some(vec![ContainerPort { name: Some("http".into()), container_port: 9090, ..Default::default() }]);
     let mut portless = pod("c", "10.244.0.7", true);
     portless.spec.as_mut().unwrap().containers[0].ports = None;
     let mut server = Server::default();
-    server.sync(
-        &service,
-        &[pod("a", "10.244.0.5", true), other, portless],
-        100,
-    );
+    server.sync(&service, &[pod("a", "10.244.0.5", true), other, portless], 100);
     let mut by_port: Vec<(Vec<i32>, Vec<String>)> = server
         .slices
         .iter()
@@ -345,8 +262,7 @@ fn a_port_change_rewrites_slices_in_place() {
     let mut server = Server::default();
     server.sync(&web(), &pods(3, true), 100);
     let mut service = web();
-    service.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port =
-        Some(IntOrString::Int(9000));
+    service.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port = Some(IntOrString::Int(9000));
     let changes = server.sync(&service, &pods(3, true), 100);
     assert_eq!(counts(&changes), (0, 1, 0));
     assert_eq!(server.slices[0].ports.as_ref().unwrap()[0].port, Some(9000));
@@ -364,16 +280,7 @@ fn headless_services_and_hostnames() {
     let mut server = Server::default();
     server.sync(&service, &[member], 100);
     let slice = &server.slices[0];
-    assert_eq!(
-        slice
-            .metadata
-            .labels
-            .as_ref()
-            .unwrap()
-            .get(HEADLESS)
-            .map(String::as_str),
-        Some("")
-    );
+    assert_eq!(slice.metadata.labels.as_ref().unwrap().get(HEADLESS).map(String::as_str), Some(""));
     assert_eq!(slice.ports, Some(vec![]));
     assert_eq!(slice.endpoints[0].hostname.as_deref(), Some("web-0"));
 }
@@ -384,17 +291,11 @@ fn service_labels_are_copied_and_follow_changes() {
     service.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
     let mut server = Server::default();
     server.sync(&service, &pods(2, true), 100);
-    assert_eq!(
-        server.slices[0].metadata.labels.as_ref().unwrap()["team"],
-        "a"
-    );
+    assert_eq!(server.slices[0].metadata.labels.as_ref().unwrap()["team"], "a");
     service.metadata.labels = Some([("team".to_string(), "b".to_string())].into());
     let changes = server.sync(&service, &pods(2, true), 100);
     assert_eq!(counts(&changes), (0, 1, 0));
-    assert_eq!(
-        server.slices[0].metadata.labels.as_ref().unwrap()["team"],
-        "b"
-    );
+    assert_eq!(server.slices[0].metadata.labels.as_ref().unwrap()["team"], "b");
 }
 
 #[test]
@@ -416,9 +317,8 @@ fn slices_of_another_owner_or_family_are_deleted() {
 #[test]
 fn a_terminating_service_gets_no_new_slices() {
     let mut service = web();
-    service.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
-    );
+    service.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
     let changes = Server::default().plan(&service, &pods(3, true), 100);
     assert!(changes.create.is_empty());
 }

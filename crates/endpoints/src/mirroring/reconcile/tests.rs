@@ -10,11 +10,7 @@ fn custom(subsets: Vec<EndpointSubset>) -> Endpoints {
             uid: Some("ep-uid".into()),
             labels: Some([("team".to_string(), "a".to_string())].into()),
             annotations: Some(
-                [
-                    (LAST_APPLIED.to_string(), "{}".to_string()),
-                    ("note".to_string(), "x".to_string()),
-                ]
-                .into(),
+                [(LAST_APPLIED.to_string(), "{}".to_string()), ("note".to_string(), "x".to_string())].into(),
             ),
             ..Default::default()
         },
@@ -24,27 +20,14 @@ fn custom(subsets: Vec<EndpointSubset>) -> Endpoints {
 
 fn subset(ready: &[&str], not_ready: &[&str], ports: &[i32]) -> EndpointSubset {
     let addresses = |ips: &[&str]| -> Option<Vec<EndpointAddress>> {
-        (!ips.is_empty()).then(|| {
-            ips.iter()
-                .map(|ip| EndpointAddress {
-                    ip: ip.to_string(),
-                    ..Default::default()
-                })
-                .collect()
-        })
+        (!ips.is_empty())
+            .then(|| ips.iter().map(|ip| EndpointAddress { ip: ip.to_string(), ..Default::default() }).collect())
     };
     EndpointSubset {
         addresses: addresses(ready),
         not_ready_addresses: addresses(not_ready),
         ports: Some(
-            ports
-                .iter()
-                .map(|p| CorePort {
-                    name: Some(format!("p{p}")),
-                    port: *p,
-                    ..Default::default()
-                })
-                .collect(),
+            ports.iter().map(|p| CorePort { name: Some(format!("p{p}")), port: *p, ..Default::default() }).collect(),
         ),
     }
 }
@@ -52,17 +35,9 @@ fn subset(ready: &[&str], not_ready: &[&str], ports: &[i32]) -> EndpointSubset {
 /// Applies changes like the API server would and checks the next reconcile is a no-op.
 fn sync(stored: &mut Vec<EndpointSlice>, endpoints: &Endpoints, max: usize) -> SliceChanges {
     let changes = reconcile(endpoints, &stored.iter().collect::<Vec<_>>(), max);
-    stored.retain(|s| {
-        !changes
-            .delete
-            .iter()
-            .any(|d| d.metadata.name == s.metadata.name)
-    });
+    stored.retain(|s| !changes.delete.iter().any(|d| d.metadata.name == s.metadata.name));
     for update in &changes.update {
-        *stored
-            .iter_mut()
-            .find(|s| s.metadata.name == update.metadata.name)
-            .unwrap() = update.clone();
+        *stored.iter_mut().find(|s| s.metadata.name == update.metadata.name).unwrap() = update.clone();
     }
     for (i, create) in changes.create.iter().enumerate() {
         let mut create = create.clone();
@@ -70,10 +45,7 @@ fn sync(stored: &mut Vec<EndpointSlice>, endpoints: &Endpoints, max: usize) -> S
         stored.push(create);
     }
     let again = reconcile(endpoints, &stored.iter().collect::<Vec<_>>(), max);
-    assert!(
-        again.is_empty(),
-        "second reconcile must be a no-op: {again:#?}"
-    );
+    assert!(again.is_empty(), "second reconcile must be a no-op: {again:#?}");
     changes
 }
 
@@ -81,12 +53,7 @@ fn summary(stored: &[EndpointSlice]) -> Vec<String> {
     let mut lines: Vec<String> = stored
         .iter()
         .map(|s| {
-            let ports: Vec<String> = s
-                .ports
-                .iter()
-                .flatten()
-                .map(|p| p.port.unwrap().to_string())
-                .collect();
+            let ports: Vec<String> = s.ports.iter().flatten().map(|p| p.port.unwrap().to_string()).collect();
             let eps: Vec<String> = s
                 .endpoints
                 .iter()
@@ -94,11 +61,7 @@ fn summary(stored: &[EndpointSlice]) -> Vec<String> {
                     format!(
                         "{}{}",
                         e.addresses[0],
-                        if e.conditions.as_ref().unwrap().ready == Some(true) {
-                            ""
-                        } else {
-                            "(not ready)"
-                        }
+                        if e.conditions.as_ref().unwrap().ready == Some(true) { "" } else { "(not ready)" }
                     )
                 })
                 .collect();
@@ -119,60 +82,24 @@ fn endpoints_are_mirrored_with_labels_annotations_and_owner() {
     let meta = &stored[0].metadata;
     let labels = meta.labels.clone().unwrap();
     assert_eq!(
-        (
-            labels[SERVICE_NAME].as_str(),
-            labels[MANAGED_BY].as_str(),
-            labels["team"].as_str()
-        ),
+        (labels[SERVICE_NAME].as_str(), labels[MANAGED_BY].as_str(), labels["team"].as_str()),
         ("external", MIRRORING_CONTROLLER, "a")
     );
-    assert_eq!(
-        meta.annotations.clone().unwrap(),
-        [("note".to_string(), "x".to_string())].into()
-    );
+    assert_eq!(meta.annotations.clone().unwrap(), [("note".to_string(), "x".to_string())].into());
     let owner = &meta.owner_references.as_ref().unwrap()[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-        ("Endpoints", "ep-uid", Some(true))
-    );
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Endpoints", "ep-uid", Some(true)));
 }
 
 #[test]
 fn updates_rewrite_the_slice_in_place_and_removal_deletes_it() {
     let mut stored = Vec::new();
-    sync(
-        &mut stored,
-        &custom(vec![subset(&["10.1.2.3"], &[], &[80])]),
-        1000,
-    );
-    let changes = sync(
-        &mut stored,
-        &custom(vec![subset(&["10.2.3.4"], &[], &[80])]),
-        1000,
-    );
-    assert_eq!(
-        (
-            changes.create.len(),
-            changes.update.len(),
-            changes.delete.len()
-        ),
-        (0, 1, 0)
-    );
+    sync(&mut stored, &custom(vec![subset(&["10.1.2.3"], &[], &[80])]), 1000);
+    let changes = sync(&mut stored, &custom(vec![subset(&["10.2.3.4"], &[], &[80])]), 1000);
+    assert_eq!((changes.create.len(), changes.update.len(), changes.delete.len()), (0, 1, 0));
     assert_eq!(summary(&stored), ["IPv4 [80] 10.2.3.4"]);
     // A port change is a different port set: the new slice reuses the old one.
-    let changes = sync(
-        &mut stored,
-        &custom(vec![subset(&["10.2.3.4"], &[], &[8080])]),
-        1000,
-    );
-    assert_eq!(
-        (
-            changes.create.len(),
-            changes.update.len(),
-            changes.delete.len()
-        ),
-        (0, 1, 0)
-    );
+    let changes = sync(&mut stored, &custom(vec![subset(&["10.2.3.4"], &[], &[8080])]), 1000);
+    assert_eq!((changes.create.len(), changes.update.len(), changes.delete.len()), (0, 1, 0));
     let changes = sync(&mut stored, &custom(vec![]), 1000);
     assert_eq!(changes.delete.len(), 1);
     assert!(stored.is_empty());
@@ -180,20 +107,11 @@ fn updates_rewrite_the_slice_in_place_and_removal_deletes_it() {
 
 #[test]
 fn families_and_port_sets_get_slices_of_their_own_and_bad_ips_are_skipped() {
-    let endpoints = custom(vec![
-        subset(&["10.1.2.3", "fd00::1", "not-an-ip"], &[], &[80]),
-        subset(&["10.1.2.5"], &[], &[443]),
-    ]);
+    let endpoints =
+        custom(vec![subset(&["10.1.2.3", "fd00::1", "not-an-ip"], &[], &[80]), subset(&["10.1.2.5"], &[], &[443])]);
     let mut stored = Vec::new();
     sync(&mut stored, &endpoints, 1000);
-    assert_eq!(
-        summary(&stored),
-        [
-            "IPv4 [443] 10.1.2.5",
-            "IPv4 [80] 10.1.2.3",
-            "IPv6 [80] fd00::1"
-        ]
-    );
+    assert_eq!(summary(&stored), ["IPv4 [443] 10.1.2.5", "IPv4 [80] 10.1.2.3", "IPv6 [80] fd00::1"]);
 }
 
 #[test]
