@@ -2,6 +2,7 @@
 //! WebSocket v5, and SPDY when told to) into a real pod in the test's network namespace: the
 //! command runs in the pod's namespaces with its container's environment, output and exit code
 //! come back as upstream's, standard input goes in; with `-it` on a terminal of its own.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
 use std::io::Write;
 use std::process::Stdio;

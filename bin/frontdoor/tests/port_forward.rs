@@ -4,6 +4,7 @@
 //! told to), real pods in the test's network namespace, and real clients. The pod
 //! listens on its loopback only, so nothing but a connection made inside its network namespace
 //! (as upstream's) reaches it.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};

@@ -72,9 +72,11 @@ pub fn serve(state: &ApiState, at: &ObjectRef<'_>, request: Request<Body>) -> Ap
     let protocol = match &asked {
         Asked::WebSocket { protocols, .. } if protocols.iter().any(|p| p == V5) => V5,
         // kubectl falls back to SPDY when this upgrade fails.
-        Asked::WebSocket { protocols, .. } => return Err(ApiError::bad_request(format!(
+        Asked::WebSocket { protocols, .. } => {
+            return Err(ApiError::bad_request(format!(
             "unable to upgrade: unable to negotiate protocol: client supports {protocols:?}, server accepts [{V5:?}]"
-        ))),
+        )))
+        }
         Asked::Spdy(offered) if offered.iter().any(|p| p == V4) => V4,
         Asked::Spdy(offered) => {
             return Err(ApiError::forbidden(format!(

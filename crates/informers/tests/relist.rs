@@ -1,6 +1,7 @@
 //! An informer against the real API server, over a link the test cuts: an object deleted while
 //! the watch was down, with more changes than the server's watch window since, comes back as a
 //! re-list, and the informer announces the deletion.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Pod sandboxes for real: every test runs its "node" in a network namespace of its own
 //! ([`run_in_fresh_network_namespace`]), so nothing here touches the machine's interfaces, and
 //! checks afterwards that none of its links showed up in the root namespace.
-
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use frontdoor_netns::{Error as NetnsError, PodSandbox, ProcessSpec, Terminal};
@@ -55,11 +55,14 @@ impl PodAccess {
     }
 
     pub(crate) fn insert(&self, uid: &str, sandbox: Arc<PodSandbox>) {
-        self.pods.lock().unwrap().insert(uid.to_string(), PodEntry { sandbox, containers: HashMap::new() });
+        self.pods
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(uid.to_string(), PodEntry { sandbox, containers: HashMap::new() });
     }
 
     pub(crate) fn remove(&self, uid: &str) {
-        self.pods.lock().unwrap().remove(uid);
+        self.pods.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
     }
 
     /// Notes how container `name` of pod `uid` runs, for commands run in it later.
@@ -70,7 +73,7 @@ impl PodAccess {
         env: Arc<Vec<(String, String)>>,
         working_dir: Option<PathBuf>,
     ) {
-        if let Some(pod) = self.pods.lock().unwrap().get_mut(uid) {
+        if let Some(pod) = self.pods.lock().unwrap_or_else(PoisonError::into_inner).get_mut(uid) {
             pod.containers.insert(name.to_string(), ContainerContext { env, working_dir });
         }
     }
@@ -78,7 +81,7 @@ impl PodAccess {
     fn sandbox(&self, uid: &str) -> Result<Arc<PodSandbox>, String> {
         self.pods
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(uid)
             .map(|pod| pod.sandbox.clone())
             .ok_or_else(|| "the pod is not running on this node".to_string())
@@ -118,7 +121,7 @@ impl PodAccess {
         tty: bool,
     ) -> Result<(tokio::process::Child, Option<Terminal>), ExecError> {
         let (sandbox, context) = {
-            let pods = self.pods.lock().unwrap();
+            let pods = self.pods.lock().unwrap_or_else(PoisonError::into_inner);
             let pod =
                 pods.get(uid).ok_or_else(|| ExecError::Unavailable("the pod is not running on this node".into()))?;
             let context = pod

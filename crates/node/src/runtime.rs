@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -293,7 +293,7 @@ impl PodWorker {
         if let Some(container) = spec.containers.iter().find(|c| c.command.as_deref().unwrap_or_default().is_empty()) {
             let message = no_command_message(container);
             {
-                let mut state = self.state.lock().unwrap();
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 for record in state.record.containers.iter_mut() {
                     record.state =
                         State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.clone()) };
@@ -309,7 +309,7 @@ impl PodWorker {
             self.notify();
             return;
         }
-        let allocated = self.shared.ipam.lock().unwrap().allocate();
+        let allocated = self.shared.ipam.lock().unwrap_or_else(PoisonError::into_inner).allocate();
         let ip = match allocated {
             Ok(ip) => ip,
             Err(error) => {
@@ -346,7 +346,7 @@ impl PodWorker {
         let sandbox = match created {
             Ok(sandbox) => Arc::new(sandbox),
             Err(error) => {
-                self.shared.ipam.lock().unwrap().release(ip);
+                self.shared.ipam.lock().unwrap_or_else(PoisonError::into_inner).release(ip);
                 self.ip = None;
                 self.shared.events.record(
                     &self.pod,
@@ -359,7 +359,7 @@ impl PodWorker {
             }
         };
         {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.record.sandbox_ready = true;
             state.record.pod_ip = Some(ip.to_string());
         }
@@ -391,7 +391,8 @@ impl PodWorker {
             .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .max(0) as u64;
-        let names: Vec<String> = self.state.lock().unwrap().running.keys().cloned().collect();
+        let names: Vec<String> =
+            self.state.lock().unwrap_or_else(PoisonError::into_inner).running.keys().cloned().collect();
         for name in &names {
             self.shared.events.record(
                 &self.pod,
@@ -406,19 +407,21 @@ impl PodWorker {
 
     async fn stop_all(&self, grace: Duration) {
         let pids: Vec<u32> = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.stopping = true;
             state.running.values().map(|r| r.pid).collect()
         };
         let all_gone = || {
-            let state = self.state.lock().unwrap();
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.running.is_empty() && state.starting == 0
         };
         stop_processes(&pids, grace, all_gone).await;
         // A start still under way kills its own process once it sees the pod stopping (the
         // launcher takes milliseconds); wait for that, so nothing outlives the pod or the node.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.state.lock().unwrap().starting > 0 && tokio::time::Instant::now() < deadline {
+        while self.state.lock().unwrap_or_else(PoisonError::into_inner).starting > 0
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -428,7 +431,7 @@ impl PodWorker {
             let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
         }
         if let Some(ip) = self.ip.take() {
-            self.shared.ipam.lock().unwrap().release(ip);
+            self.shared.ipam.lock().unwrap_or_else(PoisonError::into_inner).release(ip);
         }
         // Only now has the pod left the node: no sandbox, no address. (A command started in it
         // meanwhile finds its namespaces gone.)
@@ -496,7 +499,7 @@ async fn status_writer(shared: Arc<Shared>, pod: Pod, state: Arc<Mutex<PodState>
         // together by the next one (one stored wake-up stands for all of them).
         changed.notified().await;
         let status = {
-            let state = state.lock().unwrap();
+            let state = state.lock().unwrap_or_else(PoisonError::into_inner);
             pod_status(&state.record, written.as_ref().unwrap_or(&initial), Utc::now())
         };
         if written.as_ref().is_some_and(|w| same_status(&status, w)) {
@@ -541,7 +544,7 @@ enum Exit {
 
 impl ContainerTask {
     fn update(&self, f: impl FnOnce(&mut ContainerRecord)) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(record) = state.record.containers.iter_mut().find(|c| c.name == self.container.name) {
             f(record);
         }
@@ -550,7 +553,7 @@ impl ContainerTask {
     }
 
     fn stopping(&self) -> bool {
-        self.state.lock().unwrap().stopping
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).stopping
     }
 
     fn event(&self, kind: &str, reason: &str, message: &str) {
@@ -611,7 +614,7 @@ impl ContainerTask {
             spec.stderr = std::process::Stdio::piped();
             let started_at = Utc::now();
             {
-                let mut state = self.state.lock().unwrap();
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 if state.stopping {
                     return;
                 }
@@ -627,7 +630,7 @@ impl ContainerTask {
             });
             let started = started.await.and_then(|started| started);
             let stopping = {
-                let mut state = self.state.lock().unwrap();
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 state.starting -= 1;
                 if let Ok(child) = &started {
                     state.running.insert(self.container.name.clone(), Running { pid: child.id().unwrap_or(0) });
@@ -701,7 +704,7 @@ impl ContainerTask {
                 }
             };
             probes.abort();
-            self.state.lock().unwrap().running.remove(&self.container.name);
+            self.state.lock().unwrap_or_else(PoisonError::into_inner).running.remove(&self.container.name);
             let exit = match exit {
                 Ok(status) => {
                     use std::os::unix::process::ExitStatusExt;
@@ -763,7 +766,7 @@ impl ContainerTask {
         }
         *attempt += 1;
         let restarts = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let record = state.record.containers.iter_mut().find(|c| c.name == self.container.name);
             record
                 .map(|r| {
@@ -826,7 +829,7 @@ async fn probe_loop(
     kill: tokio::sync::mpsc::Sender<String>,
 ) {
     let set = |f: &dyn Fn(&mut ContainerRecord)| {
-        let mut s = state.lock().unwrap();
+        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(r) = s.record.containers.iter_mut().find(|c| c.name == container.name) {
             f(r);
         }
@@ -868,7 +871,7 @@ async fn probe_loop(
     if let Some(probe) = container.readiness_probe.clone() {
         let (state, changed, name) = (state.clone(), changed.clone(), container.name.clone());
         let on_change = move |ready: bool| {
-            let mut s = state.lock().unwrap();
+            let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(r) = s.record.containers.iter_mut().find(|c| c.name == name) {
                 r.ready = ready;
             }

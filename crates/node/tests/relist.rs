@@ -4,6 +4,7 @@
 //!
 //! The node changes the network of the namespace it runs in, so the outer test re-runs this
 //! test binary inside a network namespace made for it, where the inner test does the work.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
 use std::process::Command;
 use std::time::Duration;

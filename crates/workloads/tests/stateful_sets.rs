@@ -1,4 +1,5 @@
 //! StatefulSets against the real API server.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
 mod common;
 

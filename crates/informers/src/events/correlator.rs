@@ -56,7 +56,7 @@ pub struct Written {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Create this Event.
-    Create(Written),
+    Create(Box<Written>),
     /// Counted against an Event already written; it is patched when due.
     Counted,
     /// Dropped by the spam filter.
@@ -205,7 +205,7 @@ impl Correlator {
         let written = Written { name, event, count: 1, first_seen: unix, last_seen: unix };
         self.observed.insert(key, Observed { written: written.clone(), count_written: 1, last_write: now, seen: now });
         bound(&mut self.observed, self.options.capacity, |o| o.seen);
-        Decision::Create(written)
+        Decision::Create(Box::new(written))
     }
 
     /// The Events whose count changed since last written and whose interval has passed (all

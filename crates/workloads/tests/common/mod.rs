@@ -1,5 +1,6 @@
 //! Shared test support: the real server, the controllers in-process, a stand-in kubelet that
 //! marks pods Running and Ready, and a recorder of pod events.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 #![allow(dead_code)]
 
 use frontdoor_testkit::Frontdoor;
