@@ -192,7 +192,13 @@ fn rolling_update_never_leaves_the_service_without_a_ready_endpoint() {
             let _ = sender.send(per_slice.values().sum());
         }
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The watch has listed once it reports the slices as they are (three ready endpoints).
+    let mut counts: Vec<usize> = Vec::new();
+    let listed = wait_until(Duration::from_secs(20), || {
+        counts.extend(receiver.try_iter());
+        counts.last() == Some(&3)
+    });
+    assert!(listed, "the EndpointSlice watch reported {counts:?}");
     apply(&fd, &web(ready_dir.path(), 3, "2"));
     let started = Instant::now();
     let mut done = false;
@@ -202,12 +208,17 @@ fn rolling_update_never_leaves_the_service_without_a_ready_endpoint() {
             break;
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The rollout's slice changes reach the watch: more than the initial list's.
+    let initial = counts.len();
+    let seen_changes = wait_until(Duration::from_secs(20), || {
+        counts.extend(receiver.try_iter());
+        counts.len() > initial + 3
+    });
     let _ = watcher.kill();
     let _ = watcher.wait();
-    let counts: Vec<usize> = receiver.try_iter().collect();
+    counts.extend(receiver.try_iter());
+    assert!(seen_changes, "too few EndpointSlice events seen: {counts:?}");
     assert!(done, "rollout did not finish: {}", get(&fd, &["get", "rs,pods"]));
-    assert!(counts.len() > 3, "too few EndpointSlice events seen: {counts:?}");
     assert!(counts.iter().all(|c| *c >= 1), "the Service had no ready endpoint during the rollout: {counts:?}");
     // The rollout is complete once the old ReplicaSet is scaled to zero; its pods may still be
     // terminating (grace period 2 s), as on a real cluster. Once they are gone only version 2 runs.

@@ -121,10 +121,17 @@ fn get_watch_prints_each_change() {
                 let _ = sender.send(line);
             }
         });
-        // Give kubectl time to list and open its watch; changes before that show up in the list.
-        std::thread::sleep(Duration::from_millis(500));
-        fd.kubectl_ok(version, &["apply", "-f", &path("seed0-service-types.yaml")]);
+        // kubectl has listed once it prints the `kubernetes` Service; it watches from that list's
+        // resourceVersion, so every later change reaches it.
         let mut seen = Vec::new();
+        let listed = wait_until(Duration::from_secs(10), || {
+            while let Ok(line) = receiver.try_recv() {
+                seen.push(line);
+            }
+            seen.iter().any(|l| l.starts_with("kubernetes "))
+        });
+        assert!(listed, "kubectl {version} get -w printed: {seen:?}");
+        fd.kubectl_ok(version, &["apply", "-f", &path("seed0-service-types.yaml")]);
         let found = wait_until(Duration::from_secs(10), || {
             while let Ok(line) = receiver.try_recv() {
                 seen.push(line);
@@ -324,6 +331,8 @@ fn kill_9_loses_nothing_acknowledged() {
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let (address, token, ca) = (fd.address.clone(), fd.token(), fd.ca_path());
     // A stream of writes, one at a time, recording which the server acknowledged.
+    let acknowledged_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = acknowledged_so_far.clone();
     let writer = std::thread::spawn(move || {
         let mut acknowledged = Vec::new();
         let mut attempted = 0;
@@ -349,6 +358,7 @@ fn kill_9_loses_nothing_acknowledged() {
                 .unwrap();
             if String::from_utf8_lossy(&out.stdout) == "201" {
                 acknowledged.push(i);
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
         (acknowledged, attempted)
@@ -356,9 +366,13 @@ fn kill_9_loses_nothing_acknowledged() {
     let enough =
         || fd.curl("GET", "/api/v1/namespaces/default/configmaps", "", None).1.matches("\"name\":\"cm-").count() >= 30;
     assert!(wait_until(Duration::from_secs(30), enough));
+    let before_restart = acknowledged_so_far.load(std::sync::atomic::Ordering::SeqCst);
     fd.kill_and_restart();
-    // Let some writes reach the restarted server too, then stop the writer.
-    std::thread::sleep(Duration::from_millis(300));
+    // Some writes reach the restarted server too, then the writer stops.
+    let resumed = wait_until(Duration::from_secs(30), || {
+        acknowledged_so_far.load(std::sync::atomic::Ordering::SeqCst) > before_restart
+    });
+    assert!(resumed, "no write was acknowledged after the restart");
     let _ = stop.send(());
     let (acknowledged, attempted) = writer.join().unwrap();
     assert!(acknowledged.len() >= 30, "only {} writes were acknowledged", acknowledged.len());

@@ -336,7 +336,9 @@ fn a_gated_pod_waits_until_its_last_gate_is_removed() {
         "1.32",
         &["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // A pod created after the patch is bound: the scheduler has seen the patch by then.
+    apply(&fd, WITNESS);
+    assert!(wait_until(Duration::from_secs(20), || !jsonpath(&fd, &["pod", "witness"], "{.spec.nodeName}").is_empty()));
     assert_eq!(jsonpath(&fd, &["pod", "gated"], "{.spec.nodeName}"), "", "one gate left: still waiting");
     fd.kubectl_ok(
         "1.32",
@@ -356,6 +358,18 @@ fn a_gated_pod_waits_until_its_last_gate_is_removed() {
     assert!(events.starts_with("Scheduled") || events.contains("Scheduled"), "{events}");
     assert!(!events.contains("FailedScheduling"), "{events}");
 }
+
+const WITNESS: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: witness
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+";
 
 const NEVER_READY: &str = "apiVersion: v1
 kind: Pod

@@ -72,15 +72,8 @@ fn host_veths() -> usize {
     links.filter_map(Result::ok).filter(|l| l.file_name().to_string_lossy().starts_with("fdr")).count()
 }
 
-async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for<T, Fut: std::future::Future<Output = Option<T>>>(what: &str, check: impl FnMut() -> Fut) -> T {
+    frontdoor_testkit::eventually(what, WAIT, check).await
 }
 
 fn pod(name: &str, command: &[&str]) -> Pod {
@@ -93,7 +86,7 @@ fn pod(name: &str, command: &[&str]) -> Pod {
 }
 
 async fn running_ip(pods: &Api<Pod>, name: &str) -> String {
-    wait_for(&format!("{name} to run"), async || {
+    wait_for(&format!("{name} to run"), || async {
         let pod = pods.get(name).await.ok()?;
         let status = pod.status?;
         (status.phase.as_deref() == Some("Running")).then_some(status.pod_ip).flatten()
@@ -156,8 +149,9 @@ async fn inside_a_namespace_of_its_own() {
     partition.heal();
 
     // The re-list shows the pod gone: its processes stop, and its address goes to the next pod.
-    wait_for("the deleted pod's processes to stop", async || (processes_running(&command) == 0).then_some(())).await;
-    wait_for("the deleted pod to leave the node", async || (!access.holds(&uid)).then_some(())).await;
+    wait_for("the deleted pod's processes to stop", || async { (processes_running(&command) == 0).then_some(()) })
+        .await;
+    wait_for("the deleted pod to leave the node", || async { (!access.holds(&uid)).then_some(()) }).await;
     assert_eq!(host_veths(), 0, "its sandbox is gone");
     pods.create(&PostParams::default(), &pod("next", &["sleep", next_marker.as_str()])).await.unwrap();
     assert_eq!(running_ip(&pods, "next").await, address, "the deleted pod's address was freed");

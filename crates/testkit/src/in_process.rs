@@ -44,11 +44,27 @@ impl InProcessServer {
             metrics: metrics.clone(),
         };
         let server = frontdoor_apiserver::start(config).await.expect("API server starts");
+        std::fs::write(dir.path().join("kubeconfig"), &server.kubeconfig).expect("kubeconfig written");
         InProcessServer { server, metrics, dir }
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// The kubeconfig for kubectl (HTTPS on the server's port, its CA and token).
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Runs kubectl `version` with `args` (and `stdin`) against this server.
+    pub fn kubectl_with_stdin(&self, version: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        crate::run_kubectl(crate::kubectl_command(None, &self.kubeconfig(), self.dir.path(), version, args), stdin)
+    }
+
+    /// Runs kubectl and returns stdout, failing the test with kubectl's stderr if it failed.
+    pub fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
+        crate::succeeded(self.kubectl_with_stdin(version, args, None), version, args)
     }
 
     /// A client that reaches the server with no socket.

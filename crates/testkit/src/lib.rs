@@ -59,6 +59,37 @@ impl Drop for NetworkNamespace {
     }
 }
 
+/// kubectl `version` (or "" for the dispatcher) with `args`, for the server of `kubeconfig`, with
+/// a home directory of its own (kubectl's caches), in `netns` if any.
+fn kubectl_command(netns: Option<&str>, kubeconfig: &Path, home: &Path, version: &str, args: &[&str]) -> Command {
+    let mut command = in_netns(netns, kubectl_path(version));
+    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home);
+    command
+}
+
+/// Runs a kubectl command with `stdin` (if any) and collects its output.
+fn run_kubectl(mut command: Command, stdin: Option<&str>) -> Output {
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("kubectl runs");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("kubectl finishes")
+}
+
+/// kubectl's stdout, failing the test with its stderr if it failed.
+fn succeeded(output: Output, version: &str, args: &[&str]) -> String {
+    assert!(
+        output.status.success(),
+        "kubectl {version} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn in_netns(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
     match netns {
         Some(ns) => {
@@ -163,34 +194,18 @@ impl Frontdoor {
     pub fn kubectl_full(&self, version: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
         let mut command = self.kubectl_command(version, args);
         command.envs(env.iter().copied());
-        command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("kubectl runs");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-        }
-        child.wait_with_output().expect("kubectl finishes")
+        run_kubectl(command, stdin)
     }
 
     /// kubectl `version` with `args`, set up for this server (in its namespace, its kubeconfig),
     /// to start as the caller likes (e.g. a long-running `port-forward`).
     pub fn kubectl_command(&self, version: &str, args: &[&str]) -> Command {
-        let mut command = self.command(kubectl_path(version));
-        command.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", self.dir.path());
-        command
+        kubectl_command(self.netns(), &self.kubeconfig(), self.dir.path(), version, args)
     }
 
     /// Runs kubectl and returns stdout, failing the test with kubectl's stderr if it failed.
     pub fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
-        let output = self.kubectl(version, args);
-        assert!(
-            output.status.success(),
-            "kubectl {version} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stderr),
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        succeeded(self.kubectl(version, args), version, args)
     }
 
     /// Runs kubectl expecting failure; returns stderr.
@@ -302,6 +317,22 @@ fn kubectl_path(version: &str) -> PathBuf {
 pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.32", "1.33"];
 
 /// Polls `condition` until it returns true or `timeout` passes.
+/// Polls `probe` until it yields a value, failing the test (naming `what`) after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -184,7 +184,16 @@ async fn revisions_are_kept_as_controller_revisions_for_history_and_undo() {
         cluster.pods().get("web-0").await.ok().is_some_and(|p| p.uid() != uid)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The set has seen the new web-0 once it is ready and the set counts three ready replicas.
+    eventually("the new web-0 ready", WAIT, || async {
+        cluster.pods().get("web-0").await.ok().is_some_and(|p| p.uid() != uid && is_ready(&p))
+    })
+    .await;
+    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), "default");
+    eventually("the set to count web-0 again", WAIT, || async {
+        sets.get("web").await.ok().and_then(|s| s.status).and_then(|s| s.ready_replicas) == Some(3)
+    })
+    .await;
     assert_eq!(images(&cluster).await, image_list(&["nginx:1.26", "nginx:1.26", "nginx:1.28"]));
     let web0 = cluster.pods().get("web-0").await.unwrap();
     assert_eq!(web0.labels().get("controller-revision-hash"), Some(&first));

@@ -1,20 +1,17 @@
-//! A cluster for the controller tests: the real `frontdoor up` (control plane only, no node) on a free
-//! port, the controllers running in-process against it through kube-rs, and the test playing
-//! kubelet (it writes pod status through `pods/status`).
-//!
-//! The server binary must be built first: `cargo build -p frontdoor`.
+//! A cluster for the controller tests: the real API server built from this source, in the test
+//! process (no node, no built-in controllers), the controllers running against it through
+//! kube-rs, and the test playing kubelet (it writes pod status through `pods/status`).
 #![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use frontdoor_endpoints::EndpointsConfig;
 use frontdoor_informers::{InformerFactory, Shutdown, ShutdownTrigger};
 use frontdoor_metrics::Registry;
-use frontdoor_testkit::Frontdoor;
+use frontdoor_testkit::InProcessServer;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -24,22 +21,12 @@ use tokio::task::JoinHandle;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// The `frontdoor` binary next to this workspace's other build outputs.
-pub fn frontdoor_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let binary = target.join("debug/frontdoor");
-    assert!(binary.exists(), "{} is missing: run `cargo build -p frontdoor` before these tests", binary.display());
-    binary
-}
-
 /// The running controllers: their shutdown signal and their task.
 type Controllers = (ShutdownTrigger, JoinHandle<Result<(), frontdoor_endpoints::Error>>);
 
 /// A running server plus the controllers. Dropping it stops both.
 pub struct Cluster {
-    pub server: Frontdoor,
+    pub server: InProcessServer,
     pub client: Client,
     controllers: Option<Controllers>,
 }
@@ -50,8 +37,8 @@ impl Cluster {
     }
 
     pub async fn start_with(config: EndpointsConfig) -> Cluster {
-        let server = Frontdoor::start_bare(&frontdoor_binary());
-        let client = server.kube_client().await;
+        let server = InProcessServer::start().await;
+        let client = server.client();
         let mut cluster = Cluster { server, client, controllers: None };
         cluster.start_controllers(config);
         cluster
@@ -59,8 +46,8 @@ impl Cluster {
 
     /// A server with no controllers running (start them with [`Cluster::start_controllers`]).
     pub async fn start_without_controllers() -> Cluster {
-        let server = Frontdoor::start_bare(&frontdoor_binary());
-        let client = server.kube_client().await;
+        let server = InProcessServer::start().await;
+        let client = server.client();
         Cluster { server, client, controllers: None }
     }
 
@@ -181,19 +168,12 @@ pub fn pod_ip(i: usize) -> String {
 }
 
 /// Polls `probe` until it returns `Some`, failing the test with `what` after [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    frontdoor_testkit::eventually(what, WAIT, probe).await
 }
 
 /// One endpoint as `ip ready/serving/terminating`, e.g. `10.244.0.2 R S -`.

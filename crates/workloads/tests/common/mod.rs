@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 #![allow(dead_code)]
 
-use frontdoor_testkit::Frontdoor;
+use frontdoor_testkit::InProcessServer;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
@@ -12,25 +12,18 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use std::collections::HashSet;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const KUBECTL: &str = "1.32";
 
 /// The server, a client, and the workload controllers running until this is dropped.
 pub struct Cluster {
-    pub fd: Frontdoor,
+    pub fd: InProcessServer,
     pub client: Client,
     stop: Option<frontdoor_informers::ShutdownTrigger>,
     controllers: Option<tokio::task::JoinHandle<Result<(), frontdoor_workloads::Error>>>,
-}
-
-fn binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/frontdoor");
-    assert!(path.exists(), "{} is missing: run `cargo build -p frontdoor` first", path.display());
-    path
 }
 
 impl Cluster {
@@ -40,8 +33,8 @@ impl Cluster {
             .with_test_writer()
             .try_init();
         // No node (this test plays kubelet) and no built-in controllers (ours run in-process).
-        let fd = Frontdoor::start_bare(&binary());
-        let client = fd.kube_client().await;
+        let fd = InProcessServer::start().await;
+        let client = fd.client();
         let (stop, shutdown) = frontdoor_informers::Shutdown::new();
         let factory = frontdoor_informers::InformerFactory::new(client.clone(), Default::default(), shutdown);
         let controllers = tokio::spawn(frontdoor_workloads::run(factory, Default::default()));
@@ -91,11 +84,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    frontdoor_testkit::eventually(what, timeout, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await
 }
 
 static NEXT_IP: AtomicU32 = AtomicU32::new(2);
