@@ -202,7 +202,7 @@ async fn start_node(
     tokio::spawn(frontdoor_node::scheduler::run(factory.clone(), config.clone(), scheduler_events, Backoff::default()));
     let factory = factory.clone();
     let runtime = tokio::spawn(async move {
-        let backoff = frontdoor_node::runtime::Backoff::default();
+        let backoff = frontdoor_node::runtime::RESTART_BACKOFF;
         if let Err(error) = frontdoor_node::runtime::run(&factory, config, backoff, events, access).await {
             tracing::error!(%error, "the pod runtime stopped");
         }

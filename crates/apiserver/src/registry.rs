@@ -16,6 +16,9 @@ use crate::{kinds, patch, validation};
 
 /// How many times a patch is retried when the object changes underneath it.
 const PATCH_RETRIES: usize = 5;
+/// Attempts of a write without preconditions (an unconditional PUT or DELETE) that keeps losing
+/// races to other writers; upstream's GuaranteedUpdate retries without bound.
+const UNCONDITIONAL_RETRIES: usize = 100;
 
 /// Options common to writes.
 #[derive(Debug, Clone, Default)]
@@ -308,7 +311,23 @@ impl Registry {
     }
 
     /// Replaces an object (PUT), or its status or scale subresource.
-    pub async fn update(&self, at: &ObjectRef<'_>, mut object: Value, options: &WriteOptions) -> ApiResult<Stored> {
+    pub async fn update(&self, at: &ObjectRef<'_>, object: Value, options: &WriteOptions) -> ApiResult<Stored> {
+        let requested_rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+        if requested_rv.is_some_and(|rv| !rv.is_empty()) {
+            return self.update_once(at, object, options).await;
+        }
+        // An unconditional update (no resourceVersion) applies to whatever version is current:
+        // a write that raced it is retried from fresh state, as upstream's GuaranteedUpdate does.
+        let mut attempt = 1;
+        loop {
+            match self.update_once(at, object.clone(), options).await {
+                Err(e) if e.reason == "Conflict" && attempt < UNCONDITIONAL_RETRIES => attempt += 1,
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn update_once(&self, at: &ObjectRef<'_>, mut object: Value, options: &WriteOptions) -> ApiResult<Stored> {
         let resource = at.resource;
         if options.subresource.as_deref() != Some("scale") {
             self.normalize_identity(resource, at.namespace, &mut object)?;
@@ -545,6 +564,19 @@ impl Registry {
 
     /// Deletes an object: at once, or by marking it (deletionTimestamp) when finalizers remain.
     pub async fn delete(&self, at: &ObjectRef<'_>, options: &DeleteOptions) -> ApiResult<Value> {
+        // Without preconditions the caller asked for the object gone whatever its version: a
+        // write that raced this one is no reason to refuse (upstream retries from fresh state).
+        let unconditional = options.precondition_uid.is_none() && options.precondition_resource_version.is_none();
+        let mut attempt = 1;
+        loop {
+            match self.delete_once(at, options).await {
+                Err(e) if unconditional && e.reason == "Conflict" && attempt < UNCONDITIONAL_RETRIES => attempt += 1,
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn delete_once(&self, at: &ObjectRef<'_>, options: &DeleteOptions) -> ApiResult<Value> {
         let resource = at.resource;
         let current = self.get(at)?;
         if let Some(uid) = &options.precondition_uid {

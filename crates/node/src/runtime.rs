@@ -29,28 +29,10 @@ use crate::pids::PidJournal;
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, same_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
-use frontdoor_informers::EventRecorder;
+use frontdoor_informers::{Backoff, EventRecorder};
 
-/// Upstream's container restart back-off: 10 s doubling to 5 min.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { initial: Duration::from_secs(10), max: Duration::from_secs(300) }
-    }
-}
-
-impl Backoff {
-    /// The delay before restart number `restarts` (1-based).
-    pub fn delay(&self, restarts: u32) -> Duration {
-        let factor = 1u32.checked_shl(restarts.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-}
+/// Upstream's container restart back-off: 10 s doubling to 5 min (`delay(n)` before restart n).
+pub const RESTART_BACKOFF: Backoff = Backoff { min: Duration::from_secs(10), max: Duration::from_secs(300) };
 
 /// How long pods get to stop when the node itself shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

@@ -124,7 +124,8 @@ async fn inside_a_namespace_of_its_own() {
     let access = frontdoor_node::access::PodAccess::default();
     let node_access = access.clone();
     let node = tokio::spawn(async move {
-        frontdoor_node::runtime::run(&factory, config, Default::default(), events, node_access).await
+        frontdoor_node::runtime::run(&factory, config, frontdoor_node::runtime::RESTART_BACKOFF, events, node_access)
+            .await
     });
 
     let pods: Api<Pod> = Api::namespaced(direct.clone(), "default");
