@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::mirroring::{should_mirror, MirroringController};
 use crate::pods;
 use crate::runtime::cache::Caches;
+use crate::runtime::Reconciled;
 use crate::service::ObjectKey;
 use crate::EndpointsConfig;
 
@@ -72,10 +73,15 @@ pub async fn run(factory: InformerFactory, config: EndpointsConfig) -> Result<()
     let mirroring_controller =
         Arc::new(MirroringController::new(client.clone(), caches.clone(), config.mirroring_max_endpoints_per_subset));
     // Upstream's controller names, which label the queues' metrics.
-    let slices_run = Controller::new(&factory, slice_controller.clone(), controller_config("endpoint_slice"));
-    let endpoints_run = Controller::new(&factory, endpoints_controller, controller_config("endpoint"));
-    let mirroring_run =
-        Controller::new(&factory, mirroring_controller.clone(), controller_config("endpoint_slice_mirroring"));
+    let slices_run =
+        Controller::new(&factory, Arc::new(Reconciled(slice_controller.clone())), controller_config("endpoint_slice"));
+    let endpoints_run =
+        Controller::new(&factory, Arc::new(Reconciled(endpoints_controller)), controller_config("endpoint"));
+    let mirroring_run = Controller::new(
+        &factory,
+        Arc::new(Reconciled(mirroring_controller.clone())),
+        controller_config("endpoint_slice_mirroring"),
+    );
     let router = Arc::new(Router {
         caches: caches.clone(),
         slice_queue: slices_run.queue(),

@@ -10,6 +10,7 @@ use kube::{Api, Client};
 use super::desired::plan;
 use crate::error::{is_namespace_terminating, is_not_found, SyncError};
 use crate::runtime::cache::Caches;
+use crate::runtime::KeySync;
 use crate::service::{self, ObjectKey};
 use crate::wellknown::LEADER_ELECTION;
 
@@ -26,9 +27,8 @@ impl EndpointsController {
     }
 }
 
-impl EndpointsController {
-    /// Brings the objects of `key` in line with the caches.
-    pub async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
+impl KeySync for EndpointsController {
+    async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
         let current = self.caches.endpoints(key);
         let Some(service) = self.caches.service(key) else {
@@ -71,18 +71,5 @@ impl EndpointsController {
             },
         };
         written.map(|_| ())
-    }
-}
-
-impl frontdoor_informers::Reconciler for EndpointsController {
-    type Key = ObjectKey;
-    type Error = SyncError;
-
-    async fn reconcile(&self, key: &ObjectKey) -> Result<frontdoor_informers::Action, SyncError> {
-        self.sync(key).await.map(|()| frontdoor_informers::Action::Done)
-    }
-
-    fn is_expected(error: &SyncError) -> bool {
-        error.is_stale()
     }
 }

@@ -9,8 +9,8 @@ use kube::{Api, Client};
 use super::reconcile::reconcile;
 use crate::error::SyncError;
 use crate::runtime::cache::Caches;
-use crate::runtime::slice_writes;
 use crate::runtime::tracker::SliceTracker;
+use crate::runtime::{slice_writes, KeySync};
 use crate::service::{self, ObjectKey};
 use crate::wellknown::{MANAGED_BY, SERVICE_NAME, SLICE_CONTROLLER};
 
@@ -41,9 +41,8 @@ impl EndpointSliceController {
     }
 }
 
-impl EndpointSliceController {
-    /// Brings the objects of `key` in line with the caches.
-    pub async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
+impl KeySync for EndpointSliceController {
+    async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let Some(service) = self.caches.service(key) else {
             // The garbage collector deletes the slices with their owner.
             self.tracker.forget(key);
@@ -71,18 +70,5 @@ impl EndpointSliceController {
         tracing::debug!(service = %key, create = changes.create.len(), update = changes.update.len(), delete = changes.delete.len(), "writing EndpointSlices");
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         slice_writes::apply(&api, &self.tracker, key, changes).await
-    }
-}
-
-impl frontdoor_informers::Reconciler for EndpointSliceController {
-    type Key = ObjectKey;
-    type Error = SyncError;
-
-    async fn reconcile(&self, key: &ObjectKey) -> Result<frontdoor_informers::Action, SyncError> {
-        self.sync(key).await.map(|()| frontdoor_informers::Action::Done)
-    }
-
-    fn is_expected(error: &SyncError) -> bool {
-        error.is_stale()
     }
 }

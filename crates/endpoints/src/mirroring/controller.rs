@@ -9,8 +9,8 @@ use kube::{Api, Client};
 use super::reconcile::{reconcile, should_mirror};
 use crate::error::SyncError;
 use crate::runtime::cache::Caches;
-use crate::runtime::slice_writes;
 use crate::runtime::tracker::SliceTracker;
+use crate::runtime::{slice_writes, KeySync};
 use crate::service::{self, ObjectKey};
 use crate::slices::SliceChanges;
 use crate::wellknown::{MANAGED_BY, MIRRORING_CONTROLLER, SERVICE_NAME};
@@ -42,9 +42,8 @@ impl MirroringController {
     }
 }
 
-impl MirroringController {
-    /// Brings the objects of `key` in line with the caches.
-    pub async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
+impl KeySync for MirroringController {
+    async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let endpoints = self.caches.endpoints(key);
         let service = self.caches.service(key);
         let source = match (&endpoints, &service) {
@@ -71,18 +70,5 @@ impl MirroringController {
         tracing::debug!(endpoints = %key, create = changes.create.len(), update = changes.update.len(), delete = changes.delete.len(), "mirroring");
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         slice_writes::apply(&api, &self.tracker, key, changes).await
-    }
-}
-
-impl frontdoor_informers::Reconciler for MirroringController {
-    type Key = ObjectKey;
-    type Error = SyncError;
-
-    async fn reconcile(&self, key: &ObjectKey) -> Result<frontdoor_informers::Action, SyncError> {
-        self.sync(key).await.map(|()| frontdoor_informers::Action::Done)
-    }
-
-    fn is_expected(error: &SyncError) -> bool {
-        error.is_stale()
     }
 }
