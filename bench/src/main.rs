@@ -173,8 +173,24 @@ async fn run_phase(
     Phase { creates, by_index, deliveries, wall }
 }
 
+/// The `frontdoor` binary of this build profile, beside the bench's own: built first (cargo does
+/// not build another package's binary for `cargo run -p frontdoor-bench`), so one command runs it
+/// all and never measures a stale binary.
+fn frontdoor_binary() -> std::path::PathBuf {
+    let directory = std::env::current_exe().expect("exe").parent().expect("target dir").to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-p", "frontdoor"]);
+    if directory.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "building frontdoor failed");
+    directory.join("frontdoor")
+}
+
 fn main() {
-    let binary = std::env::current_exe().expect("exe").parent().expect("target dir").join("frontdoor");
+    let binary = frontdoor_binary();
     let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     // `FRONTDOOR_BENCH=node` runs only the node benchmark (`=control-plane` only the other).
     let only = std::env::var("FRONTDOOR_BENCH").unwrap_or_default();

@@ -82,4 +82,17 @@ fn metrics_count_requests_latencies_and_stored_objects() {
             assert!(labels.values().all(|v| !v.contains('/') || health.contains(v)), "{labels:?}");
         }
     }
+
+    // The controllers' work queues, in the same registry with client-go's names: creating the
+    // Services queued their keys for the EndpointSlice and Endpoints controllers.
+    for queue in ["endpoint_slice", "endpoint", "endpoint_slice_mirroring", "replicaset", "deployment", "statefulset"] {
+        assert!(text.contains(&format!("workqueue_depth{{name=\"{queue}\"}}")), "no work queue {queue} in\n{text}");
+    }
+    for queue in ["endpoint_slice", "endpoint"] {
+        let name = [("name", queue)];
+        assert!(total(&text, "workqueue_adds_total", &name) >= 2.0, "{queue}: {text}");
+        assert!(total(&text, "workqueue_work_duration_seconds_count", &name) >= 2.0, "{queue}: {text}");
+        assert!(total(&text, "workqueue_queue_duration_seconds_count", &name) >= 2.0, "{queue}: {text}");
+        assert!(samples(&text, "workqueue_retries_total").iter().any(|(labels, _)| labels.get("name") == Some(&queue)));
+    }
 }
