@@ -195,6 +195,7 @@ impl Registry {
         }
         object["apiVersion"] = json!(api_version);
         object["kind"] = json!(resource.kind);
+        object_shape(object).map_err(ApiError::bad_request)?;
         if !object.get("metadata").is_some_and(Value::is_object) {
             object["metadata"] = json!({});
         }
@@ -213,9 +214,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Type check, metadata rules and the kind's own validation (`old` on update; `status` for a
-    /// status-subresource write).
-    fn validate(&self, resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> ApiResult<()> {
+    /// The type check: the object decodes as its kind (a status write: its status does). Runs
+    /// before defaulting and preparation, which may then rely on every field's shape.
+    fn check_types(&self, resource: &ResourceType, object: &Value, status: bool) -> ApiResult<()> {
         let types =
             if status { kinds::check_status_types(resource, object) } else { kinds::check_types(resource, object) };
         types.map_err(|e| {
@@ -224,7 +225,12 @@ impl Registry {
                 kind = resource.kind,
                 version = resource.version
             ))
-        })?;
+        })
+    }
+
+    /// Metadata rules and the kind's own validation (`old` on update; `status` for a
+    /// status-subresource write), on an object that passed [`Registry::check_types`].
+    fn validate(&self, resource: &ResourceType, object: &Value, old: Option<&Value>, status: bool) -> ApiResult<()> {
         let mut causes = validation::validate_metadata(object, kinds::name_rule(resource), resource.namespaced);
         causes.extend(kinds::validate(resource, object, old, status));
         self.invalid_if_any(resource, object, causes)
@@ -264,6 +270,7 @@ impl Registry {
         options: &WriteOptions,
     ) -> ApiResult<Stored> {
         self.normalize_identity(resource, namespace, &mut object)?;
+        self.check_types(resource, &object, false)?;
         if resource.namespaced && meta_str(&object, "namespace").is_none_or(str::is_empty) {
             object["metadata"]["namespace"] = json!("default");
         }
@@ -372,6 +379,9 @@ impl Registry {
         options: &WriteOptions,
     ) -> ApiResult<Stored> {
         let resource = at.resource;
+        let status = options.subresource.as_deref() == Some("status");
+        object_shape(&next).map_err(ApiError::bad_request)?;
+        self.check_types(resource, &next, status)?;
         // Identity and system fields never change through an update.
         for field in
             ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"]
@@ -388,7 +398,6 @@ impl Registry {
         next["apiVersion"] = json!(resource.api_version());
         next["kind"] = json!(resource.kind);
         kinds::default(resource, &mut next, Some(&current.value));
-        let status = options.subresource.as_deref() == Some("status");
         self.validate(resource, &next, Some(&current.value), status)?;
         if unchanged(&next, &current.value) {
             return Ok(current.clone());
@@ -457,6 +466,10 @@ impl Registry {
                 Err(e) if content_type == patch::APPLY && options.subresource.is_none() => {
                     let _ = e;
                     let mut object = patch_body.clone();
+                    object_shape(&object).map_err(ApiError::bad_request)?;
+                    if !object.get("metadata").is_some_and(Value::is_object) {
+                        object["metadata"] = json!({});
+                    }
                     object["metadata"]["name"] = json!(at.name);
                     return self.create(resource, at.namespace, object, options).await;
                 }
@@ -467,6 +480,8 @@ impl Registry {
                 _ => ((*current.value).clone(), false),
             };
             let patched = patch::apply(content_type, &resource.api_version(), resource.kind, base, patch_body)?;
+            object_shape(&patched)
+                .map_err(|e| ApiError::bad_request(format!("the patched object is not valid: {e}")))?;
             let requested_rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(String::from);
             if let Some(rv) = requested_rv.filter(|rv| *rv != current.revision.to_string() && !rv.is_empty()) {
                 let _ = rv;
@@ -656,6 +671,30 @@ impl Registry {
             Batch::new().delete(key, Precondition::AtRevision(current.revision), Box::new(move |rev| stamp(next, rev)));
         self.commit_with_plan(resource, at.name, batch, plan.as_ref()).await?;
         Ok((*current.value).clone())
+    }
+}
+
+/// What every object must be before anything reads or writes its fields: a JSON object whose
+/// `metadata`, if present and not null, is an object too (a body of `[]`, a patch that turns
+/// `metadata` into a string, and the like are refused here, in one place).
+fn object_shape(object: &Value) -> Result<(), String> {
+    let Some(fields) = object.as_object() else {
+        return Err(format!("the object must be a JSON object, not {}", json_type(object)));
+    };
+    match fields.get("metadata") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(other) => Err(format!("metadata must be an object, not {}", json_type(other))),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
