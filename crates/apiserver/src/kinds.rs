@@ -30,8 +30,31 @@ fn tracks_generation(resource: &ResourceType) -> bool {
     )
 }
 
-/// Decodes the object into its k8s-openapi type to catch type errors, as upstream's decoder does.
+/// Decodes the object into its k8s-openapi type to catch type errors, as upstream's decoder does:
+/// as Go's, a field that is absent or `null` is its zero value, not an error (k8s-openapi refuses
+/// both for required fields, so a refusal is checked again on a copy with zero values filled in).
 pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
+    strict_types(resource, object).or_else(|_| with_go_zero_values(resource, object, strict_types))
+}
+
+/// [`check_types`] for a status update: its metadata and status decode.
+pub fn check_status_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
+    strict_status_types(resource, object).or_else(|_| with_go_zero_values(resource, object, strict_status_types))
+}
+
+/// `check` again, on a copy of `object` with Go's zero values for what is absent or null.
+fn with_go_zero_values(
+    resource: &ResourceType,
+    object: &Value,
+    check: fn(&ResourceType, &Value) -> Result<(), String>,
+) -> Result<(), String> {
+    match frontdoor_openapi::with_zero_values(&resource.api_version(), resource.kind, object) {
+        Some(lenient) => check(resource, &lenient),
+        None => check(resource, object),
+    }
+}
+
+fn strict_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
     use k8s_openapi::api::{discovery::v1 as discovery, events::v1 as events, networking::v1 as networking};
     match (resource.group, resource.kind) {
@@ -58,10 +81,12 @@ pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String
     }
 }
 
-/// [`check_types`] for a status update, whose object is the stored one (checked when it was
-/// written) but for the status: only the status is decoded.
-pub fn check_status_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
+/// The strict check of a status update, whose object is the stored one (checked when it was
+/// written) but for its metadata and status: only those are decoded.
+fn strict_status_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
     use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, networking::v1 as networking};
+    let metadata = object.get("metadata").unwrap_or(&Value::Null);
+    decodes::<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(metadata)?;
     let status = object.get("status").unwrap_or(&Value::Null);
     match (resource.group, resource.kind) {
         ("", "Pod") => decodes::<Option<core::PodStatus>>(status),
@@ -73,7 +98,7 @@ pub fn check_status_types(resource: &ResourceType, object: &Value) -> Result<(),
         ("apps", "ReplicaSet") => decodes::<Option<apps::ReplicaSetStatus>>(status),
         ("apps", "StatefulSet") => decodes::<Option<apps::StatefulSetStatus>>(status),
         ("networking.k8s.io", "Ingress") => decodes::<Option<networking::IngressStatus>>(status),
-        _ => check_types(resource, object),
+        _ => strict_types(resource, object),
     }
 }
 
@@ -133,19 +158,37 @@ pub fn prepare_for_update(resource: &ResourceType, old: &Value, new: &mut Value)
     carry_generation(resource, old, new);
 }
 
-/// A status update changes only status: everything else comes from the old object. `new` (a
+/// A status update changes status and metadata only (upstream's status strategies reset the spec,
+/// not the metadata: an annotation sent with a status patch stays); everything else comes from
+/// the old object, and so do the metadata fields the kind's status strategy protects. `new` (a
 /// patched copy of it, or what a client sent) is turned into that in place, copying from `old`
 /// only the fields that differ.
 pub fn prepare_for_status_update(resource: &ResourceType, old: &Value, mut new: Value) -> Value {
+    let kept_by_status = |key: &str| matches!(key, "status" | "metadata");
     match (old.as_object(), new.as_object_mut()) {
         (Some(old_fields), Some(fields)) => {
-            fields.retain(|key, _| key == "status" || old_fields.contains_key(key));
-            for (key, value) in old_fields.iter().filter(|(key, _)| *key != "status") {
+            fields.retain(|key, _| kept_by_status(key) || old_fields.contains_key(key));
+            for (key, value) in old_fields.iter().filter(|(key, _)| !kept_by_status(key)) {
                 if fields.get(key) != Some(value) {
                     fields.insert(key.clone(), value.clone());
                 }
             }
             fields.entry("status").or_insert_with(|| json!({}));
+            let old_metadata = old_fields.get("metadata");
+            match (fields.get_mut("metadata").and_then(Value::as_object_mut), old_metadata.and_then(Value::as_object)) {
+                (Some(metadata), Some(old_metadata)) => {
+                    for key in metadata_kept_from_old(resource) {
+                        match old_metadata.get(*key) {
+                            Some(value) => metadata.insert(key.to_string(), value.clone()),
+                            None => metadata.remove(*key),
+                        };
+                    }
+                }
+                (Some(_), None) => {}
+                (None, _) => {
+                    fields.insert("metadata".into(), old_metadata.cloned().unwrap_or_else(|| json!({})));
+                }
+            }
         }
         _ => {
             let status = new.get_mut("status").map(Value::take).unwrap_or(json!({}));
@@ -155,6 +198,16 @@ pub fn prepare_for_status_update(resource: &ResourceType, old: &Value, mut new: 
     }
     carry_generation(resource, old, &mut new);
     new
+}
+
+/// Metadata a status write may not change, by kind (upstream's status strategies: the apps
+/// workloads keep their labels, a pod its owner references).
+fn metadata_kept_from_old(resource: &ResourceType) -> &'static [&'static str] {
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => &["labels"],
+        ("", "Pod") => &["ownerReferences"],
+        _ => &[],
+    }
 }
 
 fn carry_generation(resource: &ResourceType, old: &Value, new: &mut Value) {
@@ -181,9 +234,18 @@ fn same_content(a: &Value, b: &Value) -> bool {
 
 /// Upstream's defaulting for the kind (`old` on update: server-owned fields the client left out
 /// are kept).
-pub fn default(resource: &ResourceType, object: &mut Value, old: Option<&Value>) {
+pub fn default(resource: &ResourceType, object: &mut Value, old: Option<&Value>, status: bool) {
     use frontdoor_validation::{service, workloads};
+    // Status counters without `omitempty` in Go are always written, 0 included (clients such as
+    // the Python one refuse a ReplicationController status without `replicas`).
+    if matches!((resource.group, resource.kind), ("apps", "ReplicaSet" | "StatefulSet") | ("", "ReplicationController"))
+    {
+        if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) {
+            status.entry("replicas").or_insert(json!(0));
+        }
+    }
     match (resource.group, resource.kind) {
+        ("", "Service") if status => service::default_status(object),
         ("", "Service") => service::default(object, old),
         ("", "Pod") => workloads::default_pod(object),
         ("", "ReplicationController") | ("apps", "ReplicaSet") => workloads::default_replica_set(object),
@@ -222,19 +284,39 @@ mod tests {
     }
 
     #[test]
-    fn a_status_update_keeps_everything_but_the_status() {
+    fn a_status_update_keeps_everything_but_the_status_and_metadata() {
         let pods = resource("", "pods");
-        let old = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"nodeName": "n"}, "status": {"phase": "Pending"}});
-        // A patched copy that also tried to change the spec and labels, and dropped a field.
+        let old = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}, "ownerReferences": [{"uid": "u"}]}, "spec": {"nodeName": "n"}, "status": {"phase": "Pending"}});
+        // A patched copy that also tried to change the spec, labels and owners, and dropped a field.
         let sent = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "2"}}, "status": {"phase": "Running"}, "extra": 1});
         let next = prepare_for_status_update(pods, &old, sent);
         let mut expected = old.clone();
         expected["status"] = json!({"phase": "Running"});
+        // Labels may change through pods/status upstream; owner references may not.
+        expected["metadata"]["labels"] = json!({"a": "2"});
         assert_eq!(next, expected);
-        // No status sent: an empty one.
+        // No status sent: an empty one; no metadata sent: the old.
         let next = prepare_for_status_update(pods, &old, json!({"spec": {}}));
         assert_eq!(next["status"], json!({}));
         assert_eq!(next["spec"], old["spec"]);
+        assert_eq!(next["metadata"], old["metadata"]);
+
+        // Per kind: what a status write may change in metadata.
+        let cases = [
+            (("", "services"), json!({"patchedstatus": "true"}), true),
+            (("networking.k8s.io", "ingresses"), json!({"patchedstatus": "true"}), true),
+            (("apps", "deployments"), json!({"patchedstatus": "true"}), true),
+        ];
+        for ((group, plural), annotations, kept) in cases {
+            let kind = resource(group, plural);
+            let old = json!({"metadata": {"name": "x", "labels": {"l": "1"}}, "spec": {"a": 1}, "status": {}});
+            let sent = json!({"metadata": {"name": "x", "labels": {"l": "2"}, "annotations": annotations}, "spec": {"a": 2}, "status": {"s": 1}});
+            let next = prepare_for_status_update(kind, &old, sent);
+            assert_eq!(next["metadata"]["annotations"]["patchedstatus"] == "true", kept, "{plural}");
+            assert_eq!(next["spec"], json!({"a": 1}), "{plural}: the spec is the old one");
+            let labels_kept = plural == "deployments";
+            assert_eq!(next["metadata"]["labels"]["l"], if labels_kept { "1" } else { "2" }, "{plural}");
+        }
     }
 
     #[test]

@@ -289,7 +289,7 @@ impl Registry {
         metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         kinds::prepare_for_create(resource, &mut object);
-        kinds::default(resource, &mut object, None);
+        kinds::default(resource, &mut object, None, false);
         self.validate(resource, &object, None, false)?;
         let namespace = meta_str(&object, "namespace").map(String::from);
         let name = meta_str(&object, "name").unwrap_or("").to_string();
@@ -397,7 +397,7 @@ impl Registry {
         }
         next["apiVersion"] = json!(resource.api_version());
         next["kind"] = json!(resource.kind);
-        kinds::default(resource, &mut next, Some(&current.value));
+        kinds::default(resource, &mut next, Some(&current.value), status);
         self.validate(resource, &next, Some(&current.value), status)?;
         if unchanged(&next, &current.value) {
             return Ok(current.clone());

@@ -30,9 +30,11 @@ mod paths;
 mod schemas;
 mod swagger;
 mod unknown;
+mod zeros;
 
 pub use documents::{Document, KUBERNETES_VERSION};
 pub use unknown::{strict_decoding_error, unknown_field_warning, unknown_fields};
+pub use zeros::with_zero_values;
 
 use std::sync::OnceLock;
 

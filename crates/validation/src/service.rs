@@ -244,6 +244,15 @@ fn other_family(family: &str) -> &'static str {
 /// upstream does), `healthCheckNodePort`, and the IP family policy; a type change drops the
 /// now-meaningless fields the client did not touch (`dropTypeDependentFields`). Nothing is
 /// allocated here.
+/// The defaults of a status write (the `services/status` subresource): the scheme's defaults only.
+/// Upstream's status strategy does not drop type-dependent fields, so a ClusterIP Service's
+/// `status.loadBalancer` written there stays (a spec update clears it).
+pub fn default_status(service: &mut Value) {
+    if service.get("spec").is_some_and(Value::is_object) {
+        set_defaults_v1(service);
+    }
+}
+
 pub fn default(service: &mut Value, old: Option<&Value>) {
     let Some(object) = service.as_object_mut() else {
         return;

@@ -1,0 +1,118 @@
+//! Go's decoding leniency, for a type check done by a stricter decoder: kube-apiserver decodes a
+//! body into Go structs, where a field that is absent or `null` is simply its zero value, and a
+//! required field is only an error if validation says so. k8s-openapi's decoders refuse both.
+//! [`with_zero_values`] makes the copy the strict decoder should see: `null` members dropped and
+//! every required field that is missing filled with its zero value (by its schema's type), so
+//! that what remains to refuse is a real type mismatch.
+
+use serde_json::{Map, Value};
+
+use crate::schemas::{self, resolve};
+
+/// A copy of `object` (of `api_version`/`kind`) with `null` members removed and missing required
+/// fields set to their zero values; `None` for a kind without a schema.
+pub fn with_zero_values(api_version: &str, kind: &str, object: &Value) -> Option<Value> {
+    let schemas = schemas::get();
+    let (group, version) = frontdoor_resources::split_api_version(api_version);
+    let schema = schemas.name_for(group, version, kind).and_then(|name| schemas.defs.get(name))?;
+    let mut copy = object.clone();
+    fill(&schemas.defs, schema, &mut copy, 0);
+    Some(copy)
+}
+
+/// Deep enough for any Kubernetes object; a guard against self-referencing schemas.
+const MOST_DEPTH: usize = 64;
+
+fn fill(defs: &Map<String, Value>, schema: &Value, value: &mut Value, depth: usize) {
+    if depth > MOST_DEPTH {
+        return;
+    }
+    let schema = resolve(defs, schema);
+    match value {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            if properties.is_none() && additional.is_none() {
+                return;
+            }
+            fields.retain(|_, v| !v.is_null());
+            if let Some(properties) = properties {
+                let required = schema.get("required").and_then(Value::as_array).into_iter().flatten();
+                for name in required.filter_map(Value::as_str) {
+                    if !fields.contains_key(name) {
+                        if let Some(zero) = properties.get(name).and_then(|s| zero_value(defs, s, depth + 1)) {
+                            fields.insert(name.to_string(), zero);
+                        }
+                    }
+                }
+            }
+            for (key, child) in fields.iter_mut() {
+                let child_schema = properties.and_then(|p| p.get(key)).or(additional);
+                if let Some(child_schema) = child_schema {
+                    fill(defs, child_schema, child, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for item in items.iter_mut() {
+                    fill(defs, item_schema, item, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The zero value of a field of `schema`, as Go would have it (a time: the epoch, which is what a
+/// zero `metav1.Time` stands for; an int-or-string: 0).
+fn zero_value(defs: &Map<String, Value>, schema: &Value, depth: usize) -> Option<Value> {
+    let schema = resolve(defs, schema);
+    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+        return Some(Value::from(0));
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => match schema.get("format").and_then(Value::as_str) {
+            Some("date-time") => Some(Value::from("1970-01-01T00:00:00Z")),
+            _ => Some(Value::from("")),
+        },
+        Some("integer") | Some("number") => Some(Value::from(0)),
+        Some("boolean") => Some(Value::from(false)),
+        Some("array") => Some(Value::Array(Vec::new())),
+        Some("object") | None if schema.get("properties").is_some() => {
+            let mut object = Value::Object(Map::new());
+            fill(defs, schema, &mut object, depth);
+            Some(object)
+        }
+        Some("object") => Some(Value::Object(Map::new())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nulls_go_and_missing_required_fields_get_zero_values() {
+        let service = json!({
+            "metadata": {"name": "s", "labels": null},
+            "spec": {"ports": [{"port": 80, "name": null}]},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "R", "message": "m", "lastTransitionTime": null},
+                {"type": "Other", "status": "False", "reason": "R", "message": "m"},
+            ]},
+        });
+        let lenient = with_zero_values("v1", "Service", &service).unwrap();
+        assert_eq!(lenient["metadata"], json!({"name": "s"}));
+        assert_eq!(lenient["spec"]["ports"][0], json!({"port": 80}));
+        for condition in lenient["status"]["conditions"].as_array().unwrap() {
+            assert_eq!(condition["lastTransitionTime"], "1970-01-01T00:00:00Z");
+        }
+        // A type mismatch is left for the strict decoder to refuse.
+        let wrong = json!({"spec": {"ports": [{"port": "eighty"}]}});
+        assert_eq!(with_zero_values("v1", "Service", &wrong).unwrap()["spec"]["ports"][0]["port"], "eighty");
+        assert!(with_zero_values("example.com/v1", "Nothing", &wrong).is_none());
+    }
+}
