@@ -73,9 +73,50 @@ struct UpArgs {
     cluster_dns: std::net::Ipv4Addr,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// How long an Event is kept after its last write (e.g. `1h`, `30m`, `90s`, `1h30m`).
+    #[arg(long, default_value = "1h")]
+    event_ttl: GoDuration,
     /// How many recent changes watches can resume from.
     #[arg(long, default_value_t = 100_000)]
     watch_window: usize,
+}
+
+/// A duration as Go writes it (kube-apiserver's flags): `1h`, `30m`, `90s`, `1h30m0s`, `500ms`.
+#[derive(Clone, Copy, Debug)]
+struct GoDuration(std::time::Duration);
+
+impl std::str::FromStr for GoDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || format!("invalid duration {text:?} (expected e.g. 1h, 30m, 90s, 1h30m, 500ms)");
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(invalid());
+        }
+        if rest == "0" {
+            return Ok(GoDuration(std::time::Duration::ZERO));
+        }
+        let mut total = std::time::Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(invalid)?;
+            let number: f64 = rest[..digits].parse().map_err(|_| invalid())?;
+            rest = &rest[digits..];
+            let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let seconds = match &rest[..unit] {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" => 1.0,
+                "ms" => 0.001,
+                "us" | "µs" => 0.000_001,
+                "ns" => 0.000_000_001,
+                _ => return Err(invalid()),
+            };
+            rest = &rest[unit..];
+            total += std::time::Duration::try_from_secs_f64(number * seconds).map_err(|_| invalid())?;
+        }
+        Ok(GoDuration(total))
+    }
 }
 
 /// jemalloc rather than glibc's malloc: in a burst of pods a third of the runtime threads' CPU
@@ -120,6 +161,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         advertise_address: args.advertise_address,
         store: StoreConfig { event_window: args.watch_window, ..StoreConfig::default() },
         metrics: metrics.clone(),
+        event_ttl: args.event_ttl.0,
     };
     let server = frontdoor_apiserver::start(config).await.context("starting the API server")?;
     let client = kube::Client::new(server.local_service(), "default");
@@ -309,5 +351,30 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GoDuration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        let cases = [
+            ("1h", 3_600_000),
+            ("30m", 1_800_000),
+            ("90s", 90_000),
+            ("1h30m0s", 5_400_000),
+            ("500ms", 500),
+            ("0", 0),
+            ("1.5s", 1500),
+        ];
+        for (text, millis) in cases {
+            assert_eq!(text.parse::<GoDuration>().unwrap().0, Duration::from_millis(millis), "{text}");
+        }
+        for bad in ["", "h", "10", "1x", "-1s"] {
+            assert!(bad.parse::<GoDuration>().is_err(), "{bad}");
+        }
     }
 }

@@ -305,3 +305,40 @@ fn controller_revisions_are_served_with_upstreams_rules() {
         fd.kubectl_ok(version, &["delete", "controllerrevision", "web-abc"]);
     }
 }
+
+/// Events go `--event-ttl` after their last write, and nothing is written to make that happen:
+/// a watch from before the create sees the Event added and then deleted, nothing between.
+#[test]
+fn events_expire_after_the_ttl_without_being_rewritten() {
+    let fd = Frontdoor::start_with(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--event-ttl", "3s"]);
+    let (_, body) = fd.curl("GET", "/api/v1/namespaces/default/events", "", None);
+    let start_rv = json(&body)["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let event = serde_json::json!({
+        "metadata": {"name": "short-lived"},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+        "reason": "Test", "message": "expires", "type": "Normal",
+        "firstTimestamp": chrono_now(), "lastTimestamp": chrono_now(), "count": 1,
+    });
+    let created = std::time::Instant::now();
+    let (code, body) =
+        fd.curl("POST", "/api/v1/namespaces/default/events", "application/json", Some(&event.to_string()));
+    assert_eq!(code, 201, "{body}");
+    let gone = wait_until(Duration::from_secs(30), || {
+        fd.curl("GET", "/api/v1/namespaces/default/events/short-lived", "", None).0 == 404
+    });
+    let lived = created.elapsed();
+    assert!(gone, "the Event was never expired");
+    assert!(lived >= Duration::from_millis(2900), "expired after {lived:?}, before its TTL");
+    let (_, body) = fd.curl(
+        "GET",
+        &format!("/api/v1/namespaces/default/events?watch=true&resourceVersion={start_rv}&timeoutSeconds=1"),
+        "",
+        None,
+    );
+    let types: Vec<String> = body.lines().map(|l| json(l)["type"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(types, ["ADDED", "DELETED"], "{body}");
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -22,6 +22,7 @@ mod body;
 mod discovery;
 pub mod errors;
 mod exec;
+mod expiry;
 mod fields;
 mod handlers;
 mod kinds;
@@ -74,6 +75,8 @@ pub struct ApiServerConfig {
     /// The process's metrics registry: the server registers its metrics there and serves it at
     /// `/metrics`.
     pub metrics: frontdoor_metrics::Registry,
+    /// How long an Event lives after its last write (`--event-ttl`, upstream's default 1 h).
+    pub event_ttl: std::time::Duration,
 }
 
 /// What `kubectl logs` asks for (the `pods/log` query).
@@ -261,6 +264,7 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
         metrics: metrics::Metrics::new(&config.metrics),
     });
     tokio::spawn(lifecycle::run(registry.clone()));
+    tokio::spawn(expiry::run(registry.clone(), config.event_ttl));
     tokio::spawn(accept_loop(
         listener,
         tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()),

@@ -91,7 +91,7 @@ pub async fn ensure_kubernetes_service(
 }
 
 /// Where a stored object lives, read from its own metadata and the catalogue.
-fn locate(key: &str) -> Option<&'static ResourceType> {
+pub(crate) fn locate(key: &str) -> Option<&'static ResourceType> {
     let qualified = key.split('/').next()?;
     let (plural, group) = qualified.split_once('.').unwrap_or((qualified, ""));
     resources::all().iter().find(|r| r.plural == plural && r.group == group)

@@ -42,6 +42,7 @@ impl InProcessServer {
             data_dir: dir.path().to_path_buf(),
             store: frontdoor_store::StoreConfig { event_window, ..Default::default() },
             metrics: metrics.clone(),
+            event_ttl: std::time::Duration::from_secs(3600),
         };
         let server = frontdoor_apiserver::start(config).await.expect("API server starts");
         std::fs::write(dir.path().join("kubeconfig"), &server.kubeconfig).expect("kubeconfig written");
