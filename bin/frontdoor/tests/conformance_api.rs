@@ -297,3 +297,59 @@ fn workload_statuses_carry_their_required_counters() {
     assert_eq!(code, 200, "{updated}");
     assert_eq!(updated["status"]["replicas"], 0, "{updated}");
 }
+
+/// "should test the lifecycle of an Endpoint": create, find by label across namespaces, update
+/// a label, patch in a new address and port, delete the collection by label; a watch from the
+/// start sees it added, modified twice and deleted.
+#[test]
+fn endpoint_lifecycle() {
+    let fd = start();
+    let path = "/api/v1/namespaces/default/endpoints";
+    let (_, list) = call(&fd, "GET", path, "", None);
+    let start_rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let endpoints = json!({
+        "metadata": {"name": "testservice", "labels": {"test-endpoint-static": "true"}},
+        "subsets": [{"addresses": [{"ip": "10.0.0.24"}], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}],
+    });
+    assert_eq!(call(&fd, "POST", path, "application/json", Some(&endpoints)).0, 201);
+    let (_, all) = call(&fd, "GET", "/api/v1/endpoints?labelSelector=test-endpoint-static%3Dtrue", "", None);
+    assert_eq!(names(&all), ["testservice"]);
+
+    let (_, mut object) = call(&fd, "GET", &format!("{path}/testservice"), "", None);
+    object["metadata"]["labels"]["test-service"] = json!("updated");
+    let (code, updated) = call(&fd, "PUT", &format!("{path}/testservice"), "application/json", Some(&object));
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["metadata"]["labels"]["test-service"], "updated");
+
+    let patch = json!({
+        "metadata": {"labels": {"test-service": "patched"}},
+        "subsets": [{"addresses": [{"ip": "10.0.0.25"}], "ports": [{"name": "http-test", "port": 8080}]}],
+    });
+    let (code, patched) =
+        call(&fd, "PATCH", &format!("{path}/testservice"), "application/strategic-merge-patch+json", Some(&patch));
+    assert_eq!(code, 200, "{patched}");
+    let (_, got) = call(&fd, "GET", &format!("{path}/testservice"), "", None);
+    assert_eq!(got["metadata"]["labels"]["test-service"], "patched");
+    assert_eq!(got["subsets"][0]["addresses"][0]["ip"], "10.0.0.25");
+    assert_eq!(got["subsets"][0]["ports"][0]["port"], 8080);
+    assert_eq!(got["subsets"][0]["ports"][0]["name"], "http-test");
+
+    let (code, _) = call(&fd, "DELETE", &format!("{path}?labelSelector=test-endpoint-static%3Dtrue"), "", None);
+    assert_eq!(code, 200);
+    let (_, left) = call(&fd, "GET", &format!("{path}?labelSelector=test-endpoint-static%3Dtrue"), "", None);
+    assert!(names(&left).is_empty(), "{left}");
+
+    let (_, body) = fd.curl(
+        "GET",
+        &format!(
+            "{path}?watch=true&resourceVersion={start_rv}&labelSelector=test-endpoint-static%3Dtrue&timeoutSeconds=1"
+        ),
+        "",
+        None,
+    );
+    let types: Vec<String> = body
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(types, ["ADDED", "MODIFIED", "MODIFIED", "DELETED"], "{body}");
+}
