@@ -9,6 +9,7 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
+use crate::decode::GoDecoded;
 use crate::informer::{Informer, Watched};
 use crate::queue::QueueMetrics;
 use crate::Shutdown;
@@ -119,7 +120,7 @@ impl InformerFactory {
         })
     }
 
-    fn informer<K: Watched>(&self, scope: Scope, api: impl FnOnce() -> Api<K>) -> Informer<K> {
+    fn informer<K: Watched>(&self, scope: Scope, api: impl FnOnce() -> Api<GoDecoded<K>>) -> Informer<K> {
         let mut informers = self.inner.informers.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = informers.entry((TypeId::of::<K>(), scope.clone())).or_insert_with(|| {
             tracing::debug!(resource = %K::plural(&()), ?scope, "starting informer");

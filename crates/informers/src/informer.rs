@@ -21,6 +21,7 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
+use crate::decode::GoDecoded;
 use crate::Shutdown;
 
 /// What every informed resource type must be.
@@ -86,7 +87,7 @@ impl<K: Watched> Fanout<K> {
 impl<K: Watched> Informer<K> {
     /// Starts watching `api` with `config` until `shutdown`. Watch errors are logged and retried
     /// with backoff; an expired resourceVersion makes the watcher re-list.
-    pub(crate) fn start(api: Api<K>, config: watcher::Config, shutdown: &Shutdown) -> Informer<K> {
+    pub(crate) fn start(api: Api<GoDecoded<K>>, config: watcher::Config, shutdown: &Shutdown) -> Informer<K> {
         let writer = Writer::default();
         let shared = Arc::new(Shared {
             store: writer.as_reader(),
@@ -131,7 +132,7 @@ impl<K: Watched> Informer<K> {
 
 async fn watch_into<K: Watched>(
     shared: Arc<Shared<K>>,
-    api: Api<K>,
+    api: Api<GoDecoded<K>>,
     config: watcher::Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -140,7 +141,7 @@ async fn watch_into<K: Watched>(
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         let event = match event {
-            Ok(event) => event,
+            Ok(event) => unwrap_decoded(event),
             Err(error) => {
                 tracing::warn!(resource = %K::plural(&()), %error, "watch failed; retrying");
                 continue;
@@ -179,4 +180,15 @@ async fn watch_into<K: Watched>(
         }
     }
     tracing::debug!(resource = %K::plural(&()), "informer stopped");
+}
+
+/// The event of the object inside its decoding wrapper.
+fn unwrap_decoded<K>(event: watcher::Event<GoDecoded<K>>) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(GoDecoded(object)) => watcher::Event::Apply(object),
+        watcher::Event::Delete(GoDecoded(object)) => watcher::Event::Delete(object),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(GoDecoded(object)) => watcher::Event::InitApply(object),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }

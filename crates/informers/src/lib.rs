@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod controller;
+mod decode;
 pub mod errors;
 pub mod events;
 mod factory;

@@ -93,3 +93,32 @@ async fn one_informer_per_type_and_scope_and_late_subscribers_see_the_store_firs
     let change = next_change(&mut late, |_| true).await;
     assert_eq!(name_of(&change), ("applied", "early".into()));
 }
+
+/// An object that the API accepts as Go does (a condition whose lastTransitionTime is client-go's
+/// zero time, sent as null) but that k8s-openapi alone cannot decode does not stop the informer
+/// from syncing, and reaches its store.
+#[tokio::test]
+async fn an_object_only_go_can_decode_does_not_stall_the_informer() {
+    use k8s_openapi::api::core::v1::Service;
+    let server = InProcessServer::start().await;
+    let client = server.client();
+    let service = serde_json::json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
+    let url = "/api/v1/namespaces/default/services";
+    let request =
+        kube::core::Request::new(url).create(&PostParams::default(), service.to_string().into_bytes()).unwrap();
+    client.request_text(request).await.unwrap();
+    let status = serde_json::json!({"status": {"conditions": [{"type": "StatusUpdate", "status": "True", "reason": "E2E", "message": "m", "lastTransitionTime": null}]}});
+    let patch = kube::api::Patch::Merge(&status);
+    let request = kube::core::Request::new(url)
+        .patch_subresource("status", "s", &kube::api::PatchParams::default(), &patch)
+        .unwrap();
+    client.request_text(request).await.unwrap();
+
+    let (_stop, shutdown) = Shutdown::new();
+    let factory = InformerFactory::new(server.client(), Default::default(), shutdown);
+    let informer = factory.all::<Service>();
+    tokio::time::timeout(WAIT, informer.synced()).await.expect("the informer syncs");
+    let cached =
+        informer.store().get(&kube::runtime::reflector::ObjectRef::new("s").within("default")).expect("cached");
+    assert_eq!(cached.status.as_ref().unwrap().conditions.as_ref().unwrap()[0].reason, "E2E");
+}
