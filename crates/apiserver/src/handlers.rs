@@ -160,10 +160,45 @@ fn check_fields(
     Ok(())
 }
 
+/// Upstream's limits on warnings: 4,096 characters in all; past that, each is cut to 256.
+const WARNINGS_TOTAL: usize = 4 * 1024;
+const WARNING_CUT: usize = 256;
+/// Warning header lines at most; more warnings share the last line, comma-separated (RFC 7234
+/// allows a list; client-go reads it), so an answer never has more headers than clients accept.
+const WARNING_LINES: usize = 64;
+
+/// The warnings as upstream's recorder keeps them: each once, at most [`WARNINGS_TOTAL`]
+/// characters, cut to [`WARNING_CUT`] each once the total would be exceeded.
+fn kept_warnings(warnings: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&String> = warnings.iter().filter(|w| !w.is_empty() && seen.insert(w.as_str())).collect();
+    let total: usize = unique.iter().map(|w| w.chars().count()).sum();
+    if total <= WARNINGS_TOTAL {
+        return unique.into_iter().cloned().collect();
+    }
+    let mut kept = Vec::new();
+    let mut written = 0;
+    for warning in unique {
+        if written >= WARNINGS_TOTAL {
+            break;
+        }
+        let cut: String = warning.chars().take(WARNING_CUT).collect();
+        written += cut.chars().count();
+        kept.push(cut);
+    }
+    kept
+}
+
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
-    for warning in warnings {
-        let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
-        if let Ok(value) = HeaderValue::from_str(&text) {
+    let values: Vec<String> = kept_warnings(warnings)
+        .iter()
+        .map(|w| format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    let split = values.len().min(WARNING_LINES.saturating_sub(1));
+    let (own_lines, shared) = values.split_at(if values.len() > WARNING_LINES { split } else { values.len() });
+    let shared = (!shared.is_empty()).then(|| shared.join(", "));
+    for value in own_lines.iter().chain(shared.iter()) {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
             response.headers_mut().append("Warning", value);
         }
     }
@@ -457,4 +492,26 @@ async fn delete_collection(
     }
     let refs: Vec<&Value> = deleted.iter().collect();
     Ok(list_response(resource, json!({"resourceVersion": revision.to_string()}), &refs))
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_deduplicated_capped_and_never_too_many_headers() {
+        let few = vec!["unknown field \"spec.a\"".to_string(), "unknown field \"spec.a\"".to_string()];
+        assert_eq!(kept_warnings(&few).len(), 1);
+        let many: Vec<String> = (0..500).map(|i| format!("unknown field \"spec.f{i}\"")).collect();
+        let kept = kept_warnings(&many);
+        let total: usize = kept.iter().map(|w| w.chars().count()).sum();
+        assert!(total <= WARNINGS_TOTAL + WARNING_CUT && kept.len() < 500, "{total} in {}", kept.len());
+        let long = vec!["x".repeat(5000)];
+        assert_eq!(kept_warnings(&long)[0].len(), WARNING_CUT);
+        let response = with_warnings(Response::new(axum::body::Body::empty()), &many);
+        let lines = response.headers().get_all("Warning").iter().count();
+        assert!(lines <= WARNING_LINES, "{lines} header lines");
+        let quoted = with_warnings(Response::new(axum::body::Body::empty()), &["a \"b\" c\\".to_string()]);
+        assert_eq!(quoted.headers()["Warning"], "299 - \"a \\\"b\\\" c\\\\\"");
+    }
 }
