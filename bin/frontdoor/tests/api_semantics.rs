@@ -342,3 +342,33 @@ fn events_expire_after_the_ttl_without_being_rewritten() {
 fn chrono_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// Options and bodies upstream refuses before writing anything: an unknown dryRun or
+/// fieldValidation is a 422 about the options; a body in an unknown media type is a 415; a null
+/// where a map holds strings is stored as "" (as Go decodes it), never handed to clients as null.
+#[test]
+fn bad_options_and_media_types_are_refused_and_null_strings_stored_as_go_does() {
+    let fd = start();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let body = r#"{"metadata": {"name": "opts", "labels": {"a": null, "b": "x"}}, "data": {"k": null}}"#;
+    let (code, answer) = fd.curl("POST", &format!("{path}?dryRun=foo"), "application/json", Some(body));
+    assert_eq!(code, 422, "{answer}");
+    let status = json(&answer);
+    assert_eq!(status["details"]["kind"], "CreateOptions", "{answer}");
+    assert_eq!(status["details"]["causes"][0]["field"], "dryRun", "{answer}");
+    assert_eq!(fd.curl("GET", &format!("{path}/opts"), "", None).0, 404, "nothing was written");
+    let (code, answer) = fd.curl("POST", &format!("{path}?fieldValidation=bogus"), "application/json", Some(body));
+    assert_eq!(code, 422, "{answer}");
+    let (code, answer) = fd.curl("POST", path, "image/gif", Some(body));
+    assert_eq!(code, 415, "{answer}");
+    assert_eq!(json(&answer)["reason"], "UnsupportedMediaType");
+
+    let (code, answer) = fd.curl("POST", path, "application/json", Some(body));
+    assert_eq!(code, 201, "{answer}");
+    let (_, stored) = fd.curl("GET", &format!("{path}/opts"), "", None);
+    let stored = json(&stored);
+    assert_eq!(stored["metadata"]["labels"], serde_json::json!({"a": "", "b": "x"}));
+    assert_eq!(stored["data"], serde_json::json!({"k": ""}));
+    // kubectl (a typed Go client) reads it.
+    assert!(fd.kubectl_ok("1.33", &["get", "configmap", "opts", "--show-labels"]).contains("a=,b=x"));
+}

@@ -30,8 +30,14 @@ pub fn decode(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
         "application/vnd.kubernetes.protobuf" => frontdoor_protobuf::decode(body)
             .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?,
-        _ => serde_json::from_slice(body)
+        // JSON, its patch types, and (leniently) no content type at all.
+        ""
+        | "application/json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "application/json-patch+json" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
+        other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(value)
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use frontdoor_resources::ResourceType;
 
 use crate::body::{self, Representation};
-use crate::errors::{ApiError, ApiResult};
+use crate::errors::{ApiError, ApiResult, Cause};
 use crate::registry::{scale_of, DeleteOptions, ObjectRef, WriteOptions};
 use crate::request::{self, Target};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -71,6 +71,7 @@ async fn dispatch(
         return Err(ApiError::method_not_allowed(verb, &resource.qualified_plural()));
     }
     let at = ObjectRef { resource, namespace: target.namespace.as_deref(), name: target.name() };
+    check_options(verb, &query)?;
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     let options = WriteOptions { dry_run, subresource: target.subresource.clone() };
     match verb {
@@ -123,6 +124,32 @@ async fn dispatch(
         "deletecollection" => delete_collection(state, &target, &query, &headers, &body).await,
         _ => Err(ApiError::no_route()),
     }
+}
+
+/// The write options upstream validates before anything else (`ValidateCreateOptions` and its
+/// kin): `dryRun` may only be `All`, `fieldValidation` only `Ignore`, `Warn` or `Strict`. A
+/// value it does not know is a 422 about the options, never a write.
+fn check_options(verb: &str, query: &HashMap<String, String>) -> ApiResult<()> {
+    let kind = match verb {
+        "create" => "CreateOptions",
+        "update" => "UpdateOptions",
+        "patch" => "PatchOptions",
+        "delete" | "deletecollection" => "DeleteOptions",
+        _ => return Ok(()),
+    };
+    let mut causes = Vec::new();
+    if let Some(dry_run) = query.get("dryRun").filter(|v| v.as_str() != "All") {
+        causes.push(Cause::not_supported("dryRun", &json!([dry_run]), &["All"]));
+    }
+    let field_validation =
+        query.get("fieldValidation").filter(|v| !matches!(v.as_str(), "" | "Ignore" | "Warn" | "Strict"));
+    if let (Some(value), true) = (field_validation, verb != "delete" && verb != "deletecollection") {
+        causes.push(Cause::not_supported("fieldValidation", &json!(value), &["Ignore", "Strict", "Warn"]));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(kind, "meta.k8s.io", "", causes))
 }
 
 /// Decodes a create/update body and applies `fieldValidation` to it.

@@ -270,6 +270,7 @@ impl Registry {
         options: &WriteOptions,
     ) -> ApiResult<Stored> {
         self.normalize_identity(resource, namespace, &mut object)?;
+        strings_not_null(resource, &mut object);
         self.check_types(resource, &object, false)?;
         if resource.namespaced && meta_str(&object, "namespace").is_none_or(str::is_empty) {
             object["metadata"]["namespace"] = json!("default");
@@ -381,6 +382,7 @@ impl Registry {
         let resource = at.resource;
         let status = options.subresource.as_deref() == Some("status");
         object_shape(&next).map_err(ApiError::bad_request)?;
+        strings_not_null(resource, &mut next);
         self.check_types(resource, &next, status)?;
         // Identity and system fields never change through an update.
         for field in
@@ -684,6 +686,22 @@ fn object_shape(object: &Value) -> Result<(), String> {
     match fields.get("metadata") {
         None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
         Some(other) => Err(format!("metadata must be an object, not {}", json_type(other))),
+    }
+}
+
+/// A `null` where a map or list holds strings is `""`, as Go decodes and stores it (see
+/// `frontdoor_openapi::strings_not_null`); objects without a `null` are not walked.
+fn strings_not_null(resource: &ResourceType, object: &mut Value) {
+    fn contains_null(value: &Value) -> bool {
+        match value {
+            Value::Null => true,
+            Value::Array(items) => items.iter().any(contains_null),
+            Value::Object(fields) => fields.values().any(contains_null),
+            _ => false,
+        }
+    }
+    if contains_null(object) {
+        frontdoor_openapi::strings_not_null(&resource.api_version(), resource.kind, object);
     }
 }
 

@@ -34,7 +34,7 @@ mod zeros;
 
 pub use documents::{Document, KUBERNETES_VERSION};
 pub use unknown::{strict_decoding_error, unknown_field_warning, unknown_fields};
-pub use zeros::with_zero_values;
+pub use zeros::{strings_not_null, with_zero_values};
 
 use std::sync::OnceLock;
 

@@ -20,6 +20,59 @@ pub fn with_zero_values(api_version: &str, kind: &str, object: &Value) -> Option
     Some(copy)
 }
 
+/// Turns, in place, every `null` that stands for a string in a map or a list (a label value, an
+/// entry of `matchLabels`, `data` or `args`) into `""`, as Go's decoder makes it and Go's
+/// encoder then writes it. Such a `null` stored as sent would be handed to every client, and
+/// typed clients refuse it. `false` for a kind without a schema.
+pub fn strings_not_null(api_version: &str, kind: &str, object: &mut Value) -> bool {
+    let schemas = schemas::get();
+    let (group, version) = frontdoor_resources::split_api_version(api_version);
+    let Some(schema) = schemas.name_for(group, version, kind).and_then(|name| schemas.defs.get(name)) else {
+        return false;
+    };
+    empty_strings_for_nulls(&schemas.defs, schema, object, 0);
+    true
+}
+
+fn is_string_schema(defs: &Map<String, Value>, schema: &Value) -> bool {
+    resolve(defs, schema).get("type").and_then(Value::as_str) == Some("string")
+}
+
+fn empty_strings_for_nulls(defs: &Map<String, Value>, schema: &Value, value: &mut Value, depth: usize) {
+    if depth > MOST_DEPTH {
+        return;
+    }
+    let schema = resolve(defs, schema);
+    match value {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in fields.iter_mut() {
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(child_schema), _) => empty_strings_for_nulls(defs, child_schema, child, depth + 1),
+                    (None, Some(values)) if child.is_null() && is_string_schema(defs, values) => {
+                        *child = Value::from("")
+                    }
+                    (None, Some(values)) => empty_strings_for_nulls(defs, values, child, depth + 1),
+                    (None, None) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            let Some(item_schema) = schema.get("items") else { return };
+            let strings = is_string_schema(defs, item_schema);
+            for item in items.iter_mut() {
+                if item.is_null() && strings {
+                    *item = Value::from("");
+                } else {
+                    empty_strings_for_nulls(defs, item_schema, item, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Deep enough for any Kubernetes object; a guard against self-referencing schemas.
 const MOST_DEPTH: usize = 64;
 
@@ -93,6 +146,19 @@ fn zero_value(defs: &Map<String, Value>, schema: &Value, depth: usize) -> Option
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn null_strings_in_maps_and_lists_become_empty_strings() {
+        let mut deployment = json!({
+            "metadata": {"name": "d", "labels": {"a": null, "b": "x"}, "annotations": null},
+            "spec": {"selector": {"matchLabels": {"app": "web", "x": null}}, "template": {"spec": {"containers": [{"name": "c", "args": ["a", null]}]}}},
+        });
+        assert!(strings_not_null("apps/v1", "Deployment", &mut deployment));
+        assert_eq!(deployment["metadata"]["labels"], json!({"a": "", "b": "x"}));
+        assert_eq!(deployment["metadata"]["annotations"], Value::Null, "a null map is left for the decoder");
+        assert_eq!(deployment["spec"]["selector"]["matchLabels"], json!({"app": "web", "x": ""}));
+        assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["args"], json!(["a", ""]));
+    }
 
     #[test]
     fn nulls_go_and_missing_required_fields_get_zero_values() {
