@@ -12,12 +12,18 @@ use crate::schemas::{self, resolve};
 /// A copy of `object` (of `api_version`/`kind`) with `null` members removed and missing required
 /// fields set to their zero values; `None` for a kind without a schema.
 pub fn with_zero_values(api_version: &str, kind: &str, object: &Value) -> Option<Value> {
+    let (defs, schema) = kind_schema(api_version, kind)?;
+    let mut copy = object.clone();
+    fill(defs, schema, &mut copy, 0);
+    Some(copy)
+}
+
+/// The component schemas and the schema of `api_version`/`kind`, if it is served.
+fn kind_schema(api_version: &str, kind: &str) -> Option<(&'static Map<String, Value>, &'static Value)> {
     let schemas = schemas::get();
     let (group, version) = frontdoor_resources::split_api_version(api_version);
     let schema = schemas.name_for(group, version, kind).and_then(|name| schemas.defs.get(name))?;
-    let mut copy = object.clone();
-    fill(&schemas.defs, schema, &mut copy, 0);
-    Some(copy)
+    Some((&schemas.defs, schema))
 }
 
 /// Turns, in place, every `null` that stands for a string in a map or a list (a label value, an
@@ -25,12 +31,8 @@ pub fn with_zero_values(api_version: &str, kind: &str, object: &Value) -> Option
 /// encoder then writes it. Such a `null` stored as sent would be handed to every client, and
 /// typed clients refuse it. `false` for a kind without a schema.
 pub fn strings_not_null(api_version: &str, kind: &str, object: &mut Value) -> bool {
-    let schemas = schemas::get();
-    let (group, version) = frontdoor_resources::split_api_version(api_version);
-    let Some(schema) = schemas.name_for(group, version, kind).and_then(|name| schemas.defs.get(name)) else {
-        return false;
-    };
-    empty_strings_for_nulls(&schemas.defs, schema, object, 0);
+    let Some((defs, schema)) = kind_schema(api_version, kind) else { return false };
+    empty_strings_for_nulls(defs, schema, object, 0);
     true
 }
 
