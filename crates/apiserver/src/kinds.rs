@@ -34,23 +34,27 @@ fn tracks_generation(resource: &ResourceType) -> bool {
 /// as Go's, a field that is absent or `null` is its zero value, not an error (k8s-openapi refuses
 /// both for required fields, so a refusal is checked again on a copy with zero values filled in).
 pub fn check_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
-    strict_types(resource, object).or_else(|_| with_go_zero_values(resource, object, strict_types))
+    strict_types(resource, object).or_else(|error| with_go_zero_values(resource, object, error, strict_types))
 }
 
 /// [`check_types`] for a status update: its metadata and status decode.
 pub fn check_status_types(resource: &ResourceType, object: &Value) -> Result<(), String> {
-    strict_status_types(resource, object).or_else(|_| with_go_zero_values(resource, object, strict_status_types))
+    strict_status_types(resource, object)
+        .or_else(|error| with_go_zero_values(resource, object, error, strict_status_types))
 }
 
-/// `check` again, on a copy of `object` with Go's zero values for what is absent or null.
+/// `check` again, on a copy of `object` with Go's zero values for what is absent or null; a kind
+/// without a schema keeps the strict check's `error` (checking the same object twice would only
+/// repeat it).
 fn with_go_zero_values(
     resource: &ResourceType,
     object: &Value,
+    error: String,
     check: fn(&ResourceType, &Value) -> Result<(), String>,
 ) -> Result<(), String> {
     match frontdoor_openapi::with_zero_values(&resource.api_version(), resource.kind, object) {
         Some(lenient) => check(resource, &lenient),
-        None => check(resource, object),
+        None => Err(error),
     }
 }
 
