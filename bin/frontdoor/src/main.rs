@@ -1,6 +1,8 @@
 //! The `frontdoor` command: wiring and flags. The only place that reads flags or the
 //! environment, and the only user of `anyhow`.
 
+mod cleanup;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -25,6 +27,10 @@ enum Command {
     Up(Box<UpArgs>),
     /// Print the frontdoor version and the Kubernetes API version it serves.
     Version,
+    /// After a crash of `frontdoor up` (`kill -9`): stop the pods it left running and remove what
+    /// it put in the kernel (its bridge, with the bridge's addresses and routes). Refuses while an
+    /// `up` with the same data directory runs; with nothing left to clean, says so.
+    Cleanup(cleanup::CleanupArgs),
 }
 
 #[derive(Parser)]
@@ -38,8 +44,9 @@ struct UpArgs {
     /// Where to write the kubeconfig (default: <data-dir>/kubeconfig).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
-    /// Address the `kubernetes` Service's endpoints point at (must not be loopback; without it the
-    /// Service has no endpoints).
+    /// Address the `kubernetes` Service's endpoints point at, where the API server also listens
+    /// (on the port of --listen); must not be loopback. Default: the node's bridge address (the
+    /// pod range's first); with --without-node and no address the Service has no endpoints.
     #[arg(long)]
     advertise_address: Option<std::net::IpAddr>,
     /// ClusterIP range for Services.
@@ -59,13 +66,17 @@ struct UpArgs {
     /// This node's name (default: the machine's hostname).
     #[arg(long)]
     node_name: Option<String>,
+    /// The cluster's pod range: connections to a ClusterIP from outside it are masqueraded.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
     /// This node's pod range; the bridge takes its first address.
     #[arg(long, default_value = "10.244.0.0/24")]
     pod_cidr: String,
     /// The bridge pods attach to.
     #[arg(long, default_value = "frontdoor0")]
     bridge: String,
-    /// The address the Node reports as InternalIP (default: the bridge's address).
+    /// The address the Node reports as InternalIP (default: as the kubelet picks it, the address
+    /// of the interface that holds the default route; without a default route, the bridge's).
     #[arg(long)]
     node_ip: Option<std::net::Ipv4Addr>,
     /// Cluster DNS address written into pods' resolv.conf.
@@ -73,6 +84,15 @@ struct UpArgs {
     cluster_dns: std::net::Ipv4Addr,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Addresses for LoadBalancer Services (repeatable): a CIDR (`192.168.1.240/29`) or a range
+    /// (`192.168.1.240-192.168.1.250`). Addresses on a network the node is attached to are
+    /// answered for there (ARP). Without any, LoadBalancer Services get the node's address.
+    #[arg(long = "lb-pool", value_name = "POOL")]
+    lb_pools: Vec<frontdoor_lb::Pool>,
+    /// Addresses for internal LoadBalancer Services (annotated
+    /// `networking.gke.io/load-balancer-type: "Internal"`): served on the node, not announced.
+    #[arg(long = "lb-internal-pool", value_name = "POOL")]
+    lb_internal_pools: Vec<frontdoor_lb::Pool>,
     /// How long an Event is kept after its last write (e.g. `1h`, `30m`, `90s`, `1h30m`).
     #[arg(long, default_value = "1h")]
     event_ttl: GoDuration,
@@ -148,17 +168,25 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(up(*args))
         }
+        Command::Cleanup(args) => cleanup::run(&args),
     }
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let metrics = frontdoor_metrics::Registry::default();
+    let advertise_address = match args.advertise_address {
+        None if !args.without_node => {
+            Some(std::net::IpAddr::V4(frontdoor_node::PodCidr::parse(&args.pod_cidr)?.gateway()))
+        }
+        given => given,
+    };
     let config = ApiServerConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         service_cidr: args.service_cidr.clone(),
         node_port_range: args.service_node_port_range.clone(),
-        advertise_address: args.advertise_address,
+        advertise_address,
+        cluster_domain: args.cluster_domain.clone(),
         store: StoreConfig { event_window: args.watch_window, ..StoreConfig::default() },
         metrics: metrics.clone(),
         event_ttl: args.event_ttl.0,
@@ -169,6 +197,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let factory = InformerFactory::new(client.clone(), metrics, shutdown);
     let node = if args.without_node { None } else { Some(start_node(&server, &factory, &args).await?) };
+    let proxy = if args.without_node { None } else { Some(start_proxy(&factory, &args)?) };
+    if !args.without_node {
+        start_load_balancers(&factory, &args)?;
+    }
     if !args.without_controllers {
         start_controllers(&factory);
     }
@@ -186,6 +218,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if let Some(node) = node {
         // Pods cannot outlive the node: wait (bounded) until the runtime has stopped them.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), node).await;
+    }
+    if let Some(proxy) = proxy {
+        // The proxy removes its table on the way out.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), proxy).await;
     }
     Ok(())
 }
@@ -206,6 +242,100 @@ fn start_controllers(factory: &InformerFactory) {
     });
 }
 
+/// The Service range as network and prefix length.
+fn service_network(args: &UpArgs) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
+    let range = frontdoor_proxy::SourceRange::parse(&args.service_cidr)
+        .with_context(|| format!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr))?;
+    Ok((range.network, range.prefix))
+}
+
+fn node_name(args: &UpArgs) -> String {
+    match &args.node_name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .unwrap_or_else(|_| "frontdoor".into()),
+    }
+}
+
+/// The Node's InternalIP: `--node-ip`, else the address the kubelet would pick.
+fn node_ip(args: &UpArgs, pod_cidr: &frontdoor_node::PodCidr) -> std::net::Ipv4Addr {
+    args.node_ip.unwrap_or_else(|| frontdoor_node::registration::default_node_ip(pod_cidr.gateway()))
+}
+
+/// Starts the LoadBalancer address controller, announcing pool addresses on the LAN.
+fn start_load_balancers(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
+    let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
+    let mut config = frontdoor_lb::LbConfig::new(node_ip(args, &pod_cidr));
+    config.pools = args.lb_pools.clone();
+    config.internal_pools = args.lb_internal_pools.clone();
+    config.announcer =
+        Some(std::sync::Arc::new(KernelAnnouncer { bridge: args.bridge.clone(), gateway: pod_cidr.gateway() }));
+    config.validate().context("--lb-pool / --lb-internal-pool")?;
+    let factory = factory.clone();
+    tokio::spawn(async move {
+        if let Err(error) = frontdoor_lb::run(factory, config).await {
+            tracing::error!(%error, "the LoadBalancer controller stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Makes load-balancer addresses reachable: an external one is answered for (ARP) on the LAN
+/// it belongs to, as MetalLB's layer-2 mode does; every one is routed onto the pod bridge, so
+/// the node and its pods reach it too (the proxy DNATs it before it goes anywhere).
+struct KernelAnnouncer {
+    bridge: String,
+    gateway: std::net::Ipv4Addr,
+}
+
+impl frontdoor_lb::Announcer for KernelAnnouncer {
+    fn announce(&self, address: std::net::Ipv4Addr, internal: bool) {
+        let announced = if internal { Ok(None) } else { frontdoor_netns::announce_address(address, &self.bridge) };
+        match announced {
+            Ok(Some(interface)) => tracing::info!(%address, interface, "answering for the load-balancer address"),
+            Ok(None) => {
+                if let Err(error) = frontdoor_netns::route_to_bridge(&self.bridge, address, 32, self.gateway) {
+                    tracing::warn!(%error, %address, "routing the load-balancer address");
+                }
+            }
+            Err(error) => tracing::warn!(%error, %address, "announcing the load-balancer address"),
+        }
+    }
+
+    fn withdraw(&self, address: std::net::Ipv4Addr) {
+        if let Err(error) = frontdoor_netns::withdraw_address(address) {
+            tracing::warn!(%error, %address, "withdrawing the load-balancer address");
+        }
+        if let Err(error) = frontdoor_netns::unroute_from_bridge(&self.bridge, address, 32) {
+            tracing::warn!(%error, %address, "unrouting the load-balancer address");
+        }
+    }
+}
+
+/// Starts the service proxy (nftables over netlink) for this node.
+fn start_proxy(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let service_cidr = frontdoor_proxy::SourceRange::parse(&args.service_cidr)
+        .with_context(|| format!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr))?;
+    let cluster_cidr = frontdoor_proxy::SourceRange::parse(&args.cluster_cidr)
+        .with_context(|| format!("--cluster-cidr {:?} is not an IPv4 CIDR", args.cluster_cidr))?;
+    let config = frontdoor_proxy::ProxyConfig {
+        node_name: node_name(args),
+        table: frontdoor_proxy::TABLE.to_string(),
+        render: frontdoor_proxy::RenderConfig { service_cidrs: vec![service_cidr], cluster_cidr },
+        min_sync_period: std::time::Duration::from_millis(5),
+        metrics_address: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
+        healthz_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
+        remove_table_on_exit: true,
+    };
+    let factory = factory.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(error) = frontdoor_proxy::run(factory, config).await {
+            tracing::error!(%error, "the service proxy stopped");
+        }
+    }))
+}
+
 /// Registers this machine as a Node and starts the scheduler and the pod runtime.
 async fn start_node(
     server: &frontdoor_apiserver::ApiServer,
@@ -214,21 +344,17 @@ async fn start_node(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = factory.client();
     let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
-    let node_name = match &args.node_name {
-        Some(name) => name.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_lowercase())
-            .unwrap_or_else(|_| "frontdoor".into()),
-    };
+    let node_name = node_name(args);
     let config = frontdoor_node::NodeConfig {
         node_name,
-        node_ip: args.node_ip.unwrap_or_else(|| pod_cidr.gateway()),
+        node_ip: node_ip(args, &pod_cidr),
         pod_cidr,
         bridge: args.bridge.clone(),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
         data_dir: args.data_dir.clone(),
         veth_prefix: "fdv".into(),
+        service_network: Some(service_network(args)?),
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
     server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(
@@ -236,6 +362,10 @@ async fn start_node(
     ))));
     let access = frontdoor_node::access::PodAccess::default();
     server.set_pod_access(std::sync::Arc::new(NodeAccess(access.clone())));
+    server.set_node_proxy(std::sync::Arc::new(frontdoor_apiserver::kubelet::LocalKubelet::new(
+        config.node_name.clone(),
+        "/var/log",
+    )));
     tokio::spawn(frontdoor_node::registration::heartbeat(client.clone(), config.clone(), std::future::pending()));
     // One event queue for the node's components, as one broadcaster: written in the process's
     // quiet moments.

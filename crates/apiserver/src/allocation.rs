@@ -350,9 +350,58 @@ pub fn plan(network: &ServiceNetwork, store: &Store, old: Option<&Value>, new: &
         }
     }
 
+    // The health-check NodePort of an `externalTrafficPolicy: Local` LoadBalancer Service, from
+    // the same range (as upstream's allocator; kube-proxy serves it).
+    if needs_health_check_node_port(new) {
+        let (low, high) = network.node_ports;
+        let size = (high - low) as u32 + 1;
+        match new.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64).filter(|p| *p > 0) {
+            Some(port) => {
+                let key = format!("{NODE_PORT_PREFIX}{port}");
+                if !held_before.contains(&key) && !plan.acquire.contains_key(&key) {
+                    let field = "spec.healthCheckNodePort".to_string();
+                    let clash = if port < low as u64 || port > high as u64 {
+                        Some(format!(
+                            "provided port is not in the valid range. The range of valid ports is {}",
+                            network.node_port_range()
+                        ))
+                    } else if taken(&key) {
+                        Some("provided port is already allocated".to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(detail) = clash {
+                        return Err(ApiError::invalid(
+                            "Service",
+                            "",
+                            &name,
+                            vec![Cause::invalid(field, &json!(port), &detail)],
+                        ));
+                    }
+                    plan.acquire.insert(key, Origin::Requested { field, value: json!(port), detail: String::new() });
+                }
+            }
+            None => {
+                let index = pick(size, port_offset(size), |c| {
+                    let key = format!("{NODE_PORT_PREFIX}{}", low as u64 + c as u64);
+                    plan.acquire.contains_key(&key) || taken(&key)
+                })
+                .ok_or_else(|| ApiError::internal("failed to allocate a healthCheckNodePort: range is full"))?;
+                let port = low as u64 + index as u64;
+                plan.acquire.insert(format!("{NODE_PORT_PREFIX}{port}"), Origin::Chosen);
+                new["spec"]["healthCheckNodePort"] = json!(port);
+            }
+        }
+    }
+
     let held_after = held_keys(new);
     plan.release = held_before.into_iter().filter(|k| !held_after.contains(k)).collect();
     Ok(plan)
+}
+
+fn needs_health_check_node_port(service: &Value) -> bool {
+    service_type(service) == "LoadBalancer"
+        && service.pointer("/spec/externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! * Reads answer JSON or, for `kubectl get`, a Table (`table`, columns from
 //!   `frontdoor-printers`); watches stream events (`watch`).
 //! * `lifecycle` runs the server's own housekeeping (namespace finalizer, garbage collector).
+//! * `proxy` relays `pods/proxy`, `services/proxy` and `nodes/proxy` (the node's kubelet
+//!   endpoints in process: `kubelet`).
 //!
 //! This crate never programs the kernel and never runs pods: it stores desired state.
 #![forbid(unsafe_code)]
@@ -26,10 +28,12 @@ mod expiry;
 mod fields;
 mod handlers;
 mod kinds;
+pub mod kubelet;
 mod lifecycle;
 mod metrics;
 mod patch;
 mod portforward;
+mod proxy;
 pub mod registry;
 mod request;
 mod selectors;
@@ -68,8 +72,12 @@ pub struct ApiServerConfig {
     pub service_cidr: String,
     /// NodePort range (`--service-node-port-range`, default 30000-32767).
     pub node_port_range: String,
-    /// The address the `kubernetes` Service's endpoints point at (not loopback).
+    /// The address the `kubernetes` Service's endpoints point at (not loopback). The server also
+    /// listens there, on the port of `listen`, once the address exists on this machine.
     pub advertise_address: Option<std::net::IpAddr>,
+    /// The cluster's DNS domain (`cluster.local`): the serving certificate names
+    /// `kubernetes.default.svc.<domain>`.
+    pub cluster_domain: String,
     pub data_dir: PathBuf,
     pub store: StoreConfig,
     /// The process's metrics registry: the server registers its metrics there and serves it at
@@ -123,6 +131,17 @@ pub trait PodAccess: Send + Sync {
     ) -> futures::future::BoxFuture<'static, Result<ExecProcess, ExecError>>;
 }
 
+/// The node's kubelet endpoints, attached after it starts: `nodes/<name>/proxy/...` (with no
+/// port, or the kubelet's) is answered here rather than over the network (frontdoor's node has
+/// no kubelet HTTP port). See [`kubelet::LocalKubelet`].
+pub trait NodeProxy: Send + Sync {
+    /// The Node whose kubelet this is.
+    fn node_name(&self) -> &str;
+    /// Answers one request as the kubelet would: the URI is the path (and query) under the
+    /// kubelet's root, e.g. `/logs/`.
+    fn serve(&self, request: Request<Body>) -> futures::future::BoxFuture<'static, Response>;
+}
+
 /// A command started for `kubectl exec`.
 pub struct ExecProcess {
     pub child: tokio::process::Child,
@@ -156,6 +175,7 @@ pub struct ApiState {
     pub registry: Registry,
     pub logs: std::sync::OnceLock<Arc<dyn LogSource>>,
     pub pod_access: std::sync::OnceLock<Arc<dyn PodAccess>>,
+    pub node_proxy: std::sync::OnceLock<Arc<dyn NodeProxy>>,
     pub token: String,
     pub server_address: String,
     metrics: metrics::Metrics,
@@ -185,6 +205,11 @@ impl ApiServer {
     /// Attaches the node runtime's way into pods to `pods/portforward` and `pods/exec` (once).
     pub fn set_pod_access(&self, access: Arc<dyn PodAccess>) {
         let _ = self.state.pod_access.set(access);
+    }
+
+    /// Attaches the node's kubelet endpoints to `nodes/proxy` (once).
+    pub fn set_node_proxy(&self, kubelet: Arc<dyn NodeProxy>) {
+        let _ = self.state.node_proxy.set(kubelet);
     }
 }
 
@@ -248,10 +273,14 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
 
     let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
     let local_addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
-    lifecycle::ensure_kubernetes_service(&registry, local_addr, config.advertise_address)
+    // Upstream refuses loopback endpoints for the `kubernetes` Service.
+    let advertise = config.advertise_address.filter(|a| !a.is_loopback() && !a.is_unspecified());
+    lifecycle::ensure_kubernetes_service(&registry, local_addr, advertise)
         .await
         .map_err(|e| StartError::Bootstrap(e.message))?;
-    let credentials = tls::load_or_create(&config.data_dir, &[local_addr.ip()])?;
+    let mut addresses = vec![local_addr.ip(), std::net::IpAddr::V4(registry.network.address(0))];
+    addresses.extend(advertise);
+    let credentials = tls::load_or_create(&config.data_dir, &addresses, &config.cluster_domain)?;
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);
 
@@ -259,18 +288,55 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
         registry: registry.clone(),
         logs: std::sync::OnceLock::new(),
         pod_access: std::sync::OnceLock::new(),
+        node_proxy: std::sync::OnceLock::new(),
         token: credentials.token.clone(),
         server_address: local_addr.to_string(),
         metrics: metrics::Metrics::new(&config.metrics),
     });
     tokio::spawn(lifecycle::run(registry.clone()));
     tokio::spawn(expiry::run(registry.clone(), config.event_ttl));
-    tokio::spawn(accept_loop(
-        listener,
-        tokio_rustls::TlsAcceptor::from(credentials.server_config.clone()),
-        state.clone(),
-    ));
+    let acceptor = tokio_rustls::TlsAcceptor::from(credentials.server_config.clone());
+    if let Some(advertise) = advertise {
+        let covered = local_addr.ip() == advertise || local_addr.ip().is_unspecified();
+        if !covered {
+            let address = SocketAddr::new(advertise, local_addr.port());
+            tokio::spawn(listen_when_present(address, acceptor.clone(), Arc::downgrade(&state)));
+        }
+    }
+    tokio::spawn(accept_loop(listener, acceptor, state.clone()));
     Ok(ApiServer { local_addr, kubeconfig, registry, started, state })
+}
+
+/// Listens on the advertised address too, once it exists on this machine (the node's bridge is
+/// made after the server starts): binding is retried while the address is not there
+/// (`EADDRNOTAVAIL`), until it works or the server is gone.
+async fn listen_when_present(
+    address: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: std::sync::Weak<ApiState>,
+) {
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        if state.strong_count() == 0 {
+            return;
+        }
+        match TcpListener::bind(address).await {
+            Ok(listener) => {
+                let Some(state) = state.upgrade() else { return };
+                tracing::info!(%address, "API server listening on the advertised address");
+                accept_loop(listener, acceptor, state).await;
+                return;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            Err(error) => {
+                tracing::warn!(%address, %error, "cannot listen on the advertised address");
+                return;
+            }
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<ApiState>) {
@@ -332,6 +398,10 @@ async fn answer(state: &ApiState, request: Request<Body>) -> Response {
         let mut response = (StatusCode::OK, state.metrics.encode(&state.registry.store)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(frontdoor_metrics::CONTENT_TYPE));
         return response;
+    }
+    // Relayed as it comes, body streamed (and maybe upgraded).
+    if let Some(target) = proxy::parse(&path) {
+        return proxy::serve(state, target, request).await;
     }
     // An upgraded connection: the request itself (not its body) is what it needs.
     if path.ends_with("/portforward") || path.ends_with("/exec") {

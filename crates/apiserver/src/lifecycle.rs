@@ -38,8 +38,10 @@ pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), crate:
 /// service range, with an EndpointSlice and Endpoints pointing at the API server, as upstream's
 /// apiserver does for itself.
 ///
-/// The endpoints need an address pods can reach (`advertise`); upstream refuses loopback
-/// endpoints, so with none given the Service has no endpoints.
+/// The endpoints need an address pods can reach (`advertise`: by default the node's bridge
+/// address, where the server also listens); upstream refuses loopback endpoints, so with none
+/// given the Service has no endpoints. The Endpoints (not mirrored) and the EndpointSlice are
+/// what upstream's endpoint reconciler writes: port `https`, the address ready.
 pub async fn ensure_kubernetes_service(
     registry: &Registry,
     api: std::net::SocketAddr,

@@ -80,6 +80,21 @@ pub fn parse_path(path: &str) -> ApiResult<Target> {
             subresource: Some(sub.to_string()),
             watch_prefix,
         },
+        // A proxy subresource takes the rest of the path as the path to relay to.
+        ["namespaces", namespace, plural, name, "proxy", _, ..] => Target {
+            resource: find(plural).ok().filter(|r| r.namespaced).ok_or_else(ApiError::no_route)?,
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            subresource: Some("proxy".to_string()),
+            watch_prefix,
+        },
+        [plural, name, "proxy", _, ..] if *plural != "namespaces" => Target {
+            resource: find(plural).ok().filter(|r| !r.namespaced).ok_or_else(ApiError::no_route)?,
+            namespace: None,
+            name: Some(name.to_string()),
+            subresource: Some("proxy".to_string()),
+            watch_prefix,
+        },
         ["namespaces", namespace, plural, tail @ ..] if tail.len() <= 2 => {
             let resource = find(plural)?;
             if !resource.namespaced {
@@ -185,6 +200,11 @@ mod tests {
         assert!(parse_path("/api/v1/namespaces/default/nodes").is_err());
         assert!(parse_path("/api/v1/namespaces/default/services/web/nosuch").is_err());
         assert!(parse_path("/apis/nosuch/v1/things").is_err());
+        let t = parse_path("/api/v1/namespaces/default/services/http:web:80/proxy/a/b/c").unwrap();
+        assert_eq!((t.resource.plural, t.name(), t.subresource.as_deref()), ("services", "http:web:80", Some("proxy")));
+        let t = parse_path("/api/v1/nodes/n1:10250/proxy/logs/").unwrap();
+        assert_eq!((t.resource.plural, t.name(), t.subresource.as_deref()), ("nodes", "n1:10250", Some("proxy")));
+        assert!(parse_path("/api/v1/namespaces/default/configmaps/c/proxy/x").is_err());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The cluster CA, the serving certificate and the bearer token, kept in the data directory.
 //!
 //! The CA and token are made on first start and reused after; the serving certificate is
-//! re-issued by that CA at every start, so it always names the current listen address.
+//! re-issued by that CA at every start (it is never kept), so it always names the current
+//! addresses and kubeconfigs made before keep working. It is valid for what pods and clients
+//! reach the server by, as kube-apiserver's: `kubernetes`, `kubernetes.default`,
+//! `kubernetes.default.svc`, `kubernetes.default.svc.<cluster domain>`, `localhost`, the
+//! `kubernetes` Service's ClusterIP, the advertised and listen addresses and loopback.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -56,8 +60,22 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
     Ok(params)
 }
 
-/// Loads or creates the CA and token in `dir` and issues a serving certificate for `addresses`.
-pub fn load_or_create(dir: &Path, addresses: &[IpAddr]) -> Result<Credentials, TlsError> {
+/// The DNS names the serving certificate is valid for.
+pub fn serving_names(cluster_domain: &str) -> Vec<String> {
+    let domain = cluster_domain.trim_matches('.');
+    let mut names: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    if !domain.is_empty() {
+        names.push(format!("kubernetes.default.svc.{domain}"));
+    }
+    names
+}
+
+/// Loads or creates the CA and token in `dir` and issues a serving certificate for `addresses`
+/// (and loopback) and the `kubernetes` Service's names in `cluster_domain`.
+pub fn load_or_create(dir: &Path, addresses: &[IpAddr], cluster_domain: &str) -> Result<Credentials, TlsError> {
     let (ca_cert_path, ca_key_path, token_path) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("token"));
     let (ca_pem, ca_key) = match (read(&ca_cert_path)?, read(&ca_key_path)?) {
         (Some(cert), Some(key)) => (cert, KeyPair::from_pem(&key)?),
@@ -79,16 +97,16 @@ pub fn load_or_create(dir: &Path, addresses: &[IpAddr]) -> Result<Credentials, T
     };
 
     let issuer = Issuer::new(ca_params()?, ca_key);
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_string(),
-        "kubernetes".to_string(),
-        "kubernetes.default".to_string(),
-        "kubernetes.default.svc".to_string(),
-    ])?;
+    let mut params = CertificateParams::new(serving_names(cluster_domain))?;
     params.distinguished_name.push(DnType::CommonName, "frontdoor-apiserver");
-    for ip in addresses.iter().chain([IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])].iter()) {
-        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    let loopback = [IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])];
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for ip in addresses.iter().chain(loopback.iter()).filter(|ip| !ip.is_unspecified()) {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
     }
+    params.subject_alt_names.extend(ips.into_iter().map(SanType::IpAddress));
     let serving_key = KeyPair::generate()?;
     let serving = params.signed_by(&serving_key, &issuer)?;
 
@@ -136,4 +154,54 @@ current-context: frontdoor
 ",
         token = credentials.token
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a client trusting only the CA accepts the server as `name`.
+    async fn accepted(credentials: &Credentials, name: &str) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut credentials.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(credentials.server_config.clone());
+        let server = tokio::spawn(async move { acceptor.accept(server_io).await.is_ok() });
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        let ok = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, client_io).await.is_ok();
+        let _ = server.await;
+        ok
+    }
+
+    #[tokio::test]
+    async fn the_serving_certificate_names_the_kubernetes_service_and_the_ca_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create(dir.path(), &[IpAddr::from([127, 0, 0, 1])], "cluster.local").unwrap();
+        // A later start (with addresses the first certificate lacked) keeps the CA and token.
+        let addresses = [IpAddr::from([127, 0, 0, 1]), IpAddr::from([10, 96, 0, 1]), IpAddr::from([10, 244, 0, 1])];
+        let second = load_or_create(dir.path(), &addresses, "example.org").unwrap();
+        assert_eq!((first.ca_pem.as_str(), first.token.as_str()), (second.ca_pem.as_str(), second.token.as_str()));
+        for name in [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.example.org",
+            "localhost",
+            "10.96.0.1",
+            "10.244.0.1",
+            "127.0.0.1",
+        ] {
+            assert!(accepted(&second, name).await, "{name}");
+        }
+        assert!(!accepted(&second, "kubernetes.default.svc.cluster.local").await, "another domain");
+        assert!(!accepted(&second, "10.244.0.2").await);
+        assert!(accepted(&first, "kubernetes.default.svc.cluster.local").await);
+    }
 }

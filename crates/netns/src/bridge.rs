@@ -50,7 +50,40 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
     socket
         .add_address(link.index, gateway, prefix_len)
         .map_err(|error| Error::os(format!("add {gateway}/{prefix_len} to {name}"), error))?;
+    // Where pods' ports are isolated (see `Request::bridge_port_settings`) the node answers a
+    // pod's ARP request for another pod itself, at once, and routes between them without
+    // telling them to go direct.
+    for (setting, value) in [
+        (format!("conf/{name}/proxy_arp_pvlan"), "1"),
+        (format!("neigh/{name}/proxy_delay"), "0"),
+        (format!("conf/{name}/send_redirects"), "0"),
+    ] {
+        let path = format!("/proc/sys/net/ipv4/{setting}");
+        std::fs::write(&path, value).map_err(|error| Error::os(format!("set {path}"), error))?;
+    }
     socket.set_link_up(Link::Index(link.index)).map_err(|error| Error::os(format!("set {name} up"), error))
+}
+
+/// Whether `br_netfilter` passes bridged IPv4 frames through the IP hooks (and so through
+/// conntrack) in the calling thread's network namespace.
+pub(crate) fn bridge_netfilter_active() -> bool {
+    std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").is_ok_and(|value| value.trim() == "1")
+}
+
+/// Routes `network/prefix_len` onto the bridge called `name` with `source` as the preferred
+/// source address: the node's way to Service addresses, so that connections the node opens to a
+/// ClusterIP leave from the bridge's address and are DNATed to a pod (even where there is no
+/// default route). Nothing reaches a Service address there untranslated: the proxy drops what it
+/// does not serve. Idempotent.
+pub fn route_to_bridge(name: &str, network: Ipv4Addr, prefix_len: u8, source: Ipv4Addr) -> Result<(), Error> {
+    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let index = socket
+        .link_index(name)
+        .map_err(|error| Error::os(format!("look up {name}"), error))?
+        .ok_or_else(|| Error::os(format!("look up bridge {name}"), io::Error::from_raw_os_error(libc::ENODEV)))?;
+    socket
+        .batch(vec![crate::netlink::Request::link_route(index, network, prefix_len, source)])
+        .map_err(|(_, error)| Error::os(format!("route {network}/{prefix_len} to {name}"), error))
 }
 
 /// Turns on IPv4 forwarding in the calling thread's network namespace (so traffic between the

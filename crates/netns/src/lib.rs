@@ -87,6 +87,7 @@ mod descriptors;
 mod namespace;
 mod netlink;
 mod process;
+mod routes;
 mod sandbox;
 mod terminal;
 
@@ -94,10 +95,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use bridge::{cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names};
+pub use bridge::{
+    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names, route_to_bridge,
+};
 pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;
 pub use process::{check_command, signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
+pub use routes::{
+    announce_address, default_route_address, remove_bridge, unroute_from_bridge, withdraw_address, RemovedBridge,
+};
 pub use sandbox::{Launcher, PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
 pub use terminal::{Terminal, TerminalStdio, SESSION_LEADER};
 

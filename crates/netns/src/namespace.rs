@@ -147,6 +147,14 @@ fn populate_pod_namespaces(
     staged: &StagedFiles,
 ) -> Result<(Namespaces, RouteSocket), Error> {
     nix::unistd::sethostname(contents.hostname).map_err(|errno| Error::os("set the pod hostname", errno.into()))?;
+    // The node routes between pods on its bridge (their ports are isolated) and would tell a pod
+    // to go direct to another one; a pod that listened could then no longer reach a Service
+    // whose connection the node DNATed to a pod beside it. (/proc/sys/net shows the calling
+    // thread's network namespace: these are the pod's.)
+    for setting in ["all", "default"] {
+        let path = format!("/proc/sys/net/ipv4/conf/{setting}/accept_redirects");
+        std::fs::write(&path, "0").map_err(|error| Error::os(format!("write {path}"), error))?;
+    }
     populate_mount_namespace(staged)?;
     let namespaces = Namespaces::of_this_thread()?;
     let socket = RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;

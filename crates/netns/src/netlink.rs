@@ -100,15 +100,24 @@ impl Request {
         request
     }
 
-    /// Prepares a bridge port before it goes up: hairpin mode on, so a frame may leave through
-    /// the port it came in by (a pod reaching its own Service address is DNATed back to itself
-    /// across the bridge), and no IPv6 address of its own (see
-    /// [`link_up_without_ipv6`](Self::link_up_without_ipv6)).
-    pub fn bridge_port_settings(link: Link<'_>) -> Request {
+    /// Prepares a bridge port before it goes up: hairpin mode on (a pod reaching its own
+    /// Service may be sent back out of the port it came in by), no IPv6 address of its own (see
+    /// [`link_up_without_ipv6`](Self::link_up_without_ipv6)), and `isolated` as asked.
+    ///
+    /// A Service connection DNATed to a pod on the same bridge must have its replies translated
+    /// back, so they must pass the node's conntrack. Where `br_netfilter` runs bridged frames
+    /// through it, ports stay plain (isolating them would drop the DNATed frames it switches
+    /// between two ports). Elsewhere ports are isolated: pods then reach each other only through
+    /// the node, which answers their ARP requests for one another (see
+    /// [`ensure_bridge`](crate::ensure_bridge)) and routes every packet between them.
+    pub fn bridge_port_settings(link: Link<'_>, isolated: bool) -> Request {
         let mut message = link.message();
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![
+                InfoBridgePort::HairpinMode(true),
+                InfoBridgePort::Isolated(isolated),
+            ])),
         ]));
         message.attributes.push(no_ipv6_addresses());
         Request::new(RouteNetlinkMessage::NewLink(message), 0)
@@ -129,6 +138,49 @@ impl Request {
         Request {
             tolerated: Some(libc::EEXIST),
             ..Request::new(RouteNetlinkMessage::NewAddress(message), NLM_F_CREATE | NLM_F_EXCL)
+        }
+    }
+
+    /// Removes `address/prefix_len` from link `index`; an address that is not there is fine.
+    pub fn delete_address(index: u32, address: Ipv4Addr, prefix_len: u8) -> Request {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.prefix_len = prefix_len;
+        message.header.index = index;
+        message.attributes.push(AddressAttribute::Local(IpAddr::V4(address)));
+        message.attributes.push(AddressAttribute::Address(IpAddr::V4(address)));
+        Request { tolerated: Some(libc::EADDRNOTAVAIL), ..Request::new(RouteNetlinkMessage::DelAddress(message), 0) }
+    }
+
+    /// Removes the route to `destination/prefix_len` out of link `index`; one that is not there
+    /// is fine.
+    pub fn delete_link_route(index: u32, destination: Ipv4Addr, prefix_len: u8) -> Request {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = prefix_len;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.scope = RouteScope::NoWhere;
+        message.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        message.attributes.push(RouteAttribute::Oif(index));
+        Request { tolerated: Some(libc::ESRCH), ..Request::new(RouteNetlinkMessage::DelRoute(message), 0) }
+    }
+
+    /// Adds a link-scope route to `destination/prefix_len` out of link `index`, with `source` as
+    /// the preferred source address; a route that is already there is fine.
+    pub fn link_route(index: u32, destination: Ipv4Addr, prefix_len: u8, source: Ipv4Addr) -> Request {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = prefix_len;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Static;
+        message.header.scope = RouteScope::Link;
+        message.header.kind = RouteType::Unicast;
+        message.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        message.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(source)));
+        message.attributes.push(RouteAttribute::Oif(index));
+        Request {
+            tolerated: Some(libc::EEXIST),
+            ..Request::new(RouteNetlinkMessage::NewRoute(message), NLM_F_CREATE | NLM_F_EXCL)
         }
     }
 

@@ -202,7 +202,10 @@ impl SandboxFactory {
         run_batch(pod_socket, pod_side)?;
         let veth = &config.veth_host_name;
         let host_side = [
-            (Request::bridge_port_settings(Link::Name(veth)), format!("configure bridge port {veth}")),
+            (
+                Request::bridge_port_settings(Link::Name(veth), !crate::bridge::bridge_netfilter_active()),
+                format!("configure bridge port {veth}"),
+            ),
             (Request::link_up(Link::Name(veth)), format!("set {veth} up")),
         ];
         run_batch(&mut self.node_socket, host_side)

@@ -8,9 +8,13 @@
 //! * `logs`: container output on disk, read back for `kubectl logs`.
 //! * `dedicated`: the threads that make pod sandboxes and start containers, one job at a time,
 //!   in order.
-//! * `pids`: the node's record of container processes, to stop leftovers after a crash.
+//! * `pids`: the node's record of container processes, to stop leftovers after a crash (on the
+//!   next start, or by `frontdoor cleanup`; a running node keeps it locked).
 //! * `access`: connections into pods and commands in them, for `kubectl port-forward` and `exec`.
 //! * `ipam`: pod addresses from the node's pod range.
+//! * `hostports`: pods' `hostPort`s, DNATed in table `ip frontdoor-hostports` as the CNI portmap
+//!   plugin maps them.
+//! * `lifecycle_hooks`: containers' `postStart` and `preStop` hooks (exec, httpGet, sleep).
 //!
 //! The node decides nothing about routing: Services are the proxy's business.
 #![forbid(unsafe_code)]
@@ -18,7 +22,9 @@
 pub mod access;
 pub mod dedicated;
 pub mod env;
+pub mod hostports;
 pub mod ipam;
+pub mod lifecycle_hooks;
 pub mod logs;
 pub mod pids;
 pub mod probes;
@@ -30,6 +36,7 @@ pub mod status;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+pub use hostports::remove_hostports_table;
 pub use ipam::PodCidr;
 
 /// How this node runs.
@@ -49,6 +56,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Prefix of the host-side veth names (unique per node, so parallel test nodes never clash).
     pub veth_prefix: String,
+    /// The Service range, routed onto the bridge (see `frontdoor_netns::route_to_bridge`).
+    pub service_network: Option<(Ipv4Addr, u8)>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! This machine as a Kubernetes Node: the Node object (addresses, capacity, conditions, pod
 //! range) and its heartbeat Lease in `kube-node-lease`, renewed as a kubelet does.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -43,6 +44,25 @@ fn os_image() -> String {
         .ok()
         .and_then(|r| r.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
         .unwrap_or_else(|| "Linux".to_string())
+}
+
+/// The address the Node reports as InternalIP when none is given (`--node-ip`): as the kubelet
+/// picks it, the address of the interface that holds the default route (its primary address;
+/// see `frontdoor_netns::default_route_address`), read in the calling thread's network
+/// namespace. Where there is no default route (a namespace made for a test), `fallback`: the
+/// bridge's address.
+pub fn default_node_ip(fallback: Ipv4Addr) -> Ipv4Addr {
+    match frontdoor_netns::default_route_address() {
+        Ok(Some(address)) => address,
+        Ok(None) => {
+            tracing::info!(address = %fallback, "no default route: the node's InternalIP is the bridge's address");
+            fallback
+        }
+        Err(error) => {
+            tracing::warn!(%error, address = %fallback, "reading the default route failed; using the bridge's address");
+            fallback
+        }
+    }
 }
 
 fn condition(kind: &str, status: &str, reason: &str, message: &str, at: &str) -> Value {

@@ -24,6 +24,7 @@ use crate::container_path;
 use crate::dedicated::Dedicated;
 use crate::env::container_environment;
 use crate::ipam::Ipam;
+use crate::lifecycle_hooks::{self, HookRunner, HookTarget};
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
 use crate::probes::{self, Kind, Outcome, Tracker};
@@ -70,9 +71,16 @@ pub async fn run(
     let gateway = config.pod_cidr.gateway();
     let (bridge, prefix) = (config.bridge.clone(), config.pod_cidr.prefix_len);
     let veth_prefix = veth_prefix(&config);
+    let service_network = config.service_network;
     tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
-        frontdoor_netns::ensure_bridge(&bridge, gateway, prefix).map_err(|e| NodeError::Internal(e.to_string()))?;
-        frontdoor_netns::cleanup_stale(&veth_prefix).map_err(|e| NodeError::Internal(e.to_string()))?;
+        let internal = |e: frontdoor_netns::Error| NodeError::Internal(e.to_string());
+        frontdoor_netns::ensure_bridge(&bridge, gateway, prefix).map_err(internal)?;
+        // Pods reach each other, Services and the node's other interfaces through the node.
+        frontdoor_netns::enable_ip_forward().map_err(internal)?;
+        if let Some((network, prefix_len)) = service_network {
+            frontdoor_netns::route_to_bridge(&bridge, network, prefix_len, gateway).map_err(internal)?;
+        }
+        frontdoor_netns::cleanup_stale(&veth_prefix).map_err(internal)?;
         Ok(())
     })
     .await
@@ -88,6 +96,16 @@ pub async fn run(
         () = services.synced() => {}
         () = shutdown.triggered() => return Ok(()),
     }
+
+    // Pods' host ports (the CNI portmap plugin's job on a real node), kept until the pods have
+    // stopped, then removed.
+    let (hostports_stop, hostports_stopped) = tokio::sync::oneshot::channel::<()>();
+    let hostports = tokio::spawn(crate::hostports::run(
+        factory.clone(),
+        config.node_name.clone(),
+        config.bridge.clone(),
+        hostports_stopped,
+    ));
 
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -133,6 +151,8 @@ pub async fn run(
         let _ = worker.send(None);
     }
     while running.join_next().await.is_some() {}
+    let _ = hostports_stop.send(());
+    let _ = hostports.await;
     Ok(())
 }
 
@@ -164,9 +184,11 @@ fn dispatch(
     running.spawn(PodWorker::run(shared.clone(), receiver));
 }
 
-/// A running container process and what the worker needs to stop it.
+/// A running container process and what the worker needs to stop it (its preStop hook runs
+/// where the container runs).
 struct Running {
     pid: u32,
+    hooks: HookTarget,
 }
 
 /// The state of one pod, shared by its container tasks and its status writer.
@@ -364,7 +386,9 @@ impl PodWorker {
         }
     }
 
-    /// Graceful stop: SIGTERM to every container, then SIGKILL after the grace period.
+    /// Graceful stop, as the kubelet's: for each container at once, its preStop hook (if any)
+    /// within the grace period, then SIGTERM, then SIGKILL when the grace left after the hook
+    /// (at least two seconds) is over.
     async fn terminate(&mut self) {
         let grace = self
             .pod
@@ -373,9 +397,14 @@ impl PodWorker {
             .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .max(0) as u64;
-        let names: Vec<String> =
-            self.state.lock().unwrap_or_else(PoisonError::into_inner).running.keys().cloned().collect();
-        for name in &names {
+        let grace = Duration::from_secs(grace);
+        let running: Vec<(String, u32, HookTarget)> = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            // Nothing restarts from here on, not even a container that exits during its hook.
+            state.stopping = true;
+            state.running.iter().map(|(name, r)| (name.clone(), r.pid, r.hooks.clone())).collect()
+        };
+        for (name, _, _) in &running {
             self.shared.events.record(
                 &self.pod,
                 Some(&container_path(name)),
@@ -384,7 +413,22 @@ impl PodWorker {
                 &format!("Stopping container {name}"),
             );
         }
-        self.stop_all(Duration::from_secs(grace)).await;
+        let this = &*self;
+        let containers = this.pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+        let stops = running.into_iter().map(|(name, pid, target)| async move {
+            let mut left = grace;
+            if let Some(container) = containers.iter().find(|c| c.name == name) {
+                left = run_pre_stop(&this.shared, &this.pod, container, &target, grace).await;
+            }
+            let gone = || {
+                let state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
+                !state.running.get(&name).is_some_and(|r| r.pid == pid)
+            };
+            stop_processes(&[pid], left, gone).await;
+        });
+        futures::future::join_all(stops).await;
+        // Anything started meanwhile.
+        self.stop_all(grace).await;
     }
 
     async fn stop_all(&self, grace: Duration) {
@@ -434,6 +478,26 @@ impl PodWorker {
             tracing::debug!(%error, pod = name, "final delete");
         }
     }
+}
+
+/// Runs `container`'s preStop hook, if it has one and there is a grace period, for at most
+/// `grace` (a `FailedPreStopHook` event if it fails); returns the grace left for SIGTERM.
+async fn run_pre_stop(shared: &Shared, pod: &Pod, container: &Container, target: &HookTarget, grace: Duration) -> Duration {
+    let Some(hook) = lifecycle_hooks::pre_stop(container).filter(|_| !grace.is_zero()) else { return grace };
+    let started = std::time::Instant::now();
+    let runner = HookRunner { launcher: &shared.launcher, pids: &shared.pids };
+    match tokio::time::timeout(grace, runner.run(hook, container, pod, target)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => {
+            tracing::debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), container = %container.name, %message, "preStop hook failed");
+            // Upstream keeps the message out of the event (it may hold secrets).
+            shared.events.record(pod, Some(&container_path(&container.name)), "Warning", "FailedPreStopHook", "PreStopHook failed");
+        }
+        Err(_) => {
+            tracing::debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), container = %container.name, "preStop hook not completed in the grace period");
+        }
+    }
+    lifecycle_hooks::grace_after_hook(grace, started.elapsed())
 }
 
 /// Sends SIGTERM to each process group, waits up to `grace` for `all_gone`, then SIGKILL.
@@ -591,7 +655,7 @@ impl ContainerTask {
             self.shared.access.container_started(&uid, &self.container.name, env.clone(), working_dir.clone());
             let mut spec = ProcessSpec::new(argv);
             spec.env = env.as_ref().clone();
-            spec.working_dir = working_dir;
+            spec.working_dir = working_dir.clone();
             spec.stdout = std::process::Stdio::piped();
             spec.stderr = std::process::Stdio::piped();
             let started_at = Utc::now();
@@ -615,7 +679,8 @@ impl ContainerTask {
                 let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 state.starting -= 1;
                 if let Ok(child) = &started {
-                    state.running.insert(self.container.name.clone(), Running { pid: child.id().unwrap_or(0) });
+                    let hooks = HookTarget { sandbox: self.sandbox.clone(), ip: self.ip, env: env.clone(), working_dir };
+                    state.running.insert(self.container.name.clone(), Running { pid: child.id().unwrap_or(0), hooks });
                 }
                 state.stopping
             };
@@ -652,40 +717,23 @@ impl ContainerTask {
                 let _ = frontdoor_netns::signal_process_group(pid, Signal::Kill);
             }
             let container_id = crate::logs::container_id(&uid, &self.container.name, attempt);
-            let has_startup = self.container.startup_probe.is_some();
-            let has_readiness = self.container.readiness_probe.is_some();
-            self.update(|r| {
-                r.state = State::Running { started_at };
-                r.container_id = Some(container_id.clone());
-                r.started = !has_startup;
-                r.ready = !has_startup && !has_readiness;
-            });
+            // As the kubelet: `Started`, then the postStart hook, and only then Running.
             self.event("Normal", "Started", &format!("Started container {}", self.container.name));
-
-            let (kill_sender, mut kill_receiver) = tokio::sync::mpsc::channel::<String>(1);
-            let target = ProbeTarget { sandbox: self.sandbox.clone(), ip: self.ip, env };
-            let probes = tokio::spawn(probe_loop(
-                self.shared.clone(),
-                self.pod.clone(),
-                self.container.clone(),
-                target,
-                self.state.clone(),
-                self.changed.clone(),
-                kill_sender,
-            ));
-            let mut liveness_failed = false;
-            let exit = tokio::select! {
-                status = child.wait() => status,
-                Some(message) = kill_receiver.recv() => {
-                    liveness_failed = true;
-                    self.event("Normal", "Killing", &format!("Container {} failed liveness probe, will be restarted", self.container.name));
-                    let _ = message;
-                    let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
-                    stop_processes(&[pid], Duration::from_secs(grace), || false).await;
-                    child.wait().await
-                }
+            let hooks = HookTarget {
+                sandbox: self.sandbox.clone(),
+                ip: self.ip,
+                env: env.clone(),
+                working_dir: self.container.working_dir.clone().map(Into::into),
             };
-            probes.abort();
+            // Killed by the node (a failed liveness probe or postStart hook): never a success.
+            let mut killed = false;
+            let exit = match self.post_start(&mut child, pid, &hooks).await {
+                Some((exit, by_node)) => {
+                    killed = by_node;
+                    exit
+                }
+                None => self.serve(&mut child, pid, started_at, &container_id, env, &hooks, &mut killed).await,
+            };
             self.state.lock().unwrap_or_else(PoisonError::into_inner).running.remove(&self.container.name);
             let exit = match exit {
                 Ok(status) => {
@@ -720,12 +768,97 @@ impl ContainerTask {
             if self.stopping() {
                 return;
             }
-            let succeeded = exit_code == 0 && !liveness_failed;
+            let succeeded = exit_code == 0 && !killed;
             self.update(|r| r.last_state = Some(terminated.clone()));
             if !self.wait_restart(&policy, succeeded, &mut attempt).await {
                 return;
             }
         }
+    }
+
+    /// The pod's termination grace period, which a container the node kills gets too.
+    fn grace(&self) -> Duration {
+        let seconds = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        Duration::from_secs(seconds.max(0) as u64)
+    }
+
+    /// Runs the container's postStart hook, if it has one, while watching the container. `None`:
+    /// the hook ran (or there is none) and the container runs on. Else how the container ended
+    /// during the hook, and whether the node killed it: a failed hook records
+    /// `FailedPostStartHook` and stops the container (SIGTERM, SIGKILL after the grace period).
+    async fn post_start(
+        &self,
+        child: &mut tokio::process::Child,
+        pid: u32,
+        hooks: &HookTarget,
+    ) -> Option<(std::io::Result<std::process::ExitStatus>, bool)> {
+        let hook = lifecycle_hooks::post_start(&self.container)?;
+        let runner = HookRunner { launcher: &self.shared.launcher, pids: &self.shared.pids };
+        let outcome = tokio::select! {
+            outcome = runner.run(hook, &self.container, &self.pod, hooks) => outcome,
+            status = child.wait() => return Some((status, false)),
+        };
+        let message = outcome.err()?;
+        self.event("Warning", "FailedPostStartHook", &message);
+        self.event("Normal", "Killing", "FailedPostStartHook");
+        let _ = frontdoor_netns::signal_process_group(pid, Signal::Terminate);
+        let status = match tokio::time::timeout(self.grace(), child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                let _ = frontdoor_netns::signal_process_group(pid, Signal::Kill);
+                child.wait().await
+            }
+        };
+        Some((status, true))
+    }
+
+    /// The started container, Running and probed until it exits, or until its liveness probe
+    /// fails: then the node stops it as the kubelet does (preStop hook, SIGTERM, SIGKILL after
+    /// the grace period) and sets `killed`.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve(
+        &self,
+        child: &mut tokio::process::Child,
+        pid: u32,
+        started_at: chrono::DateTime<Utc>,
+        container_id: &str,
+        env: Arc<Vec<(String, String)>>,
+        hooks: &HookTarget,
+        killed: &mut bool,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let has_startup = self.container.startup_probe.is_some();
+        let has_readiness = self.container.readiness_probe.is_some();
+        self.update(|r| {
+            r.state = State::Running { started_at };
+            r.container_id = Some(container_id.to_string());
+            r.started = !has_startup;
+            r.ready = !has_startup && !has_readiness;
+        });
+
+        let (kill_sender, mut kill_receiver) = tokio::sync::mpsc::channel::<String>(1);
+        let target = ProbeTarget { sandbox: self.sandbox.clone(), ip: self.ip, env };
+        let probes = tokio::spawn(probe_loop(
+            self.shared.clone(),
+            self.pod.clone(),
+            self.container.clone(),
+            target,
+            self.state.clone(),
+            self.changed.clone(),
+            kill_sender,
+        ));
+        let exit = tokio::select! {
+            status = child.wait() => status,
+            Some(message) = kill_receiver.recv() => {
+                *killed = true;
+                self.event("Normal", "Killing", &format!("Container {} failed liveness probe, will be restarted", self.container.name));
+                let _ = message;
+                let left = run_pre_stop(&self.shared, &self.pod, &self.container, hooks, self.grace()).await;
+                stop_processes(&[pid], left, || false).await;
+                child.wait().await
+            }
+        };
+        probes.abort();
+        exit
     }
 
     /// Decides whether to restart and waits the back-off. False: the container stays stopped.

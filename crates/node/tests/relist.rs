@@ -119,6 +119,7 @@ async fn inside_a_namespace_of_its_own() {
         cluster_domain: "cluster.local".into(),
         data_dir: data.path().to_path_buf(),
         veth_prefix: "fdr".into(),
+        service_network: None,
     };
     let events = frontdoor_informers::EventRecorder::new(client, "kubelet", "n1", Default::default());
     let access = frontdoor_node::access::PodAccess::default();

@@ -21,6 +21,7 @@ fn node_config(name: &str, dir: &std::path::Path) -> frontdoor_node::NodeConfig 
         cluster_domain: "cluster.local".into(),
         data_dir: dir.to_path_buf(),
         veth_prefix: "unused".into(),
+        service_network: None,
     }
 }
 

@@ -101,6 +101,16 @@ const fn pod_exec() -> Subresource {
     Subresource { name: "exec", group: "", version: "v1", kind: "PodExecOptions", verbs: &["create", "get"] }
 }
 
+/// The verbs upstream lists for a `proxy` connect subresource: the HTTP methods it relays
+/// (GET, POST, PUT, PATCH, DELETE; HEAD and OPTIONS are relayed too but name no verb).
+const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
+
+/// `pods/proxy`, `services/proxy`, `nodes/proxy`: HTTP relayed to the pod, a ready endpoint of
+/// the Service, or the node's kubelet (`<name>[:port]/proxy/<path>`).
+const fn proxy(kind: &'static str) -> Subresource {
+    Subresource { name: "proxy", group: "", version: "v1", kind, verbs: PROXY_VERBS }
+}
+
 const fn plain(
     group: &'static str,
     version: &'static str,
@@ -131,12 +141,19 @@ static CATALOG: &[ResourceType] = &[
         ..plain("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"])
     },
     ResourceType {
-        subresources: &[status("", "v1", "Node")],
+        subresources: &[status("", "v1", "Node"), proxy("NodeProxyOptions")],
         ..plain("", "v1", "nodes", "node", "Node", false, &["no"])
     },
     ResourceType {
         categories: &["all"],
-        subresources: &[status("", "v1", "Pod"), pod_binding(), pod_log(), pod_port_forward(), pod_exec()],
+        subresources: &[
+            status("", "v1", "Pod"),
+            pod_binding(),
+            pod_log(),
+            pod_port_forward(),
+            pod_exec(),
+            proxy("PodProxyOptions"),
+        ],
         ..plain("", "v1", "pods", "pod", "Pod", true, &["po"])
     },
     ResourceType {
@@ -146,7 +163,7 @@ static CATALOG: &[ResourceType] = &[
     },
     ResourceType {
         categories: &["all"],
-        subresources: &[status("", "v1", "Service")],
+        subresources: &[status("", "v1", "Service"), proxy("ServiceProxyOptions")],
         ..plain("", "v1", "services", "service", "Service", true, &["svc"])
     },
     plain("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"]),

@@ -39,6 +39,7 @@ impl InProcessServer {
             service_cidr: "10.96.0.0/12".into(),
             node_port_range: "30000-32767".into(),
             advertise_address: None,
+            cluster_domain: "cluster.local".into(),
             data_dir: dir.path().to_path_buf(),
             store: frontdoor_store::StoreConfig { event_window, ..Default::default() },
             metrics: metrics.clone(),

@@ -130,6 +130,16 @@ impl Frontdoor {
         Frontdoor::launch(binary, flags, Some(namespace))
     }
 
+    /// The whole node, as [`Frontdoor::start_node`], in a namespace that `prepare` sets up first
+    /// (links, addresses, routes; it is given the namespace's name) before `up` starts there.
+    /// The namespace is deleted with the guard, or at once if `prepare` panics.
+    pub fn start_node_prepared(binary: &Path, flags: &[&str], prepare: impl FnOnce(&str)) -> Frontdoor {
+        let namespace = NetworkNamespace::create();
+        prepare(&namespace.name);
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Frontdoor::launch(binary, flags, Some(namespace))
+    }
+
     /// The whole node in the calling thread's network namespace, which the caller has made
     /// private (e.g. inside `frontdoor_netns::run_in_fresh_network_namespace`), so an in-process
     /// client can reach it.

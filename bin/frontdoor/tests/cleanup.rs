@@ -1,0 +1,130 @@
+//! `frontdoor cleanup` after a `kill -9` of `frontdoor up`: the pods' processes the node left
+//! running are stopped, its bridge (with its address and routes) is gone, and a second run has
+//! nothing to do. Everything happens inside a network namespace made for the test.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use frontdoor_testkit::{wait_until, Frontdoor};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_frontdoor");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The pids of live processes (zombies count as gone) whose command line is exactly `args`.
+fn processes(args: &[&str]) -> Vec<String> {
+    let wanted: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted))
+        .filter(|e| alive(&e.file_name().to_string_lossy()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+/// Kills, on the way out (a failed test included), the pod processes this test started.
+struct KillOnDrop(Vec<String>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let args: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        for pid in processes(&args) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    }
+}
+
+/// `ip` inside the test's namespace; its stdout.
+fn ip(fd: &Frontdoor, args: &[&str]) -> String {
+    let output = fd.command("ip").args(args).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn cleanup(fd: &Frontdoor) -> Output {
+    fd.command(BINARY).args(["cleanup", "--data-dir"]).arg(fd.data_dir()).output().unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn cleanup_after_a_crash_stops_the_pods_and_removes_the_bridge() {
+    let fd = Frontdoor::start_node(BINARY.as_ref(), &[]);
+    let marker = format!("3600.{}", std::process::id());
+    let command = ["sleep", marker.as_str()];
+    let _guard = KillOnDrop(command.iter().map(|s| s.to_string()).collect());
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleep
+    image: busybox
+    command: [sleep, '{marker}']
+"
+    );
+    let out = fd.kubectl_with_stdin("1.32", &["apply", "-f", "-"], Some(&manifest));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let running = wait_until(WAIT, || {
+        fd.kubectl_ok("1.32", &["get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"]) == "Running"
+    });
+    assert!(running, "{}", fd.kubectl_ok("1.32", &["describe", "pod", "sleeper"]));
+    assert_eq!(processes(&command).len(), 1, "the pod's process runs");
+    assert!(ip(&fd, &["-4", "-o", "address", "show", "dev", "frontdoor0"]).contains("10.244.0.1/24"));
+
+    // While the node runs, cleanup refuses and leaves everything alone.
+    let refused = cleanup(&fd);
+    let (stdout, stderr) = text(&refused);
+    assert!(!refused.status.success(), "cleanup ran beside a live node: {stdout}");
+    assert!(stderr.contains("is running") && stderr.contains("stop it first"), "{stderr}");
+    assert_eq!(processes(&command).len(), 1, "the pod still runs");
+    assert!(ip(&fd, &["-o", "link", "show"]).contains("frontdoor0"));
+
+    // The node crashes: its pod keeps running, its bridge stays.
+    let pid = fd.pid().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    assert!(wait_until(WAIT, || !alive(&pid)), "frontdoor up did not die");
+    assert_eq!(processes(&command).len(), 1, "the crash left the pod's process running");
+    assert!(ip(&fd, &["-o", "link", "show"]).contains("frontdoor0"), "the crash left the bridge");
+    assert!(nft_tables(&fd).contains("table ip frontdoor"), "the crash left the proxy's table");
+
+    let cleaned = cleanup(&fd);
+    let (stdout, stderr) = text(&cleaned);
+    assert!(cleaned.status.success(), "cleanup failed: {stdout}{stderr}");
+    assert!(stdout.contains("stopped pod process group"), "{stdout}");
+    assert!(stdout.contains("deleted bridge frontdoor0"), "{stdout}");
+    assert!(stdout.contains("removed nftables table ip frontdoor"), "{stdout}");
+    assert!(!nft_tables(&fd).contains("frontdoor"), "the table is still there");
+    assert!(stdout.contains("with its address 10.244.0.1/24"), "{stdout}");
+    assert!(stdout.contains("with its route 10.244.0.0/24 dev frontdoor0 proto kernel scope link"), "{stdout}");
+    assert!(wait_until(WAIT, || processes(&command).is_empty()), "the pod's process still runs");
+    let links = ip(&fd, &["-o", "link", "show"]);
+    assert!(!links.contains("frontdoor0") && !links.contains("fdv"), "{links}");
+    let addresses = ip(&fd, &["-4", "-o", "address", "show"]);
+    assert!(!addresses.contains("10.244.0.1"), "{addresses}");
+    let routes = ip(&fd, &["-4", "route", "show", "table", "all"]);
+    assert!(!routes.contains("frontdoor0"), "{routes}");
+
+    // Again: nothing left to do, and that is no failure.
+    let again = cleanup(&fd);
+    let (stdout, stderr) = text(&again);
+    assert!(again.status.success(), "a second cleanup failed: {stdout}{stderr}");
+    assert!(stdout.starts_with("nothing to clean up"), "{stdout}");
+}
+
+/// `nft list tables` in the node's namespace.
+fn nft_tables(fd: &Frontdoor) -> String {
+    let out = fd.command("nft").args(["list", "tables"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

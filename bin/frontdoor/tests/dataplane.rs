@@ -1,0 +1,373 @@
+//! Service traffic through the kernel: real packets from the node, from pods and from a second
+//! network namespace on a LAN with the node, through the rules the proxy programmed.
+//! Every node runs in a network namespace made for its test.
+#![allow(clippy::unwrap_used)] // a test stops at the first broken assumption
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use frontdoor_testkit::{wait_until, Frontdoor};
+
+fn start() -> Frontdoor {
+    Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"])
+}
+
+fn apply(fd: &Frontdoor, manifest: &str) {
+    let out = fd.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(manifest));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn get(fd: &Frontdoor, what: &[&str], path: &str) -> String {
+    let mut args: Vec<&str> = vec!["get"];
+    args.extend_from_slice(what);
+    let expression = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &expression]);
+    String::from_utf8_lossy(&fd.kubectl("1.33", &args).stdout).into_owned()
+}
+
+/// A server that answers every request (HTTP on TCP 8080, a datagram on UDP 5353) with its
+/// pod's name and the client address it saw.
+const WHOAMI: &str = r#"import http.server, socket, threading
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", 5353))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto((socket.gethostname() + " " + peer[0]).encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(s):
+        b = (socket.gethostname() + " " + s.client_address[0] + "\n").encode()
+        s.send_response(200); s.send_header("Content-Length", str(len(b))); s.end_headers(); s.wfile.write(b)
+    def log_message(s, *a): pass
+http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
+"#;
+
+fn deployment(name: &str, replicas: u32) -> String {
+    let script = serde_json::to_string(WHOAMI).unwrap();
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: whoami
+        image: python:3
+        command: [python3, -c, {script}]
+        ports: [{{containerPort: 8080, name: http}}]
+        readinessProbe: {{httpGet: {{port: 8080}}, periodSeconds: 1}}
+"
+    )
+}
+
+fn wait_ready_endpoints(fd: &Frontdoor, service: &str, count: usize) {
+    let selector = format!("kubernetes.io/service-name={service}");
+    let ok = wait_until(Duration::from_secs(40), || {
+        let ready = get(
+            fd,
+            &["endpointslices", "-l", &selector],
+            "{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+        );
+        ready.split_whitespace().count() == count
+    });
+    assert!(
+        ok,
+        "{service} never had {count} ready endpoints: {}",
+        fd.kubectl_ok("1.33", &["get", "pods", "-o", "wide"])
+    );
+}
+
+fn cluster_ip(fd: &Frontdoor, service: &str) -> String {
+    get(fd, &["service", service], "{.spec.clusterIP}")
+}
+
+fn run(mut command: std::process::Command) -> Output {
+    command.output().unwrap()
+}
+
+/// `count` requests to `url`, each on a new connection (the server closes after each answer),
+/// from the node; returns the (pod, client address) answers.
+fn requests(fd: &Frontdoor, url: &str, count: usize) -> Vec<(String, String)> {
+    let mut command = fd.command("curl");
+    command.args(["-s", "--max-time", "10"]);
+    for _ in 0..count {
+        command.arg(url);
+    }
+    parse_answers(&run(command))
+}
+
+fn parse_answers(out: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(pod, client)| (pod.to_string(), client.to_string()))
+        .collect()
+}
+
+fn spread(answers: &[(String, String)]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (pod, _) in answers {
+        *counts.entry(pod.clone()).or_default() += 1;
+    }
+    counts
+}
+
+/// curl's exit code and total time for one request to `url`.
+fn attempt(fd: &Frontdoor, url: &str, max_time: &str) -> (i32, f64) {
+    let out = run({
+        let mut c = fd.command("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{time_total}", "--max-time", max_time, url]);
+        c
+    });
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN))
+}
+
+#[test]
+fn cluster_ip_spreads_hairpins_and_refuses_at_once() {
+    let fd = start();
+    apply(&fd, &deployment("api", 3));
+    apply(
+        &fd,
+        "apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: api}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80}]
+",
+    );
+    wait_ready_endpoints(&fd, "api", 3);
+    let ip = cluster_ip(&fd, "api");
+
+    // From the node: 300 connections reach all three pods.
+    let answers = requests(&fd, &format!("http://{ip}/"), 300);
+    assert_eq!(answers.len(), 300, "{answers:?}");
+    let counts = spread(&answers);
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|n| *n >= 50), "uneven spread: {counts:?}");
+
+    // From a pod: the other pods see its own address (no masquerade inside the cluster), and a
+    // connection that lands on itself (hairpin) works.
+    let pods = get(&fd, &["pods", "-l", "app=api"], "{range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}");
+    let (pod, pod_ip) = pods.lines().next().unwrap().split_once(' ').unwrap();
+    let mut args = vec!["exec", pod, "--", "curl", "-s", "--max-time", "10"];
+    let url = format!("http://{ip}/");
+    args.extend(std::iter::repeat_n(url.as_str(), 60));
+    let answers = parse_answers(&fd.kubectl("1.33", &args));
+    assert_eq!(answers.len(), 60, "{answers:?}");
+    assert!(answers.iter().any(|(to, _)| to == pod), "never reached itself: {answers:?}");
+    for (to, client) in &answers {
+        if to != pod {
+            assert_eq!(client, pod_ip, "{to} saw {client}");
+        }
+    }
+
+    // A Service with no endpoints, and a port the Service does not have, refuse at once.
+    let (code, seconds) = attempt(&fd, &format!("http://{}/", cluster_ip(&fd, "nobody")), "5");
+    assert_eq!(code, 7, "no endpoints: curl exit {code}");
+    assert!(seconds < 0.05, "refused after {seconds} s");
+    let (code, seconds) = attempt(&fd, &format!("http://{ip}:81/"), "5");
+    assert_eq!(code, 7, "wrong port: curl exit {code}");
+    assert!(seconds < 0.05, "refused after {seconds} s");
+    // An address of the range no Service holds is dropped: the connection times out.
+    let (code, _) = attempt(&fd, "http://10.96.123.123/", "0.5");
+    assert_eq!(code, 28, "unallocated address: curl exit {code}");
+
+    // A new Service answers within a second of its creation.
+    fd.kubectl_ok("1.33", &["create", "service", "clusterip", "fresh", "--tcp=80:8080"]);
+    let created = Instant::now();
+    fd.kubectl_ok("1.33", &["set", "selector", "service", "fresh", "app=api"]);
+    let fresh = format!("http://{}/", cluster_ip(&fd, "fresh"));
+    let answered = wait_until(Duration::from_secs(5), || attempt(&fd, &fresh, "1").0 == 0);
+    let took = created.elapsed();
+    assert!(answered && took < Duration::from_secs(1), "the new Service answered after {took:?}");
+}
+
+/// A second network namespace on a LAN with the node: `192.168.<n>.2`, the node `.1`.
+struct Lan {
+    name: String,
+    node_address: String,
+    client_address: String,
+}
+
+impl Lan {
+    fn attach(fd: &Frontdoor, subnet: u8) -> Lan {
+        let name = format!("fdlan-{}-{subnet}", std::process::id());
+        let node_ns = fd.netns().unwrap().to_string();
+        let sh = |script: String| {
+            let status = std::process::Command::new("sh").args(["-ec", &script]).status().unwrap();
+            assert!(status.success(), "{script}");
+        };
+        sh(format!("ip netns add {name}; ip -n {name} link set lo up"));
+        let lan = Lan {
+            name: name.clone(),
+            node_address: format!("192.168.{subnet}.1"),
+            client_address: format!("192.168.{subnet}.2"),
+        };
+        sh(format!(
+            "ip -n {node_ns} link add lan0 type veth peer name eth0 netns {name}
+             ip -n {node_ns} addr add {}/24 dev lan0; ip -n {node_ns} link set lan0 up
+             ip -n {name} addr add {}/24 dev eth0; ip -n {name} link set eth0 up
+             ip -n {name} route add default via {}",
+            lan.node_address, lan.client_address, lan.node_address
+        ));
+        lan
+    }
+
+    fn curl(&self, args: &[&str]) -> Output {
+        run({
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", &self.name, "curl", "-s", "--max-time", "5"]).args(args);
+            c
+        })
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.name]).status();
+    }
+}
+
+#[test]
+fn node_ports_from_the_lan_affinity_and_local_policy() {
+    let fd = start();
+    let lan = Lan::attach(&fd, 77);
+    apply(&fd, &deployment("web", 3));
+    apply(
+        &fd,
+        "apiVersion: v1
+kind: Service
+metadata: {name: web-cluster}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30007}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30008}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
+    wait_ready_endpoints(&fd, "web-cluster", 3);
+
+    // From the LAN: the NodePort answers on the node's address; Cluster policy masquerades,
+    // Local policy keeps the client's address.
+    let url = format!("http://{}:30007/", lan.node_address);
+    let answers = parse_answers(&lan.curl(&[&url, &url, &url, &url, &url, &url]));
+    assert_eq!(answers.len(), 6, "{answers:?}");
+    assert!(answers.iter().all(|(_, client)| client.starts_with("10.244.0.")), "{answers:?}");
+    let url = format!("http://{}:30008/", lan.node_address);
+    let answers = parse_answers(&lan.curl(&[&url, &url, &url]));
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert!(answers.iter().all(|(_, client)| *client == lan.client_address), "{answers:?}");
+
+    // The health-check node port of the Local LoadBalancer Service: kube-proxy's answer.
+    let health_port = get(&fd, &["service", "web-local"], "{.spec.healthCheckNodePort}");
+    let out = lan.curl(&["-i", &format!("http://{}:{health_port}/", lan.node_address)]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body: serde_json::Value = serde_json::from_str(text.rsplit("\r\n\r\n").next().unwrap()).unwrap();
+    assert_eq!(body["localEndpoints"], 3, "{text}");
+    assert_eq!(body["serviceProxyHealthy"], true, "{text}");
+    assert_eq!(body["service"]["name"], "web-local", "{text}");
+
+    // Session affinity pins a client to one pod.
+    let sticky = requests(&fd, &format!("http://{}/", cluster_ip(&fd, "web-sticky")), 30);
+    assert_eq!(sticky.len(), 30);
+    assert_eq!(spread(&sticky).len(), 1, "{sticky:?}");
+
+    // With no endpoints left the health check says so (503), and the Local NodePort drops.
+    fd.kubectl_ok("1.33", &["scale", "deployment", "web", "--replicas=0"]);
+    let unhealthy = wait_until(Duration::from_secs(30), || {
+        let out = lan.curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{}:{health_port}/", lan.node_address),
+        ]);
+        String::from_utf8_lossy(&out.stdout) == "503"
+    });
+    assert!(unhealthy);
+    let out = lan.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{}:30007/", lan.node_address)]);
+    assert_eq!(out.status.code(), Some(7), "a NodePort without endpoints is refused");
+}
+
+#[test]
+fn udp_follows_a_replaced_endpoint() {
+    let fd = start();
+    apply(&fd, &deployment("dns", 1));
+    apply(
+        &fd,
+        "apiVersion: v1
+kind: Service
+metadata: {name: dns}
+spec:
+  selector: {app: dns}
+  ports: [{port: 53, targetPort: 5353, protocol: UDP}]
+",
+    );
+    wait_ready_endpoints(&fd, "dns", 1);
+    let ip = cluster_ip(&fd, "dns");
+    // One socket, one request every 100 ms, each answer printed as it comes.
+    let client = format!(
+        "import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+s.connect(('{ip}', 53))
+end = time.time() + 60
+while time.time() < end:
+    try:
+        s.send(b'hi'); print(s.recv(2048).decode(), flush=True)
+    except OSError:  # a timeout, or refused while the Service had no endpoint
+        pass
+    time.sleep(0.1)
+"
+    );
+    let mut child = fd.command("python3").args(["-c", &client]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let old_pod = first.split_whitespace().next().unwrap().to_string();
+    fd.kubectl_ok("1.33", &["delete", "pod", &old_pod, "--wait=false"]);
+    let mut followed = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let pod = line.split_whitespace().next().unwrap_or_default().to_string();
+        if pod != old_pod {
+            followed = Some(pod);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let new_pod = followed.expect("the client never heard from the replacement pod");
+    assert!(new_pod.starts_with("dns-"), "{new_pod}");
+}

@@ -1,0 +1,463 @@
+//! The node's routing table as a kubelet reads it (the address of the interface of the default
+//! route), and taking the node's bridge down again with what the kernel hung on it.
+//!
+//! Both read the kernel's tables with netlink dumps (links, addresses, routes) in the calling
+//! thread's network namespace; the bridge itself is deleted through [`RouteSocket`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::netlink::RouteSocket;
+use crate::{validate_link_name, Error};
+
+/// The IPv4 address a kubelet given no `--node-ip` reports as the Node's InternalIP: the first
+/// global unicast IPv4 address of the interface that holds the default route (of the main
+/// table; of several default routes, the one with the lowest metric whose interface is up and
+/// has such an address). `None` when there is no default route (or none with a usable address).
+///
+/// Reads the calling thread's network namespace.
+pub fn default_route_address() -> io::Result<Option<Ipv4Addr>> {
+    let mut dumper = Dumper::open()?;
+    let routes = default_routes(dumper.dump(RouteNetlinkMessage::GetRoute(inet_route_query()))?);
+    if routes.is_empty() {
+        return Ok(None);
+    }
+    let up: HashMap<u32, bool> = dumper
+        .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => Some((link.header.index, link.header.flags.contains(LinkFlags::Up))),
+            _ => None,
+        })
+        .collect();
+    let addresses = ipv4_addresses(dumper.dump(RouteNetlinkMessage::GetAddress(inet_address_query()))?);
+    Ok(choose(&routes, |index| up.get(&index).copied().unwrap_or(false), &addresses))
+}
+
+/// Makes this machine answer ARP for `address` on the network it belongs to, as MetalLB's
+/// layer-2 mode does for a load-balancer address: the address is added (as a /32) to the first
+/// interface other than loopback and `except` (the pod bridge) whose own IPv4 subnet contains
+/// it. Returns that interface's name, or `None` when no attached network contains the address
+/// (nothing to answer on). Idempotent. Works in the calling thread's network namespace.
+pub fn announce_address(address: Ipv4Addr, except: &str) -> Result<Option<String>, Error> {
+    let os = |what: &str, error: io::Error| Error::os(what.to_string(), error);
+    let mut dumper = Dumper::open().map_err(|e| os("open netlink socket", e))?;
+    let addresses = ipv4_addresses(
+        dumper.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
+    );
+    let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
+    let links = socket.links().map_err(|e| os("list links", e))?;
+    let name_of = |index: u32| links.iter().find(|link| link.index == index).map(|link| link.name.clone());
+    let containing = addresses.iter().find(|(index, own, prefix)| {
+        let name = name_of(*index).unwrap_or_default();
+        *prefix > 0
+            && *prefix < 32
+            && name != "lo"
+            && name != except
+            && (u32::from(*own) ^ u32::from(address)) >> (32 - u32::from(*prefix)) == 0
+    });
+    let Some((index, _, _)) = containing else { return Ok(None) };
+    socket.add_address(*index, address, 32).map_err(|e| os(&format!("add {address}/32"), e))?;
+    Ok(name_of(*index))
+}
+
+/// Stops answering for `address`: removes every /32 of it [`announce_address`] added. Returns
+/// whether there was one.
+pub fn withdraw_address(address: Ipv4Addr) -> Result<bool, Error> {
+    let os = |what: &str, error: io::Error| Error::os(what.to_string(), error);
+    let mut dumper = Dumper::open().map_err(|e| os("open netlink socket", e))?;
+    let addresses = ipv4_addresses(
+        dumper.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
+    );
+    let held: Vec<u32> = addresses
+        .iter()
+        .filter(|(_, own, prefix)| *own == address && *prefix == 32)
+        .map(|(index, _, _)| *index)
+        .collect();
+    let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
+    for index in &held {
+        socket
+            .batch(vec![crate::netlink::Request::delete_address(*index, address, 32)])
+            .map_err(|(_, e)| os(&format!("remove {address}/32"), e))?;
+    }
+    Ok(!held.is_empty())
+}
+
+/// Removes the route [`route_to_bridge`](crate::route_to_bridge) added for `network/prefix_len`.
+pub fn unroute_from_bridge(name: &str, network: Ipv4Addr, prefix_len: u8) -> Result<(), Error> {
+    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let Some(index) = socket.link_index(name).map_err(|error| Error::os(format!("look up {name}"), error))? else {
+        return Ok(());
+    };
+    socket
+        .batch(vec![crate::netlink::Request::delete_link_route(index, network, prefix_len)])
+        .map_err(|(_, error)| Error::os(format!("remove the route to {network}/{prefix_len}"), error))
+}
+
+/// A default route: its metric and the interfaces it leaves by (one, or a multipath route's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DefaultRoute {
+    metric: u32,
+    interfaces: Vec<u32>,
+}
+
+/// The IPv4 default routes of the main table, lowest metric first (the kernel's order among
+/// equals).
+fn default_routes(replies: Vec<RouteNetlinkMessage>) -> Vec<DefaultRoute> {
+    let mut routes: Vec<DefaultRoute> = replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewRoute(route) => Some(route),
+            _ => None,
+        })
+        .filter(|route| {
+            route.header.address_family == AddressFamily::Inet
+                && route.header.destination_prefix_length == 0
+                && route.header.kind == RouteType::Unicast
+                && table(route) == u32::from(RouteHeader::RT_TABLE_MAIN)
+        })
+        .map(|route| {
+            let mut default = DefaultRoute { metric: 0, interfaces: Vec::new() };
+            for attribute in route.attributes {
+                match attribute {
+                    RouteAttribute::Priority(metric) => default.metric = metric,
+                    RouteAttribute::Oif(index) => default.interfaces.push(index),
+                    RouteAttribute::MultiPath(hops) => {
+                        default.interfaces.extend(hops.iter().map(|hop| hop.interface_index))
+                    }
+                    _ => {}
+                }
+            }
+            default
+        })
+        .collect();
+    routes.sort_by_key(|route| route.metric);
+    routes
+}
+
+/// The table a route is in (the attribute, when the header's byte cannot hold it).
+fn table(route: &RouteMessage) -> u32 {
+    route
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            RouteAttribute::Table(table) => Some(*table),
+            _ => None,
+        })
+        .unwrap_or(u32::from(route.header.table))
+}
+
+/// Every IPv4 address with its link's index, in the kernel's order (a link's primary address
+/// before its secondaries).
+fn ipv4_addresses(replies: Vec<RouteNetlinkMessage>) -> Vec<(u32, Ipv4Addr, u8)> {
+    replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewAddress(address) => Some(address),
+            _ => None,
+        })
+        .filter_map(|message| {
+            let (mut local, mut address) = (None, None);
+            for attribute in &message.attributes {
+                match attribute {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => local = Some(*ip),
+                    AddressAttribute::Address(IpAddr::V4(ip)) => address = Some(*ip),
+                    _ => {}
+                }
+            }
+            local.or(address).map(|ip| (message.header.index, ip, message.header.prefix_len))
+        })
+        .collect()
+}
+
+/// What Go's `net.IP.IsGlobalUnicast` accepts (private ranges included, as the kubelet takes them).
+fn global_unicast(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_loopback() || ip.is_link_local() || ip.is_multicast() || ip.is_broadcast())
+}
+
+/// The kubelet's choice (`ChooseHostInterface` from the routes): for each default route in order,
+/// each of its interfaces that is up, the first global unicast address on it.
+fn choose(routes: &[DefaultRoute], up: impl Fn(u32) -> bool, addresses: &[(u32, Ipv4Addr, u8)]) -> Option<Ipv4Addr> {
+    routes.iter().flat_map(|route| route.interfaces.iter().copied()).filter(|index| up(*index)).find_map(|index| {
+        addresses.iter().find(|(link, ip, _)| *link == index && global_unicast(*ip)).map(|(_, ip, _)| *ip)
+    })
+}
+
+/// What went with a bridge [`remove_bridge`] deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedBridge {
+    /// Its IPv4 addresses (`10.244.0.1/24`).
+    pub addresses: Vec<String>,
+    /// The routes of the main table through it (`10.244.0.0/24 dev frontdoor0 proto kernel
+    /// scope link src 10.244.0.1`), as `ip route` shows them.
+    pub routes: Vec<String>,
+}
+
+/// Deletes the bridge called `name` from the calling thread's network namespace, and with it
+/// its addresses and every route through it (the kernel removes them with the link). Returns
+/// what it had, or `None` if there was no such link. A link of that name that is not a bridge
+/// is left alone ([`Error::NotABridge`]).
+pub fn remove_bridge(name: &str) -> Result<Option<RemovedBridge>, Error> {
+    validate_link_name(name).map_err(|reason| Error::Invalid { what: format!("bridge {name:?}"), reason })?;
+    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let Some(link) =
+        socket.links().map_err(|error| Error::os("list links", error))?.into_iter().find(|link| link.name == name)
+    else {
+        return Ok(None);
+    };
+    if link.kind.as_deref() != Some("bridge") {
+        return Err(Error::NotABridge { name: name.to_owned(), kind: link.kind });
+    }
+    let mut dumper = Dumper::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let addresses = ipv4_addresses(
+        dumper
+            .dump(RouteNetlinkMessage::GetAddress(inet_address_query()))
+            .map_err(|error| Error::os("list addresses", error))?,
+    )
+    .into_iter()
+    .filter(|(index, _, _)| *index == link.index)
+    .map(|(_, ip, prefix_len)| format!("{ip}/{prefix_len}"))
+    .collect();
+    let routes = dumper
+        .dump(RouteNetlinkMessage::GetRoute(inet_route_query()))
+        .map_err(|error| Error::os("list routes", error))?
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewRoute(route) => Some(route),
+            _ => None,
+        })
+        .filter(|route| table(route) == u32::from(RouteHeader::RT_TABLE_MAIN) && leaves_by(route, link.index))
+        .map(|route| describe_route(&route, name))
+        .collect();
+    if !socket.delete_link(name).map_err(|error| Error::os(format!("delete bridge {name}"), error))? {
+        return Ok(None); // gone meanwhile
+    }
+    tracing::info!(bridge = name, "deleted bridge");
+    Ok(Some(RemovedBridge { addresses, routes }))
+}
+
+fn leaves_by(route: &RouteMessage, index: u32) -> bool {
+    route.attributes.iter().any(|attribute| match attribute {
+        RouteAttribute::Oif(oif) => *oif == index,
+        RouteAttribute::MultiPath(hops) => hops.iter().any(|hop| hop.interface_index == index),
+        _ => false,
+    })
+}
+
+/// A route as `ip route` prints it.
+fn describe_route(route: &RouteMessage, device: &str) -> String {
+    let address = |address: &RouteAddress| match address {
+        RouteAddress::Inet(ip) => ip.to_string(),
+        other => format!("{other:?}"),
+    };
+    let mut destination = None;
+    let (mut gateway, mut source, mut metric) = (None, None, None);
+    for attribute in &route.attributes {
+        match attribute {
+            RouteAttribute::Destination(value) => destination = Some(address(value)),
+            RouteAttribute::Gateway(value) => gateway = Some(address(value)),
+            RouteAttribute::PrefSource(value) => source = Some(address(value)),
+            RouteAttribute::Priority(value) => metric = Some(*value),
+            _ => {}
+        }
+    }
+    let mut text = match (destination, route.header.destination_prefix_length) {
+        (_, 0) => "default".to_string(),
+        (Some(destination), 32) => destination,
+        (Some(destination), prefix_len) => format!("{destination}/{prefix_len}"),
+        (None, prefix_len) => format!("0.0.0.0/{prefix_len}"),
+    };
+    if let Some(gateway) = gateway {
+        text.push_str(&format!(" via {gateway}"));
+    }
+    text.push_str(&format!(" dev {device} proto {}", route.header.protocol));
+    if route.header.scope != RouteScope::Universe {
+        text.push_str(&format!(" scope {}", route.header.scope));
+    }
+    if let Some(source) = source {
+        text.push_str(&format!(" src {source}"));
+    }
+    if let Some(metric) = metric {
+        text.push_str(&format!(" metric {metric}"));
+    }
+    text
+}
+
+fn inet_route_query() -> RouteMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = AddressFamily::Inet;
+    message
+}
+
+fn inet_address_query() -> AddressMessage {
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Inet;
+    message
+}
+
+/// The largest datagram read: the kernel sizes dump parts well below.
+const RECEIVE_BUFFER: usize = 64 * 1024;
+
+/// A `NETLINK_ROUTE` socket for dumps (which [`RouteSocket`] does only for links), bound to the
+/// namespace it was opened in.
+struct Dumper {
+    socket: Socket,
+    sequence: u32,
+    buffer: Vec<u8>,
+}
+
+impl Dumper {
+    fn open() -> io::Result<Dumper> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Dumper { socket, sequence: 0, buffer: Vec::new() })
+    }
+
+    /// Sends a dump request and collects every part of the answer until `DONE`.
+    fn dump(&mut self, message: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let sequence = self.sequence;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = sequence;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+        packet.finalize();
+        let mut request = vec![0; packet.buffer_len()];
+        packet.serialize(&mut request);
+        self.socket.send(&request, 0)?;
+
+        let mut replies = Vec::new();
+        loop {
+            self.buffer.clear();
+            self.buffer.reserve(RECEIVE_BUFFER);
+            let length = self.socket.recv(&mut self.buffer, libc::MSG_TRUNC)?;
+            if length > self.buffer.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a netlink answer of {length} bytes did not fit the receive buffer"),
+                ));
+            }
+            let mut offset = 0;
+            while offset < length {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..length])
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+                let size = reply.header.length as usize;
+                if size == 0 {
+                    break;
+                }
+                offset += (size + 3) & !3;
+                if reply.header.sequence_number != sequence {
+                    continue; // a late answer to an earlier request
+                }
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::Error(error) => {
+                        return match error.code {
+                            None => Ok(replies),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_in_fresh_network_namespace;
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    fn run(args: &[&str]) {
+        let status = std::process::Command::new("ip").args(args).status().unwrap();
+        assert!(status.success(), "ip {args:?}");
+    }
+
+    #[test]
+    fn the_kubelets_choice_among_routes_links_and_addresses() {
+        let route = |metric, interfaces: &[u32]| DefaultRoute { metric, interfaces: interfaces.to_vec() };
+        let addresses = [
+            (2, ip("169.254.3.3"), 16),
+            (2, ip("192.168.1.5"), 24),
+            (2, ip("192.168.1.6"), 24),
+            (3, ip("10.0.0.7"), 8),
+            (4, ip("127.0.0.2"), 8),
+        ];
+        let all_up = |_| true;
+        // The first global unicast address of the route's interface: not the link-local one.
+        assert_eq!(choose(&[route(0, &[2])], all_up, &addresses), Some(ip("192.168.1.5")));
+        // Routes in order; an interface that is down or has no usable address is passed over.
+        assert_eq!(choose(&[route(0, &[4]), route(10, &[3])], all_up, &addresses), Some(ip("10.0.0.7")));
+        assert_eq!(choose(&[route(0, &[2]), route(10, &[3])], |index| index != 2, &addresses), Some(ip("10.0.0.7")));
+        assert_eq!(choose(&[route(0, &[5])], all_up, &addresses), None);
+        assert_eq!(choose(&[], all_up, &addresses), None);
+    }
+
+    #[test]
+    fn the_default_routes_interface_address_in_a_namespace() {
+        run_in_fresh_network_namespace(|| {
+            assert_eq!(default_route_address().unwrap(), None, "no default route, no address");
+            // Veth pairs with both ends up (every kernel that runs pods has veths).
+            for (name, peer) in [("up0", "up0p"), ("other0", "other0p")] {
+                run(&["link", "add", name, "type", "veth", "peer", "name", peer]);
+                run(&["link", "set", peer, "up"]);
+            }
+            run(&["address", "add", "172.16.9.9/24", "dev", "other0"]);
+            run(&["link", "set", "other0", "up"]);
+            run(&["address", "add", "192.168.77.2/24", "dev", "up0"]);
+            run(&["address", "add", "192.168.77.3/24", "dev", "up0"]);
+            run(&["link", "set", "up0", "up"]);
+            assert_eq!(default_route_address().unwrap(), None, "addresses alone are no default route");
+            run(&["route", "add", "default", "via", "192.168.77.1", "dev", "up0", "metric", "100"]);
+            assert_eq!(default_route_address().unwrap(), Some(ip("192.168.77.2")), "the primary address");
+            // A second default route with a lower metric wins.
+            run(&["route", "add", "default", "via", "172.16.9.1", "dev", "other0", "metric", "50"]);
+            assert_eq!(default_route_address().unwrap(), Some(ip("172.16.9.9")));
+            // Its interface down, the next one's.
+            run(&["link", "set", "other0", "down"]);
+            assert_eq!(default_route_address().unwrap(), Some(ip("192.168.77.2")));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_removed_bridge_takes_its_addresses_and_routes() {
+        run_in_fresh_network_namespace(|| {
+            assert_eq!(remove_bridge("tbr0").unwrap(), None, "nothing to remove");
+            crate::ensure_bridge("tbr0", ip("10.77.0.1"), 24).unwrap();
+            run(&["route", "add", "10.78.0.0/16", "dev", "tbr0"]);
+            run(&["link", "add", "notbr0", "type", "veth", "peer", "name", "notbr0p"]);
+            assert!(matches!(remove_bridge("notbr0"), Err(Error::NotABridge { .. })), "only a bridge is removed");
+            let removed = remove_bridge("tbr0").unwrap().expect("the bridge was there");
+            assert_eq!(removed.addresses, ["10.77.0.1/24"]);
+            assert!(
+                removed
+                    .routes
+                    .iter()
+                    .any(|r| r.starts_with("10.77.0.0/24 dev tbr0 proto kernel scope link src 10.77.0.1")),
+                "{removed:?}"
+            );
+            assert!(removed.routes.iter().any(|r| r.starts_with("10.78.0.0/16 dev tbr0")), "{removed:?}");
+            assert!(!crate::link_names().unwrap().contains(&"tbr0".to_string()));
+            let routes = std::process::Command::new("ip").args(["-4", "route"]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&routes.stdout), "", "no route is left");
+            assert_eq!(remove_bridge("tbr0").unwrap(), None, "a second removal has nothing to do");
+        })
+        .unwrap();
+    }
+}

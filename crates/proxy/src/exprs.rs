@@ -1,0 +1,232 @@
+//! The small vocabulary the ruleset is written in: each function is one nft phrase
+//! (`ip daddr . meta l4proto . th dport`, `ct state new`, `fib daddr type local`, …) as the
+//! expressions `nft` itself would send for it.
+
+use std::net::Ipv4Addr;
+
+use frontdoor_netfilter::{
+    CmpOp, CtDirection, CtKey, DynsetOp, Expr, FibFlags, FibResult, ImmediateData, MetaKey, NatFlags, NatKind,
+    NumgenKind, PayloadBase, Register, RejectKind, Verdict,
+};
+
+use frontdoor_proxy_model::SourceRange;
+
+/// The mark bit that asks `masquerading` to masquerade a packet (kube-proxy's default, 0x4000).
+pub const MASQUERADE_MARK: u32 = 0x4000;
+
+/// `RTN_LOCAL`, what `fib daddr type` answers for an address of this machine.
+const RTN_LOCAL: u32 = 2;
+/// `NF_CT_STATE_BIT(IP_CT_NEW)`.
+const CT_STATE_NEW: u32 = 8;
+
+fn payload(base: PayloadBase, offset: u32, len: u32, dreg: Register) -> Expr {
+    Expr::Payload { base, offset, len, dreg }
+}
+
+pub fn ip_saddr(dreg: Register) -> Expr {
+    payload(PayloadBase::Network, 12, 4, dreg)
+}
+
+pub fn ip_daddr(dreg: Register) -> Expr {
+    payload(PayloadBase::Network, 16, 4, dreg)
+}
+
+pub fn l4proto(dreg: Register) -> Expr {
+    Expr::Meta { key: MetaKey::L4Proto, dreg }
+}
+
+pub fn th_dport(dreg: Register) -> Expr {
+    payload(PayloadBase::Transport, 2, 2, dreg)
+}
+
+/// `ip daddr . meta l4proto . th dport`, into registers 1, 9 and 10 (as nft lays it out).
+pub fn daddr_proto_dport() -> [Expr; 3] {
+    [ip_daddr(Register::R1), l4proto(Register::R32(1)), th_dport(Register::R32(2))]
+}
+
+/// `meta l4proto . th dport`, into registers 1 and 9.
+pub fn proto_dport() -> [Expr; 2] {
+    [l4proto(Register::R1), th_dport(Register::R32(1))]
+}
+
+/// `… vmap @set`: the key loaded from register 1.
+pub fn vmap(set: &str) -> Expr {
+    Expr::Lookup { set: set.to_string(), sreg: Register::R1, dreg: Some(Register::Verdict), invert: false }
+}
+
+/// `… @set` (membership, key from register 1).
+pub fn member_of(set: &str) -> Expr {
+    Expr::Lookup { set: set.to_string(), sreg: Register::R1, dreg: None, invert: false }
+}
+
+pub fn verdict(verdict: Verdict) -> Expr {
+    Expr::Immediate { dreg: Register::Verdict, data: ImmediateData::Verdict(verdict) }
+}
+
+pub fn jump(chain: &str) -> Expr {
+    verdict(Verdict::Jump(chain.to_string()))
+}
+
+pub fn goto(chain: &str) -> Expr {
+    verdict(Verdict::Goto(chain.to_string()))
+}
+
+/// `ct state new`.
+pub fn ct_state_new() -> [Expr; 3] {
+    [
+        Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 },
+        Expr::Bitwise {
+            sreg: Register::R1,
+            dreg: Register::R1,
+            len: 4,
+            mask: CT_STATE_NEW.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: vec![0; 4] },
+    ]
+}
+
+/// `ct original ip daddr`.
+pub fn ct_original_daddr(dreg: Register) -> Expr {
+    Expr::Ct { key: CtKey::DstIp, direction: Some(CtDirection::Original), dreg }
+}
+
+/// `fib daddr type local`.
+pub fn fib_daddr_local() -> [Expr; 2] {
+    [
+        Expr::Fib {
+            flags: FibFlags { daddr: true, ..FibFlags::default() },
+            result: FibResult::AddrType,
+            dreg: Register::R1,
+        },
+        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: RTN_LOCAL.to_ne_bytes().to_vec() },
+    ]
+}
+
+/// `ip daddr != 127.0.0.0/8` (nft loads the one byte that matters).
+pub fn daddr_not_loopback() -> [Expr; 2] {
+    [
+        payload(PayloadBase::Network, 16, 1, Register::R1),
+        Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: vec![127] },
+    ]
+}
+
+/// `ip saddr <range>` or `ip daddr <range>` (`field` is [`ip_saddr`] or [`ip_daddr`]), with
+/// `op` Eq or Neq.
+pub fn ip_in_range(field: fn(Register) -> Expr, range: SourceRange, op: CmpOp) -> Vec<Expr> {
+    if range.prefix == 32 {
+        return vec![field(Register::R1), Expr::Cmp { op, sreg: Register::R1, data: range.network.octets().to_vec() }];
+    }
+    vec![
+        field(Register::R1),
+        Expr::Bitwise {
+            sreg: Register::R1,
+            dreg: Register::R1,
+            len: 4,
+            mask: range.mask().to_be_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp { op, sreg: Register::R1, data: range.network.octets().to_vec() },
+    ]
+}
+
+/// `meta mark set meta mark | bit`.
+pub fn set_mark_bit(bit: u32) -> [Expr; 3] {
+    [
+        Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 },
+        Expr::Bitwise {
+            sreg: Register::R1,
+            dreg: Register::R1,
+            len: 4,
+            mask: (!bit).to_ne_bytes().to_vec(),
+            xor: bit.to_ne_bytes().to_vec(),
+        },
+        Expr::MetaSet { key: MetaKey::Mark, sreg: Register::R1 },
+    ]
+}
+
+/// `meta mark & bit == 0`.
+pub fn mark_bit_clear(bit: u32) -> [Expr; 3] {
+    [
+        Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 },
+        Expr::Bitwise {
+            sreg: Register::R1,
+            dreg: Register::R1,
+            len: 4,
+            mask: bit.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: vec![0; 4] },
+    ]
+}
+
+/// `meta mark set meta mark ^ bit`.
+pub fn flip_mark_bit(bit: u32) -> [Expr; 3] {
+    [
+        Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 },
+        Expr::Bitwise {
+            sreg: Register::R1,
+            dreg: Register::R1,
+            len: 4,
+            mask: u32::MAX.to_ne_bytes().to_vec(),
+            xor: bit.to_ne_bytes().to_vec(),
+        },
+        Expr::MetaSet { key: MetaKey::Mark, sreg: Register::R1 },
+    ]
+}
+
+/// `dnat ip to <key> . numgen random mod <count> map @<map>`, the key already loaded from
+/// register 1 on (`fields` 32-bit words of it).
+pub fn dnat_through_map(map: &str, fields: u8, count: u32) -> [Expr; 3] {
+    [
+        Expr::Numgen { dreg: Register::R32(fields), modulus: count, kind: NumgenKind::Random, offset: 0 },
+        Expr::Lookup { set: map.to_string(), sreg: Register::R1, dreg: Some(Register::R1), invert: false },
+        Expr::Nat {
+            kind: NatKind::Dnat,
+            addr: Some(Register::R1),
+            port: Some(Register::R32(1)),
+            flags: NatFlags::default(),
+        },
+    ]
+}
+
+/// `meta l4proto <proto> dnat ip to <ip>:<port>`.
+pub fn dnat_to(protocol: u8, ip: Ipv4Addr, port: u16) -> Vec<Expr> {
+    let port_bytes = port.to_be_bytes().to_vec();
+    vec![
+        l4proto(Register::R1),
+        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: vec![protocol] },
+        Expr::Immediate { dreg: Register::R1, data: ImmediateData::Bytes(ip.octets().to_vec()) },
+        Expr::Immediate { dreg: Register::R2, data: ImmediateData::Bytes(port_bytes) },
+        Expr::Nat {
+            kind: NatKind::Dnat,
+            addr: Some(Register::R1),
+            port: Some(Register::R2),
+            flags: NatFlags::default(),
+        },
+    ]
+}
+
+/// `numgen random mod <modulus> == 0`.
+pub fn one_in(modulus: u32) -> [Expr; 2] {
+    [
+        Expr::Numgen { dreg: Register::R1, modulus, kind: NumgenKind::Random, offset: 0 },
+        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: 0u32.to_ne_bytes().to_vec() },
+    ]
+}
+
+/// `update @set { ip saddr }`.
+pub fn remember_source(set: &str) -> [Expr; 2] {
+    [
+        ip_saddr(Register::R1),
+        Expr::Dynset { op: DynsetOp::Update, set: set.to_string(), sreg_key: Register::R1, timeout: None },
+    ]
+}
+
+pub fn masquerade(fully_random: bool) -> Expr {
+    Expr::Masquerade { fully_random }
+}
+
+pub fn reject() -> Expr {
+    Expr::Reject { kind: RejectKind::IcmpUnreachable(3) }
+}

@@ -1,0 +1,303 @@
+//! What is programmed in the kernel, kept in memory, and the difference a sync sends.
+//!
+//! A sync never lists the table: [`Programmed`] remembers every element, chain and set it has
+//! put there, and [`Programmed::plan`] turns the changed Services' new fragments into one batch
+//! that adds, changes and removes only what differs. Elements several Services claim (a pod
+//! behind two Services in the hairpin set, a cluster IP with two ports) stay until the last claim
+//! goes. A failed batch leaves this state unreliable: the caller then does a full sync, which
+//! starts from [`Programmed::full`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use frontdoor_netfilter::{Batch, Element, ElementData, Family, SetSpec, Value};
+use frontdoor_proxy_model::ServiceKey;
+
+use crate::render::{fixed_chains, set_specs, shared_chain, ChainSpec, Fragment, RenderConfig};
+
+/// Chains a sync stopped using are flushed at once and deleted this much later: kernels before
+/// 6.2 may still count a reference from a map element removed in the same transaction (as
+/// kube-proxy does).
+const STALE_CHAIN_DELAY: Duration = Duration::from_secs(1);
+
+type ElementKey = (&'static str, Vec<Value>);
+
+/// The programmed ruleset.
+pub struct Programmed {
+    table: String,
+    specs: HashMap<&'static str, SetSpec>,
+    fragments: HashMap<ServiceKey, Fragment>,
+    /// Every element, with the Services that claim it (the first claim's data is programmed).
+    elements: HashMap<ElementKey, Vec<(ServiceKey, Option<ElementData>)>>,
+    shared_chains: BTreeSet<String>,
+    stale_chains: Vec<(String, Instant)>,
+}
+
+/// One sync's batch, and how much it changes.
+pub struct Plan {
+    pub batch: Batch,
+    pub elements_added: usize,
+    pub elements_removed: usize,
+}
+
+impl Programmed {
+    fn empty(table: &str) -> Programmed {
+        let specs = set_specs().into_iter().map(|spec| (static_name(&spec.name), spec)).collect();
+        Programmed {
+            table: table.to_string(),
+            specs,
+            fragments: HashMap::new(),
+            elements: HashMap::new(),
+            shared_chains: BTreeSet::new(),
+            stale_chains: Vec::new(),
+        }
+    }
+
+    /// A full sync: the table deleted and written again, with every Service. Returns the state
+    /// it leaves once applied, and its plan.
+    pub fn full(
+        table: &str,
+        config: &RenderConfig,
+        services: impl IntoIterator<Item = (ServiceKey, Fragment)>,
+    ) -> (Programmed, Plan) {
+        let mut state = Programmed::empty(table);
+        let mut batch = Batch::new(Family::Ipv4);
+        // Adding first makes the delete succeed whether or not the table exists.
+        batch.add_table(table);
+        batch.delete_table(table);
+        batch.add_table(table);
+        let mut specs: Vec<&SetSpec> = state.specs.values().collect();
+        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        for spec in specs {
+            batch.add_set(table, spec);
+        }
+        let fixed = fixed_chains(config);
+        for chain in &fixed {
+            batch.add_chain(table, &chain.name, chain.base.as_ref());
+        }
+        for chain in &fixed {
+            for rule in &chain.rules {
+                batch.add_rule(table, &chain.name, rule);
+            }
+        }
+        let changes = services.into_iter().map(|(key, fragment)| (key, Some(fragment))).collect();
+        let plan = state.plan_into(batch, changes, Instant::now());
+        (state, plan)
+    }
+
+    /// A partial sync: the batch that takes each changed Service from what is programmed to its
+    /// new fragment (`None`: the Service is gone). The state is updated as if the batch applied.
+    pub fn plan(&mut self, changes: Vec<(ServiceKey, Option<Fragment>)>, now: Instant) -> Plan {
+        let batch = Batch::new(Family::Ipv4);
+        self.plan_into(batch, changes, now)
+    }
+
+    pub fn service_count(&self) -> usize {
+        self.fragments.len()
+    }
+
+    pub fn element_count(&self) -> usize {
+        self.elements.len()
+    }
+
+    fn plan_into(&mut self, mut batch: Batch, changes: Vec<(ServiceKey, Option<Fragment>)>, now: Instant) -> Plan {
+        let table = self.table.clone();
+        // What each touched element was before any change of this sync.
+        // (Outer `None`: absent; inner `None`: a member of a plain set, which has no data.)
+        let mut before: HashMap<ElementKey, Option<Option<ElementData>>> = HashMap::new();
+        let mut new_sets: Vec<SetSpec> = Vec::new();
+        let mut gone_sets: Vec<String> = Vec::new();
+        let mut new_chains: Vec<ChainSpec> = Vec::new();
+        let mut rewritten_chains: Vec<ChainSpec> = Vec::new();
+        let mut gone_chains: Vec<String> = Vec::new();
+        let mut new_shared: BTreeSet<String> = BTreeSet::new();
+
+        for (key, fragment) in changes {
+            let old = self.fragments.remove(&key).unwrap_or_default();
+            let new = fragment.unwrap_or_default();
+            for (set, element) in &old.elements {
+                let id = (*set, element.key.clone());
+                self.record_before(&mut before, &id);
+                if let Some(claims) = self.elements.get_mut(&id) {
+                    claims.retain(|(owner, _)| owner != &key);
+                }
+            }
+            for (set, element) in &new.elements {
+                let id = (*set, element.key.clone());
+                self.record_before(&mut before, &id);
+                let claims = self.elements.entry(id).or_default();
+                if !claims.iter().any(|(owner, _)| owner == &key) {
+                    claims.push((key.clone(), element.data.clone()));
+                }
+            }
+            // Sets and chains of its own, by name.
+            let old_sets: BTreeMap<&str, &SetSpec> = old.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+            let new_set_names: BTreeMap<&str, &SetSpec> = new.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+            for (name, spec) in &new_set_names {
+                match old_sets.get(name) {
+                    Some(old_spec) if old_spec == spec => {}
+                    Some(_) => {
+                        // Changed type or timeout: replaced (its chains are rewritten below).
+                        gone_sets.push(name.to_string());
+                        new_sets.push((*spec).clone());
+                    }
+                    None => new_sets.push((*spec).clone()),
+                }
+            }
+            gone_sets.extend(old_sets.keys().filter(|name| !new_set_names.contains_key(*name)).map(|n| n.to_string()));
+            let old_chains: BTreeMap<&str, &ChainSpec> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+            let new_chain_names: BTreeSet<&str> = new.chains.iter().map(|c| c.name.as_str()).collect();
+            for chain in &new.chains {
+                match old_chains.get(chain.name.as_str()) {
+                    Some(old_chain) if *old_chain == chain => {
+                        // Unchanged, unless a set it uses was replaced.
+                        if gone_sets.iter().any(|set| chain_uses_set(chain, set)) {
+                            rewritten_chains.push(chain.clone());
+                        }
+                    }
+                    Some(_) => rewritten_chains.push(chain.clone()),
+                    None => new_chains.push(chain.clone()),
+                }
+            }
+            gone_chains
+                .extend(old_chains.keys().filter(|name| !new_chain_names.contains(*name)).map(|n| n.to_string()));
+            for shared in &new.shared_chains {
+                if !self.shared_chains.contains(shared) {
+                    new_shared.insert(shared.clone());
+                }
+            }
+            if !new.elements.is_empty() || !new.chains.is_empty() || !new.sets.is_empty() {
+                self.fragments.insert(key, new);
+            }
+        }
+
+        // 1. Sets and chains that elements and rules will refer to.
+        for name in &gone_sets {
+            if new_sets.iter().any(|s| &s.name == name) {
+                // Replaced: the chains using it are flushed first, then it goes, then it comes back.
+                for chain in rewritten_chains.iter().filter(|c| chain_uses_set(c, name)) {
+                    batch.flush_chain(&table, &chain.name);
+                }
+                batch.delete_set(&table, name);
+            }
+        }
+        for spec in &new_sets {
+            batch.add_set(&table, spec);
+        }
+        for name in &new_shared {
+            if let Some(chain) = shared_chain(name) {
+                batch.add_chain(&table, name, None);
+                new_chains.push(chain);
+            }
+        }
+        self.shared_chains.extend(new_shared);
+        for chain in &new_chains {
+            batch.add_chain(&table, &chain.name, None);
+        }
+        for chain in &new_chains {
+            for rule in &chain.rules {
+                batch.add_rule(&table, &chain.name, rule);
+            }
+        }
+        for chain in &rewritten_chains {
+            batch.flush_chain(&table, &chain.name);
+            for rule in &chain.rules {
+                batch.add_rule(&table, &chain.name, rule);
+            }
+        }
+
+        // 2. Elements: removed and changed ones out, new and changed ones in.
+        let mut removals: BTreeMap<&'static str, Vec<Element>> = BTreeMap::new();
+        let mut additions: BTreeMap<&'static str, Vec<Element>> = BTreeMap::new();
+        for (id, was) in before {
+            let now_data = self.programmed_data(&id);
+            if now_data.is_none() {
+                self.elements.remove(&id);
+            }
+            let (set, key) = id;
+            match (was, now_data) {
+                (None, None) => {}
+                (Some(old), None) => removals.entry(set).or_default().push(Element { key, data: old }),
+                (None, Some(new)) => additions.entry(set).or_default().push(Element { key, data: new }),
+                (Some(old), Some(new)) if old == new => {}
+                (Some(old), Some(new)) => {
+                    removals.entry(set).or_default().push(Element { key: key.clone(), data: old });
+                    additions.entry(set).or_default().push(Element { key, data: new });
+                }
+            }
+        }
+        let (mut elements_added, mut elements_removed) = (0, 0);
+        for (set, elements) in &removals {
+            elements_removed += elements.len();
+            batch.delete_elements(&table, &self.specs[set], elements);
+        }
+        for (set, elements) in &additions {
+            elements_added += elements.len();
+            batch.add_elements(&table, &self.specs[set], elements);
+        }
+
+        // 3. What is no longer used: chains flushed now and deleted later, then their sets.
+        for chain in &gone_chains {
+            batch.flush_chain(&table, chain);
+            self.stale_chains.push((chain.clone(), now));
+        }
+        for name in &gone_sets {
+            if !new_sets.iter().any(|s| &s.name == name) {
+                batch.delete_set(&table, name);
+            }
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stale_chains)
+            .into_iter()
+            .partition(|(_, since)| now.duration_since(*since) >= STALE_CHAIN_DELAY);
+        self.stale_chains = waiting;
+        for (chain, _) in due {
+            // A chain that came back meanwhile is in use again.
+            if !self.fragments.values().any(|f| f.chains.iter().any(|c| c.name == chain)) {
+                batch.delete_chain(&table, &chain);
+            }
+        }
+        Plan { batch, elements_added, elements_removed }
+    }
+
+    fn record_before(&self, before: &mut HashMap<ElementKey, Option<Option<ElementData>>>, id: &ElementKey) {
+        if !before.contains_key(id) {
+            before.insert(id.clone(), self.programmed_data(id));
+        }
+    }
+
+    /// The data programmed for an element (`None`: absent).
+    fn programmed_data(&self, id: &ElementKey) -> Option<Option<ElementData>> {
+        self.elements.get(id).and_then(|claims| claims.first()).map(|(_, data)| data.clone())
+    }
+
+    /// Whether stale chains are waiting to be deleted (the runner then syncs again later).
+    pub fn has_pending_cleanup(&self) -> bool {
+        !self.stale_chains.is_empty()
+    }
+}
+
+fn chain_uses_set(chain: &ChainSpec, set: &str) -> bool {
+    use frontdoor_netfilter::Expr;
+    chain.rules.iter().flatten().any(|expr| match expr {
+        Expr::Lookup { set: name, .. } | Expr::Dynset { set: name, .. } => name == set,
+        _ => false,
+    })
+}
+
+fn static_name(name: &str) -> &'static str {
+    use crate::render::sets::*;
+    [
+        SERVICE_IPS,
+        SERVICE_BACKENDS,
+        SERVICE_NODEPORTS,
+        NODEPORT_BACKENDS,
+        NO_ENDPOINT_SERVICES,
+        NO_ENDPOINT_NODEPORTS,
+        FIREWALL_IPS,
+        CLUSTER_IPS,
+        HAIRPIN,
+    ]
+    .into_iter()
+    .find(|known| *known == name)
+    .expect("set_specs names only the shared sets")
+}
