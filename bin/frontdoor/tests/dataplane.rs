@@ -195,6 +195,35 @@ spec:
     let answered = wait_until(Duration::from_secs(5), || attempt(&fd, &fresh, "1").0 == 0);
     let took = created.elapsed();
     assert!(answered && took < Duration::from_secs(1), "the new Service answered after {took:?}");
+
+    // kube-proxy's health and metrics endpoints.
+    let fetch = |url: &str| {
+        String::from_utf8_lossy(&run({
+            let mut c = fd.command("curl");
+            c.args(["-s", "--max-time", "5", url]);
+            c
+        })
+        .stdout)
+        .into_owned()
+    };
+    let health: serde_json::Value = serde_json::from_str(&fetch("http://127.0.0.1:10256/healthz")).unwrap();
+    assert!(health["lastUpdated"].is_string(), "{health}");
+    let metrics = fetch("http://127.0.0.1:10249/metrics");
+    for name in [
+        "kubeproxy_sync_proxy_rules_duration_seconds_bucket",
+        "kubeproxy_sync_full_proxy_rules_duration_seconds_count",
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds_count",
+        "kubeproxy_network_programming_duration_seconds_count",
+        "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let programmed = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("kubeproxy_network_programming_duration_seconds_count "))
+        .and_then(|count| count.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(programmed >= 1.0, "no network programming latency recorded:\n{metrics}");
 }
 
 /// A second network namespace on a LAN with the node: `192.168.<n>.2`, the node `.1`.
@@ -370,4 +399,199 @@ while time.time() < end:
     let _ = child.wait();
     let new_pod = followed.expect("the client never heard from the replacement pod");
     assert!(new_pod.starts_with("dns-"), "{new_pod}");
+}
+
+#[test]
+fn load_balancer_addresses_answer_on_the_lan_and_honour_source_ranges() {
+    let fd = Frontdoor::start_node(
+        env!("CARGO_BIN_EXE_frontdoor").as_ref(),
+        &["--node-name", "n1", "--lb-pool", "192.168.78.240/29", "--lb-internal-pool", "10.200.0.0/29"],
+    );
+    let lan = Lan::attach(&fd, 78);
+    // A second client address on the LAN, outside the source ranges.
+    let outsider = "192.168.78.3";
+    let status = std::process::Command::new("ip")
+        .args(["-n", &lan.name, "addr", "add", &format!("{outsider}/24"), "dev", "eth0"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    apply(&fd, &deployment("web", 2));
+    apply(
+        &fd,
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: open}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: guarded}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  loadBalancerSourceRanges: [{}/32]
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: internal
+  annotations: {{networking.gke.io/load-balancer-type: Internal}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+",
+            lan.client_address
+        ),
+    );
+    wait_ready_endpoints(&fd, "open", 2);
+    let external_ip = |name: &str| {
+        let mut ip = String::new();
+        let assigned = wait_until(Duration::from_secs(20), || {
+            ip = get(&fd, &["service", name], "{.status.loadBalancer.ingress[0].ip}");
+            !ip.is_empty()
+        });
+        assert!(assigned, "{name} has no address: {}", fd.kubectl_ok("1.33", &["describe", "service", name]));
+        ip
+    };
+    let (open, guarded, internal) = (external_ip("open"), external_ip("guarded"), external_ip("internal"));
+    assert!(open.starts_with("192.168.78.24") && guarded.starts_with("192.168.78.24"), "{open} {guarded}");
+    assert!(internal.starts_with("10.200.0."), "{internal}");
+    let row = fd.kubectl_ok("1.33", &["get", "service", "open", "--no-headers"]);
+    assert!(row.split_whitespace().nth(3) == Some(open.as_str()), "EXTERNAL-IP column: {row}");
+
+    // The LAN reaches the pool address on its own network: the node answers ARP for it.
+    let code = |out: Output| (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned());
+    let url = format!("http://{open}/");
+    let answers = parse_answers(&lan.curl(&[&url, &url]));
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let neighbours = String::from_utf8_lossy(
+        &run({
+            let mut c = std::process::Command::new("ip");
+            c.args(["-n", &lan.name, "neigh", "show", &open]);
+            c
+        })
+        .stdout,
+    )
+    .into_owned();
+    assert!(neighbours.contains("lladdr"), "no ARP answer for {open}: {neighbours}");
+
+    // Source ranges: the client inside is served, the one outside is dropped.
+    let guarded_url = format!("http://{guarded}/");
+    let inside =
+        code(lan.curl(&["--interface", &lan.client_address, "-o", "/dev/null", "-w", "%{http_code}", &guarded_url]));
+    assert_eq!(inside, (Some(0), "200".to_string()));
+    let outside = lan.curl(&["--interface", outsider, "--max-time", "1", "-o", "/dev/null", &guarded_url]);
+    assert_eq!(outside.status.code(), Some(28), "the outsider was not dropped");
+
+    // The internal address serves the node, but nobody answers for it on the LAN.
+    assert_eq!(requests(&fd, &format!("http://{internal}/"), 2).len(), 2);
+    let on_link = |address: &str| {
+        let status = std::process::Command::new("ip")
+            .args(["-n", &lan.name, "route", "replace", &format!("{address}/32"), "dev", "eth0"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    on_link(&internal);
+    let out = lan.curl(&["--max-time", "1", &format!("http://{internal}/")]);
+    assert_ne!(out.status.code(), Some(0), "the internal address answered on the LAN");
+
+    // A released address stops being answered for.
+    fd.kubectl_ok("1.33", &["delete", "service", "open"]);
+    let withdrawn = wait_until(Duration::from_secs(10), || {
+        let _ = std::process::Command::new("ip").args(["-n", &lan.name, "neigh", "flush", "all"]).status();
+        lan.curl(&["--max-time", "1", &url]).status.code() != Some(0)
+    });
+    assert!(withdrawn, "{open} still answers after its Service was deleted");
+}
+
+/// Where `br_netfilter` is not loaded (or, as here, is off in the node's namespace), pods'
+/// bridge ports are isolated and the node routes between them: Service traffic between pods,
+/// and a pod reaching itself, still works.
+#[test]
+fn pod_to_service_without_bridge_netfilter() {
+    let fd = Frontdoor::start_node_prepared(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"], |ns| {
+        let setting = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+        // Absent: the module is not loaded, which is the case under test anyway.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-c", &format!("[ ! -e {setting} ] || echo 0 > {setting}")])
+            .status();
+    });
+    apply(&fd, &deployment("api", 2));
+    apply(
+        &fd,
+        "apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: api}
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
+    wait_ready_endpoints(&fd, "api", 2);
+    let ports = String::from_utf8_lossy(&run({
+        let mut c = fd.command("bridge");
+        c.args(["-d", "link", "show"]);
+        c
+    })
+    .stdout)
+    .into_owned();
+    assert_eq!(ports.matches("isolated on").count(), 2, "{ports}");
+    let ip = cluster_ip(&fd, "api");
+    let pods = get(&fd, &["pods", "-l", "app=api"], "{range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}");
+    let (pod, pod_ip) = pods.lines().next().unwrap().split_once(' ').unwrap();
+    let url = format!("http://{ip}/");
+    let mut args = vec!["exec", pod, "--", "curl", "-s", "--max-time", "5"];
+    args.extend(std::iter::repeat_n(url.as_str(), 30));
+    let answers = parse_answers(&fd.kubectl("1.33", &args));
+    assert_eq!(answers.len(), 30, "{answers:?}");
+    assert_eq!(spread(&answers).len(), 2, "{answers:?}");
+    assert!(answers.iter().filter(|(to, _)| to != pod).all(|(_, client)| client == pod_ip), "{answers:?}");
+    // And straight to the other pod, through the node.
+    let (other, other_ip) = pods.lines().nth(1).unwrap().split_once(' ').unwrap();
+    let direct = parse_answers(
+        &fd.kubectl("1.33", &["exec", pod, "--", "curl", "-s", "--max-time", "5", &format!("http://{other_ip}:8080/")]),
+    );
+    assert_eq!(direct, vec![(other.to_string(), pod_ip.to_string())]);
+}
+
+/// The API server as every pod finds it: the `kubernetes` Service at 10.96.0.1:443, through the
+/// data plane, with a certificate valid for its names.
+#[test]
+fn pods_reach_the_api_server_through_the_kubernetes_service() {
+    let fd = start();
+    apply(&fd, &deployment("client", 1));
+    wait_ready_endpoints(&fd, "kubernetes", 1);
+    let ready = wait_until(Duration::from_secs(30), || {
+        get(&fd, &["pods", "-l", "app=client"], "{.items[0].status.containerStatuses[0].ready}") == "true"
+    });
+    assert!(ready);
+    let pod = get(&fd, &["pods", "-l", "app=client"], "{.items[0].metadata.name}");
+    let ca = fd.ca_path();
+    let out = fd.kubectl(
+        "1.33",
+        &[
+            "exec",
+            &pod,
+            "--",
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            "kubernetes.default.svc:443:10.96.0.1",
+            "https://kubernetes.default.svc/version",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
+    assert_eq!(version["major"], "1", "{text}");
 }

@@ -10,20 +10,28 @@ use super::reconcile::reconcile;
 use crate::error::SyncError;
 use crate::runtime::cache::Caches;
 use crate::runtime::tracker::SliceTracker;
+use crate::runtime::trigger_time::TriggerTimes;
 use crate::runtime::{slice_writes, KeySync};
 use crate::service::{self, ObjectKey};
-use crate::wellknown::{MANAGED_BY, SERVICE_NAME, SLICE_CONTROLLER};
+use crate::wellknown::{LAST_CHANGE_TRIGGER_TIME, MANAGED_BY, SERVICE_NAME, SLICE_CONTROLLER};
 
 pub struct EndpointSliceController {
     client: Client,
     caches: Caches,
     tracker: SliceTracker,
+    triggers: TriggerTimes,
     max_per_slice: usize,
 }
 
 impl EndpointSliceController {
     pub fn new(client: Client, caches: Caches, max_per_slice: usize) -> EndpointSliceController {
-        EndpointSliceController { client, caches, tracker: SliceTracker::default(), max_per_slice }
+        EndpointSliceController {
+            client,
+            caches,
+            tracker: SliceTracker::default(),
+            triggers: TriggerTimes::default(),
+            max_per_slice,
+        }
     }
 
     pub fn tracker(&self) -> &SliceTracker {
@@ -46,6 +54,7 @@ impl KeySync for EndpointSliceController {
         let Some(service) = self.caches.service(key) else {
             // The garbage collector deletes the slices with their owner.
             self.tracker.forget(key);
+            self.triggers.forget(key);
             return Ok(());
         };
         // ExternalName Services get no endpoints; selector-less ones get theirs out of band.
@@ -63,9 +72,15 @@ impl KeySync for EndpointSliceController {
             return Err(SyncError::StaleCache(key.clone()));
         }
         let pods: Vec<_> = pods.iter().map(Arc::as_ref).collect();
-        let changes = reconcile(&service, &pods, &slices, self.max_per_slice);
+        let mut changes = reconcile(&service, &pods, &slices, self.max_per_slice);
+        let trigger = self.triggers.compute(key, &service, &pods);
         if changes.is_empty() {
             return Ok(());
+        }
+        if let Some(time) = trigger {
+            for slice in changes.create.iter_mut().chain(changes.update.iter_mut()) {
+                slice.metadata.annotations.get_or_insert_default().insert(LAST_CHANGE_TRIGGER_TIME.to_string(), time.clone());
+            }
         }
         tracing::debug!(service = %key, create = changes.create.len(), update = changes.update.len(), delete = changes.delete.len(), "writing EndpointSlices");
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);

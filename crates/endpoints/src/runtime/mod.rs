@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod slice_writes;
 pub mod tracker;
+pub mod trigger_time;
 
 use std::future::Future;
 use std::sync::Arc;
