@@ -198,12 +198,14 @@ spec:
 
     // kube-proxy's health and metrics endpoints.
     let fetch = |url: &str| {
-        String::from_utf8_lossy(&run({
-            let mut c = fd.command("curl");
-            c.args(["-s", "--max-time", "5", url]);
-            c
-        })
-        .stdout)
+        String::from_utf8_lossy(
+            &run({
+                let mut c = fd.command("curl");
+                c.args(["-s", "--max-time", "5", url]);
+                c
+            })
+            .stdout,
+        )
         .into_owned()
     };
     let health: serde_json::Value = serde_json::from_str(&fetch("http://127.0.0.1:10256/healthz")).unwrap();
@@ -235,8 +237,12 @@ struct Lan {
 
 impl Lan {
     fn attach(fd: &Frontdoor, subnet: u8) -> Lan {
+        Lan::attach_to(fd.netns().unwrap(), subnet)
+    }
+
+    /// Attaches a LAN to the namespace `node_ns` (before or after the node starts there).
+    fn attach_to(node_ns: &str, subnet: u8) -> Lan {
         let name = format!("fdlan-{}-{subnet}", std::process::id());
-        let node_ns = fd.netns().unwrap().to_string();
         let sh = |script: String| {
             let status = std::process::Command::new("sh").args(["-ec", &script]).status().unwrap();
             assert!(status.success(), "{script}");
@@ -304,9 +310,21 @@ spec:
   sessionAffinity: ClientIP
   sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
   ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-external}
+spec:
+  selector: {app: web}
+  externalIPs: [203.0.113.10]
+  ports: [{port: 80, targetPort: 8080}]
 ",
     );
     wait_ready_endpoints(&fd, "web-cluster", 3);
+
+    // An external IP routed to the node (the LAN's default route) is served.
+    let answers = parse_answers(&lan.curl(&["http://203.0.113.10/", "http://203.0.113.10/"]));
+    assert_eq!(answers.len(), 2, "{answers:?}");
 
     // From the LAN: the NodePort answers on the node's address; Cluster policy masquerades,
     // Local policy keeps the client's address.
@@ -535,12 +553,14 @@ spec:
 ",
     );
     wait_ready_endpoints(&fd, "api", 2);
-    let ports = String::from_utf8_lossy(&run({
-        let mut c = fd.command("bridge");
-        c.args(["-d", "link", "show"]);
-        c
-    })
-    .stdout)
+    let ports = String::from_utf8_lossy(
+        &run({
+            let mut c = fd.command("bridge");
+            c.args(["-d", "link", "show"]);
+            c
+        })
+        .stdout,
+    )
     .into_owned();
     assert_eq!(ports.matches("isolated on").count(), 2, "{ports}");
     let ip = cluster_ip(&fd, "api");
@@ -594,4 +614,51 @@ fn pods_reach_the_api_server_through_the_kubernetes_service() {
     let text = String::from_utf8_lossy(&out.stdout);
     let version: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
     assert_eq!(version["major"], "1", "{text}");
+}
+
+/// The seed article's Services, verbatim, in front of an `api` Deployment, on a node whose
+/// default route leaves through the LAN (so its InternalIP, and the LoadBalancer's address
+/// without a pool, is its LAN address, as on a real machine): each answers where the article
+/// says it does.
+#[test]
+fn the_seed_services_answer_from_the_node_a_pod_and_the_lan() {
+    let mut lan = None;
+    let fd = Frontdoor::start_node_prepared(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"], |ns| {
+        let attached = Lan::attach_to(ns, 79);
+        let status = std::process::Command::new("ip")
+            .args(["-n", ns, "route", "add", "default", "via", &attached.client_address])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        lan = Some(attached);
+    });
+    let lan = lan.unwrap();
+    let node_ip = get(&fd, &["nodes", "n1"], "{.status.addresses[?(@.type==\"InternalIP\")].address}");
+    assert_eq!(node_ip, lan.node_address);
+    apply(&fd, &deployment("api", 2));
+    let manifests =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/manifests/seed3-devgains.yaml");
+    let out = fd.kubectl("1.33", &["apply", "-f", manifests.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_ready_endpoints(&fd, "api", 2);
+    let mut public = String::new();
+    assert!(wait_until(Duration::from_secs(20), || {
+        public = get(&fd, &["service", "api-public"], "{.status.loadBalancer.ingress[0].ip}");
+        !public.is_empty()
+    }));
+    assert_eq!(public, lan.node_address, "without a pool the LoadBalancer gets the node's address");
+    let row = fd.kubectl_ok("1.33", &["get", "service", "api-public", "--no-headers"]);
+    assert!(row.contains(&format!("{public}   443:3")), "{row}");
+
+    // ClusterIP: from the node and from a pod.
+    let cluster = format!("http://{}/", cluster_ip(&fd, "api"));
+    assert_eq!(requests(&fd, &cluster, 4).len(), 4);
+    let pod = get(&fd, &["pods", "-l", "app=api"], "{.items[0].metadata.name}");
+    let from_pod = parse_answers(&fd.kubectl("1.33", &["exec", &pod, "--", "curl", "-s", "--max-time", "5", &cluster]));
+    assert_eq!(from_pod.len(), 1, "{from_pod:?}");
+    // NodePort 30080 and the LoadBalancer's 443, from the LAN.
+    let node_port = format!("http://{}:30080/", lan.node_address);
+    assert_eq!(parse_answers(&lan.curl(&[&node_port, &node_port])).len(), 2);
+    let balanced = format!("http://{public}:443/");
+    assert_eq!(parse_answers(&lan.curl(&[&balanced, &balanced])).len(), 2);
 }
