@@ -13,7 +13,7 @@
 //!    every other one ClusterIP and the rest headless, so both kinds meet the same moment's load
 //!    (two phases one after the other differ by more than allocation costs);
 //!
-//! and then the node benchmark (`pods`), and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
+//! and then the node benchmark (`pods`) and the data-plane benchmark (`dataplane`), and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
 //! watcher), start-to-ready and peak RSS, each against its target and the baseline.
 #![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
@@ -23,6 +23,7 @@ use bytes::Bytes;
 use frontdoor_testkit::{ApiClient, Frontdoor};
 use http_body_util::BodyExt;
 
+mod dataplane;
 mod pods;
 
 const OBJECTS: usize = 10_000;
@@ -190,20 +191,27 @@ fn frontdoor_binary() -> std::path::PathBuf {
 }
 
 fn main() {
-    let binary = frontdoor_binary();
-    let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    // `FRONTDOOR_BENCH=node` runs only the node benchmark (`=control-plane` only the other).
-    let only = std::env::var("FRONTDOOR_BENCH").unwrap_or_default();
-    if only != "node" {
-        runtime().block_on(control_plane(&binary));
-    }
-    if only == "control-plane" {
+    // The bench binary is also the data-plane pod's HTTP server and the memory probe's child.
+    if dataplane::subcommand() {
         return;
     }
-    // The node creates a bridge and pod namespaces: it runs in a network namespace of its own.
-    let node_binary = binary.clone();
-    frontdoor_netns::run_in_fresh_network_namespace(move || runtime().block_on(pods::run(&node_binary)))
-        .expect("a private network namespace");
+    let binary = frontdoor_binary();
+    let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // `FRONTDOOR_BENCH=control-plane`, `=node` or `=dataplane` runs only that half.
+    let only = std::env::var("FRONTDOOR_BENCH").unwrap_or_default();
+    let runs = |half: &str| only.is_empty() || only == half;
+    if runs("control-plane") {
+        runtime().block_on(control_plane(&binary));
+    }
+    if runs("node") {
+        // The node creates a bridge and pod namespaces: it runs in a network namespace of its own.
+        let node_binary = binary.clone();
+        frontdoor_netns::run_in_fresh_network_namespace(move || runtime().block_on(pods::run(&node_binary)))
+            .expect("a private network namespace");
+    }
+    if runs("dataplane") {
+        dataplane::run(&binary);
+    }
 }
 
 async fn control_plane(binary: &std::path::Path) {

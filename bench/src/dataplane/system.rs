@@ -1,0 +1,103 @@
+//! What the data-plane measurements need from the machine: private network namespaces, CPU
+//! times, RSS, the tools they drive.
+//!
+//! Network safety: everything runs in a network namespace made for it — a thread that
+//! `unshare(CLONE_NEWNET)`s ([`in_fresh_netns`]); sockets it opens and processes it spawns live
+//! there, and the namespace goes away when the thread ends, even on panic. Nothing here touches
+//! the root namespace.
+
+use std::process::Command;
+use std::time::Duration;
+
+/// Runs `f` on a thread in a network namespace of its own (loopback up, nothing else).
+pub fn in_fresh_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    frontdoor_netns::run_in_fresh_network_namespace(f).expect("a private network namespace (root, CAP_SYS_ADMIN)")
+}
+
+/// Runs `ip <args>` in the calling thread's network namespace (the child inherits it).
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip (iproute2) runs");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// User and system CPU time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, earlier: Cpu) -> Cpu {
+        Cpu { user: self.user.saturating_sub(earlier.user), system: self.system.saturating_sub(earlier.system) }
+    }
+}
+
+impl Cpu {
+    pub fn describe(&self) -> String {
+        format!("{:.0} ms user + {:.0} ms kernel", crate::ms(self.user), crate::ms(self.system))
+    }
+}
+
+/// Fields of a `/proc/…/stat` after the command name (field 3 is index 0).
+fn stat_fields(path: &str) -> Vec<u64> {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect()
+}
+
+fn ticks(fields: &[u64], index: usize) -> Duration {
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(fields.get(index).copied().unwrap_or(0) * 10)
+}
+
+/// The calling thread's CPU time (a netlink batch is processed by the kernel in the sender's
+/// context, so its kernel work shows here as system time).
+pub fn thread_cpu() -> Cpu {
+    let fields = stat_fields("/proc/thread-self/stat");
+    Cpu { user: ticks(&fields, 11), system: ticks(&fields, 12) }
+}
+
+/// The CPU time of this process's children that have been waited for (`cutime`, `cstime`).
+pub fn children_cpu() -> Cpu {
+    let fields = stat_fields("/proc/self/stat");
+    Cpu { user: ticks(&fields, 13), system: ticks(&fields, 14) }
+}
+
+/// A field of `/proc/<pid>/status` in MiB (`VmRSS:`, `VmHWM:`).
+pub fn status_mib(pid: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Whether `program` is on the PATH.
+pub fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// The tools the data-plane half drives, with the Debian package that has each; says which are
+/// missing (and what is skipped for it).
+pub fn check_tools() -> Vec<&'static str> {
+    let tools = [
+        ("ip", "iproute2", "everything"),
+        ("nft", "nftables", "the kube-proxy-shaped baseline of step 1"),
+        ("wrk", "wrk", "step 4 (throughput)"),
+    ];
+    let mut missing = Vec::new();
+    for (tool, package, needed_for) in tools {
+        if !installed(tool) {
+            println!("MISSING: `{tool}` (Debian package {package}) is not installed: skipping {needed_for}");
+            missing.push(tool);
+        }
+    }
+    missing
+}

@@ -1,0 +1,169 @@
+//! Step 4: HTTP throughput and p99 latency through a ClusterIP vs straight to the pod, with the
+//! real `frontdoor up`: one pod runs this bench's own HTTP server (`serve-http`, hyper) as its
+//! container command, a Service selects it, and `wrk` runs in the node's namespace: keep-alive,
+//! and a new connection per request (`Connection: close`), each to both addresses; the runs are
+//! interleaved, several rounds, and the median of the rounds is kept.
+//!
+//! The same server answers on two ports: the Service's target port, and another for the direct
+//! runs. With one port, a direct run after a ClusterIP run reuses the 4-tuples the pod still holds
+//! in TIME_WAIT from the ClusterIP run, whose TCP timestamps came from another offset (the client
+//! saw another destination), so some SYNs stall for a second: that measures the benchmark, not
+//! the data path (ClusterIP runs do not suffer it: NAT picks another source port on a clash).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use frontdoor_testkit::{ApiClient, Frontdoor};
+use serde_json::json;
+
+use super::node::{create, wait_for};
+use super::serve;
+
+const ROUNDS: usize = 3;
+const SECONDS: u32 = 4;
+const CONNECTIONS: u32 = 16;
+/// The Service's target port, and the port the direct runs use.
+const SERVICE_TARGET: u16 = 8080;
+const DIRECT: u16 = 8081;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Run {
+    pub requests_per_second: f64,
+    pub p99: Duration,
+    pub errors: u64,
+}
+
+/// One mode (keep-alive or a connection per request), both ways.
+pub struct Mode {
+    pub name: &'static str,
+    pub cluster_ip: Run,
+    pub pod: Run,
+}
+
+pub struct Throughput {
+    pub modes: Vec<Mode>,
+    pub pod_ip: Ipv4Addr,
+    pub cluster_ip: Ipv4Addr,
+}
+
+fn duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+/// Requests/s, the 99th percentile and errors from `wrk --latency`'s report.
+fn parse_wrk(report: &str) -> Run {
+    let mut run = Run::default();
+    for line in report.lines().map(str::trim) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["Requests/sec:", value] => run.requests_per_second = value.parse().unwrap_or(0.0),
+            ["99%", value] => run.p99 = duration(value).unwrap_or_default(),
+            ["Socket", "errors:", rest @ ..] => {
+                run.errors += rest.iter().filter_map(|v| v.trim_end_matches(',').parse::<u64>().ok()).sum::<u64>();
+            }
+            ["Non-2xx", "or", "3xx", "responses:", value] => run.errors += value.parse::<u64>().unwrap_or(0),
+            _ => {}
+        }
+    }
+    run
+}
+
+async fn wrk(url: &str, close: bool) -> Run {
+    let mut command = tokio::process::Command::new("wrk");
+    command.args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{SECONDS}s"), "--latency"]);
+    if close {
+        command.args(["-H", "Connection: close"]);
+    }
+    let output = command.arg(url).output().await.expect("wrk runs");
+    assert!(output.status.success(), "wrk {url}: {}", String::from_utf8_lossy(&output.stderr));
+    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn median(runs: &[Run]) -> Run {
+    let middle = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let mut rates: Vec<f64> = runs.iter().map(|r| r.requests_per_second).collect();
+    let mut p99s: Vec<f64> = runs.iter().map(|r| r.p99.as_secs_f64()).collect();
+    let errors = runs.iter().map(|r| r.errors).sum();
+    Run { requests_per_second: middle(&mut rates), p99: Duration::from_secs_f64(middle(&mut p99s)), errors }
+}
+
+/// Whether an HTTP GET to `address:port` is answered.
+async fn answers(address: Ipv4Addr, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect((address, port)).await else { return false };
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer)).await;
+    answer.starts_with(b"HTTP/1.")
+}
+
+pub async fn measure(node: &Frontdoor) -> Throughput {
+    let client = ApiClient::new(node);
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let command = [
+        exe.to_string_lossy().into_owned(),
+        serve::SUBCOMMAND.to_string(),
+        SERVICE_TARGET.to_string(),
+        DIRECT.to_string(),
+    ];
+    create(
+        &client,
+        "/api/v1/namespaces/default/pods",
+        json!({
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "http", "image": "none", "command": command, "ports": [{"containerPort": SERVICE_TARGET}]}]}
+        }),
+    )
+    .await;
+    let service = create(
+        &client,
+        "/api/v1/namespaces/default/services",
+        json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": SERVICE_TARGET}]}}),
+    )
+    .await;
+    let cluster_ip: Ipv4Addr =
+        service["spec"]["clusterIP"].as_str().and_then(|ip| ip.parse().ok()).expect("a ClusterIP");
+    let pod_ip: Ipv4Addr = wait_for("the pod's address", Duration::from_secs(30), || async {
+        let (_, body) = client.send("GET", "/api/v1/namespaces/default/pods/web", None).await;
+        let pod: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        pod["status"]["podIP"].as_str()?.parse().ok()
+    })
+    .await;
+    wait_for("the pod to answer", Duration::from_secs(30), || async { answers(pod_ip, DIRECT).await.then_some(()) })
+        .await;
+    wait_for("the Service to answer", Duration::from_secs(30), || async {
+        answers(cluster_ip, 80).await.then_some(())
+    })
+    .await;
+
+    let targets = [format!("http://{cluster_ip}:80/"), format!("http://{pod_ip}:{DIRECT}/")];
+    let mut modes = Vec::new();
+    for (name, close) in [("keep-alive", false), ("new connection per request", true)] {
+        let (mut via_service, mut direct) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            // Each goes first in turn.
+            if round % 2 == 0 {
+                via_service.push(wrk(&targets[0], close).await);
+                direct.push(wrk(&targets[1], close).await);
+            } else {
+                direct.push(wrk(&targets[1], close).await);
+                via_service.push(wrk(&targets[0], close).await);
+            }
+        }
+        modes.push(Mode { name, cluster_ip: median(&via_service), pod: median(&direct) });
+    }
+    Throughput { modes, pod_ip, cluster_ip }
+}
