@@ -190,6 +190,10 @@ fn frontdoor_binary() -> std::path::PathBuf {
     directory.join("frontdoor")
 }
 
+/// frontdoor's allocator, so the figures match what `frontdoor up` would use.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     // The bench binary is also the data-plane pod's HTTP server and the memory probe's child.
     if dataplane::subcommand() {

@@ -3,8 +3,8 @@
 //! allocated before is reused and hides it: RSS before anything is built, then after resolving,
 //! rendering, planning and applying a full sync (into the child's own network namespace) with
 //! what the proxy keeps between syncs still held (every Service resolved, the programmed state),
-//! and the peak meanwhile (`VmHWM`, reset first). The bench uses the system allocator; frontdoor
-//! links jemalloc. Not included: the informers' caches of Service and EndpointSlice objects.
+//! and the peak meanwhile (`VmHWM`, reset first). The bench links jemalloc, as frontdoor does, and also
+//! reports the live heap (jemalloc's `stats.allocated`) the state holds once the sync is done. Not included: the informers' caches of Service and EndpointSlice objects.
 
 use std::process::Command;
 
@@ -25,14 +25,23 @@ pub struct Memory {
     /// After the batch applied and dropped: what stays between syncs.
     pub after: f64,
     pub peak: f64,
+    /// Live heap bytes (MiB) the resolved Services and the programmed state hold after the sync.
+    pub live: f64,
+}
+
+/// Live heap bytes, MiB (jemalloc's statistics, refreshed).
+fn allocated_mib() -> f64 {
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    tikv_jemalloc_ctl::stats::allocated::read().map(|bytes| bytes as f64 / 1_048_576.0).unwrap_or(f64::NAN)
 }
 
 /// The child's side: builds and applies, then prints the figures of [`Memory`] (MiB).
 pub fn child(count: usize) {
     let before = status_mib("self", "VmRSS:");
+    let heap_before = allocated_mib();
     // Writing 5 resets the peak resident set size (VmHWM) to the current RSS.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let [resolved, planned, after] = in_fresh_netns(|| {
+    let [resolved, planned, after, live] = in_fresh_netns(|| {
         let resolved = synthetic::resolve_all(count);
         let resolved_mib = status_mib("self", "VmRSS:");
         let (programmed, plan) = synthetic::plan_full(&resolved);
@@ -40,11 +49,12 @@ pub fn child(count: usize) {
         Socket::open().expect("a netfilter socket").apply(&plan.batch).expect("the full sync applies");
         drop(plan);
         let after = status_mib("self", "VmRSS:");
+        let live = allocated_mib() - heap_before;
         assert_eq!(programmed.service_count(), count);
         drop((resolved, programmed));
-        [resolved_mib, planned, after]
+        [resolved_mib, planned, after, live]
     });
-    println!("{before} {resolved} {planned} {after} {}", status_mib("self", "VmHWM:"));
+    println!("{before} {resolved} {planned} {after} {} {live}", status_mib("self", "VmHWM:"));
 }
 
 /// Runs the child for `count` Services.
@@ -54,6 +64,6 @@ pub fn measure(count: usize) -> Memory {
     assert!(output.status.success(), "{SUBCOMMAND} failed: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
     let values: Vec<f64> = text.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    let [before, resolved, planned, after, peak] = values[..] else { panic!("{SUBCOMMAND} printed {text:?}") };
-    Memory { services: count, before, resolved, planned, after, peak }
+    let [before, resolved, planned, after, peak, live] = values[..] else { panic!("{SUBCOMMAND} printed {text:?}") };
+    Memory { services: count, before, resolved, planned, after, peak, live }
 }

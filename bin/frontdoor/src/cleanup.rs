@@ -50,6 +50,9 @@ pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
     if let Some(table) = remove_nftables_table().context("removing the data plane's nftables table")? {
         removed.push(format!("removed nftables table {table}"));
     }
+    if frontdoor_node::remove_hostports_table().context("removing the host ports' nftables table")? {
+        removed.push(format!("removed nftables table ip {}", frontdoor_node::hostports::TABLE));
+    }
 
     let veths = frontdoor_netns::cleanup_stale(VETH_PREFIX).context("deleting pod veths")?;
     removed.extend(veths.into_iter().map(|veth| format!("deleted pod veth {veth}")));

@@ -61,11 +61,8 @@ fn sh(script: &str) {
 
 fn start_with_lan(subnet: u8) -> (Frontdoor, Lan) {
     let client = NetworkNamespace::create();
-    let lan = Lan {
-        node_address: format!("192.168.{subnet}.1"),
-        client_address: format!("192.168.{subnet}.2"),
-        client,
-    };
+    let lan =
+        Lan { node_address: format!("192.168.{subnet}.1"), client_address: format!("192.168.{subnet}.2"), client };
     let binary = env!("CARGO_BIN_EXE_frontdoor");
     let flags = ["--node-name", "n1", "--node-ip", &lan.node_address];
     let fd = Frontdoor::start_node_prepared(binary.as_ref(), &flags, |node| {
@@ -165,8 +162,12 @@ fn pods_with_one_host_port_on_different_host_ips_and_protocols_all_answer() {
     let node_ip = lan.node_address.clone();
     apply(
         &fd,
-        &[pod("pod1", "127.0.0.1", "TCP", PORT), pod("pod2", &node_ip, "TCP", PORT), pod("pod3", &node_ip, "UDP", PORT)]
-            .concat(),
+        &[
+            pod("pod1", "127.0.0.1", "TCP", PORT),
+            pod("pod2", &node_ip, "TCP", PORT),
+            pod("pod3", &node_ip, "UDP", PORT),
+        ]
+        .concat(),
     );
     wait_running(&fd, &["pod1", "pod2", "pod3"]);
 
@@ -233,9 +234,11 @@ fn wildcard_host_ports_hairpin_and_removal() {
     assert!(tables(&fd).contains("table ip frontdoor-hostports"), "{}", tables(&fd));
     let pid = fd.pid().to_string();
     sh(&format!("kill -TERM {pid}"));
-    let gone = wait_until(WAIT, || !Command::new("kill").args(["-0", &pid]).status().unwrap().success() || {
-        // A zombie until the guard reaps it: look at its state.
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
+    let gone = wait_until(WAIT, || {
+        !Command::new("kill").args(["-0", &pid]).status().unwrap().success() || {
+            // A zombie until the guard reaps it: look at its state.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
+        }
     });
     assert!(gone, "the node did not stop");
     assert!(!tables(&fd).contains("frontdoor-hostports"), "{}", tables(&fd));

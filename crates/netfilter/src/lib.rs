@@ -12,6 +12,7 @@
 pub mod conntrack;
 pub mod nftables;
 mod nla;
+pub mod phrases;
 mod socket;
 
 pub use nftables::{

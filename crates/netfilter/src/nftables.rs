@@ -362,7 +362,7 @@ pub struct SetSpec {
 }
 
 /// One field value of a key or of map data.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Value {
     Ipv4(Ipv4Addr),
     Proto(u8),

@@ -50,10 +50,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use frontdoor_informers::{on_change, Backoff, InformerFactory, Scope};
-use frontdoor_netfilter::nftables::{CT_STATE_NEW, RTN_LOCAL};
+use frontdoor_netfilter::phrases::{
+    ct_state_new, daddr_proto_dport, dnat_via_map, fib_daddr_local, iifname_is, ip_daddr, ip_in_range, ip_saddr,
+    proto_dport, verdict,
+};
 use frontdoor_netfilter::{
-    ApplyError, BaseChain, Batch, ChainType, CmpOp, CtKey, DataType, Element, ElementData, Expr, Family, FibFlags,
-    FibResult, Hook, MetaKey, NatFlags, NatKind, PayloadBase, Register, SetData, SetSpec, Socket, Value, Verdict,
+    ApplyError, BaseChain, Batch, ChainType, CmpOp, DataType, Element, ElementData, Expr, Family, Hook, Register,
+    SetData, SetSpec, Socket, Value, Verdict,
 };
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::Notify;
@@ -70,9 +73,6 @@ const MASQUERADE: &str = "masquerade";
 /// nft's `dstnat` and `srcnat` priorities; the guard filters just before DNAT.
 const DSTNAT: i32 = -100;
 const SRCNAT: i32 = 100;
-
-/// `IFNAMSIZ`: interface names are compared as 16 NUL-padded bytes.
-const IFNAMSIZ: usize = 16;
 
 /// What a connection is addressed to: a host port on one address (`host_ip`) or on all of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,7 +148,11 @@ pub fn mappings<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Mappings {
         let rank: Rank = (
             pod.metadata.deletion_timestamp.is_some(),
             std::cmp::Reverse(pod.metadata.creation_timestamp.as_ref().map(|t| t.0)),
-            format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or("")),
+            format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or(""),
+                pod.metadata.name.as_deref().unwrap_or("")
+            ),
         );
         for (frontend, target) in pod_mappings(pod) {
             match chosen.get(&frontend) {
@@ -185,81 +189,32 @@ fn set_specs() -> [SetSpec; 3] {
     ]
 }
 
-fn ip_field(offset: u32, dreg: Register) -> Expr {
-    Expr::Payload { base: PayloadBase::Network, offset, len: 4, dreg }
-}
-
-fn l4proto(dreg: Register) -> Expr {
-    Expr::Meta { key: MetaKey::L4Proto, dreg }
-}
-
-fn th_dport(dreg: Register) -> Expr {
-    Expr::Payload { base: PayloadBase::Transport, offset: 2, len: 2, dreg }
-}
-
-/// `dnat ip to <key from register 1> map @map`: the map gives address (register 1) and port
-/// (register 9); a key the map does not hold ends the rule, with no verdict.
-fn dnat_through(map: &str) -> [Expr; 2] {
-    [
-        Expr::Lookup { set: map.to_string(), sreg: Register::R1, dreg: Some(Register::R1), invert: false },
-        Expr::Nat {
-            kind: NatKind::Dnat,
-            addr: Some(Register::R1),
-            port: Some(Register::R32(1)),
-            flags: NatFlags::default(),
-        },
-    ]
-}
-
 /// The rules of the `prerouting` and `output` chains.
 fn dnat_rules() -> Vec<Vec<Expr>> {
-    let mut specific = vec![ip_field(16, Register::R1), l4proto(Register::R32(1)), th_dport(Register::R32(2))];
-    specific.extend(dnat_through(HOSTIP_HOSTPORTS));
-    let mut wildcard = vec![
-        Expr::Fib {
-            flags: FibFlags { daddr: true, ..FibFlags::default() },
-            result: FibResult::AddrType,
-            dreg: Register::R1,
-        },
-        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: RTN_LOCAL.to_ne_bytes().to_vec() },
-        l4proto(Register::R1),
-        th_dport(Register::R32(1)),
-    ];
-    wildcard.extend(dnat_through(HOSTPORTS));
+    let mut specific = daddr_proto_dport().to_vec();
+    specific.extend(dnat_via_map(HOSTIP_HOSTPORTS));
+    let mut wildcard = fib_daddr_local().to_vec();
+    wildcard.extend(proto_dport());
+    wildcard.extend(dnat_via_map(HOSTPORTS));
     vec![specific, wildcard]
 }
 
 /// `iifname "<bridge>" ip daddr 127.0.0.0/8 ct state new drop`.
 fn localnet_guard(bridge: &str) -> Vec<Expr> {
-    let mut name = bridge.as_bytes().to_vec();
-    name.resize(IFNAMSIZ, 0);
-    vec![
-        Expr::Meta { key: MetaKey::IifName, dreg: Register::R1 },
-        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: name },
-        Expr::Payload { base: PayloadBase::Network, offset: 16, len: 1, dreg: Register::R1 },
-        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: vec![127] },
-        Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 },
-        Expr::Bitwise {
-            sreg: Register::R1,
-            dreg: Register::R1,
-            len: 4,
-            mask: CT_STATE_NEW.to_ne_bytes().to_vec(),
-            xor: vec![0; 4],
-        },
-        Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: vec![0; 4] },
-        Expr::Immediate {
-            dreg: Register::Verdict,
-            data: frontdoor_netfilter::ImmediateData::Verdict(Verdict::Drop),
-        },
-    ]
+    let mut rule = iifname_is(bridge).to_vec();
+    rule.extend(ip_in_range(ip_daddr, std::net::Ipv4Addr::new(127, 0, 0, 0), 8, CmpOp::Eq));
+    rule.extend(ct_state_new());
+    rule.push(verdict(Verdict::Drop));
+    rule
 }
 
 fn port_element(frontend: &Frontend, target: &Target) -> (usize, Element) {
     let data = Some(ElementData::Values(vec![Value::Ipv4(target.ip), Value::Port(target.port)]));
     match frontend.host_ip {
-        Some(ip) => {
-            (0, Element { key: vec![Value::Ipv4(ip), Value::Proto(frontend.protocol), Value::Port(frontend.port)], data })
-        }
+        Some(ip) => (
+            0,
+            Element { key: vec![Value::Ipv4(ip), Value::Proto(frontend.protocol), Value::Port(frontend.port)], data },
+        ),
         None => (1, Element { key: vec![Value::Proto(frontend.protocol), Value::Port(frontend.port)], data }),
     }
 }
@@ -302,7 +257,8 @@ pub fn full_batch(bridge: &str, mappings: &Mappings) -> Batch {
         batch.add_set(TABLE, spec);
     }
     let base = |hook, priority, kind| Some(BaseChain { hook, priority, kind });
-    let chains: [(&str, Option<BaseChain>, Vec<Vec<Expr>>); 4] = [
+    type Chain<'a> = (&'a str, Option<BaseChain>, Vec<Vec<Expr>>);
+    let chains: [Chain; 4] = [
         ("localnet-guard", base(Hook::Prerouting, DSTNAT - 10, ChainType::Filter), vec![localnet_guard(bridge)]),
         ("prerouting", base(Hook::Prerouting, DSTNAT, ChainType::Nat), dnat_rules()),
         ("output", base(Hook::Output, DSTNAT, ChainType::Nat), dnat_rules()),
@@ -310,8 +266,8 @@ pub fn full_batch(bridge: &str, mappings: &Mappings) -> Batch {
             "postrouting",
             base(Hook::Postrouting, SRCNAT, ChainType::Nat),
             vec![vec![
-                ip_field(12, Register::R1),
-                ip_field(16, Register::R32(1)),
+                ip_saddr(Register::R1),
+                ip_daddr(Register::R32(1)),
                 Expr::Lookup { set: MASQUERADE.to_string(), sreg: Register::R1, dreg: None, invert: false },
                 Expr::Masquerade { fully_random: false },
             ]],
@@ -400,7 +356,8 @@ pub(crate) async fn run(factory: InformerFactory, node_name: String, bridge: Str
             socket
                 .run(move |socket| {
                     if full {
-                        set_route_localnet(&bridge, true).map_err(|e| format!("setting route_localnet on {bridge}: {e}"))?;
+                        set_route_localnet(&bridge, true)
+                            .map_err(|e| format!("setting route_localnet on {bridge}: {e}"))?;
                     }
                     socket.apply(&batch).map_err(|e| e.to_string())
                 })

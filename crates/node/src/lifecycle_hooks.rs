@@ -136,7 +136,8 @@ impl HookRunner<'_> {
         spec.stderr = Stdio::piped();
         spec.kill_on_drop = true;
         let sandbox = target.sandbox.clone();
-        let started = self.launcher.run(move |launcher| launcher.spawn(&sandbox, spec).map_err(|e| e.to_string())).await;
+        let started =
+            self.launcher.run(move |launcher| launcher.spawn(&sandbox, spec).map_err(|e| e.to_string())).await;
         let child = match started.and_then(|spawned| spawned) {
             Ok(child) => child,
             Err(error) => return Err((error, String::new())),
@@ -173,7 +174,8 @@ async fn http_get(
     if http.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")) {
         return Err("HTTPS lifecycle hooks are not supported by this node".into());
     }
-    let port = crate::probes::resolve_port(&http.port, container).ok_or_else(|| format!("unknown port {:?}", http.port))?;
+    let port =
+        crate::probes::resolve_port(&http.port, container).ok_or_else(|| format!("unknown port {:?}", http.port))?;
     let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
     let mut path = http.path.clone().unwrap_or_default();
     if !path.starts_with('/') {

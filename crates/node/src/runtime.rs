@@ -422,7 +422,7 @@ impl PodWorker {
             }
             let gone = || {
                 let state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
-                !state.running.get(&name).is_some_and(|r| r.pid == pid)
+                state.running.get(&name).is_none_or(|r| r.pid != pid)
             };
             stop_processes(&[pid], left, gone).await;
         });
@@ -471,18 +471,41 @@ impl PodWorker {
         let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), &namespace);
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+            preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
             ..Default::default()
         };
-        if let Err(error) = pods.delete(&name, &params).await {
-            tracing::debug!(%error, pod = name, "final delete");
+        // A write that lands between the server's read and its commit (this pod's last status
+        // patch) makes a delete with a precondition a conflict, which the server does not retry:
+        // try again while the object is still this pod, or the pod would stay Terminating.
+        let backoff = Backoff { min: Duration::from_millis(50), max: Duration::from_secs(2) };
+        for attempt in 1..=20 {
+            let error = match pods.delete(&name, &params).await {
+                Ok(_) => return,
+                Err(kube::Error::Api(e)) if e.code == 404 => return,
+                Err(error) => error,
+            };
+            tracing::debug!(%error, pod = name, attempt, "final delete failed");
+            match pods.get_opt(&name).await {
+                Ok(Some(current)) if current.metadata.uid.as_deref() == Some(uid.as_str()) => {}
+                // Gone, or another pod of that name now.
+                Ok(_) => return,
+                Err(_) => {}
+            }
+            tokio::time::sleep(backoff.delay(attempt)).await;
         }
+        tracing::warn!(pod = name, "could not delete the stopped pod's object");
     }
 }
 
 /// Runs `container`'s preStop hook, if it has one and there is a grace period, for at most
 /// `grace` (a `FailedPreStopHook` event if it fails); returns the grace left for SIGTERM.
-async fn run_pre_stop(shared: &Shared, pod: &Pod, container: &Container, target: &HookTarget, grace: Duration) -> Duration {
+async fn run_pre_stop(
+    shared: &Shared,
+    pod: &Pod,
+    container: &Container,
+    target: &HookTarget,
+    grace: Duration,
+) -> Duration {
     let Some(hook) = lifecycle_hooks::pre_stop(container).filter(|_| !grace.is_zero()) else { return grace };
     let started = std::time::Instant::now();
     let runner = HookRunner { launcher: &shared.launcher, pids: &shared.pids };
@@ -491,7 +514,13 @@ async fn run_pre_stop(shared: &Shared, pod: &Pod, container: &Container, target:
         Ok(Err(message)) => {
             tracing::debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), container = %container.name, %message, "preStop hook failed");
             // Upstream keeps the message out of the event (it may hold secrets).
-            shared.events.record(pod, Some(&container_path(&container.name)), "Warning", "FailedPreStopHook", "PreStopHook failed");
+            shared.events.record(
+                pod,
+                Some(&container_path(&container.name)),
+                "Warning",
+                "FailedPreStopHook",
+                "PreStopHook failed",
+            );
         }
         Err(_) => {
             tracing::debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), container = %container.name, "preStop hook not completed in the grace period");
@@ -679,7 +708,8 @@ impl ContainerTask {
                 let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 state.starting -= 1;
                 if let Ok(child) = &started {
-                    let hooks = HookTarget { sandbox: self.sandbox.clone(), ip: self.ip, env: env.clone(), working_dir };
+                    let hooks =
+                        HookTarget { sandbox: self.sandbox.clone(), ip: self.ip, env: env.clone(), working_dir };
                     state.running.insert(self.container.name.clone(), Running { pid: child.id().unwrap_or(0), hooks });
                 }
                 state.stopping

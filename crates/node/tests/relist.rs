@@ -113,7 +113,8 @@ async fn inside_a_namespace_of_its_own() {
     let config = frontdoor_node::NodeConfig {
         node_name: "n1".into(),
         node_ip: "10.244.0.1".parse().unwrap(),
-        pod_cidr: frontdoor_node::PodCidr::parse("10.244.0.0/24").unwrap(),
+        // Room for one pod: the next pod runs only if the deleted one's address was freed.
+        pod_cidr: frontdoor_node::PodCidr::parse("10.244.0.0/30").unwrap(),
         bridge: "relistbr0".into(),
         cluster_dns: "10.96.0.10".parse().unwrap(),
         cluster_domain: "cluster.local".into(),

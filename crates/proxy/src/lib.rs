@@ -15,7 +15,6 @@
 //! API objects below the model: rendering sees only resolved ports.
 #![forbid(unsafe_code)]
 
-mod exprs;
 pub mod health;
 mod metrics;
 pub mod programmed;

@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use std::net::Ipv4Addr;
+
 use frontdoor_netfilter::{Batch, Element, ElementData, Family, SetSpec, Value};
 use frontdoor_proxy_model::ServiceKey;
 
@@ -20,15 +22,122 @@ use crate::render::{fixed_chains, set_specs, shared_chain, ChainSpec, Fragment, 
 /// kube-proxy does).
 const STALE_CHAIN_DELAY: Duration = Duration::from_secs(1);
 
-type ElementKey = (&'static str, Vec<Value>);
+/// An element of a shared set, held without allocation: the set (its index in
+/// [`set_specs`]) and the key's fields.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct ElementId {
+    set: u8,
+    len: u8,
+    key: [Value; MAX_KEY_FIELDS],
+}
+
+const MAX_KEY_FIELDS: usize = 4;
+
+impl ElementId {
+    fn new(set: u8, values: &[Value]) -> ElementId {
+        let mut key = [Value::U32(0); MAX_KEY_FIELDS];
+        let len = values.len().min(MAX_KEY_FIELDS);
+        key[..len].copy_from_slice(&values[..len]);
+        ElementId { set, len: len as u8, key }
+    }
+
+    fn values(&self) -> Vec<Value> {
+        self.key[..usize::from(self.len)].to_vec()
+    }
+}
+
+/// An element's data, held compactly for the common shapes.
+#[derive(Clone, PartialEq, Eq)]
+enum Data {
+    /// A member of a plain set.
+    Member,
+    /// `ip . port`, a DNAT target.
+    Target(Ipv4Addr, u16),
+    Other(ElementData),
+}
+
+impl Data {
+    fn of(data: &Option<ElementData>) -> Data {
+        match data {
+            None => Data::Member,
+            Some(ElementData::Values(values)) => match values.as_slice() {
+                [Value::Ipv4(ip), Value::Port(port)] => Data::Target(*ip, *port),
+                _ => Data::Other(ElementData::Values(values.clone())),
+            },
+            Some(other) => Data::Other(other.clone()),
+        }
+    }
+
+    fn element_data(&self) -> Option<ElementData> {
+        match self {
+            Data::Member => None,
+            Data::Target(ip, port) => Some(ElementData::Values(vec![Value::Ipv4(*ip), Value::Port(*port)])),
+            Data::Other(data) => Some(data.clone()),
+        }
+    }
+}
+
+/// The Services that claim an element, each with the data it wants (the first one's is
+/// programmed). Almost every element has one.
+enum Claims {
+    One(u32, Data),
+    Many(Vec<(u32, Data)>),
+}
+
+impl Claims {
+    fn first(&self) -> Option<&Data> {
+        match self {
+            Claims::One(_, data) => Some(data),
+            Claims::Many(claims) => claims.first().map(|(_, data)| data),
+        }
+    }
+
+    fn add(&mut self, owner: u32, data: Data) {
+        match self {
+            Claims::One(first, _) if *first == owner => {}
+            Claims::One(..) => {
+                let Claims::One(first, first_data) = std::mem::replace(self, Claims::Many(Vec::new())) else {
+                    return;
+                };
+                *self = Claims::Many(vec![(first, first_data), (owner, data)]);
+            }
+            Claims::Many(claims) => {
+                if !claims.iter().any(|(o, _)| *o == owner) {
+                    claims.push((owner, data));
+                }
+            }
+        }
+    }
+
+    /// Removes `owner`'s claim; true when none is left.
+    fn remove(&mut self, owner: u32) -> bool {
+        match self {
+            Claims::One(first, _) => *first == owner,
+            Claims::Many(claims) => {
+                claims.retain(|(o, _)| *o != owner);
+                claims.is_empty()
+            }
+        }
+    }
+}
+
+/// What the kernel holds for one Service: its own sets and chains, and which shared elements
+/// it claims.
+#[derive(Default)]
+struct Owned {
+    sets: Vec<SetSpec>,
+    chains: Vec<ChainSpec>,
+    elements: Vec<ElementId>,
+}
 
 /// The programmed ruleset.
 pub struct Programmed {
     table: String,
-    specs: HashMap<&'static str, SetSpec>,
-    fragments: HashMap<ServiceKey, Fragment>,
-    /// Every element, with the Services that claim it (the first claim's data is programmed).
-    elements: HashMap<ElementKey, Vec<(ServiceKey, Option<ElementData>)>>,
+    specs: Vec<SetSpec>,
+    owners: HashMap<ServiceKey, u32>,
+    next_owner: u32,
+    services: HashMap<ServiceKey, Owned>,
+    elements: HashMap<ElementId, Claims>,
     shared_chains: BTreeSet<String>,
     stale_chains: Vec<(String, Instant)>,
 }
@@ -42,15 +151,30 @@ pub struct Plan {
 
 impl Programmed {
     fn empty(table: &str) -> Programmed {
-        let specs = set_specs().into_iter().map(|spec| (static_name(&spec.name), spec)).collect();
         Programmed {
             table: table.to_string(),
-            specs,
-            fragments: HashMap::new(),
+            specs: set_specs(),
+            owners: HashMap::new(),
+            next_owner: 0,
+            services: HashMap::new(),
             elements: HashMap::new(),
             shared_chains: BTreeSet::new(),
             stale_chains: Vec::new(),
         }
+    }
+
+    fn set_index(&self, name: &str) -> u8 {
+        let index = self.specs.iter().position(|spec| spec.name == name).expect("fragments name only shared sets");
+        index as u8
+    }
+
+    fn owner(&mut self, key: &ServiceKey) -> u32 {
+        if let Some(id) = self.owners.get(key) {
+            return *id;
+        }
+        self.next_owner += 1;
+        self.owners.insert(key.clone(), self.next_owner);
+        self.next_owner
     }
 
     /// A full sync: the table deleted and written again, with every Service. Returns the state
@@ -66,7 +190,7 @@ impl Programmed {
         batch.add_table(table);
         batch.delete_table(table);
         batch.add_table(table);
-        let mut specs: Vec<&SetSpec> = state.specs.values().collect();
+        let mut specs: Vec<&SetSpec> = state.specs.iter().collect();
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         for spec in specs {
             batch.add_set(table, spec);
@@ -80,7 +204,8 @@ impl Programmed {
                 batch.add_rule(table, &chain.name, rule);
             }
         }
-        let changes = services.into_iter().map(|(key, fragment)| (key, Some(fragment))).collect();
+        // One Service at a time: each fragment is rendered, taken in and dropped before the next.
+        let changes = services.into_iter().map(|(key, fragment)| (key, Some(fragment)));
         let plan = state.plan_into(batch, changes, Instant::now());
         (state, plan)
     }
@@ -93,18 +218,23 @@ impl Programmed {
     }
 
     pub fn service_count(&self) -> usize {
-        self.fragments.len()
+        self.services.len()
     }
 
     pub fn element_count(&self) -> usize {
         self.elements.len()
     }
 
-    fn plan_into(&mut self, mut batch: Batch, changes: Vec<(ServiceKey, Option<Fragment>)>, now: Instant) -> Plan {
+    fn plan_into(
+        &mut self,
+        mut batch: Batch,
+        changes: impl IntoIterator<Item = (ServiceKey, Option<Fragment>)>,
+        now: Instant,
+    ) -> Plan {
         let table = self.table.clone();
         // What each touched element was before any change of this sync.
         // (Outer `None`: absent; inner `None`: a member of a plain set, which has no data.)
-        let mut before: HashMap<ElementKey, Option<Option<ElementData>>> = HashMap::new();
+        let mut before: HashMap<ElementId, Option<Data>> = HashMap::new();
         let mut new_sets: Vec<SetSpec> = Vec::new();
         let mut gone_sets: Vec<String> = Vec::new();
         let mut new_chains: Vec<ChainSpec> = Vec::new();
@@ -113,22 +243,27 @@ impl Programmed {
         let mut new_shared: BTreeSet<String> = BTreeSet::new();
 
         for (key, fragment) in changes {
-            let old = self.fragments.remove(&key).unwrap_or_default();
+            let owner = self.owner(&key);
+            let old = self.services.remove(&key).unwrap_or_default();
             let new = fragment.unwrap_or_default();
-            for (set, element) in &old.elements {
-                let id = (*set, element.key.clone());
-                self.record_before(&mut before, &id);
-                if let Some(claims) = self.elements.get_mut(&id) {
-                    claims.retain(|(owner, _)| owner != &key);
+            for id in &old.elements {
+                self.record_before(&mut before, id);
+                if self.elements.get_mut(id).is_some_and(|claims| claims.remove(owner)) {
+                    self.elements.remove(id);
                 }
             }
+            let mut new_elements = Vec::with_capacity(new.elements.len());
             for (set, element) in &new.elements {
-                let id = (*set, element.key.clone());
+                let id = ElementId::new(self.set_index(set), &element.key);
                 self.record_before(&mut before, &id);
-                let claims = self.elements.entry(id).or_default();
-                if !claims.iter().any(|(owner, _)| owner == &key) {
-                    claims.push((key.clone(), element.data.clone()));
+                let data = Data::of(&element.data);
+                match self.elements.get_mut(&id) {
+                    Some(claims) => claims.add(owner, data),
+                    None => {
+                        self.elements.insert(id, Claims::One(owner, data));
+                    }
                 }
+                new_elements.push(id);
             }
             // Sets and chains of its own, by name.
             let old_sets: BTreeMap<&str, &SetSpec> = old.sets.iter().map(|s| (s.name.as_str(), s)).collect();
@@ -166,8 +301,10 @@ impl Programmed {
                     new_shared.insert(shared.clone());
                 }
             }
-            if !new.elements.is_empty() || !new.chains.is_empty() || !new.sets.is_empty() {
-                self.fragments.insert(key, new);
+            if new_elements.is_empty() && new.chains.is_empty() && new.sets.is_empty() {
+                self.owners.remove(&key);
+            } else {
+                self.services.insert(key, Owned { sets: new.sets, chains: new.chains, elements: new_elements });
             }
         }
 
@@ -207,33 +344,30 @@ impl Programmed {
         }
 
         // 2. Elements: removed and changed ones out, new and changed ones in.
-        let mut removals: BTreeMap<&'static str, Vec<Element>> = BTreeMap::new();
-        let mut additions: BTreeMap<&'static str, Vec<Element>> = BTreeMap::new();
+        let mut removals: BTreeMap<u8, Vec<Element>> = BTreeMap::new();
+        let mut additions: BTreeMap<u8, Vec<Element>> = BTreeMap::new();
         for (id, was) in before {
             let now_data = self.programmed_data(&id);
-            if now_data.is_none() {
-                self.elements.remove(&id);
-            }
-            let (set, key) = id;
-            match (was, now_data) {
+            let element = |data: &Data| Element { key: id.values(), data: data.element_data() };
+            match (&was, &now_data) {
                 (None, None) => {}
-                (Some(old), None) => removals.entry(set).or_default().push(Element { key, data: old }),
-                (None, Some(new)) => additions.entry(set).or_default().push(Element { key, data: new }),
+                (Some(old), None) => removals.entry(id.set).or_default().push(element(old)),
+                (None, Some(new)) => additions.entry(id.set).or_default().push(element(new)),
                 (Some(old), Some(new)) if old == new => {}
                 (Some(old), Some(new)) => {
-                    removals.entry(set).or_default().push(Element { key: key.clone(), data: old });
-                    additions.entry(set).or_default().push(Element { key, data: new });
+                    removals.entry(id.set).or_default().push(element(old));
+                    additions.entry(id.set).or_default().push(element(new));
                 }
             }
         }
         let (mut elements_added, mut elements_removed) = (0, 0);
         for (set, elements) in &removals {
             elements_removed += elements.len();
-            batch.delete_elements(&table, &self.specs[set], elements);
+            batch.delete_elements(&table, &self.specs[usize::from(*set)], elements);
         }
         for (set, elements) in &additions {
             elements_added += elements.len();
-            batch.add_elements(&table, &self.specs[set], elements);
+            batch.add_elements(&table, &self.specs[usize::from(*set)], elements);
         }
 
         // 3. What is no longer used: chains flushed now and deleted later, then their sets.
@@ -252,22 +386,22 @@ impl Programmed {
         self.stale_chains = waiting;
         for (chain, _) in due {
             // A chain that came back meanwhile is in use again.
-            if !self.fragments.values().any(|f| f.chains.iter().any(|c| c.name == chain)) {
+            if !self.services.values().any(|owned| owned.chains.iter().any(|c| c.name == chain)) {
                 batch.delete_chain(&table, &chain);
             }
         }
         Plan { batch, elements_added, elements_removed }
     }
 
-    fn record_before(&self, before: &mut HashMap<ElementKey, Option<Option<ElementData>>>, id: &ElementKey) {
+    fn record_before(&self, before: &mut HashMap<ElementId, Option<Data>>, id: &ElementId) {
         if !before.contains_key(id) {
-            before.insert(id.clone(), self.programmed_data(id));
+            before.insert(*id, self.programmed_data(id));
         }
     }
 
     /// The data programmed for an element (`None`: absent).
-    fn programmed_data(&self, id: &ElementKey) -> Option<Option<ElementData>> {
-        self.elements.get(id).and_then(|claims| claims.first()).map(|(_, data)| data.clone())
+    fn programmed_data(&self, id: &ElementId) -> Option<Data> {
+        self.elements.get(id).and_then(Claims::first).cloned()
     }
 
     /// Whether stale chains are waiting to be deleted (the runner then syncs again later).
@@ -282,22 +416,4 @@ fn chain_uses_set(chain: &ChainSpec, set: &str) -> bool {
         Expr::Lookup { set: name, .. } | Expr::Dynset { set: name, .. } => name == set,
         _ => false,
     })
-}
-
-fn static_name(name: &str) -> &'static str {
-    use crate::render::sets::*;
-    [
-        SERVICE_IPS,
-        SERVICE_BACKENDS,
-        SERVICE_NODEPORTS,
-        NODEPORT_BACKENDS,
-        NO_ENDPOINT_SERVICES,
-        NO_ENDPOINT_NODEPORTS,
-        FIREWALL_IPS,
-        CLUSTER_IPS,
-        HAIRPIN,
-    ]
-    .into_iter()
-    .find(|known| *known == name)
-    .expect("set_specs names only the shared sets")
 }

@@ -20,7 +20,10 @@ use frontdoor_netfilter::{
 };
 use frontdoor_proxy_model::{Endpoint, NoEndpoints, ResolvedPort, ServicePort, SourceRange};
 
-use crate::exprs::*;
+use frontdoor_netfilter::phrases::*;
+
+/// The mark bit that asks `masquerading` to masquerade a packet (kube-proxy's default, 0x4000).
+pub const MASQUERADE_MARK: u32 = 0x4000;
 
 /// What the ruleset needs to know about the cluster.
 #[derive(Clone, Debug)]
@@ -124,7 +127,11 @@ pub fn fixed_chains(config: &RenderConfig) -> Vec<ChainSpec> {
     let mut cluster_ips_check =
         vec![rule(&[&new, &[ip_daddr(frontdoor_netfilter::Register::R1), member_of(CLUSTER_IPS), reject()]])];
     for cidr in &config.service_cidrs {
-        cluster_ips_check.push(rule(&[&new, &ip_in_range(ip_daddr, *cidr, CmpOp::Eq), &[verdict(Verdict::Drop)]]));
+        cluster_ips_check.push(rule(&[
+            &new,
+            &ip_in_range(ip_daddr, cidr.network, cidr.prefix, CmpOp::Eq),
+            &[verdict(Verdict::Drop)],
+        ]));
     }
     let local_node_port = rule(&[&fib_daddr_local(), &daddr_not_loopback(), &proto_dport()]);
     vec![
@@ -178,7 +185,7 @@ pub fn fixed_chains(config: &RenderConfig) -> Vec<ChainSpec> {
                 // A ClusterIP reached from outside the pod range.
                 rule(&[
                     &[ct_original_daddr(frontdoor_netfilter::Register::R1), member_of(CLUSTER_IPS)],
-                    &ip_in_range(ip_saddr, config.cluster_cidr, CmpOp::Neq),
+                    &ip_in_range(ip_saddr, config.cluster_cidr.network, config.cluster_cidr.prefix, CmpOp::Neq),
                     &[masquerade(false)],
                 ]),
                 rule(&[&mark_bit_clear(MASQUERADE_MARK), &[verdict(Verdict::Return)]]),
@@ -316,7 +323,9 @@ fn render_port(resolved: &ResolvedPort, out: &mut Fragment) {
         let mut rules: Vec<Vec<Expr>> = port
             .source_ranges
             .iter()
-            .map(|range| rule(&[&ip_in_range(ip_saddr, *range, CmpOp::Eq), &[verdict(Verdict::Return)]]))
+            .map(|range| {
+                rule(&[&ip_in_range(ip_saddr, range.network, range.prefix, CmpOp::Eq), &[verdict(Verdict::Return)]])
+            })
             .collect();
         rules.push(vec![verdict(Verdict::Drop)]);
         for ip in &port.load_balancer_ips {

@@ -215,7 +215,6 @@ impl Syncer {
         }
         let fragments = changed.iter().map(|(key, ports)| (key.clone(), render_service(ports)));
         let (state, plan) = if full {
-            let fragments: Vec<_> = fragments.filter(|(_, f)| !f.elements.is_empty()).collect();
             let (state, plan) = Programmed::full(&self.config.table, &self.config.render, fragments);
             (Some(state), plan)
         } else {

@@ -79,7 +79,11 @@ impl KeySync for EndpointSliceController {
         }
         if let Some(time) = trigger {
             for slice in changes.create.iter_mut().chain(changes.update.iter_mut()) {
-                slice.metadata.annotations.get_or_insert_default().insert(LAST_CHANGE_TRIGGER_TIME.to_string(), time.clone());
+                slice
+                    .metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .insert(LAST_CHANGE_TRIGGER_TIME.to_string(), time.clone());
             }
         }
         tracing::debug!(service = %key, create = changes.create.len(), update = changes.update.len(), delete = changes.delete.len(), "writing EndpointSlices");

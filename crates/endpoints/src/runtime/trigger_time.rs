@@ -87,7 +87,8 @@ mod tests {
         let times = TriggerTimes::default();
         let key = ObjectKey::new("default", "web");
         let service: Service =
-            serde_json::from_value(json!({"metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:05Z"}})).unwrap();
+            serde_json::from_value(json!({"metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:05Z"}}))
+                .unwrap();
         let a = pod("a", "2026-01-01T00:00:07Z");
         let b = pod("b", "2026-01-01T00:00:09Z");
         // New Service: its creation is the earliest change.

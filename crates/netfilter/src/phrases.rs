@@ -1,23 +1,13 @@
-//! The small vocabulary the ruleset is written in: each function is one nft phrase
-//! (`ip daddr . meta l4proto . th dport`, `ct state new`, `fib daddr type local`, …) as the
-//! expressions `nft` itself would send for it.
+//! A small vocabulary to write rules in: each function is one nft phrase (`ip daddr .
+//! meta l4proto . th dport`, `ct state new`, `fib daddr type local`, …) as the expressions `nft`
+//! itself sends for it. The service proxy and the node's host ports both write with it.
 
 use std::net::Ipv4Addr;
 
-use frontdoor_netfilter::{
+use crate::nftables::{
     CmpOp, CtDirection, CtKey, DynsetOp, Expr, FibFlags, FibResult, ImmediateData, MetaKey, NatFlags, NatKind,
-    NumgenKind, PayloadBase, Register, RejectKind, Verdict,
+    NumgenKind, PayloadBase, Register, RejectKind, Verdict, CT_STATE_NEW, RTN_LOCAL,
 };
-
-use frontdoor_proxy_model::SourceRange;
-
-/// The mark bit that asks `masquerading` to masquerade a packet (kube-proxy's default, 0x4000).
-pub const MASQUERADE_MARK: u32 = 0x4000;
-
-/// `RTN_LOCAL`, what `fib daddr type` answers for an address of this machine.
-const RTN_LOCAL: u32 = 2;
-/// `NF_CT_STATE_BIT(IP_CT_NEW)`.
-const CT_STATE_NEW: u32 = 8;
 
 fn payload(base: PayloadBase, offset: u32, len: u32, dreg: Register) -> Expr {
     Expr::Payload { base, offset, len, dreg }
@@ -111,22 +101,49 @@ pub fn daddr_not_loopback() -> [Expr; 2] {
     ]
 }
 
-/// `ip saddr <range>` or `ip daddr <range>` (`field` is [`ip_saddr`] or [`ip_daddr`]), with
-/// `op` Eq or Neq.
-pub fn ip_in_range(field: fn(Register) -> Expr, range: SourceRange, op: CmpOp) -> Vec<Expr> {
-    if range.prefix == 32 {
-        return vec![field(Register::R1), Expr::Cmp { op, sreg: Register::R1, data: range.network.octets().to_vec() }];
+/// `ip saddr <network>/<prefix>` or `ip daddr …` (`field` is [`ip_saddr`] or [`ip_daddr`]),
+/// with `op` Eq or Neq. `network` has no host bits set.
+pub fn ip_in_range(field: fn(Register) -> Expr, network: Ipv4Addr, prefix: u8, op: CmpOp) -> Vec<Expr> {
+    if prefix >= 32 {
+        return vec![field(Register::R1), Expr::Cmp { op, sreg: Register::R1, data: network.octets().to_vec() }];
     }
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
     vec![
         field(Register::R1),
         Expr::Bitwise {
             sreg: Register::R1,
             dreg: Register::R1,
             len: 4,
-            mask: range.mask().to_be_bytes().to_vec(),
+            mask: mask.to_be_bytes().to_vec(),
             xor: vec![0; 4],
         },
-        Expr::Cmp { op, sreg: Register::R1, data: range.network.octets().to_vec() },
+        Expr::Cmp { op, sreg: Register::R1, data: network.octets().to_vec() },
+    ]
+}
+
+/// `iifname "<name>"`.
+pub fn iifname_is(name: &str) -> [Expr; 2] {
+    /// `IFNAMSIZ`: interface names are compared as 16 bytes, zero-padded.
+    const IFNAMSIZ: usize = 16;
+    let mut bytes = name.as_bytes().to_vec();
+    bytes.resize(IFNAMSIZ, 0);
+    [
+        Expr::Meta { key: MetaKey::IifName, dreg: Register::R1 },
+        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: bytes },
+    ]
+}
+
+/// `dnat ip to <key> map @<map>`, the key already loaded from register 1 on; the map gives
+/// address and port. A key the map does not hold ends the rule, with no verdict.
+pub fn dnat_via_map(map: &str) -> [Expr; 2] {
+    [
+        Expr::Lookup { set: map.to_string(), sreg: Register::R1, dreg: Some(Register::R1), invert: false },
+        Expr::Nat {
+            kind: NatKind::Dnat,
+            addr: Some(Register::R1),
+            port: Some(Register::R32(1)),
+            flags: NatFlags::default(),
+        },
     ]
 }
 
@@ -178,16 +195,8 @@ pub fn flip_mark_bit(bit: u32) -> [Expr; 3] {
 /// `dnat ip to <key> . numgen random mod <count> map @<map>`, the key already loaded from
 /// register 1 on (`fields` 32-bit words of it).
 pub fn dnat_through_map(map: &str, fields: u8, count: u32) -> [Expr; 3] {
-    [
-        Expr::Numgen { dreg: Register::R32(fields), modulus: count, kind: NumgenKind::Random, offset: 0 },
-        Expr::Lookup { set: map.to_string(), sreg: Register::R1, dreg: Some(Register::R1), invert: false },
-        Expr::Nat {
-            kind: NatKind::Dnat,
-            addr: Some(Register::R1),
-            port: Some(Register::R32(1)),
-            flags: NatFlags::default(),
-        },
-    ]
+    let [lookup, nat] = dnat_via_map(map);
+    [Expr::Numgen { dreg: Register::R32(fields), modulus: count, kind: NumgenKind::Random, offset: 0 }, lookup, nat]
 }
 
 /// `meta l4proto <proto> dnat ip to <ip>:<port>`.
