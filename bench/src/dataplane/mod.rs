@@ -267,12 +267,13 @@ fn print_programming(p: &programming::Programming) {
 fn print_throughput(t: &throughput::Throughput) {
     println!();
     println!(
-        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; wrk -t1 -c16 -d4s from the node, median of 3 interleaved rounds)",
+        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; wrk -t1 -c16 -d4s from the node and from another pod, median of 3 interleaved rounds)",
         t.cluster_ip, t.pod_ip
     );
     for mode in &t.modes {
         println!(
-            "  {}: ClusterIP {:.0} req/s, p99 {:.2} ms; pod {:.0} req/s, p99 {:.2} ms; errors {} / {}",
+            "  from the {}, {}: ClusterIP {:.0} req/s, p99 {:.2} ms; pod {:.0} req/s, p99 {:.2} ms; errors {} / {}",
+            mode.client,
             mode.name,
             mode.cluster_ip.requests_per_second,
             ms(mode.cluster_ip.p99),
@@ -284,6 +285,7 @@ fn print_throughput(t: &throughput::Throughput) {
     }
     for mode in &t.modes {
         let short = if mode.name == "keep-alive" { "keep-alive" } else { "conn/request" };
+        let short = format!("{short}, from {}", mode.client);
         report_at_least(
             &format!("throughput ClusterIP ÷ pod, {short}"),
             mode.cluster_ip.requests_per_second / mode.pod.requests_per_second,

@@ -1,8 +1,9 @@
 //! Step 4: HTTP throughput and p99 latency through a ClusterIP vs straight to the pod, with the
 //! real `frontdoor up`: one pod runs this bench's own HTTP server (`serve-http`, hyper) as its
-//! container command, a Service selects it, and `wrk` runs in the node's namespace: keep-alive,
-//! and a new connection per request (`Connection: close`), each to both addresses; the runs are
-//! interleaved, several rounds, and the median of the rounds is kept.
+//! container command, a Service selects it, and `wrk` runs from two places: the node's namespace,
+//! and a second pod's (the in-cluster client a ClusterIP is for; `wrk` is started there with
+//! `nsenter`): keep-alive, and a new connection per request (`Connection: close`), each to both
+//! addresses; the runs are interleaved, several rounds, and the median of the rounds is kept.
 //!
 //! The same server answers on two ports: the Service's target port, and another for the direct
 //! runs. With one port, a direct run after a ClusterIP run reuses the 4-tuples the pod still holds
@@ -33,8 +34,10 @@ pub struct Run {
     pub errors: u64,
 }
 
-/// One mode (keep-alive or a connection per request), both ways.
+/// One client and mode (keep-alive or a connection per request), both ways.
 pub struct Mode {
+    /// Where `wrk` ran: "node" or "pod".
+    pub client: &'static str,
     pub name: &'static str,
     pub cluster_ip: Run,
     pub pod: Run,
@@ -78,8 +81,16 @@ fn parse_wrk(report: &str) -> Run {
     run
 }
 
-async fn wrk(url: &str, close: bool) -> Run {
-    let mut command = tokio::process::Command::new("wrk");
+/// `wrk` in the node's namespace (`pod` None) or in the network namespace of the process `pod`.
+async fn wrk(url: &str, close: bool, pod: Option<u32>) -> Run {
+    let mut command = match pod {
+        None => tokio::process::Command::new("wrk"),
+        Some(pid) => {
+            let mut command = tokio::process::Command::new("nsenter");
+            command.arg(format!("--net=/proc/{pid}/ns/net")).arg("wrk");
+            command
+        }
+    };
     command.args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{SECONDS}s"), "--latency"]);
     if close {
         command.args(["-H", "Connection: close"]);
@@ -149,21 +160,49 @@ pub async fn measure(node: &Frontdoor) -> Throughput {
     })
     .await;
 
+    // The in-cluster client: a pod that only sleeps, found by its unique command line.
+    let marker = format!("3600.{}", std::process::id());
+    create(
+        &client,
+        "/api/v1/namespaces/default/pods",
+        json!({
+            "metadata": {"name": "client"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "sleep", "image": "none", "command": ["sleep", marker]}]}
+        }),
+    )
+    .await;
+    let client_pid = wait_for("the client pod's process", Duration::from_secs(30), || {
+        let marker = marker.clone();
+        async move { process_with_command(&["sleep", &marker]) }
+    })
+    .await;
+
     let targets = [format!("http://{cluster_ip}:80/"), format!("http://{pod_ip}:{DIRECT}/")];
     let mut modes = Vec::new();
-    for (name, close) in [("keep-alive", false), ("new connection per request", true)] {
-        let (mut via_service, mut direct) = (Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
-            // Each goes first in turn.
-            if round % 2 == 0 {
-                via_service.push(wrk(&targets[0], close).await);
-                direct.push(wrk(&targets[1], close).await);
-            } else {
-                direct.push(wrk(&targets[1], close).await);
-                via_service.push(wrk(&targets[0], close).await);
+    for (client, pod) in [("node", None), ("pod", Some(client_pid))] {
+        for (name, close) in [("keep-alive", false), ("new connection per request", true)] {
+            let (mut via_service, mut direct) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                // Each goes first in turn.
+                if round % 2 == 0 {
+                    via_service.push(wrk(&targets[0], close, pod).await);
+                    direct.push(wrk(&targets[1], close, pod).await);
+                } else {
+                    direct.push(wrk(&targets[1], close, pod).await);
+                    via_service.push(wrk(&targets[0], close, pod).await);
+                }
             }
+            modes.push(Mode { client, name, cluster_ip: median(&via_service), pod: median(&direct) });
         }
-        modes.push(Mode { name, cluster_ip: median(&via_service), pod: median(&direct) });
     }
     Throughput { modes, pod_ip, cluster_ip }
+}
+
+/// The pid of the process whose command line is exactly `command`.
+fn process_with_command(command: &[&str]) -> Option<u32> {
+    let wanted: Vec<u8> = command.iter().flat_map(|part| part.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        (std::fs::read(entry.path().join("cmdline")).ok()? == wanted).then_some(pid)
+    })
 }

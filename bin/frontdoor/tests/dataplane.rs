@@ -332,6 +332,8 @@ spec:
     let answers = parse_answers(&lan.curl(&[&url, &url, &url, &url, &url, &url]));
     assert_eq!(answers.len(), 6, "{answers:?}");
     assert!(answers.iter().all(|(_, client)| client.starts_with("10.244.0.")), "{answers:?}");
+    // Not on 127.0.0.1 (as kube-proxy's nftables mode): nothing listens there.
+    assert_eq!(attempt(&fd, "http://127.0.0.1:30007/", "2").0, 7, "a NodePort answered on 127.0.0.1");
     let url = format!("http://{}:30008/", lan.node_address);
     let answers = parse_answers(&lan.curl(&[&url, &url, &url]));
     assert_eq!(answers.len(), 3, "{answers:?}");
@@ -661,4 +663,48 @@ fn the_seed_services_answer_from_the_node_a_pod_and_the_lan() {
     assert_eq!(parse_answers(&lan.curl(&[&node_port, &node_port])).len(), 2);
     let balanced = format!("http://{public}:443/");
     assert_eq!(parse_answers(&lan.curl(&[&balanced, &balanced])).len(), 2);
+}
+
+/// Someone deletes the proxy's table behind its back: the next sync fails (it only sends
+/// differences from what it believes is there), and the full sync that follows any failure puts
+/// everything back.
+#[test]
+fn a_failed_sync_is_followed_by_a_full_one() {
+    let fd = start();
+    apply(&fd, &deployment("api", 1));
+    apply(
+        &fd,
+        "apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: api}
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
+    wait_ready_endpoints(&fd, "api", 1);
+    let old = format!("http://{}/", cluster_ip(&fd, "api"));
+    assert_eq!(requests(&fd, &old, 1).len(), 1);
+    let deleted = fd.command("nft").args(["delete", "table", "ip", "frontdoor"]).status().unwrap();
+    assert!(deleted.success());
+    fd.kubectl_ok("1.33", &["create", "service", "clusterip", "later", "--tcp=80:8080"]);
+    fd.kubectl_ok("1.33", &["set", "selector", "service", "later", "app=api"]);
+    let new = format!("http://{}/", cluster_ip(&fd, "later"));
+    let recovered =
+        wait_until(Duration::from_secs(10), || attempt(&fd, &new, "1").0 == 0 && attempt(&fd, &old, "1").0 == 0);
+    assert!(recovered, "the rules never came back");
+    let metrics = String::from_utf8_lossy(
+        &run({
+            let mut c = fd.command("curl");
+            c.args(["-s", "http://127.0.0.1:10249/metrics"]);
+            c
+        })
+        .stdout,
+    )
+    .into_owned();
+    let failures = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("kubeproxy_sync_proxy_rules_nftables_sync_failures_total "))
+        .and_then(|n| n.trim().parse::<f64>().ok());
+    assert!(failures.is_some_and(|n| n >= 1.0), "{metrics}");
 }
