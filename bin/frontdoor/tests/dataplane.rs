@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use frontdoor_testkit::{wait_until, Frontdoor};
+use frontdoor_testkit::{wait_until, Frontdoor, Lan};
 
 fn start() -> Frontdoor {
     Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"])
@@ -228,60 +228,10 @@ spec:
     assert!(programmed >= 1.0, "no network programming latency recorded:\n{metrics}");
 }
 
-/// A second network namespace on a LAN with the node: `192.168.<n>.2`, the node `.1`.
-struct Lan {
-    name: String,
-    node_address: String,
-    client_address: String,
-}
-
-impl Lan {
-    fn attach(fd: &Frontdoor, subnet: u8) -> Lan {
-        Lan::attach_to(fd.netns().unwrap(), subnet)
-    }
-
-    /// Attaches a LAN to the namespace `node_ns` (before or after the node starts there).
-    fn attach_to(node_ns: &str, subnet: u8) -> Lan {
-        let name = format!("fdlan-{}-{subnet}", std::process::id());
-        let sh = |script: String| {
-            let status = std::process::Command::new("sh").args(["-ec", &script]).status().unwrap();
-            assert!(status.success(), "{script}");
-        };
-        sh(format!("ip netns add {name}; ip -n {name} link set lo up"));
-        let lan = Lan {
-            name: name.clone(),
-            node_address: format!("192.168.{subnet}.1"),
-            client_address: format!("192.168.{subnet}.2"),
-        };
-        sh(format!(
-            "ip -n {node_ns} link add lan0 type veth peer name eth0 netns {name}
-             ip -n {node_ns} addr add {}/24 dev lan0; ip -n {node_ns} link set lan0 up
-             ip -n {name} addr add {}/24 dev eth0; ip -n {name} link set eth0 up
-             ip -n {name} route add default via {}",
-            lan.node_address, lan.client_address, lan.node_address
-        ));
-        lan
-    }
-
-    fn curl(&self, args: &[&str]) -> Output {
-        run({
-            let mut c = std::process::Command::new("ip");
-            c.args(["netns", "exec", &self.name, "curl", "-s", "--max-time", "5"]).args(args);
-            c
-        })
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.name]).status();
-    }
-}
-
 #[test]
 fn node_ports_from_the_lan_affinity_and_local_policy() {
     let fd = start();
-    let lan = Lan::attach(&fd, 77);
+    let lan = Lan::attach(fd.netns().unwrap(), 77);
     apply(&fd, &deployment("web", 3));
     apply(
         &fd,
@@ -427,11 +377,11 @@ fn load_balancer_addresses_answer_on_the_lan_and_honour_source_ranges() {
         env!("CARGO_BIN_EXE_frontdoor").as_ref(),
         &["--node-name", "n1", "--lb-pool", "192.168.78.240/29", "--lb-internal-pool", "10.200.0.0/29"],
     );
-    let lan = Lan::attach(&fd, 78);
+    let lan = Lan::attach(fd.netns().unwrap(), 78);
     // A second client address on the LAN, outside the source ranges.
     let outsider = "192.168.78.3";
     let status = std::process::Command::new("ip")
-        .args(["-n", &lan.name, "addr", "add", &format!("{outsider}/24"), "dev", "eth0"])
+        .args(["-n", &lan.namespace.name, "addr", "add", &format!("{outsider}/24"), "dev", "eth0"])
         .status()
         .unwrap();
     assert!(status.success());
@@ -493,7 +443,7 @@ spec:
     let neighbours = String::from_utf8_lossy(
         &run({
             let mut c = std::process::Command::new("ip");
-            c.args(["-n", &lan.name, "neigh", "show", &open]);
+            c.args(["-n", &lan.namespace.name, "neigh", "show", &open]);
             c
         })
         .stdout,
@@ -513,7 +463,7 @@ spec:
     assert_eq!(requests(&fd, &format!("http://{internal}/"), 2).len(), 2);
     let on_link = |address: &str| {
         let status = std::process::Command::new("ip")
-            .args(["-n", &lan.name, "route", "replace", &format!("{address}/32"), "dev", "eth0"])
+            .args(["-n", &lan.namespace.name, "route", "replace", &format!("{address}/32"), "dev", "eth0"])
             .status()
             .unwrap();
         assert!(status.success());
@@ -525,7 +475,7 @@ spec:
     // A released address stops being answered for.
     fd.kubectl_ok("1.33", &["delete", "service", "open"]);
     let withdrawn = wait_until(Duration::from_secs(10), || {
-        let _ = std::process::Command::new("ip").args(["-n", &lan.name, "neigh", "flush", "all"]).status();
+        let _ = std::process::Command::new("ip").args(["-n", &lan.namespace.name, "neigh", "flush", "all"]).status();
         lan.curl(&["--max-time", "1", &url]).status.code() != Some(0)
     });
     assert!(withdrawn, "{open} still answers after its Service was deleted");
@@ -626,7 +576,7 @@ fn pods_reach_the_api_server_through_the_kubernetes_service() {
 fn the_seed_services_answer_from_the_node_a_pod_and_the_lan() {
     let mut lan = None;
     let fd = Frontdoor::start_node_prepared(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"], |ns| {
-        let attached = Lan::attach_to(ns, 79);
+        let attached = Lan::attach(ns, 79);
         let status = std::process::Command::new("ip")
             .args(["-n", ns, "route", "add", "default", "via", &attached.client_address])
             .status()

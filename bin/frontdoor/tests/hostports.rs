@@ -12,7 +12,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use frontdoor_testkit::{wait_until, Frontdoor, NetworkNamespace};
+use frontdoor_testkit::{wait_until, Frontdoor, Lan};
 
 const KUBECTL: &str = "1.33";
 const WAIT: Duration = Duration::from_secs(40);
@@ -48,43 +48,19 @@ except socket.timeout:
 
 /// A LAN between the node's namespace (`192.168.<subnet>.1` on `lan0`, the node's address) and
 /// a client's (`.2`), made before `frontdoor up` starts so the node can be given that address.
-struct Lan {
-    client: NetworkNamespace,
-    node_address: String,
-    client_address: String,
-}
-
 fn sh(script: &str) {
     let status = Command::new("sh").args(["-ec", script]).status().unwrap();
     assert!(status.success(), "{script}");
 }
 
 fn start_with_lan(subnet: u8) -> (Frontdoor, Lan) {
-    let client = NetworkNamespace::create();
-    let lan =
-        Lan { node_address: format!("192.168.{subnet}.1"), client_address: format!("192.168.{subnet}.2"), client };
-    let binary = env!("CARGO_BIN_EXE_frontdoor");
-    let flags = ["--node-name", "n1", "--node-ip", &lan.node_address];
-    let fd = Frontdoor::start_node_prepared(binary.as_ref(), &flags, |node| {
-        sh(&format!(
-            "ip -n {node} link add lan0 type veth peer name eth0 netns {client}
-             ip -n {node} addr add {node_address}/24 dev lan0; ip -n {node} link set lan0 up
-             ip -n {client} addr add {client_address}/24 dev eth0; ip -n {client} link set eth0 up
-             ip -n {client} route add default via {node_address}",
-            client = lan.client.name,
-            node_address = lan.node_address,
-            client_address = lan.client_address,
-        ));
+    let node_address = format!("192.168.{subnet}.1");
+    let flags = ["--node-name", "n1", "--node-ip", &node_address];
+    let mut lan = None;
+    let fd = Frontdoor::start_node_prepared(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &flags, |node| {
+        lan = Some(Lan::attach(node, subnet));
     });
-    (fd, lan)
-}
-
-impl Lan {
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.client.name, program]);
-        command
-    }
+    (fd, lan.expect("the LAN was attached"))
 }
 
 /// A pod running [`SERVER`] with container port 8080 on host port `host_port` (`host_ip` empty:

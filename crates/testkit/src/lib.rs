@@ -53,6 +53,49 @@ impl NetworkNamespace {
     }
 }
 
+/// A second network namespace on a LAN with a node's: a veth between them, the node's end
+/// `lan0` with `192.168.<subnet>.1/24`, the client's `eth0` with `192.168.<subnet>.2/24` and a
+/// default route via the node. Deleted (and the veth with it) when dropped.
+pub struct Lan {
+    pub namespace: NetworkNamespace,
+    pub node_address: String,
+    pub client_address: String,
+}
+
+impl Lan {
+    /// Attaches a LAN to the network namespace `node_netns` (before or after a node starts there).
+    pub fn attach(node_netns: &str, subnet: u8) -> Lan {
+        let lan = Lan {
+            namespace: NetworkNamespace::create(),
+            node_address: format!("192.168.{subnet}.1"),
+            client_address: format!("192.168.{subnet}.2"),
+        };
+        let script = format!(
+            "ip -n {node} link add lan0 type veth peer name eth0 netns {client}
+             ip -n {node} addr add {node_address}/24 dev lan0; ip -n {node} link set lan0 up
+             ip -n {client} addr add {client_address}/24 dev eth0; ip -n {client} link set eth0 up
+             ip -n {client} route add default via {node_address}",
+            node = node_netns,
+            client = lan.namespace.name,
+            node_address = lan.node_address,
+            client_address = lan.client_address,
+        );
+        let status = Command::new("sh").args(["-ec", &script]).status().expect("sh");
+        assert!(status.success(), "{script}");
+        lan
+    }
+
+    /// `program` to run inside the LAN's namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        in_netns(Some(&self.namespace.name), program)
+    }
+
+    /// `curl -s --max-time 5 <args>` from the LAN.
+    pub fn curl(&self, args: &[&str]) -> Output {
+        self.command("curl").args(["-s", "--max-time", "5"]).args(args).output().expect("curl runs")
+    }
+}
+
 impl Drop for NetworkNamespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
