@@ -26,26 +26,8 @@ fn get(fd: &Frontdoor, what: &[&str], path: &str) -> String {
     String::from_utf8_lossy(&fd.kubectl("1.33", &args).stdout).into_owned()
 }
 
-/// A server that answers every request (HTTP on TCP 8080, a datagram on UDP 5353) with its
-/// pod's name and the client address it saw.
-const WHOAMI: &str = r#"import http.server, socket, threading
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("", 5353))
-    while True:
-        data, peer = s.recvfrom(2048)
-        s.sendto((socket.gethostname() + " " + peer[0]).encode(), peer)
-threading.Thread(target=udp, daemon=True).start()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(s):
-        b = (socket.gethostname() + " " + s.client_address[0] + "\n").encode()
-        s.send_response(200); s.send_header("Content-Length", str(len(b))); s.end_headers(); s.wfile.write(b)
-    def log_message(s, *a): pass
-http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
-"#;
-
 fn deployment(name: &str, replicas: u32) -> String {
-    let script = serde_json::to_string(WHOAMI).unwrap();
+    let script = serde_json::to_string(&frontdoor_testkit::whoami_server(8080, 5353)).unwrap();
     format!(
         "apiVersion: apps/v1
 kind: Deployment

@@ -18,24 +18,6 @@ const KUBECTL: &str = "1.33";
 const WAIT: Duration = Duration::from_secs(40);
 const PORT: u16 = 54323;
 
-/// Answers HTTP on TCP 8080 and datagrams on UDP 8080 with its pod's name and the client's
-/// address it saw.
-const SERVER: &str = r#"import http.server, socket, threading
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("", 8080))
-    while True:
-        data, peer = s.recvfrom(2048)
-        s.sendto((socket.gethostname() + " " + peer[0]).encode(), peer)
-threading.Thread(target=udp, daemon=True).start()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(s):
-        b = (socket.gethostname() + " " + s.client_address[0] + "\n").encode()
-        s.send_response(200); s.send_header("Content-Length", str(len(b))); s.end_headers(); s.wfile.write(b)
-    def log_message(s, *a): pass
-http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
-"#;
-
 /// One UDP exchange with `host:port`: the answer, or "" after a second of silence.
 const UDP_CLIENT: &str = r#"import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
@@ -63,11 +45,11 @@ fn start_with_lan(subnet: u8) -> (Frontdoor, Lan) {
     (fd, lan.expect("the LAN was attached"))
 }
 
-/// A pod running [`SERVER`] with container port 8080 on host port `host_port` (`host_ip` empty:
-/// none given).
+/// A pod running [`frontdoor_testkit::whoami_server`] with container port 8080 on host port
+/// `host_port` (`host_ip` empty: none given).
 fn pod(name: &str, host_ip: &str, protocol: &str, host_port: u16) -> String {
     let host_ip = if host_ip.is_empty() { String::new() } else { format!(", hostIP: {host_ip}") };
-    let script = serde_json::to_string(SERVER).unwrap();
+    let script = serde_json::to_string(&frontdoor_testkit::whoami_server(8080, 8080)).unwrap();
     format!(
         "apiVersion: v1
 kind: Pod

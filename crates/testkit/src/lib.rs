@@ -53,6 +53,29 @@ impl NetworkNamespace {
     }
 }
 
+/// A Python program for a pod's container: answers HTTP on TCP `tcp_port` and any datagram on
+/// UDP `udp_port` with the pod's name (its hostname) and the client address it saw, so a test
+/// can tell which pod a connection reached and whether its source was kept.
+pub fn whoami_server(tcp_port: u16, udp_port: u16) -> String {
+    format!(
+        r#"import http.server, socket, threading
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", {udp_port}))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto((socket.gethostname() + " " + peer[0]).encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(s):
+        b = (socket.gethostname() + " " + s.client_address[0] + "\n").encode()
+        s.send_response(200); s.send_header("Content-Length", str(len(b))); s.end_headers(); s.wfile.write(b)
+    def log_message(s, *a): pass
+http.server.ThreadingHTTPServer(("", {tcp_port}), H).serve_forever()
+"#
+    )
+}
+
 /// A second network namespace on a LAN with a node's: a veth between them, the node's end
 /// `lan0` with `192.168.<subnet>.1/24`, the client's `eth0` with `192.168.<subnet>.2/24` and a
 /// default route via the node. Deleted (and the veth with it) when dropped.
