@@ -378,6 +378,11 @@ impl RouteSocket {
         }
     }
 
+    /// Dumps what `message` asks for (routes, addresses, links) and returns every part.
+    pub fn dump(&mut self, message: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.request(message, NLM_F_DUMP)
+    }
+
     /// Sends one request and collects the kernel's replies until its ack (or `DONE` for dumps).
     fn request(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.sequence = self.sequence.wrapping_add(1);

@@ -8,12 +8,10 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::netlink::RouteSocket;
 use crate::{validate_link_name, Error};
@@ -25,12 +23,12 @@ use crate::{validate_link_name, Error};
 ///
 /// Reads the calling thread's network namespace.
 pub fn default_route_address() -> io::Result<Option<Ipv4Addr>> {
-    let mut dumper = Dumper::open()?;
-    let routes = default_routes(dumper.dump(RouteNetlinkMessage::GetRoute(inet_route_query()))?);
+    let mut socket = RouteSocket::open()?;
+    let routes = default_routes(socket.dump(RouteNetlinkMessage::GetRoute(inet_route_query()))?);
     if routes.is_empty() {
         return Ok(None);
     }
-    let up: HashMap<u32, bool> = dumper
+    let up: HashMap<u32, bool> = socket
         .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?
         .into_iter()
         .filter_map(|reply| match reply {
@@ -38,7 +36,7 @@ pub fn default_route_address() -> io::Result<Option<Ipv4Addr>> {
             _ => None,
         })
         .collect();
-    let addresses = ipv4_addresses(dumper.dump(RouteNetlinkMessage::GetAddress(inet_address_query()))?);
+    let addresses = ipv4_addresses(socket.dump(RouteNetlinkMessage::GetAddress(inet_address_query()))?);
     Ok(choose(&routes, |index| up.get(&index).copied().unwrap_or(false), &addresses))
 }
 
@@ -49,11 +47,10 @@ pub fn default_route_address() -> io::Result<Option<Ipv4Addr>> {
 /// (nothing to answer on). Idempotent. Works in the calling thread's network namespace.
 pub fn announce_address(address: Ipv4Addr, except: &str) -> Result<Option<String>, Error> {
     let os = |what: &str, error: io::Error| Error::os(what.to_string(), error);
-    let mut dumper = Dumper::open().map_err(|e| os("open netlink socket", e))?;
-    let addresses = ipv4_addresses(
-        dumper.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
-    );
     let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
+    let addresses = ipv4_addresses(
+        socket.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
+    );
     let links = socket.links().map_err(|e| os("list links", e))?;
     let name_of = |index: u32| links.iter().find(|link| link.index == index).map(|link| link.name.clone());
     let containing = addresses.iter().find(|(index, own, prefix)| {
@@ -73,9 +70,9 @@ pub fn announce_address(address: Ipv4Addr, except: &str) -> Result<Option<String
 /// whether there was one.
 pub fn withdraw_address(address: Ipv4Addr) -> Result<bool, Error> {
     let os = |what: &str, error: io::Error| Error::os(what.to_string(), error);
-    let mut dumper = Dumper::open().map_err(|e| os("open netlink socket", e))?;
+    let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
     let addresses = ipv4_addresses(
-        dumper.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
+        socket.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
     );
     let held: Vec<u32> = addresses
         .iter()
@@ -216,9 +213,8 @@ pub fn remove_bridge(name: &str) -> Result<Option<RemovedBridge>, Error> {
     if link.kind.as_deref() != Some("bridge") {
         return Err(Error::NotABridge { name: name.to_owned(), kind: link.kind });
     }
-    let mut dumper = Dumper::open().map_err(|error| Error::os("open netlink socket", error))?;
     let addresses = ipv4_addresses(
-        dumper
+        socket
             .dump(RouteNetlinkMessage::GetAddress(inet_address_query()))
             .map_err(|error| Error::os("list addresses", error))?,
     )
@@ -226,7 +222,7 @@ pub fn remove_bridge(name: &str) -> Result<Option<RemovedBridge>, Error> {
     .filter(|(index, _, _)| *index == link.index)
     .map(|(_, ip, prefix_len)| format!("{ip}/{prefix_len}"))
     .collect();
-    let routes = dumper
+    let routes = socket
         .dump(RouteNetlinkMessage::GetRoute(inet_route_query()))
         .map_err(|error| Error::os("list routes", error))?
         .into_iter()
@@ -301,77 +297,6 @@ fn inet_address_query() -> AddressMessage {
     let mut message = AddressMessage::default();
     message.header.family = AddressFamily::Inet;
     message
-}
-
-/// The largest datagram read: the kernel sizes dump parts well below.
-const RECEIVE_BUFFER: usize = 64 * 1024;
-
-/// A `NETLINK_ROUTE` socket for dumps (which [`RouteSocket`] does only for links), bound to the
-/// namespace it was opened in.
-struct Dumper {
-    socket: Socket,
-    sequence: u32,
-    buffer: Vec<u8>,
-}
-
-impl Dumper {
-    fn open() -> io::Result<Dumper> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Dumper { socket, sequence: 0, buffer: Vec::new() })
-    }
-
-    /// Sends a dump request and collects every part of the answer until `DONE`.
-    fn dump(&mut self, message: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.sequence = self.sequence.wrapping_add(1);
-        let sequence = self.sequence;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = sequence;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        packet.finalize();
-        let mut request = vec![0; packet.buffer_len()];
-        packet.serialize(&mut request);
-        self.socket.send(&request, 0)?;
-
-        let mut replies = Vec::new();
-        loop {
-            self.buffer.clear();
-            self.buffer.reserve(RECEIVE_BUFFER);
-            let length = self.socket.recv(&mut self.buffer, libc::MSG_TRUNC)?;
-            if length > self.buffer.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a netlink answer of {length} bytes did not fit the receive buffer"),
-                ));
-            }
-            let mut offset = 0;
-            while offset < length {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..length])
-                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
-                let size = reply.header.length as usize;
-                if size == 0 {
-                    break;
-                }
-                offset += (size + 3) & !3;
-                if reply.header.sequence_number != sequence {
-                    continue; // a late answer to an earlier request
-                }
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(error) => {
-                        return match error.code {
-                            None => Ok(replies),
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                        };
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
