@@ -95,7 +95,7 @@ pub fn resolve_all(count: usize) -> Vec<(ServiceKey, Vec<ResolvedPort>)> {
 
 /// A full sync: every resolved Service rendered, then the whole table planned.
 pub fn plan_full(resolved: &[(ServiceKey, Vec<ResolvedPort>)]) -> (Programmed, Plan) {
-    let fragments = resolved.iter().map(|(key, ports)| (key.clone(), render_service(ports)));
+    let fragments = resolved.iter().map(|(key, ports)| (key.clone(), render_service(ports, &render_config())));
     Programmed::full(frontdoor_proxy::TABLE, &render_config(), fragments)
 }
 
@@ -108,6 +108,6 @@ pub fn full_sync(count: usize) -> (Programmed, Plan) {
 /// replaced, rendered and planned against what is programmed.
 pub fn one_change(programmed: &mut Programmed, count: usize, generation: usize) -> Plan {
     let i = changed_service(count, generation);
-    let fragment: Fragment = render_service(&resolve(i, Some(generation)));
+    let fragment: Fragment = render_service(&resolve(i, Some(generation)), &render_config());
     programmed.plan(vec![(key(i), Some(fragment))], std::time::Instant::now())
 }

@@ -640,3 +640,71 @@ spec:
         .and_then(|n| n.trim().parse::<f64>().ok());
     assert!(failures.is_some_and(|n| n >= 1.0), "{metrics}");
 }
+
+/// `externalTrafficPolicy: Local` with no endpoint on this node: traffic from the LAN is
+/// dropped, but a pod or the node itself reaching the Service's external address goes where the
+/// cluster IP's traffic goes (kube-proxy's short-circuit), and the health check says 503.
+#[test]
+fn local_external_policy_short_circuits_traffic_from_inside_the_cluster() {
+    let fd = Frontdoor::start_node(
+        env!("CARGO_BIN_EXE_frontdoor").as_ref(),
+        &["--node-name", "n1", "--lb-pool", "192.168.80.240/30"],
+    );
+    let lan = Lan::attach(fd.netns().unwrap(), 80);
+    apply(&fd, &deployment("web", 1));
+    apply(&fd, &deployment("client", 1));
+    let ready = wait_until(Duration::from_secs(30), || {
+        ["web", "client"].iter().all(|app| {
+            let selector = format!("app={app}");
+            get(&fd, &["pods", "-l", &selector], "{.items[0].status.containerStatuses[0].ready}") == "true"
+        })
+    });
+    assert!(ready);
+    // The client is another pod: the endpoint, said to be elsewhere, is not in the hairpin set.
+    let pod = get(&fd, &["pods", "-l", "app=client"], "{.items[0].metadata.name}");
+    let pod_ip = get(&fd, &["pods", "-l", "app=web"], "{.items[0].status.podIP}");
+    // The Service's only endpoint is said to be on another node.
+    apply(
+        &fd,
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: elsewhere}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: elsewhere-1
+  labels: {{kubernetes.io/service-name: elsewhere}}
+addressType: IPv4
+ports: [{{name: '', port: 8080, protocol: TCP}}]
+endpoints:
+- addresses: [{pod_ip}]
+  nodeName: n2
+  conditions: {{ready: true}}
+"
+        ),
+    );
+    let mut address = String::new();
+    assert!(wait_until(Duration::from_secs(20), || {
+        address = get(&fd, &["service", "elsewhere"], "{.status.loadBalancer.ingress[0].ip}");
+        !address.is_empty()
+    }));
+    let url = format!("http://{address}/");
+    // From the node (masqueraded) and from a pod (its own address kept): served.
+    assert!(wait_until(Duration::from_secs(10), || requests(&fd, &url, 1).len() == 1), "the node is not served");
+    let from_pod =
+        parse_answers(&fd.kubectl("1.33", &["exec", &pod, "--", "curl", "-s", "--max-time", "5", &url, &url]));
+    assert_eq!(from_pod.len(), 2, "{from_pod:?}");
+    // From the LAN: no local endpoint, dropped; the health check says so.
+    let out = lan.curl(&["--max-time", "1", &url]);
+    assert_eq!(out.status.code(), Some(28), "the LAN was served without a local endpoint");
+    let health_port = get(&fd, &["service", "elsewhere"], "{.spec.healthCheckNodePort}");
+    let out =
+        lan.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{}:{health_port}/", lan.node_address)]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "503");
+}

@@ -93,6 +93,35 @@ pub fn fib_daddr_local() -> [Expr; 2] {
     ]
 }
 
+/// `fib saddr type local`: a packet this machine sent.
+pub fn fib_saddr_local() -> [Expr; 2] {
+    [
+        Expr::Fib {
+            flags: FibFlags { saddr: true, ..FibFlags::default() },
+            result: FibResult::AddrType,
+            dreg: Register::R1,
+        },
+        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: RTN_LOCAL.to_ne_bytes().to_vec() },
+    ]
+}
+
+/// `dnat ip to <address> . <protocol> . <port> . numgen random mod <count> map @<map>`: the
+/// key written as constants (what a frontend's own fields would load). The kernel takes it as
+/// any key; `nft list` (1.0.6) cannot name the constants' types and shows them as
+/// `0x… [invalid type]`.
+pub fn dnat_as(map: &str, address: Ipv4Addr, protocol: u8, port: u16, count: u32) -> Vec<Expr> {
+    let mut rule = vec![
+        Expr::Immediate { dreg: Register::R1, data: ImmediateData::Bytes(address.octets().to_vec()) },
+        Expr::Immediate { dreg: Register::R32(1), data: ImmediateData::Bytes(vec![protocol, 0, 0, 0]) },
+        Expr::Immediate {
+            dreg: Register::R32(2),
+            data: ImmediateData::Bytes(vec![(port >> 8) as u8, port as u8, 0, 0]),
+        },
+    ];
+    rule.extend(dnat_through_map(map, 3, count));
+    rule
+}
+
 /// `ip daddr != 127.0.0.0/8` (nft loads the one byte that matters).
 pub fn daddr_not_loopback() -> [Expr; 2] {
     [

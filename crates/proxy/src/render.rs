@@ -10,7 +10,9 @@
 //! layout quadratic in the number of Services; shared chains keep a sync proportional to what
 //! changed. Services with `sessionAffinity: ClientIP` (few) keep kube-proxy's per-service and
 //! per-endpoint chains, which carry the affinity sets; load-balancer source ranges get a small
-//! `firewall-…` chain.
+//! `firewall-…` chain; external addresses and node ports under `externalTrafficPolicy: Local`
+//! go through a `local-…` chain that sends pods' and the node's own connections where the
+//! cluster IP's go (kube-proxy's short-circuit) and the others to the local endpoints.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -260,15 +262,15 @@ fn endpoint_id(port: &ServicePort, endpoint: &Endpoint) -> String {
 }
 
 /// Renders one Service (all its ports).
-pub fn render_service(ports: &[ResolvedPort]) -> Fragment {
+pub fn render_service(ports: &[ResolvedPort], config: &RenderConfig) -> Fragment {
     let mut fragment = Fragment::default();
     for resolved in ports {
-        render_port(resolved, &mut fragment);
+        render_port(resolved, config, &mut fragment);
     }
     fragment
 }
 
-fn render_port(resolved: &ResolvedPort, out: &mut Fragment) {
+fn render_port(resolved: &ResolvedPort, config: &RenderConfig, out: &mut Fragment) {
     let port = &resolved.port;
     let proto = port.protocol.number();
     out.elements.push((CLUSTER_IPS, element(vec![Value::Ipv4(port.cluster_ip)], None)));
@@ -296,7 +298,15 @@ fn render_port(resolved: &ResolvedPort, out: &mut Fragment) {
     }
     // External traffic: external IPs, load-balancer addresses, the node port.
     let masquerade = !port.external_local;
+    // Under `externalTrafficPolicy: Local`, traffic from pods and from the node itself is not
+    // external: it goes where the cluster IP's would (kube-proxy's short-circuit), through a
+    // chain of the port's own that sends the rest to the local endpoints.
+    let short_circuit = port.external_local && resolved.has_any;
     let external_target = |out: &mut Fragment, node_port: bool| -> Verdict {
+        if short_circuit {
+            let chain = short_circuit_chain(resolved, config, node_port, out);
+            return Verdict::Goto(chain);
+        }
         if affinity.is_some() {
             return Verdict::Goto(format!("external-{}", port_id(port)));
         }
@@ -307,7 +317,7 @@ fn render_port(resolved: &ResolvedPort, out: &mut Fragment) {
     let external_ips = port.external_ips.iter().chain(port.load_balancer_ips.iter());
     for ip in external_ips {
         let key = frontend_key(*ip, port, port.port);
-        if resolved.external.is_empty() {
+        if resolved.external.is_empty() && !short_circuit {
             let verdict = no_endpoints_verdict(resolved.external_without_endpoints());
             out.elements.push((NO_ENDPOINT_SERVICES, element(key, verdict_data(verdict))));
             continue;
@@ -338,7 +348,7 @@ fn render_port(resolved: &ResolvedPort, out: &mut Fragment) {
     }
     if let Some(node_port) = port.node_port {
         let key = vec![Value::Proto(proto), Value::Port(node_port)];
-        if resolved.external.is_empty() {
+        if resolved.external.is_empty() && !short_circuit {
             let verdict = no_endpoints_verdict(resolved.external_without_endpoints());
             out.elements.push((NO_ENDPOINT_NODEPORTS, element(key, verdict_data(verdict))));
         } else {
@@ -352,6 +362,45 @@ fn render_port(resolved: &ResolvedPort, out: &mut Fragment) {
     for endpoint in resolved.internal.iter().chain(resolved.external.iter()).filter(|e| e.local) {
         out.elements.push((HAIRPIN, element(vec![Value::Ipv4(endpoint.ip), Value::Ipv4(endpoint.ip)], None)));
     }
+}
+
+/// The chain an `externalTrafficPolicy: Local` frontend goes to (`local-…`, or
+/// `local-nodeport-…` for the node port): connections from pods and from the node go where the
+/// cluster IP's go (the node's masqueraded), the others to the local endpoints, or are dropped
+/// when there is none here. Returns its name; adds it to the fragment once.
+fn short_circuit_chain(resolved: &ResolvedPort, config: &RenderConfig, node_port: bool, out: &mut Fragment) -> String {
+    let port = &resolved.port;
+    let name = format!("{}-{}", if node_port { "local-nodeport" } else { "local" }, port_id(port));
+    if out.chains.iter().any(|chain| chain.name == name) {
+        return name;
+    }
+    // Where the cluster IP's traffic goes.
+    let as_cluster_ip: Vec<Expr> = if resolved.internal.is_empty() {
+        vec![verdict(Verdict::Drop)]
+    } else if port.affinity_seconds.is_some() {
+        vec![goto(&format!("service-{}", port_id(port)))]
+    } else {
+        dnat_as(SERVICE_BACKENDS, port.cluster_ip, port.protocol.number(), port.port, resolved.internal.len() as u32)
+    };
+    let mut rules = vec![
+        rule(&[
+            &ip_in_range(ip_saddr, config.cluster_cidr.network, config.cluster_cidr.prefix, CmpOp::Eq),
+            &as_cluster_ip,
+        ]),
+        rule(&[&fib_saddr_local(), &[jump(chains::MARK_FOR_MASQUERADE)]]),
+        rule(&[&fib_saddr_local(), &as_cluster_ip]),
+    ];
+    rules.push(if resolved.external.is_empty() {
+        vec![verdict(Verdict::Drop)]
+    } else if port.affinity_seconds.is_some() {
+        vec![goto(&format!("external-{}", port_id(port)))]
+    } else {
+        let shared = shared_chain_name(node_port, resolved.external.len(), false);
+        out.shared_chains.insert(shared.clone());
+        vec![goto(&shared)]
+    });
+    out.chains.push(ChainSpec { name: name.clone(), base: None, rules });
+    name
 }
 
 /// `frontend . i : endpoint i` for each endpoint, in the given backends map.

@@ -213,7 +213,7 @@ impl Syncer {
         if changed.is_empty() && !full && !self.programmed.as_ref().is_some_and(Programmed::has_pending_cleanup) {
             return Ok(());
         }
-        let fragments = changed.iter().map(|(key, ports)| (key.clone(), render_service(ports)));
+        let fragments = changed.iter().map(|(key, ports)| (key.clone(), render_service(ports, &self.config.render)));
         let (state, plan) = if full {
             let (state, plan) = Programmed::full(&self.config.table, &self.config.render, fragments);
             (Some(state), plan)

@@ -110,7 +110,7 @@ fn cluster() -> ProxyModel {
 fn fragments(model: &ProxyModel) -> Vec<(ServiceKey, Fragment)> {
     let mut keys: Vec<ServiceKey> = model.services().cloned().collect();
     keys.sort();
-    keys.into_iter().map(|key| (key.clone(), render_service(&model.resolve(&key)))).collect()
+    keys.into_iter().map(|key| (key.clone(), render_service(&model.resolve(&key), &config()))).collect()
 }
 
 fn full_sync(model: &ProxyModel) -> Programmed {
@@ -150,7 +150,7 @@ fn partial_syncs_leave_what_a_full_sync_of_the_final_state_leaves() {
                 .take_changed()
                 .into_iter()
                 .map(|key| {
-                    let f = render_service(&model.resolve(&key));
+                    let f = render_service(&model.resolve(&key), &config());
                     (key, Some(f))
                 })
                 .collect();
