@@ -7,7 +7,7 @@
 //! every Service of ours shows (oldest Service first), so a restart keeps every address and a
 //! new Service cannot take one that an existing Service was not yet reconciled to keep.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -51,6 +51,7 @@ pub async fn run(factory: InformerFactory, config: LbConfig) -> Result<(), Error
             pending: BTreeSet::new(),
         }),
         queue: OnceLock::new(),
+        allocated: Mutex::new(HashMap::new()),
     });
     let controller = Controller::new(
         &factory,
@@ -96,6 +97,10 @@ struct LbController {
     announcer: Option<Arc<dyn Announcer>>,
     state: Mutex<State>,
     queue: OnceLock<Arc<WorkQueue<ObjectKey>>>,
+    /// The address each Service (this incarnation of it: its uid) was last told it got: a
+    /// reconcile that runs before the cache shows our own status write writes it again, but
+    /// does not announce it twice.
+    allocated: Mutex<HashMap<ObjectKey, (String, Ipv4Addr)>>,
 }
 
 /// What a reconcile writes.
@@ -251,6 +256,9 @@ impl Reconciler for LbController {
                 queue.add(waiting);
             }
         }
+        if service.is_none() || !matches!(plan, Plan::Show { .. }) {
+            self.allocated.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        }
         let Some(service) = service else { return Ok(Action::Done) };
         let shown = status_ips(&service);
         match plan {
@@ -262,8 +270,13 @@ impl Reconciler for LbController {
                 }
                 if shown != [address.to_string()] {
                     self.write_status(&service, Some(address)).await?;
-                    let message = format!("Assigned IP [\"{address}\"]");
-                    self.recorder.record(service.as_ref(), None, "Normal", "IPAllocated", &message);
+                    let told = (service.metadata.uid.clone().unwrap_or_default(), address);
+                    let before =
+                        self.allocated.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), told.clone());
+                    if before != Some(told) {
+                        let message = format!("Assigned IP [\"{address}\"]");
+                        self.recorder.record(service.as_ref(), None, "Normal", "IPAllocated", &message);
+                    }
                 }
             }
             Plan::Pending(why) => {
