@@ -159,12 +159,16 @@ spec:
     }
 
     // A Service with no endpoints, and a port the Service does not have, refuse at once.
-    let (code, seconds) = attempt(&fd, &format!("http://{}/", cluster_ip(&fd, "nobody")), "5");
-    assert_eq!(code, 7, "no endpoints: curl exit {code}");
-    assert!(seconds < 0.05, "refused after {seconds} s");
-    let (code, seconds) = attempt(&fd, &format!("http://{ip}:81/"), "5");
-    assert_eq!(code, 7, "wrong port: curl exit {code}");
-    assert!(seconds < 0.05, "refused after {seconds} s");
+    // Refused in under 10 ms (the quickest of three tries: a loaded test machine may delay one).
+    let refused = |url: &str| {
+        let tries: Vec<(i32, f64)> = (0..3).map(|_| attempt(&fd, url, "5")).collect();
+        assert!(tries.iter().all(|(code, _)| *code == 7), "{url}: curl exits {tries:?}");
+        tries.iter().map(|(_, seconds)| *seconds).fold(f64::INFINITY, f64::min)
+    };
+    let seconds = refused(&format!("http://{}/", cluster_ip(&fd, "nobody")));
+    assert!(seconds < 0.01, "no endpoints: refused after {seconds} s");
+    let seconds = refused(&format!("http://{ip}:81/"));
+    assert!(seconds < 0.01, "wrong port: refused after {seconds} s");
     // An address of the range no Service holds is dropped: the connection times out.
     let (code, _) = attempt(&fd, "http://10.96.123.123/", "0.5");
     assert_eq!(code, 28, "unallocated address: curl exit {code}");
