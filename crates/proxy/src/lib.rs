@@ -37,13 +37,11 @@ pub fn remove_table(table: &str) -> Result<bool, frontdoor_netfilter::ApplyError
     batch.delete_table(table);
     match socket.apply(&batch) {
         Ok(()) => Ok(true),
-        Err(frontdoor_netfilter::ApplyError::Kernel { source, .. }) if source.raw_os_error() == Some(libc_enoent()) => {
+        Err(frontdoor_netfilter::ApplyError::Kernel { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             Ok(false)
         }
         Err(error) => Err(error),
     }
-}
-
-const fn libc_enoent() -> i32 {
-    2
 }

@@ -175,7 +175,7 @@ fn trigger_time(slice: &EndpointSlice) -> Option<SystemTime> {
 }
 
 fn service_of(slice: &EndpointSlice) -> Option<ServiceKey> {
-    let name = slice.metadata.labels.as_ref()?.get("kubernetes.io/service-name")?;
+    let name = slice.metadata.labels.as_ref()?.get(frontdoor_informers::labels::SERVICE_NAME)?;
     Some(ServiceKey::new(slice.metadata.namespace.clone().unwrap_or_default(), name.clone()))
 }
 
