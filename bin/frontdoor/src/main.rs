@@ -93,6 +93,13 @@ struct UpArgs {
     /// `networking.gke.io/load-balancer-type: "Internal"`): served on the node, not announced.
     #[arg(long = "lb-internal-pool", value_name = "POOL")]
     lb_internal_pools: Vec<frontdoor_lb::Pool>,
+    /// Upstream resolvers for names outside the cluster domain (repeatable, `ADDR` or
+    /// `ADDR:PORT`; default: the node's /etc/resolv.conf).
+    #[arg(long = "dns-upstream", value_name = "ADDR[:PORT]")]
+    dns_upstreams: Vec<String>,
+    /// TTL of cluster DNS records.
+    #[arg(long, default_value_t = 30)]
+    dns_ttl: u32,
     /// How long an Event is kept after its last write (e.g. `1h`, `30m`, `90s`, `1h30m`).
     #[arg(long, default_value = "1h")]
     event_ttl: GoDuration,
@@ -200,6 +207,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let proxy = if args.without_node { None } else { Some(start_proxy(&factory, &args)?) };
     if !args.without_node {
         start_load_balancers(&factory, &args)?;
+        start_dns(&factory, &args)?;
     }
     if !args.without_controllers {
         start_controllers(&factory);
@@ -311,6 +319,48 @@ impl frontdoor_lb::Announcer for KernelAnnouncer {
             tracing::warn!(%error, %address, "unrouting the load-balancer address");
         }
     }
+}
+
+/// Starts cluster DNS on the bridge's address, behind the `kube-dns` Service.
+fn start_dns(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
+    let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
+    let cidr = |text: &str| text.parse::<frontdoor_dns::Cidr>().map_err(|e| anyhow::anyhow!("{text:?}: {e}"));
+    let upstreams = if args.dns_upstreams.is_empty() {
+        frontdoor_dns_server::upstreams_from_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )
+    } else {
+        args.dns_upstreams
+            .iter()
+            .map(|text| {
+                text.parse::<SocketAddr>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .with_context(|| format!("--dns-upstream {text:?} is not ADDR or ADDR:PORT"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let index = frontdoor_dns::IndexConfig {
+        zone: args.cluster_domain.clone(),
+        ttl: args.dns_ttl,
+        reverse_cidrs: vec![cidr(&args.service_cidr)?, cidr(&args.cluster_cidr)?],
+        ns_addresses: vec![std::net::IpAddr::V4(args.cluster_dns)],
+        ..frontdoor_dns::IndexConfig::default()
+    };
+    let config = frontdoor_dns_server::DnsConfig {
+        index,
+        cluster_dns: args.cluster_dns,
+        listen: pod_cidr.gateway(),
+        node_name: node_name(args),
+        upstreams,
+        min_rebuild: std::time::Duration::from_millis(2),
+    };
+    let factory = factory.clone();
+    tokio::spawn(async move {
+        if let Err(error) = frontdoor_dns_server::run(factory, config).await {
+            tracing::error!(%error, "cluster DNS stopped");
+        }
+    });
+    Ok(())
 }
 
 /// Starts the service proxy (nftables over netlink) for this node.

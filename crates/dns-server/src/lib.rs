@@ -1,0 +1,199 @@
+//! Cluster DNS served. The pure core (`frontdoor-dns`) knows names and bytes; this crate keeps
+//! its index up to date from the shared informers (Namespaces, Services, EndpointSlices, Pods),
+//! swaps each new build in atomically (queries never wait on the API or on a writer), answers
+//! over UDP and TCP on the node, forwards other names to the upstream resolvers, and keeps the
+//! `kube-dns` Service (kube-system, the cluster DNS address) pointing at it.
+//!
+//! Not yet here (issue 16): a cache for forwarded answers, CoreDNS's metrics, `/health` and
+//! `/ready`, and the upstream lookup of ExternalName targets (the CNAME is answered alone).
+#![forbid(unsafe_code)]
+
+mod kube_dns;
+mod serve;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use frontdoor_dns::{ClusterIndex, IndexBuilder, IndexConfig};
+use frontdoor_informers::{on_change, Change, InformerFactory};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use tokio::sync::Notify;
+
+/// How cluster DNS runs.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    pub index: IndexConfig,
+    /// The cluster DNS address (`--cluster-dns`): the `kube-dns` Service's ClusterIP.
+    pub cluster_dns: Ipv4Addr,
+    /// The node address the server listens on (port 53, UDP and TCP); the `kube-dns` Service's
+    /// endpoint.
+    pub listen: Ipv4Addr,
+    /// This node's name, for the `kube-dns` EndpointSlice.
+    pub node_name: String,
+    /// Where names outside the cluster go (`--dns-upstream`, else the node's resolv.conf).
+    pub upstreams: Vec<SocketAddr>,
+    /// The least time between two index builds: changes meanwhile are built together.
+    pub min_rebuild: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: SocketAddr, source: std::io::Error },
+}
+
+/// Upstream resolvers from a resolv.conf text (`nameserver` lines, port 53).
+pub fn upstreams_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// Runs cluster DNS until the factory's shutdown.
+pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsError> {
+    let shutdown = factory.shutdown();
+    let builder = Arc::new(Mutex::new(IndexBuilder::new(config.index.clone())));
+    let changed = Arc::new(Notify::new());
+    subscribe::<Namespace>(
+        &factory,
+        &builder,
+        &changed,
+        |b, ns| b.apply_namespace(ns),
+        |b, _, name| {
+            b.remove_namespace(name);
+        },
+    );
+    subscribe::<Service>(
+        &factory,
+        &builder,
+        &changed,
+        |b, s| {
+            b.apply_service(s);
+        },
+        |b, ns, name| {
+            b.remove_service(ns, name);
+        },
+    );
+    subscribe::<EndpointSlice>(
+        &factory,
+        &builder,
+        &changed,
+        |b, s| {
+            b.apply_slice(s);
+        },
+        |b, ns, name| {
+            b.remove_slice(ns, name);
+        },
+    );
+    subscribe::<Pod>(
+        &factory,
+        &builder,
+        &changed,
+        |b, p| {
+            b.apply_pod(p);
+        },
+        |b, ns, name| {
+            b.remove_pod(ns, name);
+        },
+    );
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
+    // Nothing is answered from a partial picture.
+    tokio::select! {
+        () = &mut stop => return Ok(()),
+        () = async {
+            tokio::join!(
+                factory.all::<Namespace>().synced(),
+                factory.all::<Service>().synced(),
+                factory.all::<EndpointSlice>().synced(),
+                factory.all::<Pod>().synced()
+            );
+        } => {}
+    }
+    let index = Arc::new(ArcSwap::from_pointee(build(&builder)));
+    // The node's bridge (and so its address) may still be on its way.
+    let backoff = frontdoor_informers::Backoff { min: Duration::from_millis(20), max: Duration::from_secs(1) };
+    let mut attempts = 0;
+    let server = loop {
+        match serve::Server::bind(config.listen, index.clone(), config.upstreams.clone()).await {
+            Ok(server) => break server,
+            Err(DnsError::Listen { source, .. }) if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                attempts += 1;
+                tokio::select! {
+                    () = &mut stop => return Ok(()),
+                    () = tokio::time::sleep(backoff.delay(attempts)) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    tracing::info!(address = %config.listen, "cluster DNS listening");
+    tokio::spawn(server.run(shutdown.clone()));
+    tokio::spawn(kube_dns::keep(factory.client(), config.clone(), shutdown.clone()));
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = changed.notified() => {}
+        }
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(config.min_rebuild) => {}
+        }
+        index.store(Arc::new(build(&builder)));
+    }
+}
+
+fn build(builder: &Mutex<IndexBuilder>) -> ClusterIndex {
+    let mut builder = builder.lock().unwrap_or_else(PoisonError::into_inner);
+    let serial = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or_default();
+    builder.set_serial(serial);
+    builder.build()
+}
+
+/// Feeds one informer's changes into the builder and wakes the rebuild.
+fn subscribe<K>(
+    factory: &InformerFactory,
+    builder: &Arc<Mutex<IndexBuilder>>,
+    changed: &Arc<Notify>,
+    apply: impl Fn(&mut IndexBuilder, &K) + Send + 'static,
+    remove: impl Fn(&mut IndexBuilder, &str, &str) + Send + 'static,
+) where
+    K: frontdoor_informers::Watched + kube::Resource<DynamicType = ()>,
+{
+    let (builder, changed) = (builder.clone(), changed.clone());
+    on_change(factory.all::<K>().subscribe(), &factory.shutdown(), move |change| {
+        let mut builder = builder.lock().unwrap_or_else(PoisonError::into_inner);
+        match change {
+            Change::Applied { new, .. } => apply(&mut builder, &new),
+            Change::Deleted(old) => {
+                let meta = old.meta();
+                remove(
+                    &mut builder,
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+            }
+        }
+        changed.notify_one();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_come_from_nameserver_lines() {
+        let text = "# generated\nsearch example.com\nnameserver 192.0.2.53\nnameserver  fd00::53\nnameserver bad\noptions ndots:2\n";
+        let upstreams: Vec<String> = upstreams_from_resolv_conf(text).iter().map(ToString::to_string).collect();
+        assert_eq!(upstreams, ["192.0.2.53:53", "[fd00::53]:53"]);
+    }
+}
