@@ -95,3 +95,33 @@ spec:
     );
     assert!(created.elapsed() < Duration::from_secs(1), "resolved after {:?}", created.elapsed());
 }
+
+/// An upstream of the test's own, inside the node's namespace: answers every A question with
+/// 192.0.2.7 (TTL 60), so forwarding can be seen without touching the machine's resolver.
+const UPSTREAM: &str = r#"import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 5353))
+while True:
+    query, peer = s.recvfrom(4096)
+    end = 12
+    while query[end] != 0:
+        end += query[end] + 1
+    question = query[12:end + 5]
+    header = query[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00"
+    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 7])
+    s.sendto(header + question + answer, peer)
+"#;
+
+#[test]
+fn names_outside_the_cluster_are_forwarded_to_the_upstream() {
+    let fd = Frontdoor::start_node(
+        env!("CARGO_BIN_EXE_frontdoor").as_ref(),
+        &["--node-name", "n1", "--dns-upstream", "127.0.0.1:5353"],
+    );
+    let mut upstream = fd.command("python3").args(["-c", UPSTREAM]).spawn().unwrap();
+    let forwarded =
+        wait_until(Duration::from_secs(20), || dig(&fd, &["+short", "www.example.test"]).trim() == "192.0.2.7");
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    assert!(forwarded, "{}", dig(&fd, &["www.example.test"]));
+}
