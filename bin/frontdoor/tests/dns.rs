@@ -86,6 +86,22 @@ spec:
     let answer = fd.kubectl_ok(KUBECTL, &["exec", &pod, "--", "curl", "-s", "--max-time", "5", full]);
     assert!(answer.starts_with(&pod), "{answer}");
 
+    // CoreDNS's metrics (through the kube-dns Service's metrics port), health and readiness.
+    let fetch = |url: &str| {
+        let out = fd.command("curl").args(["-s", "--max-time", "5", url]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let metrics = fetch("http://10.96.0.10:9153/metrics");
+    for line in [
+        "coredns_dns_requests_total{server=\"dns://10.244.0.1:53\",zone=\"cluster.local.\",proto=\"udp\",family=\"1\",type=\"A\"}",
+        "coredns_dns_responses_total{server=\"dns://10.244.0.1:53\",zone=\"cluster.local.\",rcode=\"NXDOMAIN\",plugin=\"kubernetes\"}",
+        "coredns_dns_request_duration_seconds_bucket{",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert_eq!(fetch("http://127.0.0.1:18080/health"), "OK");
+    assert_eq!(fetch("http://127.0.0.1:18080/ready"), "OK");
+
     // A new Service resolves at once.
     fd.kubectl_ok(KUBECTL, &["create", "service", "clusterip", "fresh", "--tcp=80:8080"]);
     let created = Instant::now();

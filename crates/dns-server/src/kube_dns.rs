@@ -1,5 +1,5 @@
 //! The `kube-dns` Service in kube-system, as every cluster has it: the cluster DNS address,
-//! ports 53/UDP and 53/TCP (named `dns` and `dns-tcp`, as CoreDNS's), with an EndpointSlice
+//! ports 53/UDP, 53/TCP and 9153/TCP (named `dns`, `dns-tcp` and `metrics`, as CoreDNS's), with an EndpointSlice
 //! that points at this node's server. Kept until shutdown: recreated if deleted.
 
 use std::time::Duration;
@@ -54,7 +54,8 @@ async fn ensure(client: &Client, config: &DnsConfig) -> Result<(), kube::Error> 
                 "clusterIP": config.cluster_dns.to_string(),
                 "ports": [
                     {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}
                 ]
             }
         }))
@@ -73,7 +74,11 @@ async fn ensure(client: &Client, config: &DnsConfig) -> Result<(), kube::Error> 
         "metadata": {"name": name, "namespace": NAMESPACE,
                      "labels": {"kubernetes.io/service-name": NAME, "endpointslice.kubernetes.io/managed-by": MANAGED_BY}},
         "addressType": "IPv4",
-        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}],
+        "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            {"name": "metrics", "port": 9153, "protocol": "TCP"}
+        ],
         "endpoints": [{"addresses": [config.listen.to_string()], "nodeName": config.node_name,
                        "conditions": {"ready": true, "serving": true, "terminating": false}}]
     });

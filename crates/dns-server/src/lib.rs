@@ -4,11 +4,16 @@
 //! over UDP and TCP on the node, forwards other names to the upstream resolvers, and keeps the
 //! `kube-dns` Service (kube-system, the cluster DNS address) pointing at it.
 //!
-//! Not yet here (issue 16): a cache for forwarded answers, CoreDNS's metrics, `/health` and
-//! `/ready`, and the upstream lookup of ExternalName targets (the CNAME is answered alone).
+//! It records CoreDNS's metrics (`coredns_dns_requests_total`, `coredns_dns_responses_total`,
+//! `coredns_dns_request_duration_seconds`) and serves them on port 9153 of the node address,
+//! with `/health` and `/ready` on a loopback port.
+//!
+//! Not yet here (issue 16): a cache for forwarded answers (and its `coredns_cache_*` metrics),
+//! and the upstream lookup of ExternalName targets (the CNAME is answered alone).
 #![forbid(unsafe_code)]
 
 mod kube_dns;
+mod metrics;
 mod serve;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,6 +42,9 @@ pub struct DnsConfig {
     pub upstreams: Vec<SocketAddr>,
     /// The least time between two index builds: changes meanwhile are built together.
     pub min_rebuild: Duration,
+    /// Where `/health` and `/ready` answer (a loopback port; `/metrics` is on the listen
+    /// address's port 9153, as CoreDNS's).
+    pub health_address: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +124,22 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
         } => {}
     }
     let index = Arc::new(ArcSwap::from_pointee(build(&builder)));
+    let metrics =
+        metrics::DnsMetrics::register(factory.metrics(), format!("dns://{}:53", config.listen), &config.index.zone);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    metrics::serve(
+        SocketAddr::from((config.listen, 9153)),
+        config.health_address,
+        factory.metrics().clone(),
+        ready.clone(),
+        shutdown.clone(),
+    )
+    .await;
     // The node's bridge (and so its address) may still be on its way.
     let backoff = frontdoor_informers::Backoff { min: Duration::from_millis(20), max: Duration::from_secs(1) };
     let mut attempts = 0;
     let server = loop {
-        match serve::Server::bind(config.listen, index.clone(), config.upstreams.clone()).await {
+        match serve::Server::bind(config.listen, index.clone(), config.upstreams.clone(), metrics.clone()).await {
             Ok(server) => break server,
             Err(DnsError::Listen { source, .. }) if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
                 attempts += 1;
@@ -133,6 +152,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
         }
     };
     tracing::info!(address = %config.listen, "cluster DNS listening");
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(server.run(shutdown.clone()));
     tokio::spawn(kube_dns::keep(factory.client(), config.clone(), shutdown.clone()));
     loop {

@@ -12,6 +12,7 @@ use frontdoor_informers::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
+use crate::metrics::{DnsMetrics, Served};
 use crate::DnsError;
 
 /// How long one upstream gets to answer a forwarded request.
@@ -22,23 +23,36 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 pub struct Server {
     udp: Arc<UdpSocket>,
     tcp: TcpListener,
-    index: Arc<ArcSwap<ClusterIndex>>,
-    upstreams: Arc<Vec<SocketAddr>>,
+    shared: Arc<Shared>,
 }
 
-/// What a request gets: the bytes to send back, or nothing.
-async fn respond(
-    index: &ClusterIndex,
-    request: &[u8],
-    transport: Transport,
-    upstreams: &[SocketAddr],
-) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    match answer_into(index, request, transport, &mut out) {
-        Outcome::Reply => Some(out),
-        Outcome::Drop => None,
-        Outcome::Chase { max_size, .. } => Some(complete_chase(&out, None, max_size)),
-        Outcome::Forward => forward(request, upstreams).await,
+/// What every request needs.
+struct Shared {
+    index: Arc<ArcSwap<ClusterIndex>>,
+    upstreams: Vec<SocketAddr>,
+    metrics: DnsMetrics,
+}
+
+impl Shared {
+    /// What a request gets: the bytes to send back, or nothing; recorded in the metrics.
+    async fn respond(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let index = self.index.load_full();
+        let mut out = Vec::new();
+        let (response, forwarded) = match answer_into(&index, request, transport, &mut out) {
+            Outcome::Reply => (Some(out), false),
+            Outcome::Drop => return None,
+            Outcome::Chase { max_size, .. } => (Some(complete_chase(&out, None, max_size)), false),
+            Outcome::Forward => (forward(request, &self.upstreams).await, true),
+        };
+        self.metrics.record(&Served {
+            request,
+            response: response.as_deref(),
+            tcp: transport == Transport::Tcp,
+            forwarded,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        response
     }
 }
 
@@ -67,12 +81,13 @@ impl Server {
         address: Ipv4Addr,
         index: Arc<ArcSwap<ClusterIndex>>,
         upstreams: Vec<SocketAddr>,
+        metrics: DnsMetrics,
     ) -> Result<Server, DnsError> {
         let address = SocketAddr::from((address, 53));
         let listen = |source| DnsError::Listen { address, source };
         let udp = UdpSocket::bind(address).await.map_err(listen)?;
         let tcp = TcpListener::bind(address).await.map_err(listen)?;
-        Ok(Server { udp: Arc::new(udp), tcp, index, upstreams: Arc::new(upstreams) })
+        Ok(Server { udp: Arc::new(udp), tcp, shared: Arc::new(Shared { index, upstreams, metrics }) })
     }
 
     pub async fn run(self, shutdown: Shutdown) {
@@ -85,17 +100,17 @@ impl Server {
                 received = self.udp.recv_from(&mut buffer) => {
                     let Ok((length, client)) = received else { continue };
                     let request = buffer[..length].to_vec();
-                    let (udp, index, upstreams) = (self.udp.clone(), self.index.load_full(), self.upstreams.clone());
+                    let (udp, shared) = (self.udp.clone(), self.shared.clone());
                     // Cluster names are answered at once; a forwarded one must not hold up the rest.
                     tokio::spawn(async move {
-                        if let Some(response) = respond(&index, &request, Transport::Udp, &upstreams).await {
+                        if let Some(response) = shared.respond(&request, Transport::Udp).await {
                             let _ = udp.send_to(&response, client).await;
                         }
                     });
                 }
                 accepted = self.tcp.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    tokio::spawn(serve_tcp(stream, self.index.clone(), self.upstreams.clone()));
+                    tokio::spawn(serve_tcp(stream, self.shared.clone()));
                 }
             }
         }
@@ -103,7 +118,7 @@ impl Server {
 }
 
 /// One TCP client: length-prefixed requests, answered in order, until it goes or idles.
-async fn serve_tcp(mut stream: TcpStream, index: Arc<ArcSwap<ClusterIndex>>, upstreams: Arc<Vec<SocketAddr>>) {
+async fn serve_tcp(mut stream: TcpStream, shared: Arc<Shared>) {
     loop {
         let mut length = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut length)).await {
@@ -114,7 +129,7 @@ async fn serve_tcp(mut stream: TcpStream, index: Arc<ArcSwap<ClusterIndex>>, ups
         if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request)).await.map_or(true, |r| r.is_err()) {
             return;
         }
-        let Some(response) = respond(&index.load_full(), &request, Transport::Tcp, &upstreams).await else { return };
+        let Some(response) = shared.respond(&request, Transport::Tcp).await else { return };
         let Ok(length) = u16::try_from(response.len()) else { return };
         let mut framed = length.to_be_bytes().to_vec();
         framed.extend_from_slice(&response);
