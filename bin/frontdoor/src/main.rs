@@ -353,8 +353,9 @@ fn start_dns(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
         node_name: node_name(args),
         upstreams,
         min_rebuild: std::time::Duration::from_millis(2),
-        // CoreDNS's health port is 8080, which programs on a node often take: a quieter one.
-        health_address: SocketAddr::from(([127, 0, 0, 1], 18080)),
+        // CoreDNS's health port is 8080, which programs on a node often take (and 18080, 8181):
+        // kube-dns's old healthz port instead.
+        health_address: SocketAddr::from(([127, 0, 0, 1], 10055)),
     };
     let factory = factory.clone();
     tokio::spawn(async move {

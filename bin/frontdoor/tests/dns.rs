@@ -99,8 +99,8 @@ spec:
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
-    assert_eq!(fetch("http://127.0.0.1:18080/health"), "OK");
-    assert_eq!(fetch("http://127.0.0.1:18080/ready"), "OK");
+    assert_eq!(fetch("http://127.0.0.1:10055/health"), "OK");
+    assert_eq!(fetch("http://127.0.0.1:10055/ready"), "OK");
 
     // A new Service resolves at once.
     fd.kubectl_ok(KUBECTL, &["create", "service", "clusterip", "fresh", "--tcp=80:8080"]);
