@@ -127,14 +127,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
     let metrics =
         metrics::DnsMetrics::register(factory.metrics(), format!("dns://{}:53", config.listen), &config.index.zone);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    metrics::serve(
-        SocketAddr::from((config.listen, 9153)),
-        config.health_address,
-        factory.metrics().clone(),
-        ready.clone(),
-        shutdown.clone(),
-    )
-    .await;
+
     // The node's bridge (and so its address) may still be on its way.
     let backoff = frontdoor_informers::Backoff { min: Duration::from_millis(20), max: Duration::from_secs(1) };
     let mut attempts = 0;
@@ -152,6 +145,15 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
         }
     };
     tracing::info!(address = %config.listen, "cluster DNS listening");
+    // Now the node address exists: the metrics listen there too.
+    metrics::serve(
+        SocketAddr::from((config.listen, 9153)),
+        config.health_address,
+        factory.metrics().clone(),
+        ready.clone(),
+        shutdown.clone(),
+    )
+    .await;
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(server.run(shutdown.clone()));
     tokio::spawn(kube_dns::keep(factory.client(), config.clone(), shutdown.clone()));
