@@ -182,10 +182,7 @@ impl IndexBuilder {
     /// Adds or replaces a Service. Returns whether DNS's view of it changed.
     pub fn apply_service(&mut self, svc: &Service) -> bool {
         let Some(key) = key(&svc.metadata) else { return false };
-        match service_info(svc) {
-            Some(info) => self.services.insert(key, info.clone()) != Some(info),
-            None => self.services.remove(&key).is_some(),
-        }
+        upsert(&mut self.services, key, service_info(svc))
     }
 
     pub fn remove_service(&mut self, namespace: &str, name: &str) -> bool {
@@ -195,10 +192,7 @@ impl IndexBuilder {
     /// Adds or replaces an EndpointSlice. Returns whether DNS's view of it changed.
     pub fn apply_slice(&mut self, slice: &EndpointSlice) -> bool {
         let Some(key) = key(&slice.metadata) else { return false };
-        match slice_info(slice) {
-            Some(info) => self.slices.insert(key, info.clone()) != Some(info),
-            None => self.slices.remove(&key).is_some(),
-        }
+        upsert(&mut self.slices, key, slice_info(slice))
     }
 
     pub fn remove_slice(&mut self, namespace: &str, name: &str) -> bool {
@@ -242,5 +236,13 @@ impl IndexBuilder {
     /// Builds the immutable index of the current state.
     pub fn build(&self) -> ClusterIndex {
         ClusterIndex::from_builder(self)
+    }
+}
+
+/// Puts `info` under `key` (removes the entry for `None`); whether the map changed.
+fn upsert<V: Clone + PartialEq>(map: &mut BTreeMap<Key, V>, key: Key, info: Option<V>) -> bool {
+    match info {
+        Some(info) => map.insert(key, info.clone()) != Some(info),
+        None => map.remove(&key).is_some(),
     }
 }

@@ -63,17 +63,8 @@ pub fn goto(chain: &str) -> Expr {
 
 /// `ct state new`.
 pub fn ct_state_new() -> [Expr; 3] {
-    [
-        Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 },
-        Expr::Bitwise {
-            sreg: Register::R1,
-            dreg: Register::R1,
-            len: 4,
-            mask: CT_STATE_NEW.to_ne_bytes().to_vec(),
-            xor: vec![0; 4],
-        },
-        Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: vec![0; 4] },
-    ]
+    let [test, compare] = masked_test(CT_STATE_NEW, CmpOp::Neq);
+    [Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 }, test, compare]
 }
 
 /// `ct original ip daddr`.
@@ -178,47 +169,18 @@ pub fn dnat_via_map(map: &str) -> [Expr; 2] {
 
 /// `meta mark set meta mark | bit`.
 pub fn set_mark_bit(bit: u32) -> [Expr; 3] {
-    [
-        Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 },
-        Expr::Bitwise {
-            sreg: Register::R1,
-            dreg: Register::R1,
-            len: 4,
-            mask: (!bit).to_ne_bytes().to_vec(),
-            xor: bit.to_ne_bytes().to_vec(),
-        },
-        Expr::MetaSet { key: MetaKey::Mark, sreg: Register::R1 },
-    ]
+    rewrite_mark(!bit, bit)
 }
 
 /// `meta mark & bit == 0`.
 pub fn mark_bit_clear(bit: u32) -> [Expr; 3] {
-    [
-        Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 },
-        Expr::Bitwise {
-            sreg: Register::R1,
-            dreg: Register::R1,
-            len: 4,
-            mask: bit.to_ne_bytes().to_vec(),
-            xor: vec![0; 4],
-        },
-        Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data: vec![0; 4] },
-    ]
+    let [test, compare] = masked_test(bit, CmpOp::Eq);
+    [Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 }, test, compare]
 }
 
 /// `meta mark set meta mark ^ bit`.
 pub fn flip_mark_bit(bit: u32) -> [Expr; 3] {
-    [
-        Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 },
-        Expr::Bitwise {
-            sreg: Register::R1,
-            dreg: Register::R1,
-            len: 4,
-            mask: u32::MAX.to_ne_bytes().to_vec(),
-            xor: bit.to_ne_bytes().to_vec(),
-        },
-        Expr::MetaSet { key: MetaKey::Mark, sreg: Register::R1 },
-    ]
+    rewrite_mark(u32::MAX, bit)
 }
 
 /// `dnat ip to <key> . numgen random mod <count> map @<map>`, the key already loaded from
@@ -267,4 +229,33 @@ pub fn masquerade(fully_random: bool) -> Expr {
 
 pub fn reject() -> Expr {
     Expr::Reject { kind: RejectKind::IcmpUnreachable(3) }
+}
+
+/// `& mask <op> 0` on the 32-bit value in register 1 (how nft tests flags).
+fn masked_test(mask: u32, op: CmpOp) -> [Expr; 2] {
+    [
+        Expr::Bitwise {
+            sreg: Register::R1,
+            dreg: Register::R1,
+            len: 4,
+            mask: mask.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp { op, sreg: Register::R1, data: vec![0; 4] },
+    ]
+}
+
+/// `meta mark set (meta mark & mask) ^ xor`.
+fn rewrite_mark(mask: u32, xor: u32) -> [Expr; 3] {
+    [
+        Expr::Meta { key: MetaKey::Mark, dreg: Register::R1 },
+        Expr::Bitwise {
+            sreg: Register::R1,
+            dreg: Register::R1,
+            len: 4,
+            mask: mask.to_ne_bytes().to_vec(),
+            xor: xor.to_ne_bytes().to_vec(),
+        },
+        Expr::MetaSet { key: MetaKey::Mark, sreg: Register::R1 },
+    ]
 }
