@@ -356,6 +356,9 @@ fn start_dns(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
         // CoreDNS's health port is 8080, which programs on a node often take (and 18080, 8181):
         // kube-dns's old healthz port instead.
         health_address: SocketAddr::from(([127, 0, 0, 1], 10055)),
+        // The node's pods (the node's own addresses and loopback are always served).
+        allowed_clients: vec![cidr(&args.cluster_cidr)?, cidr(&args.pod_cidr)?],
+        cache: frontdoor_dns::CacheConfig::default(),
     };
     let factory = factory.clone();
     tokio::spawn(async move {
@@ -405,6 +408,7 @@ async fn start_node(
         bridge: args.bridge.clone(),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
+        resolv_conf: Some("/etc/resolv.conf".into()),
         data_dir: args.data_dir.clone(),
         veth_prefix: "fdv".into(),
         service_network: Some(service_network(args)?),

@@ -112,32 +112,140 @@ spec:
     assert!(created.elapsed() < Duration::from_secs(1), "resolved after {:?}", created.elapsed());
 }
 
-/// An upstream of the test's own, inside the node's namespace: answers every A question with
-/// 192.0.2.7 (TTL 60), so forwarding can be seen without touching the machine's resolver.
-const UPSTREAM: &str = r#"import socket, struct
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 5353))
-while True:
-    query, peer = s.recvfrom(4096)
+/// An upstream of the test's own, inside the node's namespace, on 127.0.0.1:5353 (UDP and TCP):
+/// `nx.example.test` is NXDOMAIN (with an SOA); `big.example.test` has 60 A records, too many
+/// for 512 bytes (truncated over UDP without EDNS0); every other A question gets 192.0.2.7 (TTL
+/// 60). So forwarding, the cache and TCP fallback can be seen without the machine's resolver.
+const UPSTREAM: &str = r#"import socket, struct, threading
+def answer(query, udp):
     end = 12
     while query[end] != 0:
         end += query[end] + 1
+    name = query[12:end + 1].lower()
     question = query[12:end + 5]
-    header = query[:2] + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00"
-    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 7])
-    s.sendto(header + question + answer, peer)
+    edns = len(query) > end + 5
+    def reply(flags, records, authority=b"", nscount=0):
+        header = query[:2] + flags + struct.pack(">HHHH", 1, len(records), nscount, 0)
+        return header + question + b"".join(records) + authority
+    a = lambda ip: b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes(ip)
+    if name.startswith(b"\x02nx"):
+        soa = b"\xc0\x0f" + struct.pack(">HHIH", 6, 1, 60, 22) + b"\x00\x00" + struct.pack(">IIIII", 1, 7200, 1800, 86400, 60)
+        return reply(b"\x81\x83", [], soa, 1)
+    if name.startswith(b"\x03big"):
+        if udp and not edns:
+            return reply(b"\x83\x80", [])
+        return reply(b"\x81\x80", [a([192, 0, 2, i]) for i in range(1, 61)])
+    return reply(b"\x81\x80", [a([192, 0, 2, 7])])
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 5353))
+tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("127.0.0.1", 5353))
+tcp.listen(16)
+def serve_tcp():
+    while True:
+        conn, _ = tcp.accept()
+        length = struct.unpack(">H", conn.recv(2))[0]
+        query = b""
+        while len(query) < length:
+            query += conn.recv(length - len(query))
+        response = answer(query, False)
+        conn.sendall(struct.pack(">H", len(response)) + response)
+        conn.close()
+threading.Thread(target=serve_tcp, daemon=True).start()
+print("ready", flush=True)
+while True:
+    query, peer = udp.recvfrom(4096)
+    udp.sendto(answer(query, True), peer)
 "#;
 
+/// Runs the test upstream in the node's namespace until dropped.
+struct Upstream(std::process::Child);
+
+impl Upstream {
+    fn start(fd: &Frontdoor) -> Upstream {
+        use std::io::BufRead;
+        let mut child =
+            fd.command("python3").args(["-c", UPSTREAM]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        Upstream(child)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
-fn names_outside_the_cluster_are_forwarded_to_the_upstream() {
+fn names_outside_the_cluster_are_forwarded_cached_and_chased() {
     let fd = Frontdoor::start_node(
         env!("CARGO_BIN_EXE_frontdoor").as_ref(),
         &["--node-name", "n1", "--dns-upstream", "127.0.0.1:5353"],
     );
-    let mut upstream = fd.command("python3").args(["-c", UPSTREAM]).spawn().unwrap();
+    let upstream = Upstream::start(&fd);
     let forwarded =
         wait_until(Duration::from_secs(20), || dig(&fd, &["+short", "www.example.test"]).trim() == "192.0.2.7");
-    let _ = upstream.kill();
-    let _ = upstream.wait();
     assert!(forwarded, "{}", dig(&fd, &["www.example.test"]));
+    let nx = dig(&fd, &["nx.example.test"]);
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("SOA"), "{nx}");
+    // Too large for UDP without EDNS0: truncated, and dig's retry over TCP gets all 60.
+    let big = dig(&fd, &["+noedns", "+short", "big.example.test"]);
+    assert_eq!(big.lines().count(), 60, "{big}");
+    let truncated = dig(&fd, &["+noedns", "+ignore", "big.example.test"]);
+    assert!(truncated.contains(" tc") && truncated.contains("ANSWER: 0"), "{truncated}");
+
+    // An ExternalName's target is looked up upstream: the CNAME and the target's address.
+    fd.kubectl_ok(KUBECTL, &["create", "service", "externalname", "ext", "--external-name", "db.example.test"]);
+    let chased = wait_until(Duration::from_secs(10), || {
+        let short = dig(&fd, &["+short", "ext.default.svc.cluster.local"]);
+        short.lines().collect::<Vec<_>>() == ["db.example.test.", "192.0.2.7"]
+    });
+    assert!(chased, "{}", dig(&fd, &["ext.default.svc.cluster.local"]));
+
+    // With the upstream gone, what was asked is answered from the cache (TTLs counting down),
+    // a new name gets SERVFAIL.
+    drop(upstream);
+    let cached = dig(&fd, &["www.EXAMPLE.test"]);
+    assert!(cached.contains("status: NOERROR") && cached.contains("192.0.2.7"), "{cached}");
+    assert!(dig(&fd, &["nx.example.test"]).contains("status: NXDOMAIN"));
+    let failed = dig(&fd, &["+time=5", "new.example.test"]);
+    assert!(failed.contains("status: SERVFAIL"), "{failed}");
+    let out = fd.command("curl").args(["-s", "--max-time", "5", "http://10.96.0.10:9153/metrics"]).output().unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    let value = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series}:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let server = "server=\"dns://10.244.0.1:53\"";
+    assert!(value(&format!("coredns_cache_hits_total{{{server},type=\"success\",zones=\".\"}}")) >= 1.0);
+    assert!(value(&format!("coredns_cache_hits_total{{{server},type=\"denial\",zones=\".\"}}")) >= 1.0);
+    assert!(value(&format!("coredns_cache_misses_total{{{server},zones=\".\"}}")) >= 3.0);
+    assert!(value(&format!("coredns_cache_entries{{{server},type=\"success\",zones=\".\"}}")) >= 2.0);
+    assert!(
+        value(&format!("coredns_dns_responses_total{{{server},zone=\".\",rcode=\"SERVFAIL\",plugin=\"forward\"}}"))
+            >= 1.0
+    );
+}
+
+#[test]
+fn only_the_node_and_its_pods_are_served() {
+    let fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"]);
+    let lan = frontdoor_testkit::Lan::attach(fd.netns().unwrap(), 61);
+    let name = "kubernetes.default.svc.cluster.local";
+    let served = wait_until(Duration::from_secs(20), || dig(&fd, &["+short", name]).trim() == "10.96.0.1");
+    assert!(served);
+    // The node from another of its addresses (its LAN one): served.
+    let from_node = dig(&fd, &["@10.244.0.1", "-b", &lan.node_address, name]);
+    assert!(from_node.contains("status: NOERROR") && from_node.contains("10.96.0.1"), "{from_node}");
+    // A machine on the LAN: refused, whatever it asks.
+    for args in [&["@10.244.0.1", name][..], &["@10.244.0.1", "www.example.test"]] {
+        let out = lan.command("dig").args(["+time=2", "+tries=1"]).args(args).output().unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("status: REFUSED") && out.contains("ANSWER: 0"), "{out}");
+    }
 }

@@ -8,8 +8,10 @@
 //! `coredns_dns_request_duration_seconds`) and serves them on port 9153 of the node address,
 //! with `/health` and `/ready` on a loopback port.
 //!
-//! Not yet here (issue 16): a cache for forwarded answers (and its `coredns_cache_*` metrics),
-//! and the upstream lookup of ExternalName targets (the CNAME is answered alone).
+//! Forwarded answers are cached as CoreDNS's `cache` plugin keeps them (`coredns_cache_*`
+//! metrics); an ExternalName's target is looked up (in the index, else upstream) and its answers
+//! follow the CNAME, as CoreDNS's `Upstream.Lookup`. Only loopback, the node's own addresses and
+//! the pod ranges are served: the server is not an open resolver.
 #![forbid(unsafe_code)]
 
 mod kube_dns;
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use frontdoor_dns::{ClusterIndex, IndexBuilder, IndexConfig};
+use frontdoor_dns::{CacheConfig, Cidr, ClusterIndex, ForwardCache, IndexBuilder, IndexConfig};
 use frontdoor_informers::{on_change, Change, InformerFactory};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -45,6 +47,11 @@ pub struct DnsConfig {
     /// Where `/health` and `/ready` answer (a loopback port; `/metrics` is on the listen
     /// address's port 9153, as CoreDNS's).
     pub health_address: SocketAddr,
+    /// The clients served besides loopback and this machine's own addresses (the pod ranges);
+    /// others get REFUSED.
+    pub allowed_clients: Vec<Cidr>,
+    /// The forward cache's sizes and lifetimes.
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +139,15 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
     let backoff = frontdoor_informers::Backoff { min: Duration::from_millis(20), max: Duration::from_secs(1) };
     let mut attempts = 0;
     let server = loop {
-        match serve::Server::bind(config.listen, index.clone(), config.upstreams.clone(), metrics.clone()).await {
+        let shared = serve::Shared {
+            index: index.clone(),
+            upstreams: config.upstreams.clone(),
+            metrics: metrics.clone(),
+            cache: ForwardCache::new(config.cache.clone()),
+            allowed: config.allowed_clients.clone(),
+            epoch: std::time::Instant::now(),
+        };
+        match serve::Server::bind(config.listen, shared).await {
             Ok(server) => break server,
             Err(DnsError::Listen { source, .. }) if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
                 attempts += 1;

@@ -1,24 +1,37 @@
-//! The sockets: UDP and TCP on port 53 of the node address. Each request is answered from the
-//! index current when it arrived; a name outside the cluster is forwarded to the upstreams
-//! (the first that answers within the timeout) and its answer relayed unchanged.
+//! The sockets: UDP and TCP on port 53 of the node address.
+//!
+//! A request is answered from the index current when it arrived, inline on the socket's task;
+//! only a name outside the cluster (or an ExternalName's target) waits on an upstream, in a task
+//! of its own. Forwarded answers go through the cache first; the upstreams are tried in turn
+//! (UDP, then TCP when a TCP client's answer came back truncated); when none answers the client
+//! gets SERVFAIL. Clients outside the served ranges (the node's own addresses, loopback, the pod
+//! ranges) get REFUSED: the server is not an open resolver.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use frontdoor_dns::{answer_into, complete_chase, ClusterIndex, Outcome, Transport};
+use frontdoor_dns::{
+    answer_into, complete_chase, reply_with_rcode, Cidr, ClusterIndex, ForwardCache, Outcome, Transport,
+};
 use frontdoor_informers::Shutdown;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use crate::metrics::{DnsMetrics, Served};
+use crate::metrics::{DnsMetrics, Path, Served};
 use crate::DnsError;
 
 /// How long one upstream gets to answer a forwarded request.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a TCP client may stay idle between requests.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How many ExternalName hops inside the cluster a chase follows.
+const MAX_CHASE: usize = 8;
+const RCODE_SERVFAIL: u8 = 2;
+const RCODE_REFUSED: u8 = 5;
 
 pub struct Server {
     udp: Arc<UdpSocket>,
@@ -27,98 +40,263 @@ pub struct Server {
 }
 
 /// What every request needs.
-struct Shared {
-    index: Arc<ArcSwap<ClusterIndex>>,
-    upstreams: Vec<SocketAddr>,
-    metrics: DnsMetrics,
+pub(crate) struct Shared {
+    pub(crate) index: Arc<ArcSwap<ClusterIndex>>,
+    pub(crate) upstreams: Vec<SocketAddr>,
+    pub(crate) metrics: DnsMetrics,
+    pub(crate) cache: ForwardCache,
+    /// Clients served besides the node's own addresses.
+    pub(crate) allowed: Vec<Cidr>,
+    /// The cache's clock.
+    pub(crate) epoch: Instant,
+}
+
+/// What answering from memory left to do.
+enum Step {
+    /// `out` holds the response.
+    Send,
+    /// Nothing to send.
+    Drop,
+    /// Ask the upstreams (after the cache).
+    Forward { max_size: usize },
+    /// `out` holds the CNAME; resolve `target` and append its answers.
+    Chase { target: Name, qtype: RecordType, max_size: usize },
 }
 
 impl Shared {
-    /// What a request gets: the bytes to send back, or nothing; recorded in the metrics.
-    async fn respond(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        let started = std::time::Instant::now();
-        let index = self.index.load_full();
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Loopback, the served ranges, or an address of this machine (a bind to it succeeds).
+    fn serves(&self, client: IpAddr) -> bool {
+        client.is_loopback()
+            || self.allowed.iter().any(|cidr| cidr.contains(client))
+            || std::net::UdpSocket::bind((client, 0)).is_ok()
+    }
+
+    /// Answers `request` from memory if it can: the index, the cache, or a refusal.
+    fn answer_now(&self, request: &[u8], transport: Transport, client: IpAddr, out: &mut Vec<u8>) -> (Step, Path) {
+        if !self.serves(client) {
+            let step = if reply_with_rcode(request, RCODE_REFUSED, out) { Step::Send } else { Step::Drop };
+            return (step, Path::Refused);
+        }
+        let index = self.index.load();
+        match answer_into(&index, request, transport, out) {
+            Outcome::Reply => (Step::Send, Path::Cluster),
+            Outcome::Drop => (Step::Drop, Path::Cluster),
+            Outcome::Chase { target, qtype, max_size } => {
+                (Step::Chase { target: target.clone(), qtype, max_size }, Path::Cluster)
+            }
+            Outcome::Forward { max_size } => match self.cache.get(request, self.now_ms(), max_size, out) {
+                Some(kind) => {
+                    self.metrics.cache_hit(kind);
+                    (Step::Send, Path::Forwarded)
+                }
+                None => {
+                    self.metrics.cache_miss();
+                    (Step::Forward { max_size }, Path::Forwarded)
+                }
+            },
+        }
+    }
+
+    /// The whole answer to one request, recorded in the metrics; `None`: send nothing.
+    async fn respond(&self, request: &[u8], transport: Transport, client: IpAddr) -> Option<Vec<u8>> {
+        let started = Instant::now();
         let mut out = Vec::new();
-        let (response, forwarded) = match answer_into(&index, request, transport, &mut out) {
-            Outcome::Reply => (Some(out), false),
-            Outcome::Drop => return None,
-            Outcome::Chase { max_size, .. } => (Some(complete_chase(&out, None, max_size)), false),
-            Outcome::Forward => (forward(request, &self.upstreams).await, true),
-        };
-        self.metrics.record(&Served {
-            request,
-            response: response.as_deref(),
-            tcp: transport == Transport::Tcp,
-            forwarded,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        let (step, path) = self.answer_now(request, transport, client, &mut out);
+        let response = self.finish(step, request, transport, out).await;
+        self.record(request, response.as_deref(), transport, path, started);
         response
     }
-}
 
-/// Sends `request` to each upstream in turn until one answers.
-async fn forward(request: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
-    for upstream in upstreams {
-        let bind: SocketAddr =
-            if upstream.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { "[::]:0".parse().ok()? };
-        let Ok(socket) = UdpSocket::bind(bind).await else { continue };
-        if socket.send_to(request, upstream).await.is_err() {
-            continue;
-        }
-        let mut buffer = vec![0u8; 65_535];
-        if let Ok(Ok((length, from))) = tokio::time::timeout(UPSTREAM_TIMEOUT, socket.recv_from(&mut buffer)).await {
-            if from == *upstream {
-                buffer.truncate(length);
-                return Some(buffer);
+    /// Completes what `answer_now` left.
+    async fn finish(&self, step: Step, request: &[u8], transport: Transport, out: Vec<u8>) -> Option<Vec<u8>> {
+        match step {
+            Step::Send => Some(out),
+            Step::Drop => None,
+            Step::Forward { max_size } => Some(self.forward(request, transport, max_size).await),
+            Step::Chase { target, qtype, max_size } => {
+                let upstream = self.resolve(target, qtype).await;
+                Some(complete_chase(&out, upstream.as_deref(), max_size))
             }
         }
     }
-    None
+
+    fn record(&self, request: &[u8], response: Option<&[u8]>, transport: Transport, path: Path, started: Instant) {
+        self.metrics.record(&Served {
+            request,
+            response,
+            tcp: transport == Transport::Tcp,
+            path,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    /// Sends a request the cache missed to the upstreams; stores what comes back. SERVFAIL when
+    /// none answers; an answer larger than `max_size` goes back as its header and question with
+    /// TC set, so the client asks again over TCP.
+    async fn forward(&self, request: &[u8], transport: Transport, max_size: usize) -> Vec<u8> {
+        for upstream in &self.upstreams {
+            let mut answer = exchange_udp(request, *upstream).await;
+            let truncated = answer.as_ref().is_some_and(|a| a.get(2).is_some_and(|f| f & 0x02 != 0));
+            if transport == Transport::Tcp && (truncated || answer.is_none()) {
+                answer = exchange_tcp(request, *upstream).await.or(answer);
+            }
+            if let Some(answer) = answer {
+                let stored = self.cache.insert(request, &answer, self.now_ms());
+                self.metrics.cache_stored(stored, self.cache.len());
+                if answer.len() > max_size {
+                    let mut out = Vec::new();
+                    reply_with_rcode(request, answer[3] & 0x0f, &mut out);
+                    out[2] |= 0x02;
+                    return out;
+                }
+                return answer;
+            }
+        }
+        let mut out = Vec::new();
+        reply_with_rcode(request, RCODE_SERVFAIL, &mut out);
+        out
+    }
+
+    /// Resolves an ExternalName's target, as CoreDNS's `Upstream.Lookup` does: through this
+    /// server (a target in the cluster is answered from the index), else the upstreams.
+    async fn resolve(&self, mut target: Name, qtype: RecordType) -> Option<Vec<u8>> {
+        for _ in 0..MAX_CHASE {
+            let query = lookup_query(&target, qtype)?;
+            let index = self.index.load_full();
+            let mut out = Vec::new();
+            match answer_into(&index, &query, Transport::Tcp, &mut out) {
+                Outcome::Reply => return Some(out),
+                Outcome::Drop => return None,
+                Outcome::Forward { max_size } => {
+                    return match self.cache.get(&query, self.now_ms(), max_size, &mut out) {
+                        Some(_) => Some(out),
+                        None => Some(self.forward(&query, Transport::Tcp, max_size).await),
+                    };
+                }
+                // Another ExternalName: its own target's answers come after its CNAME.
+                Outcome::Chase { target: next, .. } => target = next.clone(),
+            }
+        }
+        None
+    }
+}
+
+/// A recursive query for `name`/`qtype` with an EDNS0 buffer of 1232.
+fn lookup_query(name: &Name, qtype: RecordType) -> Option<Vec<u8>> {
+    let mut message = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(name.clone(), qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    message.set_edns(edns);
+    message.to_vec().ok()
+}
+
+/// Whether `answer` is the upstream's response to `request`: QR set, the same ID.
+fn answers(request: &[u8], answer: &[u8]) -> bool {
+    answer.len() >= 12 && answer[2] & 0x80 != 0 && answer[..2] == request[..2]
+}
+
+/// One UDP exchange from a fresh socket (a random source port per request).
+async fn exchange_udp(request: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
+    let bind: SocketAddr = if upstream.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(bind).await.ok()?;
+    socket.connect(upstream).await.ok()?;
+    socket.send(request).await.ok()?;
+    let mut buffer = vec![0u8; 65_535];
+    let deadline = tokio::time::Instant::now() + UPSTREAM_TIMEOUT;
+    loop {
+        let length = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await.ok()?.ok()?;
+        // Anything else on this port (a late or forged datagram) is ignored.
+        if answers(request, &buffer[..length]) {
+            buffer.truncate(length);
+            return Some(buffer);
+        }
+    }
+}
+
+/// One TCP exchange (RFC 7766 framing).
+async fn exchange_tcp(request: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(upstream).await.ok()?;
+        let mut framed = u16::try_from(request.len()).ok()?.to_be_bytes().to_vec();
+        framed.extend_from_slice(request);
+        stream.write_all(&framed).await.ok()?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).await.ok()?;
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut answer).await.ok()?;
+        answers(request, &answer).then_some(answer)
+    };
+    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange).await.ok()?
 }
 
 impl Server {
-    pub async fn bind(
-        address: Ipv4Addr,
-        index: Arc<ArcSwap<ClusterIndex>>,
-        upstreams: Vec<SocketAddr>,
-        metrics: DnsMetrics,
-    ) -> Result<Server, DnsError> {
+    pub(crate) async fn bind(address: Ipv4Addr, shared: Shared) -> Result<Server, DnsError> {
         let address = SocketAddr::from((address, 53));
         let listen = |source| DnsError::Listen { address, source };
         let udp = UdpSocket::bind(address).await.map_err(listen)?;
         let tcp = TcpListener::bind(address).await.map_err(listen)?;
-        Ok(Server { udp: Arc::new(udp), tcp, shared: Arc::new(Shared { index, upstreams, metrics }) })
+        Ok(Server { udp: Arc::new(udp), tcp, shared: Arc::new(shared) })
     }
 
     pub async fn run(self, shutdown: Shutdown) {
         let stop = shutdown.triggered();
         tokio::pin!(stop);
         let mut buffer = vec![0u8; 65_535];
+        let mut out = Vec::with_capacity(1232);
         loop {
             tokio::select! {
                 () = &mut stop => return,
                 received = self.udp.recv_from(&mut buffer) => {
                     let Ok((length, client)) = received else { continue };
-                    let request = buffer[..length].to_vec();
-                    let (udp, shared) = (self.udp.clone(), self.shared.clone());
-                    // Cluster names are answered at once; a forwarded one must not hold up the rest.
-                    tokio::spawn(async move {
-                        if let Some(response) = shared.respond(&request, Transport::Udp).await {
-                            let _ = udp.send_to(&response, client).await;
-                        }
-                    });
+                    self.datagram(&buffer[..length], client, &mut out).await;
                 }
                 accepted = self.tcp.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    tokio::spawn(serve_tcp(stream, self.shared.clone()));
+                    let Ok((stream, client)) = accepted else { continue };
+                    tokio::spawn(serve_tcp(stream, client.ip(), self.shared.clone()));
                 }
+            }
+        }
+    }
+
+    /// One UDP request: answered here when memory has the answer (no task, no copy of the
+    /// request); otherwise handed to a task so the socket keeps serving.
+    async fn datagram(&self, request: &[u8], client: SocketAddr, out: &mut Vec<u8>) {
+        let started = Instant::now();
+        let shared = &self.shared;
+        let (step, path) = shared.answer_now(request, Transport::Udp, client.ip(), out);
+        match step {
+            Step::Send => {
+                let _ = self.udp.send_to(out, client).await;
+                shared.record(request, Some(out), Transport::Udp, path, started);
+            }
+            Step::Drop => shared.record(request, None, Transport::Udp, path, started),
+            step => {
+                let (udp, shared, request, out) =
+                    (self.udp.clone(), self.shared.clone(), request.to_vec(), std::mem::take(out));
+                tokio::spawn(async move {
+                    let response = shared.finish(step, &request, Transport::Udp, out).await;
+                    if let Some(response) = &response {
+                        let _ = udp.send_to(response, client).await;
+                    }
+                    shared.record(&request, response.as_deref(), Transport::Udp, path, started);
+                });
             }
         }
     }
 }
 
 /// One TCP client: length-prefixed requests, answered in order, until it goes or idles.
-async fn serve_tcp(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_tcp(mut stream: TcpStream, client: IpAddr, shared: Arc<Shared>) {
     loop {
         let mut length = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut length)).await {
@@ -129,7 +307,7 @@ async fn serve_tcp(mut stream: TcpStream, shared: Arc<Shared>) {
         if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request)).await.map_or(true, |r| r.is_err()) {
             return;
         }
-        let Some(response) = shared.respond(&request, Transport::Tcp).await else { return };
+        let Some(response) = shared.respond(&request, Transport::Tcp, client).await else { return };
         let Ok(length) = u16::try_from(response.len()) else { return };
         let mut framed = length.to_be_bytes().to_vec();
         framed.extend_from_slice(&response);

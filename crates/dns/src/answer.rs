@@ -24,8 +24,9 @@ pub enum Transport {
 pub enum Outcome<'i> {
     /// The buffer holds the complete response.
     Reply,
-    /// The name is outside the cluster's zones: send the request to an upstream resolver.
-    Forward,
+    /// The name is outside the cluster's zones: send the request to an upstream resolver; a
+    /// response larger than `max_size` must not go back over this transport.
+    Forward { max_size: usize },
     /// Send nothing (not a query: too short for a header, or a response).
     Drop,
     /// An ExternalName Service: the buffer holds the response with the CNAME (chain); resolve
@@ -48,7 +49,7 @@ pub fn answer(index: &ClusterIndex, query: &[u8], transport: Transport) -> Respo
     let mut out = Vec::new();
     match answer_into(index, query, transport, &mut out) {
         Outcome::Reply => Response::Reply(out),
-        Outcome::Forward => Response::Forward,
+        Outcome::Forward { .. } => Response::Forward,
         Outcome::Drop => Response::Drop,
         Outcome::Chase { target, qtype, max_size } => {
             Response::Chase { reply: out, target: target.clone(), qtype, max_size }
@@ -63,13 +64,7 @@ pub fn answer_into<'i>(index: &'i ClusterIndex, query: &[u8], transport: Transpo
     let req = match wire::parse(query) {
         Parsed::Drop => return Outcome::Drop,
         Parsed::Reject { id, flags, rcode, question_end } => {
-            let question = question_end.and_then(|end| query.get(wire::HEADER_LEN..end));
-            put16(out, id);
-            put16(out, wire::reply_flags(flags, false, false, rcode));
-            put16(out, u16::from(question.is_some()));
-            put32(out, 0);
-            put16(out, 0);
-            out.extend_from_slice(question.unwrap_or_default());
+            bare_reply(query, id, flags, rcode, question_end, out);
             return Outcome::Reply;
         }
         Parsed::Ok(req) => req,
@@ -101,7 +96,32 @@ pub fn answer_into<'i>(index: &'i ClusterIndex, query: &[u8], transport: Transpo
     if lname.ends_with(b"\x07in-addr\x04arpa\x00") || lname.ends_with(b"\x03ip6\x04arpa\x00") {
         return w.reverse_zone();
     }
-    Outcome::Forward
+    Outcome::Forward { max_size }
+}
+
+/// Writes into `out` a response to `query` with `rcode` and no records (REFUSED to a client the
+/// server does not serve, SERVFAIL when no upstream answered): the header and, when the request
+/// decodes, its question. `false` when there is nothing to answer (not a query).
+pub fn reply_with_rcode(query: &[u8], rcode: u8, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let (id, flags, question_end) = match wire::parse(query) {
+        Parsed::Drop => return false,
+        Parsed::Reject { id, flags, question_end, .. } => (id, flags, question_end),
+        Parsed::Ok(req) => (req.id, req.flags, Some(req.question_end)),
+    };
+    bare_reply(query, id, flags, rcode, question_end, out);
+    true
+}
+
+/// A response of a header and (when known) the request's question.
+fn bare_reply(query: &[u8], id: u16, flags: u16, rcode: u8, question_end: Option<usize>, out: &mut Vec<u8>) {
+    let question = question_end.and_then(|end| query.get(wire::HEADER_LEN..end));
+    put16(out, id);
+    put16(out, wire::reply_flags(flags, false, false, rcode));
+    put16(out, u16::from(question.is_some()));
+    put32(out, 0);
+    put16(out, 0);
+    out.extend_from_slice(question.unwrap_or_default());
 }
 
 /// What a response holds beyond the question.
@@ -221,7 +241,7 @@ impl<'i> Writer<'_, 'i> {
                 return self.positive(set);
             }
         }
-        let Some((z, apex)) = self.reverse_apex() else { return Outcome::Forward };
+        let Some((z, apex)) = self.reverse_apex() else { return Outcome::Forward { max_size: self.max_size } };
         if req.qclass != wire::CLASS_IN && req.qclass != wire::CLASS_ANY {
             return self.reply(Sections { rcode: wire::RCODE_REFUSED, ..Sections::default() });
         }

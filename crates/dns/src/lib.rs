@@ -15,8 +15,9 @@
 //! resolved upstream ([`Outcome::Chase`]).
 //!
 //! This crate owns names and bytes only. It must never do I/O: no sockets, no runtime, no API
-//! client, no clock (the SOA serial comes from the caller). Forwarding, caching, metrics and the
-//! informers that feed the builder belong to the server.
+//! client, no clock (the SOA serial and the cache's time come from the caller). Forwarding,
+//! metrics and the informers that feed the builder belong to the server; [`ForwardCache`], the
+//! forwarder's cache, is here because it is bytes and arithmetic.
 //!
 //! Where the specification, CoreDNS and RFCs differ, this crate chooses:
 //! - CoreDNS's superset where the specification is silent: endpoints of ClusterIP Services are
@@ -35,12 +36,14 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod cache;
 mod config;
 mod index;
 mod model;
 mod wire;
 
-pub use answer::{answer, answer_into, complete_chase, Outcome, Response, Transport};
+pub use answer::{answer, answer_into, complete_chase, reply_with_rcode, Outcome, Response, Transport};
+pub use cache::{CacheConfig, CacheKind, ForwardCache, Stored};
 pub use config::{Cidr, IndexConfig, PodMode};
 pub use index::{dashed, reverse_name, ClusterIndex, DNS_VERSION_TTL, SCHEMA_VERSION};
 pub use model::{IndexBuilder, SERVICE_NAME_LABEL};
