@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use frontdoor_dns::{CacheConfig, Cidr, ClusterIndex, ForwardCache, IndexBuilder, IndexConfig};
-use frontdoor_informers::{on_change, Change, InformerFactory};
+use frontdoor_informers::{feed, InformerFactory};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::Notify;
@@ -74,7 +74,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
     let shutdown = factory.shutdown();
     let builder = Arc::new(Mutex::new(IndexBuilder::new(config.index.clone())));
     let changed = Arc::new(Notify::new());
-    subscribe::<Namespace>(
+    feed::<Namespace, _>(
         &factory,
         &builder,
         &changed,
@@ -83,7 +83,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
             b.remove_namespace(name);
         },
     );
-    subscribe::<Service>(
+    feed::<Service, _>(
         &factory,
         &builder,
         &changed,
@@ -94,7 +94,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
             b.remove_service(ns, name);
         },
     );
-    subscribe::<EndpointSlice>(
+    feed::<EndpointSlice, _>(
         &factory,
         &builder,
         &changed,
@@ -105,7 +105,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
             b.remove_slice(ns, name);
         },
     );
-    subscribe::<Pod>(
+    feed::<Pod, _>(
         &factory,
         &builder,
         &changed,
@@ -193,34 +193,6 @@ fn build(builder: &Mutex<IndexBuilder>) -> ClusterIndex {
         .unwrap_or_default();
     builder.set_serial(serial);
     builder.build()
-}
-
-/// Feeds one informer's changes into the builder and wakes the rebuild.
-fn subscribe<K>(
-    factory: &InformerFactory,
-    builder: &Arc<Mutex<IndexBuilder>>,
-    changed: &Arc<Notify>,
-    apply: impl Fn(&mut IndexBuilder, &K) + Send + 'static,
-    remove: impl Fn(&mut IndexBuilder, &str, &str) + Send + 'static,
-) where
-    K: frontdoor_informers::Watched + kube::Resource<DynamicType = ()>,
-{
-    let (builder, changed) = (builder.clone(), changed.clone());
-    on_change(factory.all::<K>().subscribe(), &factory.shutdown(), move |change| {
-        let mut builder = builder.lock().unwrap_or_else(PoisonError::into_inner);
-        match change {
-            Change::Applied { new, .. } => apply(&mut builder, &new),
-            Change::Deleted(old) => {
-                let meta = old.meta();
-                remove(
-                    &mut builder,
-                    meta.namespace.as_deref().unwrap_or_default(),
-                    meta.name.as_deref().unwrap_or_default(),
-                );
-            }
-        }
-        changed.notify_one();
-    });
 }
 
 #[cfg(test)]

@@ -135,6 +135,38 @@ pub fn on_change<K: Send + Sync + 'static>(
     })
 }
 
+/// Feeds every change of `K` (cluster-wide) into a model many informers share: `apply` gets each
+/// new version, `remove` the namespace and name of a deleted object; then `changed` is notified,
+/// so one task can rebuild from the model once a burst of changes is in (cluster DNS's index,
+/// the Ingress route table).
+pub fn feed<K, M>(
+    factory: &crate::InformerFactory,
+    model: &std::sync::Arc<std::sync::Mutex<M>>,
+    changed: &std::sync::Arc<tokio::sync::Notify>,
+    apply: impl Fn(&mut M, &K) + Send + 'static,
+    remove: impl Fn(&mut M, &str, &str) + Send + 'static,
+) where
+    K: crate::Watched + kube::Resource<DynamicType = ()>,
+    M: Send + 'static,
+{
+    let (model, changed) = (model.clone(), changed.clone());
+    on_change(factory.all::<K>().subscribe(), &factory.shutdown(), move |change| {
+        let mut model = model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match change {
+            Change::Applied { new, .. } => apply(&mut model, &new),
+            Change::Deleted(old) => {
+                let meta = old.meta();
+                remove(
+                    &mut model,
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+            }
+        }
+        changed.notify_one();
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

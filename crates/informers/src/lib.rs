@@ -40,7 +40,7 @@ mod queue;
 pub mod services;
 mod shutdown;
 
-pub use controller::{on_change, Action, Controller, ControllerConfig, Reconciler};
+pub use controller::{feed, on_change, Action, Controller, ControllerConfig, Reconciler};
 pub use events::EventRecorder;
 pub use factory::{InformerFactory, Scope};
 pub use informer::{Change, Informer, Subscription, Watched};
