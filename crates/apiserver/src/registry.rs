@@ -291,6 +291,7 @@ impl Registry {
         metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         kinds::prepare_for_create(resource, &mut object);
         kinds::default(resource, &mut object, None, false);
+        self.admit_default_ingress_class(resource, &mut object);
         self.validate(resource, &object, None, false)?;
         let namespace = meta_str(&object, "namespace").map(String::from);
         let name = meta_str(&object, "name").unwrap_or("").to_string();
@@ -316,6 +317,39 @@ impl Registry {
             }
         }
         Err(ApiError::internal("failed to allocate: too many concurrent allocations, try again"))
+    }
+
+    /// The DefaultIngressClass admission plugin: a new Ingress that names no class (neither
+    /// `spec.ingressClassName` nor the legacy `kubernetes.io/ingress.class` annotation) gets the
+    /// default IngressClass (annotated `ingressclass.kubernetes.io/is-default-class: "true"`; the
+    /// newest when several are, as upstream since 1.28).
+    fn admit_default_ingress_class(&self, resource: &ResourceType, object: &mut Value) {
+        if (resource.group, resource.kind) != ("networking.k8s.io", "Ingress") {
+            return;
+        }
+        let named = object.pointer("/spec/ingressClassName").is_some_and(|v| !v.is_null())
+            || object.pointer("/metadata/annotations/kubernetes.io~1ingress.class").is_some();
+        if named {
+            return;
+        }
+        let Some(classes) = resources::lookup("networking.k8s.io", "v1", "ingressclasses") else { return };
+        let (_, classes) = self.list(classes, None);
+        let default = classes
+            .iter()
+            .filter(|c| {
+                c.value.pointer("/metadata/annotations/ingressclass.kubernetes.io~1is-default-class")
+                    == Some(&json!("true"))
+            })
+            .max_by_key(|c| {
+                let created = c.value.pointer("/metadata/creationTimestamp").and_then(Value::as_str);
+                (created.unwrap_or_default().to_string(), c.revision)
+            });
+        if let Some(name) = default.and_then(|c| c.value.pointer("/metadata/name")).cloned() {
+            if !object.get("spec").is_some_and(Value::is_object) {
+                object["spec"] = json!({});
+            }
+            object["spec"]["ingressClassName"] = name;
+        }
     }
 
     /// Replaces an object (PUT), or its status or scale subresource.
