@@ -15,6 +15,8 @@
 //! * `hostports`: pods' `hostPort`s, DNATed in table `ip frontdoor-hostports` as the CNI portmap
 //!   plugin maps them.
 //! * `lifecycle_hooks`: containers' `postStart` and `preStop` hooks (exec, httpGet, sleep).
+//! * `pod_dns`: pods' `/etc/resolv.conf` (`dnsPolicy`, `dnsConfig`), `/etc/hosts` and hostname,
+//!   as the kubelet derives them.
 //!
 //! The node decides nothing about routing: Services are the proxy's business.
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod ipam;
 pub mod lifecycle_hooks;
 pub mod logs;
 pub mod pids;
+pub mod pod_dns;
 pub mod probes;
 pub mod registration;
 pub mod runtime;
@@ -52,6 +55,10 @@ pub struct NodeConfig {
     /// Cluster DNS address written into pods' resolv.conf (the tenth service address).
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
+    /// The node's resolver configuration (the kubelet's `--resolv-conf`, `/etc/resolv.conf`),
+    /// read once when the runtime starts: what `dnsPolicy: Default` pods get and where the
+    /// search domains after the cluster's come from. `None` for none (`--resolv-conf=""`).
+    pub resolv_conf: Option<PathBuf>,
     /// Where pod logs and per-pod files live.
     pub data_dir: PathBuf,
     /// Prefix of the host-side veth names (unique per node, so parallel test nodes never clash).

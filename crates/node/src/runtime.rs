@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use crate::ipam::Ipam;
 use crate::lifecycle_hooks::{self, HookRunner, HookTarget};
 use crate::logs::{capture, LogStore};
 use crate::pids::PidJournal;
+use crate::pod_dns::{managed_hosts_file, pod_resolver, NodeDns, PodHostname, ResolverConfig};
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, same_status, ContainerRecord, PodRecord, State};
 use crate::{NodeConfig, NodeError};
@@ -54,6 +56,8 @@ struct Shared {
     launcher: Dedicated<Launcher>,
     /// The pods with a sandbox, for port-forward and exec.
     access: PodAccess,
+    /// The node's resolv.conf, read at start (`NodeConfig::resolv_conf`).
+    node_resolver: Option<ResolverConfig>,
 }
 
 /// Runs every pod bound to this node until `factory`'s shutdown, recording events with `events`
@@ -117,6 +121,7 @@ pub async fn run(
             .map_err(|e| NodeError::Internal(format!("starting the launcher: {e}")))?,
         ipam: Mutex::new(Ipam::new(config.pod_cidr.clone())),
         logs: LogStore::new(config.data_dir.join("pods")),
+        node_resolver: config.resolv_conf.as_deref().map(read_node_resolver),
         config: config.clone(),
         services: services.store(),
         backoff,
@@ -313,6 +318,26 @@ impl PodWorker {
             self.notify();
             return;
         }
+        let domain = &self.shared.config.cluster_domain;
+        let names = PodHostname::of(&name, &namespace, &spec, domain)
+            .and_then(|names| Ok((names.kernel_hostname(spec.set_hostname_as_fqdn == Some(true))?, names)));
+        let (kernel_hostname, names) = match names {
+            Ok(names) => names,
+            Err(error) => {
+                let message = format!("Failed to create pod sandbox: {error}");
+                self.shared.events.record(&self.pod, None, "Warning", "FailedCreatePodSandBox", &message);
+                return;
+            }
+        };
+        let node_dns = NodeDns {
+            cluster_dns: self.shared.config.cluster_dns,
+            cluster_domain: domain,
+            node_resolver: self.shared.node_resolver.as_ref(),
+        };
+        let resolver = pod_resolver(&node_dns, &namespace, &spec);
+        for warning in &resolver.warnings {
+            self.shared.events.record(&self.pod, None, "Warning", "DNSConfigForming", warning);
+        }
         let allocated = self.shared.ipam.lock().unwrap_or_else(PoisonError::into_inner).allocate();
         let ip = match allocated {
             Ok(ip) => ip,
@@ -322,10 +347,9 @@ impl PodWorker {
             }
         };
         self.ip = Some(ip);
-        let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
         let config = SandboxConfig {
             name: format!("{namespace}/{name}"),
-            hostname: hostname.clone(),
+            hostname: kernel_hostname,
             ip,
             prefix_len: self.shared.config.pod_cidr.prefix_len,
             gateway: self.shared.config.pod_cidr.gateway(),
@@ -336,8 +360,8 @@ impl PodWorker {
                 &uid.replace('-', "")[..11.min(uid.replace('-', "").len())]
             ),
             mtu: None,
-            resolv_conf: resolv_conf(&self.shared.config, &namespace),
-            hosts: hosts_file(&self.shared.config, &namespace, &hostname, spec.subdomain.as_deref(), ip),
+            resolv_conf: resolver.config.render(),
+            hosts: managed_hosts_file(ip, &names, spec.host_aliases.as_deref().unwrap_or_default()),
         };
         tracing::debug!(pod = %name, "creating sandbox");
         let created = self
@@ -543,23 +567,27 @@ async fn stop_processes(pids: &[u32], grace: Duration, all_gone: impl Fn() -> bo
     }
 }
 
-fn resolv_conf(config: &NodeConfig, namespace: &str) -> String {
-    let domain = &config.cluster_domain;
-    format!(
-        "search {namespace}.svc.{domain} svc.{domain} {domain}\nnameserver {}\noptions ndots:5\n",
-        config.cluster_dns
-    )
-}
-
-fn hosts_file(config: &NodeConfig, namespace: &str, hostname: &str, subdomain: Option<&str>, ip: Ipv4Addr) -> String {
-    let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
-    match subdomain.filter(|s| !s.is_empty()) {
-        Some(sub) => {
-            hosts.push_str(&format!("{ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n", config.cluster_domain))
+/// The node's resolv.conf at `path`, the base of pods' DNS. Where it names only
+/// systemd-resolved's stub listener (127.0.0.53, which a pod's own network namespace cannot
+/// reach), systemd-resolved's list of the real servers is read instead, as kubeadm configures the
+/// kubelet. A file that cannot be read counts as empty, with a warning: pods of the cluster's DNS
+/// lose only the node's search domains (the kubelet would refuse to start any pod).
+fn read_node_resolver(path: &Path) -> ResolverConfig {
+    const SYSTEMD_RESOLVED: &str = "/run/systemd/resolve/resolv.conf";
+    let read = |path: &Path| match std::fs::read_to_string(path) {
+        Ok(text) => Some(ResolverConfig::parse(&text)),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot read the node's resolv.conf; pods get none of it");
+            None
         }
-        None => hosts.push_str(&format!("{ip}\t{hostname}\n")),
+    };
+    let config = read(path).unwrap_or_default();
+    let stub_only = !config.nameservers.is_empty()
+        && config.nameservers.iter().all(|n| n.parse::<Ipv4Addr>().is_ok_and(|ip| ip == Ipv4Addr::new(127, 0, 0, 53)));
+    if stub_only && Path::new(SYSTEMD_RESOLVED).exists() {
+        return read(Path::new(SYSTEMD_RESOLVED)).unwrap_or(config);
     }
-    hosts
+    config
 }
 
 /// Writes the pod's status whenever it changes (coalescing bursts).

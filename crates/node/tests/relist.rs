@@ -118,6 +118,7 @@ async fn inside_a_namespace_of_its_own() {
         bridge: "relistbr0".into(),
         cluster_dns: "10.96.0.10".parse().unwrap(),
         cluster_domain: "cluster.local".into(),
+        resolv_conf: None,
         data_dir: data.path().to_path_buf(),
         veth_prefix: "fdr".into(),
         service_network: None,

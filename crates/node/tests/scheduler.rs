@@ -19,6 +19,7 @@ fn node_config(name: &str, dir: &std::path::Path) -> frontdoor_node::NodeConfig 
         bridge: "unused".into(),
         cluster_dns: "10.96.0.10".parse().unwrap(),
         cluster_domain: "cluster.local".into(),
+        resolv_conf: None,
         data_dir: dir.to_path_buf(),
         veth_prefix: "unused".into(),
         service_network: None,
