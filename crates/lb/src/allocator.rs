@@ -78,6 +78,9 @@ pub enum Refusal {
     Taken { address: Ipv4Addr, by: ObjectKey, why: String },
     /// A port of the Service is already served on the address by another Service.
     PortTaken { address: Ipv4Addr, port: PortKey, by: ObjectKey },
+    /// A port of the Service is served on the node address by the node itself (the Ingress
+    /// controller's 80 and 443, as Traefik's on k3s).
+    PortReserved { address: Ipv4Addr, port: PortKey, by: String },
 }
 
 fn kind(internal: bool) -> &'static str {
@@ -111,6 +114,9 @@ impl fmt::Display for Refusal {
             Refusal::PortTaken { address, port, by } => {
                 write!(f, "port {port} of {address} is already used by Service {by}")
             }
+            Refusal::PortReserved { address, port, by } => {
+                write!(f, "port {port} of the node address {address} is used by the node's {by}")
+            }
         }
     }
 }
@@ -121,6 +127,8 @@ pub struct Allocator {
     external: Vec<Pool>,
     internal: Vec<Pool>,
     node: Ipv4Addr,
+    /// Ports the node itself serves on its address, and what serves them.
+    reserved: Vec<(PortKey, String)>,
     held: BTreeMap<ObjectKey, Holding>,
     users: BTreeMap<Ipv4Addr, BTreeSet<ObjectKey>>,
     effects: Vec<Effect>,
@@ -128,7 +136,21 @@ pub struct Allocator {
 
 impl Allocator {
     pub fn new(external: Vec<Pool>, internal: Vec<Pool>, node: Ipv4Addr) -> Allocator {
-        Allocator { external, internal, node, held: BTreeMap::new(), users: BTreeMap::new(), effects: Vec::new() }
+        Allocator {
+            external,
+            internal,
+            node,
+            reserved: Vec::new(),
+            held: BTreeMap::new(),
+            users: BTreeMap::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    /// Ports the node itself serves on its address (`by` names the server, for the refusal).
+    pub fn reserve(mut self, reserved: Vec<(PortKey, String)>) -> Allocator {
+        self.reserved = reserved;
+        self
     }
 
     pub fn holding(&self, key: &ObjectKey) -> Option<&Holding> {
@@ -248,6 +270,11 @@ impl Allocator {
         }
         if !node_mode && !pools.iter().any(|p| p.contains(address)) {
             return Err(Refusal::NotInPool { address, internal: request.internal, pools: pools.to_vec() });
+        }
+        if address == self.node {
+            if let Some((port, by)) = self.reserved.iter().find(|(port, _)| request.ports.contains(port)) {
+                return Err(Refusal::PortReserved { address, port: port.clone(), by: by.clone() });
+            }
         }
         for other in self.users(address).filter(|other| *other != key) {
             let Some(theirs) = self.held.get(other) else { continue };
@@ -502,6 +529,31 @@ mod tests {
         for case in &cases {
             run(case);
         }
+    }
+
+    #[test]
+    fn the_nodes_own_ports_are_not_given_out_on_the_node_address() {
+        let reserved = vec![(PortKey::new("TCP", 443), "Ingress controller".to_string())];
+        let mut node_only = Allocator::new(vec![], vec![], ip(NODE)).reserve(reserved.clone());
+        let https = Request { ports: vec![PortKey::new("TCP", 443)], ..Request::default() };
+        let refused = node_only.assign(&key("api-public"), &https);
+        assert_eq!(
+            refused,
+            Err(Refusal::PortReserved {
+                address: ip(NODE),
+                port: PortKey::new("TCP", 443),
+                by: "Ingress controller".into()
+            })
+        );
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            format!("port 443/TCP of the node address {NODE} is used by the node's Ingress controller")
+        );
+        let udp = Request { ports: vec![PortKey::new("UDP", 443)], ..Request::default() };
+        assert_eq!(node_only.assign(&key("quic"), &udp).map(|a| a.address), Ok(ip(NODE)));
+        // A pool address is not the node's: its ports are free.
+        let mut pooled = Allocator::new(pools(&["192.168.1.240/32"]), vec![], ip(NODE)).reserve(reserved);
+        assert_eq!(pooled.assign(&key("api-public"), &https).map(|a| a.address), Ok(ip("192.168.1.240")));
     }
 
     #[test]

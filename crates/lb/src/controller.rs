@@ -47,7 +47,8 @@ pub async fn run(factory: InformerFactory, config: LbConfig) -> Result<(), Error
         class: config.class,
         announcer: config.announcer,
         state: Mutex::new(State {
-            allocator: Allocator::new(config.pools, config.internal_pools, config.node_address),
+            allocator: Allocator::new(config.pools, config.internal_pools, config.node_address)
+                .reserve(config.reserved_ports),
             pending: BTreeSet::new(),
         }),
         queue: OnceLock::new(),

@@ -51,6 +51,7 @@ use std::sync::Arc;
 
 pub use controller::run;
 pub use pool::{Pool, PoolError};
+pub use request::PortKey;
 
 /// The `source.component` of this controller's Events: the name Kubernetes gives the controller
 /// that provides LoadBalancers (cloud-controller-manager's `service-lb-controller`, under which
@@ -100,6 +101,10 @@ pub struct LbConfig {
     pub class: String,
     /// Told about every address that gains its first or loses its last Service.
     pub announcer: Option<Arc<dyn Announcer>>,
+    /// Ports the node itself serves on `node_address` and what serves them (the Ingress
+    /// controller's 80 and 443): a Service asking for one there waits `<pending>`, as on k3s,
+    /// where Traefik's LoadBalancer holds them.
+    pub reserved_ports: Vec<(PortKey, String)>,
 }
 
 impl LbConfig {
@@ -112,6 +117,7 @@ impl LbConfig {
             node_address,
             class: DEFAULT_CLASS.to_string(),
             announcer: None,
+            reserved_ports: Vec::new(),
         }
     }
 
