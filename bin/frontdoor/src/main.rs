@@ -100,6 +100,17 @@ struct UpArgs {
     /// TTL of cluster DNS records.
     #[arg(long, default_value_t = 30)]
     dns_ttl: u32,
+    /// The Ingress controller's plain HTTP port (HTTP/1.1, and HTTP/2 with prior knowledge) on
+    /// every node address; 0: none.
+    #[arg(long, default_value_t = 80)]
+    ingress_http_port: u16,
+    /// The Ingress controller's HTTPS port (HTTP/1.1 and HTTP/2 by ALPN); 0: none.
+    #[arg(long, default_value_t = 443)]
+    ingress_https_port: u16,
+    /// One log line per request through the Ingress controller (target
+    /// `frontdoor_ingress::access`).
+    #[arg(long)]
+    ingress_access_log: bool,
     /// How long an Event is kept after its last write (e.g. `1h`, `30m`, `90s`, `1h30m`).
     #[arg(long, default_value = "1h")]
     event_ttl: GoDuration,
@@ -208,6 +219,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if !args.without_node {
         start_load_balancers(&factory, &args)?;
         start_dns(&factory, &args)?;
+        start_ingress(&factory, &args).await?;
     }
     if !args.without_controllers {
         start_controllers(&factory);
@@ -279,6 +291,11 @@ fn start_load_balancers(factory: &InformerFactory, args: &UpArgs) -> anyhow::Res
     config.internal_pools = args.lb_internal_pools.clone();
     config.announcer =
         Some(std::sync::Arc::new(KernelAnnouncer { bridge: args.bridge.clone(), gateway: pod_cidr.gateway() }));
+    config.reserved_ports = [args.ingress_http_port, args.ingress_https_port]
+        .into_iter()
+        .filter(|port| *port != 0)
+        .map(|port| (frontdoor_lb::PortKey::new("TCP", i32::from(port)), "Ingress controller".to_string()))
+        .collect();
     config.validate().context("--lb-pool / --lb-internal-pool")?;
     let factory = factory.clone();
     tokio::spawn(async move {
@@ -286,6 +303,50 @@ fn start_load_balancers(factory: &InformerFactory, args: &UpArgs) -> anyhow::Res
             tracing::error!(%error, "the LoadBalancer controller stopped");
         }
     });
+    Ok(())
+}
+
+/// Starts the Ingress controller and its proxy on the node's addresses. Our IngressClass exists
+/// before this returns (so before the API is announced ready): every Ingress created from then on
+/// is given it. A port that cannot be bound is reported and the rest of the node runs on.
+async fn start_ingress(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
+    use frontdoor_ingress::controller::{self, ControllerConfig, Published};
+    if args.ingress_http_port == 0 && args.ingress_https_port == 0 {
+        return Ok(());
+    }
+    let class = frontdoor_ingress_routes::IngressClassConfig::default();
+    if tokio::time::timeout(std::time::Duration::from_secs(10), controller::ensure_class(factory.client(), &class))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the default IngressClass is not created yet; Ingresses made meanwhile name no class");
+    }
+    let certificates = frontdoor_ingress::tls::Certificates::with_fake_default()?;
+    let published = Published {
+        routes: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(frontdoor_ingress_routes::RouteTable::default())),
+        certificates: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(certificates)),
+    };
+    let port = |port: u16| (port != 0).then(|| SocketAddr::from(([0, 0, 0, 0], port)));
+    let proxy = frontdoor_ingress::proxy::ProxyConfig {
+        http: port(args.ingress_http_port),
+        https: port(args.ingress_https_port),
+        access_log: args.ingress_access_log,
+        ..frontdoor_ingress::proxy::ProxyConfig::default()
+    };
+    let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
+    let config = ControllerConfig {
+        class,
+        status_address: Some(std::net::IpAddr::V4(node_ip(args, &pod_cidr))),
+        min_rebuild: std::time::Duration::from_millis(5),
+    };
+    let (routes, certificates) = (published.routes.clone(), published.certificates.clone());
+    let (metrics, shutdown) = (factory.metrics().clone(), factory.shutdown());
+    tokio::spawn(async move {
+        if let Err(error) = frontdoor_ingress::proxy::serve(proxy, routes, certificates, metrics, shutdown).await {
+            tracing::error!(%error, "the Ingress proxy stopped");
+        }
+    });
+    tokio::spawn(controller::run(factory.clone(), config, published));
     Ok(())
 }
 

@@ -1,0 +1,543 @@
+//! One request's path through the proxy, in phases:
+//!
+//! 1. **Check**: `CONNECT` is refused (405); the host is the request target's authority or the
+//!    one `Host` (HTTP/1.1 without it: 400); ambiguous framing hyper lets through is refused (400,
+//!    connection closed).
+//! 2. **Route** by host and path in the current table (an `ArcSwap` load): nothing matched is
+//!    404, a backend without ready endpoints 503.
+//! 3. **Prepare**: hop-by-hop headers stripped (kept for an upgrade), the forwarding headers set,
+//!    origin-form target and `Host` for HTTP/1.1 backends, absolute target for h2c ones.
+//! 4. **Send** to a random endpoint over a pooled connection. A connection that cannot be made
+//!    (refused, timed out, closed before the request left) moves the request to the next
+//!    endpoint, each tried at most once and at most `max_connect_attempts` in all, then 502; once
+//!    sent, a request is never retried (it may not be idempotent). No response head within
+//!    `upstream_response_timeout` is 504.
+//! 5. **Relay**: the response's hop-by-hop headers stripped and its body streamed as it comes;
+//!    a 101 to an upgrade splices the two upgraded connections in a task of their own.
+//! 6. **Account** when the response body ends or is dropped ([`Exchange`]'s `Drop`): metrics,
+//!    access log, the connection's activity. A request whose client left before its response
+//!    counts as 499, as nginx logs it.
+//!
+//! Every failure is a [`RequestError`], answered in one place ([`RequestError::response`]).
+
+use std::convert::Infallible;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frontdoor_ingress_routes::{BackendProtocol, Route};
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{Content, ResponseBody, Reuse};
+use crate::headers::{ambiguous_framing, is_upgrade, request_host, strip_hop_by_hop, HostProblem, Keep};
+use crate::metrics::{BackendSeries, MethodLabel};
+use crate::proxy::{Downstream, Shared};
+use crate::upstream::{ConnectError, Http1Sender, UpstreamPool};
+
+/// How long a pooled connection may take to become ready again (its previous exchange is
+/// finishing) before another is used.
+const POOLED_READY_WAIT: Duration = Duration::from_millis(50);
+
+/// Every way a request fails, each answered with one status.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    #[error("CONNECT is not served")]
+    ConnectMethod,
+    #[error("bad host: {0:?}")]
+    Host(HostProblem),
+    #[error("ambiguous Transfer-Encoding")]
+    AmbiguousFraming,
+    #[error("no rule matches")]
+    NotFound,
+    #[error("the backend has no ready endpoint")]
+    NoEndpoints,
+    #[error("no endpoint could be connected to")]
+    ConnectFailed,
+    #[error("no response within the upstream response timeout")]
+    UpstreamTimeout,
+    #[error("reading the client's request body failed: {0}")]
+    ClientBody(hyper::Error),
+    #[error("upstream failed: {0}")]
+    Upstream(hyper::Error),
+    #[error("upstream switched protocols unasked")]
+    UnaskedUpgrade,
+}
+
+impl RequestError {
+    fn from_upstream(error: hyper::Error) -> RequestError {
+        // hyper says "user" when the body we streamed to it (the client's) failed.
+        if error.is_user() {
+            RequestError::ClientBody(error)
+        } else {
+            RequestError::Upstream(error)
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            RequestError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::Host(_) | RequestError::AmbiguousFraming | RequestError::ClientBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            RequestError::NotFound => StatusCode::NOT_FOUND,
+            RequestError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::ConnectFailed | RequestError::Upstream(_) | RequestError::UnaskedUpgrade => {
+                StatusCode::BAD_GATEWAY
+            }
+            RequestError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Whether the client's connection cannot be trusted with another request.
+    fn closes_connection(&self) -> bool {
+        matches!(self, RequestError::Host(_) | RequestError::AmbiguousFraming | RequestError::ClientBody(_))
+    }
+
+    /// The one answer to each failure: a short plain body, as ingress-nginx's default backend.
+    pub(crate) fn response(self, version: Version) -> Response<Content> {
+        let status = self.status();
+        match status {
+            StatusCode::NOT_FOUND | StatusCode::SERVICE_UNAVAILABLE => {}
+            _ => tracing::debug!(error = %self, %status, "request failed"),
+        }
+        let text = match status {
+            StatusCode::NOT_FOUND => "default backend - 404\n",
+            StatusCode::SERVICE_UNAVAILABLE => "503 Service Temporarily Unavailable\n",
+            StatusCode::BAD_GATEWAY => "502 Bad Gateway\n",
+            StatusCode::GATEWAY_TIMEOUT => "504 Gateway Time-out\n",
+            StatusCode::METHOD_NOT_ALLOWED => "405 Not Allowed\n",
+            _ => "400 Bad Request\n",
+        };
+        let mut response = Response::new(Content::fixed(text));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if self.closes_connection() && version < Version::HTTP_2 {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// What the access log says of a request beyond its accounting.
+struct AccessDetails {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    host: Option<HeaderValue>,
+}
+
+/// One request's accounting, recorded when it is dropped (with the response body).
+pub(crate) struct Exchange {
+    connection: Arc<Downstream>,
+    /// `None` until the request matched a backend.
+    series: Option<Arc<BackendSeries>>,
+    method: MethodLabel,
+    status: u16,
+    start: Instant,
+    bytes: u64,
+    upstream: Option<SocketAddr>,
+    access: Option<AccessDetails>,
+}
+
+impl Exchange {
+    fn begin(connection: Arc<Downstream>, request: &Request<Incoming>) -> Exchange {
+        if let Some(activity) = &connection.activity {
+            activity.begin();
+        }
+        let access = connection.shared.config.access_log.then(|| AccessDetails {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            host: request.headers().get(header::HOST).cloned(),
+        });
+        Exchange {
+            connection,
+            series: None,
+            method: MethodLabel::of(request.method()),
+            // What nginx logs for a client that left before its response.
+            status: 499,
+            start: Instant::now(),
+            bytes: 0,
+            upstream: None,
+            access,
+        }
+    }
+
+    /// `len` more body bytes sent to the client.
+    pub(crate) fn sent(&mut self, len: usize) {
+        self.bytes += len as u64;
+    }
+
+    pub(crate) fn pool(&self) -> &UpstreamPool {
+        &self.connection.shared.pool
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let elapsed = self.start.elapsed();
+        let metrics = &self.connection.shared.metrics;
+        let series = self.series.as_deref().unwrap_or(metrics.unrouted());
+        series.record(self.method, self.status, elapsed);
+        if let Some(activity) = &self.connection.activity {
+            activity.end();
+        }
+        if let Some(access) = &self.access {
+            let (namespace, ingress) = series.ingress();
+            tracing::info!(
+                target: "frontdoor_ingress::access",
+                client = %self.connection.client.ip(),
+                method = %access.method,
+                host = access.host.as_ref().and_then(|host| host.to_str().ok()),
+                uri = %access.uri,
+                protocol = ?access.version,
+                status = self.status,
+                bytes = self.bytes,
+                duration_ms = elapsed.as_secs_f64() * 1e3,
+                upstream = self.upstream.map(tracing::field::display),
+                namespace,
+                ingress,
+                service = series.service(),
+                "request",
+            );
+        }
+    }
+}
+
+/// The proxy's service: one call per request on a client connection.
+pub(crate) async fn handle(
+    connection: Arc<Downstream>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let mut exchange = Exchange::begin(connection, &request);
+    let version = request.version();
+    let response = match forward(&mut exchange, request).await {
+        Ok(response) => response,
+        Err(error) => error.response(version),
+    };
+    exchange.status = response.status().as_u16();
+    Ok(response.map(|content| ResponseBody::new(content, exchange)))
+}
+
+/// Where a routed request may go.
+struct Target {
+    endpoints: Arc<[SocketAddr]>,
+    protocol: BackendProtocol,
+}
+
+async fn forward(exchange: &mut Exchange, mut request: Request<Incoming>) -> Result<Response<Content>, RequestError> {
+    let connection = &*exchange.connection;
+    let shared = &*connection.shared;
+    if request.method() == Method::CONNECT {
+        return Err(RequestError::ConnectMethod);
+    }
+    let version = request.version();
+    let host = request_host(request.uri(), request.headers(), version).map_err(RequestError::Host)?;
+    if version < Version::HTTP_2 && ambiguous_framing(request.headers()) {
+        return Err(RequestError::AmbiguousFraming);
+    }
+
+    let target = {
+        let table = shared.routes.load();
+        let host_name = host.as_ref().and_then(|host| host.to_str().ok()).unwrap_or("");
+        match table.route(host_name, request.uri().path()) {
+            Route::NotFound => return Err(RequestError::NotFound),
+            Route::NoEndpoints(backend) => {
+                exchange.series = Some(shared.metrics.backend(&table, backend));
+                return Err(RequestError::NoEndpoints);
+            }
+            Route::Backend(backend) => {
+                exchange.series = Some(shared.metrics.backend(&table, backend));
+                Target { endpoints: backend.endpoints.clone(), protocol: backend.protocol }
+            }
+        }
+    };
+
+    let upgrade = is_upgrade(version, request.headers());
+    let on_client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    // An upgrade is an HTTP/1.1 affair whatever the backend otherwise speaks.
+    let protocol = if upgrade { BackendProtocol::Http1 } else { target.protocol };
+    prepare(&mut request, connection, host.as_ref(), protocol, upgrade)?;
+
+    let series = exchange.series.as_deref().unwrap_or(shared.metrics.unrouted());
+    let (mut response, address, sender) =
+        send(shared, series, &target.endpoints, protocol, request, host.is_none()).await?;
+    exchange.upstream = Some(address);
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(on_client_upgrade) = on_client_upgrade else {
+            return Err(RequestError::UnaskedUpgrade);
+        };
+        let on_upstream_upgrade = hyper::upgrade::on(&mut response);
+        spawn_tunnel(shared, on_client_upgrade, on_upstream_upgrade, address);
+        return Ok(response.map(|body| Content::Upstream { body, reuse: None }));
+    }
+    strip_hop_by_hop(response.headers_mut(), Keep::default());
+    // hyper writes what the client speaks; an h2c backend's HTTP/2 is not that.
+    *response.version_mut() = Version::HTTP_11;
+    let mut reuse = sender.map(|sender| Reuse { address, sender });
+    if response.body().is_end_stream() {
+        if let Some(Reuse { address, sender }) = reuse.take() {
+            shared.pool.put_http1(address, sender);
+        }
+    }
+    Ok(response.map(|body| Content::Upstream { body, reuse }))
+}
+
+/// Rewrites the client's request into the backend's, in place.
+fn prepare(
+    request: &mut Request<Incoming>,
+    connection: &Downstream,
+    host: Option<&HeaderValue>,
+    protocol: BackendProtocol,
+    upgrade: bool,
+) -> Result<(), RequestError> {
+    let target_had_authority = request.uri().authority().is_some();
+    let path = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let headers = request.headers_mut();
+    strip_hop_by_hop(headers, Keep { upgrade, te_trailers: protocol == BackendProtocol::H2c });
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    connection.headers.apply(headers, host);
+    match protocol {
+        BackendProtocol::Http1 => {
+            // `Host` as the client sent it, unless the target named the host (absolute-form,
+            // HTTP/2's `:authority`): then that, which is what the request was routed by.
+            if let Some(host) = host.filter(|_| target_had_authority || !headers.contains_key(header::HOST)) {
+                headers.insert(header::HOST, host.clone());
+            }
+            if target_had_authority || request.uri().scheme().is_some() {
+                *request.uri_mut() = Uri::from(path);
+            }
+            *request.version_mut() = Version::HTTP_11;
+        }
+        BackendProtocol::H2c => {
+            if let Some(host) = host {
+                let authority =
+                    Authority::try_from(host.as_bytes()).map_err(|_| RequestError::Host(HostProblem::Invalid))?;
+                *request.uri_mut() = absolute_uri(authority, path)?;
+            }
+            *request.version_mut() = Version::HTTP_2;
+        }
+    }
+    Ok(())
+}
+
+fn absolute_uri(authority: Authority, path: PathAndQuery) -> Result<Uri, RequestError> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path);
+    Uri::from_parts(parts).map_err(|_| RequestError::Host(HostProblem::Invalid))
+}
+
+/// A request without any host (HTTP/1.0 without `Host`) names the endpoint.
+fn name_endpoint(request: &mut Request<Incoming>, address: SocketAddr) {
+    let text = address.to_string();
+    if request.version() == Version::HTTP_2 {
+        if let Ok(authority) = Authority::try_from(text.as_str()) {
+            let path = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+            if let Ok(uri) = absolute_uri(authority, path) {
+                *request.uri_mut() = uri;
+            }
+        }
+    } else if let Ok(host) = HeaderValue::from_str(&text) {
+        request.headers_mut().insert(header::HOST, host);
+    }
+}
+
+/// One endpoint's outcome.
+enum Attempt {
+    /// The request never left: another endpoint may take it.
+    Unsent(ConnectError, Box<Request<Incoming>>),
+    Failed(RequestError),
+}
+
+/// A uniform pick among `len` (a thread-local xorshift; no lock, no shared state).
+fn random_below(len: usize) -> usize {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(std::hash::RandomState::new().hash_one(0u8) | 1);
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x % len as u64) as usize
+    })
+}
+
+/// `future`, or `None` once `limit` passed.
+async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+async fn send(
+    shared: &Shared,
+    series: &BackendSeries,
+    endpoints: &[SocketAddr],
+    protocol: BackendProtocol,
+    mut request: Request<Incoming>,
+    hostless: bool,
+) -> Result<(Response<Incoming>, SocketAddr, Option<Http1Sender>), RequestError> {
+    let count = endpoints.len();
+    let attempts = match shared.config.max_connect_attempts {
+        0 => count,
+        max => max.min(count),
+    };
+    let first = random_below(count.max(1));
+    for attempt in 0..attempts {
+        let address = endpoints[(first + attempt) % count];
+        if hostless {
+            name_endpoint(&mut request, address);
+        }
+        let outcome = match protocol {
+            BackendProtocol::Http1 => send_http1(shared, address, request).await,
+            BackendProtocol::H2c => send_http2(shared, address, request).await,
+        };
+        match outcome {
+            Ok((response, sender)) => return Ok((response, address, sender)),
+            Err(Attempt::Unsent(error, returned)) => {
+                series.connect_failed();
+                tracing::debug!(%error, %address, "upstream endpoint unreachable, trying another");
+                request = *returned;
+            }
+            Err(Attempt::Failed(error)) => return Err(error),
+        }
+    }
+    Err(RequestError::ConnectFailed)
+}
+
+async fn send_http1(
+    shared: &Shared,
+    address: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<(Response<Incoming>, Option<Http1Sender>), Attempt> {
+    loop {
+        let (mut sender, fresh) = match shared.pool.take_http1(address) {
+            Some(sender) => (sender, false),
+            None => match shared.pool.connect_http1(address).await {
+                Ok(sender) => (sender, true),
+                Err(error) => return Err(Attempt::Unsent(error, Box::new(request))),
+            },
+        };
+        if !sender.is_ready() {
+            // A fresh connection is ready once its task runs; a pooled one when its previous
+            // exchange has wound down, or never (its server closed it, or a slow upload goes on).
+            let wait = if fresh { shared.config.connect_timeout } else { POOLED_READY_WAIT };
+            match tokio::time::timeout(wait, sender.ready()).await {
+                Ok(Ok(())) => {}
+                _ if fresh => return Err(Attempt::Unsent(ConnectError::ClosedUnsent, Box::new(request))),
+                _ => continue,
+            }
+        }
+        match within(shared.config.upstream_response_timeout, sender.try_send_request(request)).await {
+            None => return Err(Attempt::Failed(RequestError::UpstreamTimeout)),
+            Some(Ok(response)) => return Ok((response, Some(sender))),
+            Some(Err(mut error)) => match error.take_message() {
+                // A pooled connection closed as we used it; the request never left.
+                Some(returned) if !fresh => request = returned,
+                Some(returned) => return Err(Attempt::Unsent(ConnectError::ClosedUnsent, Box::new(returned))),
+                None => return Err(Attempt::Failed(RequestError::from_upstream(error.into_error()))),
+            },
+        }
+    }
+}
+
+async fn send_http2(
+    shared: &Shared,
+    address: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<(Response<Incoming>, Option<Http1Sender>), Attempt> {
+    let mut retried = false;
+    loop {
+        let mut sender = match shared.pool.http2(address).await {
+            Ok(sender) => sender,
+            Err(error) => return Err(Attempt::Unsent(error, Box::new(request))),
+        };
+        match within(shared.config.upstream_response_timeout, sender.try_send_request(request)).await {
+            None => return Err(Attempt::Failed(RequestError::UpstreamTimeout)),
+            Some(Ok(response)) => return Ok((response, None)),
+            Some(Err(mut error)) => match error.take_message() {
+                // The shared connection closed as we used it: once more on a new one.
+                Some(returned) if !retried => {
+                    retried = true;
+                    request = returned;
+                }
+                Some(returned) => return Err(Attempt::Unsent(ConnectError::ClosedUnsent, Box::new(returned))),
+                None => return Err(Attempt::Failed(RequestError::from_upstream(error.into_error()))),
+            },
+        }
+    }
+}
+
+/// Splices an upgraded client connection to its upgraded upstream one until either side ends,
+/// or the drain's deadline.
+fn spawn_tunnel(shared: &Shared, client: OnUpgrade, upstream: OnUpgrade, address: SocketAddr) {
+    let mut drain = shared.drain_watch();
+    tokio::spawn(async move {
+        let tunnel = async {
+            let (client, upstream) = tokio::try_join!(client, upstream).map_err(|error| error.to_string())?;
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            tokio::io::copy_bidirectional(&mut client, &mut upstream).await.map_err(|error| error.to_string())
+        };
+        tokio::select! {
+            result = tunnel => match result {
+                Ok((sent, received)) => tracing::debug!(%address, sent, received, "upgraded connection closed"),
+                Err(error) => tracing::debug!(%address, %error, "upgraded connection failed"),
+            },
+            () = drain.stopped() => tracing::debug!(%address, "upgraded connection cut at the end of the drain"),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_picks_cover_every_endpoint() {
+        let mut seen = [0usize; 5];
+        for _ in 0..5000 {
+            seen[random_below(5)] += 1;
+        }
+        assert!(seen.iter().all(|count| *count > 700), "{seen:?}");
+        assert_eq!(random_below(1), 0);
+    }
+
+    #[test]
+    fn every_failure_has_its_status_and_closes_only_when_framing_is_in_doubt() {
+        let cases = [
+            (RequestError::ConnectMethod, 405, false),
+            (RequestError::Host(HostProblem::Missing), 400, true),
+            (RequestError::AmbiguousFraming, 400, true),
+            (RequestError::NotFound, 404, false),
+            (RequestError::NoEndpoints, 503, false),
+            (RequestError::ConnectFailed, 502, false),
+            (RequestError::UpstreamTimeout, 504, false),
+            (RequestError::UnaskedUpgrade, 502, false),
+        ];
+        for (error, status, closes) in cases {
+            let response = error.response(Version::HTTP_11);
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers().get(header::CONNECTION).is_some(), closes, "{status}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        }
+        let over_h2 = RequestError::AmbiguousFraming.response(Version::HTTP_2);
+        assert!(over_h2.headers().get(header::CONNECTION).is_none());
+    }
+}

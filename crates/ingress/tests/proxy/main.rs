@@ -1,0 +1,12 @@
+//! The proxy end to end: real backends, the route builder's tables, real clients, on loopback.
+#![allow(clippy::unwrap_used)] // a test stops at the first broken assumption
+
+mod support;
+
+mod bad_input;
+mod curl;
+mod drain;
+mod forwarding;
+mod routing;
+mod streaming;
+mod tls;
