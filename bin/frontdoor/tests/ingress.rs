@@ -251,3 +251,103 @@ spec:
     // The broken one is served (503 above) and shows our address.
     assert_eq!(get(&fd, &["ingress", "broken"], "{.status.loadBalancer.ingress[0].ip}"), lan.node_address);
 }
+
+/// Load from the LAN: four keep-alive clients, each a request every 20 ms (200 requests/s in
+/// all), until stdin closes; then one JSON line: responses by status, and errors by kind.
+const LOAD: &str = r#"import http.client, json, sys, threading, time
+host, address = sys.argv[1], sys.argv[2]
+stop = threading.Event()
+lock = threading.Lock()
+results = {"statuses": {}, "errors": {}}
+def count(kind, key):
+    with lock:
+        results[kind][key] = results[kind].get(key, 0) + 1
+def client():
+    conn = None
+    next_at = time.monotonic()
+    while not stop.is_set():
+        next_at += 0.02
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(address, 80, timeout=5)
+            conn.request("GET", "/api/load", headers={"Host": host})
+            response = conn.getresponse()
+            response.read()
+            count("statuses", str(response.status))
+        except Exception as error:
+            count("errors", type(error).__name__)
+            conn = None
+        time.sleep(max(0, next_at - time.monotonic()))
+threads = [threading.Thread(target=client) for _ in range(4)]
+for t in threads: t.start()
+print("started", flush=True)
+sys.stdin.read()
+stop.set()
+for t in threads: t.join()
+print(json.dumps(results), flush=True)
+"#;
+
+#[test]
+fn a_rolling_update_under_load_loses_no_request() {
+    use std::io::{BufRead, BufReader, Write};
+    let (fd, lan) = node_on_a_lan(93, &[]);
+    apply(&fd, &backend("api", 2));
+    apply(&fd, &backend("frontend", 1));
+    apply(
+        &fd,
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules:
+  - host: app.example.com
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+",
+    );
+    wait_ready(&fd, "api", 2);
+    let base = format!("http://{}/api/", lan.node_address);
+    let routed =
+        wait_until(Duration::from_secs(10), || curl(&lan, &["-H", "Host: app.example.com", &base]).starts_with("api "));
+    assert!(routed);
+    let before = get(&fd, &["pods", "-l", "app=api"], "{.items[*].metadata.name}");
+
+    let mut load = lan
+        .command("python3")
+        .args(["-c", LOAD, "app.example.com", &lan.node_address])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(load.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started");
+    // One pod at a time, each counted available only after 2 s: the update lasts long enough
+    // to carry real load.
+    let strategy = r#"{"spec":{"minReadySeconds":2,"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#;
+    fd.kubectl_ok(KUBECTL, &["patch", "deployment", "api", "--type", "merge", "-p", strategy]);
+    fd.kubectl_ok(KUBECTL, &["rollout", "restart", "deployment/api"]);
+    fd.kubectl_ok(KUBECTL, &["rollout", "status", "deployment/api", "--timeout=90s"]);
+    // The new pods serve, and the old ones are gone.
+    let replaced = wait_until(Duration::from_secs(30), || {
+        let now = get(&fd, &["pods", "-l", "app=api"], "{.items[*].metadata.name}");
+        now.split_whitespace().count() == 2 && now.split_whitespace().all(|pod| !before.contains(pod))
+    });
+    assert!(replaced);
+    let served_by_new = wait_until(Duration::from_secs(10), || {
+        let answer = curl(&lan, &["-H", "Host: app.example.com", &base]);
+        answer.split_whitespace().nth(1).is_some_and(|pod| !before.contains(pod))
+    });
+    assert!(served_by_new);
+    drop(load.stdin.take().unwrap().flush());
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let _ = load.wait();
+    let results: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let ok = results["statuses"]["200"].as_u64().unwrap_or(0);
+    assert!(ok >= 800, "too little load to mean anything: {results}");
+    assert_eq!(results["statuses"].as_object().unwrap().len(), 1, "every response a 200: {results}");
+    assert!(results["errors"].as_object().unwrap().is_empty(), "no request failed: {results}");
+}

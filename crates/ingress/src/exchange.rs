@@ -131,6 +131,7 @@ struct AccessDetails {
     method: Method,
     uri: Uri,
     version: Version,
+    /// The host the request was routed by, once known.
     host: Option<HeaderValue>,
 }
 
@@ -156,7 +157,7 @@ impl Exchange {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            host: request.headers().get(header::HOST).cloned(),
+            host: None,
         });
         Exchange {
             connection,
@@ -241,6 +242,9 @@ async fn forward(exchange: &mut Exchange, mut request: Request<Incoming>) -> Res
     }
     let version = request.version();
     let host = request_host(request.uri(), request.headers(), version).map_err(RequestError::Host)?;
+    if let Some(access) = &mut exchange.access {
+        access.host.clone_from(&host);
+    }
     if version < Version::HTTP_2 && ambiguous_framing(request.headers()) {
         return Err(RequestError::AmbiguousFraming);
     }

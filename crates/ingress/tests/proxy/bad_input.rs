@@ -119,7 +119,9 @@ async fn headers_over_the_limit_are_431() {
 #[tokio::test]
 async fn slow_clients_are_cut_at_the_header_read_timeout() {
     let timeout = Duration::from_millis(300);
-    let (_, proxy) = guarded_proxy(frontdoor_ingress::ProxyConfig { header_read_timeout: timeout, ..config() }).await;
+    let idle_timeout = Duration::from_millis(600);
+    let config = frontdoor_ingress::ProxyConfig { header_read_timeout: timeout, idle_timeout, ..config() };
+    let (_, proxy) = guarded_proxy(config).await;
     for first_bytes in [&b""[..], b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "] {
         let started = Instant::now();
         let mut stream = TcpStream::connect(proxy.http).await.unwrap();
@@ -136,6 +138,27 @@ async fn slow_clients_are_cut_at_the_header_read_timeout() {
     let mut answer = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await.unwrap().unwrap();
     assert_eq!(status_of(&String::from_utf8_lossy(&answer)), "200");
+
+    // HTTP/2: a connection that asks nothing is closed at the header read timeout, one whose
+    // streams are all done at the idle timeout.
+    for requests in [0, 1] {
+        let stream = TcpStream::connect(proxy.http).await.unwrap();
+        let started = Instant::now();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        let connection = tokio::spawn(connection);
+        for _ in 0..requests {
+            let sent = http::Request::builder().uri("http://a.example/").body(empty()).unwrap();
+            assert_eq!(read_whole(sender.send_request(sent).await.unwrap()).await.status, 200);
+        }
+        tokio::time::timeout(PATIENCE, connection).await.unwrap().unwrap().unwrap();
+        let (elapsed, expected) = (started.elapsed(), if requests == 0 { timeout } else { idle_timeout });
+        assert!(elapsed >= expected && elapsed < expected * 5, "{elapsed:?} after {requests} requests");
+    }
 }
 
 #[tokio::test]
