@@ -1,7 +1,12 @@
-//! The body the proxy answers with: the upstream response's, relayed frame by frame as it
+//! The bodies the proxy sends.
+//!
+//! [`ResponseBody`], to the client: the upstream response's, relayed frame by frame as it
 //! arrives (never buffered), or a short fixed one of the proxy's own. It carries the request's
 //! [`Exchange`], which records the metrics and the access-log line when the body is done or
 //! dropped, and gives the upstream connection back to the pool once its response was read whole.
+//!
+//! [`RequestBody`], to an endpoint: the client's, streamed, or none for a bodiless request sent
+//! again (the client's body cannot be made anew once hyper has taken it).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,6 +18,40 @@ use hyper::body::Incoming;
 
 use crate::exchange::Exchange;
 use crate::upstream::Http1Sender;
+
+/// The body of a request to an endpoint.
+pub(crate) enum RequestBody {
+    /// The client's, relayed as it arrives.
+    Client(Incoming),
+    /// No body: a bodiless request rebuilt to be sent to another endpoint.
+    Empty,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Client(body) => body.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Client(body) => body.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
 
 /// An HTTP/1.1 upstream connection to pool again once its response has been read.
 pub(crate) struct Reuse {

@@ -7,11 +7,20 @@
 //!    404, a backend without ready endpoints 503.
 //! 3. **Prepare**: hop-by-hop headers stripped (kept for an upgrade), the forwarding headers set,
 //!    origin-form target and `Host` for HTTP/1.1 backends, absolute target for h2c ones.
-//! 4. **Send** to a random endpoint over a pooled connection. A connection that cannot be made
-//!    (refused, timed out, closed before the request left) moves the request to the next
-//!    endpoint, each tried at most once and at most `max_connect_attempts` in all, then 502; once
-//!    sent, a request is never retried (it may not be idempotent). No response head within
-//!    `upstream_response_timeout` is 504.
+//! 4. **Send** to a random endpoint over a pooled connection. The request moves on to the next
+//!    endpoint when its connection cannot be made (refused, timed out, closed before the request
+//!    left), and when the connection fails after the request left but before a response head
+//!    came back (reset or closed: an endpoint that died with requests in flight) if the request
+//!    may be sent twice: its method is idempotent (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE,
+//!    PUT, DELETE) and it has no body (streamed, a body cannot be read again; nginx buffers and
+//!    resends it). Only such a request, and only when its backend has another endpoint, is copied
+//!    before it leaves ([`Replay`]); any other is 502 there. This is nginx's default
+//!    `proxy_next_upstream error timeout` (which since 1.9.13 passes a non-idempotent request on
+//!    only if it was not sent) less the timeout. Each endpoint is tried at most once, at most
+//!    `max_connect_attempts` in all (`proxy_next_upstream_tries`), then 502. Never retried: no
+//!    response head within `upstream_response_timeout` (504; a slow endpoint would do the work
+//!    twice), and an answer that is not HTTP (502; nginx's `invalid_header`, not in its default
+//!    either). Retries count in `frontdoor_ingress_upstream_retries_total`, logged at debug.
 //! 5. **Relay**: the response's hop-by-hop headers stripped and its body streamed as it comes;
 //!    a 101 to an upgrade splices the two upgraded connections in a task of their own.
 //! 6. **Account** when the response body ends or is dropped ([`Exchange`]'s `Drop`): metrics,
@@ -29,13 +38,13 @@ use std::time::{Duration, Instant};
 use frontdoor_ingress_routes::{BackendProtocol, Route};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{Content, ResponseBody, Reuse};
+use crate::body::{Content, RequestBody, ResponseBody, Reuse};
 use crate::headers::{ambiguous_framing, is_upgrade, request_host, strip_hop_by_hop, HostProblem, Keep};
 use crate::metrics::{BackendSeries, MethodLabel};
 use crate::proxy::{Downstream, Shared};
@@ -345,7 +354,7 @@ fn absolute_uri(authority: Authority, path: PathAndQuery) -> Result<Uri, Request
 }
 
 /// A request without any host (HTTP/1.0 without `Host`) names the endpoint.
-fn name_endpoint(request: &mut Request<Incoming>, address: SocketAddr) {
+fn name_endpoint(request: &mut Request<RequestBody>, address: SocketAddr) {
     let text = address.to_string();
     if request.version() == Version::HTTP_2 {
         if let Ok(authority) = Authority::try_from(text.as_str()) {
@@ -362,8 +371,56 @@ fn name_endpoint(request: &mut Request<Incoming>, address: SocketAddr) {
 /// One endpoint's outcome.
 enum Attempt {
     /// The request never left: another endpoint may take it.
-    Unsent(ConnectError, Box<Request<Incoming>>),
+    Unsent(ConnectError, Box<Request<RequestBody>>),
+    /// The request left, and its connection failed before a response head came back: another
+    /// endpoint may take a copy, if one was kept ([`Replay`]).
+    Lost(hyper::Error),
     Failed(RequestError),
+}
+
+impl Attempt {
+    /// What a failure after the request left amounts to.
+    fn after_sending(error: hyper::Error) -> Attempt {
+        // The client's body failed (hyper's "user" error), or the endpoint answered with
+        // something that is not HTTP: neither is the endpoint's connection failing.
+        if error.is_user() || error.is_parse() {
+            Attempt::Failed(RequestError::from_upstream(error))
+        } else {
+            Attempt::Lost(error)
+        }
+    }
+}
+
+/// What a request that may be sent twice is made again from, for another endpoint once one
+/// failed it after it left: its method is idempotent (RFC 9110 §9.2.2) and it has no body (the
+/// client's, streamed, cannot be read again). Its extensions stay behind: none concerns an
+/// upstream connection (an upgrade's client half was taken out before).
+struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    /// The copy of `request`, or `None` (and nothing copied) if it must not be sent twice.
+    fn of(request: &Request<Incoming>) -> Option<Replay> {
+        (request.method().is_idempotent() && request.body().is_end_stream()).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn request(&self) -> Request<RequestBody> {
+        let mut request = Request::new(RequestBody::Empty);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
 }
 
 /// A uniform pick among `len` (a thread-local xorshift; no lock, no shared state).
@@ -390,12 +447,16 @@ async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> O
     }
 }
 
+/// Sends `request` to one of `endpoints`, moving on to the next (each at most once, at most
+/// `max_connect_attempts` in all) when one cannot be connected to, or fails a request that may
+/// be sent twice ([`Replay`]) after it left and before answering. A response timeout is never
+/// retried: the endpoint may still be at work on the request, and would see it twice.
 async fn send(
     shared: &Shared,
     series: &BackendSeries,
     endpoints: &[SocketAddr],
     protocol: BackendProtocol,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     hostless: bool,
 ) -> Result<(Response<Incoming>, SocketAddr, Option<Http1Sender>), RequestError> {
     let count = endpoints.len();
@@ -403,6 +464,9 @@ async fn send(
         0 => count,
         max => max.min(count),
     };
+    // Copied only if it may be sent twice and another endpoint could take it.
+    let replay = if attempts > 1 { Replay::of(&request) } else { None };
+    let mut request = request.map(RequestBody::Client);
     let first = random_below(count.max(1));
     for attempt in 0..attempts {
         let address = endpoints[(first + attempt) % count];
@@ -420,6 +484,14 @@ async fn send(
                 tracing::debug!(%error, %address, "upstream endpoint unreachable, trying another");
                 request = *returned;
             }
+            Err(Attempt::Lost(error)) => match &replay {
+                Some(replay) if attempt + 1 < attempts => {
+                    series.retried();
+                    tracing::debug!(%error, %address, "upstream endpoint failed before answering, trying another");
+                    request = replay.request();
+                }
+                _ => return Err(RequestError::Upstream(error)),
+            },
             Err(Attempt::Failed(error)) => return Err(error),
         }
     }
@@ -429,7 +501,7 @@ async fn send(
 async fn send_http1(
     shared: &Shared,
     address: SocketAddr,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Option<Http1Sender>), Attempt> {
     loop {
         let (mut sender, fresh) = match shared.pool.take_http1(address) {
@@ -456,7 +528,7 @@ async fn send_http1(
                 // A pooled connection closed as we used it; the request never left.
                 Some(returned) if !fresh => request = returned,
                 Some(returned) => return Err(Attempt::Unsent(ConnectError::ClosedUnsent, Box::new(returned))),
-                None => return Err(Attempt::Failed(RequestError::from_upstream(error.into_error()))),
+                None => return Err(Attempt::after_sending(error.into_error())),
             },
         }
     }
@@ -465,7 +537,7 @@ async fn send_http1(
 async fn send_http2(
     shared: &Shared,
     address: SocketAddr,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Option<Http1Sender>), Attempt> {
     let mut retried = false;
     loop {
@@ -483,7 +555,7 @@ async fn send_http2(
                     request = returned;
                 }
                 Some(returned) => return Err(Attempt::Unsent(ConnectError::ClosedUnsent, Box::new(returned))),
-                None => return Err(Attempt::Failed(RequestError::from_upstream(error.into_error()))),
+                None => return Err(Attempt::after_sending(error.into_error())),
             },
         }
     }

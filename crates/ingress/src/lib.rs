@@ -12,11 +12,13 @@
 //!   [`tls::Certificates`], else the self-signed default.
 //! - each request (`exchange`): host and framing checked, routed (`RouteTable::route`, an
 //!   `ArcSwap` load: no lock), forwarded to a random endpoint of its backend over a pooled
-//!   keep-alive connection (a failed connect moves on to another endpoint), bodies streamed both
-//!   ways, upgrades (WebSocket) spliced, and every error answered with one status in one place.
+//!   keep-alive connection (a failed connect moves on to another endpoint, as does an idempotent
+//!   bodiless request an endpoint dropped unanswered), bodies streamed both ways, upgrades
+//!   (WebSocket) spliced, and every error answered with one status in one place.
 //! - the metrics (`nginx_ingress_controller_requests`, `…_request_duration_seconds` with
-//!   ingress-nginx's labels, and `frontdoor_ingress_upstream_connect_failures_total`) and one
-//!   access-log line per request (target `frontdoor_ingress::access`).
+//!   ingress-nginx's labels, `frontdoor_ingress_upstream_connect_failures_total` and
+//!   `…_upstream_retries_total`) and one access-log line per request (target
+//!   `frontdoor_ingress::access`).
 //!
 //! The controller (informers → `RouteTableBuilder` → swap; Secrets → [`tls::Certificates`]) is
 //! the caller's: this crate only reads the two `ArcSwap`s it is given.

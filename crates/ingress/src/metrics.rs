@@ -166,6 +166,7 @@ pub(crate) struct BackendSeries {
     /// `(method, common status)` → handles, allocated on the backend's first request.
     slots: OnceLock<Box<[OnceLock<Series>]>>,
     connect_failures: OnceLock<Counter>,
+    retries: OnceLock<Counter>,
     families: Families,
 }
 
@@ -177,6 +178,7 @@ impl BackendSeries {
             host: host.into(),
             slots: OnceLock::new(),
             connect_failures: OnceLock::new(),
+            retries: OnceLock::new(),
             families,
         }
     }
@@ -245,6 +247,11 @@ impl BackendSeries {
     pub(crate) fn connect_failed(&self) {
         self.connect_failures.get_or_init(|| self.families.connect_failures.get_or_create(&self.labels).clone()).inc();
     }
+
+    /// A request one of the backend's endpoints failed after it was sent is sent to another.
+    pub(crate) fn retried(&self) {
+        self.retries.get_or_init(|| self.families.retries.get_or_create(&self.labels).clone()).inc();
+    }
 }
 
 #[derive(Clone)]
@@ -252,6 +259,7 @@ struct Families {
     requests: Family<RequestLabels, RequestCount>,
     durations: Family<RequestLabels, LatencyHistogram>,
     connect_failures: Family<UpstreamLabels, Counter>,
+    retries: Family<UpstreamLabels, Counter>,
 }
 
 /// Each backend's series for one route table.
@@ -277,8 +285,12 @@ fn backend_key(backend: &Backend) -> usize {
 
 impl IngressMetrics {
     pub(crate) fn register(registry: &frontdoor_metrics::Registry) -> IngressMetrics {
-        let families =
-            Families { requests: Family::default(), durations: Family::default(), connect_failures: Family::default() };
+        let families = Families {
+            requests: Family::default(),
+            durations: Family::default(),
+            connect_failures: Family::default(),
+            retries: Family::default(),
+        };
         registry.register(
             "nginx_ingress_controller_requests",
             "The total number of client requests",
@@ -293,6 +305,12 @@ impl IngressMetrics {
             "frontdoor_ingress_upstream_connect_failures",
             "Connections to a backend's endpoints that could not be made (each is retried on another endpoint)",
             families.connect_failures.clone(),
+        );
+        registry.register(
+            "frontdoor_ingress_upstream_retries",
+            "Requests sent to an endpoint that failed before answering, sent again to another endpoint \
+             (idempotent bodiless requests only; connections never made count as connect failures)",
+            families.retries.clone(),
         );
         let unrouted = Arc::new(BackendSeries::new(families.clone(), "", "", "", "", ""));
         let index = ArcSwap::from_pointee(SeriesIndex { table: Arc::default(), by_backend: HashMap::new() });
@@ -350,6 +368,8 @@ mod tests {
         series.record(MethodLabel::of(&Method::GET), 200, Duration::from_millis(3));
         series.record(MethodLabel::of(&Method::from_bytes(b"BREW").unwrap()), 418, Duration::from_secs(20));
         series.connect_failed();
+        series.retried();
+        series.retried();
         let text = registry.encode();
         let labels = r#"status="200",method="GET",path="/api",namespace="default",ingress="web",service="web-svc",host="example.com""#;
         assert!(text.contains("# TYPE nginx_ingress_controller_requests unknown"), "{text}");
@@ -376,6 +396,12 @@ mod tests {
         assert!(
             text.contains(
                 r#"frontdoor_ingress_upstream_connect_failures_total{namespace="default",ingress="web",service="web-svc"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"frontdoor_ingress_upstream_retries_total{namespace="default",ingress="web",service="web-svc"} 2"#
             ),
             "{text}"
         );

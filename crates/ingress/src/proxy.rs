@@ -69,7 +69,8 @@ pub struct ProxyConfig {
     pub upstream_idle_timeout: Duration,
     /// Idle upstream connections kept per endpoint. 320 [`upstream-keepalive-connections`].
     pub max_idle_per_endpoint: usize,
-    /// Endpoints tried when connections cannot be made, each at most once; 0 tries every one.
+    /// Endpoints tried for one request, each at most once, when connections cannot be made or
+    /// an endpoint fails an idempotent bodiless request before answering; 0 tries every one.
     /// 3 [`proxy-next-upstream-tries`].
     pub max_connect_attempts: usize,
     /// The request line and headers of an HTTP/1.1 request, and the header list of an HTTP/2

@@ -16,13 +16,14 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-pub(crate) type Http1Sender = http1::SendRequest<Incoming>;
-pub(crate) type Http2Sender = http2::SendRequest<Incoming>;
+use crate::body::RequestBody;
+
+pub(crate) type Http1Sender = http1::SendRequest<RequestBody>;
+pub(crate) type Http2Sender = http2::SendRequest<RequestBody>;
 
 /// Why no connection to an endpoint could be made.
 #[derive(Debug, thiserror::Error)]

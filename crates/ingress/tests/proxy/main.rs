@@ -7,6 +7,7 @@ mod bad_input;
 mod curl;
 mod drain;
 mod forwarding;
+mod retries;
 mod routing;
 mod streaming;
 mod tls;

@@ -196,6 +196,138 @@ impl Backend {
     }
 }
 
+/// How a [`DyingBackend`] fails the requests it reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Dying {
+    /// Requests answered on each connection before the one it drops, so that a pooled
+    /// keep-alive connection fails only later. HTTP/1.1 only.
+    pub answer_first: usize,
+    /// Closes with a reset (`SO_LINGER` 0) rather than a FIN.
+    pub reset: bool,
+    /// Speaks h2c: reads the preface and frames up to the first HEADERS, then closes.
+    pub h2c: bool,
+}
+
+/// An endpoint that reads a request whole and closes the connection without answering, as a pod
+/// killed with requests in flight does. A request it answers gets JSON naming it, as
+/// [`Backend`]'s default answer.
+#[derive(Clone)]
+pub struct DyingBackend {
+    pub address: SocketAddr,
+    /// Each request read and left unanswered: its `x-request` header (`""` without one, or h2c).
+    dropped: Arc<Mutex<Vec<String>>>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl DyingBackend {
+    pub async fn start(name: &'static str, dying: Dying) -> DyingBackend {
+        assert!(!dying.h2c || dying.answer_first == 0, "an h2c dying backend answers nothing");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend =
+            DyingBackend { address: listener.local_addr().unwrap(), dropped: Arc::default(), answered: Arc::default() };
+        let serving = backend.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let backend = serving.clone();
+                tokio::spawn(async move {
+                    let stream = if dying.h2c {
+                        backend.read_h2c_request(stream).await
+                    } else {
+                        backend.serve_http1(stream, name, dying.answer_first).await
+                    };
+                    if let Some(stream) = stream {
+                        if dying.reset {
+                            stream.set_zero_linger().unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        backend
+    }
+
+    pub fn dropped(&self) -> Vec<String> {
+        self.dropped.lock().unwrap().clone()
+    }
+
+    /// Requests answered so far.
+    pub fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// Answers `answer_first` requests, reads one more and gives the stream back to be dropped;
+    /// `None` if the proxy closed first.
+    async fn serve_http1(&self, mut stream: TcpStream, name: &str, answer_first: usize) -> Option<TcpStream> {
+        let mut buffer = Vec::new();
+        for _ in 0..answer_first {
+            read_http1_request(&mut stream, &mut buffer).await?;
+            let body = json!({"backend": name}).to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(response.as_bytes()).await.ok()?;
+            self.answered.fetch_add(1, Ordering::SeqCst);
+        }
+        let request = read_http1_request(&mut stream, &mut buffer).await?;
+        self.dropped.lock().unwrap().push(request);
+        Some(stream)
+    }
+
+    /// Reads the preface and frames up to the first HEADERS; `None` if the proxy closed first.
+    async fn read_h2c_request(&self, mut stream: TcpStream) -> Option<TcpStream> {
+        let mut preface = [0u8; 24];
+        stream.read_exact(&mut preface).await.ok()?;
+        loop {
+            let mut frame_head = [0u8; 9];
+            stream.read_exact(&mut frame_head).await.ok()?;
+            let length = u32::from_be_bytes([0, frame_head[0], frame_head[1], frame_head[2]]) as usize;
+            let mut payload = vec![0u8; length];
+            stream.read_exact(&mut payload).await.ok()?;
+            // HEADERS (a request's headers fit one frame here: no CONTINUATION).
+            if frame_head[3] == 0x1 {
+                self.dropped.lock().unwrap().push(String::new());
+                return Some(stream);
+            }
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request whole (its body by `Content-Length`) off `buffer` and `stream`:
+/// its `x-request` header, `""` without one; `None` if the stream ended first.
+async fn read_http1_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<String> {
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end + 4;
+        }
+        read_more(stream, buffer).await?;
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':').map(|value| value.trim().to_string()))
+    };
+    assert!(header("transfer-encoding").is_none(), "a dying backend reads only Content-Length bodies");
+    let length: usize = header("content-length").map_or(0, |length| length.parse().unwrap());
+    while buffer.len() < head_end + length {
+        read_more(stream, buffer).await?;
+    }
+    buffer.drain(..head_end + length);
+    Some(header("x-request").unwrap_or_default())
+}
+
+/// Reads what `stream` has into `buffer`; `None` at its end.
+async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(read) => {
+            buffer.extend_from_slice(&chunk[..read]);
+            Some(())
+        }
+    }
+}
+
 /// An address nothing listens on (bound, then closed).
 pub async fn dead_address() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
