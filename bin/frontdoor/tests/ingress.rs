@@ -164,17 +164,36 @@ fn the_seed_ingress_routes_from_the_lan_over_http1_http2_and_https() {
     fd.kubectl_ok(KUBECTL, &["create", "secret", "tls", "app-tls", "--cert", &cert, "--key", &key]);
     fd.kubectl_ok(
         KUBECTL,
-        &["patch", "ingress", "web", "--type", "merge", "-p", r#"{"spec":{"tls":[{"hosts":["app.example.com"],"secretName":"app-tls"}]}}"#],
+        &[
+            "patch",
+            "ingress",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"tls":[{"hosts":["app.example.com"],"secretName":"app-tls"}]}}"#,
+        ],
     );
     let resolve = format!("app.example.com:443:{}", lan.node_address);
-    let https = |ca: &str| {
-        curl(&lan, &["--resolve", &resolve, "--cacert", ca, "https://app.example.com/api/tls"])
-    };
+    let https = |ca: &str| curl(&lan, &["--resolve", &resolve, "--cacert", ca, "https://app.example.com/api/tls"]);
     let served = wait_until(Duration::from_secs(10), || https(&cert).starts_with("api "));
-    assert!(served, "{}", String::from_utf8_lossy(&lan.command("curl").args(["-v", "--resolve", &resolve, "--cacert", &cert, "https://app.example.com/api/tls"]).output().unwrap().stderr));
+    assert!(
+        served,
+        "{}",
+        String::from_utf8_lossy(
+            &lan.command("curl")
+                .args(["-v", "--resolve", &resolve, "--cacert", &cert, "https://app.example.com/api/tls"])
+                .output()
+                .unwrap()
+                .stderr
+        )
+    );
     let fields: Vec<String> = https(&cert).split_whitespace().map(String::from).collect();
     assert_eq!(fields[4], "https", "X-Forwarded-Proto");
-    let h2s = curl(&lan, &["--http2", "--resolve", &resolve, "--cacert", &cert, "-w", " %{http_version}", "https://app.example.com/"]);
+    let h2s = curl(
+        &lan,
+        &["--http2", "--resolve", &resolve, "--cacert", &cert, "-w", " %{http_version}", "https://app.example.com/"],
+    );
     assert!(h2s.starts_with("frontend ") && h2s.ends_with(" 2"), "{h2s}");
     // The PORTS column now says 80, 443.
     let row = fd.kubectl_ok(KUBECTL, &["get", "ingress", "web", "--no-headers"]);
@@ -183,7 +202,19 @@ fn the_seed_ingress_routes_from_the_lan_over_http1_http2_and_https() {
     let (rotated, rotated_key) = certificate(dir.path(), "app.example.com", "second");
     let secret = fd.kubectl_ok(
         KUBECTL,
-        &["create", "secret", "tls", "app-tls", "--cert", &rotated, "--key", &rotated_key, "--dry-run=client", "-o", "yaml"],
+        &[
+            "create",
+            "secret",
+            "tls",
+            "app-tls",
+            "--cert",
+            &rotated,
+            "--key",
+            &rotated_key,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
     );
     apply(&fd, &secret);
     let rotated_served = wait_until(Duration::from_secs(10), || https(&rotated).starts_with("api "));
@@ -241,9 +272,8 @@ spec:
     });
     assert!(reported, "{}", events());
     let base = format!("http://{}/", lan.node_address);
-    let code = |host: &str| {
-        curl(&lan, &["-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Host: {host}"), &base])
-    };
+    let code =
+        |host: &str| curl(&lan, &["-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Host: {host}"), &base]);
     assert_eq!(code("broken.example.com"), "503");
     // The other class's Ingress is not served and its status is not ours to write.
     assert_eq!(code("elsewhere.example.com"), "404");
