@@ -4,7 +4,7 @@
 //! only a name outside the cluster (or an ExternalName's target) waits on an upstream, in a task
 //! of its own. Forwarded answers go through the cache first; the upstreams are tried in turn
 //! (UDP, then TCP when a TCP client's answer came back truncated); when none answers the client
-//! gets SERVFAIL. Clients outside the served ranges (the node's own addresses, loopback, the pod
+//! gets SERVFAIL (kept a few seconds). Clients outside the served ranges (the node's own addresses, loopback, the pod
 //! ranges) get REFUSED: the server is not an open resolver.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -156,8 +156,12 @@ impl Shared {
                 return answer;
             }
         }
+        // Kept a few seconds, as CoreDNS's cache keeps a SERVFAIL: a dead upstream is not asked
+        // again (and waited for) on every query.
         let mut out = Vec::new();
         reply_with_rcode(request, RCODE_SERVFAIL, &mut out);
+        let stored = self.cache.insert(request, &out, self.now_ms());
+        self.metrics.cache_stored(stored, self.cache.len());
         out
     }
 

@@ -4,8 +4,9 @@
 //! response with the asker's ID, question spelling and RD bit, every TTL counting down.
 //!
 //! The key is the question (name lower-cased, type, class) and what changes an upstream's answer
-//! for the same question: EDNS0 present, its DO bit, the CD bit. Truncated answers, and rcodes
-//! other than NOERROR and NXDOMAIN, are not stored.
+//! for the same question: EDNS0 present, its DO bit, the CD bit. SERVFAIL is kept with the
+//! denials for `servfail_ttl` (CoreDNS's `servfail`, 5 s), so a dead upstream is not asked again
+//! for every query; truncated answers and other rcodes are not stored.
 //!
 //! Time comes from the caller (milliseconds on any monotonic clock), so the cache does no I/O.
 
@@ -23,11 +24,13 @@ pub struct CacheConfig {
     pub min_ttl: u32,
     pub max_denial_ttl: u32,
     pub min_denial_ttl: u32,
+    /// How long a SERVFAIL is kept; 0: never.
+    pub servfail_ttl: u32,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { capacity: 9984, max_ttl: 3600, min_ttl: 5, max_denial_ttl: 1800, min_denial_ttl: 5 }
+        CacheConfig { capacity: 9984, max_ttl: 3600, min_ttl: 5, max_denial_ttl: 1800, min_denial_ttl: 5, servfail_ttl: 5 }
     }
 }
 
@@ -235,6 +238,7 @@ impl ForwardCache {
                 let ttl = soa.unwrap_or(c.min_denial_ttl);
                 (CacheKind::Denial, ttl.clamp(c.min_denial_ttl, c.max_denial_ttl.max(c.min_denial_ttl)))
             }
+            (2, _) => (CacheKind::Denial, c.servfail_ttl),
             _ => return None,
         };
         (ttl > 0).then(|| (kind, ttl, ttls.into_boxed_slice()))
@@ -322,7 +326,7 @@ mod tests {
             (ResponseCode::NXDomain, &[], Some((20, 3600)), Some((CacheKind::Denial, 20))),
             (ResponseCode::NoError, &[], Some((7200, 7200)), Some((CacheKind::Denial, 1800))),
             (ResponseCode::NXDomain, &[], None, Some((CacheKind::Denial, 5))),
-            (ResponseCode::ServFail, &[], None, None),
+            (ResponseCode::ServFail, &[], None, Some((CacheKind::Denial, 5))),
             (ResponseCode::Refused, &[], None, None),
         ];
         for (rcode, ttls, soa, expected) in cases {
