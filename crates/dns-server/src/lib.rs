@@ -14,6 +14,7 @@
 //! the pod ranges are served: the server is not an open resolver.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod kube_dns;
 mod metrics;
 mod serve;

@@ -1,6 +1,7 @@
 //! The sockets: UDP and TCP on port 53 of the node address.
 //!
-//! A request is answered from the index current when it arrived, inline on the socket's task;
+//! UDP requests are taken in batches (`recvmmsg`). A request is answered from the index current
+//! when it arrived, inline on the socket's task;
 //! only a name outside the cluster (or an ExternalName's target) waits on an upstream, in a task
 //! of its own. Forwarded answers go through the cache first; the upstreams are tried in turn
 //! (UDP, then TCP when a TCP client's answer came back truncated); when none answers the client
@@ -21,6 +22,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
+use crate::batch::Batch;
 use crate::metrics::{DnsMetrics, Path, Served};
 use crate::DnsError;
 
@@ -255,14 +257,21 @@ impl Server {
     pub async fn run(self, shutdown: Shutdown) {
         let stop = shutdown.triggered();
         tokio::pin!(stop);
-        let mut buffer = vec![0u8; 65_535];
+        let mut batch = Batch::new();
         let mut out = Vec::with_capacity(1232);
         loop {
             tokio::select! {
                 () = &mut stop => return,
-                received = self.udp.recv_from(&mut buffer) => {
-                    let Ok((length, client)) = received else { continue };
-                    self.datagram(&buffer[..length], client, &mut out).await;
+                ready = self.udp.readable() => {
+                    if ready.is_err() {
+                        continue;
+                    }
+                    // Everything waiting, in one system call; then each answered in turn.
+                    let Ok(count) = batch.receive(&self.udp) else { continue };
+                    for i in 0..count {
+                        let (request, client) = batch.datagram(i);
+                        self.datagram(request, SocketAddr::V4(client), &mut out).await;
+                    }
                 }
                 accepted = self.tcp.accept() => {
                     let Ok((stream, client)) = accepted else { continue };
