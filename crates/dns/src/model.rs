@@ -102,8 +102,9 @@ pub(crate) fn service_info(svc: &Service) -> Option<SvcInfo> {
     Some(SvcInfo { kind, ports, publish_not_ready })
 }
 
-/// An EndpointSlice's DNS view; `None` without the service-name label or for FQDN slices.
-pub(crate) fn slice_info(slice: &EndpointSlice) -> Option<SliceInfo> {
+/// An EndpointSlice's DNS view; `None` without the service-name label or for FQDN slices. Pod
+/// names are kept only when endpoints are named after them (`endpoint_pod_names`).
+pub(crate) fn slice_info(slice: &EndpointSlice, pod_names: bool) -> Option<SliceInfo> {
     let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?.clone();
     if slice.address_type == "FQDN" {
         return None;
@@ -124,7 +125,10 @@ pub(crate) fn slice_info(slice: &EndpointSlice) -> Option<SliceInfo> {
         .map(|e| EndpointInfo {
             addresses: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
             hostname: e.hostname.clone().filter(|h| !h.is_empty()),
-            pod_name: e.target_ref.as_ref().and_then(|t| t.name.clone()).filter(|n| !n.is_empty() && n.len() < 64),
+            pod_name: pod_names
+                .then(|| e.target_ref.as_ref().and_then(|t| t.name.clone()))
+                .flatten()
+                .filter(|n| !n.is_empty() && n.len() < 64),
             ready: e.conditions.as_ref().and_then(|c| c.ready) != Some(false),
         })
         .collect();
@@ -192,7 +196,7 @@ impl IndexBuilder {
     /// Adds or replaces an EndpointSlice. Returns whether DNS's view of it changed.
     pub fn apply_slice(&mut self, slice: &EndpointSlice) -> bool {
         let Some(key) = key(&slice.metadata) else { return false };
-        upsert(&mut self.slices, key, slice_info(slice))
+        upsert(&mut self.slices, key, slice_info(slice, self.config.endpoint_pod_names))
     }
 
     pub fn remove_slice(&mut self, namespace: &str, name: &str) -> bool {
