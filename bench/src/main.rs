@@ -13,7 +13,8 @@
 //!    every other one ClusterIP and the rest headless, so both kinds meet the same moment's load
 //!    (two phases one after the other differ by more than allocation costs);
 //!
-//! and then the node benchmark (`pods`) and the data-plane benchmark (`dataplane`), and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
+//! and then the node benchmark (`pods`), the data-plane benchmark (`dataplane`), the DNS
+//! benchmark (`dns`) and the Ingress benchmark with the whole stack's start (`ingress`), and prints p50/p99 latencies, watch delivery latency (create acknowledged → event read by a
 //! watcher), start-to-ready and peak RSS, each against its target and the baseline.
 #![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
@@ -24,6 +25,8 @@ use frontdoor_testkit::{ApiClient, Frontdoor};
 use http_body_util::BodyExt;
 
 mod dataplane;
+mod dns;
+mod ingress;
 mod pods;
 
 const OBJECTS: usize = 10_000;
@@ -196,12 +199,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     // The bench binary is also the data-plane pod's HTTP server and the memory probe's child.
-    if dataplane::subcommand() {
+    if dataplane::subcommand() || ingress::subcommand() {
         return;
     }
     let binary = frontdoor_binary();
     let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    // `FRONTDOOR_BENCH=control-plane`, `=node` or `=dataplane` runs only that half.
+    // `FRONTDOOR_BENCH=control-plane`, `=node`, `=dataplane`, `=dns` or `=ingress` runs only that part.
     let only = std::env::var("FRONTDOOR_BENCH").unwrap_or_default();
     let runs = |half: &str| only.is_empty() || only == half;
     if runs("control-plane") {
@@ -215,6 +218,12 @@ fn main() {
     }
     if runs("dataplane") {
         dataplane::run(&binary);
+    }
+    if runs("dns") {
+        dns::run(&binary);
+    }
+    if runs("ingress") {
+        ingress::run(&std::env::current_exe().expect("the bench binary"), &binary);
     }
 }
 

@@ -30,7 +30,7 @@ pub struct Memory {
 }
 
 /// Live heap bytes, MiB (jemalloc's statistics, refreshed).
-fn allocated_mib() -> f64 {
+pub(crate) fn allocated_mib() -> f64 {
     let _ = tikv_jemalloc_ctl::epoch::advance();
     tikv_jemalloc_ctl::stats::allocated::read().map(|bytes| bytes as f64 / 1_048_576.0).unwrap_or(f64::NAN)
 }

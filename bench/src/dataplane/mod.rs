@@ -13,13 +13,13 @@
 
 mod first_packet;
 mod kube_proxy;
-mod memory;
-mod node;
+pub(crate) mod memory;
+pub(crate) mod node;
 mod programming;
 mod serve;
 mod sync_time;
 mod synthetic;
-mod system;
+pub(crate) mod system;
 mod throughput;
 
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub fn subcommand() -> bool {
     true
 }
 
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -69,7 +69,7 @@ fn us(d: Duration) -> f64 {
 }
 
 /// A line in `report`'s layout for a figure that must reach `target` or more.
-fn report_at_least(name: &str, value: f64, unit: &str, target: f64) {
+pub(crate) fn report_at_least(name: &str, value: f64, unit: &str, target: f64) {
     let verdict = if value >= target { "ok" } else { "UNDER" };
     println!("{name:<40} {value:>9.2} {unit:<3}  target ≥ {target:<6} ({:>5.2} of target, {verdict})", value / target);
 }

@@ -1,0 +1,105 @@
+//! The memory cluster DNS holds for a cluster, measured in this process with frontdoor's
+//! allocator (jemalloc's live heap, `stats.allocated`): what `frontdoor-dns-server` keeps
+//! between changes — the [`IndexBuilder`] fed from the informers (each object distilled to what
+//! DNS needs) and the [`ClusterIndex`] queries read — built from the synthetic cluster's
+//! Namespaces, Services, EndpointSlices and Pods with the configuration `frontdoor up` uses.
+//! Not included: the informers' caches of the objects themselves (shared with every other
+//! component of the process), and the second index that exists for a moment while a rebuild is
+//! swapped in.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use frontdoor_dns::{Cidr, ClusterIndex, IndexBuilder, IndexConfig, PodMode};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::cluster::{Cluster, ZONE};
+use crate::dataplane::memory::allocated_mib;
+
+pub struct IndexMemory {
+    pub pod_mode: PodMode,
+    pub services: usize,
+    pub pods: usize,
+    /// Live heap bytes of the builder, and of the index built from it.
+    pub builder: f64,
+    pub index: f64,
+    pub names: usize,
+    /// Bytes of encoded records in the index (the rest of it is the table of names).
+    pub arena: usize,
+    pub build_time: Duration,
+}
+
+impl IndexMemory {
+    pub fn total(&self) -> f64 {
+        self.builder + self.index
+    }
+
+    /// Bytes per 1,000 objects (Services and Pods counted together, as CoreDNS's formula does).
+    pub fn per_thousand_objects(&self) -> f64 {
+        self.total() / ((self.services + self.pods) as f64 / 1000.0)
+    }
+}
+
+fn allocated() -> f64 {
+    allocated_mib() * 1_048_576.0
+}
+
+/// The configuration `frontdoor up` gives the index (its default flags).
+fn config(pod_mode: PodMode) -> IndexConfig {
+    let cidr = |text: &str| text.parse::<Cidr>().expect("a literal CIDR");
+    IndexConfig {
+        zone: ZONE.into(),
+        ttl: super::cluster::TTL,
+        pod_mode,
+        reverse_cidrs: vec![cidr("10.96.0.0/12"), cidr("10.244.0.0/16")],
+        ns_addresses: vec![IpAddr::from([10, 96, 0, 10])],
+        ..IndexConfig::default()
+    }
+}
+
+/// Measures the builder and index for `cluster`, in frontdoor's mode (`pods insecure`) and in
+/// `pods verified` (where each pod's address is kept too).
+pub fn measure(cluster: &Cluster) -> Vec<IndexMemory> {
+    let namespaces: Vec<Namespace> =
+        cluster.namespaces().into_iter().map(|v| serde_json::from_value(v).expect("a Namespace")).collect();
+    let services: Vec<Service> =
+        cluster.service_objects().into_iter().map(|v| serde_json::from_value(v).expect("a Service")).collect();
+    let slices: Vec<EndpointSlice> =
+        cluster.slice_objects().into_iter().map(|v| serde_json::from_value(v).expect("an EndpointSlice")).collect();
+    let pods: Vec<Pod> = cluster.pod_objects().into_iter().map(|v| serde_json::from_value(v).expect("a Pod")).collect();
+    [PodMode::Insecure, PodMode::Verified]
+        .into_iter()
+        .map(|pod_mode| {
+            let before = allocated();
+            let mut builder = IndexBuilder::new(config(pod_mode));
+            namespaces.iter().for_each(|n| builder.apply_namespace(n));
+            for s in &services {
+                builder.apply_service(s);
+            }
+            for s in &slices {
+                builder.apply_slice(s);
+            }
+            for p in &pods {
+                builder.apply_pod(p);
+            }
+            let with_builder = allocated();
+            let started = Instant::now();
+            let index: ClusterIndex = builder.build();
+            let build_time = started.elapsed();
+            let with_index = allocated();
+            let memory = IndexMemory {
+                pod_mode,
+                services: services.len(),
+                pods: pods.len(),
+                builder: with_builder - before,
+                index: with_index - with_builder,
+                names: index.len(),
+                arena: index.arena_bytes(),
+                build_time,
+            };
+            drop((index, builder));
+            memory
+        })
+        .collect()
+}

@@ -1,0 +1,680 @@
+//! The DNS benchmark (`FRONTDOOR_BENCH=dns`): frontdoor's cluster DNS against Knot DNS and NSD
+//! serving the same records from zone files, and its forwarding against Unbound's; everything in
+//! a network namespace made for it (a thread that `unshare`s one, as the data-plane steps do),
+//! which goes away with the thread: no query leaves it, none reaches the machine's resolver.
+//!
+//! 1. memory: the DNS index (builder + index) for 10,000 Services and their pods, in process,
+//!    against CoreDNS's published (Pods + Services) / 1000 MB (`memory`);
+//! 2. the real `frontdoor up` (its `--dns-upstream` the bench's own upstream) with 1,000 Services
+//!    and their EndpointSlices created through the API (`cluster`); Knot and NSD load the same
+//!    records from zone files (`zone`, `daemons`); a sample of the query mix is asked of all three
+//!    and must get the expected rcode and the same answers before anything is timed (`probe`);
+//! 3. throughput: dnsperf (`dnsperf`) over the mix — Service A, `ndots:5` search-path NXDOMAINs,
+//!    SRV, PTR, headless A (ExternalName names are checked, not timed: see `Category::weight`) —
+//!    saturating each server in turn, rounds interleaved, the best round kept (the machine may be
+//!    shared: each run also reports what else kept it busy); every server runs on core 0 from its
+//!    start (frontdoor's whole process, so its runtime sizes itself to that core), dnsperf on core 1;
+//! 4. latency: every query's latency at one fixed rate (half the slowest server's throughput), the
+//!    same for all three, p50/p99 from dnsperf's per-query output;
+//! 5. forwarding: names of `example.test` on an upstream Knot (core 1), asked of frontdoor and of
+//!    Unbound forwarding to it, each warmed by one pass over the names first;
+//! 6. DNS programming latency: 200 Services created one after another, each timed from its create
+//!    sent until its name answers with its ClusterIP (`programming`); target p99 ≤ 50 ms.
+//!
+//! frontdoor is queried on the bridge's address (the `kube-dns` EndpointSlice's), not through
+//! 10.96.0.10: the DNAT on the way is the data plane's cost, measured by its own benchmark.
+
+mod cluster;
+mod daemons;
+mod dnsperf;
+mod memory;
+mod probe;
+mod programming;
+mod zone;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use frontdoor_testkit::{ApiClient, Frontdoor};
+use serde_json::Value;
+
+use cluster::{Category, Cluster, Kind, Query};
+use daemons::Daemon;
+use dnsperf::{Load, Run};
+
+use crate::dataplane::node::{create, wait_for};
+use crate::dataplane::system::{in_fresh_netns, installed};
+use crate::dataplane::{report_at_least, thousands};
+use crate::{ms, percentile, report};
+
+const SERVICES: usize = 1_000;
+const MEMORY_SERVICES: usize = 10_000;
+const MIX_QUERIES: usize = 50_000;
+const SAMPLE_PER_CATEGORY: usize = 25;
+const ROUNDS: usize = 4;
+const SECONDS: u32 = 4;
+const LATENCY_SECONDS: u32 = 3;
+const LATENCY_ROUNDS: usize = 2;
+const FORWARD_NAMES: usize = 5_000;
+const FORWARD_ROUNDS: usize = 2;
+/// Cores other processes may keep busy during a run before its figures are flagged.
+const OTHERS_TOLERATED: f64 = 0.3;
+/// Concurrent API clients creating the cluster.
+const CREATORS: usize = 16;
+const SERVER_CORE: usize = 0;
+const CLIENT_CORE: usize = 1;
+const KNOT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const NSD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const UNBOUND: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+const UPSTREAM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
+const UPSTREAM_ZONE: &str = "example.test";
+/// CoreDNS's published memory per 1,000 (Pods + Services): `MB = (Pods + Services) / 1000 + 54`
+/// (coredns/deployment, kubernetes/Scaling_CoreDNS.md), in bytes.
+const COREDNS_BYTES_PER_THOUSAND: f64 = 1_000_000.0;
+/// Saturating load: 4 client sockets, 200 queries outstanding.
+const SATURATE: Load = Load { seconds: Some(SECONDS), clients: 4, outstanding: 200, max_qps: None, per_query: false };
+
+/// The tools each part needs, with the Debian package that has each.
+struct Tools {
+    knot: bool,
+    nsd: bool,
+    unbound: bool,
+}
+
+fn check_tools() -> Option<Tools> {
+    let need = |tool: &str, package: &str, needed_for: &str| {
+        let there = installed(tool);
+        if !there {
+            println!("MISSING: `{tool}` (Debian package {package}; apt-get install -y {package}) is not installed: skipping {needed_for}");
+        }
+        there
+    };
+    let ip = need("ip", "iproute2", "everything but the memory step");
+    let taskset = need("taskset", "util-linux", "everything but the memory step");
+    let setpriv = need("setpriv", "util-linux", "everything but the memory step");
+    let dnsperf = need("dnsperf", "dnsperf", "every query step");
+    let knot = need("knotd", "knot", "Knot's figures and the forwarding step (its upstream is Knot)");
+    let nsd = need("nsd", "nsd", "NSD's figures");
+    let unbound = need("unbound", "unbound", "the forwarding step");
+    (ip && taskset && setpriv && dnsperf).then_some(Tools { knot, nsd, unbound })
+}
+
+/// The machine and the peers' versions, so figures from different runs can be told apart.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.split_once(':')).map(|(_, m)| m.trim()))
+        .unwrap_or("unknown CPU");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))
+        })
+        .unwrap_or(0.0);
+    format!("machine: {model}, {cpus} CPUs, {:.1} GiB, Linux {}", total / 1_048_576.0, kernel.trim())
+}
+
+pub fn run(binary: &Path) {
+    println!();
+    println!(
+        "DNS benchmark (a private network namespace; servers on core {SERVER_CORE}, dnsperf on core {CLIENT_CORE})"
+    );
+    println!("{}", machine());
+    memory_step();
+    let Some(tools) = check_tools() else { return };
+    let versions: Vec<String> = [
+        Some(dnsperf::version()),
+        tools.knot.then(|| format!("Knot DNS {}", daemons::version("knotd", "--version"))),
+        tools.nsd.then(|| format!("NSD {}", daemons::version("nsd", "-v"))),
+        tools.unbound.then(|| format!("Unbound {}", daemons::version("unbound", "-V"))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    println!("peers: {}", versions.join("; "));
+    in_fresh_netns(|| serve(binary, &tools));
+}
+
+fn memory_step() {
+    let cluster = Cluster::new(MEMORY_SERVICES);
+    let results = memory::measure(&cluster);
+    println!();
+    println!(
+        "step 1: DNS memory, {} Services ({} ClusterIP, {} headless, {} ExternalName) + {} pods behind them, built in process with frontdoor's allocator and index configuration",
+        thousands(MEMORY_SERVICES),
+        thousands(cluster.count(Kind::ClusterIp)),
+        thousands(cluster.count(Kind::Headless)),
+        thousands(cluster.count(Kind::ExternalName)),
+        thousands(cluster.pods())
+    );
+    for m in &results {
+        println!(
+            "  pods {:?}: builder {:.2} MiB + index {:.2} MiB ({} names, {:.2} MiB of them encoded records; built in {:.0} ms) = {:.2} MiB live heap; {:.0} KiB per 1,000 Services + pods",
+            m.pod_mode,
+            m.builder / 1_048_576.0,
+            m.index / 1_048_576.0,
+            thousands(m.names),
+            m.arena as f64 / 1_048_576.0,
+            ms(m.build_time),
+            m.total() / 1_048_576.0,
+            m.per_thousand_objects() / 1024.0
+        );
+    }
+    println!("  (not included: the informers' caches of the objects, shared with the rest of the process; the second index alive while a rebuild is swapped in)");
+    if let Some(m) = results.first() {
+        let name = "DNS memory per 1,000 Services + pods";
+        let value = m.per_thousand_objects() / 1_000_000.0;
+        report(name, value, "MB", COREDNS_BYTES_PER_THOUSAND / 1_000_000.0, None);
+        println!("  (target: CoreDNS's published (Pods + Services) / 1000 MB; frontdoor runs `pods insecure`, the first line)");
+    }
+}
+
+/// A server under test: its name, where it answers, its main process.
+struct Target {
+    name: &'static str,
+    address: SocketAddr,
+    pid: u32,
+}
+
+fn server_of(daemon: &Daemon) -> Target {
+    Target { name: daemon.name, address: daemon.address, pid: daemon.pid() }
+}
+
+/// Creates `objects` (collection, body) from `CREATORS` clients at once.
+async fn create_all(node: &Frontdoor, objects: Vec<(String, Value)>) {
+    let mut workers = Vec::new();
+    for worker in 0..CREATORS {
+        let client = ApiClient::new(node);
+        let mine: Vec<(String, Value)> = objects.iter().skip(worker).step_by(CREATORS).cloned().collect();
+        workers.push(tokio::spawn(async move {
+            for (collection, body) in mine {
+                create(&client, &collection, body).await;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("a creating client");
+    }
+}
+
+/// Creates the cluster through the API; returns the address cluster DNS answers on (the
+/// `kube-dns` EndpointSlice's endpoint).
+async fn populate(node: &Frontdoor, cluster: &Cluster) -> Ipv4Addr {
+    let client = ApiClient::new(node);
+    for namespace in cluster.namespaces() {
+        create(&client, "/api/v1/namespaces", namespace).await;
+    }
+    let namespaced = |prefix: &str, kind: &str, object: Value| {
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        (format!("{prefix}/namespaces/{namespace}/{kind}"), object)
+    };
+    let services = cluster.service_objects().into_iter().map(|s| namespaced("/api/v1", "services", s)).collect();
+    create_all(node, services).await;
+    let slices = cluster
+        .slice_objects()
+        .into_iter()
+        .map(|s| namespaced("/apis/discovery.k8s.io/v1", "endpointslices", s))
+        .collect();
+    create_all(node, slices).await;
+    let path = "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkube-dns";
+    wait_for("the kube-dns EndpointSlice", Duration::from_secs(30), || async {
+        let (_, body) = client.send("GET", path, None).await;
+        let list: Value = serde_json::from_slice(&body).ok()?;
+        list["items"][0]["endpoints"][0]["addresses"][0].as_str()?.parse().ok()
+    })
+    .await
+}
+
+/// Waits until the process tree of `pid` uses less than 5% of a core over 200 ms (at most 15 s):
+/// what the creates set off (controllers, the proxy's syncs, index builds) must not be measured.
+fn wait_quiet(pid: u32) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let before = daemons::tree_cpu(pid);
+        std::thread::sleep(Duration::from_millis(200));
+        let busy = (daemons::tree_cpu(pid).saturating_sub(before)).as_secs_f64() / 0.2;
+        if busy < 0.05 || Instant::now() > deadline {
+            return busy;
+        }
+    }
+}
+
+/// The calling thread's CPU affinity, set to one core while it lives: a process spawned from the
+/// thread meanwhile inherits it, as one started with `taskset -c <core>` does (so frontdoor's
+/// runtime sizes itself to the one core it is given, as Knot's and NSD's defaults do; pinned after
+/// its start, its runtime's two workers would pass the DNS socket back and forth on one core).
+/// The thread's own affinity comes back on drop.
+struct ThreadPinned {
+    thread: String,
+    original: String,
+}
+
+impl ThreadPinned {
+    fn to(core: usize) -> ThreadPinned {
+        let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+        let thread = link.file_name().and_then(|t| t.to_str()).expect("a thread id").to_string();
+        let current = taskset(&["-c", "-p", &thread]);
+        let original = current.rsplit(':').next().unwrap_or_default().trim().to_string();
+        taskset(&["-c", "-p", &core.to_string(), &thread]);
+        ThreadPinned { thread, original }
+    }
+}
+
+impl Drop for ThreadPinned {
+    fn drop(&mut self) {
+        taskset(&["-c", "-p", &self.original, &self.thread]);
+    }
+}
+
+fn taskset(args: &[&str]) -> String {
+    let output = std::process::Command::new("taskset").args(args).output().expect("taskset runs");
+    assert!(output.status.success(), "taskset {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The CPUs a process may run on (`Cpus_allowed_list`).
+fn allowed_cpus(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// A sample of the mix: the first `SAMPLE_PER_CATEGORY` queries of each category, and as many
+/// ExternalName queries.
+fn sample(cluster: &Cluster, mix: &[Query]) -> Vec<Query> {
+    let mut sample: Vec<Query> = Category::ALL
+        .iter()
+        .flat_map(|c| mix.iter().filter(move |q| q.category == *c).take(SAMPLE_PER_CATEGORY).cloned())
+        .collect();
+    sample.extend(cluster.external_name_queries(SAMPLE_PER_CATEGORY));
+    sample
+}
+
+/// Waits until `server` gives every query of `sample` the expected answer (a server loads its
+/// zones, or builds its index, in the background); the problems left at the deadline.
+fn wait_answering(name: &str, server: SocketAddr, sample: &[Query], timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let problems = probe::compare(&[(name, server)], sample);
+        if problems.is_empty() || Instant::now() > deadline {
+            return problems;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn serve(binary: &Path, tools: &Tools) {
+    let directory = tempfile::Builder::new().prefix("frontdoor-dnsbench-").tempdir().expect("a temporary directory");
+    let dir = directory.path();
+    let cluster = Cluster::new(SERVICES);
+    let mix = cluster.query_mix(MIX_QUERIES, 1);
+    let mix_path = dir.join("mix.txt");
+    std::fs::write(&mix_path, cluster::dnsperf_input(mix.iter().map(|q| (q.name.as_str(), q.qtype))))
+        .expect("write the query mix");
+    let forward_names: Vec<String> = (0..FORWARD_NAMES).map(|i| format!("host-{i}.{UPSTREAM_ZONE}")).collect();
+    let forward_path = dir.join("forward.txt");
+    std::fs::write(&forward_path, cluster::dnsperf_input(forward_names.iter().map(|n| (n.as_str(), "A"))))
+        .expect("write the forwarded names");
+
+    // The upstream first: frontdoor forwards there and nowhere else (never the machine's resolver).
+    let upstream_address = SocketAddr::from((UPSTREAM, 53));
+    let upstream = tools.knot.then(|| {
+        let zone = zone::write_upstream_zone(dir, &forward_names);
+        daemons::knot(dir, "upstream", UPSTREAM, CLIENT_CORE, &[zone])
+    });
+    let upstream_flag = upstream_address.to_string();
+    let node = {
+        let _pinned = ThreadPinned::to(SERVER_CORE);
+        Frontdoor::start_node_in_current_namespace(binary, &["--node-name", "bench", "--dns-upstream", &upstream_flag])
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let created = Instant::now();
+    let dns_ip = runtime.block_on(populate(&node, &cluster));
+    let created = created.elapsed();
+    let frontdoor = Target { name: "frontdoor", address: SocketAddr::from((dns_ip, 53)), pid: node.pid() };
+    let slices = cluster.services.iter().filter(|s| !s.endpoints.is_empty()).count();
+    println!();
+    println!(
+        "step 2: `frontdoor up` with {} Services ({} ClusterIP with a named port and 2 endpoints, {} headless with 3, {} ExternalName) and {} EndpointSlices ({} pods) in {} namespaces, created through the API in {:.1} s",
+        thousands(SERVICES),
+        cluster.count(Kind::ClusterIp),
+        cluster.count(Kind::Headless),
+        cluster.count(Kind::ExternalName),
+        slices,
+        thousands(cluster.pods()),
+        cluster::NAMESPACES,
+        created.as_secs_f64()
+    );
+    println!("  frontdoor's DNS queried at {} (the kube-dns EndpointSlice's address: the bridge frontdoor0), not through 10.96.0.10", frontdoor.address);
+
+    let sample = sample(&cluster, &mix);
+    let problems = wait_answering("frontdoor", frontdoor.address, &sample, Duration::from_secs(30));
+    for problem in problems.iter().take(10) {
+        println!("  WRONG: {problem}");
+    }
+
+    let zones = zone::write_cluster_zones(dir, &cluster.records());
+    let mut peers: Vec<Daemon> = Vec::new();
+    if tools.knot {
+        peers.push(daemons::knot(dir, "knot", KNOT, SERVER_CORE, &zones));
+    }
+    if tools.nsd {
+        peers.push(daemons::nsd(dir, NSD, SERVER_CORE, &zones));
+    }
+    for peer in &mut peers {
+        let problems = wait_answering(peer.name, peer.address, &sample, Duration::from_secs(30));
+        if !problems.is_empty() && !peer.running() {
+            println!("  {} stopped: {}", peer.name, peer.log());
+        }
+    }
+    if !peers.is_empty() {
+        let names: Vec<&str> = peers.iter().map(|p| p.name).collect();
+        println!(
+            "  {} load {} zone files ({} records: cluster.local and the reverse zones of 10.96.0.0/12 and 10.244.0.0/16)",
+            names.join(" and "),
+            zones.len(),
+            thousands(cluster.records().len())
+        );
+    }
+
+    // Every server must give the expected answers, and the same ones, before anything is timed.
+    let mut servers: Vec<Target> = vec![frontdoor];
+    servers.extend(peers.iter().map(server_of));
+    let addresses: Vec<(&str, SocketAddr)> = servers.iter().map(|s| (s.name, s.address)).collect();
+    let problems = probe::compare(&addresses, &sample);
+    println!(
+        "  answers checked: {} sample queries ({} of each kind) × {} servers: {} disagreements (rcode, answer count, answer records)",
+        sample.len(),
+        SAMPLE_PER_CATEGORY,
+        servers.len(),
+        problems.len()
+    );
+    for problem in problems.iter().take(20) {
+        println!("  WRONG: {problem}");
+    }
+    let wrong = |name: &str| problems.iter().any(|p| p.starts_with(&format!("{name}:")));
+    if wrong("frontdoor") {
+        println!("  frontdoor answers wrongly: no throughput comparison (it would be worthless)");
+    } else {
+        let excluded: Vec<&str> = servers.iter().filter(|s| wrong(s.name)).map(|s| s.name).collect();
+        if !excluded.is_empty() {
+            println!("  left out for wrong answers: {}", excluded.join(", "));
+        }
+        servers.retain(|s| !wrong(s.name));
+        let quiet = wait_quiet(servers[0].pid);
+        println!(
+            "  frontdoor started pinned to core {} (as `taskset -c {SERVER_CORE}`: its runtime sized to that core), busy {:.0}% of it before measuring",
+            allowed_cpus(servers[0].pid),
+            quiet * 100.0
+        );
+        throughput_and_latency(&servers, &mix_path, upstream.as_ref().map(Daemon::pid));
+    }
+
+    if let (Some(upstream), true) = (&upstream, tools.unbound) {
+        let unbound = daemons::unbound(dir, UNBOUND, SERVER_CORE, UPSTREAM_ZONE, upstream.address);
+        forwarding(&node, &unbound, upstream, &forward_names, &forward_path, dns_ip);
+        drop(unbound);
+    } else {
+        println!("step 5: skipped (needs knotd for the upstream and unbound)");
+    }
+    let latency = runtime.block_on(programming::measure(&node));
+    print_programming(&latency);
+    drop(peers);
+    drop(node);
+    drop(upstream);
+    drop(runtime);
+    drop(directory);
+}
+
+/// What one dnsperf run measured, and the CPU the upstream used meanwhile.
+struct Measured {
+    run: Run,
+    upstream_cpu: Duration,
+}
+
+/// `rounds` dnsperf runs against each server, interleaved (each server goes first in turn), with
+/// the upstream's CPU time (if there is one) taken around each run.
+fn interleaved(
+    servers: &[&Target],
+    input: &Path,
+    load: Load,
+    rounds: usize,
+    upstream: Option<u32>,
+) -> Vec<Vec<Measured>> {
+    let mut runs: Vec<Vec<Measured>> = servers.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for k in 0..servers.len() {
+            let i = (round + k) % servers.len();
+            let upstream_before = upstream.map(daemons::tree_cpu).unwrap_or_default();
+            let run = dnsperf::run(servers[i].address, input, load, CLIENT_CORE, servers[i].pid);
+            let upstream_cpu = upstream.map(daemons::tree_cpu).unwrap_or_default().saturating_sub(upstream_before);
+            runs[i].push(Measured { run, upstream_cpu });
+        }
+    }
+    runs
+}
+
+/// The round with the most queries/s: the machine is shared, and another process can only
+/// lower a round.
+fn best(rounds: &[Measured]) -> &Measured {
+    rounds.iter().max_by(|a, b| a.run.qps.total_cmp(&b.run.qps)).expect("at least one round")
+}
+
+fn median_qps(rounds: &[Measured]) -> f64 {
+    let mut qps: Vec<f64> = rounds.iter().map(|m| m.run.qps).collect();
+    qps.sort_by(f64::total_cmp);
+    qps[qps.len() / 2]
+}
+
+fn describe(measured: &Measured) -> String {
+    let run = &measured.run;
+    let (server, client) = run.busy();
+    format!(
+        "{:.0} q/s, avg {:.2} ms, lost {} of {}; CPU: server {:.0}%, dnsperf {:.0}%, upstream {:.0}% of a core, whole machine {:.2} of {} cores",
+        run.qps,
+        ms(run.average),
+        run.lost,
+        run.sent,
+        server * 100.0,
+        client * 100.0,
+        measured.upstream_cpu.as_secs_f64() / run.wall.as_secs_f64().max(1e-9) * 100.0,
+        run.machine_busy(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
+
+/// Prints each server's best round, its rounds and its response codes; the best rounds.
+fn print_rounds<'a>(servers: &[&Target], runs: &'a [Vec<Measured>]) -> Vec<&'a Measured> {
+    let bests: Vec<&Measured> = runs.iter().map(|r| best(r)).collect();
+    for ((server, rounds), best) in servers.iter().zip(runs).zip(&bests) {
+        let each: Vec<String> = rounds.iter().map(|m| format!("{:.0}", m.run.qps)).collect();
+        println!(
+            "  {:<9} {} (rounds: {} q/s; median {:.0})",
+            server.name,
+            describe(best),
+            each.join(", "),
+            median_qps(rounds)
+        );
+        println!("  {:<9} response codes: {}", "", best.run.response_codes);
+    }
+    let disturbed: Vec<String> = servers
+        .iter()
+        .zip(&bests)
+        .filter(|(_, m)| m.run.others_busy() > OTHERS_TOLERATED)
+        .map(|(s, m)| format!("{} ({:.2} cores)", s.name, m.run.others_busy()))
+        .collect();
+    if !disturbed.is_empty() {
+        println!(
+            "  WARNING: other processes were busy during the best rounds of {}: the machine is shared, these figures are not reliable",
+            disturbed.join(", ")
+        );
+    }
+    let generator_bound: Vec<&str> =
+        servers.iter().zip(&bests).filter(|(_, m)| m.run.busy().1 >= 0.9).map(|(s, _)| s.name).collect();
+    if !generator_bound.is_empty() {
+        println!(
+            "  (dnsperf's core was ≥ 90% busy against {}: what one dnsperf core can ask may be the limit there, not the server)",
+            generator_bound.join(", ")
+        );
+    }
+    bests
+}
+
+fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>) {
+    let servers: Vec<&Target> = servers.iter().collect();
+    let runs = interleaved(&servers, mix, SATURATE, ROUNDS, upstream);
+    println!();
+    println!(
+        "step 3: throughput, dnsperf -c {} -q {} -l {} over {} queries ({}), {} rounds interleaved, best round",
+        SATURATE.clients,
+        SATURATE.outstanding,
+        SECONDS,
+        thousands(MIX_QUERIES),
+        Category::ALL
+            .iter()
+            .filter(|c| c.weight() > 0)
+            .map(|c| format!("{}% {}", c.weight(), c.describe()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ROUNDS
+    );
+    let bests = print_rounds(&servers, &runs);
+    let qps: Vec<f64> = bests.iter().map(|m| m.run.qps).collect();
+
+    // Latency at one rate every server sustains: half the slowest's throughput.
+    let slowest = qps.iter().copied().fold(f64::INFINITY, f64::min);
+    let rate = ((slowest / 2.0 / 1000.0).floor() * 1000.0).max(1000.0) as u32;
+    let fixed = Load { seconds: Some(LATENCY_SECONDS), max_qps: Some(rate), per_query: true, ..SATURATE };
+    let latency = interleaved(&servers, mix, fixed, LATENCY_ROUNDS, None);
+    println!();
+    println!(
+        "step 4: latency at a fixed {} q/s (dnsperf -Q {rate} -l {LATENCY_SECONDS} -v: every query's latency, as dnsperf 2.10 has no histogram), {LATENCY_ROUNDS} rounds interleaved, the round with the lowest p99",
+        thousands(rate as usize)
+    );
+    let p99_of = |m: &Measured| percentile(&m.run.latencies, 0.99);
+    let mut p99 = Vec::new();
+    for (server, rounds) in servers.iter().zip(&latency) {
+        let run = &rounds.iter().min_by_key(|m| p99_of(m)).expect("a latency round").run;
+        let each: Vec<String> = rounds.iter().map(|m| format!("{:.3}", ms(p99_of(m)))).collect();
+        println!(
+            "  {:<9} p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms over {} replies; lost {}; server {:.0}% of a core (p99 of the rounds: {} ms)",
+            server.name,
+            ms(percentile(&run.latencies, 0.5)),
+            ms(percentile(&run.latencies, 0.99)),
+            ms(percentile(&run.latencies, 0.999)),
+            ms(run.latencies.last().copied().unwrap_or_default()),
+            thousands(run.latencies.len()),
+            run.lost,
+            run.busy().0 * 100.0,
+            each.join(", ")
+        );
+        p99.push(percentile(&run.latencies, 0.99));
+    }
+
+    let summary: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{} {:.0} q/s p99 {:.3} ms", s.name, qps[i], ms(p99[i])))
+        .collect();
+    // The faster peer in throughput is the one frontdoor must match.
+    let Some(faster) = (1..servers.len()).max_by(|a, b| qps[*a].total_cmp(&qps[*b])) else {
+        println!("dns: {}; no peer to compare with", summary.join("; "));
+        return;
+    };
+    let peers: Vec<&str> = servers[1..].iter().map(|s| s.name).collect();
+    println!(
+        "dns: {}; ratio frontdoor/max({}) = {:.2} (target ≥ 1.0)",
+        summary.join("; "),
+        peers.join(","),
+        qps[0] / qps[faster]
+    );
+    report_at_least(&format!("DNS q/s frontdoor ÷ {}", servers[faster].name), qps[0] / qps[faster], "x", 1.0);
+    report(
+        &format!("DNS p99 frontdoor ÷ {} at {}k q/s", servers[faster].name, rate / 1000),
+        p99[0].as_secs_f64() / p99[faster].as_secs_f64().max(1e-9),
+        "x",
+        1.0,
+        None,
+    );
+}
+
+fn forwarding(node: &Frontdoor, unbound: &Daemon, upstream: &Daemon, names: &[String], input: &Path, dns_ip: Ipv4Addr) {
+    let frontdoor = Target { name: "frontdoor", address: SocketAddr::from((dns_ip, 53)), pid: node.pid() };
+    let unbound = server_of(unbound);
+    let sample: Vec<Query> = names
+        .iter()
+        .step_by(names.len() / 50)
+        .map(|name| Query {
+            category: Category::Forwarded,
+            name: name.clone(),
+            qtype: "A",
+            nxdomain: false,
+            answers: 1,
+        })
+        .collect();
+    for (name, address) in [("upstream", upstream.address), ("unbound", unbound.address)] {
+        let problems = wait_answering(name, address, &sample[..1], Duration::from_secs(30));
+        for problem in problems.iter().take(3) {
+            println!("  WRONG: {problem}");
+        }
+    }
+    let problems = probe::compare(
+        &[("upstream", upstream.address), ("frontdoor", frontdoor.address), ("unbound", unbound.address)],
+        &sample,
+    );
+    println!();
+    println!(
+        "step 5: forwarding {} names of {UPSTREAM_ZONE} (A, TTL 1 h) from an upstream Knot at {} (core {CLIENT_CORE}): frontdoor (--dns-upstream) vs Unbound (forward-zone), each warmed by one pass over the names",
+        thousands(names.len()),
+        upstream.address
+    );
+    println!("  answers checked: {} names × 3 servers: {} disagreements", sample.len(), problems.len());
+    for problem in problems.iter().take(10) {
+        println!("  WRONG: {problem}");
+    }
+    if problems.iter().any(|p| p.starts_with("frontdoor:") || p.starts_with("unbound:")) {
+        println!("  skipped: the forwarders disagree");
+        return;
+    }
+    let servers = [&frontdoor, &unbound];
+    let warm = Load { seconds: None, clients: 4, outstanding: 50, max_qps: None, per_query: false };
+    let warmed = interleaved(&servers, input, warm, 1, Some(upstream.pid()));
+    for (server, warm) in servers.iter().zip(&warmed) {
+        let warm = &warm[0].run;
+        println!(
+            "  {:<9} warm-up pass: {} of {} answered at {:.0} q/s, lost {}",
+            server.name, warm.completed, warm.sent, warm.qps, warm.lost
+        );
+    }
+    let runs = interleaved(&servers, input, SATURATE, FORWARD_ROUNDS, Some(upstream.pid()));
+    println!("  then dnsperf -c {} -q {} -l {SECONDS} over the same names, {FORWARD_ROUNDS} rounds interleaved, best round (the upstream's CPU: a cache that misses asks it)", SATURATE.clients, SATURATE.outstanding);
+    let bests = print_rounds(&servers, &runs);
+    let (ours, theirs) = (bests[0].run.qps, bests[1].run.qps);
+    println!(
+        "dns forwarding: frontdoor {ours:.0} q/s; unbound {theirs:.0} q/s; ratio frontdoor/unbound = {:.2} (target ≥ 1.0)",
+        ours / theirs
+    );
+    report_at_least("DNS forwarding q/s frontdoor ÷ unbound", ours / theirs, "x", 1.0);
+}
+
+fn print_programming(p: &programming::Programming) {
+    let (p50, p99) = (crate::percentile(&p.resolved, 0.5), crate::percentile(&p.resolved, 0.99));
+    let create = crate::percentile(&p.creates, 0.5);
+    println!(
+        "step 6: DNS programming latency, {} Services created one by one: create sent → name answered p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} never answered within 5 s); the create's own round trip p50 {:.1} ms",
+        programming::CREATIONS,
+        crate::ms(p50),
+        crate::ms(p99),
+        crate::ms(p.resolved.last().copied().unwrap_or_default()),
+        p.missed,
+        crate::ms(create)
+    );
+    crate::report("DNS programming latency p99", crate::ms(p99), "ms", 50.0, Some(crate::ms(create)));
+}

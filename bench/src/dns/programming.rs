@@ -1,0 +1,91 @@
+//! DNS programming latency through the real `frontdoor up` (in a network namespace made for it):
+//! 200 Services created one after another through the API, as `kubectl create service` sends
+//! them; each is timed from the moment its create is sent until the node's DNS server answers
+//! its name with its ClusterIP (a query every half millisecond). Target: p99 ≤ 50 ms. The
+//! same-run baseline is the create's own round trip.
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use frontdoor_testkit::{ApiClient, Frontdoor};
+use serde_json::json;
+
+use crate::dataplane::node::create;
+
+pub const CREATIONS: usize = 200;
+/// The node's DNS address (the bridge's).
+const NODE: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+const GIVE_UP: Duration = Duration::from_secs(5);
+
+pub struct Programming {
+    /// Create sent → name answered with the ClusterIP, sorted.
+    pub resolved: Vec<Duration>,
+    /// The create's round trip, sorted.
+    pub creates: Vec<Duration>,
+    pub missed: usize,
+}
+
+/// An A query for `name`.
+fn query(name: &str, id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// Whether `answer` holds `ip` as an A record (the last four bytes of a one-answer response).
+fn answers_with(answer: &[u8], ip: Ipv4Addr) -> bool {
+    answer.len() > 16 && answer[3] & 0x0f == 0 && answer[7] >= 1 && answer.ends_with(&ip.octets())
+}
+
+pub async fn measure(node: &Frontdoor) -> Programming {
+    let client = ApiClient::new(node);
+    let socket = UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    socket.set_read_timeout(Some(Duration::from_micros(500))).expect("a read timeout");
+    let mut buffer = [0u8; 512];
+    let (mut resolved, mut creates, mut missed) = (Vec::new(), Vec::new(), 0);
+    for i in 0..CREATIONS {
+        let name = format!("dns-{i}");
+        let body = json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80, "targetPort": 8080}]}
+        });
+        let sent = Instant::now();
+        let created = create(&client, "/api/v1/namespaces/default/services", body).await;
+        creates.push(sent.elapsed());
+        let ip: Ipv4Addr = created["spec"]["clusterIP"].as_str().and_then(|ip| ip.parse().ok()).expect("a ClusterIP");
+        let question = query(&format!("{name}.default.svc.cluster.local"), i as u16);
+        let answered = loop {
+            let _ = socket.send_to(&question, (NODE, 53));
+            let deadline = Instant::now() + Duration::from_micros(500);
+            let mut hit = false;
+            while Instant::now() < deadline {
+                match socket.recv(&mut buffer) {
+                    Ok(n) if buffer[..2] == question[..2] && answers_with(&buffer[..n], ip) => {
+                        hit = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            if hit {
+                break Some(sent.elapsed());
+            }
+            if sent.elapsed() > GIVE_UP {
+                break None;
+            }
+        };
+        match answered {
+            Some(latency) => resolved.push(latency),
+            None => missed += 1,
+        }
+    }
+    resolved.sort();
+    creates.sort();
+    Programming { resolved, creates, missed }
+}

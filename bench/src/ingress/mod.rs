@@ -1,0 +1,103 @@
+//! The Ingress benchmark (`FRONTDOOR_BENCH=ingress`), in a network namespace made for it:
+//!
+//! 1. requests/s and p99 through frontdoor's Ingress proxy and through nginx configured for the
+//!    same 1,000 rules (the configuration written here: ingress-nginx's proxy settings, access
+//!    logs off in both), the same two backends behind them (a second nginx answering a short
+//!    body), measured with `wrk`: HTTP/1.1 keep-alive, a new connection per request, and HTTPS
+//!    keep-alive. Each proxy is one process pinned to core 0 (frontdoor's proxy with one
+//!    worker thread, nginx with one worker); `wrk` and the backends share core 1.
+//! 2. each proxy's memory with those 1,000 rules (RSS; nginx's master and worker summed);
+//! 3. the whole stack: `frontdoor up` from start to ready (API serving, rules programmed, DNS
+//!    answering, Ingress listening), and its idle RSS.
+//!
+//! Target: frontdoor ≥ 1.2× nginx's requests/s with p99 no worse; start to ready < 1 s; idle
+//! RSS < 60 MiB.
+
+mod nginx;
+mod proxy;
+mod stack;
+mod wrk;
+
+use std::path::Path;
+
+use crate::dataplane::system;
+use crate::dataplane::{report_at_least, thousands};
+use crate::report;
+
+/// Ingress rules (one host each, `/api` → the backends).
+pub(crate) const RULES: usize = 1_000;
+/// The host every measured request names (one of the rules, not the first).
+pub(crate) const HOST: &str = "h737.example.com";
+const BACKEND_PORTS: [u16; 2] = [9101, 9102];
+const FRONTDOOR_PORTS: (u16, u16) = (8080, 8443);
+const NGINX_PORTS: (u16, u16) = (9080, 9443);
+
+pub use proxy::subcommand;
+
+pub fn run(bench_binary: &Path, frontdoor_binary: &Path) {
+    println!();
+    println!(
+        "ingress benchmark (in a network namespace made for it; proxies pinned to core 0, wrk and backends to core 1)"
+    );
+    let missing: Vec<&str> =
+        ["nginx", "wrk", "openssl", "taskset"].into_iter().filter(|t| !system::installed(t)).collect();
+    if !missing.is_empty() {
+        println!(
+            "MISSING: {} (Debian packages nginx, wrk, openssl, util-linux): skipping the proxy comparison",
+            missing.join(", ")
+        );
+    } else {
+        let bench_binary = bench_binary.to_path_buf();
+        system::in_fresh_netns(move || compare(&bench_binary));
+    }
+    let frontdoor_binary = frontdoor_binary.to_path_buf();
+    system::in_fresh_netns(move || stack::measure(&frontdoor_binary));
+}
+
+/// Steps 1 and 2.
+fn compare(bench_binary: &Path) {
+    system::ip(&["link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (cert, key) = nginx::certificate(dir.path());
+    let backends = nginx::Nginx::backends(dir.path(), &BACKEND_PORTS);
+    let frontdoor = proxy::Child::start(bench_binary, &cert, &key, FRONTDOOR_PORTS, &BACKEND_PORTS);
+    let nginx = nginx::Nginx::proxy(dir.path(), &cert, &key, NGINX_PORTS, &BACKEND_PORTS);
+    for (name, ports) in [("frontdoor", FRONTDOOR_PORTS), ("nginx", NGINX_PORTS)] {
+        wrk::check(name, ports);
+    }
+    println!("  {} Ingress rules; requests name host {HOST}, path /api", thousands(RULES));
+    let runs = [
+        ("HTTP/1.1 keep-alive", wrk::Mode::KeepAlive),
+        ("new connection per request", wrk::Mode::Close),
+        ("HTTPS keep-alive", wrk::Mode::Https),
+    ];
+    for (label, mode) in runs {
+        // Alternate, twice each, so a drift in the machine hits both alike; keep each one's best.
+        let mut ours = wrk::Run::default();
+        let mut theirs = wrk::Run::default();
+        for _ in 0..2 {
+            ours = ours.best(wrk::run(mode, FRONTDOOR_PORTS));
+            theirs = theirs.best(wrk::run(mode, NGINX_PORTS));
+        }
+        println!(
+            "  {label:<28} frontdoor {:>9.0} req/s p99 {:>6.2} ms | nginx {:>9.0} req/s p99 {:>6.2} ms",
+            ours.requests_per_second, ours.p99_ms, theirs.requests_per_second, theirs.p99_ms
+        );
+        report_at_least(
+            &format!("ingress {label}: req/s vs nginx"),
+            ours.requests_per_second / theirs.requests_per_second.max(1.0),
+            "x",
+            1.2,
+        );
+        report(&format!("ingress {label}: p99 vs nginx"), ours.p99_ms / theirs.p99_ms.max(0.001), "x", 1.0, None);
+    }
+    let ours = system::status_mib(&frontdoor.pid().to_string(), "VmRSS:");
+    let theirs = nginx.rss_mib();
+    println!(
+        "  memory with {} rules: frontdoor's proxy {ours:.1} MiB RSS, nginx {theirs:.1} MiB (master + worker)",
+        thousands(RULES)
+    );
+    drop(nginx);
+    drop(frontdoor);
+    drop(backends);
+}

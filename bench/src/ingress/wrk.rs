@@ -1,0 +1,102 @@
+//! `wrk` against a proxy, pinned to core 1: requests/s and p99 latency from its `--latency`
+//! report.
+
+use std::process::Command;
+
+use super::HOST;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// 50 keep-alive connections over HTTP/1.1.
+    KeepAlive,
+    /// A new connection per request (`Connection: close`), 50 at a time.
+    Close,
+    /// 50 keep-alive connections over HTTPS (TLS 1.3; one handshake per connection).
+    Https,
+}
+
+const SECONDS: &str = "8";
+const CONNECTIONS: &str = "50";
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Run {
+    pub requests_per_second: f64,
+    pub p99_ms: f64,
+}
+
+impl Run {
+    /// The run with more requests/s (its own p99 with it).
+    pub fn best(self, other: Run) -> Run {
+        if other.requests_per_second > self.requests_per_second {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+fn url(mode: Mode, (http, https): (u16, u16)) -> String {
+    match mode {
+        Mode::KeepAlive | Mode::Close => format!("http://127.0.0.1:{http}/api/x"),
+        Mode::Https => format!("https://127.0.0.1:{https}/api/x"),
+    }
+}
+
+/// One request through the proxy must be answered by a backend (`ok`), or the figures are
+/// meaningless.
+pub fn check(name: &str, ports: (u16, u16)) {
+    for mode in [Mode::KeepAlive, Mode::Https] {
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "5", "-H", &format!("Host: {HOST}"), &url(mode, ports)])
+            .output()
+            .expect("curl runs");
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(body, "ok\n", "{name} ({mode:?}) did not reach the backend");
+    }
+}
+
+pub fn run(mode: Mode, ports: (u16, u16)) -> Run {
+    let mut command = Command::new("taskset");
+    command.args(["-c", "1", "wrk", "-t1", "-c", CONNECTIONS, "-d", &format!("{SECONDS}s"), "--latency"]);
+    command.args(["-H", &format!("Host: {HOST}")]);
+    if let Mode::Close = mode {
+        command.args(["-H", "Connection: close"]);
+    }
+    let out = command.arg(url(mode, ports)).output().expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "responses other than 2xx:\n{text}");
+    let requests_per_second = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| milliseconds(v.trim()))
+        .unwrap_or_else(|| panic!("no 99% latency in wrk's output:\n{text}"));
+    Run { requests_per_second, p99_ms: p99 }
+}
+
+/// wrk's durations: `812.00us`, `2.34ms`, `1.02s`.
+fn milliseconds(text: &str) -> f64 {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let value: f64 = text[..split].parse().unwrap_or(f64::NAN);
+    match &text[split..] {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::milliseconds("812.00us"), 0.812);
+        assert_eq!(super::milliseconds("2.34ms"), 2.34);
+        assert_eq!(super::milliseconds("1.50s"), 1500.0);
+    }
+}
