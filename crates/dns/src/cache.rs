@@ -30,7 +30,14 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { capacity: 9984, max_ttl: 3600, min_ttl: 5, max_denial_ttl: 1800, min_denial_ttl: 5, servfail_ttl: 5 }
+        CacheConfig {
+            capacity: 9984,
+            max_ttl: 3600,
+            min_ttl: 5,
+            max_denial_ttl: 1800,
+            min_denial_ttl: 5,
+            servfail_ttl: 5,
+        }
     }
 }
 
