@@ -278,6 +278,11 @@ spec:
     // The other class's Ingress is not served and its status is not ours to write.
     assert_eq!(code("elsewhere.example.com"), "404");
     assert_eq!(get(&fd, &["ingress", "elsewhere"], "{.status.loadBalancer.ingress}"), "");
+    // `kubectl create ingress`, as the README shows it: no class given, the default one taken.
+    fd.kubectl_ok(KUBECTL, &["create", "ingress", "simple", "--rule=simple.example.com/*=api:80"]);
+    assert_eq!(get(&fd, &["ingress", "simple"], "{.spec.ingressClassName}"), "frontdoor");
+    let served = wait_until(Duration::from_secs(10), || code("simple.example.com") == "200");
+    assert!(served, "{}", code("simple.example.com"));
     // The broken one is served (503 above) and shows our address.
     assert_eq!(get(&fd, &["ingress", "broken"], "{.status.loadBalancer.ingress[0].ip}"), lan.node_address);
 }
