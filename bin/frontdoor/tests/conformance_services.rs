@@ -15,26 +15,11 @@ fn start() -> Frontdoor {
     Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"])
 }
 
-fn apply(fd: &Frontdoor, manifest: &str) {
-    let out = fd.kubectl_with_stdin(KUBECTL, &["apply", "-f", "-"], Some(manifest));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn get(fd: &Frontdoor, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let expression = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &expression]);
-    String::from_utf8_lossy(&fd.kubectl(KUBECTL, &args).stdout).into_owned()
-}
-
 /// A Deployment of `replicas` pods answering on TCP and UDP 8080 with their names.
 fn serve_hostnames(fd: &Frontdoor, replicas: u32) {
     let script = serde_json::to_string(&frontdoor_testkit::whoami_server(8080, 8080)).unwrap();
-    apply(
-        fd,
-        &format!(
-            "apiVersion: apps/v1
+    fd.apply(&format!(
+        "apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: hostnames}}
 spec:
@@ -50,10 +35,9 @@ spec:
         command: [python3, -c, {script}]
         readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
 "
-        ),
-    );
+    ));
     let ready = wait_until(Duration::from_secs(40), || {
-        get(fd, &["deployment", "hostnames"], "{.status.readyReplicas}") == replicas.to_string()
+        fd.jsonpath(&["deployment", "hostnames"], "{.status.readyReplicas}") == replicas.to_string()
     });
     assert!(ready, "{}", fd.kubectl_ok(KUBECTL, &["get", "pods", "-o", "wide"]));
 }
@@ -90,8 +74,7 @@ except OSError:
 fn session_affinity_can_be_switched_off_and_on_for_cluster_ip_and_node_port() {
     let fd = start();
     serve_hostnames(&fd, 3);
-    apply(
-        &fd,
+    fd.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: affinity}
@@ -102,8 +85,9 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 ",
     );
-    let cluster = format!("http://{}/", get(&fd, &["service", "affinity"], "{.spec.clusterIP}"));
-    let node_port = format!("http://10.244.0.1:{}/", get(&fd, &["service", "affinity"], "{.spec.ports[0].nodePort}"));
+    let cluster = format!("http://{}/", fd.jsonpath(&["service", "affinity"], "{.spec.clusterIP}"));
+    let node_port =
+        format!("http://10.244.0.1:{}/", fd.jsonpath(&["service", "affinity"], "{.spec.ports[0].nodePort}"));
     let pinned = |url: &str| {
         let names = hostnames(&fd, url, 20);
         names.len() == 20 && distinct(&names) == 1
@@ -131,8 +115,8 @@ spec:
   - {name: tcp, port: 80, targetPort: 8080, protocol: TCP}
   - {name: udp, port: 80, targetPort: 8080, protocol: UDP}
 ";
-    apply(&fd, both);
-    let ip = get(&fd, &["service", "dual"], "{.spec.clusterIP}");
+    fd.apply(both);
+    let ip = fd.jsonpath(&["service", "dual"], "{.spec.clusterIP}");
     let url = format!("http://{ip}/");
     let tcp = || hostnames(&fd, &url, 1).len() == 1;
     let udp = || !udp_hostname(&fd, &ip, "80").is_empty();
@@ -153,8 +137,7 @@ spec:
 fn an_external_name_service_turned_node_port_is_served() {
     let fd = start();
     serve_hostnames(&fd, 2);
-    apply(
-        &fd,
+    fd.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: changing}
@@ -163,11 +146,12 @@ spec:
   externalName: example.com
 ",
     );
-    assert_eq!(get(&fd, &["service", "changing"], "{.spec.clusterIP}"), "");
+    assert_eq!(fd.jsonpath(&["service", "changing"], "{.spec.clusterIP}"), "");
     let patch = r#"{"spec":{"type":"NodePort","externalName":null,"selector":{"app":"hostnames"},"ports":[{"port":80,"targetPort":8080,"protocol":"TCP"}]}}"#;
     fd.kubectl_ok(KUBECTL, &["patch", "service", "changing", "-p", patch]);
-    let cluster = format!("http://{}/", get(&fd, &["service", "changing"], "{.spec.clusterIP}"));
-    let node_port = format!("http://10.244.0.1:{}/", get(&fd, &["service", "changing"], "{.spec.ports[0].nodePort}"));
+    let cluster = format!("http://{}/", fd.jsonpath(&["service", "changing"], "{.spec.clusterIP}"));
+    let node_port =
+        format!("http://10.244.0.1:{}/", fd.jsonpath(&["service", "changing"], "{.spec.ports[0].nodePort}"));
     let served = wait_until(Duration::from_secs(20), || {
         hostnames(&fd, &cluster, 2).len() == 2 && hostnames(&fd, &node_port, 2).len() == 2
     });

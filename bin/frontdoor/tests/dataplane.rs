@@ -13,19 +13,6 @@ fn start() -> Frontdoor {
     Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"])
 }
 
-fn apply(fd: &Frontdoor, manifest: &str) {
-    let out = fd.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(manifest));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn get(fd: &Frontdoor, what: &[&str], path: &str) -> String {
-    let mut args: Vec<&str> = vec!["get"];
-    args.extend_from_slice(what);
-    let expression = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &expression]);
-    String::from_utf8_lossy(&fd.kubectl("1.33", &args).stdout).into_owned()
-}
-
 fn deployment(name: &str, replicas: u32) -> String {
     let script = serde_json::to_string(&frontdoor_testkit::whoami_server(8080, 5353)).unwrap();
     format!(
@@ -52,8 +39,7 @@ spec:
 fn wait_ready_endpoints(fd: &Frontdoor, service: &str, count: usize) {
     let selector = format!("kubernetes.io/service-name={service}");
     let ok = wait_until(Duration::from_secs(40), || {
-        let ready = get(
-            fd,
+        let ready = fd.jsonpath(
             &["endpointslices", "-l", &selector],
             "{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
         );
@@ -67,7 +53,7 @@ fn wait_ready_endpoints(fd: &Frontdoor, service: &str, count: usize) {
 }
 
 fn cluster_ip(fd: &Frontdoor, service: &str) -> String {
-    get(fd, &["service", service], "{.spec.clusterIP}")
+    fd.jsonpath(&["service", service], "{.spec.clusterIP}")
 }
 
 fn run(mut command: std::process::Command) -> Output {
@@ -114,9 +100,8 @@ fn attempt(fd: &Frontdoor, url: &str, max_time: &str) -> (i32, f64) {
 #[test]
 fn cluster_ip_spreads_hairpins_and_refuses_at_once() {
     let fd = start();
-    apply(&fd, &deployment("api", 3));
-    apply(
-        &fd,
+    fd.apply(&deployment("api", 3));
+    fd.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: api}
@@ -144,7 +129,8 @@ spec:
 
     // From a pod: the other pods see its own address (no masquerade inside the cluster), and a
     // connection that lands on itself (hairpin) works.
-    let pods = get(&fd, &["pods", "-l", "app=api"], "{range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}");
+    let pods =
+        fd.jsonpath(&["pods", "-l", "app=api"], "{range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}");
     let (pod, pod_ip) = pods.lines().next().unwrap().split_once(' ').unwrap();
     let mut args = vec!["exec", pod, "--", "curl", "-s", "--max-time", "10"];
     let url = format!("http://{ip}/");
@@ -218,9 +204,8 @@ spec:
 fn node_ports_from_the_lan_affinity_and_local_policy() {
     let fd = start();
     let lan = Lan::attach(fd.netns().unwrap(), 77);
-    apply(&fd, &deployment("web", 3));
-    apply(
-        &fd,
+    fd.apply(&deployment("web", 3));
+    fd.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: web-cluster}
@@ -276,7 +261,7 @@ spec:
     assert!(answers.iter().all(|(_, client)| *client == lan.client_address), "{answers:?}");
 
     // The health-check node port of the Local LoadBalancer Service: kube-proxy's answer.
-    let health_port = get(&fd, &["service", "web-local"], "{.spec.healthCheckNodePort}");
+    let health_port = fd.jsonpath(&["service", "web-local"], "{.spec.healthCheckNodePort}");
     let out = lan.curl(&["-i", &format!("http://{}:{health_port}/", lan.node_address)]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
@@ -310,9 +295,8 @@ spec:
 #[test]
 fn udp_follows_a_replaced_endpoint() {
     let fd = start();
-    apply(&fd, &deployment("dns", 1));
-    apply(
-        &fd,
+    fd.apply(&deployment("dns", 1));
+    fd.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: dns}
@@ -371,11 +355,9 @@ fn load_balancer_addresses_answer_on_the_lan_and_honour_source_ranges() {
         .status()
         .unwrap();
     assert!(status.success());
-    apply(&fd, &deployment("web", 2));
-    apply(
-        &fd,
-        &format!(
-            "apiVersion: v1
+    fd.apply(&deployment("web", 2));
+    fd.apply(&format!(
+        "apiVersion: v1
 kind: Service
 metadata: {{name: open}}
 spec:
@@ -402,14 +384,13 @@ spec:
   selector: {{app: web}}
   ports: [{{port: 80, targetPort: 8080}}]
 ",
-            lan.client_address
-        ),
-    );
+        lan.client_address
+    ));
     wait_ready_endpoints(&fd, "open", 2);
     let external_ip = |name: &str| {
         let mut ip = String::new();
         let assigned = wait_until(Duration::from_secs(20), || {
-            ip = get(&fd, &["service", name], "{.status.loadBalancer.ingress[0].ip}");
+            ip = fd.jsonpath(&["service", name], "{.status.loadBalancer.ingress[0].ip}");
             !ip.is_empty()
         });
         assert!(assigned, "{name} has no address: {}", fd.kubectl_ok("1.33", &["describe", "service", name]));
@@ -479,9 +460,8 @@ fn pod_to_service_without_bridge_netfilter() {
             .args(["netns", "exec", ns, "sh", "-c", &format!("[ ! -e {setting} ] || echo 0 > {setting}")])
             .status();
     });
-    apply(&fd, &deployment("api", 2));
-    apply(
-        &fd,
+    fd.apply(&deployment("api", 2));
+    fd.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: api}
@@ -502,7 +482,8 @@ spec:
     .into_owned();
     assert_eq!(ports.matches("isolated on").count(), 2, "{ports}");
     let ip = cluster_ip(&fd, "api");
-    let pods = get(&fd, &["pods", "-l", "app=api"], "{range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}");
+    let pods =
+        fd.jsonpath(&["pods", "-l", "app=api"], "{range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}");
     let (pod, pod_ip) = pods.lines().next().unwrap().split_once(' ').unwrap();
     let url = format!("http://{ip}/");
     let mut args = vec!["exec", pod, "--", "curl", "-s", "--max-time", "5"];
@@ -524,13 +505,13 @@ spec:
 #[test]
 fn pods_reach_the_api_server_through_the_kubernetes_service() {
     let fd = start();
-    apply(&fd, &deployment("client", 1));
+    fd.apply(&deployment("client", 1));
     wait_ready_endpoints(&fd, "kubernetes", 1);
     let ready = wait_until(Duration::from_secs(30), || {
-        get(&fd, &["pods", "-l", "app=client"], "{.items[0].status.containerStatuses[0].ready}") == "true"
+        fd.jsonpath(&["pods", "-l", "app=client"], "{.items[0].status.containerStatuses[0].ready}") == "true"
     });
     assert!(ready);
-    let pod = get(&fd, &["pods", "-l", "app=client"], "{.items[0].metadata.name}");
+    let pod = fd.jsonpath(&["pods", "-l", "app=client"], "{.items[0].metadata.name}");
     let ca = fd.ca_path();
     let out = fd.kubectl(
         "1.33",
@@ -573,9 +554,9 @@ fn the_seed_services_answer_from_the_node_a_pod_and_the_lan() {
         lan = Some(attached);
     });
     let lan = lan.unwrap();
-    let node_ip = get(&fd, &["nodes", "n1"], "{.status.addresses[?(@.type==\"InternalIP\")].address}");
+    let node_ip = fd.jsonpath(&["nodes", "n1"], "{.status.addresses[?(@.type==\"InternalIP\")].address}");
     assert_eq!(node_ip, lan.node_address);
-    apply(&fd, &deployment("api", 2));
+    fd.apply(&deployment("api", 2));
     let manifests =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/manifests/seed3-devgains.yaml");
     let out = fd.kubectl("1.33", &["apply", "-f", manifests.to_str().unwrap()]);
@@ -583,7 +564,7 @@ fn the_seed_services_answer_from_the_node_a_pod_and_the_lan() {
     wait_ready_endpoints(&fd, "api", 2);
     let mut public = String::new();
     assert!(wait_until(Duration::from_secs(20), || {
-        public = get(&fd, &["service", "api-public"], "{.status.loadBalancer.ingress[0].ip}");
+        public = fd.jsonpath(&["service", "api-public"], "{.status.loadBalancer.ingress[0].ip}");
         !public.is_empty()
     }));
     assert_eq!(public, lan.node_address, "without a pool the LoadBalancer gets the node's address");
@@ -593,7 +574,7 @@ fn the_seed_services_answer_from_the_node_a_pod_and_the_lan() {
     // ClusterIP: from the node and from a pod.
     let cluster = format!("http://{}/", cluster_ip(&fd, "api"));
     assert_eq!(requests(&fd, &cluster, 4).len(), 4);
-    let pod = get(&fd, &["pods", "-l", "app=api"], "{.items[0].metadata.name}");
+    let pod = fd.jsonpath(&["pods", "-l", "app=api"], "{.items[0].metadata.name}");
     let from_pod = parse_answers(&fd.kubectl("1.33", &["exec", &pod, "--", "curl", "-s", "--max-time", "5", &cluster]));
     assert_eq!(from_pod.len(), 1, "{from_pod:?}");
     // NodePort 30080 and the LoadBalancer's 443, from the LAN.
@@ -609,9 +590,8 @@ fn the_seed_services_answer_from_the_node_a_pod_and_the_lan() {
 #[test]
 fn a_failed_sync_is_followed_by_a_full_one() {
     let fd = start();
-    apply(&fd, &deployment("api", 1));
-    apply(
-        &fd,
+    fd.apply(&deployment("api", 1));
+    fd.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: api}
@@ -657,23 +637,21 @@ fn local_external_policy_short_circuits_traffic_from_inside_the_cluster() {
         &["--node-name", "n1", "--lb-pool", "192.168.80.240/30"],
     );
     let lan = Lan::attach(fd.netns().unwrap(), 80);
-    apply(&fd, &deployment("web", 1));
-    apply(&fd, &deployment("client", 1));
+    fd.apply(&deployment("web", 1));
+    fd.apply(&deployment("client", 1));
     let ready = wait_until(Duration::from_secs(30), || {
         ["web", "client"].iter().all(|app| {
             let selector = format!("app={app}");
-            get(&fd, &["pods", "-l", &selector], "{.items[0].status.containerStatuses[0].ready}") == "true"
+            fd.jsonpath(&["pods", "-l", &selector], "{.items[0].status.containerStatuses[0].ready}") == "true"
         })
     });
     assert!(ready);
     // The client is another pod: the endpoint, said to be elsewhere, is not in the hairpin set.
-    let pod = get(&fd, &["pods", "-l", "app=client"], "{.items[0].metadata.name}");
-    let pod_ip = get(&fd, &["pods", "-l", "app=web"], "{.items[0].status.podIP}");
+    let pod = fd.jsonpath(&["pods", "-l", "app=client"], "{.items[0].metadata.name}");
+    let pod_ip = fd.jsonpath(&["pods", "-l", "app=web"], "{.items[0].status.podIP}");
     // The Service's only endpoint is said to be on another node.
-    apply(
-        &fd,
-        &format!(
-            "apiVersion: v1
+    fd.apply(&format!(
+        "apiVersion: v1
 kind: Service
 metadata: {{name: elsewhere}}
 spec:
@@ -693,11 +671,10 @@ endpoints:
   nodeName: n2
   conditions: {{ready: true}}
 "
-        ),
-    );
+    ));
     let mut address = String::new();
     assert!(wait_until(Duration::from_secs(20), || {
-        address = get(&fd, &["service", "elsewhere"], "{.status.loadBalancer.ingress[0].ip}");
+        address = fd.jsonpath(&["service", "elsewhere"], "{.status.loadBalancer.ingress[0].ip}");
         !address.is_empty()
     }));
     let url = format!("http://{address}/");
@@ -709,7 +686,7 @@ endpoints:
     // From the LAN: no local endpoint, dropped; the health check says so.
     let out = lan.curl(&["--max-time", "1", &url]);
     assert_eq!(out.status.code(), Some(28), "the LAN was served without a local endpoint");
-    let health_port = get(&fd, &["service", "elsewhere"], "{.spec.healthCheckNodePort}");
+    let health_port = fd.jsonpath(&["service", "elsewhere"], "{.spec.healthCheckNodePort}");
     let out =
         lan.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{}:{health_port}/", lan.node_address)]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "503");

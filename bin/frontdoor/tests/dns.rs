@@ -16,14 +16,6 @@ fn dig(fd: &Frontdoor, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn get(fd: &Frontdoor, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let expression = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &expression]);
-    String::from_utf8_lossy(&fd.kubectl(KUBECTL, &args).stdout).into_owned()
-}
-
 #[test]
 fn services_resolve_from_the_node_and_from_pods() {
     let fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"]);
@@ -56,10 +48,10 @@ spec:
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The kube-dns Service, as on every cluster.
     let kube_dns = wait_until(Duration::from_secs(20), || {
-        get(&fd, &["service", "-n", "kube-system", "kube-dns"], "{.spec.clusterIP}") == "10.96.0.10"
+        fd.jsonpath(&["service", "-n", "kube-system", "kube-dns"], "{.spec.clusterIP}") == "10.96.0.10"
     });
     assert!(kube_dns, "no kube-dns Service at 10.96.0.10");
-    let cluster_ip = get(&fd, &["service", "api"], "{.spec.clusterIP}");
+    let cluster_ip = fd.jsonpath(&["service", "api"], "{.spec.clusterIP}");
     let resolved = wait_until(Duration::from_secs(20), || {
         dig(&fd, &["+short", "api.default.svc.cluster.local"]).trim() == cluster_ip
     });
@@ -75,9 +67,9 @@ spec:
 
     // From a pod, through its resolv.conf (search path, ndots:5): the short name.
     let ready =
-        wait_until(Duration::from_secs(30), || get(&fd, &["deployment", "api"], "{.status.readyReplicas}") == "1");
+        wait_until(Duration::from_secs(30), || fd.jsonpath(&["deployment", "api"], "{.status.readyReplicas}") == "1");
     assert!(ready);
-    let pod = get(&fd, &["pods", "-l", "app=api"], "{.items[0].metadata.name}");
+    let pod = fd.jsonpath(&["pods", "-l", "app=api"], "{.items[0].metadata.name}");
     let hosts = fd.kubectl_ok(KUBECTL, &["exec", &pod, "--", "getent", "hosts", "api"]);
     assert!(hosts.starts_with(&format!("{cluster_ip} ")), "{hosts}");
     let answer = fd.kubectl_ok(KUBECTL, &["exec", &pod, "--", "curl", "-s", "--max-time", "5", "http://api/"]);
@@ -105,7 +97,7 @@ spec:
     // A new Service resolves at once.
     fd.kubectl_ok(KUBECTL, &["create", "service", "clusterip", "fresh", "--tcp=80:8080"]);
     let created = Instant::now();
-    let fresh = get(&fd, &["service", "fresh"], "{.spec.clusterIP}");
+    let fresh = fd.jsonpath(&["service", "fresh"], "{.spec.clusterIP}");
     assert!(
         wait_until(Duration::from_secs(5), || dig(&fd, &["+short", "fresh.default.svc.cluster.local"]).trim() == fresh)
     );

@@ -24,16 +24,7 @@ fn start() -> Frontdoor {
 
 fn apply(fd: &Frontdoor, objects: &[Value]) {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
-    let out = fd.kubectl_with_stdin(KUBECTL, &["apply", "-f", "-"], Some(&list));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn get(fd: &Frontdoor, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let expression = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &expression]);
-    String::from_utf8_lossy(&fd.kubectl(KUBECTL, &args).stdout).into_owned()
+    fd.apply(&list);
 }
 
 /// A pod that sleeps (the host's `sleep`; the image is not pulled), with `spec` set over the
@@ -62,7 +53,7 @@ fn service(name: &str, app: &str, headless: bool) -> Value {
 fn running(fd: &Frontdoor, pod: &str) -> String {
     let mut ip = String::new();
     let up = wait_until(DEADLINE, || {
-        let status = get(fd, &["pod", pod], "{.status.phase} {.status.podIP}");
+        let status = fd.jsonpath(&["pod", pod], "{.status.phase} {.status.podIP}");
         match status.split_once(' ') {
             Some(("Running", address)) if !address.is_empty() => {
                 ip = address.to_string();
@@ -178,7 +169,7 @@ fn the_cluster_resolves_from_a_pod() {
     let fd = start();
     apply(&fd, &[sleeper("dns-querier", json!({}), json!({}))]);
     let ip = running(&fd, "dns-querier");
-    let kubernetes = get(&fd, &["service", "kubernetes"], "{.spec.clusterIP}");
+    let kubernetes = fd.jsonpath(&["service", "kubernetes"], "{.spec.clusterIP}");
     assert!(!kubernetes.is_empty());
     wait_for_answer(&fd, "dns-querier", &["+search", "kubernetes.default"], &[&kubernetes]);
     for name in ["kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"] {
@@ -215,7 +206,7 @@ fn services_resolve_by_full_name_with_srv_and_ptr() {
     let members = [running(&fd, "member-a"), running(&fd, "member-b")];
     let members: Vec<&str> = members.iter().map(String::as_str).collect();
     running(&fd, "dns-querier");
-    let cluster_ip = get(&fd, &["service", "test-service-2"], "{.spec.clusterIP}");
+    let cluster_ip = fd.jsonpath(&["service", "test-service-2"], "{.spec.clusterIP}");
 
     let headless = "dns-test-service.default.svc.cluster.local";
     wait_for_answer(&fd, "dns-querier", &[headless], &members);
@@ -263,7 +254,7 @@ fn partial_names_resolve_through_the_search_path() {
     );
     let member = running(&fd, "member");
     running(&fd, "dns-querier");
-    let cluster_ip = get(&fd, &["service", "test-service-2"], "{.spec.clusterIP}");
+    let cluster_ip = fd.jsonpath(&["service", "test-service-2"], "{.spec.clusterIP}");
 
     wait_for_answer(&fd, "dns-querier", &["+search", "dns-test-service"], &[&member]);
     wait_for_answer(&fd, "dns-querier", &["+search", "test-service-2"], &[&cluster_ip]);
@@ -344,7 +335,7 @@ fn external_name_answers_a_cname_until_it_turns_cluster_ip() {
     // allocated fields on a change of type); the type decides what DNS answers.
     let to_cluster_ip = r#"{"spec":{"type":"ClusterIP","ports":[{"name":"http","port":80,"protocol":"TCP"}]}}"#;
     fd.kubectl_ok(KUBECTL, &["patch", "service", "dns-test-service-3", "-p", to_cluster_ip]);
-    let cluster_ip = get(&fd, &["service", "dns-test-service-3"], "{.spec.clusterIP}");
+    let cluster_ip = fd.jsonpath(&["service", "dns-test-service-3"], "{.spec.clusterIP}");
     assert!(cluster_ip.parse::<std::net::Ipv4Addr>().is_ok(), "no ClusterIP: {cluster_ip:?}");
     wait_for_answer(&fd, "dns-querier", &["CNAME", name], &[]);
     wait_for_answer(&fd, "dns-querier", &[name], &[&cluster_ip]);
@@ -414,7 +405,7 @@ fn each_dns_policy_and_dns_config_make_the_pods_resolv_conf() {
     }
     let warned = wait_until(DEADLINE, || {
         let events =
-            get(&fd, &["events"], r#"{range .items[*]}{.involvedObject.name} {.reason} {.message}{"\n"}{end}"#);
+            fd.jsonpath(&["events"], r#"{range .items[*]}{.involvedObject.name} {.reason} {.message}{"\n"}{end}"#);
         events.lines().any(|line| {
             line == "cluster-first-capped DNSConfigForming Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 10.96.0.10 192.0.2.1 192.0.2.2"
         })

@@ -13,19 +13,6 @@ use frontdoor_testkit::{wait_until, Frontdoor, Lan};
 
 const KUBECTL: &str = "1.33";
 
-fn apply(fd: &Frontdoor, manifest: &str) {
-    let out = fd.kubectl_with_stdin(KUBECTL, &["apply", "-f", "-"], Some(manifest));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn get(fd: &Frontdoor, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let expression = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &expression]);
-    String::from_utf8_lossy(&fd.kubectl(KUBECTL, &args).stdout).into_owned()
-}
-
 /// A Deployment whose pods answer `<name> <pod> <path>` on 8080, and its ClusterIP Service on 80.
 fn backend(name: &str, replicas: u32) -> String {
     let script = format!(
@@ -69,7 +56,7 @@ spec:
 
 fn wait_ready(fd: &Frontdoor, deployment: &str, replicas: u32) {
     let ready = wait_until(Duration::from_secs(40), || {
-        get(fd, &["deployment", deployment], "{.status.readyReplicas}") == replicas.to_string()
+        fd.jsonpath(&["deployment", deployment], "{.status.readyReplicas}") == replicas.to_string()
     });
     assert!(ready, "{deployment} not ready");
 }
@@ -120,16 +107,16 @@ fn certificate(dir: &Path, host: &str, tag: &str) -> (String, String) {
 #[test]
 fn the_seed_ingress_routes_from_the_lan_over_http1_http2_and_https() {
     let (fd, lan) = node_on_a_lan(91, &[]);
-    apply(&fd, &backend("api", 1));
-    apply(&fd, &backend("frontend", 1));
-    apply(&fd, &seed_manifests());
+    fd.apply(&backend("api", 1));
+    fd.apply(&backend("frontend", 1));
+    fd.apply(&seed_manifests());
     wait_ready(&fd, "api", 1);
     wait_ready(&fd, "frontend", 1);
 
     // The default class was given by the API server; the status shows the node's address.
-    assert_eq!(get(&fd, &["ingressclass", "frontdoor"], "{.spec.controller}"), "frontdoor.dev/ingress");
+    assert_eq!(fd.jsonpath(&["ingressclass", "frontdoor"], "{.spec.controller}"), "frontdoor.dev/ingress");
     let addressed = wait_until(Duration::from_secs(20), || {
-        get(&fd, &["ingress", "web"], "{.status.loadBalancer.ingress[0].ip}") == lan.node_address
+        fd.jsonpath(&["ingress", "web"], "{.status.loadBalancer.ingress[0].ip}") == lan.node_address
     });
     assert!(addressed, "{}", fd.kubectl_ok(KUBECTL, &["get", "ingress", "web", "-o", "yaml"]));
     let row = fd.kubectl_ok(KUBECTL, &["get", "ingress", "web", "--no-headers"]);
@@ -216,14 +203,14 @@ fn the_seed_ingress_routes_from_the_lan_over_http1_http2_and_https() {
             "yaml",
         ],
     );
-    apply(&fd, &secret);
+    fd.apply(&secret);
     let rotated_served = wait_until(Duration::from_secs(10), || https(&rotated).starts_with("api "));
     assert!(rotated_served, "the rotated certificate is served");
     assert!(https(&cert).is_empty(), "the old certificate is no longer served");
 
     // `kubectl describe` shows the rules with their backends' endpoints.
     let described = fd.kubectl_ok(KUBECTL, &["describe", "ingress", "web"]);
-    let api_ip = get(&fd, &["pods", "-l", "app=api"], "{.items[0].status.podIP}");
+    let api_ip = fd.jsonpath(&["pods", "-l", "app=api"], "{.items[0].status.podIP}");
     assert!(described.contains(&format!("api:80 ({api_ip}:8080)")), "{described}");
     assert!(described.contains("Sync"), "{described}");
 
@@ -231,16 +218,15 @@ fn the_seed_ingress_routes_from_the_lan_over_http1_http2_and_https() {
     // Ingress holds its ports 80 and 443 there, so the seed's `api-public` (443) waits, saying why.
     let events = fd.kubectl_ok(KUBECTL, &["get", "events", "--field-selector", "involvedObject.name=api-public"]);
     assert!(events.contains("AllocationFailed") && events.contains("443"), "{events}");
-    assert_eq!(get(&fd, &["service", "api-public"], "{.status.loadBalancer}"), "{}");
+    assert_eq!(fd.jsonpath(&["service", "api-public"], "{.status.loadBalancer}"), "{}");
 }
 
 #[test]
 fn problems_become_events_and_other_classes_are_left_alone() {
     let (fd, lan) = node_on_a_lan(92, &[]);
-    apply(&fd, &backend("api", 1));
+    fd.apply(&backend("api", 1));
     wait_ready(&fd, "api", 1);
-    apply(
-        &fd,
+    fd.apply(
         "apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: broken}
@@ -277,14 +263,14 @@ spec:
     assert_eq!(code("broken.example.com"), "503");
     // The other class's Ingress is not served and its status is not ours to write.
     assert_eq!(code("elsewhere.example.com"), "404");
-    assert_eq!(get(&fd, &["ingress", "elsewhere"], "{.status.loadBalancer.ingress}"), "");
+    assert_eq!(fd.jsonpath(&["ingress", "elsewhere"], "{.status.loadBalancer.ingress}"), "");
     // `kubectl create ingress`, as the README shows it: no class given, the default one taken.
     fd.kubectl_ok(KUBECTL, &["create", "ingress", "simple", "--rule=simple.example.com/*=api:80"]);
-    assert_eq!(get(&fd, &["ingress", "simple"], "{.spec.ingressClassName}"), "frontdoor");
+    assert_eq!(fd.jsonpath(&["ingress", "simple"], "{.spec.ingressClassName}"), "frontdoor");
     let served = wait_until(Duration::from_secs(10), || code("simple.example.com") == "200");
     assert!(served, "{}", code("simple.example.com"));
     // The broken one is served (503 above) and shows our address.
-    assert_eq!(get(&fd, &["ingress", "broken"], "{.status.loadBalancer.ingress[0].ip}"), lan.node_address);
+    assert_eq!(fd.jsonpath(&["ingress", "broken"], "{.status.loadBalancer.ingress[0].ip}"), lan.node_address);
 }
 
 /// Load from the LAN: four keep-alive clients, each a request every 20 ms (200 requests/s in
@@ -326,10 +312,9 @@ print(json.dumps(results), flush=True)
 fn a_rolling_update_under_load_loses_no_request() {
     use std::io::{BufRead, BufReader, Write};
     let (fd, lan) = node_on_a_lan(93, &[]);
-    apply(&fd, &backend("api", 2));
-    apply(&fd, &backend("frontend", 1));
-    apply(
-        &fd,
+    fd.apply(&backend("api", 2));
+    fd.apply(&backend("frontend", 1));
+    fd.apply(
         "apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: web}
@@ -346,7 +331,7 @@ spec:
     let routed =
         wait_until(Duration::from_secs(10), || curl(&lan, &["-H", "Host: app.example.com", &base]).starts_with("api "));
     assert!(routed);
-    let before = get(&fd, &["pods", "-l", "app=api"], "{.items[*].metadata.name}");
+    let before = fd.jsonpath(&["pods", "-l", "app=api"], "{.items[*].metadata.name}");
 
     let mut load = lan
         .command("python3")
@@ -367,7 +352,7 @@ spec:
     fd.kubectl_ok(KUBECTL, &["rollout", "status", "deployment/api", "--timeout=90s"]);
     // The new pods serve, and the old ones are gone.
     let replaced = wait_until(Duration::from_secs(30), || {
-        let now = get(&fd, &["pods", "-l", "app=api"], "{.items[*].metadata.name}");
+        let now = fd.jsonpath(&["pods", "-l", "app=api"], "{.items[*].metadata.name}");
         now.split_whitespace().count() == 2 && now.split_whitespace().all(|pod| !before.contains(pod))
     });
     assert!(replaced);

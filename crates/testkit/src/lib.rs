@@ -295,6 +295,22 @@ impl Frontdoor {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
+    /// `kubectl apply -f -` (the newest kubectl) with `manifest`, which must succeed.
+    pub fn apply(&self, manifest: &str) {
+        let out = self.kubectl_with_stdin(KUBECTL_NEWEST, &["apply", "-f", "-"], Some(manifest));
+        assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `kubectl get <what> -o jsonpath=<path>` (the newest kubectl): what it printed, empty when
+    /// the object is missing.
+    pub fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let expression = format!("jsonpath={path}");
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", &expression]);
+        String::from_utf8_lossy(&self.kubectl(KUBECTL_NEWEST, &args).stdout).into_owned()
+    }
+
     /// A kube-rs client for this server, from its kubeconfig (as any real client would connect).
     pub async fn kube_client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
@@ -391,6 +407,8 @@ fn kubectl_path(version: &str) -> PathBuf {
 
 /// The kubectl versions every compatibility test runs with.
 pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.32", "1.33"];
+/// The newest kubectl the tests drive.
+pub const KUBECTL_NEWEST: &str = "1.33";
 
 /// Polls `condition` until it returns true or `timeout` passes.
 /// Polls `probe` until it yields a value, failing the test (naming `what`) after `timeout`.
