@@ -439,6 +439,10 @@ fn random_below(len: usize) -> usize {
     })
 }
 
+/// The longest a connection may take while another endpoint is left to try (on a node's pod
+/// network or a LAN a healthy endpoint connects in well under a millisecond).
+const FAILOVER_CONNECT: Duration = Duration::from_secs(1);
+
 /// `future`, or `None` once `limit` passed.
 async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
     match limit {
@@ -473,9 +477,16 @@ async fn send(
         if hostless {
             name_endpoint(&mut request, address);
         }
+        // With another endpoint left to try, a connection that takes longer than
+        // FAILOVER_CONNECT is given up for it: an endpoint whose pod just went away (its address
+        // no longer answers ARP) would otherwise hold the request for the whole connect timeout.
+        let connect = match attempt + 1 < attempts {
+            true => shared.config.connect_timeout.min(FAILOVER_CONNECT),
+            false => shared.config.connect_timeout,
+        };
         let outcome = match protocol {
-            BackendProtocol::Http1 => send_http1(shared, address, request).await,
-            BackendProtocol::H2c => send_http2(shared, address, request).await,
+            BackendProtocol::Http1 => send_http1(shared, address, request, connect).await,
+            BackendProtocol::H2c => send_http2(shared, address, request, connect).await,
         };
         match outcome {
             Ok((response, sender)) => return Ok((response, address, sender)),
@@ -502,11 +513,12 @@ async fn send_http1(
     shared: &Shared,
     address: SocketAddr,
     mut request: Request<RequestBody>,
+    connect: Duration,
 ) -> Result<(Response<Incoming>, Option<Http1Sender>), Attempt> {
     loop {
         let (mut sender, fresh) = match shared.pool.take_http1(address) {
             Some(sender) => (sender, false),
-            None => match shared.pool.connect_http1(address).await {
+            None => match shared.pool.connect_http1(address, connect).await {
                 Ok(sender) => (sender, true),
                 Err(error) => return Err(Attempt::Unsent(error, Box::new(request))),
             },
@@ -514,7 +526,7 @@ async fn send_http1(
         if !sender.is_ready() {
             // A fresh connection is ready once its task runs; a pooled one when its previous
             // exchange has wound down, or never (its server closed it, or a slow upload goes on).
-            let wait = if fresh { shared.config.connect_timeout } else { POOLED_READY_WAIT };
+            let wait = if fresh { connect } else { POOLED_READY_WAIT };
             match tokio::time::timeout(wait, sender.ready()).await {
                 Ok(Ok(())) => {}
                 _ if fresh => return Err(Attempt::Unsent(ConnectError::ClosedUnsent, Box::new(request))),
@@ -538,10 +550,11 @@ async fn send_http2(
     shared: &Shared,
     address: SocketAddr,
     mut request: Request<RequestBody>,
+    connect: Duration,
 ) -> Result<(Response<Incoming>, Option<Http1Sender>), Attempt> {
     let mut retried = false;
     loop {
-        let mut sender = match shared.pool.http2(address).await {
+        let mut sender = match shared.pool.http2(address, connect).await {
             Ok(sender) => sender,
             Err(error) => return Err(Attempt::Unsent(error, Box::new(request))),
         };

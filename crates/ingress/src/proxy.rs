@@ -274,7 +274,6 @@ impl IngressProxy {
             .max_concurrent_streams(config.max_concurrent_streams)
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
         let pool = UpstreamPool::new(PoolSettings {
-            connect_timeout: config.connect_timeout,
             idle_timeout: config.upstream_idle_timeout,
             max_idle_per_endpoint: config.max_idle_per_endpoint,
         });

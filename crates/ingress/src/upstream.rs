@@ -38,10 +38,9 @@ pub(crate) enum ConnectError {
     ClosedUnsent,
 }
 
-/// How the pool connects and how long it keeps connections.
+/// How long the pool keeps connections (each connect is given its own timeout).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PoolSettings {
-    pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_idle_per_endpoint: usize,
 }
@@ -113,8 +112,7 @@ impl UpstreamPool {
         }
     }
 
-    async fn connect(&self, address: SocketAddr) -> Result<TcpStream, ConnectError> {
-        let timeout = self.settings.connect_timeout;
+    async fn connect(&self, address: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
@@ -123,9 +121,14 @@ impl UpstreamPool {
         Ok(stream)
     }
 
-    /// A new HTTP/1.1 connection to `address` (upgrades allowed), its I/O driven by a task.
-    pub(crate) async fn connect_http1(&self, address: SocketAddr) -> Result<Http1Sender, ConnectError> {
-        let stream = self.connect(address).await?;
+    /// A new HTTP/1.1 connection to `address` (upgrades allowed) made within `timeout`, its I/O
+    /// driven by a task.
+    pub(crate) async fn connect_http1(
+        &self,
+        address: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Http1Sender, ConnectError> {
+        let stream = self.connect(address, timeout).await?;
         let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
@@ -136,11 +139,11 @@ impl UpstreamPool {
     }
 
     /// The open HTTP/2 connection to `address`, made if there is none.
-    pub(crate) async fn http2(&self, address: SocketAddr) -> Result<Http2Sender, ConnectError> {
+    pub(crate) async fn http2(&self, address: SocketAddr, timeout: Duration) -> Result<Http2Sender, ConnectError> {
         if let Some(sender) = lock(&self.http2).get(&address).filter(|sender| !sender.is_closed()) {
             return Ok(sender.clone());
         }
-        let stream = self.connect(address).await?;
+        let stream = self.connect(address, timeout).await?;
         let (sender, connection) = self.http2_builder.handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -138,3 +138,40 @@ async fn a_response_timeout_is_not_retried() {
     assert_eq!((reply.status.as_u16(), reply.text()), (504, "504 Gateway Time-out\n"));
     assert_eq!(one.seen().len() + two.seen().len(), 1, "the slow endpoint alone saw the request");
 }
+
+/// An endpoint whose connections hang (a listener that never accepts, its queue full, so its
+/// SYNs are dropped, as for a pod whose address went away): with another endpoint left, the
+/// request moves on after a second, not after the whole connect timeout.
+#[tokio::test]
+async fn a_connection_that_hangs_is_given_up_for_another_endpoint() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stuck = socket.listen(0).unwrap();
+    let stuck_address = stuck.local_addr().unwrap();
+    // Fill the accept queue (backlog 0 holds one): from then on its SYNs go unanswered.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(stuck_address)).await
+        {
+            held.push(stream);
+        }
+    }
+    let hangs = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(stuck_address)).await.is_err();
+    assert!(hangs, "the queue did not fill; the test cannot hang a connect here");
+    let healthy = Backend::start("healthy").await;
+    let slow_connect = ProxyConfig { connect_timeout: Duration::from_secs(30), ..config() };
+    let proxy = proxy_for(slow_connect, &[stuck_address, healthy.address], false).await;
+    // Endpoints are picked at random: in 16 requests the stuck one comes first (all but surely).
+    let mut slowest = Duration::ZERO;
+    for id in 0..16 {
+        let started = std::time::Instant::now();
+        let reply = send(proxy.http, Method::POST, id, "body").await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.backend(), "healthy");
+    }
+    assert!(slowest >= Duration::from_millis(900), "the stuck endpoint never came first ({slowest:?})");
+    assert!(slowest < Duration::from_secs(5), "held for {slowest:?}, not moved on after a second");
+    drop((held, stuck));
+}
