@@ -75,48 +75,28 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
     let shutdown = factory.shutdown();
     let builder = Arc::new(Mutex::new(IndexBuilder::new(config.index.clone())));
     let changed = Arc::new(Notify::new());
-    feed::<Namespace, _>(
+    feed::<Namespace, _, _, _>(
         &factory,
         &builder,
         &changed,
         |b, ns| b.apply_namespace(ns),
-        |b, _, name| {
-            b.remove_namespace(name);
-        },
+        |b, _, name| b.remove_namespace(name),
     );
-    feed::<Service, _>(
+    feed::<Service, _, _, _>(
         &factory,
         &builder,
         &changed,
-        |b, s| {
-            b.apply_service(s);
-        },
-        |b, ns, name| {
-            b.remove_service(ns, name);
-        },
+        |b, s| b.apply_service(s),
+        |b, ns, name| b.remove_service(ns, name),
     );
-    feed::<EndpointSlice, _>(
+    feed::<EndpointSlice, _, _, _>(
         &factory,
         &builder,
         &changed,
-        |b, s| {
-            b.apply_slice(s);
-        },
-        |b, ns, name| {
-            b.remove_slice(ns, name);
-        },
+        |b, s| b.apply_slice(s),
+        |b, ns, name| b.remove_slice(ns, name),
     );
-    feed::<Pod, _>(
-        &factory,
-        &builder,
-        &changed,
-        |b, p| {
-            b.apply_pod(p);
-        },
-        |b, ns, name| {
-            b.remove_pod(ns, name);
-        },
-    );
+    feed::<Pod, _, _, _>(&factory, &builder, &changed, |b, p| b.apply_pod(p), |b, ns, name| b.remove_pod(ns, name));
     let stop = shutdown.triggered();
     tokio::pin!(stop);
     // Nothing is answered from a partial picture.

@@ -139,12 +139,13 @@ pub fn on_change<K: Send + Sync + 'static>(
 /// new version, `remove` the namespace and name of a deleted object; then `changed` is notified,
 /// so one task can rebuild from the model once a burst of changes is in (cluster DNS's index,
 /// the Ingress route table).
-pub fn feed<K, M>(
+/// (What `apply` and `remove` return, such as a builder's "changed" flag, is not used.)
+pub fn feed<K, M, A, R>(
     factory: &crate::InformerFactory,
     model: &std::sync::Arc<std::sync::Mutex<M>>,
     changed: &std::sync::Arc<tokio::sync::Notify>,
-    apply: impl Fn(&mut M, &K) + Send + 'static,
-    remove: impl Fn(&mut M, &str, &str) + Send + 'static,
+    apply: impl Fn(&mut M, &K) -> A + Send + 'static,
+    remove: impl Fn(&mut M, &str, &str) -> R + Send + 'static,
 ) where
     K: crate::Watched + kube::Resource<DynamicType = ()>,
     M: Send + 'static,
@@ -153,7 +154,9 @@ pub fn feed<K, M>(
     on_change(factory.all::<K>().subscribe(), &factory.shutdown(), move |change| {
         let mut model = model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match change {
-            Change::Applied { new, .. } => apply(&mut model, &new),
+            Change::Applied { new, .. } => {
+                apply(&mut model, &new);
+            }
             Change::Deleted(old) => {
                 let meta = old.meta();
                 remove(

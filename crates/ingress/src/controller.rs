@@ -90,61 +90,35 @@ pub async fn run(factory: InformerFactory, config: ControllerConfig, published: 
     let shutdown = factory.shutdown();
     let builder = Arc::new(Mutex::new(RouteTableBuilder::new(config.class.clone())));
     let changed = Arc::new(Notify::new());
-    feed::<Ingress, _>(
+    feed::<Ingress, _, _, _>(
         &factory,
         &builder,
         &changed,
-        |b, i| {
-            b.apply_ingress(i);
-        },
-        |b, ns, n| {
-            b.remove_ingress(ns, n);
-        },
+        |b, i| b.apply_ingress(i),
+        |b, ns, n| b.remove_ingress(ns, n),
     );
-    feed::<IngressClass, _>(
+    feed::<IngressClass, _, _, _>(
         &factory,
         &builder,
         &changed,
-        |b, c| {
-            b.apply_ingress_class(c);
-        },
-        |b, _, n| {
-            b.remove_ingress_class(n);
-        },
+        |b, c| b.apply_ingress_class(c),
+        |b, _, n| b.remove_ingress_class(n),
     );
-    feed::<Service, _>(
+    feed::<Service, _, _, _>(
         &factory,
         &builder,
         &changed,
-        |b, s| {
-            b.apply_service(s);
-        },
-        |b, ns, n| {
-            b.remove_service(ns, n);
-        },
+        |b, s| b.apply_service(s),
+        |b, ns, n| b.remove_service(ns, n),
     );
-    feed::<EndpointSlice, _>(
+    feed::<EndpointSlice, _, _, _>(
         &factory,
         &builder,
         &changed,
-        |b, s| {
-            b.apply_slice(s);
-        },
-        |b, ns, n| {
-            b.remove_slice(ns, n);
-        },
+        |b, s| b.apply_slice(s),
+        |b, ns, n| b.remove_slice(ns, n),
     );
-    feed::<Secret, _>(
-        &factory,
-        &builder,
-        &changed,
-        |b, s| {
-            b.apply_secret(s);
-        },
-        |b, ns, n| {
-            b.remove_secret(ns, n);
-        },
-    );
+    feed::<Secret, _, _, _>(&factory, &builder, &changed, |b, s| b.apply_secret(s), |b, ns, n| b.remove_secret(ns, n));
     let stop = shutdown.triggered();
     tokio::pin!(stop);
     tokio::select! {
