@@ -99,7 +99,7 @@ pub struct DnsMetrics {
     responses: Family<ResponseLabels, Counter>,
     durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
     handles: Arc<Handles>,
-    cache_entries: Family<CacheLabels, Gauge>,
+    cache_entries: [Gauge; 2],
     cache_requests: Counter,
     cache_hits: [Counter; 2],
     cache_misses: Counter,
@@ -131,25 +131,26 @@ impl DnsMetrics {
         let cache_misses = Family::<CacheZoneLabels, Counter>::default();
         let cache_hits = Family::<CacheLabels, Counter>::default();
         let cache_evictions = Family::<CacheLabels, Counter>::default();
+        let cache_entries = Family::<CacheLabels, Gauge>::default();
         let zones = CacheZoneLabels { server: server.clone(), zones: ".".into() };
-        let by_kind = |family: &Family<CacheLabels, Counter>| {
+        // One series per kind, in `CacheKind` order.
+        fn by_kind<M: Clone + Default>(family: &Family<CacheLabels, M>, server: &str) -> [M; 2] {
             ["success", "denial"].map(|kind| {
-                family
-                    .get_or_create(&CacheLabels { server: server.clone(), r#type: kind.into(), zones: ".".into() })
-                    .clone()
+                let labels = CacheLabels { server: server.to_string(), r#type: kind.into(), zones: ".".into() };
+                family.get_or_create(&labels).clone()
             })
-        };
+        }
         let metrics = DnsMetrics {
             zone: format!("{}.", zone.trim_end_matches('.')),
             requests: Family::default(),
             responses: Family::default(),
             durations: Family::new_with_constructor(duration_histogram),
             handles: Arc::new(handles),
-            cache_entries: Family::default(),
+            cache_entries: by_kind(&cache_entries, &server),
             cache_requests: cache_requests.get_or_create(&zones).clone(),
-            cache_hits: by_kind(&cache_hits),
+            cache_hits: by_kind(&cache_hits, &server),
             cache_misses: cache_misses.get_or_create(&zones).clone(),
-            cache_evictions: by_kind(&cache_evictions),
+            cache_evictions: by_kind(&cache_evictions, &server),
             server,
         };
         registry.register(
@@ -163,11 +164,7 @@ impl DnsMetrics {
             "Histogram of the time (in seconds) each request took per zone.",
             metrics.durations.clone(),
         );
-        registry.register(
-            "coredns_cache_entries",
-            "The number of elements in the cache.",
-            metrics.cache_entries.clone(),
-        );
+        registry.register("coredns_cache_entries", "The number of elements in the cache.", cache_entries);
         registry.register("coredns_cache_requests", "The count of cache requests.", cache_requests);
         registry.register("coredns_cache_hits", "The count of cache hits.", cache_hits);
         registry.register(
@@ -176,14 +173,7 @@ impl DnsMetrics {
             cache_misses,
         );
         registry.register("coredns_cache_evictions", "The count of cache evictions.", cache_evictions);
-        for kind in ["success", "denial"] {
-            let _ = metrics.cache_entries.get_or_create(&metrics.cache_labels(kind));
-        }
         metrics
-    }
-
-    fn cache_labels(&self, kind: &str) -> CacheLabels {
-        CacheLabels { server: self.server.clone(), r#type: kind.into(), zones: ".".into() }
     }
 
     pub fn cache_hit(&self, kind: CacheKind) {
@@ -201,9 +191,8 @@ impl DnsMetrics {
         if let Stored::Yes { kind, evicted: true } = stored {
             self.cache_evictions[kind as usize].inc();
         }
-        for (kind, count) in [("success", success), ("denial", denial)] {
-            self.cache_entries.get_or_create(&self.cache_labels(kind)).set(count as i64);
-        }
+        self.cache_entries[CacheKind::Success as usize].set(success as i64);
+        self.cache_entries[CacheKind::Denial as usize].set(denial as i64);
     }
 
     pub fn record(&self, served: &Served<'_>) {

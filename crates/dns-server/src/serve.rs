@@ -90,17 +90,25 @@ impl Shared {
             Outcome::Chase { target, qtype, max_size } => {
                 (Step::Chase { target: target.clone(), qtype, max_size }, Path::Cluster)
             }
-            Outcome::Forward { max_size } => match self.cache.get(request, self.now_ms(), max_size, out) {
-                Some(kind) => {
-                    self.metrics.cache_hit(kind);
-                    (Step::Send, Path::Forwarded)
-                }
-                None => {
-                    self.metrics.cache_miss();
-                    (Step::Forward { max_size }, Path::Forwarded)
-                }
-            },
+            Outcome::Forward { max_size } if self.cached(request, max_size, out) => (Step::Send, Path::Forwarded),
+            Outcome::Forward { max_size } => (Step::Forward { max_size }, Path::Forwarded),
         }
+    }
+
+    /// Writes the cached answer to `request` into `out`, if there is one; counted either way.
+    fn cached(&self, request: &[u8], max_size: usize, out: &mut Vec<u8>) -> bool {
+        let hit = self.cache.get(request, self.now_ms(), max_size, out);
+        match hit {
+            Some(kind) => self.metrics.cache_hit(kind),
+            None => self.metrics.cache_miss(),
+        }
+        hit.is_some()
+    }
+
+    /// Keeps `answer` to `request` in the cache (if it may be kept).
+    fn store(&self, request: &[u8], answer: &[u8]) {
+        let stored = self.cache.insert(request, answer, self.now_ms());
+        self.metrics.cache_stored(stored, self.cache.len());
     }
 
     /// The whole answer to one request, recorded in the metrics; `None`: send nothing.
@@ -147,8 +155,7 @@ impl Shared {
                 answer = exchange_tcp(request, *upstream).await.or(answer);
             }
             if let Some(answer) = answer {
-                let stored = self.cache.insert(request, &answer, self.now_ms());
-                self.metrics.cache_stored(stored, self.cache.len());
+                self.store(request, &answer);
                 if answer.len() > max_size {
                     let mut out = Vec::new();
                     reply_with_rcode(request, answer[3] & 0x0f, &mut out);
@@ -162,8 +169,7 @@ impl Shared {
         // again (and waited for) on every query.
         let mut out = Vec::new();
         reply_with_rcode(request, RCODE_SERVFAIL, &mut out);
-        let stored = self.cache.insert(request, &out, self.now_ms());
-        self.metrics.cache_stored(stored, self.cache.len());
+        self.store(request, &out);
         out
     }
 
@@ -177,12 +183,8 @@ impl Shared {
             match answer_into(&index, &query, Transport::Tcp, &mut out) {
                 Outcome::Reply => return Some(out),
                 Outcome::Drop => return None,
-                Outcome::Forward { max_size } => {
-                    return match self.cache.get(&query, self.now_ms(), max_size, &mut out) {
-                        Some(_) => Some(out),
-                        None => Some(self.forward(&query, Transport::Tcp, max_size).await),
-                    };
-                }
+                Outcome::Forward { max_size } if self.cached(&query, max_size, &mut out) => return Some(out),
+                Outcome::Forward { max_size } => return Some(self.forward(&query, Transport::Tcp, max_size).await),
                 // Another ExternalName: its own target's answers come after its CNAME.
                 Outcome::Chase { target: next, .. } => target = next.clone(),
             }
@@ -229,20 +231,32 @@ async fn exchange_udp(request: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
     }
 }
 
-/// One TCP exchange (RFC 7766 framing).
+/// One TCP exchange.
 async fn exchange_tcp(request: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
     let exchange = async {
         let mut stream = TcpStream::connect(upstream).await.ok()?;
-        let mut framed = u16::try_from(request.len()).ok()?.to_be_bytes().to_vec();
-        framed.extend_from_slice(request);
-        stream.write_all(&framed).await.ok()?;
-        let mut length = [0u8; 2];
-        stream.read_exact(&mut length).await.ok()?;
-        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
-        stream.read_exact(&mut answer).await.ok()?;
+        write_message(&mut stream, request).await?;
+        let answer = read_message(&mut stream).await?;
         answers(request, &answer).then_some(answer)
     };
     tokio::time::timeout(UPSTREAM_TIMEOUT, exchange).await.ok()?
+}
+
+/// One DNS message over TCP: its length, then its bytes (RFC 7766).
+async fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).await.ok()?;
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut message).await.ok()?;
+    Some(message)
+}
+
+/// Writes one DNS message over TCP, framed as [`read_message`] reads it; `None` if it is too
+/// long to frame or the write fails.
+async fn write_message(stream: &mut TcpStream, message: &[u8]) -> Option<()> {
+    let mut framed = u16::try_from(message.len()).ok()?.to_be_bytes().to_vec();
+    framed.extend_from_slice(message);
+    stream.write_all(&framed).await.ok()
 }
 
 impl Server {
@@ -310,21 +324,9 @@ impl Server {
 
 /// One TCP client: length-prefixed requests, answered in order, until it goes or idles.
 async fn serve_tcp(mut stream: TcpStream, client: IpAddr, shared: Arc<Shared>) {
-    loop {
-        let mut length = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut length)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
-        if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request)).await.map_or(true, |r| r.is_err()) {
-            return;
-        }
+    while let Ok(Some(request)) = tokio::time::timeout(TCP_IDLE, read_message(&mut stream)).await {
         let Some(response) = shared.respond(&request, Transport::Tcp, client).await else { return };
-        let Ok(length) = u16::try_from(response.len()) else { return };
-        let mut framed = length.to_be_bytes().to_vec();
-        framed.extend_from_slice(&response);
-        if stream.write_all(&framed).await.is_err() {
+        if write_message(&mut stream, &response).await.is_none() {
             return;
         }
     }
