@@ -190,7 +190,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
+async fn up(mut args: UpArgs) -> anyhow::Result<()> {
+    if !args.without_node {
+        // Picked once (a route lookup), so the Node, the load balancers and the Ingress status
+        // all name the same address.
+        args.node_ip = Some(node_ip(&args, &frontdoor_node::PodCidr::parse(&args.pod_cidr)?));
+    }
     let metrics = frontdoor_metrics::Registry::default();
     let advertise_address = match args.advertise_address {
         None if !args.without_node => {
