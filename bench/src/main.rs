@@ -204,7 +204,8 @@ fn main() {
     }
     let binary = frontdoor_binary();
     let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    // `FRONTDOOR_BENCH=control-plane`, `=node`, `=dataplane`, `=dns` or `=ingress` runs only that part.
+    // `FRONTDOOR_BENCH=control-plane`, `=node`, `=dataplane`, `=dns` or `=ingress` runs only that part
+    // (`=dataplane-node` only the data plane's steps 3 and 4).
     let only = std::env::var("FRONTDOOR_BENCH").unwrap_or_default();
     let runs = |half: &str| only.is_empty() || only == half;
     if runs("control-plane") {
@@ -218,6 +219,10 @@ fn main() {
     }
     if runs("dataplane") {
         dataplane::run(&binary);
+    }
+    // Only the data-plane steps that run `frontdoor up` (programming latency and HTTP throughput).
+    if only == "dataplane-node" {
+        dataplane::run_on_node(&binary);
     }
     if runs("dns") {
         dns::run(&binary);

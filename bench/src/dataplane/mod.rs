@@ -87,6 +87,14 @@ pub fn run(binary: &std::path::Path) {
     memory_at_scale();
 }
 
+/// Steps 3 and 4 alone: those that run `frontdoor up`.
+pub fn run_on_node(binary: &std::path::Path) {
+    let missing = system::check_tools();
+    if !missing.contains(&"ip") {
+        on_node(binary, !missing.contains(&"wrk"));
+    }
+}
+
 /// Whether to load the kube-proxy-shaped ruleset for `count` Services, from the growth of the
 /// loads so far: `Err` with the extrapolation when it would take too long.
 fn kube_proxy_fits(done: &[kube_proxy::KubeProxy], count: usize) -> Result<(), String> {

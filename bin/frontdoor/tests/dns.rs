@@ -241,3 +241,79 @@ fn only_the_node_and_its_pods_are_served() {
         assert!(out.contains("status: REFUSED") && out.contains("ANSWER: 0"), "{out}");
     }
 }
+
+/// Sends 100 bursts of 1,000 hostile datagrams to the server's UDP socket (random bytes of every
+/// length up to 5,000, a valid header over garbage, compression-pointer loops, responses, absurd
+/// counts), each burst followed by a real query that must be answered (the socket is a queue: its
+/// answer proves the burst was read; it is retried, as a resolver would, when the burst filled the
+/// socket's buffer). Prints `answered <n> of <m>`.
+const GARBAGE: &str = r#"
+import os, random, socket, struct, sys
+random.seed(7)
+server = (sys.argv[1], 53)
+query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"".join(
+    bytes([len(l)]) + l.encode() for l in "kubernetes.default.svc.cluster.local".split(".")) + b"\x00\x00\x01\x00\x01"
+def hostile(i):
+    kind = i % 6
+    if kind == 0:
+        return os.urandom(random.randrange(0, 5000))
+    if kind == 1:
+        return os.urandom(random.randrange(0, 13))
+    if kind == 2:
+        return struct.pack(">HHHHHH", i & 0xFFFF, 0x0100, 1, 0, 0, 0) + os.urandom(random.randrange(0, 300))
+    if kind == 3:
+        return struct.pack(">HHHHHH", i & 0xFFFF, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\x00\x01"
+    if kind == 4:
+        return bytes([query[0], query[1], query[2] | 0x80]) + query[3:]
+    return struct.pack(">HHHHHH", i & 0xFFFF, 0x0100, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF) + query[12:]
+send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.settimeout(1)
+answered = 0
+for burst in range(100):
+    for i in range(1000):
+        send.sendto(hostile(burst * 1000 + i), server)
+    # A burst can fill the socket's buffer (the kernel drops what does not fit, as on any
+    # server): the probe is retried as a resolver would.
+    for attempt in range(3):
+        probe.sendto(query, server)
+        try:
+            while True:
+                reply = probe.recv(4096)
+                if reply[:2] == b"\x12\x34":
+                    break
+        except socket.timeout:
+            continue
+        rcode, count = reply[3] & 0xF, struct.unpack(">H", reply[6:8])[0]
+        answered += rcode == 0 and count == 1 and reply.endswith(bytes([10, 96, 0, 1]))
+        break
+print(f"answered {answered} of 100")
+"#;
+
+#[test]
+fn hostile_datagrams_get_formerr_or_nothing_and_the_server_keeps_answering() {
+    let fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"]);
+    let name = "kubernetes.default.svc.cluster.local";
+    let served = wait_until(Duration::from_secs(20), || dig(&fd, &["+short", name]).trim() == "10.96.0.1");
+    assert!(served);
+    let formerr = || {
+        let metrics = fd.command("curl").args(["-s", "http://10.244.0.1:9153/metrics"]).output().unwrap();
+        String::from_utf8_lossy(&metrics.stdout)
+            .lines()
+            .filter(|l| l.starts_with("coredns_dns_responses_total{") && l.contains("rcode=\"FORMERR\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = formerr();
+    let out = fd.command("python3").args(["-c", GARBAGE, "10.244.0.1"]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report.trim(), "answered 100 of 100");
+    // The garbage was read and answered where an answer is due (a header that decodes), not lost.
+    let answered_formerr = formerr() - before;
+    assert!(answered_formerr >= 10_000.0, "only {answered_formerr} FORMERR answers to 100,000 hostile datagrams");
+    // And the server still answers everything correctly, over UDP and TCP.
+    assert_eq!(dig(&fd, &["+short", name]).trim(), "10.96.0.1");
+    assert_eq!(dig(&fd, &["+tcp", "+short", name]).trim(), "10.96.0.1");
+    assert!(dig(&fd, &["nope.default.svc.cluster.local"]).contains("status: NXDOMAIN"));
+}

@@ -1,14 +1,14 @@
 //! The sockets: UDP and TCP on port 53 of the node address.
 //!
 //! UDP requests are taken in batches (`recvmmsg`). A request is answered from the index current
-//! when it arrived, inline on the socket's task;
+//! when it arrived, inline on the socket's task, and the batch's answers sent together (`sendmmsg`);
 //! only a name outside the cluster (or an ExternalName's target) waits on an upstream, in a task
 //! of its own. Forwarded answers go through the cache first; the upstreams are tried in turn
 //! (UDP, then TCP when a TCP client's answer came back truncated); when none answers the client
 //! gets SERVFAIL (kept a few seconds). Clients outside the served ranges (the node's own addresses, loopback, the pod
 //! ranges) get REFUSED: the server is not an open resolver.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Headers, BATCH};
 use crate::metrics::{DnsMetrics, Path, Served};
 use crate::DnsError;
 
@@ -272,7 +272,6 @@ impl Server {
         let stop = shutdown.triggered();
         tokio::pin!(stop);
         let mut batch = Batch::new();
-        let mut out = Vec::with_capacity(1232);
         loop {
             tokio::select! {
                 () = &mut stop => return,
@@ -280,11 +279,22 @@ impl Server {
                     if ready.is_err() {
                         continue;
                     }
-                    // Everything waiting, in one system call; then each answered in turn.
-                    let Ok(count) = batch.receive(&self.udp) else { continue };
-                    for i in 0..count {
-                        let (request, client) = batch.datagram(i);
-                        self.datagram(request, SocketAddr::V4(client), &mut out).await;
+                    let started = Instant::now();
+                    let unsent: Vec<(Vec<u8>, SocketAddrV4)> = {
+                        let mut headers = Headers::new();
+                        let Ok(count) = batch.receive(&self.udp, &mut headers) else { continue };
+                        let paths = self.answer_batch(&mut batch, count, started);
+                        let unsent = batch.send(&self.udp, &mut headers).map(|(reply, to)| (reply.to_vec(), to)).collect();
+                        for (i, path) in paths.into_iter().enumerate().take(count) {
+                            let Some(path) = path else { continue };
+                            let (request, reply) = batch.exchange(i);
+                            self.shared.record(request, reply, Transport::Udp, path, started);
+                        }
+                        unsent
+                    };
+                    // The socket's buffer was full: these wait for room.
+                    for (reply, to) in unsent {
+                        let _ = self.udp.send_to(&reply, to).await;
                     }
                 }
                 accepted = self.tcp.accept() => {
@@ -295,30 +305,35 @@ impl Server {
         }
     }
 
-    /// One UDP request: answered here when memory has the answer (no task, no copy of the
-    /// request); otherwise handed to a task so the socket keeps serving.
-    async fn datagram(&self, request: &[u8], client: SocketAddr, out: &mut Vec<u8>) {
-        let started = Instant::now();
+    /// Answers the `count` datagrams of `batch` that memory can answer (their replies are left in
+    /// the batch to be sent together) and hands the others to tasks of their own, so the socket
+    /// keeps serving. The path of each one answered here, to record once the batch is sent.
+    fn answer_batch(&self, batch: &mut Batch, count: usize, started: Instant) -> [Option<Path>; BATCH] {
         let shared = &self.shared;
-        let (step, path) = shared.answer_now(request, Transport::Udp, client.ip(), out);
-        match step {
-            Step::Send => {
-                let _ = self.udp.send_to(out, client).await;
-                shared.record(request, Some(out), Transport::Udp, path, started);
-            }
-            Step::Drop => shared.record(request, None, Transport::Udp, path, started),
-            step => {
-                let (udp, shared, request, out) =
-                    (self.udp.clone(), self.shared.clone(), request.to_vec(), std::mem::take(out));
-                tokio::spawn(async move {
-                    let response = shared.finish(step, &request, Transport::Udp, out).await;
-                    if let Some(response) = &response {
-                        let _ = udp.send_to(response, client).await;
-                    }
-                    shared.record(&request, response.as_deref(), Transport::Udp, path, started);
-                });
+        let mut paths = [None; BATCH];
+        for (i, recorded) in paths.iter_mut().enumerate().take(count) {
+            let (request, client, reply) = batch.slot(i);
+            let (step, path) = shared.answer_now(request, Transport::Udp, IpAddr::V4(*client.ip()), reply);
+            match step {
+                Step::Send => {
+                    batch.answer(i);
+                    *recorded = Some(path);
+                }
+                Step::Drop => *recorded = Some(path),
+                step => {
+                    let (udp, shared, request, out) =
+                        (self.udp.clone(), self.shared.clone(), request.to_vec(), std::mem::take(reply));
+                    tokio::spawn(async move {
+                        let response = shared.finish(step, &request, Transport::Udp, out).await;
+                        if let Some(response) = &response {
+                            let _ = udp.send_to(response, client).await;
+                        }
+                        shared.record(&request, response.as_deref(), Transport::Udp, path, started);
+                    });
+                }
             }
         }
+        paths
     }
 }
 

@@ -17,6 +17,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::config::{Cidr, IndexConfig, PodMode};
 use crate::model::{EndpointInfo, IndexBuilder, SvcKind};
+use crate::names::NameTable;
 use crate::wire::wire_name;
 
 /// The schema version `dns-version.<zone>` answers (specification §2.2).
@@ -87,7 +88,7 @@ pub struct ClusterIndex {
     pub(crate) zone: Vec<u8>,
     pub(crate) zone_labels: usize,
     pub(crate) reverse: Vec<ReverseZone>,
-    pub(crate) nodes: HashMap<Box<[u8]>, Node>,
+    pub(crate) nodes: NameTable<Node>,
     pub(crate) sets: Vec<RrSet>,
     pub(crate) arena: Vec<u8>,
     pub(crate) targets: Vec<Name>,
@@ -371,7 +372,7 @@ impl ClusterIndex {
             zone: zone_wire,
             zone_labels,
             reverse: cfg.reverse_cidrs.iter().map(|c| ReverseZone { cidr: *c, labels: c.zone_labels() }).collect(),
-            nodes: HashMap::with_capacity(m.nodes.len()),
+            nodes: NameTable::with_capacity(m.nodes.len(), m.nodes.keys().map(Vec::len).sum()),
             sets: Vec::new(),
             arena: Vec::new(),
             targets: Vec::new(),
@@ -398,7 +399,7 @@ impl ClusterIndex {
             if let Some(target) = &model.cname {
                 index.external(&mut enc, &m, &mut node, target);
             }
-            index.nodes.insert(key.clone().into_boxed_slice(), node);
+            index.nodes.insert(key, node);
         }
         for (name, i) in pod_nodes {
             if let Some(node) = wire_name(&name).and_then(|k| index.nodes.get_mut(&k[..])) {
@@ -407,6 +408,7 @@ impl ClusterIndex {
         }
         index.arena.shrink_to_fit();
         index.sets.shrink_to_fit();
+        index.nodes.shrink_to_fit();
         index
     }
 

@@ -40,6 +40,7 @@ mod cache;
 mod config;
 mod index;
 mod model;
+mod names;
 mod wire;
 
 pub use answer::{answer, answer_into, complete_chase, reply_with_rcode, Outcome, Response, Transport};
