@@ -11,7 +11,7 @@
 //! without unwinding, the kernel kills the daemon (`setpriv --pdeathsig KILL`).
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ impl Daemon {
         program: &str,
         args: &[&str],
         config: PathBuf,
-        address: Ipv4Addr,
+        address: SocketAddr,
     ) -> Daemon {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).expect("a log file in the bench's directory");
@@ -49,7 +49,7 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("{program} starts: {e}"));
-        Daemon { name, address: SocketAddr::from((address, 53)), child, config, log }
+        Daemon { name, address, child, config, log }
     }
 
     pub fn pid(&self) -> u32 {
@@ -143,17 +143,19 @@ pub fn tree_cpu(pid: u32) -> Duration {
         .sum()
 }
 
-/// Knot DNS serving `zones` on `address`:53. One UDP and one TCP worker: Knot's default is one
+/// Knot DNS serving `zones` on `address`. One UDP and one TCP worker: Knot's default is one
 /// per CPU, and it is given one core.
-pub fn knot(directory: &Path, name: &'static str, address: Ipv4Addr, core: usize, zones: &[ZoneFile]) -> Daemon {
+pub fn knot(directory: &Path, name: &'static str, address: SocketAddr, core: usize, zones: &[ZoneFile]) -> Daemon {
     let run = directory.join(name);
     std::fs::create_dir_all(&run).expect("Knot's directory");
     let mut config = format!(
-        "server:\n    rundir: \"{run}\"\n    listen: {address}@53\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+        "server:\n    rundir: \"{run}\"\n    listen: {ip}@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
          database:\n    storage: \"{run}\"\n\
          log:\n  - target: stderr\n    any: warning\n\
          zone:\n",
-        run = run.display()
+        run = run.display(),
+        ip = address.ip(),
+        port = address.port()
     );
     for zone in zones {
         let _ = writeln!(config, "  - domain: {}\n    file: \"{}\"", zone.origin, zone.path.display());
@@ -163,18 +165,20 @@ pub fn knot(directory: &Path, name: &'static str, address: Ipv4Addr, core: usize
     Daemon::spawn(name, core, "knotd", &["-c"], path, address)
 }
 
-/// NSD serving `zones` on `address`:53, one server process (its default), response rate
+/// NSD serving `zones` on `address`, one server process (its default), response rate
 /// limiting off (it is on in Debian's build, and would answer a benchmark with drops).
-pub fn nsd(directory: &Path, address: Ipv4Addr, core: usize, zones: &[ZoneFile]) -> Daemon {
+pub fn nsd(directory: &Path, address: SocketAddr, core: usize, zones: &[ZoneFile]) -> Daemon {
     let run = directory.join("nsd");
     std::fs::create_dir_all(&run).expect("NSD's directory");
     let mut config = format!(
-        "server:\n    ip-address: {address}\n    port: 53\n    username: \"\"\n    chroot: \"\"\n    zonesdir: \"{run}\"\n\
+        "server:\n    ip-address: {ip}\n    port: {port}\n    username: \"\"\n    chroot: \"\"\n    zonesdir: \"{run}\"\n\
          \x20   pidfile: \"{run}/nsd.pid\"\n    database: \"\"\n    zonelistfile: \"{run}/zone.list\"\n\
          \x20   xfrdfile: \"{run}/xfrd.state\"\n    xfrdir: \"{run}\"\n    server-count: 1\n    verbosity: 0\n\
          \x20   rrl-ratelimit: 0\n    rrl-whitelist-ratelimit: 0\n\
          remote-control:\n    control-enable: no\n",
-        run = run.display()
+        run = run.display(),
+        ip = address.ip(),
+        port = address.port()
     );
     for zone in zones {
         let _ = writeln!(config, "zone:\n    name: {}\n    zonefile: \"{}\"", zone.origin, zone.path.display());
@@ -184,14 +188,14 @@ pub fn nsd(directory: &Path, address: Ipv4Addr, core: usize, zones: &[ZoneFile])
     Daemon::spawn("nsd", core, "nsd", &["-d", "-c"], path, address)
 }
 
-/// Unbound on `address`:53, one thread (its default), forwarding `zone` to `upstream`, caches
+/// Unbound on `address`, one thread (its default), forwarding `zone` to `upstream`, caches
 /// large enough to hold every name of the step (64 MiB of messages, 128 MiB of record sets), no
 /// validation (nothing is signed), `test.` no longer refused as a special-use name.
-pub fn unbound(directory: &Path, address: Ipv4Addr, core: usize, zone: &str, upstream: SocketAddr) -> Daemon {
+pub fn unbound(directory: &Path, address: SocketAddr, core: usize, zone: &str, upstream: SocketAddr) -> Daemon {
     let run = directory.join("unbound");
     std::fs::create_dir_all(&run).expect("Unbound's directory");
     let config = format!(
-        "server:\n    interface: {address}\n    port: 53\n    do-daemonize: no\n    username: \"\"\n    chroot: \"\"\n\
+        "server:\n    interface: {ip}\n    port: {port}\n    do-daemonize: no\n    username: \"\"\n    chroot: \"\"\n\
          \x20   directory: \"{run}\"\n    pidfile: \"{run}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n\
          \x20   verbosity: 0\n    num-threads: 1\n    access-control: 0.0.0.0/0 allow\n    do-not-query-localhost: no\n\
          \x20   do-ip6: no\n    module-config: \"iterator\"\n    msg-cache-size: 64m\n    rrset-cache-size: 128m\n\
@@ -200,7 +204,9 @@ pub fn unbound(directory: &Path, address: Ipv4Addr, core: usize, zone: &str, ups
          remote-control:\n    control-enable: no\n",
         upstream.ip(),
         upstream.port(),
-        run = run.display()
+        run = run.display(),
+        ip = address.ip(),
+        port = address.port()
     );
     let path = run.join("unbound.conf");
     std::fs::write(&path, config).expect("Unbound's configuration");
