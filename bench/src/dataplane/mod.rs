@@ -83,7 +83,7 @@ pub fn run(binary: &std::path::Path) {
     }
     sync_times(!missing.contains(&"nft"));
     first_packets();
-    on_node(binary, !missing.contains(&"wrk"));
+    on_node(binary, !missing.contains(&"wrk"), !missing.contains(&"nft"));
     memory_at_scale();
 }
 
@@ -91,7 +91,7 @@ pub fn run(binary: &std::path::Path) {
 pub fn run_on_node(binary: &std::path::Path) {
     let missing = system::check_tools();
     if !missing.contains(&"ip") {
-        on_node(binary, !missing.contains(&"wrk"));
+        on_node(binary, !missing.contains(&"wrk"), !missing.contains(&"nft"));
     }
 }
 
@@ -219,7 +219,7 @@ fn first_packets() {
     println!("  (`x baseline` here: the ClusterIP ratio ÷ the same ratio for direct connects, i.e. drift not due to the machine)");
 }
 
-fn on_node(binary: &std::path::Path, with_wrk: bool) {
+fn on_node(binary: &std::path::Path, with_wrk: bool, with_nft: bool) {
     let (programming, throughput) = system::in_fresh_netns(|| {
         let node = node::start(binary, || {
             for server in programming::SERVERS {
@@ -229,7 +229,7 @@ fn on_node(binary: &std::path::Path, with_wrk: bool) {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
         let results = runtime.block_on(async {
             let programming = programming::measure(&node, PROGRAMMING_UPDATES).await;
-            let throughput = if with_wrk { Some(throughput::measure(&node).await) } else { None };
+            let throughput = if with_wrk { Some(throughput::measure(&node, with_nft).await) } else { None };
             (programming, throughput)
         });
         drop(node);
@@ -275,12 +275,15 @@ fn print_programming(p: &programming::Programming) {
 fn print_throughput(t: &throughput::Throughput) {
     println!();
     println!(
-        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; wrk -t1 -c16 -d4s from the node and from another pod, median of 3 interleaved rounds)",
+        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; wrk -t1 -c16 -d4s from the node and from another pod, median of 3 interleaved rounds; with nft, also through one static dnat rule to a third port: the floor of any NAT data plane)",
         t.cluster_ip, t.pod_ip
     );
     for mode in &t.modes {
+        let floor = mode.floor.map_or(String::new(), |f| {
+            format!("; one static dnat rule {:.0} req/s, p99 {:.2} ms", f.requests_per_second, ms(f.p99))
+        });
         println!(
-            "  from the {}, {}: ClusterIP {:.0} req/s, p99 {:.2} ms; pod {:.0} req/s, p99 {:.2} ms; errors {} / {}",
+            "  from the {}, {}: ClusterIP {:.0} req/s, p99 {:.2} ms; pod {:.0} req/s, p99 {:.2} ms{floor}; errors {} / {}",
             mode.client,
             mode.name,
             mode.cluster_ip.requests_per_second,
@@ -307,6 +310,15 @@ fn print_throughput(t: &throughput::Throughput) {
             1.05,
             None,
         );
+        if let Some(floor) = mode.floor {
+            println!(
+                "  the floor, {short}: one static dnat rule ÷ pod {:.2} x throughput, {:.2} x p99; ClusterIP ÷ that rule {:.2} x, {:.2} x",
+                floor.requests_per_second / mode.pod.requests_per_second,
+                floor.p99.as_secs_f64() / mode.pod.p99.as_secs_f64(),
+                mode.cluster_ip.requests_per_second / floor.requests_per_second,
+                mode.cluster_ip.p99.as_secs_f64() / floor.p99.as_secs_f64()
+            );
+        }
     }
 }
 

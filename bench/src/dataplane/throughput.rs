@@ -5,8 +5,13 @@
 //! `nsenter`): keep-alive, and a new connection per request (`Connection: close`), each to both
 //! addresses; the runs are interleaved, several rounds, and the median of the rounds is kept.
 //!
-//! The same server answers on two ports: the Service's target port, and another for the direct
-//! runs. With one port, a direct run after a ClusterIP run reuses the 4-tuples the pod still holds
+//! A third target is the floor any NAT data plane starts from: one static nftables `dnat` rule
+//! (a table of the bench's own, `natfloor`, no maps, no chains per Service) from an address
+//! outside the cluster's ranges to the same pod, measured in the same rounds. Its ratio to the
+//! pod is what the kernel's connection tracking and NAT cost by themselves.
+//!
+//! The same server answers on three ports: the Service's target port, another for the direct
+//! runs and a third for the floor's. With one port, a direct run after a ClusterIP run reuses the 4-tuples the pod still holds
 //! in TIME_WAIT from the ClusterIP run, whose TCP timestamps came from another offset (the client
 //! saw another destination), so some SYNs stall for a second: that measures the benchmark, not
 //! the data path (ClusterIP runs do not suffer it: NAT picks another source port on a clash).
@@ -26,6 +31,9 @@ const CONNECTIONS: u32 = 16;
 /// The Service's target port, and the port the direct runs use.
 const SERVICE_TARGET: u16 = 8080;
 const DIRECT: u16 = 8081;
+const FLOOR_TARGET: u16 = 8082;
+/// The floor rule's address: outside the service and pod ranges, routed to the bridge.
+const FLOOR_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 250);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Run {
@@ -41,6 +49,8 @@ pub struct Mode {
     pub name: &'static str,
     pub cluster_ip: Run,
     pub pod: Run,
+    /// Through the one static `dnat` rule (when `nft` is installed).
+    pub floor: Option<Run>,
 }
 
 pub struct Throughput {
@@ -121,7 +131,7 @@ async fn answers(address: Ipv4Addr, port: u16) -> bool {
     answer.starts_with(b"HTTP/1.")
 }
 
-pub async fn measure(node: &Frontdoor) -> Throughput {
+pub async fn measure(node: &Frontdoor, with_nft: bool) -> Throughput {
     let client = ApiClient::new(node);
     let exe = std::env::current_exe().expect("the bench's own path");
     let command = [
@@ -129,6 +139,7 @@ pub async fn measure(node: &Frontdoor) -> Throughput {
         serve::SUBCOMMAND.to_string(),
         SERVICE_TARGET.to_string(),
         DIRECT.to_string(),
+        FLOOR_TARGET.to_string(),
     ];
     create(
         &client,
@@ -177,25 +188,65 @@ pub async fn measure(node: &Frontdoor) -> Throughput {
     })
     .await;
 
-    let targets = [format!("http://{cluster_ip}:80/"), format!("http://{pod_ip}:{DIRECT}/")];
+    let floor = with_nft && install_floor(pod_ip);
+    if floor {
+        wait_for("the floor rule to answer", Duration::from_secs(30), || async {
+            answers(FLOOR_ADDRESS, 80).await.then_some(())
+        })
+        .await;
+    }
+    let mut targets = vec![format!("http://{cluster_ip}:80/"), format!("http://{pod_ip}:{DIRECT}/")];
+    if floor {
+        targets.push(format!("http://{FLOOR_ADDRESS}:80/"));
+    }
     let mut modes = Vec::new();
     for (client, pod) in [("node", None), ("pod", Some(client_pid))] {
         for (name, close) in [("keep-alive", false), ("new connection per request", true)] {
-            let (mut via_service, mut direct) = (Vec::new(), Vec::new());
+            let mut runs: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
             for round in 0..ROUNDS {
                 // Each goes first in turn.
-                if round % 2 == 0 {
-                    via_service.push(wrk(&targets[0], close, pod).await);
-                    direct.push(wrk(&targets[1], close, pod).await);
-                } else {
-                    direct.push(wrk(&targets[1], close, pod).await);
-                    via_service.push(wrk(&targets[0], close, pod).await);
+                for k in 0..targets.len() {
+                    let i = (round + k) % targets.len();
+                    runs[i].push(wrk(&targets[i], close, pod).await);
                 }
             }
-            modes.push(Mode { client, name, cluster_ip: median(&via_service), pod: median(&direct) });
+            modes.push(Mode {
+                client,
+                name,
+                cluster_ip: median(&runs[0]),
+                pod: median(&runs[1]),
+                floor: runs.get(2).map(|r| median(r)),
+            });
         }
     }
     Throughput { modes, pod_ip, cluster_ip }
+}
+
+/// The floor: one static `dnat` rule from [`FLOOR_ADDRESS`]:80 to the pod, for the node's own
+/// connections (output) and for pods' (prerouting), with a route to the bridge. Whether it
+/// was installed.
+fn install_floor(pod_ip: Ipv4Addr) -> bool {
+    let rule = format!("ip daddr {FLOOR_ADDRESS} tcp dport 80 dnat to {pod_ip}:{FLOOR_TARGET}");
+    let ruleset = format!(
+        "table ip natfloor {{\n\
+         \x20 chain output {{ type nat hook output priority -100; policy accept; {rule}; }}\n\
+         \x20 chain prerouting {{ type nat hook prerouting priority -100; policy accept; {rule}; }}\n\
+         }}\n"
+    );
+    let loaded = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut nft| {
+            use std::io::Write;
+            nft.stdin.take().expect("piped").write_all(ruleset.as_bytes())?;
+            nft.wait()
+        })
+        .is_ok_and(|status| status.success());
+    if loaded {
+        super::system::ip(&["route", "add", &format!("{FLOOR_ADDRESS}/32"), "dev", "frontdoor0"]);
+    }
+    loaded
 }
 
 /// The pid of the process whose command line is exactly `command`.
