@@ -127,6 +127,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
             cache: ForwardCache::new(config.cache.clone()),
             allowed: config.allowed_clients.clone(),
             epoch: std::time::Instant::now(),
+            local: std::sync::Mutex::default(),
         };
         match serve::Server::bind(config.listen, shared).await {
             Ok(server) => break server,

@@ -8,6 +8,7 @@
 //! gets SERVFAIL (kept a few seconds). Clients outside the served ranges (the node's own addresses, loopback, the pod
 //! ranges) get REFUSED: the server is not an open resolver.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ use crate::DnsError;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a TCP client may stay idle between requests.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How long whether an address is the node's is remembered, and for how many addresses.
+const LOCAL_FOR_MS: u64 = 5_000;
+const LOCAL_REMEMBERED: usize = 1024;
 /// How many ExternalName hops inside the cluster a chase follows.
 const MAX_CHASE: usize = 8;
 const RCODE_SERVFAIL: u8 = 2;
@@ -51,6 +55,10 @@ pub(crate) struct Shared {
     pub(crate) allowed: Vec<Cidr>,
     /// The cache's clock.
     pub(crate) epoch: Instant,
+    /// Whether an address is this machine's, as last found (and when, in `now_ms`): a client
+    /// that is neither loopback nor in the allowed ranges is looked up here before a bind is
+    /// tried, so a node address asking again costs no system calls.
+    pub(crate) local: std::sync::Mutex<HashMap<IpAddr, (bool, u64)>>,
 }
 
 /// What answering from memory left to do.
@@ -72,9 +80,28 @@ impl Shared {
 
     /// Loopback, the served ranges, or an address of this machine (a bind to it succeeds).
     fn serves(&self, client: IpAddr) -> bool {
-        client.is_loopback()
-            || self.allowed.iter().any(|cidr| cidr.contains(client))
-            || std::net::UdpSocket::bind((client, 0)).is_ok()
+        client.is_loopback() || self.allowed.iter().any(|cidr| cidr.contains(client)) || self.is_local(client)
+    }
+
+    /// Whether `address` is this machine's: a bind to it succeeds. Remembered for
+    /// [`LOCAL_FOR_MS`] (addresses come and go rarely), for at most [`LOCAL_REMEMBERED`] addresses.
+    fn is_local(&self, address: IpAddr) -> bool {
+        let now = self.now_ms();
+        let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&(known, at)) = local.get(&address) {
+            if now.saturating_sub(at) < LOCAL_FOR_MS {
+                return known;
+            }
+        }
+        let known = std::net::UdpSocket::bind((address, 0)).is_ok();
+        if local.len() >= LOCAL_REMEMBERED {
+            local.retain(|_, (_, at)| now.saturating_sub(*at) < LOCAL_FOR_MS);
+            if local.len() >= LOCAL_REMEMBERED {
+                local.clear();
+            }
+        }
+        local.insert(address, (known, now));
+        known
     }
 
     /// Answers `request` from memory if it can: the index, the cache, or a refusal.
