@@ -371,3 +371,40 @@ spec:
     assert_eq!(results["statuses"].as_object().unwrap().len(), 1, "every response a 200: {results}");
     assert!(results["errors"].as_object().unwrap().is_empty(), "no request failed: {results}");
 }
+
+/// `--ingress-http-port 0 --ingress-https-port 0`: no Ingress controller at all. No IngressClass
+/// is made, nothing listens on the node's 80, and the node's address port 80 is free for a
+/// LoadBalancer Service (which the controller's reservation would otherwise refuse), served
+/// from the LAN through the data plane.
+#[test]
+fn without_ingress_ports_there_is_no_controller_and_port_80_is_free() {
+    let (fd, lan) = node_on_a_lan(93, &["--ingress-http-port", "0", "--ingress-https-port", "0"]);
+    fd.apply(&backend("api", 1));
+    fd.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: api-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: api}
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
+    wait_ready(&fd, "api", 1);
+    let node_ip = lan.node_address.clone();
+    let assigned = wait_until(Duration::from_secs(20), || {
+        fd.jsonpath(&["service", "api-lb"], "{.status.loadBalancer.ingress[0].ip}") == node_ip
+    });
+    assert!(assigned, "{}", fd.kubectl_ok(KUBECTL, &["describe", "service", "api-lb"]));
+    let served = wait_until(Duration::from_secs(20), || {
+        curl(&lan, &["-s", "--max-time", "2", &format!("http://{node_ip}/lb")]).starts_with("api ")
+    });
+    assert!(served, "the LoadBalancer on the node's port 80 does not answer from the LAN");
+    // No Ingress controller exists: no class was made, so admission gives a new Ingress none
+    // (admission is part of the create: the object read back is what it decided).
+    let classes = fd.kubectl_ok(KUBECTL, &["get", "ingressclass", "-o", "name"]);
+    assert_eq!(classes.trim(), "", "{classes}");
+    fd.apply(&seed_manifests().split("\n---").filter(|doc| doc.contains("kind: Ingress")).collect::<String>());
+    let class = fd.jsonpath(&["ingress", "web"], "{.spec.ingressClassName}");
+    assert_eq!(class, "", "an Ingress was given a class with no controller running");
+}
