@@ -27,9 +27,6 @@ pub struct CleanupArgs {
     bridge: String,
 }
 
-/// The prefix of the host-side veth names `frontdoor up` gives its pods.
-const VETH_PREFIX: &str = "fdv";
-
 pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
     let journal = frontdoor_node::pids::journal_path(&args.data_dir);
     // Held until the end, so no node starts on this data directory meanwhile.
@@ -54,7 +51,8 @@ pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
         removed.push(format!("removed nftables table ip {}", frontdoor_node::hostports::TABLE));
     }
 
-    let veths = frontdoor_netns::cleanup_stale(VETH_PREFIX).context("deleting pod veths")?;
+    let veths =
+        frontdoor_netns::cleanup_stale(frontdoor_node::VETH_PREFIX, &args.bridge).context("deleting pod veths")?;
     removed.extend(veths.into_iter().map(|veth| format!("deleted pod veth {veth}")));
 
     let bridge =

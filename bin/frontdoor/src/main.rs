@@ -476,7 +476,7 @@ async fn start_node(
         cluster_domain: args.cluster_domain.clone(),
         resolv_conf: Some("/etc/resolv.conf".into()),
         data_dir: args.data_dir.clone(),
-        veth_prefix: "fdv".into(),
+        veth_prefix: frontdoor_node::VETH_PREFIX.into(),
         service_network: Some(service_network(args)?),
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;

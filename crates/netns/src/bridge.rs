@@ -100,24 +100,46 @@ pub fn ip_forward_enabled() -> Result<bool, Error> {
         .map_err(|error| Error::os("read net.ipv4.ip_forward", error))
 }
 
-/// Deletes every veth in the calling thread's network namespace whose name starts with
-/// `prefix`, and returns their names: the host ends of sandboxes of an earlier run of the node.
-/// Also removes per-pod files an earlier process left staged on `/dev/shm`.
+/// How many hexadecimal digits of the pod's UID a pod veth's name carries after its prefix.
+const POD_VETH_UID_DIGITS: usize = 11;
+
+/// The name of the host end of a pod's veth: `prefix` and the first 11 hexadecimal digits of the
+/// pod's UID (dashes left out), 14 characters with a 3-character prefix (a link name has 15 at
+/// most). [`cleanup_stale`] recognises exactly these names.
+pub fn pod_veth_name(prefix: &str, uid: &str) -> String {
+    let digits: String = uid.chars().filter(|c| *c != '-').take(POD_VETH_UID_DIGITS).collect();
+    format!("{prefix}{}", digits.to_ascii_lowercase())
+}
+
+/// Whether `name` is one [`pod_veth_name`] makes with `prefix`.
+fn is_pod_veth_name(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == POD_VETH_UID_DIGITS && rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Deletes the host ends of sandboxes of an earlier run of the node in the calling thread's
+/// network namespace, and returns their names: every veth named as [`pod_veth_name`] names them
+/// with `prefix` that is a port of `bridge` or of no bridge at all (its bridge was deleted).
+/// Links of other names, and veths that are ports of another bridge, are never touched: the
+/// machine's own interfaces may share the prefix. Also removes per-pod files an earlier process
+/// left staged on `/dev/shm`.
 ///
 /// Call it at start-up, before creating sandboxes: it cannot tell a live sandbox from a stale
 /// one. The prefix must be one only this node uses. A veth is normally gone by itself when its
 /// pod's namespace went away with the earlier process; one is left only while a process of that
 /// run still holds the namespace, and deleting it cuts that process off the bridge.
-pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>, Error> {
+pub fn cleanup_stale(prefix: &str, bridge: &str) -> Result<Vec<String>, Error> {
     if prefix.is_empty() {
         return Err(Error::Invalid { what: "stale veth prefix".into(), reason: "must not be empty".into() });
     }
     let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
-    let stale: Vec<String> = socket
-        .links()
-        .map_err(|error| Error::os("list links", error))?
+    let links = socket.links().map_err(|error| Error::os("list links", error))?;
+    let bridge_index = links.iter().find(|link| link.name == bridge).map(|link| link.index);
+    let stale: Vec<String> = links
         .into_iter()
-        .filter(|link| link.name.starts_with(prefix) && link.kind.as_deref() == Some("veth"))
+        .filter(|link| link.kind.as_deref() == Some("veth") && is_pod_veth_name(prefix, &link.name))
+        .filter(|link| link.controller.is_none() || link.controller == bridge_index)
         .map(|link| link.name)
         .collect();
     for name in &stale {
@@ -145,4 +167,29 @@ pub fn link_names() -> Result<Vec<String>, Error> {
 fn all_links() -> Result<Vec<crate::netlink::LinkSummary>, Error> {
     let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
     socket.links().map_err(|error| Error::os("list links", error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_pod_veth_name, pod_veth_name};
+
+    #[test]
+    fn pod_veth_names_are_the_prefix_and_eleven_digits_of_the_uid() {
+        let name = pod_veth_name("fdv", "0f3c2a9e-81b4-4d2e-9c1a-5b6d7e8f9a0b");
+        assert_eq!(name, "fdv0f3c2a9e81b");
+        assert!(name.len() <= 15);
+        assert!(is_pod_veth_name("fdv", &name));
+        for (name, ours) in [
+            ("fdv0f3c2a9e81b", true),
+            ("fdv0", false),            // a machine's own veth that shares the prefix
+            ("fdv0f3c2a9e81b4", false), // one digit too many
+            ("fdv0f3c2a9e81", false),   // one too few
+            ("fdv0f3c2a9e81g", false),  // not hexadecimal
+            ("fdv0F3C2A9E81B", false),  // the UID's digits are written lowercase
+            ("xfdv0f3c2a9e81b", false),
+            ("veth0f3c2a9e81b", false),
+        ] {
+            assert_eq!(is_pod_veth_name("fdv", name), ours, "{name}");
+        }
+    }
 }

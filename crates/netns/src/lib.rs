@@ -13,7 +13,7 @@
 //! use frontdoor_netns::{ensure_bridge, PodSandbox, ProcessSpec, SandboxConfig, Signal};
 //!
 //! // Once per node, in the node's network namespace:
-//! frontdoor_netns::cleanup_stale("fdv")?;
+//! frontdoor_netns::cleanup_stale("fdv", "frontdoor0")?;
 //! ensure_bridge("frontdoor0", Ipv4Addr::new(10, 244, 0, 1), 24)?;
 //!
 //! // Per pod:
@@ -24,7 +24,7 @@
 //!     prefix_len: 24,
 //!     gateway: Ipv4Addr::new(10, 244, 0, 1),
 //!     bridge: "frontdoor0".into(),
-//!     veth_host_name: "fdv5a3c9e01".into(),
+//!     veth_host_name: frontdoor_netns::pod_veth_name("fdv", "5a3c9e01-7d2b-4f4e-8a61-0c9d2e3f4a5b"),
 //!     mtu: None,
 //!     resolv_conf: "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n".into(),
 //!     hosts: "127.0.0.1 localhost\n10.244.0.5 web-0\n".into(),
@@ -96,7 +96,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use bridge::{
-    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names, route_to_bridge,
+    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names, pod_veth_name,
+    route_to_bridge,
 };
 pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;

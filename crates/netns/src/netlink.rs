@@ -58,6 +58,8 @@ pub(crate) struct LinkSummary {
     pub kind: Option<String>,
     /// The hardware address (`None` for links without one).
     pub address: Option<Vec<u8>>,
+    /// The index of the bridge (or other controller) it is a port of.
+    pub controller: Option<u32>,
 }
 
 /// The kernel always gives a network namespace's loopback device index 1.
@@ -456,11 +458,13 @@ fn append(buffer: &mut Vec<u8>, message: RouteNetlinkMessage, flags: u16, sequen
 }
 
 fn summarize(link: LinkMessage) -> LinkSummary {
-    let mut summary = LinkSummary { index: link.header.index, name: String::new(), kind: None, address: None };
+    let mut summary =
+        LinkSummary { index: link.header.index, name: String::new(), kind: None, address: None, controller: None };
     for attribute in link.attributes {
         match attribute {
             LinkAttribute::IfName(name) => summary.name = name,
             LinkAttribute::Address(address) => summary.address = Some(address),
+            LinkAttribute::Controller(index) => summary.controller = Some(index),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use frontdoor_netns::{
-    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names,
+    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names, pod_veth_name,
     run_in_fresh_network_namespace, signal_process_group, Error, Launcher, PodSandbox, ProcessSpec, SandboxConfig,
     SandboxFactory, Signal,
 };
@@ -515,26 +515,45 @@ fn link_is_up(name: &str) -> bool {
     line.contains("<") && line.split('<').nth(1).unwrap().split('>').next().unwrap().split(',').any(|flag| flag == "UP")
 }
 
+/// `ip link …` in the calling thread's network namespace (the node's, inside `on_node`).
+fn ip_link(args: &[&str]) {
+    let status = std::process::Command::new("ip").arg("link").args(args).status().expect("ip link");
+    assert!(status.success(), "ip link {args:?}");
+}
+
 #[test]
-fn cleanup_stale_deletes_only_matching_veths() {
+fn cleanup_stale_deletes_only_pod_veths_of_its_bridge() {
     on_node(|node| {
-        let stale = format!("{}st", node.prefix);
-        let status = std::process::Command::new("ip")
-            .args(["link", "add", &format!("{stale}a"), "type", "veth", "peer", "name", &format!("{stale}b")])
-            .status()
-            .expect("ip link add");
-        assert!(status.success());
+        // The namespace is the test's own: the node's real prefix clashes with nothing here.
+        let pod_veth = |uid: &str| pod_veth_name("fdv", uid);
+        let on_bridge = pod_veth("11111111-aaaa-4bbb-8ccc-000000000001");
+        let orphaned = pod_veth("22222222-aaaa-4bbb-8ccc-000000000002");
+        let elsewhere = pod_veth("33333333-aaaa-4bbb-8ccc-000000000003");
+        let other_bridge = format!("{}ob", node.prefix);
+        ip_link(&["add", &other_bridge, "type", "bridge"]);
+        // A machine's own interface that happens to share the prefix, as a LAN veth `fdv0`.
+        for (name, peer) in
+            [(&on_bridge, "peer1"), (&orphaned, "peer2"), (&elsewhere, "peer3"), (&"fdv0".to_string(), "peer4")]
+        {
+            ip_link(&["add", name, "type", "veth", "peer", "name", peer]);
+        }
+        ip_link(&["set", &on_bridge, "master", &node.bridge]);
+        ip_link(&["set", &elsewhere, "master", &other_bridge]);
         let live = PodSandbox::create(&node.pod(9)).expect("sandbox");
 
-        let mut removed = cleanup_stale(&stale).unwrap();
+        let mut removed = cleanup_stale("fdv", &node.bridge).unwrap();
         removed.sort();
-        assert_eq!(removed, [format!("{stale}a"), format!("{stale}b")]);
+        let mut expected = vec![on_bridge.clone(), orphaned.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
         let links = link_names().unwrap();
-        assert!(!links.iter().any(|name| name.starts_with(&stale)), "{links:?}");
+        assert!(!links.contains(&on_bridge) && !links.contains(&orphaned), "{links:?}");
+        assert!(links.contains(&elsewhere), "a port of another bridge is left alone: {links:?}");
+        assert!(links.contains(&"fdv0".to_string()), "other names are left alone: {links:?}");
         assert!(links.contains(&node.bridge), "bridges are not veths");
         assert!(links.contains(&node.veth(9)), "other prefixes are left alone");
-        assert!(cleanup_stale(&stale).unwrap().is_empty(), "idempotent");
-        assert!(matches!(cleanup_stale(""), Err(Error::Invalid { .. })));
+        assert!(cleanup_stale("fdv", &node.bridge).unwrap().is_empty(), "idempotent");
+        assert!(matches!(cleanup_stale("", &node.bridge), Err(Error::Invalid { .. })));
         live.destroy().unwrap();
     });
 }

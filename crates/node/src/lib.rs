@@ -42,6 +42,10 @@ use std::path::PathBuf;
 pub use hostports::remove_hostports_table;
 pub use ipam::PodCidr;
 
+/// The prefix of the host-side veth names `frontdoor up` gives its pods (and `frontdoor cleanup`
+/// looks for).
+pub const VETH_PREFIX: &str = "fdv";
+
 /// How this node runs.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -61,7 +65,9 @@ pub struct NodeConfig {
     pub resolv_conf: Option<PathBuf>,
     /// Where pod logs and per-pod files live.
     pub data_dir: PathBuf,
-    /// Prefix of the host-side veth names (unique per node, so parallel test nodes never clash).
+    /// Prefix of the host-side veth names (unique per node, so parallel test nodes never clash;
+    /// at most 4 characters: see `frontdoor_netns::pod_veth_name`). `frontdoor up` uses
+    /// [`VETH_PREFIX`].
     pub veth_prefix: String,
     /// The Service range, routed onto the bridge (see `frontdoor_netns::route_to_bridge`).
     pub service_network: Option<(Ipv4Addr, u8)>,

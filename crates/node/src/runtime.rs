@@ -84,7 +84,7 @@ pub async fn run(
         if let Some((network, prefix_len)) = service_network {
             frontdoor_netns::route_to_bridge(&bridge, network, prefix_len, gateway).map_err(internal)?;
         }
-        frontdoor_netns::cleanup_stale(&veth_prefix).map_err(internal)?;
+        frontdoor_netns::cleanup_stale(&veth_prefix, &bridge).map_err(internal)?;
         Ok(())
     })
     .await
@@ -354,11 +354,7 @@ impl PodWorker {
             prefix_len: self.shared.config.pod_cidr.prefix_len,
             gateway: self.shared.config.pod_cidr.gateway(),
             bridge: self.shared.config.bridge.clone(),
-            veth_host_name: format!(
-                "{}{}",
-                veth_prefix(&self.shared.config),
-                &uid.replace('-', "")[..11.min(uid.replace('-', "").len())]
-            ),
+            veth_host_name: frontdoor_netns::pod_veth_name(&veth_prefix(&self.shared.config), &uid),
             mtu: None,
             resolv_conf: resolver.config.render(),
             hosts: managed_hosts_file(ip, &names, spec.host_aliases.as_deref().unwrap_or_default()),
