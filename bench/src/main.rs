@@ -185,6 +185,11 @@ fn frontdoor_binary() -> std::path::PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = std::process::Command::new(cargo);
     build.args(["build", "-p", "frontdoor"]);
+    // Into the target directory this binary lies in, whatever the environment says, so the
+    // binary run is the one just built.
+    if let Some(target_dir) = directory.parent() {
+        build.arg("--target-dir").arg(target_dir);
+    }
     if directory.ends_with("release") {
         build.arg("--release");
     }
