@@ -82,10 +82,29 @@ spec:
     - python3
     - -c
     - |
-      import http.server, json, sys
+      import gzip, http.server, json, sys
       class Echo(http.server.BaseHTTPRequestHandler):
           protocol_version = 'HTTP/1.1'
           def answer(self):
+              if self.path == '/moved':
+                  self.send_response(302)
+                  self.send_header('Location', '/docs/')
+                  self.send_header('Content-Length', '0')
+                  self.end_headers()
+                  return
+              if self.path in ('/page', '/page.gz'):
+                  host, port = self.connection.getsockname()[:2]
+                  out = (f'<html><body><a href="/docs/">docs</a><img src="http://{host}:{port}/logo.png">'
+                         '<a href="https://example.com/out">out</a><a href="relative">r</a></body></html>').encode()
+                  self.send_response(200)
+                  self.send_header('Content-Type', 'text/html; charset=utf-8')
+                  if self.path.endswith('.gz'):
+                      out = gzip.compress(out)
+                      self.send_header('Content-Encoding', 'gzip')
+                  self.send_header('Content-Length', str(len(out)))
+                  self.end_headers()
+                  self.wfile.write(out)
+                  return
               if self.headers.get('Upgrade') == 'echo':
                   self.send_response(101)
                   self.send_header('Upgrade', 'echo')
@@ -328,8 +347,28 @@ print(head.split(b'\r\n')[0].decode(), echoed.decode())
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let (got, posted) = (through("GET"), through("POST"));
+    // Links in pages and redirects come back through the proxy, on kubectl proxy's own address.
+    let base = "/api/v1/namespaces/default/services/api:http/proxy";
+    let curl = |args: &[&str], path: &str| {
+        let url = format!("http://{}{base}{path}", local.as_deref().unwrap_or("?"));
+        let out = fd.command("curl").args(["-sS", "--max-time", "20"]).args(args).arg(url).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pages = [curl(&[], "/page"), curl(&["--compressed"], "/page.gz")];
+    let moved = curl(&["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"], "/moved");
     let _ = proxy.kill();
     let _ = proxy.wait();
+    for page in &pages {
+        for link in [
+            format!("href=\"{base}/docs/\""),
+            format!("src=\"{base}/logo.png\""),
+            "href=\"https://example.com/out\"".to_string(),
+            "href=\"relative\"".to_string(),
+        ] {
+            assert!(page.contains(&link), "{link} not in {page}");
+        }
+    }
+    assert_eq!(moved, format!("302 http://{}{base}/docs/", local.as_deref().unwrap_or("?")));
     assert!(local.as_deref().is_some_and(|l| l.starts_with("127.0.0.1:")), "{line:?}");
     assert_eq!(echo_of(&got)["path"], "/via/kubectl?x=1", "{got}");
     let posted = echo_of(&posted);

@@ -34,6 +34,7 @@ mod metrics;
 mod patch;
 mod portforward;
 mod proxy;
+mod proxy_links;
 pub mod registry;
 mod request;
 mod selectors;

@@ -18,9 +18,8 @@
 //! A backend that cannot be reached is a 503 `error trying to reach service: …`. A path-less GET
 //! or HEAD (`…/proxy`) is redirected to `…/proxy/` (301), as upstream does. `https` backends are
 //! not verified (upstream's proxy transport skips verification too). Connection upgrades
-//! (WebSocket) are relayed both ways. A `Location` header pointing back at the backend is
-//! rewritten to go through the proxy again; HTML bodies are not rewritten (upstream rewrites
-//! their links).
+//! (WebSocket) are relayed both ways. A `Location` pointing back at the backend, and the links
+//! of HTML pages, are rewritten to go through the proxy again ([`crate::proxy_links`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -36,6 +35,7 @@ use serde_json::Value;
 use frontdoor_resources::{self as resources, ResourceType};
 
 use crate::errors::{ApiError, ApiResult};
+use crate::proxy_links::{self, Encoding, Links};
 use crate::registry::ObjectRef;
 use crate::{ApiState, NodeProxy};
 
@@ -215,17 +215,11 @@ async fn relay(state: &ApiState, target: &ProxyPath<'_>, mut request: Request<Bo
     let (parts, body) = request.into_parts();
     let mut headers = parts.headers;
     outbound_headers(&mut headers, upgrade);
-    let forwarded_uri = format!("{prefix}{path}");
-    for (name, value) in [
-        ("x-forwarded-uri", forwarded_uri.as_str()),
-        ("x-forwarded-host", request_host.as_str()),
-        ("x-forwarded-proto", "https"),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            if !value.is_empty() {
-                headers.insert(HeaderName::from_static(name), value);
-            }
-        }
+    // Upstream's proxy transport says where the request was addressed; it sets
+    // X-Forwarded-Host and -Proto only from a request URL's scheme and host, which a server
+    // request's URL does not have, so a backend builds no absolute link to the API server.
+    if let Ok(value) = HeaderValue::from_str(&format!("{prefix}{path}")) {
+        headers.insert(HeaderName::from_static("x-forwarded-uri"), value);
     }
     let mut outbound = Request::new(body);
     *outbound.method_mut() = parts.method;
@@ -258,13 +252,9 @@ async fn relay(state: &ApiState, target: &ProxyPath<'_>, mut request: Request<Bo
                     tokio::spawn(join_upgraded(inbound, outbound_upgrade));
                 }
             }
-            let (parts, body) = answer.into_parts();
-            let rewritten = rewrite_location(&parts.headers, &address.to_string(), &request_host, &prefix);
-            let mut response = Response::from_parts(parts, Body::new(body));
-            if let Some(location) = rewritten.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            response
+            let backend = address.to_string();
+            let links = Links { backend: &backend, request_host: &request_host, prefix: &prefix };
+            relay_links(answer, links).await
         }
     };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -335,31 +325,62 @@ fn inbound_response_headers(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// A `Location` that points back at the backend (an absolute path, or its own address), made to
-/// go through the proxy again, as upstream's proxy transport does. `None`: leave it.
-pub(crate) fn rewrite_location(headers: &HeaderMap, backend: &str, request_host: &str, prefix: &str) -> Option<String> {
-    let location = headers.get(header::LOCATION)?.to_str().ok()?;
-    let path_and_rest =
-        if let Some(rest) = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://")) {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            if authority != backend && authority != request_host {
-                return None;
-            }
-            if path.is_empty() {
-                "/"
-            } else {
-                path
-            }
-        } else if location.starts_with('/') && !location.starts_with("//") {
-            location
-        } else {
-            return None;
-        };
-    if path_and_rest.starts_with(prefix) {
-        return None;
+/// The largest page whose links are rewritten (upstream has no limit; a larger one is relayed
+/// as it comes).
+const PAGE_LIMIT: usize = 16 << 20;
+
+/// The backend's response with its links made to go through the proxy again
+/// ([`crate::proxy_links`]): a `Location` (and then nothing else, as upstream), or the links of
+/// an HTML page read whole (one that cannot be read, or is over [`PAGE_LIMIT`], is relayed as it
+/// came).
+async fn relay_links(answer: http::Response<hyper::body::Incoming>, links: Links<'_>) -> Response {
+    let (mut parts, body) = answer.into_parts();
+    if let Some(location) = parts.headers.get(header::LOCATION) {
+        let rewritten = location.to_str().ok().and_then(|l| links.rewrite(l));
+        if let Some(location) = rewritten.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            parts.headers.insert(header::LOCATION, location);
+        }
+        return Response::from_parts(parts, Body::new(body));
     }
-    let origin = if request_host.is_empty() { String::new() } else { format!("https://{request_host}") };
-    Some(format!("{origin}{prefix}{path_and_rest}"))
+    let text = |name| parts.headers.get(name).and_then(|value: &HeaderValue| value.to_str().ok());
+    let encoding = Encoding::of(text(header::CONTENT_ENCODING));
+    let (Some(encoding), true) = (encoding, proxy_links::is_html(text(header::CONTENT_TYPE))) else {
+        return Response::from_parts(parts, Body::new(body));
+    };
+    let (read, rest) = read_within(body, PAGE_LIMIT).await;
+    let Some(rest) = rest else {
+        match links.rewrite_page(&read, encoding) {
+            Ok(page) => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                return Response::from_parts(parts, Body::from(page));
+            }
+            Err(error) => {
+                tracing::debug!(%error, "relaying an HTML page whose links could not be rewritten");
+                return Response::from_parts(parts, Body::from(read));
+            }
+        }
+    };
+    use futures::StreamExt;
+    let read = futures::stream::once(async move { Ok::<_, hyper::Error>(bytes::Bytes::from(read)) });
+    let rest = http_body_util::BodyDataStream::new(rest);
+    Response::from_parts(parts, Body::from_stream(read.chain(rest)))
+}
+
+/// `body` read to its end if that comes within `limit` bytes (`None` rest); else what was read
+/// and the rest unread. A body that fails ends where it failed.
+async fn read_within(mut body: hyper::body::Incoming, limit: usize) -> (Vec<u8>, Option<hyper::body::Incoming>) {
+    use http_body_util::BodyExt;
+    let mut read = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            read.extend_from_slice(&data);
+            if read.len() > limit {
+                return (read, Some(body));
+            }
+        }
+    }
+    (read, None)
 }
 
 /// Sends `request` to `address` on a connection of its own; the error says why it could not,
@@ -697,24 +718,6 @@ mod tests {
         assert_eq!(backend_path("/a/./b//c/"), "/a/b/c/");
         assert_eq!(decode_path("http%3Aweb%3A80"), "http:web:80");
         assert_eq!(decode_path("a+b%2"), "a+b%2");
-    }
-
-    #[test]
-    fn locations_back_at_the_backend_go_through_the_proxy() {
-        let prefix = "/api/v1/namespaces/d/pods/web/proxy";
-        let with = |location: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::LOCATION, HeaderValue::from_str(location).unwrap());
-            rewrite_location(&headers, "10.244.0.5:80", "127.0.0.1:6443", prefix)
-        };
-        assert_eq!(with("/dir/").as_deref(), Some("https://127.0.0.1:6443/api/v1/namespaces/d/pods/web/proxy/dir/"));
-        assert_eq!(
-            with("http://10.244.0.5:80/x?y=1").as_deref(),
-            Some("https://127.0.0.1:6443/api/v1/namespaces/d/pods/web/proxy/x?y=1")
-        );
-        assert_eq!(with("https://example.com/x"), None);
-        assert_eq!(with("relative/x"), None);
-        assert_eq!(with(&format!("{prefix}/already")), None);
     }
 
     #[test]
