@@ -3,7 +3,7 @@
 //! grace period, which still bounds the stop; failures as `FailedPostStartHook` and
 //! `FailedPreStopHook` events), and a Deployment's rolling update under steady load through its
 //! ClusterIP losing no request: the proxy stops sending new connections to a terminating pod
-//! while its preStop hook holds it up.
+//! while its preStop hook holds it up; and a node shutting down running its pods' preStop hooks.
 //! Every node runs in a network namespace made for its test.
 #![allow(clippy::unwrap_used)] // a test stops at the first broken assumption
 
@@ -242,6 +242,51 @@ print("DONE %d %d %s" % (total[0], len(failures), " ".join("%s=%d" % kv for kv i
 
 fn pods_of(fd: &Frontdoor) -> BTreeSet<String> {
     get(fd, &["pods", "-l", "app=web"], "{.items[*].metadata.name}").split_whitespace().map(str::to_string).collect()
+}
+
+/// A node that shuts down (SIGTERM to `frontdoor up`) stops its pods as the kubelet's graceful
+/// node shutdown does: each preStop hook first, then SIGTERM, within the node's shutdown grace
+/// (the pod's own 30 s would hold the node up).
+#[test]
+fn a_node_shutting_down_runs_pre_stop_hooks_before_sigterm() {
+    let mut fd = start();
+    let dir = fd.data_dir().join("shutdown");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    apply(
+        &fd,
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: leaving}}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: shell
+    image: busybox
+    command: [sh, -c, 'trap "date +%s.%N > {d}/term; exit 0" TERM; while true; do sleep 0.05; done']
+    lifecycle:
+      preStop: {{exec: {{command: [sh, -c, 'date +%s.%N > {d}/pre-stop; sleep 0.5; date +%s.%N > {d}/pre-stop-end']}}}}
+"#
+        ),
+    );
+    let running = wait_until(WAIT, || {
+        !get(&fd, &["pod", "leaving"], "{.status.containerStatuses[0].state.running.startedAt}").is_empty()
+    });
+    assert!(running, "{}", fd.kubectl_ok(KUBECTL, &["describe", "pod", "leaving"]));
+    assert_eq!(stamp(&dir, "pre-stop"), None, "the hook ran before anything asked the pod to stop");
+
+    let stopping = now();
+    assert!(fd.stop(), "frontdoor up did not stop within 10 s of SIGTERM");
+    let stopped = now();
+    let (start, end, term) = (
+        stamp(&dir, "pre-stop").expect("the preStop hook ran at shutdown"),
+        stamp(&dir, "pre-stop-end").expect("the preStop hook finished"),
+        stamp(&dir, "term").expect("the container got SIGTERM"),
+    );
+    assert!(start >= stopping - 0.5 && end - start >= 0.4, "hook from {start} to {end}, shutdown at {stopping}");
+    assert!(term >= end, "SIGTERM at {term}, before the preStop hook ended at {end}");
+    assert!(stopped - stopping < 9.0, "shutdown took {:.1} s", stopped - stopping);
 }
 
 #[test]

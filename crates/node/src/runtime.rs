@@ -287,6 +287,11 @@ impl PodWorker {
                 break;
             }
         }
+        // The pod left this node without a graceful deletion (the node shuts down, or the
+        // object was removed at once): its hooks still run, within its grace period capped at
+        // the node's, as the kubelet's graceful node shutdown does; then anything left.
+        let grace = worker.grace_period().min(SHUTDOWN_GRACE);
+        worker.terminate_within(grace).await;
         worker.stop_all(SHUTDOWN_GRACE).await;
         worker.teardown().await;
         status_task.abort();
@@ -410,14 +415,23 @@ impl PodWorker {
     /// within the grace period, then SIGTERM, then SIGKILL when the grace left after the hook
     /// (at least two seconds) is over.
     async fn terminate(&mut self) {
-        let grace = self
+        self.terminate_within(self.grace_period()).await;
+    }
+
+    /// The pod's grace period: its deletion's, else its spec's, else 30 s.
+    fn grace_period(&self) -> Duration {
+        let seconds = self
             .pod
             .metadata
             .deletion_grace_period_seconds
             .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
-            .max(0) as u64;
-        let grace = Duration::from_secs(grace);
+            .max(0);
+        Duration::from_secs(seconds as u64)
+    }
+
+    /// [`PodWorker::terminate`] within `grace`.
+    async fn terminate_within(&mut self, grace: Duration) {
         let running: Vec<(String, u32, HookTarget)> = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             // Nothing restarts from here on, not even a container that exits during its hook.

@@ -349,19 +349,32 @@ impl Frontdoor {
 }
 
 impl Drop for Frontdoor {
-    /// Asks the server to stop (SIGTERM: a node then stops its pods), and kills it if it has
-    /// not stopped within ten seconds.
+    /// Asks the server to stop (as [`Frontdoor::stop`]) if it has not stopped already.
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Frontdoor {
+    /// Asks the server to stop (SIGTERM: a node then stops its pods, as a node shutting down
+    /// does) and waits for it; kills it if it has not stopped within ten seconds. Returns
+    /// whether it stopped by itself. A server already stopped is not signalled again (its PID
+    /// may be another process's by now).
+    pub fn stop(&mut self) -> bool {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return true;
+        }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        false
     }
 }
 
