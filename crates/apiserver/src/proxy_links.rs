@@ -71,6 +71,44 @@ impl Encoding {
     }
 }
 
+/// A compressed body's format.
+#[derive(Clone, Copy, Debug)]
+enum Compression {
+    Gzip,
+    Zlib,
+    RawDeflate,
+}
+
+impl Compression {
+    fn decode(self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        match self {
+            Compression::Gzip => flate2::read::GzDecoder::new(data).read_to_end(&mut out),
+            Compression::Zlib => flate2::read::ZlibDecoder::new(data).read_to_end(&mut out),
+            Compression::RawDeflate => flate2::read::DeflateDecoder::new(data).read_to_end(&mut out),
+        }?;
+        Ok(out)
+    }
+
+    fn encode(self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let level = flate2::Compression::default();
+        match self {
+            Compression::Gzip => {
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
+                encoder.write_all(data).and_then(|()| encoder.finish())
+            }
+            Compression::Zlib => {
+                let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), level);
+                encoder.write_all(data).and_then(|()| encoder.finish())
+            }
+            Compression::RawDeflate => {
+                let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), level);
+                encoder.write_all(data).and_then(|()| encoder.finish())
+            }
+        }
+    }
+}
+
 /// Whether a response of this `Content-Type` is a page whose links are rewritten: its media
 /// type is exactly `text/html`, as upstream compares it.
 pub(crate) fn is_html(content_type: Option<&str>) -> bool {
@@ -128,37 +166,18 @@ impl Links<'_> {
     /// `page` (in `encoding`) with its links rewritten, in the same encoding; an error if it
     /// cannot be decoded or rewritten (the caller relays it as it came).
     pub(crate) fn rewrite_page(&self, page: &[u8], encoding: Encoding) -> Result<Vec<u8>, String> {
-        match encoding {
-            Encoding::Identity => self.rewrite_html(page),
-            Encoding::Gzip => {
-                let mut html = Vec::new();
-                flate2::read::GzDecoder::new(page).read_to_end(&mut html).map_err(|e| format!("gzip: {e}"))?;
-                let html = self.rewrite_html(&html)?;
-                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                encoder.write_all(&html).and_then(|()| encoder.finish()).map_err(|e| format!("gzip: {e}"))
-            }
-            Encoding::Deflate => {
-                // RFC 9110's deflate is zlib-wrapped; some servers (and Go's reader) use it raw.
-                let mut html = Vec::new();
-                let zlib = flate2::read::ZlibDecoder::new(page).read_to_end(&mut html).is_ok();
-                if !zlib {
-                    html.clear();
-                    flate2::read::DeflateDecoder::new(page)
-                        .read_to_end(&mut html)
-                        .map_err(|e| format!("deflate: {e}"))?;
-                }
-                let html = self.rewrite_html(&html)?;
-                let level = flate2::Compression::default();
-                let written = if zlib {
-                    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), level);
-                    encoder.write_all(&html).and_then(|()| encoder.finish())
-                } else {
-                    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), level);
-                    encoder.write_all(&html).and_then(|()| encoder.finish())
-                };
-                written.map_err(|e| format!("deflate: {e}"))
-            }
-        }
+        let (format, html) = match encoding {
+            Encoding::Identity => return self.rewrite_html(page),
+            Encoding::Gzip => (Compression::Gzip, Compression::Gzip.decode(page)),
+            // RFC 9110's deflate is zlib-wrapped; some servers (and Go's reader) use it raw.
+            Encoding::Deflate => match Compression::Zlib.decode(page) {
+                Ok(html) => (Compression::Zlib, Ok(html)),
+                Err(_) => (Compression::RawDeflate, Compression::RawDeflate.decode(page)),
+            },
+        };
+        let html = html.map_err(|e| format!("{format:?}: {e}"))?;
+        let html = self.rewrite_html(&html)?;
+        format.encode(&html).map_err(|e| format!("{format:?}: {e}"))
     }
 
     /// The URL-valued attributes of `html` rewritten; everything else as it was.
@@ -285,27 +304,16 @@ mod tests {
     fn compressed_pages_come_back_compressed_the_same_way() {
         let page = b"<a href=\"/x\">x</a>";
         let expected = format!("<a href=\"{PREFIX}/x\">x</a>");
-        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gzip.write_all(page).unwrap();
-        let out = links().rewrite_page(&gzip.finish().unwrap(), Encoding::Gzip).unwrap();
-        let mut html = String::new();
-        flate2::read::GzDecoder::new(&out[..]).read_to_string(&mut html).unwrap();
-        assert_eq!(html, expected);
-
-        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        zlib.write_all(page).unwrap();
-        let out = links().rewrite_page(&zlib.finish().unwrap(), Encoding::Deflate).unwrap();
-        let mut html = String::new();
-        flate2::read::ZlibDecoder::new(&out[..]).read_to_string(&mut html).unwrap();
-        assert_eq!(html, expected);
-
-        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        raw.write_all(page).unwrap();
-        let out = links().rewrite_page(&raw.finish().unwrap(), Encoding::Deflate).unwrap();
-        let mut html = String::new();
-        flate2::read::DeflateDecoder::new(&out[..]).read_to_string(&mut html).unwrap();
-        assert_eq!(html, expected);
-
+        let cases = [
+            (Compression::Gzip, Encoding::Gzip),
+            (Compression::Zlib, Encoding::Deflate),
+            (Compression::RawDeflate, Encoding::Deflate),
+        ];
+        for (format, encoding) in cases {
+            let out = links().rewrite_page(&format.encode(page).unwrap(), encoding).unwrap();
+            let html = format.decode(&out).unwrap_or_else(|e| panic!("{format:?} out: {e}"));
+            assert_eq!(String::from_utf8(html).unwrap(), expected, "{format:?}");
+        }
         assert!(links().rewrite_page(b"not gzip", Encoding::Gzip).is_err());
     }
 
