@@ -104,21 +104,7 @@ pub(crate) fn backend_path(rest: &str) -> String {
     if rest.is_empty() {
         return String::new();
     }
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in rest.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            segment => segments.push(segment),
-        }
-    }
-    let mut path = format!("/{}", segments.join("/"));
-    if rest.ends_with('/') && !path.ends_with('/') {
-        path.push('/');
-    }
-    path
+    proxy_links::clean_path(rest)
 }
 
 /// Percent-decodes a path segment (`+` stays itself).

@@ -154,9 +154,6 @@ impl Links<'_> {
             rewritten.push_str(path);
         } else {
             rewritten.push_str(&clean_path(&format!("{}/{path}", self.prefix)));
-            if path.ends_with('/') && !rewritten.ends_with('/') {
-                rewritten.push('/');
-            }
         }
         rewritten.push_str(query);
         rewritten.push_str(fragment);
@@ -218,9 +215,10 @@ fn scheme_len(text: &str) -> Option<usize> {
     valid.then_some(end)
 }
 
-/// An absolute path with empty and `.` segments dropped and `..` applied, as Go's `path.Join`
-/// leaves it (no trailing slash but for the root).
-fn clean_path(path: &str) -> String {
+/// `path` as an absolute path with empty and `.` segments dropped and `..` applied (never above
+/// the root), keeping a trailing slash: Go's `path.Join` with the slash put back, as upstream's
+/// proxy does with the paths it asks for and the links it rewrites.
+pub(crate) fn clean_path(path: &str) -> String {
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
@@ -231,7 +229,11 @@ fn clean_path(path: &str) -> String {
             segment => segments.push(segment),
         }
     }
-    format!("/{}", segments.join("/"))
+    let mut cleaned = format!("/{}", segments.join("/"));
+    if path.ends_with('/') && !cleaned.ends_with('/') {
+        cleaned.push('/');
+    }
+    cleaned
 }
 
 #[cfg(test)]
