@@ -271,27 +271,31 @@ impl PodWorker {
         if worker.pod.metadata.deletion_timestamp.is_none() {
             worker.start().await;
         }
-        loop {
+        // Whether the pod was terminated by a graceful deletion.
+        let deleted = loop {
             let current = updates.borrow_and_update().clone();
             match current {
-                None => break,
+                None => break false,
                 Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
                     worker.pod = pod;
                     worker.terminate().await;
                     worker.finish_deletion().await;
-                    break;
+                    break true;
                 }
                 Some(pod) => worker.pod = pod,
             }
             if updates.changed().await.is_err() {
-                break;
+                break false;
             }
+        };
+        if !deleted {
+            // The pod left this node without a graceful deletion (the node shuts down, or the
+            // object was removed at once): its hooks still run, within its grace period capped
+            // at the node's, as the kubelet's graceful node shutdown does.
+            let grace = worker.grace_period().min(SHUTDOWN_GRACE);
+            worker.terminate_within(grace).await;
         }
-        // The pod left this node without a graceful deletion (the node shuts down, or the
-        // object was removed at once): its hooks still run, within its grace period capped at
-        // the node's, as the kubelet's graceful node shutdown does; then anything left.
-        let grace = worker.grace_period().min(SHUTDOWN_GRACE);
-        worker.terminate_within(grace).await;
+        // Anything left.
         worker.stop_all(SHUTDOWN_GRACE).await;
         worker.teardown().await;
         status_task.abort();
