@@ -77,6 +77,10 @@ pub(crate) enum RequestError {
     Upstream(hyper::Error),
     #[error("upstream switched protocols unasked")]
     UnaskedUpgrade,
+    #[error("upstream failed: {0}")]
+    UpstreamIo(std::io::Error),
+    #[error("upstream answered badly: {0}")]
+    BadResponse(crate::h1::ResponseProblem),
 }
 
 impl RequestError {
@@ -97,9 +101,11 @@ impl RequestError {
             }
             RequestError::NotFound => StatusCode::NOT_FOUND,
             RequestError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
-            RequestError::ConnectFailed | RequestError::Upstream(_) | RequestError::UnaskedUpgrade => {
-                StatusCode::BAD_GATEWAY
-            }
+            RequestError::ConnectFailed
+            | RequestError::Upstream(_)
+            | RequestError::UnaskedUpgrade
+            | RequestError::UpstreamIo(_)
+            | RequestError::BadResponse(_) => StatusCode::BAD_GATEWAY,
             RequestError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -109,8 +115,9 @@ impl RequestError {
         matches!(self, RequestError::Host(_) | RequestError::AmbiguousFraming | RequestError::ClientBody(_))
     }
 
-    /// The one answer to each failure: a short plain body, as ingress-nginx's default backend.
-    pub(crate) fn response(self, version: Version) -> Response<Content> {
+    /// The one answer to each failure, its status and short plain body (as ingress-nginx's
+    /// default backend), logged at debug unless it is a plain 404 or 503.
+    pub(crate) fn answer(&self) -> (StatusCode, &'static str) {
         let status = self.status();
         match status {
             StatusCode::NOT_FOUND | StatusCode::SERVICE_UNAVAILABLE => {}
@@ -124,6 +131,12 @@ impl RequestError {
             StatusCode::METHOD_NOT_ALLOWED => "405 Not Allowed\n",
             _ => "400 Bad Request\n",
         };
+        (status, text)
+    }
+
+    /// [`RequestError::answer`] as a response to a request of `version`.
+    pub(crate) fn response(self, version: Version) -> Response<Content> {
+        let (status, text) = self.answer();
         let mut response = Response::new(Content::fixed(text));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -148,36 +161,47 @@ struct AccessDetails {
 pub(crate) struct Exchange {
     connection: Arc<Downstream>,
     /// `None` until the request matched a backend.
-    series: Option<Arc<BackendSeries>>,
+    pub(crate) series: Option<Arc<BackendSeries>>,
     method: MethodLabel,
-    status: u16,
+    pub(crate) status: u16,
     start: Instant,
     bytes: u64,
-    upstream: Option<SocketAddr>,
+    pub(crate) upstream: Option<SocketAddr>,
     access: Option<AccessDetails>,
 }
 
 impl Exchange {
-    fn begin(connection: Arc<Downstream>, request: &Request<Incoming>) -> Exchange {
+    /// A request of `method` begins; `target` (its URI and version) is asked for only for the
+    /// access log.
+    pub(crate) fn begin(
+        connection: Arc<Downstream>,
+        method: &Method,
+        target: impl FnOnce() -> (Uri, Version),
+    ) -> Exchange {
         if let Some(activity) = &connection.activity {
             activity.begin();
         }
-        let access = connection.shared.config.access_log.then(|| AccessDetails {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            version: request.version(),
-            host: None,
+        let access = connection.shared.config.access_log.then(|| {
+            let (uri, version) = target();
+            AccessDetails { method: method.clone(), uri, version, host: None }
         });
         Exchange {
             connection,
             series: None,
-            method: MethodLabel::of(request.method()),
+            method: MethodLabel::of(method),
             // What nginx logs for a client that left before its response.
             status: 499,
             start: Instant::now(),
             bytes: 0,
             upstream: None,
             access,
+        }
+    }
+
+    /// The host the request was routed by (asked for only for the access log).
+    pub(crate) fn set_host(&mut self, host: impl FnOnce() -> Option<HeaderValue>) {
+        if let Some(access) = &mut self.access {
+            access.host = host();
         }
     }
 
@@ -227,7 +251,7 @@ pub(crate) async fn handle(
     connection: Arc<Downstream>,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let mut exchange = Exchange::begin(connection, &request);
+    let mut exchange = Exchange::begin(connection, request.method(), || (request.uri().clone(), request.version()));
     let version = request.version();
     let response = match forward(&mut exchange, request).await {
         Ok(response) => response,
@@ -424,7 +448,7 @@ impl Replay {
 }
 
 /// A uniform pick among `len` (a thread-local xorshift; no lock, no shared state).
-fn random_below(len: usize) -> usize {
+pub(crate) fn random_below(len: usize) -> usize {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(std::hash::RandomState::new().hash_one(0u8) | 1);
@@ -441,10 +465,10 @@ fn random_below(len: usize) -> usize {
 
 /// The longest a connection may take while another endpoint is left to try (on a node's pod
 /// network or a LAN a healthy endpoint connects in well under a millisecond).
-const FAILOVER_CONNECT: Duration = Duration::from_secs(1);
+pub(crate) const FAILOVER_CONNECT: Duration = Duration::from_secs(1);
 
 /// `future`, or `None` once `limit` passed.
-async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
+pub(crate) async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
     match limit {
         Some(limit) => tokio::time::timeout(limit, future).await.ok(),
         None => Some(future.await),

@@ -195,6 +195,11 @@ impl ClientHeaders {
     fn forwarded_element(&self, host: Option<&HeaderValue>) -> Option<HeaderValue> {
         let host = host.map_or(&b""[..], HeaderValue::as_bytes);
         let mut element = BytesMut::with_capacity(self.forwarded_for.len() + host.len() + 24);
+        self.put_forwarded_element(&mut element, host);
+        HeaderValue::from_maybe_shared(element.freeze()).ok()
+    }
+
+    fn put_forwarded_element(&self, element: &mut impl BufMut, host: &[u8]) {
         element.put_slice(&self.forwarded_for);
         if !host.is_empty() {
             element.put_slice(b";host=");
@@ -213,7 +218,35 @@ impl ClientHeaders {
         }
         element.put_slice(b";proto=");
         element.put_slice(self.proto.as_bytes());
-        HeaderValue::from_maybe_shared(element.freeze()).ok()
+    }
+
+    /// What [`ClientHeaders::apply`] sets, as HTTP/1.1 header lines into `out`, for a request
+    /// whose own `X-Forwarded-For` and `Forwarded` lines were `forwarded_for` and `forwarded`
+    /// (the others it replaces were left out) and whose host is `host` (visible ASCII).
+    pub(crate) fn put_h1(&self, out: &mut Vec<u8>, forwarded_for: &[&[u8]], forwarded: &[&[u8]], host: &[u8]) {
+        let mut list = |name: &[u8], earlier: &[&[u8]], last: &dyn Fn(&mut Vec<u8>)| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            for line in earlier {
+                out.extend_from_slice(line);
+                out.extend_from_slice(b", ");
+            }
+            last(out);
+            out.extend_from_slice(b"\r\n");
+        };
+        list(b"x-forwarded-for", forwarded_for, &|out| out.extend_from_slice(self.ip.as_bytes()));
+        list(b"forwarded", forwarded, &|out| self.put_forwarded_element(out, host));
+        for (name, value) in [
+            (&b"x-real-ip"[..], self.ip.as_bytes()),
+            (b"x-forwarded-proto", self.proto.as_bytes()),
+            (b"x-forwarded-port", self.port.as_bytes()),
+            (b"x-forwarded-host", host),
+        ] {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 

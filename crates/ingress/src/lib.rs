@@ -10,7 +10,11 @@
 //!   GOAWAY, HTTP/1.1 closes after its response) for up to the drain timeout, then closes the rest.
 //! - [`tls`]: the certificate for each handshake, by SNI from the current route table and
 //!   [`tls::Certificates`], else the self-signed default.
-//! - each request (`exchange`): host and framing checked, routed (`RouteTable::route`, an
+//! - a plain HTTP/1.1 request (`h1`, the fast path): its head parsed and rewritten byte for
+//!   byte, sent over a pooled endpoint socket, the response relayed as it came, in one task per
+//!   client connection; the first request outside the plain case (an error to answer, a chunked
+//!   upload, an upgrade, HTTP/1.0, an h2c backend) takes the connection to hyper.
+//! - each other request (`exchange`, on hyper): host and framing checked, routed (`RouteTable::route`, an
 //!   `ArcSwap` load: no lock), forwarded to a random endpoint of its backend over a pooled
 //!   keep-alive connection (a failed connect moves on to another endpoint, as does an idempotent
 //!   bodiless request an endpoint dropped unanswered), bodies streamed both ways, upgrades
@@ -29,6 +33,7 @@
 mod body;
 pub mod controller;
 mod exchange;
+mod h1;
 mod headers;
 mod io;
 mod metrics;

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::exchange;
+use crate::h1;
 use crate::headers::ClientHeaders;
 use crate::io::{sniff, PrefixedIo, Sniffed};
 use crate::metrics::IngressMetrics;
@@ -126,7 +127,7 @@ pub(crate) enum DrainState {
 pub(crate) struct DrainWatch(watch::Receiver<DrainState>);
 
 impl DrainWatch {
-    async fn draining(&mut self) {
+    pub(crate) async fn draining(&mut self) {
         let _ = self.0.wait_for(|state| *state != DrainState::Serving).await;
     }
 
@@ -149,6 +150,11 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn drain_watch(&self) -> DrainWatch {
         DrainWatch(self.drain.subscribe())
+    }
+
+    /// Whether the drain has begun.
+    pub(crate) fn draining(&self) -> bool {
+        *self.drain.borrow() != DrainState::Serving
     }
 }
 
@@ -425,8 +431,11 @@ async fn serve_connection(
                 Ok(Err(error)) => return tracing::debug!(%error, %client, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%client, "TLS handshake timed out"),
             };
-            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            serve_http(&shared, downstream(true, http2), TokioIo::new(stream), http2, drain).await;
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_http(&shared, downstream(true, true), TokioIo::new(stream), true, drain).await;
+            } else {
+                h1::serve(shared.clone(), downstream(true, false), stream, BytesMut::new(), drain).await;
+            }
         }
         None => {
             let mut stream = stream;
@@ -435,13 +444,15 @@ async fn serve_connection(
                 sniffed = tokio::time::timeout(deadline, read_preface(&mut stream, &mut first)) => sniffed,
                 () = drain.draining() => return,
             };
-            let http2 = match sniffed {
-                Ok(Some(sniffed)) => sniffed == Sniffed::Http2,
-                Ok(None) => return,
-                Err(_) => return tracing::debug!(%client, "no request before the header read timeout"),
-            };
-            let io = TokioIo::new(PrefixedIo::new(first.freeze(), stream));
-            serve_http(&shared, downstream(false, http2), io, http2, drain).await;
+            match sniffed {
+                Ok(Some(Sniffed::Http2)) => {
+                    let io = TokioIo::new(PrefixedIo::new(first.freeze(), stream));
+                    serve_http(&shared, downstream(false, true), io, true, drain).await;
+                }
+                Ok(Some(_)) => h1::serve(shared.clone(), downstream(false, false), stream, first, drain).await,
+                Ok(None) => {}
+                Err(_) => tracing::debug!(%client, "no request before the header read timeout"),
+            }
         }
     }
 }
@@ -459,8 +470,13 @@ async fn read_preface(stream: &mut TcpStream, first: &mut BytesMut) -> Option<Sn
     }
 }
 
-async fn serve_http<I>(shared: &Shared, downstream: Arc<Downstream>, io: I, http2: bool, mut drain: DrainWatch)
-where
+pub(crate) async fn serve_http<I>(
+    shared: &Shared,
+    downstream: Arc<Downstream>,
+    io: I,
+    http2: bool,
+    mut drain: DrainWatch,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let client = downstream.client;

@@ -7,6 +7,10 @@
 //! refused unsent goes to another. HTTP/2 (`appProtocol: kubernetes.io/h2c`): one multiplexed
 //! connection per endpoint, replaced when it closes.
 //!
+//! The HTTP/1.1 fast path (`h1`) keeps its own idle connections, bare sockets, by the same
+//! rules; as no task watches them, one is checked when taken: a socket that became readable
+//! while idle (its server closed it, or sent what it should not have) is dropped.
+//!
 //! The maps are sharded by address behind short-held mutexes (taken to pop and push, never
 //! across I/O). Every upstream socket has `TCP_NODELAY`.
 
@@ -14,6 +18,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::{http1, http2};
@@ -45,20 +50,90 @@ pub(crate) struct PoolSettings {
     pub(crate) max_idle_per_endpoint: usize,
 }
 
-struct Idle {
-    sender: Http1Sender,
+struct Idle<C> {
+    connection: C,
     since: Instant,
 }
 
 const SHARDS: usize = 16;
 
-type Shard = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
+type Shard<C> = Mutex<HashMap<SocketAddr, Vec<Idle<C>>>>;
+
+/// Idle connections of one kind, by endpoint address, newest last.
+struct IdleMap<C> {
+    shards: Box<[Shard<C>]>,
+    hasher: std::hash::RandomState,
+}
+
+impl<C> IdleMap<C> {
+    fn new() -> Self {
+        IdleMap { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), hasher: std::hash::RandomState::new() }
+    }
+
+    fn shard(&self, address: &SocketAddr) -> &Shard<C> {
+        &self.shards[(self.hasher.hash_one(address) as usize) % SHARDS]
+    }
+
+    /// The newest idle connection to `address` younger than `max_age` that `usable` accepts.
+    fn take(&self, address: SocketAddr, max_age: Duration, usable: impl Fn(&C) -> bool) -> Option<C> {
+        let mut shard = lock(self.shard(&address));
+        let idle = shard.get_mut(&address)?;
+        while let Some(candidate) = idle.pop() {
+            if candidate.since.elapsed() >= max_age {
+                // The newest is too old: so are the others.
+                idle.clear();
+                break;
+            }
+            if usable(&candidate.connection) {
+                return Some(candidate.connection);
+            }
+        }
+        None
+    }
+
+    fn put(&self, address: SocketAddr, connection: C, max_idle: usize) {
+        let mut shard = lock(self.shard(&address));
+        let idle = shard.entry(address).or_default();
+        if idle.len() < max_idle {
+            idle.push(Idle { connection, since: Instant::now() });
+        }
+    }
+
+    fn retain(&self, max_age: Duration, usable: impl Fn(&C) -> bool) {
+        for shard in self.shards.iter() {
+            lock(shard).retain(|_, idle| {
+                idle.retain(|each| each.since.elapsed() < max_age && usable(&each.connection));
+                !idle.is_empty()
+            });
+        }
+    }
+
+    fn clear(&self) {
+        for shard in self.shards.iter() {
+            lock(shard).clear();
+        }
+    }
+}
+
+/// Whether an idle socket is still open with nothing unread: not readable (by the readiness its
+/// reactor last saw, so usually without a system call), or readable only spuriously.
+fn idle_socket_usable(stream: &TcpStream) -> bool {
+    let mut context = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut context) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            matches!(stream.try_read(&mut byte), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
 
 pub(crate) struct UpstreamPool {
     settings: PoolSettings,
-    http1: Box<[Shard]>,
+    http1: IdleMap<Http1Sender>,
+    sockets: IdleMap<TcpStream>,
     http2: Mutex<HashMap<SocketAddr, Http2Sender>>,
-    hasher: std::hash::RandomState,
     http2_builder: http2::Builder<TokioExecutor>,
 }
 
@@ -72,47 +147,37 @@ impl UpstreamPool {
         http2_builder.timer(TokioTimer::new());
         UpstreamPool {
             settings,
-            http1: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            http1: IdleMap::new(),
+            sockets: IdleMap::new(),
             http2: Mutex::default(),
-            hasher: std::hash::RandomState::new(),
             http2_builder,
         }
     }
 
-    fn shard(&self, address: &SocketAddr) -> &Shard {
-        &self.http1[(self.hasher.hash_one(address) as usize) % SHARDS]
-    }
-
     /// The most recently used idle HTTP/1.1 connection to `address` still open and fresh.
     pub(crate) fn take_http1(&self, address: SocketAddr) -> Option<Http1Sender> {
-        let mut shard = lock(self.shard(&address));
-        let idle = shard.get_mut(&address)?;
-        while let Some(candidate) = idle.pop() {
-            if candidate.since.elapsed() >= self.settings.idle_timeout {
-                // The newest is too old: so are the others.
-                idle.clear();
-                break;
-            }
-            if !candidate.sender.is_closed() {
-                return Some(candidate.sender);
-            }
-        }
-        None
+        self.http1.take(address, self.settings.idle_timeout, |sender| !sender.is_closed())
     }
 
     /// Keeps a connection whose exchange is over for the next request to `address`.
     pub(crate) fn put_http1(&self, address: SocketAddr, sender: Http1Sender) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut shard = lock(self.shard(&address));
-        let idle = shard.entry(address).or_default();
-        if idle.len() < self.settings.max_idle_per_endpoint {
-            idle.push(Idle { sender, since: Instant::now() });
+        if !sender.is_closed() {
+            self.http1.put(address, sender, self.settings.max_idle_per_endpoint);
         }
     }
 
-    async fn connect(&self, address: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    /// The most recently used idle socket of the fast path to `address` still open and fresh.
+    pub(crate) fn take_socket(&self, address: SocketAddr) -> Option<TcpStream> {
+        self.sockets.take(address, self.settings.idle_timeout, idle_socket_usable)
+    }
+
+    /// Keeps a socket whose response was read whole for the fast path's next request to `address`.
+    pub(crate) fn put_socket(&self, address: SocketAddr, stream: TcpStream) {
+        self.sockets.put(address, stream, self.settings.max_idle_per_endpoint);
+    }
+
+    /// A new connection to `address` (`TCP_NODELAY`) made within `timeout`.
+    pub(crate) async fn connect(&self, address: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
@@ -157,20 +222,15 @@ impl UpstreamPool {
     /// Drops idle connections past their time and closed ones, and empty entries.
     pub(crate) fn sweep(&self) {
         let idle_timeout = self.settings.idle_timeout;
-        for shard in self.http1.iter() {
-            lock(shard).retain(|_, idle| {
-                idle.retain(|each| each.since.elapsed() < idle_timeout && !each.sender.is_closed());
-                !idle.is_empty()
-            });
-        }
+        self.http1.retain(idle_timeout, |sender| !sender.is_closed());
+        self.sockets.retain(idle_timeout, idle_socket_usable);
         lock(&self.http2).retain(|_, sender| !sender.is_closed());
     }
 
     /// Closes every idle connection (on shutdown).
     pub(crate) fn clear(&self) {
-        for shard in self.http1.iter() {
-            lock(shard).clear();
-        }
+        self.http1.clear();
+        self.sockets.clear();
         lock(&self.http2).clear();
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod curl;
 mod drain;
+mod fast_path;
 mod forwarding;
 mod retries;
 mod routing;

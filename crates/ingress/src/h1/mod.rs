@@ -1,0 +1,446 @@
+//! HTTP/1.1 client connections served without hyper: the fast path.
+//!
+//! hyper serves every request correctly, but spends most of the proxy's own CPU time on a
+//! plain keep-alive request (two `http::Request`s, two `HeaderMap`s, a task per upstream
+//! connection, a body type per side). This path does what nginx does instead: one task per
+//! client connection reads the request head into a buffer, routes it, writes the rewritten head
+//! (and a small body, held whole) to a pooled endpoint socket, and relays the response's head
+//! rewritten and its body as it came (by `Content-Length`, chunked, or until the endpoint
+//! closes), in as few system calls as the exchange needs.
+//!
+//! Only the plain case takes it ([`heads`] says which). At the first request that does not
+//! (or whose backend speaks h2c), the connection goes to the hyper path for the rest of its
+//! life, with the bytes already read handed back first, so every other case (errors, 431,
+//! chunked uploads, `Expect`, upgrades, HTTP/1.0) is answered there as before.
+//!
+//! The rules are the hyper path's (`exchange`): a random ready endpoint, the next one when a
+//! connection cannot be made, an idempotent bodiless request that an endpoint dropped unanswered
+//! sent to another, 404/503/502/504 with the same bodies, the same
+//! metrics and access log, the header read timeout on every head, and the drain: an idle
+//! connection closes when it starts, one with a request in flight after its response.
+//!
+//! Not watched: a client that leaves while its request is at an endpoint is noticed only when
+//! its response is written (hyper cancels the exchange at once).
+
+mod chunked;
+mod heads;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use frontdoor_ingress_routes::{BackendProtocol, Route};
+use http::{HeaderValue, Method, Uri, Version};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::exchange::{random_below, within, Exchange, RequestError, FAILOVER_CONNECT};
+use crate::io::PrefixedIo;
+use crate::metrics::BackendSeries;
+use crate::proxy::{serve_http, Downstream, DrainWatch, Shared};
+use chunked::ChunkedScanner;
+use heads::{Framing, RequestHead, RequestLimits, RequestParse, ResponseHead, ResponseParse};
+
+pub(crate) use heads::ResponseProblem;
+
+/// A request body up to this is read whole and served here; a larger one goes to hyper.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Room made in a buffer before each read.
+const READ_SPACE: usize = 8 * 1024;
+
+/// Serves `client` (whose first bytes, if any were read, are `first`) until it closes, the
+/// drain ends it, or a request goes to the hyper path with the connection.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    downstream: Arc<Downstream>,
+    client: S,
+    first: BytesMut,
+    drain: DrainWatch,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut stop = shared.drain_watch();
+    let mut connection = Connection {
+        shared: &shared,
+        downstream: &downstream,
+        client,
+        buf: first,
+        request: Vec::with_capacity(1024),
+        response_head: Vec::with_capacity(1024),
+        upstream_buf: BytesMut::new(),
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        drain,
+    };
+    let outcome = tokio::select! {
+        outcome = connection.run() => outcome,
+        () = stop.stopped() => Outcome::Closed,
+    };
+    drop(stop);
+    if outcome == Outcome::Handoff {
+        let Connection { client, buf, drain, .. } = connection;
+        let io = TokioIo::new(PrefixedIo::new(buf.freeze(), client));
+        serve_http(&shared, downstream, io, false, drain).await;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Closed,
+    /// The request at the start of the buffer is the hyper path's.
+    Handoff,
+}
+
+struct Connection<'a, S> {
+    shared: &'a Shared,
+    downstream: &'a Arc<Downstream>,
+    client: S,
+    /// What the client sent that is not yet served.
+    buf: BytesMut,
+    /// The request as the endpoint gets it.
+    request: Vec<u8>,
+    /// The response head as the client gets it (and the first of its body).
+    response_head: Vec<u8>,
+    upstream_buf: BytesMut,
+    /// The header read timeout, reset for each head.
+    timer: Pin<Box<Sleep>>,
+    drain: DrainWatch,
+}
+
+/// How a response body went.
+enum Relayed {
+    /// Whole; the endpoint's socket may serve again.
+    Whole { reusable: bool },
+    /// The endpoint failed or closed early: the client's connection cannot go on either.
+    Broken,
+    /// The client could not be written to.
+    ClientGone,
+}
+
+/// Why no response head came from an endpoint.
+enum HeadFailure {
+    /// The connection failed or closed; `answered` if any byte of a response came first.
+    Lost {
+        error: std::io::Error,
+        answered: bool,
+    },
+    Problem(ResponseProblem),
+}
+
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_SPACE / 2 {
+        buf.reserve(READ_SPACE);
+    }
+}
+
+impl<S> Connection<'_, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(&mut self) -> Outcome {
+        loop {
+            let head = match self.read_request().await {
+                Ok(Some(head)) => head,
+                Ok(None) => return Outcome::Closed,
+                Err(Handoff) => return Outcome::Handoff,
+            };
+            match self.exchange(head).await {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Closed,
+                Err(Handoff) => return Outcome::Handoff,
+            }
+        }
+    }
+
+    /// The next request, whole (`None`: the client closed, timed out, or the drain began
+    /// between requests).
+    async fn read_request(&mut self) -> Result<Option<RequestHead>, Handoff> {
+        let config = &self.shared.config;
+        let limits = RequestLimits { max_head: config.max_header_bytes, max_body: MAX_BODY };
+        let deadline = Instant::now() + config.header_read_timeout.min(config.idle_timeout);
+        self.timer.as_mut().reset(deadline);
+        loop {
+            if !self.buf.is_empty() {
+                match heads::parse_request(&self.buf, limits, &self.downstream.headers, &mut self.request) {
+                    RequestParse::Partial => {}
+                    RequestParse::Handoff(reason) => {
+                        tracing::trace!(?reason, client = %self.downstream.client, "request handed to hyper");
+                        return Err(Handoff);
+                    }
+                    RequestParse::Request(head) => return Ok(Some(head)),
+                }
+            }
+            let idle = self.buf.is_empty();
+            if idle && self.shared.draining() {
+                return Ok(None);
+            }
+            reserve(&mut self.buf);
+            let read = tokio::select! {
+                read = self.client.read_buf(&mut self.buf) => read,
+                () = self.timer.as_mut() => {
+                    tracing::debug!(client = %self.downstream.client, "no whole request before the header read timeout");
+                    return Ok(None);
+                }
+                () = self.drain.draining(), if idle => return Ok(None),
+            };
+            match read {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Serves one request; `Ok(true)` if the connection may serve another.
+    async fn exchange(&mut self, head: RequestHead) -> Result<bool, Handoff> {
+        let shared = self.shared;
+        // Visible ASCII: checked by the parser.
+        let host = std::str::from_utf8(&self.buf[head.host.clone()]).unwrap_or("");
+        let table = shared.routes.load();
+        let (endpoints, series) = match table.route(host, head.target.path()) {
+            Route::Backend(backend) if backend.protocol == BackendProtocol::H2c => return Err(Handoff),
+            Route::Backend(backend) => (Ok(backend.endpoints.clone()), Some(shared.metrics.backend(&table, backend))),
+            Route::NoEndpoints(backend) => {
+                (Err(RequestError::NoEndpoints), Some(shared.metrics.backend(&table, backend)))
+            }
+            Route::NotFound => (Err(RequestError::NotFound), None),
+        };
+        drop(table);
+        let mut exchange = Exchange::begin(self.downstream.clone(), &head.method, || {
+            (Uri::from(head.target.clone()), Version::HTTP_11)
+        });
+        exchange.set_host(|| HeaderValue::from_str(host).ok());
+        exchange.series = series;
+        let body = head.head_len..head.head_len + head.body_len;
+        self.request.extend_from_slice(&self.buf[body]);
+        self.buf.advance(head.head_len + head.body_len);
+        let close = head.close;
+
+        let forwarded = match endpoints {
+            Ok(endpoints) => self.forward(&mut exchange, &endpoints, &head.method, head.body_len == 0, close).await,
+            Err(error) => Err(error),
+        };
+        let (upstream, address, response) = match forwarded {
+            Ok(forwarded) => forwarded,
+            Err(error) => {
+                let close = close || self.shared.draining();
+                let (status, text) = error.answer();
+                heads::own_response(&mut self.response_head, status, text, close);
+                exchange.status = status.as_u16();
+                exchange.sent(text.len());
+                let written = self.write_client_head().await;
+                return Ok(written && !close);
+            }
+        };
+        exchange.status = response.status;
+        exchange.upstream = Some(address);
+        let mut upstream = upstream;
+        self.upstream_buf.advance(response.head_len);
+        let keep_client = !close && response.framing != Framing::UntilClose;
+        match self.relay(&mut upstream, response, &mut exchange).await {
+            Relayed::Whole { reusable } => {
+                if reusable && response.keep_alive {
+                    shared.pool.put_socket(address, upstream);
+                }
+                Ok(keep_client && !self.shared.draining())
+            }
+            Relayed::Broken | Relayed::ClientGone => Ok(false),
+        }
+    }
+
+    /// Sends the request (in `self.request`) to one of `endpoints` and reads its response head,
+    /// with the hyper path's choice of endpoint and its rules for moving on to another.
+    async fn forward(
+        &mut self,
+        exchange: &mut Exchange,
+        endpoints: &[SocketAddr],
+        method: &Method,
+        bodiless: bool,
+        close: bool,
+    ) -> Result<(TcpStream, SocketAddr, ResponseHead), RequestError> {
+        let shared = self.shared;
+        let config = &shared.config;
+        let series: &BackendSeries = exchange.series.as_deref().unwrap_or(shared.metrics.unrouted());
+        let count = endpoints.len();
+        let attempts = match config.max_connect_attempts {
+            0 => count,
+            max => max.min(count),
+        };
+        // As on the hyper path: only an idempotent bodiless request may go again.
+        let replayable = method.is_idempotent() && bodiless;
+        let head_only = *method == Method::HEAD;
+        let first = random_below(count.max(1));
+        let mut lost = None;
+        'endpoints: for attempt in 0..attempts {
+            let address = endpoints[(first + attempt) % count];
+            let connect = match attempt + 1 < attempts {
+                true => config.connect_timeout.min(FAILOVER_CONNECT),
+                false => config.connect_timeout,
+            };
+            loop {
+                let (mut upstream, fresh) = match shared.pool.take_socket(address) {
+                    Some(upstream) => (upstream, false),
+                    None => match shared.pool.connect(address, connect).await {
+                        Ok(upstream) => (upstream, true),
+                        Err(error) => {
+                            series.connect_failed();
+                            tracing::debug!(%error, %address, "upstream endpoint unreachable, trying another");
+                            continue 'endpoints;
+                        }
+                    },
+                };
+                if let Err(error) = upstream.write_all(&self.request).await {
+                    if fresh {
+                        series.connect_failed();
+                        tracing::debug!(%error, %address, "upstream endpoint failed the request, trying another");
+                        continue 'endpoints;
+                    }
+                    // A pooled socket its server closed as it was taken: another one.
+                    continue;
+                }
+                let close = close || shared.draining();
+                let head = read_response_head(
+                    &mut upstream,
+                    &mut self.upstream_buf,
+                    head_only,
+                    close,
+                    &mut self.response_head,
+                );
+                match within(config.upstream_response_timeout, head).await {
+                    None => return Err(RequestError::UpstreamTimeout),
+                    Some(Ok(response)) => return Ok((upstream, address, response)),
+                    Some(Err(HeadFailure::Problem(problem))) => return Err(RequestError::BadResponse(problem)),
+                    Some(Err(HeadFailure::Lost { error, answered })) => {
+                        if !replayable || answered {
+                            return Err(RequestError::UpstreamIo(error));
+                        }
+                        if attempt + 1 < attempts {
+                            series.retried();
+                            tracing::debug!(%error, %address, "upstream endpoint failed before answering, trying another");
+                            lost = Some(error);
+                            continue 'endpoints;
+                        }
+                        return Err(RequestError::UpstreamIo(error));
+                    }
+                }
+            }
+        }
+        Err(lost.map_or(RequestError::ConnectFailed, RequestError::UpstreamIo))
+    }
+
+    /// Writes the response head (with the body bytes that came with it) and relays the rest of
+    /// the body as the endpoint sends it.
+    async fn relay(&mut self, upstream: &mut TcpStream, response: ResponseHead, exchange: &mut Exchange) -> Relayed {
+        let mut chunked = ChunkedScanner::default();
+        // Body bytes still to come (by length), or whether the body is over (otherwise).
+        let mut left = match response.framing {
+            Framing::Length(len) => len,
+            _ => 0,
+        };
+        let mut done = false;
+        let mut extra = false;
+        let mut first = true;
+        loop {
+            // What of `upstream_buf` is body.
+            let take = match response.framing {
+                Framing::Empty => {
+                    done = true;
+                    0
+                }
+                Framing::Length(_) => {
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.upstream_buf.len());
+                    left -= take as u64;
+                    done = left == 0;
+                    take
+                }
+                Framing::Chunked => match chunked.feed(&self.upstream_buf) {
+                    Ok(used) => {
+                        done = chunked.is_done();
+                        used
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "upstream sent a broken chunked body");
+                        return Relayed::Broken;
+                    }
+                },
+                Framing::UntilClose => self.upstream_buf.len(),
+            };
+            extra |= take < self.upstream_buf.len();
+            exchange.sent(take);
+            let written = if first {
+                first = false;
+                self.response_head.extend_from_slice(&self.upstream_buf[..take]);
+                self.write_client_head().await
+            } else {
+                write_all(&mut self.client, &self.upstream_buf[..take]).await
+            };
+            if !written {
+                return Relayed::ClientGone;
+            }
+            if done {
+                return Relayed::Whole { reusable: !extra };
+            }
+            self.upstream_buf.clear();
+            reserve(&mut self.upstream_buf);
+            match upstream.read_buf(&mut self.upstream_buf).await {
+                Ok(0) if response.framing == Framing::UntilClose => return Relayed::Whole { reusable: false },
+                Ok(0) | Err(_) => {
+                    tracing::debug!(address = ?upstream.peer_addr().ok(), "upstream closed inside a response body");
+                    return Relayed::Broken;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Writes `self.response_head` to the client; whether it could.
+    async fn write_client_head(&mut self) -> bool {
+        write_all(&mut self.client, &self.response_head).await
+    }
+}
+
+async fn write_all<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> bool {
+    client.write_all(bytes).await.is_ok() && client.flush().await.is_ok()
+}
+
+/// Reads until a final response head is whole (1xx heads skipped) and writes the client's
+/// into `out`.
+async fn read_response_head(
+    upstream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head_only: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Result<ResponseHead, HeadFailure> {
+    buf.clear();
+    let mut answered = false;
+    loop {
+        if !buf.is_empty() {
+            match heads::parse_response(buf, head_only, close, out) {
+                Ok(ResponseParse::Partial) => {}
+                Ok(ResponseParse::Informational(len)) => {
+                    buf.advance(len);
+                    continue;
+                }
+                Ok(ResponseParse::Response(head)) => return Ok(head),
+                Err(problem) => return Err(HeadFailure::Problem(problem)),
+            }
+        }
+        reserve(buf);
+        match upstream.read_buf(buf).await {
+            Ok(0) => {
+                let error = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a response");
+                return Err(HeadFailure::Lost { error, answered });
+            }
+            Ok(_) => answered = true,
+            Err(error) => return Err(HeadFailure::Lost { error, answered }),
+        }
+    }
+}
+
+/// The marker of a request the hyper path takes.
+#[derive(Debug)]
+struct Handoff;

@@ -1,0 +1,235 @@
+//! The HTTP/1.1 fast path against endpoints that answer with exact bytes: pipelining, pooled
+//! endpoint sockets, every response framing relayed as it came, broken responses, and a
+//! connection moving to the hyper path at its first request outside the plain case.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+/// An endpoint that reads each request head (and its `Content-Length` body), records it, and
+/// writes the bytes `answer` gives for its path; after an answer whose flag is set, it closes.
+#[derive(Clone)]
+struct Scripted {
+    address: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    async fn start(answer: fn(&str) -> (&'static str, bool)) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let scripted =
+            Scripted { address: listener.local_addr().unwrap(), requests: Arc::default(), connections: Arc::default() };
+        let serving = scripted.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                serving.connections.fetch_add(1, Ordering::SeqCst);
+                let requests = serving.requests.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|window| window == b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+                        let body_len = head
+                            .lines()
+                            .find_map(|line| {
+                                line.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string)
+                            })
+                            .map_or(0, |len| len.trim().parse::<usize>().unwrap());
+                        while buf.len() < end + 4 + body_len {
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let request: Vec<u8> = buf.drain(..end + 4 + body_len).collect();
+                        requests.lock().unwrap().push(String::from_utf8_lossy(&request).into_owned());
+                        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                        let (bytes, close) = answer(&path);
+                        if stream.write_all(bytes.as_bytes()).await.is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        scripted
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn answers(path: &str) -> (&'static str, bool) {
+    match path {
+        "/one" => ("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\none\n", false),
+        "/two" => ("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ntwo\n", false),
+        "/three" => ("HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nthree\n", false),
+        "/chunked" => (
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+             HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 1\r\n\r\n",
+            false,
+        ),
+        "/until-close" => ("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the close\n", true),
+        "/bad-length" => ("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", false),
+        "/upgrade" => ("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n", false),
+        "/truncated" => ("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true),
+        _ => ("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", false),
+    }
+}
+
+async fn scripted_proxy() -> (Scripted, Proxy) {
+    let endpoint = Scripted::start(answers).await;
+    let mut cluster = Cluster::default();
+    cluster
+        .service("scripted", &[endpoint.address], false)
+        .ingress("scripted", json!({"rules": [rule("", &[("/", "scripted")])]}));
+    (endpoint, Proxy::start(cluster.table()).await)
+}
+
+/// Reads from `stream` until what came contains `needle` (panics after a while).
+async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let reading = async {
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await.unwrap() {
+                0 => break,
+                n => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), reading).await.expect("the answer came");
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Whether the proxy closed `stream` (reads to the end, or times out).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    matches!(tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await, Ok(Ok(_)))
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: fast.example\r\n\r\n")
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_over_one_endpoint_socket() {
+    let (endpoint, proxy) = scripted_proxy().await;
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(format!("{}{}{}", get("/one"), get("/two"), get("/three")).as_bytes()).await.unwrap();
+    let answer = read_until(&mut client, "three\n").await;
+    let bodies: Vec<usize> = ["one\n", "two\n", "three\n"].iter().map(|body| answer.find(body).unwrap()).collect();
+    assert!(bodies.windows(2).all(|pair| pair[0] < pair[1]), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{answer}");
+    assert!(!answer.contains("connection: close"), "{answer}");
+    // Ten more, one at a time: still the one pooled socket.
+    for _ in 0..10 {
+        client.write_all(get("/two").as_bytes()).await.unwrap();
+        read_until(&mut client, "two\n").await;
+    }
+    assert_eq!(endpoint.connections.load(Ordering::SeqCst), 1);
+    let requests = endpoint.requests();
+    assert_eq!(requests.len(), 13);
+    assert!(
+        requests[0].starts_with("GET /one HTTP/1.1\r\nHost: fast.example\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{}",
+        requests[0]
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_response_is_relayed_as_it_came_and_early_hints_are_dropped() {
+    let (_endpoint, proxy) = scripted_proxy().await;
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(get("/chunked").as_bytes()).await.unwrap();
+    let answer = read_until(&mut client, "x-sum: 1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ndate: "), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 1\r\n\r\n"), "{answer}");
+    assert!(!answer.contains("103"), "{answer}");
+    // The connection goes on.
+    client.write_all(get("/one").as_bytes()).await.unwrap();
+    assert!(read_until(&mut client, "one\n").await.starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[tokio::test]
+async fn a_body_that_runs_to_the_endpoint_s_close_closes_the_client_s_connection() {
+    let (_endpoint, proxy) = scripted_proxy().await;
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(get("/until-close").as_bytes()).await.unwrap();
+    let answer = read_until(&mut client, "until the close\n").await;
+    assert!(answer.contains("\r\nconnection: close\r\n\r\nuntil the close\n"), "{answer}");
+    assert!(closed(&mut client).await);
+}
+
+#[tokio::test]
+async fn broken_responses_are_502_and_a_truncated_body_closes_the_connection() {
+    let (_endpoint, proxy) = scripted_proxy().await;
+    for path in ["/bad-length", "/upgrade"] {
+        let mut client = TcpStream::connect(proxy.http).await.unwrap();
+        client.write_all(get(path).as_bytes()).await.unwrap();
+        let answer = read_until(&mut client, "502 Bad Gateway\n").await;
+        assert!(answer.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{path}: {answer}");
+    }
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(get("/truncated").as_bytes()).await.unwrap();
+    let answer = read_until(&mut client, "short").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n"), "{answer}");
+    assert!(closed(&mut client).await, "a response cut short is not followed by another");
+}
+
+#[tokio::test]
+async fn a_connection_moves_to_hyper_at_its_first_request_outside_the_plain_case() {
+    let backend = Backend::start("mixed").await;
+    let mut cluster = Cluster::default();
+    cluster
+        .service("mixed", &[backend.address], false)
+        .ingress("mixed", json!({"rules": [rule("", &[("/", "mixed")])]}));
+    let proxy = Proxy::start(cluster.table()).await;
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    // Plain, then a chunked upload (hyper's), then plain again on the same connection.
+    client.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    read_until(&mut client, "\"/first\"").await;
+    client
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut client, "hello").await;
+    client.write_all(b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    read_until(&mut client, "\"/third\"").await;
+    let uris: Vec<String> = backend.seen().iter().map(|seen| seen.uri.clone()).collect();
+    assert_eq!(uris, ["/first", "/echo", "/third"]);
+}
+
+#[tokio::test]
+async fn a_body_sent_after_its_head_goes_up_whole() {
+    let backend = Backend::start("late").await;
+    let mut cluster = Cluster::default();
+    cluster.service("late", &[backend.address], false).ingress("late", json!({"rules": [rule("", &[("/", "late")])]}));
+    let proxy = Proxy::start(cluster.table()).await;
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello").await.unwrap();
+    client.flush().await.unwrap();
+    tokio::task::yield_now().await;
+    client.write_all(b" world").await.unwrap();
+    let answer = read_until(&mut client, "hello world").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(backend.seen().len(), 1);
+}
