@@ -468,7 +468,7 @@ pub(crate) fn random_below(len: usize) -> usize {
 pub(crate) const FAILOVER_CONNECT: Duration = Duration::from_secs(1);
 
 /// `future`, or `None` once `limit` passed.
-pub(crate) async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
+async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
     match limit {
         Some(limit) => tokio::time::timeout(limit, future).await.ok(),
         None => Some(future.await),

@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::exchange::{random_below, within, Exchange, RequestError, FAILOVER_CONNECT};
+use crate::exchange::{random_below, Exchange, RequestError, FAILOVER_CONNECT};
 use crate::io::PrefixedIo;
 use crate::metrics::BackendSeries;
 use crate::proxy::{serve_http, Downstream, DrainWatch, Shared};
@@ -106,7 +106,9 @@ struct Connection<'a, S> {
     /// The response head as the client gets it (and the first of its body).
     response_head: Vec<u8>,
     upstream_buf: BytesMut,
-    /// The header read timeout, reset for each head.
+    /// The header read timeout, reset for each head, and the upstream response timeout, reset
+    /// for each request sent: one timer, moved on (a new timer per request costs the reactor's
+    /// lock twice, and showed in the tail latency).
     timer: Pin<Box<Sleep>>,
     drain: DrainWatch,
 }
@@ -309,7 +311,16 @@ where
                     close,
                     &mut self.response_head,
                 );
-                match within(config.upstream_response_timeout, head).await {
+                let limit = config.upstream_response_timeout;
+                if let Some(limit) = limit {
+                    self.timer.as_mut().reset(Instant::now() + limit);
+                }
+                let head = tokio::select! {
+                    biased;
+                    head = head => Some(head),
+                    () = self.timer.as_mut(), if limit.is_some() => None,
+                };
+                match head {
                     None => return Err(RequestError::UpstreamTimeout),
                     Some(Ok(response)) => return Ok((upstream, address, response)),
                     Some(Err(HeadFailure::Problem(problem))) => return Err(RequestError::BadResponse(problem)),
