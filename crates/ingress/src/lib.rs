@@ -33,7 +33,8 @@
 mod body;
 pub mod controller;
 mod exchange;
-mod h1;
+#[doc(hidden)]
+pub mod h1;
 mod headers;
 mod io;
 mod metrics;

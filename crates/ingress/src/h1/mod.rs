@@ -23,6 +23,8 @@
 //! its response is written (hyper cancels the exchange at once).
 
 mod chunked;
+#[doc(hidden)]
+pub mod fuzzing;
 mod heads;
 
 use std::net::SocketAddr;
