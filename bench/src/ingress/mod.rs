@@ -31,6 +31,8 @@ pub(crate) const HOST: &str = "h737.example.com";
 const BACKEND_PORTS: [u16; 2] = [9101, 9102];
 const FRONTDOOR_PORTS: (u16, u16) = (8080, 8443);
 const NGINX_PORTS: (u16, u16) = (9080, 9443);
+/// Runs of each proxy in each mode (this machine's runs vary by ±10% from one to the next).
+const ROUNDS: usize = 3;
 
 pub use proxy::subcommand;
 
@@ -71,17 +73,24 @@ fn compare(bench_binary: &Path) {
         ("new connection per request", wrk::Mode::Close),
         ("HTTPS keep-alive", wrk::Mode::Https),
     ];
+    let pids = [vec![frontdoor.pid().to_string()], nginx.pids()];
     for (label, mode) in runs {
-        // Alternate, twice each, so a drift in the machine hits both alike; keep each one's best.
+        // Alternate, ROUNDS times each, so a drift in the machine hits both alike; keep each
+        // one's best run (with its p99 and CPU per request).
         let mut ours = wrk::Run::default();
         let mut theirs = wrk::Run::default();
-        for _ in 0..2 {
-            ours = ours.best(wrk::run(mode, FRONTDOOR_PORTS));
-            theirs = theirs.best(wrk::run(mode, NGINX_PORTS));
+        for _ in 0..ROUNDS {
+            ours = ours.best(wrk::run(mode, FRONTDOOR_PORTS, &pids[0]));
+            theirs = theirs.best(wrk::run(mode, NGINX_PORTS, &pids[1]));
         }
         println!(
-            "  {label:<28} frontdoor {:>9.0} req/s p99 {:>6.2} ms | nginx {:>9.0} req/s p99 {:>6.2} ms",
-            ours.requests_per_second, ours.p99_ms, theirs.requests_per_second, theirs.p99_ms
+            "  {label:<28} frontdoor {:>9.0} req/s p99 {:>6.2} ms {:>5.1} µs CPU/req | nginx {:>9.0} req/s p99 {:>6.2} ms {:>5.1} µs CPU/req",
+            ours.requests_per_second,
+            ours.p99_ms,
+            ours.cpu_us_per_request,
+            theirs.requests_per_second,
+            theirs.p99_ms,
+            theirs.cpu_us_per_request
         );
         report_at_least(
             &format!("ingress {label}: req/s vs nginx"),
@@ -90,6 +99,10 @@ fn compare(bench_binary: &Path) {
             1.2,
         );
         report(&format!("ingress {label}: p99 vs nginx"), ours.p99_ms / theirs.p99_ms.max(0.001), "x", 1.0, None);
+        println!(
+            "  {label}: nginx's CPU per request ÷ frontdoor's {:.2} x (requests/s each could serve on its core alone)",
+            theirs.cpu_us_per_request / ours.cpu_us_per_request.max(0.001)
+        );
     }
     let ours = system::status_mib(&frontdoor.pid().to_string(), "VmRSS:");
     let theirs = nginx.rss_mib();

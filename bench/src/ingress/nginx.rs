@@ -109,20 +109,25 @@ impl Nginx {
         nginx
     }
 
-    /// RSS of the master and its workers, in MiB.
-    pub fn rss_mib(&self) -> f64 {
+    /// The master and its workers.
+    pub fn pids(&self) -> Vec<String> {
         let master = self.process.id().to_string();
-        let mut total = crate::dataplane::system::status_mib(&master, "VmRSS:");
+        let mut pids = vec![master.clone()];
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let pid = entry.file_name().to_string_lossy().into_owned();
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             // Field 4 (after the parenthesised name) is the parent's PID.
             let parent = stat.rsplit(") ").next().and_then(|rest| rest.split_whitespace().nth(1));
             if parent == Some(master.as_str()) {
-                total += crate::dataplane::system::status_mib(&pid, "VmRSS:");
+                pids.push(pid);
             }
         }
-        total
+        pids
+    }
+
+    /// RSS of the master and its workers, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.pids().iter().map(|pid| crate::dataplane::system::status_mib(pid, "VmRSS:")).sum()
     }
 }
 

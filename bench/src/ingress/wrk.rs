@@ -1,5 +1,7 @@
 //! `wrk` against a proxy, pinned to core 1: requests/s and p99 latency from its `--latency`
-//! report.
+//! report, and the proxy's CPU time per request (its threads' run time from `schedstat`): when
+//! core 1 (wrk and the backends) is the limit rather than the proxy's core, requests/s tells the
+//! proxies apart less than what each spends on a request.
 
 use std::process::Command;
 
@@ -22,6 +24,8 @@ const CONNECTIONS: &str = "50";
 pub struct Run {
     pub requests_per_second: f64,
     pub p99_ms: f64,
+    /// The proxy's CPU time (user and system, every thread) per request.
+    pub cpu_us_per_request: f64,
 }
 
 impl Run {
@@ -55,14 +59,29 @@ pub fn check(name: &str, ports: (u16, u16)) {
     }
 }
 
-pub fn run(mode: Mode, ports: (u16, u16)) -> Run {
+/// Nanoseconds the threads of `pids` have run.
+fn cpu_ns(pids: &[String]) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// One wrk run against the proxy on `ports`, whose processes are `pids`.
+pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
     let mut command = Command::new("taskset");
     command.args(["-c", "1", "wrk", "-t1", "-c", CONNECTIONS, "-d", &format!("{SECONDS}s"), "--latency"]);
     command.args(["-H", &format!("Host: {HOST}")]);
     if let Mode::Close = mode {
         command.args(["-H", "Connection: close"]);
     }
+    let cpu_before = cpu_ns(pids);
     let out = command.arg(url(mode, ports)).output().expect("wrk runs");
+    let cpu = cpu_ns(pids) - cpu_before;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("Non-2xx"), "responses other than 2xx:\n{text}");
     let requests_per_second = text
@@ -75,7 +94,12 @@ pub fn run(mode: Mode, ports: (u16, u16)) -> Run {
         .find_map(|l| l.trim().strip_prefix("99%"))
         .map(|v| milliseconds(v.trim()))
         .unwrap_or_else(|| panic!("no 99% latency in wrk's output:\n{text}"));
-    Run { requests_per_second, p99_ms: p99 }
+    let requests: f64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(count, _)| count.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
+    Run { requests_per_second, p99_ms: p99, cpu_us_per_request: cpu as f64 / 1e3 / requests.max(1.0) }
 }
 
 /// wrk's durations: `812.00us`, `2.34ms`, `1.02s`.

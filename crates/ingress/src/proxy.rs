@@ -422,7 +422,7 @@ async fn serve_connection(
     match tls {
         Some(acceptor) => {
             let handshake = tokio::select! {
-                handshake = tokio::time::timeout(deadline, acceptor.accept(stream)) => handshake,
+                handshake = tokio::time::timeout(deadline, Box::pin(acceptor.accept(stream))) => handshake,
                 // Nothing was asked yet: nothing to finish.
                 () = drain.draining() => return,
             };
@@ -432,9 +432,9 @@ async fn serve_connection(
                 Err(_) => return tracing::debug!(%client, "TLS handshake timed out"),
             };
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                serve_http(&shared, downstream(true, true), TokioIo::new(stream), true, drain).await;
+                Box::pin(serve_http(&shared, downstream(true, true), TokioIo::new(stream), true, drain)).await;
             } else {
-                h1::serve(shared.clone(), downstream(true, false), stream, BytesMut::new(), drain).await;
+                Box::pin(h1::serve(shared.clone(), downstream(true, false), stream, BytesMut::new(), drain)).await;
             }
         }
         None => {
@@ -447,7 +447,7 @@ async fn serve_connection(
             match sniffed {
                 Ok(Some(Sniffed::Http2)) => {
                     let io = TokioIo::new(PrefixedIo::new(first.freeze(), stream));
-                    serve_http(&shared, downstream(false, true), io, true, drain).await;
+                    Box::pin(serve_http(&shared, downstream(false, true), io, true, drain)).await;
                 }
                 Ok(Some(_)) => h1::serve(shared.clone(), downstream(false, false), stream, first, drain).await,
                 Ok(None) => {}

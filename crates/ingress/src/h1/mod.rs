@@ -86,7 +86,8 @@ pub(crate) async fn serve<S>(
     if outcome == Outcome::Handoff {
         let Connection { client, buf, drain, .. } = connection;
         let io = TokioIo::new(PrefixedIo::new(buf.freeze(), client));
-        serve_http(&shared, downstream, io, false, drain).await;
+        // Boxed: hyper's connection state would otherwise make every connection's task larger.
+        Box::pin(serve_http(&shared, downstream, io, false, drain)).await;
     }
 }
 
