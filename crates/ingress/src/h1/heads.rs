@@ -383,21 +383,22 @@ fn http_date() -> String {
     httpdate::fmt_http_date(SystemTime::now())
 }
 
-/// A short response of the proxy's own into `out` (cleared first).
-pub(crate) fn own_response(out: &mut Vec<u8>, status: StatusCode, text: &str, close: bool) {
+/// A short response of the proxy's own into `out` (cleared first): `body`, or none to a HEAD
+/// request, with a length of `len` either way.
+pub(crate) fn own_response(out: &mut Vec<u8>, status: StatusCode, len: usize, body: &str, close: bool) {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
-    put_header(out, b"content-length", text.len().to_string().as_bytes());
+    put_header(out, b"content-length", len.to_string().as_bytes());
     put_header(out, b"date", http_date().as_bytes());
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(body.as_bytes());
 }
 
 #[cfg(test)]
@@ -570,7 +571,7 @@ mod tests {
     #[test]
     fn the_proxy_s_own_answers_are_complete() {
         let mut out = Vec::new();
-        own_response(&mut out, StatusCode::SERVICE_UNAVAILABLE, "down\n", true);
+        own_response(&mut out, StatusCode::SERVICE_UNAVAILABLE, 5, "down\n", true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 5\r\ndate: "));
         assert!(text.ends_with("\r\nconnection: close\r\n\r\ndown\n"), "{text}");

@@ -80,20 +80,33 @@ pub(crate) async fn serve<S>(
     };
     let outcome = tokio::select! {
         outcome = connection.run() => outcome,
-        () = stop.stopped() => Outcome::Closed,
+        () = stop.stopped() => return,
     };
     drop(stop);
-    if outcome == Outcome::Handoff {
-        let Connection { client, buf, drain, .. } = connection;
-        let io = TokioIo::new(PrefixedIo::new(buf.freeze(), client));
-        // Boxed: hyper's connection state would otherwise make every connection's task larger.
-        Box::pin(serve_http(&shared, downstream, io, false, drain)).await;
+    match outcome {
+        Outcome::Handoff => {
+            let Connection { client, buf, drain, .. } = connection;
+            let io = TokioIo::new(PrefixedIo::new(buf.freeze(), client));
+            // Boxed: hyper's connection state would otherwise make every connection's task larger.
+            Box::pin(serve_http(&shared, downstream, io, false, drain)).await;
+        }
+        // The proxy ends the connection: say so (a TLS client gets its close_notify, which a
+        // body that runs to the close needs), within a moment.
+        Outcome::Closed { shut_down: true } => {
+            let _ = tokio::time::timeout(SHUTDOWN, connection.client.shutdown()).await;
+        }
+        Outcome::Closed { shut_down: false } => {}
     }
 }
 
+/// How long the closing of a connection may take (a TLS close_notify to a client that does not
+/// read).
+const SHUTDOWN: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
-    Closed,
+    /// Over; `shut_down` if the proxy ends it (rather than the client, or a failure).
+    Closed { shut_down: bool },
     /// The request at the start of the buffer is the hyper path's.
     Handoff,
 }
@@ -114,6 +127,15 @@ struct Connection<'a, S> {
     /// lock twice, and showed in the tail latency).
     timer: Pin<Box<Sleep>>,
     drain: DrainWatch,
+}
+
+/// What follows a request.
+enum Next {
+    Request,
+    /// The response said the connection closes.
+    Close,
+    /// The response could not be whole: close without ceremony.
+    Drop,
 }
 
 /// How a response body went.
@@ -150,12 +172,13 @@ where
         loop {
             let head = match self.read_request().await {
                 Ok(Some(head)) => head,
-                Ok(None) => return Outcome::Closed,
+                Ok(None) => return Outcome::Closed { shut_down: false },
                 Err(Handoff) => return Outcome::Handoff,
             };
             match self.exchange(head).await {
-                Ok(true) => {}
-                Ok(false) => return Outcome::Closed,
+                Ok(Next::Request) => {}
+                Ok(Next::Close) => return Outcome::Closed { shut_down: true },
+                Ok(Next::Drop) => return Outcome::Closed { shut_down: false },
                 Err(Handoff) => return Outcome::Handoff,
             }
         }
@@ -199,8 +222,8 @@ where
         }
     }
 
-    /// Serves one request; `Ok(true)` if the connection may serve another.
-    async fn exchange(&mut self, head: RequestHead) -> Result<bool, Handoff> {
+    /// Serves one request.
+    async fn exchange(&mut self, head: RequestHead) -> Result<Next, Handoff> {
         let shared = self.shared;
         // Visible ASCII: checked by the parser.
         let host = std::str::from_utf8(&self.buf[head.host.clone()]).unwrap_or("");
@@ -233,11 +256,16 @@ where
             Err(error) => {
                 let close = close || self.shared.draining();
                 let (status, text) = error.answer();
-                heads::own_response(&mut self.response_head, status, text, close);
+                // A response to HEAD has no body (its length says what GET's would be).
+                let body = if head.method == Method::HEAD { "" } else { text };
+                heads::own_response(&mut self.response_head, status, text.len(), body, close);
                 exchange.status = status.as_u16();
-                exchange.sent(text.len());
-                let written = self.write_client_head().await;
-                return Ok(written && !close);
+                exchange.sent(body.len());
+                return Ok(match self.write_client_head().await {
+                    false => Next::Drop,
+                    true if close => Next::Close,
+                    true => Next::Request,
+                });
             }
         };
         exchange.status = response.status;
@@ -250,9 +278,9 @@ where
                 if reusable && response.keep_alive {
                     shared.pool.put_socket(address, upstream);
                 }
-                Ok(keep_client && !self.shared.draining())
+                Ok(if keep_client && !self.shared.draining() { Next::Request } else { Next::Close })
             }
-            Relayed::Broken | Relayed::ClientGone => Ok(false),
+            Relayed::Broken | Relayed::ClientGone => Ok(Next::Drop),
         }
     }
 

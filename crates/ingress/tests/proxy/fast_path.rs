@@ -233,3 +233,40 @@ async fn a_body_sent_after_its_head_goes_up_whole() {
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert_eq!(backend.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn the_proxy_s_own_answer_to_head_has_no_body_and_the_connection_goes_on() {
+    let endpoint = Scripted::start(answers).await;
+    let mut cluster = Cluster::default();
+    cluster
+        .service("scripted", &[endpoint.address], false)
+        .ingress("scripted", json!({"rules": [rule("fast.example", &[("/", "scripted")])]}));
+    let proxy = Proxy::start(cluster.table()).await;
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(b"HEAD /x HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n").await.unwrap();
+    client.write_all(get("/one").as_bytes()).await.unwrap();
+    let answer = read_until(&mut client, "one\n").await;
+    let (not_found, found) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(not_found.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+    assert!(not_found.contains("\r\ncontent-length: 22\r\n"), "the length GET's body would have: {answer}");
+    assert!(found.starts_with("HTTP/1.1 200 OK\r\n"), "no body between the two: {answer}");
+}
+
+#[tokio::test]
+async fn over_tls_a_body_that_runs_to_the_close_ends_with_close_notify() {
+    let endpoint = Scripted::start(answers).await;
+    let mut cluster = Cluster::default();
+    cluster
+        .service("scripted", &[endpoint.address], false)
+        .ingress("scripted", json!({"rules": [rule("", &[("/", "scripted")])]}));
+    let proxy = Proxy::start(cluster.table()).await;
+    let tcp = TcpStream::connect(proxy.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("fast.example").unwrap();
+    let mut tls = trusting_client().connect(name, tcp).await.unwrap();
+    tls.write_all(get("/until-close").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // rustls reports an end without close_notify as an error (UnexpectedEof).
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.ends_with("\r\nconnection: close\r\n\r\nuntil the close\n"), "{answer}");
+}
