@@ -409,7 +409,11 @@ async fn serve_connection(
     port: HeaderValue,
     mut drain: DrainWatch,
 ) {
-    let _ = stream.set_nodelay(true);
+    // Off at once but for the fast path over plain TCP, which turns it off at its second write
+    // (as nginx: a connection that closes after one response never needs it).
+    if tls.is_some() {
+        let _ = stream.set_nodelay(true);
+    }
     let deadline = shared.config.header_read_timeout;
     let downstream = |tls: bool, http2: bool| {
         Arc::new(Downstream {
@@ -446,6 +450,7 @@ async fn serve_connection(
             };
             match sniffed {
                 Ok(Some(Sniffed::Http2)) => {
+                    let _ = stream.set_nodelay(true);
                     let io = TokioIo::new(PrefixedIo::new(first.freeze(), stream));
                     Box::pin(serve_http(&shared, downstream(false, true), io, true, drain)).await;
                 }

@@ -55,22 +55,47 @@ const MAX_BODY: usize = 64 * 1024;
 /// Room made in a buffer before each read.
 const READ_SPACE: usize = 8 * 1024;
 
+/// A client connection's transport, as the fast path needs to know it.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether ending the connection says more than TCP's FIN does (TLS: close_notify).
+    const SHUTDOWN: bool;
+
+    /// Turns Nagle's algorithm off (before the connection's second write: a first write never
+    /// waits for an acknowledgement, and a connection that closes after one response never
+    /// needs it, which saves it a system call).
+    fn no_delay(&self);
+}
+
+impl Transport for TcpStream {
+    const SHUTDOWN: bool = false;
+
+    fn no_delay(&self) {
+        let _ = self.set_nodelay(true);
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    const SHUTDOWN: bool = true;
+
+    /// Set before the handshake.
+    fn no_delay(&self) {}
+}
+
 /// Serves `client` (whose first bytes, if any were read, are `first`) until it closes, the
 /// drain ends it, or a request goes to the hyper path with the connection.
-pub(crate) async fn serve<S>(
+pub(crate) async fn serve<S: Transport>(
     shared: Arc<Shared>,
     downstream: Arc<Downstream>,
     client: S,
     first: BytesMut,
     drain: DrainWatch,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let mut stop = shared.drain_watch();
     let mut connection = Connection {
         shared: &shared,
         downstream: &downstream,
         client,
+        writes: 0,
         buf: first,
         request: Vec::with_capacity(1024),
         response_head: Vec::with_capacity(1024),
@@ -85,17 +110,20 @@ pub(crate) async fn serve<S>(
     drop(stop);
     match outcome {
         Outcome::Handoff => {
-            let Connection { client, buf, drain, .. } = connection;
+            let Connection { client, writes, buf, drain, .. } = connection;
+            if writes > 0 {
+                client.no_delay();
+            }
             let io = TokioIo::new(PrefixedIo::new(buf.freeze(), client));
             // Boxed: hyper's connection state would otherwise make every connection's task larger.
             Box::pin(serve_http(&shared, downstream, io, false, drain)).await;
         }
         // The proxy ends the connection: say so (a TLS client gets its close_notify, which a
         // body that runs to the close needs), within a moment.
-        Outcome::Closed { shut_down: true } => {
+        Outcome::Closed { shut_down: true } if S::SHUTDOWN => {
             let _ = tokio::time::timeout(SHUTDOWN, connection.client.shutdown()).await;
         }
-        Outcome::Closed { shut_down: false } => {}
+        Outcome::Closed { .. } => {}
     }
 }
 
@@ -115,6 +143,8 @@ struct Connection<'a, S> {
     shared: &'a Shared,
     downstream: &'a Arc<Downstream>,
     client: S,
+    /// Writes to the client so far (at most 2: see [`Transport::no_delay`]).
+    writes: u8,
     /// What the client sent that is not yet served.
     buf: BytesMut,
     /// The request as the endpoint gets it.
@@ -164,10 +194,7 @@ fn reserve(buf: &mut BytesMut) {
     }
 }
 
-impl<S> Connection<'_, S>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+impl<S: Transport> Connection<'_, S> {
     async fn run(&mut self) -> Outcome {
         loop {
             let head = match self.read_request().await {
@@ -417,7 +444,7 @@ where
                 self.response_head.extend_from_slice(&self.upstream_buf[..take]);
                 self.write_client_head().await
             } else {
-                write_all(&mut self.client, &self.upstream_buf[..take]).await
+                write_all(&mut self.client, &mut self.writes, &self.upstream_buf[..take]).await
             };
             if !written {
                 return Relayed::ClientGone;
@@ -440,11 +467,16 @@ where
 
     /// Writes `self.response_head` to the client; whether it could.
     async fn write_client_head(&mut self) -> bool {
-        write_all(&mut self.client, &self.response_head).await
+        write_all(&mut self.client, &mut self.writes, &self.response_head).await
     }
 }
 
-async fn write_all<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> bool {
+/// Writes `bytes` to the client, whose `writes` so far are counted; whether it could.
+async fn write_all<S: Transport>(client: &mut S, writes: &mut u8, bytes: &[u8]) -> bool {
+    if *writes == 1 {
+        client.no_delay();
+    }
+    *writes = writes.saturating_add(1).min(2);
     client.write_all(bytes).await.is_ok() && client.flush().await.is_ok()
 }
 
