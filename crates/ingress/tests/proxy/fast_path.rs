@@ -95,13 +95,17 @@ fn answers(path: &str) -> (&'static str, bool) {
     }
 }
 
+/// The proxy with `host` ("" for any) routed to a Service whose one endpoint is `endpoint`.
+async fn proxy_to(endpoint: SocketAddr, host: &str) -> Proxy {
+    let mut cluster = Cluster::default();
+    cluster.service("fast", &[endpoint], false).ingress("fast", json!({"rules": [rule(host, &[("/", "fast")])]}));
+    Proxy::start(cluster.table()).await
+}
+
 async fn scripted_proxy() -> (Scripted, Proxy) {
     let endpoint = Scripted::start(answers).await;
-    let mut cluster = Cluster::default();
-    cluster
-        .service("scripted", &[endpoint.address], false)
-        .ingress("scripted", json!({"rules": [rule("", &[("/", "scripted")])]}));
-    (endpoint, Proxy::start(cluster.table()).await)
+    let proxy = proxy_to(endpoint.address, "").await;
+    (endpoint, proxy)
 }
 
 /// Reads from `stream` until what came contains `needle` (panics after a while).
@@ -124,6 +128,14 @@ async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
 async fn closed(stream: &mut TcpStream) -> bool {
     let mut rest = Vec::new();
     matches!(tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await, Ok(Ok(_)))
+}
+
+/// A new connection that asked for `path` and read its answer until `until` came.
+async fn ask(proxy: &Proxy, path: &str, until: &str) -> (TcpStream, String) {
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(get(path).as_bytes()).await.unwrap();
+    let answer = read_until(&mut client, until).await;
+    (client, answer)
 }
 
 fn get(path: &str) -> String {
@@ -158,9 +170,7 @@ async fn pipelined_requests_are_answered_in_order_over_one_endpoint_socket() {
 #[tokio::test]
 async fn a_chunked_response_is_relayed_as_it_came_and_early_hints_are_dropped() {
     let (_endpoint, proxy) = scripted_proxy().await;
-    let mut client = TcpStream::connect(proxy.http).await.unwrap();
-    client.write_all(get("/chunked").as_bytes()).await.unwrap();
-    let answer = read_until(&mut client, "x-sum: 1\r\n\r\n").await;
+    let (mut client, answer) = ask(&proxy, "/chunked", "x-sum: 1\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ndate: "), "{answer}");
     assert!(answer.ends_with("\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 1\r\n\r\n"), "{answer}");
     assert!(!answer.contains("103"), "{answer}");
@@ -172,9 +182,7 @@ async fn a_chunked_response_is_relayed_as_it_came_and_early_hints_are_dropped() 
 #[tokio::test]
 async fn a_body_that_runs_to_the_endpoint_s_close_closes_the_client_s_connection() {
     let (_endpoint, proxy) = scripted_proxy().await;
-    let mut client = TcpStream::connect(proxy.http).await.unwrap();
-    client.write_all(get("/until-close").as_bytes()).await.unwrap();
-    let answer = read_until(&mut client, "until the close\n").await;
+    let (mut client, answer) = ask(&proxy, "/until-close", "until the close\n").await;
     assert!(answer.contains("\r\nconnection: close\r\n\r\nuntil the close\n"), "{answer}");
     assert!(closed(&mut client).await);
 }
@@ -183,14 +191,16 @@ async fn a_body_that_runs_to_the_endpoint_s_close_closes_the_client_s_connection
 async fn broken_responses_are_502_and_a_truncated_body_closes_the_connection() {
     let (_endpoint, proxy) = scripted_proxy().await;
     for path in ["/bad-length", "/upgrade"] {
-        let mut client = TcpStream::connect(proxy.http).await.unwrap();
-        client.write_all(get(path).as_bytes()).await.unwrap();
-        let answer = read_until(&mut client, "502 Bad Gateway\n").await;
+        let (_client, answer) = ask(
+            &proxy,
+            path,
+            "502 Bad Gateway
+",
+        )
+        .await;
         assert!(answer.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{path}: {answer}");
     }
-    let mut client = TcpStream::connect(proxy.http).await.unwrap();
-    client.write_all(get("/truncated").as_bytes()).await.unwrap();
-    let answer = read_until(&mut client, "short").await;
+    let (mut client, answer) = ask(&proxy, "/truncated", "short").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n"), "{answer}");
     assert!(closed(&mut client).await, "a response cut short is not followed by another");
 }
@@ -198,11 +208,7 @@ async fn broken_responses_are_502_and_a_truncated_body_closes_the_connection() {
 #[tokio::test]
 async fn a_connection_moves_to_hyper_at_its_first_request_outside_the_plain_case() {
     let backend = Backend::start("mixed").await;
-    let mut cluster = Cluster::default();
-    cluster
-        .service("mixed", &[backend.address], false)
-        .ingress("mixed", json!({"rules": [rule("", &[("/", "mixed")])]}));
-    let proxy = Proxy::start(cluster.table()).await;
+    let proxy = proxy_to(backend.address, "").await;
     let mut client = TcpStream::connect(proxy.http).await.unwrap();
     // Plain, then a chunked upload (hyper's), then plain again on the same connection.
     client.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
@@ -221,9 +227,7 @@ async fn a_connection_moves_to_hyper_at_its_first_request_outside_the_plain_case
 #[tokio::test]
 async fn a_body_sent_after_its_head_goes_up_whole() {
     let backend = Backend::start("late").await;
-    let mut cluster = Cluster::default();
-    cluster.service("late", &[backend.address], false).ingress("late", json!({"rules": [rule("", &[("/", "late")])]}));
-    let proxy = Proxy::start(cluster.table()).await;
+    let proxy = proxy_to(backend.address, "").await;
     let mut client = TcpStream::connect(proxy.http).await.unwrap();
     client.write_all(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello").await.unwrap();
     client.flush().await.unwrap();
@@ -237,11 +241,7 @@ async fn a_body_sent_after_its_head_goes_up_whole() {
 #[tokio::test]
 async fn the_proxy_s_own_answer_to_head_has_no_body_and_the_connection_goes_on() {
     let endpoint = Scripted::start(answers).await;
-    let mut cluster = Cluster::default();
-    cluster
-        .service("scripted", &[endpoint.address], false)
-        .ingress("scripted", json!({"rules": [rule("fast.example", &[("/", "scripted")])]}));
-    let proxy = Proxy::start(cluster.table()).await;
+    let proxy = proxy_to(endpoint.address, "fast.example").await;
     let mut client = TcpStream::connect(proxy.http).await.unwrap();
     client.write_all(b"HEAD /x HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n").await.unwrap();
     client.write_all(get("/one").as_bytes()).await.unwrap();
@@ -254,12 +254,7 @@ async fn the_proxy_s_own_answer_to_head_has_no_body_and_the_connection_goes_on()
 
 #[tokio::test]
 async fn over_tls_a_body_that_runs_to_the_close_ends_with_close_notify() {
-    let endpoint = Scripted::start(answers).await;
-    let mut cluster = Cluster::default();
-    cluster
-        .service("scripted", &[endpoint.address], false)
-        .ingress("scripted", json!({"rules": [rule("", &[("/", "scripted")])]}));
-    let proxy = Proxy::start(cluster.table()).await;
+    let (_endpoint, proxy) = scripted_proxy().await;
     let tcp = TcpStream::connect(proxy.https).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("fast.example").unwrap();
     let mut tls = trusting_client().connect(name, tcp).await.unwrap();
