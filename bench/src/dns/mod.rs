@@ -508,12 +508,13 @@ fn describe(measured: &Measured) -> String {
     let run = &measured.run;
     let (server, client) = run.busy();
     format!(
-        "{:.0} q/s, avg {:.2} ms, lost {} of {}; CPU: server {:.0}%, dnsperf {:.0}%, upstream {:.0}% of a core, whole machine {:.2} of {} cores",
+        "{:.0} q/s, avg {:.2} ms, lost {} of {}; CPU: server {:.0}% ({:.1} µs per answer), dnsperf {:.0}%, upstream {:.0}% of a core, whole machine {:.2} of {} cores",
         run.qps,
         ms(run.average),
         run.lost,
         run.sent,
         server * 100.0,
+        run.server_cpu.as_secs_f64() * 1e6 / (run.completed.max(1) as f64),
         client * 100.0,
         measured.upstream_cpu.as_secs_f64() / run.wall.as_secs_f64().max(1e-9) * 100.0,
         run.machine_busy(),
