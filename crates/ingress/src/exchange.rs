@@ -54,6 +54,12 @@ use crate::upstream::{ConnectError, Http1Sender, UpstreamPool};
 /// finishing) before another is used.
 const POOLED_READY_WAIT: Duration = Duration::from_millis(50);
 
+/// nginx's status for a client that closed its connection before its response.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// Every way a request fails, each answered with one status.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RequestError {
@@ -81,6 +87,10 @@ pub(crate) enum RequestError {
     UpstreamIo(std::io::Error),
     #[error("upstream answered badly: {0}")]
     BadResponse(crate::h1::ResponseProblem),
+    /// The client closed its connection while its request was at an endpoint (the fast path:
+    /// hyper drops the exchange at once). Nothing is answered; it counts as 499, as nginx logs it.
+    #[error("the client left before its response")]
+    ClientLeft,
 }
 
 impl RequestError {
@@ -107,6 +117,7 @@ impl RequestError {
             | RequestError::UpstreamIo(_)
             | RequestError::BadResponse(_) => StatusCode::BAD_GATEWAY,
             RequestError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::ClientLeft => CLIENT_CLOSED_REQUEST,
         }
     }
 

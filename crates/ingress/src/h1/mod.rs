@@ -17,10 +17,9 @@
 //! connection cannot be made, an idempotent bodiless request that an endpoint dropped unanswered
 //! sent to another, 404/503/502/504 with the same bodies, the same
 //! metrics and access log, the header read timeout on every head, and the drain: an idle
-//! connection closes when it starts, one with a request in flight after its response.
-//!
-//! Not watched: a client that leaves while its request is at an endpoint is noticed only when
-//! its response is written (hyper cancels the exchange at once).
+//! connection closes when it starts, one with a request in flight after its response; a
+//! client that leaves while its request is at an endpoint lets the endpoint's connection go
+//! (499, as nginx counts it).
 
 mod chunked;
 #[doc(hidden)]
@@ -280,6 +279,10 @@ impl<S: Transport> Connection<'_, S> {
         };
         let (upstream, address, response) = match forwarded {
             Ok(forwarded) => forwarded,
+            Err(RequestError::ClientLeft) => {
+                tracing::debug!(client = %self.downstream.client, "client left before its response");
+                return Ok(Next::Drop);
+            }
             Err(error) => {
                 let close = close || self.shared.draining();
                 let (status, text) = error.answer();
@@ -362,21 +365,36 @@ impl<S: Transport> Connection<'_, S> {
                     continue;
                 }
                 let close = close || shared.draining();
-                let head = read_response_head(
-                    &mut upstream,
-                    &mut self.upstream_buf,
-                    head_only,
-                    close,
-                    &mut self.response_head,
-                );
                 let limit = config.upstream_response_timeout;
                 if let Some(limit) = limit {
                     self.timer.as_mut().reset(Instant::now() + limit);
                 }
-                let head = tokio::select! {
-                    biased;
-                    head = head => Some(head),
-                    () = self.timer.as_mut(), if limit.is_some() => None,
+                reserve(&mut self.buf);
+                let head = {
+                    let head = read_response_head(
+                        &mut upstream,
+                        &mut self.upstream_buf,
+                        head_only,
+                        close,
+                        &mut self.response_head,
+                    );
+                    tokio::pin!(head);
+                    // Meanwhile the client is watched (by its reactor readiness: no system call
+                    // while it sends nothing): gone, the exchange is dropped and the endpoint's
+                    // socket closed, as hyper does; what it sends (pipelined requests) is kept
+                    // for after, up to a request's worth.
+                    loop {
+                        let watch = self.buf.len() < config.max_header_bytes + MAX_BODY;
+                        tokio::select! {
+                            biased;
+                            head = &mut head => break Some(head),
+                            () = self.timer.as_mut(), if limit.is_some() => break None,
+                            read = self.client.read_buf(&mut self.buf), if watch => match read {
+                                Ok(0) | Err(_) => return Err(RequestError::ClientLeft),
+                                Ok(_) => reserve(&mut self.buf),
+                            },
+                        }
+                    }
                 };
                 match head {
                     None => return Err(RequestError::UpstreamTimeout),

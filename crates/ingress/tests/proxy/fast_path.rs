@@ -15,31 +15,41 @@ use crate::support::*;
 
 /// An endpoint that reads each request head (and its `Content-Length` body), records it, and
 /// writes the bytes `answer` gives for its path; after an answer whose flag is set, it closes.
+/// It counts the connections it accepted and those the proxy closed.
 #[derive(Clone)]
 struct Scripted {
     address: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicUsize>,
+    closed_by_proxy: Arc<AtomicUsize>,
 }
 
 impl Scripted {
     async fn start(answer: fn(&str) -> (&'static str, bool)) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let scripted =
-            Scripted { address: listener.local_addr().unwrap(), requests: Arc::default(), connections: Arc::default() };
+        let scripted = Scripted {
+            address: listener.local_addr().unwrap(),
+            requests: Arc::default(),
+            connections: Arc::default(),
+            closed_by_proxy: Arc::default(),
+        };
         let serving = scripted.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { return };
                 serving.connections.fetch_add(1, Ordering::SeqCst);
                 let requests = serving.requests.clone();
+                let closed_by_proxy = serving.closed_by_proxy.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
                         let Some(end) = buf.windows(4).position(|window| window == b"\r\n\r\n") else {
                             let mut chunk = [0u8; 4096];
                             match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
+                                Ok(0) | Err(_) => {
+                                    closed_by_proxy.fetch_add(1, Ordering::SeqCst);
+                                    return;
+                                }
                                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                             }
                             continue;
@@ -91,6 +101,8 @@ fn answers(path: &str) -> (&'static str, bool) {
         "/bad-length" => ("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", false),
         "/upgrade" => ("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n", false),
         "/truncated" => ("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true),
+        // Never answered.
+        "/hang" => ("", false),
         _ => ("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", false),
     }
 }
@@ -264,4 +276,20 @@ async fn over_tls_a_body_that_runs_to_the_close_ends_with_close_notify() {
     tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await.unwrap().unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.ends_with("\r\nconnection: close\r\n\r\nuntil the close\n"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_request_is_at_an_endpoint_is_let_go_there_too() {
+    let (endpoint, proxy) = scripted_proxy().await;
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client.write_all(get("/hang").as_bytes()).await.unwrap();
+    eventually("the endpoint got the request", || endpoint.requests().len() == 1).await;
+    drop(client);
+    eventually("the proxy closed the endpoint's connection", || endpoint.closed_by_proxy.load(Ordering::SeqCst) == 1)
+        .await;
+    let metrics = proxy.registry.encode();
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("nginx_ingress_controller_requests{status=\"499\",method=\"GET\"") && line.ends_with(" 1")
+    });
+    assert!(counted, "{metrics}");
 }
