@@ -47,12 +47,15 @@ use hyper_util::rt::TokioIo;
 use crate::body::{Content, RequestBody, ResponseBody, Reuse};
 use crate::headers::{ambiguous_framing, is_upgrade, request_host, strip_hop_by_hop, HostProblem, Keep};
 use crate::metrics::{BackendSeries, MethodLabel};
-use crate::proxy::{Downstream, Shared};
+use crate::proxy::{Downstream, ProxyConfig, Shared};
 use crate::upstream::{ConnectError, Http1Sender, UpstreamPool};
 
 /// How long a pooled connection may take to become ready again (its previous exchange is
 /// finishing) before another is used.
 const POOLED_READY_WAIT: Duration = Duration::from_millis(50);
+
+/// The type of the proxy's own short answers.
+pub(crate) const OWN_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// nginx's status for a client that closed its connection before its response.
 const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
@@ -151,7 +154,7 @@ impl RequestError {
         let mut response = Response::new(Content::fixed(text));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OWN_CONTENT_TYPE));
         if self.closes_connection() && version < Version::HTTP_2 {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -459,7 +462,7 @@ impl Replay {
 }
 
 /// A uniform pick among `len` (a thread-local xorshift; no lock, no shared state).
-pub(crate) fn random_below(len: usize) -> usize {
+fn random_below(len: usize) -> usize {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(std::hash::RandomState::new().hash_one(0u8) | 1);
@@ -476,7 +479,40 @@ pub(crate) fn random_below(len: usize) -> usize {
 
 /// The longest a connection may take while another endpoint is left to try (on a node's pod
 /// network or a LAN a healthy endpoint connects in well under a millisecond).
-pub(crate) const FAILOVER_CONNECT: Duration = Duration::from_secs(1);
+const FAILOVER_CONNECT: Duration = Duration::from_secs(1);
+
+/// One endpoint a request may be sent to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Try {
+    pub(crate) address: SocketAddr,
+    /// How long its connection may take.
+    pub(crate) connect: Duration,
+    /// Whether another endpoint is left to try after it.
+    pub(crate) more: bool,
+}
+
+/// The endpoints a request may be sent to, in order, on either path: from a random one on,
+/// each at most once, at most `max_connect_attempts` (0: all). With another endpoint left to
+/// try, a connection that takes longer than [`FAILOVER_CONNECT`] is given up for it: an endpoint
+/// whose pod just went away (its address no longer answers ARP) would otherwise hold the request
+/// for the whole connect timeout.
+pub(crate) fn tries<'a>(config: &ProxyConfig, endpoints: &'a [SocketAddr]) -> impl ExactSizeIterator<Item = Try> + 'a {
+    let count = endpoints.len();
+    let attempts = match config.max_connect_attempts {
+        0 => count,
+        max => max.min(count),
+    };
+    let first = random_below(count.max(1));
+    let connect_timeout = config.connect_timeout;
+    (0..attempts).map(move |attempt| {
+        let more = attempt + 1 < attempts;
+        Try {
+            address: endpoints[(first + attempt) % count],
+            connect: if more { connect_timeout.min(FAILOVER_CONNECT) } else { connect_timeout },
+            more,
+        }
+    })
+}
 
 /// `future`, or `None` once `limit` passed.
 async fn within<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
@@ -498,27 +534,14 @@ async fn send(
     request: Request<Incoming>,
     hostless: bool,
 ) -> Result<(Response<Incoming>, SocketAddr, Option<Http1Sender>), RequestError> {
-    let count = endpoints.len();
-    let attempts = match shared.config.max_connect_attempts {
-        0 => count,
-        max => max.min(count),
-    };
+    let tries = tries(&shared.config, endpoints);
     // Copied only if it may be sent twice and another endpoint could take it.
-    let replay = if attempts > 1 { Replay::of(&request) } else { None };
+    let replay = if tries.len() > 1 { Replay::of(&request) } else { None };
     let mut request = request.map(RequestBody::Client);
-    let first = random_below(count.max(1));
-    for attempt in 0..attempts {
-        let address = endpoints[(first + attempt) % count];
+    for Try { address, connect, more } in tries {
         if hostless {
             name_endpoint(&mut request, address);
         }
-        // With another endpoint left to try, a connection that takes longer than
-        // FAILOVER_CONNECT is given up for it: an endpoint whose pod just went away (its address
-        // no longer answers ARP) would otherwise hold the request for the whole connect timeout.
-        let connect = match attempt + 1 < attempts {
-            true => shared.config.connect_timeout.min(FAILOVER_CONNECT),
-            false => shared.config.connect_timeout,
-        };
         let outcome = match protocol {
             BackendProtocol::Http1 => send_http1(shared, address, request, connect).await,
             BackendProtocol::H2c => send_http2(shared, address, request, connect).await,
@@ -531,7 +554,7 @@ async fn send(
                 request = *returned;
             }
             Err(Attempt::Lost(error)) => match &replay {
-                Some(replay) if attempt + 1 < attempts => {
+                Some(replay) if more => {
                     series.retried();
                     tracing::debug!(%error, %address, "upstream endpoint failed before answering, trying another");
                     request = replay.request();

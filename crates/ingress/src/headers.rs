@@ -53,20 +53,14 @@ pub(crate) fn request_host(
     }
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |end| end + 1);
-    &bytes[start..end]
+/// The comma-separated, trimmed, non-empty tokens of one header value.
+pub(crate) fn value_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|token| !token.is_empty())
 }
 
 /// The comma-separated tokens of every line of `name`.
 fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
-        .map(trim)
-        .filter(|token| !token.is_empty())
+    headers.get_all(name).iter().flat_map(|value| value_tokens(value.as_bytes()))
 }
 
 fn has_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
@@ -82,7 +76,7 @@ pub(crate) fn ambiguous_framing(headers: &HeaderMap) -> bool {
     let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     match (codings.next(), codings.next()) {
         (None, _) => false,
-        (Some(only), None) => !trim(only.as_bytes()).eq_ignore_ascii_case(b"chunked"),
+        (Some(only), None) => !only.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"),
         (Some(_), Some(_)) => true,
     }
 }
@@ -94,10 +88,26 @@ pub(crate) fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
         && has_token(headers, &header::CONNECTION, b"upgrade")
 }
 
-fn is_proxy_header(name: &HeaderName) -> bool {
-    // `Proxy` itself: httpoxy (CVE-2016-5385), which ingress-nginx clears too.
-    let name = name.as_str();
-    name == "proxy" || name.starts_with("proxy-")
+/// `Proxy` and `Proxy-*`, in any case. `Proxy` itself: httpoxy (CVE-2016-5385), which
+/// ingress-nginx clears too.
+fn is_proxy_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("proxy") || name.get(..6).is_some_and(|prefix| prefix.eq_ignore_ascii_case("proxy-"))
+}
+
+/// Whether a header named `name` (in any case) is hop-by-hop by name: those
+/// [`strip_hop_by_hop`] removes whatever `Connection` says, `Upgrade` among them.
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|hop| hop.as_str().eq_ignore_ascii_case(name))
+        || header::UPGRADE.as_str().eq_ignore_ascii_case(name)
+        || is_proxy_header(name)
+}
+
+/// One HTTP/1.1 header line, `name: value`, into `out`.
+pub(crate) fn put_h1_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// What to keep of the hop-by-hop headers.
@@ -136,8 +146,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if headers.keys().any(is_proxy_header) {
-        let proxy: Vec<HeaderName> = headers.keys().filter(|name| is_proxy_header(name)).cloned().collect();
+    if headers.keys().any(|name| is_proxy_header(name.as_str())) {
+        let proxy: Vec<HeaderName> = headers.keys().filter(|name| is_proxy_header(name.as_str())).cloned().collect();
         for name in proxy {
             headers.remove(name);
         }
@@ -242,10 +252,7 @@ impl ClientHeaders {
             (b"x-forwarded-port", self.port.as_bytes()),
             (b"x-forwarded-host", host),
         ] {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            put_h1_header(out, name, value);
         }
     }
 }

@@ -16,7 +16,8 @@ use std::time::SystemTime;
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode};
 
-use crate::headers::ClientHeaders;
+use crate::exchange::OWN_CONTENT_TYPE;
+use crate::headers::{is_hop_by_hop, put_h1_header, value_tokens, ClientHeaders};
 
 /// Header lines in a head, as hyper's default.
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -80,15 +81,6 @@ fn is(name: &str, lower: &str) -> bool {
     name.len() == lower.len() && name.eq_ignore_ascii_case(lower)
 }
 
-fn is_proxy_header(name: &str) -> bool {
-    is(name, "proxy") || (name.len() > 6 && name.as_bytes()[..6].eq_ignore_ascii_case(b"proxy-"))
-}
-
-/// The comma-separated, trimmed, non-empty tokens of a header value.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|token| !token.is_empty())
-}
-
 /// What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
 fn is_visible_ascii(value: &[u8]) -> bool {
     value.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
@@ -98,13 +90,6 @@ fn is_visible_ascii(value: &[u8]) -> bool {
 fn range_in(buf: &[u8], value: &[u8]) -> Range<usize> {
     let start = value.as_ptr() as usize - buf.as_ptr() as usize;
     start..start + value.len()
-}
-
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Parses the request at the start of `buf` and, when the fast path takes it, writes the head
@@ -173,7 +158,7 @@ pub(crate) fn parse_request(
             6 if is(name, "expect") => return RequestParse::Handoff(Handoff::Expect),
             7 if is(name, "upgrade") => return RequestParse::Handoff(Handoff::Upgrade),
             10 if is(name, "connection") => {
-                for token in tokens(value) {
+                for token in value_tokens(value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if !token.eq_ignore_ascii_case(b"keep-alive") {
@@ -190,20 +175,19 @@ pub(crate) fn parse_request(
                 forwarded.push(value);
                 continue;
             }
-            _ if is(name, "keep-alive")
-                || is(name, "te")
-                || is(name, "trailer")
-                || is(name, "x-real-ip")
+            // Replaced by the connection's own.
+            _ if is(name, "x-real-ip")
                 || is(name, "x-forwarded-proto")
                 || is(name, "x-forwarded-port")
-                || is(name, "x-forwarded-host")
-                || is_proxy_header(name) =>
+                || is(name, "x-forwarded-host") =>
             {
                 continue
             }
+            // The rest of them: Keep-Alive, TE, Trailer, Proxy-*.
+            _ if is_hop_by_hop(name) => continue,
             _ => {}
         }
-        put_header(out, name.as_bytes(), value);
+        put_h1_header(out, name.as_bytes(), value);
     }
     let host = match host {
         Some(host) if hosts == 1 && !host.is_empty() && is_visible_ascii(host) => host,
@@ -299,7 +283,7 @@ pub(crate) fn parse_response(
     let (mut said_close, mut said_keep_alive) = (false, false);
     let mut listed: Vec<&[u8]> = Vec::new();
     for header in headers.iter().filter(|header| is(header.name, "connection")) {
-        for token in tokens(header.value) {
+        for token in value_tokens(header.value) {
             if token.eq_ignore_ascii_case(b"close") {
                 said_close = true;
             } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -314,7 +298,7 @@ pub(crate) fn parse_response(
     let chunked_last = headers
         .iter()
         .filter(|header| is(header.name, "transfer-encoding"))
-        .flat_map(|header| tokens(header.value))
+        .flat_map(|header| value_tokens(header.value))
         .last()
         .map(|coding| coding.eq_ignore_ascii_case(b"chunked"));
     let mut length = None;
@@ -343,33 +327,24 @@ pub(crate) fn parse_response(
     };
     let close = close || framing == Framing::UntilClose;
 
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
     let code = StatusCode::from_u16(status).map_err(|_| ResponseProblem::Invalid)?;
-    out.extend_from_slice(code.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.clear();
+    put_status_line(out, code, response.reason.unwrap_or(""));
     let mut dated = false;
     for header in headers.iter() {
         let name = header.name;
-        let hop_by_hop = is(name, "connection")
-            || is(name, "keep-alive")
-            || is(name, "te")
-            || is(name, "trailer")
-            || is(name, "upgrade")
-            || is(name, "expect")
-            || is_proxy_header(name)
+        // Transfer-Encoding stays: the body goes on as it came.
+        let hop_by_hop = (is_hop_by_hop(name) && !is(name, "transfer-encoding"))
             || (chunked_last.is_some() && is(name, "content-length"))
             || listed.iter().any(|token| token.eq_ignore_ascii_case(name.as_bytes()));
         if hop_by_hop {
             continue;
         }
         dated |= is(name, "date");
-        put_header(out, name.as_bytes(), header.value);
+        put_h1_header(out, name.as_bytes(), header.value);
     }
     if !dated {
-        put_header(out, b"date", http_date().as_bytes());
+        put_h1_header(out, b"date", http_date().as_bytes());
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -383,6 +358,15 @@ fn http_date() -> String {
     httpdate::fmt_http_date(SystemTime::now())
 }
 
+/// `HTTP/1.1 <status> <reason>` into `out`.
+fn put_status_line(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A short response of the proxy's own into `out` (cleared first): `body`, or none to a HEAD
 /// request, with a length of `len` either way.
 pub(crate) fn own_response(out: &mut Vec<u8>, status: StatusCode, len: usize, body: &str, close: bool) {
@@ -391,9 +375,10 @@ pub(crate) fn own_response(out: &mut Vec<u8>, status: StatusCode, len: usize, bo
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
-    put_header(out, b"content-length", len.to_string().as_bytes());
-    put_header(out, b"date", http_date().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    put_h1_header(out, b"content-type", OWN_CONTENT_TYPE.as_bytes());
+    put_h1_header(out, b"content-length", len.to_string().as_bytes());
+    put_h1_header(out, b"date", http_date().as_bytes());
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }

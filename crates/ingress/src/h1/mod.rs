@@ -39,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::exchange::{random_below, Exchange, RequestError, FAILOVER_CONNECT};
+use crate::exchange::{tries, Exchange, RequestError, Try};
 use crate::io::PrefixedIo;
 use crate::metrics::BackendSeries;
 use crate::proxy::{serve_http, Downstream, DrainWatch, Shared};
@@ -277,7 +277,7 @@ impl<S: Transport> Connection<'_, S> {
             Ok(endpoints) => self.forward(&mut exchange, &endpoints, &head.method, head.body_len == 0, close).await,
             Err(error) => Err(error),
         };
-        let (upstream, address, response) = match forwarded {
+        let (mut upstream, address, response) = match forwarded {
             Ok(forwarded) => forwarded,
             Err(RequestError::ClientLeft) => {
                 tracing::debug!(client = %self.downstream.client, "client left before its response");
@@ -300,7 +300,6 @@ impl<S: Transport> Connection<'_, S> {
         };
         exchange.status = response.status;
         exchange.upstream = Some(address);
-        let mut upstream = upstream;
         self.upstream_buf.advance(response.head_len);
         let keep_client = !close && response.framing != Framing::UntilClose;
         match self.relay(&mut upstream, response, &mut exchange).await {
@@ -327,22 +326,11 @@ impl<S: Transport> Connection<'_, S> {
         let shared = self.shared;
         let config = &shared.config;
         let series: &BackendSeries = exchange.series.as_deref().unwrap_or(shared.metrics.unrouted());
-        let count = endpoints.len();
-        let attempts = match config.max_connect_attempts {
-            0 => count,
-            max => max.min(count),
-        };
         // As on the hyper path: only an idempotent bodiless request may go again.
         let replayable = method.is_idempotent() && bodiless;
         let head_only = *method == Method::HEAD;
-        let first = random_below(count.max(1));
         let mut lost = None;
-        'endpoints: for attempt in 0..attempts {
-            let address = endpoints[(first + attempt) % count];
-            let connect = match attempt + 1 < attempts {
-                true => config.connect_timeout.min(FAILOVER_CONNECT),
-                false => config.connect_timeout,
-            };
+        'endpoints: for Try { address, connect, more } in tries(config, endpoints) {
             loop {
                 let (mut upstream, fresh) = match shared.pool.take_socket(address) {
                     Some(upstream) => (upstream, false),
@@ -404,7 +392,7 @@ impl<S: Transport> Connection<'_, S> {
                         if !replayable || answered {
                             return Err(RequestError::UpstreamIo(error));
                         }
-                        if attempt + 1 < attempts {
+                        if more {
                             series.retried();
                             tracing::debug!(%error, %address, "upstream endpoint failed before answering, trying another");
                             lost = Some(error);
@@ -422,7 +410,7 @@ impl<S: Transport> Connection<'_, S> {
     /// the body as the endpoint sends it.
     async fn relay(&mut self, upstream: &mut TcpStream, response: ResponseHead, exchange: &mut Exchange) -> Relayed {
         let mut chunked = ChunkedScanner::default();
-        // Body bytes still to come (by length), or whether the body is over (otherwise).
+        // Body bytes still to come, by length.
         let mut left = match response.framing {
             Framing::Length(len) => len,
             _ => 0,
