@@ -478,6 +478,7 @@ async fn start_node(
         data_dir: args.data_dir.clone(),
         veth_prefix: frontdoor_node::VETH_PREFIX.into(),
         service_network: Some(service_network(args)?),
+        service_account_token: Some(server.token().to_string()),
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
     server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(

@@ -19,6 +19,7 @@
 // move the allocation.
 #![allow(clippy::result_large_err)]
 
+mod accounts;
 mod allocation;
 mod body;
 mod discovery;
@@ -198,6 +199,11 @@ impl ApiServer {
         LocalService { state: self.state.clone() }
     }
 
+    /// The bearer token the server accepts (pods' service account volumes hold it).
+    pub fn token(&self) -> &str {
+        &self.state.token
+    }
+
     /// Attaches the node runtime's logs to `pods/log` (once).
     pub fn set_log_source(&self, source: Arc<dyn LogSource>) {
         let _ = self.state.logs.set(source);
@@ -294,7 +300,7 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
         server_address: local_addr.to_string(),
         metrics: metrics::Metrics::new(&config.metrics),
     });
-    tokio::spawn(lifecycle::run(registry.clone()));
+    tokio::spawn(lifecycle::run(registry.clone(), credentials.ca_pem.clone()));
     tokio::spawn(expiry::run(registry.clone(), config.event_ttl));
     let acceptor = tokio_rustls::TlsAcceptor::from(credentials.server_config.clone());
     if let Some(advertise) = advertise {

@@ -1,6 +1,7 @@
 //! The API server's own housekeeping, done through the registry like any client write:
 //! the built-in namespaces, the namespace finalizer (empty a terminating namespace, then remove
-//! it) and the garbage collector (ownerReferences: background, foreground and orphan deletion).
+//! it), the garbage collector (ownerReferences: background, foreground and orphan deletion) and
+//! each live namespace's `default` ServiceAccount and root CA ConfigMap (`accounts`).
 //!
 //! Both loops are level-triggered: they react to store events, and on any gap (a lagged watch)
 //! they rescan everything.
@@ -13,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use frontdoor_resources::{self as resources, ResourceType};
 use frontdoor_store::{Event, EventType};
 
+use crate::accounts;
 use crate::registry::{DeleteOptions, ObjectRef, Registry, WriteOptions};
 
 pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -121,9 +123,11 @@ fn is_terminating(object: &Value) -> bool {
     object.pointer("/metadata/deletionTimestamp").is_some()
 }
 
-/// Runs the namespace finalizer and garbage collector until the store closes.
-pub async fn run(registry: Registry) {
-    let mut collector = Collector { registry, owners: HashMap::new(), uids: HashMap::new(), objects: HashMap::new() };
+/// Runs the namespace finalizer, the garbage collector and the keeping of namespaces' service
+/// accounts (with `ca_pem`, the cluster CA) until the store closes.
+pub async fn run(registry: Registry, ca_pem: String) {
+    let mut collector =
+        Collector { registry, ca_pem, owners: HashMap::new(), uids: HashMap::new(), objects: HashMap::new() };
     loop {
         let revision = collector.resync().await;
         let Ok(watch) = collector.registry.store.watch(revision) else { continue };
@@ -143,6 +147,8 @@ pub async fn run(registry: Registry) {
 
 struct Collector {
     registry: Registry,
+    /// The cluster CA, published in every namespace's `kube-root-ca.crt`.
+    ca_pem: String,
     /// owner uid → keys of objects that name it in ownerReferences.
     owners: HashMap<String, HashSet<String>>,
     /// uid → key, for every live object.
@@ -192,6 +198,9 @@ impl Collector {
         }
         for (key, stored) in &items {
             self.reconcile(key, &stored.value).await;
+            if locate(key).is_some_and(|r| r.kind == "Namespace") {
+                self.keep_accounts(name_of(&stored.value).0).await;
+            }
         }
         // Dependents whose owners are all gone.
         let orphans: Vec<String> = self.objects.keys().filter(|key| self.owners_all_gone(key)).cloned().collect();
@@ -210,6 +219,9 @@ impl Collector {
                 if locate(&event.key).is_some_and(|r| r.kind == "Namespace") {
                     return;
                 }
+                if let Some(namespace) = accounts::kept_object_namespace(&event.key, &event.object) {
+                    self.keep_accounts(&namespace).await;
+                }
                 // The last object of a terminating namespace lets the namespace go.
                 if let Some(ns) = event.object.pointer("/metadata/namespace").and_then(Value::as_str) {
                     let at = ObjectRef { resource: namespaces(), namespace: None, name: ns };
@@ -227,6 +239,12 @@ impl Collector {
             _ => {
                 self.index(&event.key, &event.object);
                 self.reconcile(&event.key, &event.object).await;
+                if locate(&event.key).is_some_and(|r| r.kind == "Namespace") {
+                    self.keep_accounts(name_of(&event.object).0).await;
+                } else if let Some(namespace) = accounts::kept_object_namespace(&event.key, &event.object) {
+                    // Someone changed the root CA ConfigMap: its data is put back.
+                    self.keep_accounts(&namespace).await;
+                }
                 // A dependent written after all its owners were deleted (a controller acting on
                 // a cache that had not seen the deletion yet) goes as if it had been there.
                 if self.owners_all_gone(&event.key) && !is_terminating(&event.object) {
@@ -286,6 +304,18 @@ impl Collector {
                     self.delete_key(&dependent, Some("Foreground")).await;
                 }
             }
+        }
+    }
+
+    /// The namespace's `default` ServiceAccount and root CA ConfigMap, while it is live.
+    async fn keep_accounts(&self, namespace: &str) {
+        let at = ObjectRef { resource: namespaces(), namespace: None, name: namespace };
+        let live = self.registry.get(&at).is_ok_and(|stored| !is_terminating(&stored.value));
+        if !live {
+            return;
+        }
+        if let Err(error) = accounts::ensure_namespace(&self.registry, namespace, &self.ca_pem).await {
+            tracing::warn!(namespace, error = %error.message, "keeping the namespace's service account");
         }
     }
 

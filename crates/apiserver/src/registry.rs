@@ -110,7 +110,7 @@ fn unchanged(next: &Value, current: &Value) -> bool {
 
 const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn generated_suffix() -> String {
+pub(crate) fn generated_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..5).map(|_| GENERATE_NAME_CHARS[rng.random_range(0..GENERATE_NAME_CHARS.len())] as char).collect()
@@ -292,6 +292,7 @@ impl Registry {
         kinds::prepare_for_create(resource, &mut object);
         kinds::default(resource, &mut object, None, false);
         self.admit_default_ingress_class(resource, &mut object);
+        self.admit_service_account(resource, &mut object).await?;
         self.validate(resource, &object, None, false)?;
         let namespace = meta_str(&object, "namespace").map(String::from);
         let name = meta_str(&object, "name").unwrap_or("").to_string();

@@ -29,6 +29,7 @@ fn config(i: u32) -> SandboxConfig {
         mtu: None,
         resolv_conf: "nameserver 10.96.0.10\n".into(),
         hosts: "127.0.0.1\tlocalhost\n".into(),
+        volumes: Vec::new(),
     }
 }
 

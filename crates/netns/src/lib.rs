@@ -28,6 +28,7 @@
 //!     mtu: None,
 //!     resolv_conf: "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n".into(),
 //!     hosts: "127.0.0.1 localhost\n10.244.0.5 web-0\n".into(),
+//!     volumes: vec![],
 //! })?;
 //! let mut child = sandbox.spawn(ProcessSpec::new(["nginx", "-g", "daemon off;"]))?;
 //! let pid = child.id().expect("running");
@@ -90,6 +91,7 @@ mod process;
 mod routes;
 mod sandbox;
 mod terminal;
+mod volumes;
 
 use std::io;
 use std::net::SocketAddr;
@@ -107,6 +109,7 @@ pub use routes::{
 };
 pub use sandbox::{Launcher, PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
 pub use terminal::{Terminal, TerminalStdio, SESSION_LEADER};
+pub use volumes::{Volume, VolumeFile};
 
 /// What can go wrong; each variant says where.
 #[derive(Debug, thiserror::Error)]

@@ -58,6 +58,7 @@ pub(crate) struct NamespaceContents<'a> {
     pub hostname: &'a str,
     pub resolv_conf: &'a str,
     pub hosts: &'a str,
+    pub volumes: &'a [crate::Volume],
 }
 
 /// Where the per-pod files are mounted; these paths must exist on the host.
@@ -156,6 +157,9 @@ fn populate_pod_namespaces(
         std::fs::write(&path, "0").map_err(|error| Error::os(format!("write {path}"), error))?;
     }
     populate_mount_namespace(staged)?;
+    for volume in contents.volumes {
+        crate::volumes::mount_volume(volume)?;
+    }
     let namespaces = Namespaces::of_this_thread()?;
     let socket = RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
     Ok((namespaces, socket))
@@ -314,6 +318,7 @@ mod tests {
             hostname: "web-0",
             resolv_conf: "nameserver 10.96.0.10\n",
             hosts: "127.0.0.1 localhost\n",
+            volumes: &[],
         };
         let staged = StagedFiles::write(&contents).unwrap();
         let paths = [staged.resolv_conf.clone(), staged.hosts.clone()];

@@ -38,6 +38,8 @@ pub struct SandboxConfig {
     pub resolv_conf: String,
     /// The contents of the pod's `/etc/hosts`.
     pub hosts: String,
+    /// The pod's volumes, mounted in its mount namespace only.
+    pub volumes: Vec<crate::Volume>,
 }
 
 /// A pod's network, UTS and mount namespaces and the veth that connects it to the node's bridge.
@@ -107,8 +109,12 @@ impl SandboxFactory {
     /// On error nothing is left behind.
     pub fn create(&mut self, config: &SandboxConfig) -> Result<PodSandbox, Error> {
         validate(config)?;
-        let contents =
-            NamespaceContents { hostname: &config.hostname, resolv_conf: &config.resolv_conf, hosts: &config.hosts };
+        let contents = NamespaceContents {
+            hostname: &config.hostname,
+            resolv_conf: &config.resolv_conf,
+            hosts: &config.hosts,
+            volumes: &config.volumes,
+        };
         let (namespaces, mut pod_socket) = namespace::create_pod_namespaces(&contents, &mut self.home)?;
         let pod_index = self.create_veth(config, &namespaces)?;
         let node_socket = RouteSocket::open().map_err(|error| Error::os("open node netlink socket", error))?;
@@ -374,6 +380,9 @@ fn validate(config: &SandboxConfig) -> Result<(), Error> {
             return invalid(format!("mtu {mtu} must be 68 to 65535"));
         }
     }
+    for volume in &config.volumes {
+        crate::volumes::validate(volume).or_else(|reason| invalid(format!("volume: {reason}")))?;
+    }
     Ok(())
 }
 
@@ -393,6 +402,7 @@ mod tests {
             mtu: None,
             resolv_conf: String::new(),
             hosts: String::new(),
+            volumes: Vec::new(),
         }
     }
 

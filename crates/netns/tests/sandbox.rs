@@ -43,6 +43,7 @@ impl Node {
             mtu: None,
             resolv_conf: format!("nameserver 10.96.0.10\nsearch ns{n}.svc.cluster.local svc.cluster.local\n"),
             hosts: format!("127.0.0.1\tlocalhost\n10.244.0.{}\tpod-{n}\n", 10 + n),
+            volumes: Vec::new(),
         }
     }
 }
@@ -205,6 +206,63 @@ fn hostname_resolv_conf_and_hosts_are_the_pods_own() {
     assert_eq!(std::fs::read("/etc/resolv.conf").unwrap(), host_resolv_conf, "host resolv.conf untouched");
     assert_eq!(std::fs::read("/etc/hosts").unwrap(), host_hosts, "host hosts untouched");
     assert_eq!(nix_free_hostname(), host_name, "host hostname untouched");
+}
+
+/// A volume is the pod's alone: its files (in subdirectories too, with their modes) appear at
+/// its path inside the pod, a read-only one refuses writes, a writable one takes them, and the
+/// host sees only the empty directory the volumes were mounted on.
+#[test]
+fn volumes_are_mounted_in_the_pod_only() {
+    use frontdoor_netns::{Volume, VolumeFile};
+    let host_dir = tempfile::tempdir().unwrap();
+    let secrets = host_dir.path().join("run/secrets");
+    let scratch = host_dir.path().join("scratch");
+    on_node(|node| {
+        let mut config = node.pod(7);
+        config.volumes = vec![
+            Volume {
+                path: secrets.clone(),
+                files: vec![
+                    VolumeFile { path: "token".into(), contents: b"t0ken".to_vec(), mode: 0o644 },
+                    VolumeFile { path: "nested/dir/key".into(), contents: b"value".to_vec(), mode: 0o400 },
+                ],
+                read_only: true,
+                size_limit: None,
+            },
+            Volume { path: scratch.clone(), files: vec![], read_only: false, size_limit: Some(1 << 20) },
+        ];
+        let sandbox = PodSandbox::create(&config).expect("sandbox");
+        runtime().block_on(async {
+            let (secrets, scratch) = (secrets.display(), scratch.display());
+            assert_eq!(output_of(&sandbox, &["cat", &format!("{secrets}/token")]).await, "t0ken");
+            let script = format!("stat -c %a {secrets}/nested/dir/key; cat {secrets}/nested/dir/key");
+            assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "400\nvalue");
+            let script = format!("if touch {secrets}/new 2>/dev/null; then echo wrote; else echo refused; fi");
+            assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "refused\n");
+            let script = format!("echo hi > {scratch}/f && cat {scratch}/f");
+            assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "hi\n");
+        });
+        sandbox.destroy().unwrap();
+    });
+    let left = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();
+    assert_eq!((left(&secrets), left(&scratch)), (0, 0), "the host sees empty mount points only");
+}
+
+/// A volume whose files would land outside it is refused before anything is made.
+#[test]
+fn a_volume_file_outside_its_volume_is_refused() {
+    use frontdoor_netns::{Volume, VolumeFile};
+    on_node(|node| {
+        let mut config = node.pod(8);
+        config.volumes = vec![Volume {
+            path: "/tmp/never-made-by-frontdoor".into(),
+            files: vec![VolumeFile { path: "../escape".into(), contents: vec![], mode: 0o644 }],
+            ..Volume::default()
+        }];
+        let error = PodSandbox::create(&config).map(|_| ()).expect_err("refused").to_string();
+        assert!(error.contains("without '..'"), "{error}");
+    });
+    assert!(!std::path::Path::new("/tmp/never-made-by-frontdoor").exists());
 }
 
 fn nix_free_hostname() -> String {

@@ -60,7 +60,7 @@ pub fn service_environment(pod: &Pod, services: &[Arc<Service>]) -> Vec<(String,
 }
 
 /// The value of a `fieldRef` path for this pod.
-fn field_value(pod: &Pod, path: &str) -> Option<String> {
+pub(crate) fn field_value(pod: &Pod, path: &str) -> Option<String> {
     let meta = &pod.metadata;
     let status = pod.status.as_ref();
     let spec = pod.spec.as_ref();

@@ -35,6 +35,7 @@ pub mod registration;
 pub mod runtime;
 pub mod scheduler;
 pub mod status;
+pub mod volumes;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -71,6 +72,9 @@ pub struct NodeConfig {
     pub veth_prefix: String,
     /// The Service range, routed onto the bridge (see `frontdoor_netns::route_to_bridge`).
     pub service_network: Option<(Ipv4Addr, u8)>,
+    /// What pods' `serviceAccountToken` volume sources hold (frontdoor's API token: `up` has
+    /// no per-account tokens); such volumes cannot be mounted without one.
+    pub service_account_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

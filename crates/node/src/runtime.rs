@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::Store;
 use serde_json::json;
@@ -31,6 +31,7 @@ use crate::pids::PidJournal;
 use crate::pod_dns::{managed_hosts_file, pod_resolver, NodeDns, PodHostname, ResolverConfig};
 use crate::probes::{self, Kind, Outcome, Tracker};
 use crate::status::{pod_status, same_status, ContainerRecord, PodRecord, State};
+use crate::volumes;
 use crate::{NodeConfig, NodeError};
 use frontdoor_informers::{Backoff, EventRecorder};
 
@@ -39,6 +40,9 @@ pub const RESTART_BACKOFF: Backoff = Backoff { min: Duration::from_secs(10), max
 
 /// How long pods get to stop when the node itself shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Retries of a pod's volumes that could not be mounted (a ConfigMap or Secret not there yet),
+/// as the kubelet's: from half a second, doubling to about two minutes.
+const MOUNT_BACKOFF: Backoff = Backoff { min: Duration::from_millis(500), max: Duration::from_secs(122) };
 
 /// What all workers share.
 struct Shared {
@@ -231,6 +235,15 @@ fn no_command_message(container: &Container) -> String {
     )
 }
 
+/// How a pod's start went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Started {
+    /// Its containers run, or it failed for good (events say why).
+    Done,
+    /// Its volumes could not be mounted yet: nothing was made; try again later.
+    MountPending,
+}
+
 impl PodWorker {
     async fn run(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod>>) {
         let Some(pod) = updates.borrow_and_update().clone() else { return };
@@ -268,8 +281,10 @@ impl PodWorker {
             worker.changed.clone(),
         ));
 
-        if worker.pod.metadata.deletion_timestamp.is_none() {
-            worker.start().await;
+        // Failed attempts to mount the pod's volumes so far (0: none pending).
+        let mut mount_failures = 0;
+        if worker.pod.metadata.deletion_timestamp.is_none() && worker.start().await == Started::MountPending {
+            mount_failures = 1;
         }
         // Whether the pod was terminated by a graceful deletion.
         let deleted = loop {
@@ -284,8 +299,20 @@ impl PodWorker {
                 }
                 Some(pod) => worker.pod = pod,
             }
-            if updates.changed().await.is_err() {
-                break false;
+            if mount_failures == 0 {
+                if updates.changed().await.is_err() {
+                    break false;
+                }
+                continue;
+            }
+            tokio::select! {
+                changed = updates.changed() => if changed.is_err() { break false },
+                () = tokio::time::sleep(MOUNT_BACKOFF.delay(mount_failures)) => {
+                    mount_failures = match worker.start().await {
+                        Started::MountPending => mount_failures + 1,
+                        Started::Done => 0,
+                    };
+                }
             }
         };
         if !deleted {
@@ -305,7 +332,9 @@ impl PodWorker {
         self.changed.notify_one();
     }
 
-    async fn start(&mut self) {
+    /// Makes the sandbox and starts the containers; [`Started::MountPending`] when the pod's
+    /// volumes cannot be mounted yet (to be tried again).
+    async fn start(&mut self) -> Started {
         let (namespace, name, uid) = pod_name(&self.pod);
         let spec = self.pod.spec.clone().unwrap_or_default();
         if let Some(container) = spec.containers.iter().find(|c| c.command.as_deref().unwrap_or_default().is_empty()) {
@@ -325,7 +354,7 @@ impl PodWorker {
                 &format!("Error: {message}"),
             );
             self.notify();
-            return;
+            return Started::Done;
         }
         let domain = &self.shared.config.cluster_domain;
         let names = PodHostname::of(&name, &namespace, &spec, domain)
@@ -335,7 +364,7 @@ impl PodWorker {
             Err(error) => {
                 let message = format!("Failed to create pod sandbox: {error}");
                 self.shared.events.record(&self.pod, None, "Warning", "FailedCreatePodSandBox", &message);
-                return;
+                return Started::Done;
             }
         };
         let node_dns = NodeDns {
@@ -347,12 +376,21 @@ impl PodWorker {
         for warning in &resolver.warnings {
             self.shared.events.record(&self.pod, None, "Warning", "DNSConfigForming", warning);
         }
+        let volumes = match self.volumes(&namespace).await {
+            Ok(volumes) => volumes,
+            Err(message) => {
+                // The containers stay ContainerCreating, as the kubelet leaves them.
+                self.shared.events.record(&self.pod, None, "Warning", "FailedMount", &message);
+                self.notify();
+                return Started::MountPending;
+            }
+        };
         let allocated = self.shared.ipam.lock().unwrap_or_else(PoisonError::into_inner).allocate();
         let ip = match allocated {
             Ok(ip) => ip,
             Err(error) => {
                 self.shared.events.record(&self.pod, None, "Warning", "FailedCreatePodSandBox", &error.to_string());
-                return;
+                return Started::Done;
             }
         };
         self.ip = Some(ip);
@@ -367,6 +405,7 @@ impl PodWorker {
             mtu: None,
             resolv_conf: resolver.config.render(),
             hosts: managed_hosts_file(ip, &names, spec.host_aliases.as_deref().unwrap_or_default()),
+            volumes,
         };
         tracing::debug!(pod = %name, "creating sandbox");
         let created = self
@@ -388,7 +427,7 @@ impl PodWorker {
                     "FailedCreatePodSandBox",
                     &format!("Failed to create pod sandbox: {error}"),
                 );
-                return;
+                return Started::Done;
             }
         };
         {
@@ -413,6 +452,28 @@ impl PodWorker {
             };
             tokio::spawn(task.run());
         }
+        Started::Done
+    }
+
+    /// The pod's volumes with their files: the ConfigMaps and Secrets they name are read from the
+    /// API, the token is the node's.
+    async fn volumes(&self, namespace: &str) -> Result<Vec<frontdoor_netns::Volume>, String> {
+        let (config_maps, secrets) = volumes::referenced(&self.pod);
+        let mut sources =
+            volumes::Sources { token: self.shared.config.service_account_token.clone(), ..Default::default() };
+        let api = Api::<ConfigMap>::namespaced(self.shared.client.clone(), namespace);
+        for name in config_maps {
+            if let Some(map) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
+                sources.config_maps.insert(name, map);
+            }
+        }
+        let api = Api::<Secret>::namespaced(self.shared.client.clone(), namespace);
+        for name in secrets {
+            if let Some(secret) = api.get_opt(&name).await.map_err(|e| e.to_string())? {
+                sources.secrets.insert(name, secret);
+            }
+        }
+        volumes::render(&self.pod, &sources)
     }
 
     /// Graceful stop, as the kubelet's: for each container at once, its preStop hook (if any)

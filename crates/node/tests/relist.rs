@@ -122,6 +122,7 @@ async fn inside_a_namespace_of_its_own() {
         data_dir: data.path().to_path_buf(),
         veth_prefix: "fdr".into(),
         service_network: None,
+        service_account_token: Some("a-test-token".into()),
     };
     let events = frontdoor_informers::EventRecorder::new(client, "kubelet", "n1", Default::default());
     let access = frontdoor_node::access::PodAccess::default();

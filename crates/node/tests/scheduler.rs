@@ -23,6 +23,7 @@ fn node_config(name: &str, dir: &std::path::Path) -> frontdoor_node::NodeConfig 
         data_dir: dir.to_path_buf(),
         veth_prefix: "unused".into(),
         service_network: None,
+        service_account_token: Some("a-test-token".into()),
     }
 }
 

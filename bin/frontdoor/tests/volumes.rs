@@ -1,0 +1,202 @@
+//! Pods' service accounts and volumes, driven with the real kubectl inside a network namespace
+//! made for each test: every namespace has its `default` ServiceAccount and `kube-root-ca.crt`;
+//! a pod finds the token, CA and namespace where in-cluster clients look, so `kubectl` inside it
+//! works with no configuration; ConfigMap, Secret and emptyDir volumes hold what they should.
+#![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
+
+use std::time::Duration;
+
+use frontdoor_testkit::{kubectl_dir, wait_until, Frontdoor};
+
+const ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn start() -> Frontdoor {
+    Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &[])
+}
+
+fn pod(name: &str, extra_spec: &str, mounts: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+{extra_spec}  containers:
+  - name: main
+    image: busybox
+    command: [sleep, '600']
+{mounts}"
+    )
+}
+
+fn wait_ready(fd: &Frontdoor, name: &str) {
+    let ready = wait_until(Duration::from_secs(30), || {
+        fd.jsonpath(&["pod", name], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
+    });
+    assert!(ready, "{}", fd.kubectl_ok("1.33", &["describe", "pod", name]));
+}
+
+/// What `sh -c script` prints in the pod, and whether it succeeded.
+fn run_in(fd: &Frontdoor, pod: &str, script: &str) -> (bool, String) {
+    let out = fd.kubectl("1.33", &["exec", pod, "--", "sh", "-c", script]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_pod_is_an_in_cluster_client_of_the_api_server() {
+    let fd = start();
+    // Every namespace has the account and the CA, and gets them back when they are deleted.
+    fd.kubectl_ok("1.33", &["create", "namespace", "team"]);
+    let both_there = || {
+        let names = fd.kubectl("1.33", &["-n", "team", "get", "sa/default", "cm/kube-root-ca.crt", "-o", "name"]);
+        String::from_utf8_lossy(&names.stdout) == "serviceaccount/default\nconfigmap/kube-root-ca.crt\n"
+    };
+    assert!(wait_until(Duration::from_secs(10), both_there));
+    let ca = std::fs::read_to_string(fd.ca_path()).unwrap();
+    assert_eq!(fd.jsonpath(&["-n", "team", "cm", "kube-root-ca.crt"], "{.data.ca\\.crt}"), ca);
+    fd.kubectl_ok("1.33", &["-n", "team", "delete", "sa/default", "cm/kube-root-ca.crt"]);
+    assert!(wait_until(Duration::from_secs(10), both_there), "recreated");
+
+    fd.apply(&pod("client", "", ""));
+    wait_ready(&fd, "client");
+    assert_eq!(fd.jsonpath(&["pod", "client"], "{.spec.serviceAccountName}"), "default");
+    let volume = fd.jsonpath(&["pod", "client"], "{.spec.containers[0].volumeMounts[0].name}");
+    assert!(volume.starts_with("kube-api-access-"), "{volume}");
+    // The token, CA and namespace, where client libraries read them.
+    let (ok, files) = run_in(&fd, "client", &format!("cd {ACCOUNT_DIR} && cat namespace && echo && cat ca.crt"));
+    assert!(ok, "{files}");
+    assert_eq!(files, format!("default\n{ca}"));
+    let (ok, token) = run_in(&fd, "client", &format!("cat {ACCOUNT_DIR}/token"));
+    assert!(ok && token == fd.token(), "{token}");
+    let (ok, refused) = run_in(&fd, "client", &format!("echo x > {ACCOUNT_DIR}/token"));
+    assert!(!ok, "the volume is read-only: {refused}");
+    // By name through cluster DNS and the data plane, trusting the mounted CA.
+    let script = format!("curl -s --max-time 5 --cacert {ACCOUNT_DIR}/ca.crt https://kubernetes.default.svc/version");
+    let (ok, version) = run_in(&fd, "client", &script);
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap_or_else(|_| panic!("{ok} {version}"));
+    assert_eq!(version["major"], "1");
+    // kubectl with no kubeconfig: its in-cluster configuration.
+    let kubectl = kubectl_dir().join("kubectl.1.33");
+    let script = format!("env -u KUBECONFIG HOME=/nonexistent {} get service kubernetes -o name", kubectl.display());
+    let (ok, listed) = run_in(&fd, "client", &script);
+    assert!(ok && listed == "service/kubernetes\n", "{listed}");
+
+    // Opting out, and an account that does not exist.
+    fd.apply(&pod("quiet", "  automountServiceAccountToken: false\n", ""));
+    wait_ready(&fd, "quiet");
+    assert_eq!(fd.jsonpath(&["pod", "quiet"], "{.spec.volumes}"), "");
+    let (ok, _) = run_in(&fd, "quiet", &format!("test -e {ACCOUNT_DIR}/token"));
+    assert!(!ok, "no token without automounting");
+    let out =
+        fd.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(&pod("lost", "  serviceAccountName: ghost\n", "")));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains(
+            "pods \"lost\" is forbidden: error looking up service account default/ghost: serviceaccount \"ghost\" not found"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn config_map_secret_and_empty_dir_volumes_hold_their_files() {
+    let fd = start();
+    // Mount points are made on the host's filesystem (pods share it); this test's own.
+    let root = tempfile::tempdir().unwrap();
+    let at = |name: &str| root.path().join(name).display().to_string();
+    fd.kubectl_ok("1.33", &["create", "configmap", "site", "--from-literal=index.html=<h1>from a ConfigMap</h1>"]);
+    fd.kubectl_ok("1.33", &["create", "secret", "generic", "creds", "--from-literal=password=s3cret"]);
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: python:3
+    command: [python3, -m, http.server, '8080', --directory, {site}]
+    readinessProbe:
+      tcpSocket:
+        port: 8080
+      periodSeconds: 1
+    volumeMounts:
+    - name: site
+      mountPath: {site}
+    - name: creds
+      mountPath: {creds}
+    - name: scratch
+      mountPath: {scratch}
+  volumes:
+  - name: site
+    configMap:
+      name: site
+  - name: creds
+    secret:
+      secretName: creds
+      defaultMode: 0400
+  - name: scratch
+    emptyDir: {{}}
+",
+        site = at("site"),
+        creds = at("creds"),
+        scratch = at("scratch"),
+    );
+    fd.apply(&manifest);
+    wait_ready(&fd, "web");
+    let ip = fd.jsonpath(&["pod", "web"], "{.status.podIP}");
+    let out =
+        fd.command("curl").args(["-s", "--max-time", "5", &format!("http://{ip}:8080/index.html")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "<h1>from a ConfigMap</h1>");
+    let (ok, secret) = run_in(&fd, "web", &format!("stat -c %a {0}/password; cat {0}/password", at("creds")));
+    assert!(ok && secret == "400\ns3cret", "{secret}");
+    let (ok, written) = run_in(&fd, "web", &format!("echo kept > {0}/f && cat {0}/f", at("scratch")));
+    assert!(ok && written == "kept\n", "{written}");
+    let (ok, _) = run_in(&fd, "web", &format!("touch {}/new", at("site")));
+    assert!(!ok, "a ConfigMap volume is read-only");
+    // The host sees none of it.
+    for dir in ["site", "creds", "scratch"] {
+        assert_eq!(std::fs::read_dir(root.path().join(dir)).unwrap().count(), 0, "{dir} is empty on the host");
+    }
+
+    // A pod whose ConfigMap is not there yet waits, saying why, and starts once it is.
+    let waiting = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: later
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, '600']
+    volumeMounts:
+    - name: conf
+      mountPath: {conf}
+  volumes:
+  - name: conf
+    configMap:
+      name: not-yet
+",
+        conf = at("conf")
+    );
+    fd.apply(&waiting);
+    let told = wait_until(Duration::from_secs(20), || {
+        let events = fd
+            .kubectl_ok("1.33", &["get", "events", "--field-selector", "involvedObject.name=later,reason=FailedMount"]);
+        events.contains("MountVolume.SetUp failed for volume \"conf\" : configmap \"not-yet\" not found")
+    });
+    assert!(told, "{}", fd.kubectl_ok("1.33", &["describe", "pod", "later"]));
+    assert_eq!(
+        fd.jsonpath(&["pod", "later"], "{.status.containerStatuses[0].state.waiting.reason}"),
+        "ContainerCreating"
+    );
+    fd.kubectl_ok("1.33", &["create", "configmap", "not-yet", "--from-literal=k=v"]);
+    wait_ready(&fd, "later");
+    let (ok, value) = run_in(&fd, "later", &format!("cat {}/k", at("conf")));
+    assert!(ok && value == "v", "{value}");
+}
