@@ -71,10 +71,29 @@ pub(crate) fn mount_volume(volume: &Volume) -> Result<(), Error> {
         write_file(&path, file).map_err(|error| Error::os(format!("write {}", path.display()), error))?;
     }
     if volume.read_only {
-        mount(None::<&str>, target, None::<&str>, flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)
-            .map_err(|errno| Error::os(format!("make {} read-only", target.display()), errno.into()))?;
+        make_read_only(target, flags)?;
     }
     Ok(())
+}
+
+/// Remounts the volume read-only. The kernel refuses (`EBUSY`) while any file of it is open for
+/// writing, and one of ours can be for a moment after we closed it: a process another thread
+/// of the node spawns at that time (a container starting) holds a copy of every descriptor until
+/// it execs, which closes them (`O_CLOEXEC`). So a refusal is retried, briefly.
+fn make_read_only(target: &Path, flags: MsFlags) -> Result<(), Error> {
+    const ATTEMPTS: u32 = 200;
+    let flags = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let mut attempt = 1;
+    loop {
+        match mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if attempt < ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            Err(errno) => return Err(Error::os(format!("make {} read-only", target.display()), errno.into())),
+        }
+    }
 }
 
 fn write_file(path: &Path, file: &VolumeFile) -> std::io::Result<()> {

@@ -248,6 +248,41 @@ fn volumes_are_mounted_in_the_pod_only() {
     assert_eq!((left(&secrets), left(&scratch)), (0, 0), "the host sees empty mount points only");
 }
 
+/// A read-only volume is made while other threads start processes (as the node starts containers
+/// while it makes sandboxes): a process spawned while a volume's file is open for writing holds
+/// it until it execs, which must not fail the sandbox.
+#[test]
+fn read_only_volumes_are_made_while_processes_start() {
+    use frontdoor_netns::{Volume, VolumeFile};
+    let host_dir = tempfile::tempdir().unwrap();
+    on_node(|node| {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = std::process::Command::new("true").status();
+                    }
+                });
+            }
+            for n in 0..40u8 {
+                let mut config = node.pod(20 + n);
+                let files = (0..8)
+                    .map(|i| VolumeFile { path: format!("f{i}").into(), contents: vec![b'x'; 4096], mode: 0o644 })
+                    .collect();
+                let path = host_dir.path().join(format!("v{n}"));
+                config.volumes = vec![Volume { path, files, read_only: true, size_limit: None }];
+                let made = PodSandbox::create(&config);
+                if made.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                made.expect("sandbox with a read-only volume").destroy().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+}
+
 /// A volume whose files would land outside it is refused before anything is made.
 #[test]
 fn a_volume_file_outside_its_volume_is_refused() {
