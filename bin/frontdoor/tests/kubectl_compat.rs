@@ -241,25 +241,16 @@ fn bad_input_gets_kubernetes_errors_and_stores_nothing() {
         Some(&format!("@{}", file.display())),
     );
     assert_eq!(code, 413);
-    let (code, body) = fd.curl("GET", "/api/v1/namespaces/default/services", "", None);
-    assert_eq!(code, 200);
-    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["kubernetes"], "nothing may have been stored");
-    let (code, body) = fd.curl("GET", "/api/v1/namespaces/default/configmaps", "", None);
-    assert_eq!(code, 200);
-    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
+    let names_in = |path: &str| -> Vec<String> {
+        let (code, body) = fd.curl("GET", path, "", None);
+        assert_eq!(code, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names_in("/api/v1/namespaces/default/services"), ["kubernetes"], "nothing may have been stored");
     // The namespace's root CA alone, as on every cluster.
-    assert_eq!(names, ["kube-root-ca.crt"], "nothing may have been stored");
+    let config_maps = names_in("/api/v1/namespaces/default/configmaps");
+    assert_eq!(config_maps, ["kube-root-ca.crt"], "nothing may have been stored");
 
     // Optimistic concurrency: an update from a stale read is refused with upstream's message.
     fd.kubectl_ok(version, &["apply", "-f", &path("seed3-devgains.yaml")]);
