@@ -157,7 +157,16 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
         .stderr(Stdio::null())
         .spawn()
         .expect("kubectl runs");
-    assert!(wait_until(Duration::from_secs(10), || sleeping(marker)), "the command started");
+    // Once the node has recorded it in its pid journal: a crash in the moment between a spawn
+    // and its record leaves that process, as a crash of the kubelet between a container's start
+    // and its record would.
+    let journal = fd.data_dir().join("pods").join("containers.pids");
+    let recorded = || {
+        let Some(pid) = sleeper(marker) else { return false };
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        text.lines().any(|line| line.split_whitespace().next() == Some(pid.to_string().as_str()))
+    };
+    assert!(wait_until(Duration::from_secs(10), recorded), "the command started and was recorded");
     fd.kill_and_restart();
     let _ = client.kill();
     let _ = client.wait();
@@ -166,12 +175,16 @@ fn kubectl_exec_runs_commands_in_the_pod_with_every_kubectl() {
 
 /// Whether a `sleep <marker>` process exists (the pod's processes are this machine's).
 fn sleeping(marker: &str) -> bool {
+    sleeper(marker).is_some()
+}
+
+/// The pid of a `sleep <marker>` process, if one exists.
+fn sleeper(marker: &str) -> Option<u32> {
     let wanted = format!("sleep\0{marker}\0");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted.as_bytes()))
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().find_map(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        (cmdline == wanted.as_bytes()).then(|| entry.file_name().to_str()?.parse().ok())?
+    })
 }
 
 /// Drives `kubectl exec -it box -- sh` (argv[1] is kubectl) from a terminal 101 wide and 33

@@ -150,18 +150,24 @@ impl PodAccess {
         };
         // A session the client left ends its command.
         spec.kill_on_drop = true;
-        let child = tokio::task::spawn_blocking(move || sandbox.spawn(spec))
-            .await
-            .map_err(|e| ExecError::Unavailable(e.to_string()))?
-            .map_err(|error| match error {
-                NetnsError::ExecutableNotFound { .. }
-                | NetnsError::PermissionDenied { .. }
-                | NetnsError::EmptyCommand => ExecError::CannotRun(error.to_string()),
-                other => ExecError::Unavailable(other.to_string()),
-            })?;
-        if let (Some(journal), Some(pid)) = (self.journal.get(), child.id()) {
-            journal.record(pid);
-        }
+        // Recorded on the spawning thread, at once: a crash between the spawn and the record
+        // would leave the command running.
+        let journal = self.journal.get().cloned();
+        let child = tokio::task::spawn_blocking(move || {
+            let child = sandbox.spawn(spec)?;
+            if let (Some(journal), Some(pid)) = (journal, child.id()) {
+                journal.record(pid);
+            }
+            Ok(child)
+        })
+        .await
+        .map_err(|e| ExecError::Unavailable(e.to_string()))?
+        .map_err(|error| match error {
+            NetnsError::ExecutableNotFound { .. } | NetnsError::PermissionDenied { .. } | NetnsError::EmptyCommand => {
+                ExecError::CannotRun(error.to_string())
+            }
+            other => ExecError::Unavailable(other.to_string()),
+        })?;
         Ok((child, terminal))
     }
 }
