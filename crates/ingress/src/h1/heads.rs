@@ -295,12 +295,16 @@ pub(crate) fn parse_response(
     }
     // HTTP/1.0 closes unless it says otherwise.
     let upstream_close = said_close || (version == 0 && !said_keep_alive);
-    let chunked_last = headers
-        .iter()
-        .filter(|header| is(header.name, "transfer-encoding"))
-        .flat_map(|header| value_tokens(header.value))
-        .last()
-        .map(|coding| coding.eq_ignore_ascii_case(b"chunked"));
+    // Whether the last transfer coding is chunked; `None` without a Transfer-Encoding header.
+    // One that lists no coding (`Transfer-Encoding: ,`) is still there and still relayed: the
+    // body is not chunked, and runs until the endpoint closes, as hyper reads it.
+    let mut transfer_encodings = headers.iter().filter(|header| is(header.name, "transfer-encoding")).peekable();
+    let chunked_last = transfer_encodings.peek().is_some().then(|| {
+        transfer_encodings
+            .flat_map(|header| value_tokens(header.value))
+            .last()
+            .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+    });
     let mut length = None;
     for header in headers.iter().filter(|header| is(header.name, "content-length")) {
         let parsed = std::str::from_utf8(header.value)
@@ -497,6 +501,13 @@ mod tests {
                 Ok((Framing::Chunked, true)),
             ),
             ("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n", false, Ok((Framing::UntilClose, false))),
+            // A Transfer-Encoding that lists no coding is still one: not the Content-Length.
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: ,\r\ncontent-length: 5\r\n",
+                false,
+                Ok((Framing::UntilClose, false)),
+            ),
+            ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding:\r\n", false, Ok((Framing::UntilClose, false))),
             ("HTTP/1.1 200 OK\r\n", false, Ok((Framing::UntilClose, false))),
             ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n", false, Ok((Framing::Length(5), false))),
             ("HTTP/1.0 200 OK\r\ncontent-length: 5\r\n", false, Ok((Framing::Length(5), false))),
