@@ -48,7 +48,7 @@ pub(crate) struct HookTarget {
 /// What runs hooks: the node's launcher (exec handlers start there) and its pid journal.
 pub(crate) struct HookRunner<'a> {
     pub launcher: &'a Dedicated<Launcher>,
-    pub pids: &'a PidJournal,
+    pub pids: &'a Arc<PidJournal>,
 }
 
 /// The hook of a container: `postStart` or `preStop`, if it has one.
@@ -135,17 +135,23 @@ impl HookRunner<'_> {
         spec.stdout = Stdio::piped();
         spec.stderr = Stdio::piped();
         spec.kill_on_drop = true;
-        let sandbox = target.sandbox.clone();
-        let started =
-            self.launcher.run(move |launcher| launcher.spawn(&sandbox, spec).map_err(|e| e.to_string())).await;
+        let (sandbox, pids) = (target.sandbox.clone(), self.pids.clone());
+        // Recorded on the spawning thread, at once, as containers are.
+        let started = self
+            .launcher
+            .run(move |launcher| {
+                let child = launcher.spawn(&sandbox, spec).map_err(|e| e.to_string())?;
+                if let Some(pid) = child.id() {
+                    pids.record(pid);
+                }
+                Ok(child)
+            })
+            .await;
         let child = match started.and_then(|spawned| spawned) {
             Ok(child) => child,
             Err(error) => return Err((error, String::new())),
         };
         let mut guard = GroupGuard(child.id());
-        if let Some(pid) = guard.0 {
-            self.pids.record(pid);
-        }
         let output = child.wait_with_output().await.map_err(|e| (e.to_string(), String::new()))?;
         // It has ended: its pid is no longer its to kill.
         guard.0 = None;
