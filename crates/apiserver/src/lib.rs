@@ -288,6 +288,13 @@ pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
     let mut addresses = vec![local_addr.ip(), std::net::IpAddr::V4(registry.network.address(0))];
     addresses.extend(advertise);
     let credentials = tls::load_or_create(&config.data_dir, &addresses, &config.cluster_domain)?;
+    // The built-in namespaces' service accounts before the first request, so a pod created the
+    // moment the server is ready finds its account and CA (the lifecycle loop keeps them after).
+    for namespace in lifecycle::BUILTIN_NAMESPACES {
+        accounts::ensure_namespace(&registry, namespace, &credentials.ca_pem)
+            .await
+            .map_err(|e| StartError::Bootstrap(e.message))?;
+    }
     let server = format!("https://{local_addr}");
     let kubeconfig = tls::kubeconfig(&server, &credentials);
 
