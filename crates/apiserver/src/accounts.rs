@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use frontdoor_resources::{self as resources, ResourceType};
 
-use crate::errors::{ApiError, ApiResult};
+use crate::errors::{ignore_exists, ApiError, ApiResult};
 use crate::registry::{generated_suffix, ObjectRef, Registry, WriteOptions};
 use crate::request::object_key;
 
@@ -47,8 +47,9 @@ fn config_maps() -> &'static ResourceType {
 pub fn kept_object_namespace(key: &str, object: &Value) -> Option<String> {
     let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
     let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str)?;
-    let kept = (key == object_key(service_accounts(), Some(namespace), name) && name == DEFAULT_SERVICE_ACCOUNT)
-        || (key == object_key(config_maps(), Some(namespace), name) && name == ROOT_CA_CONFIG_MAP);
+    // The names first: every store event passes here, and only these two need a key made.
+    let kept = (name == DEFAULT_SERVICE_ACCOUNT && key == object_key(service_accounts(), Some(namespace), name))
+        || (name == ROOT_CA_CONFIG_MAP && key == object_key(config_maps(), Some(namespace), name));
     kept.then(|| namespace.to_string())
 }
 
@@ -79,14 +80,6 @@ pub async fn ensure_namespace(registry: &Registry, namespace: &str, ca_pem: &str
         ignore_exists(registry.create(service_accounts(), Some(namespace), object, &options).await)?;
     }
     Ok(())
-}
-
-fn ignore_exists<T>(result: ApiResult<T>) -> ApiResult<()> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.reason == "AlreadyExists" => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 impl Registry {

@@ -252,3 +252,12 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A create's outcome where an object already there is as good as one made now.
+pub(crate) fn ignore_exists<T>(result: ApiResult<T>) -> ApiResult<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
+}

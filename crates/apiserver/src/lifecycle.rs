@@ -15,6 +15,7 @@ use frontdoor_resources::{self as resources, ResourceType};
 use frontdoor_store::{Event, EventType};
 
 use crate::accounts;
+use crate::errors::ignore_exists;
 use crate::registry::{DeleteOptions, ObjectRef, Registry, WriteOptions};
 
 pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -27,11 +28,7 @@ fn namespaces() -> &'static ResourceType {
 pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), crate::errors::ApiError> {
     for name in BUILTIN_NAMESPACES {
         let object = json!({"metadata": {"name": name}});
-        match registry.create(namespaces(), None, object, &WriteOptions::default()).await {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(e),
-        }
+        ignore_exists(registry.create(namespaces(), None, object, &WriteOptions::default()).await)?;
     }
     Ok(())
 }
@@ -62,11 +59,7 @@ pub async fn ensure_kubernetes_service(
         },
     });
     let options = WriteOptions::default();
-    match registry.create(services, Some("default"), service, &options).await {
-        Ok(_) => {}
-        Err(e) if e.reason == "AlreadyExists" => {}
-        Err(e) => return Err(e),
-    }
+    ignore_exists(registry.create(services, Some("default"), service, &options).await)?;
     let Some(address) = advertise.map(|a| a.to_string()) else { return Ok(()) };
     let endpoints = json!({
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},

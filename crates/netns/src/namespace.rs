@@ -242,7 +242,8 @@ impl StagedFiles {
             |file: &str| Path::new(STAGING_DIR).join(format!("{STAGED_PREFIX}{}-{n}-{file}", std::process::id()));
         let staged = StagedFiles { resolv_conf: path("resolv.conf"), hosts: path("hosts") };
         for (path, text) in [(&staged.resolv_conf, contents.resolv_conf), (&staged.hosts, contents.hosts)] {
-            write_file(path, text).map_err(|error| Error::os(format!("write {}", path.display()), error))?;
+            write_new_file(path, text.as_bytes(), 0o644)
+                .map_err(|error| Error::os(format!("write {}", path.display()), error))?;
         }
         Ok(staged)
     }
@@ -302,10 +303,11 @@ fn populate_mount_namespace(staged: &StagedFiles) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_file(path: &Path, text: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+/// Writes a new file (never an existing one) with exactly `mode`, whatever the umask.
+pub(crate) fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+    file.write_all(contents)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 //! The host never sees the files; only the empty directory the tmpfs is mounted on is made on
 //! the host's filesystem where it did not exist (the pod shares the host's files otherwise).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
@@ -100,10 +98,7 @@ fn write_file(path: &Path, file: &VolumeFile) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(file.mode).open(path)?;
-    out.write_all(&file.contents)?;
-    // The mode as given, whatever the umask took from it.
-    out.set_permissions(std::fs::Permissions::from_mode(file.mode))
+    crate::namespace::write_new_file(path, &file.contents, file.mode)
 }
 
 #[cfg(test)]

@@ -98,13 +98,11 @@ fn files_of(pod: &Pod, volume: &PodVolume, sources: &Sources) -> Result<Option<V
     let mut files = Vec::new();
     if let Some(source) = &volume.config_map {
         let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
-        let entries = config_map_entries(sources, &source.name, source.optional == Some(true))?;
-        files.extend(select("configmap", entries, source.items.as_deref(), source.optional == Some(true), mode)?);
+        files.extend(config_map_files(sources, &source.name, source.items.as_deref(), source.optional, mode)?);
     } else if let Some(source) = &volume.secret {
         let name = source.secret_name.as_deref().unwrap_or_default();
         let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
-        let entries = secret_entries(sources, name, source.optional == Some(true))?;
-        files.extend(select("secret", entries, source.items.as_deref(), source.optional == Some(true), mode)?);
+        files.extend(secret_files(sources, name, source.items.as_deref(), source.optional, mode)?);
     } else if let Some(source) = &volume.downward_api {
         let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
         files.extend(downward(pod, source.items.as_deref().unwrap_or_default(), mode)?);
@@ -112,14 +110,10 @@ fn files_of(pod: &Pod, volume: &PodVolume, sources: &Sources) -> Result<Option<V
         let mode = projected.default_mode.unwrap_or(DEFAULT_MODE);
         for projection in projected.sources.iter().flatten() {
             if let Some(source) = &projection.config_map {
-                let optional = source.optional == Some(true);
-                let entries = config_map_entries(sources, &source.name, optional)?;
-                files.extend(select("configmap", entries, source.items.as_deref(), optional, mode)?);
+                files.extend(config_map_files(sources, &source.name, source.items.as_deref(), source.optional, mode)?);
             }
             if let Some(source) = &projection.secret {
-                let optional = source.optional == Some(true);
-                let entries = secret_entries(sources, &source.name, optional)?;
-                files.extend(select("secret", entries, source.items.as_deref(), optional, mode)?);
+                files.extend(secret_files(sources, &source.name, source.items.as_deref(), source.optional, mode)?);
             }
             if let Some(source) = &projection.downward_api {
                 files.extend(downward(pod, source.items.as_deref().unwrap_or_default(), mode)?);
@@ -135,22 +129,46 @@ fn files_of(pod: &Pod, volume: &PodVolume, sources: &Sources) -> Result<Option<V
     Ok(Some(files))
 }
 
-fn config_map_entries(sources: &Sources, name: &str, optional: bool) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let Some(map) = sources.config_maps.get(name) else {
-        return if optional { Ok(BTreeMap::new()) } else { Err(format!("configmap \"{name}\" not found")) };
+/// The files of a ConfigMap, as a `configMap` volume or a projected volume's source holds them.
+fn config_map_files(
+    sources: &Sources,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: i32,
+) -> Result<Vec<VolumeFile>, String> {
+    let optional = optional == Some(true);
+    let entries = match sources.config_maps.get(name) {
+        Some(map) => {
+            let text = map.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
+            let binary = map.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
+            text.chain(binary).collect()
+        }
+        None if optional => BTreeMap::new(),
+        None => return Err(format!("configmap \"{name}\" not found")),
     };
-    let text = map.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
-    let binary = map.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
-    Ok(text.chain(binary).collect())
+    select("configmap", entries, items, optional, mode)
 }
 
-fn secret_entries(sources: &Sources, name: &str, optional: bool) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let Some(secret) = sources.secrets.get(name) else {
-        return if optional { Ok(BTreeMap::new()) } else { Err(format!("secret \"{name}\" not found")) };
+/// The files of a Secret, as a `secret` volume or a projected volume's source holds them.
+fn secret_files(
+    sources: &Sources,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: i32,
+) -> Result<Vec<VolumeFile>, String> {
+    let optional = optional == Some(true);
+    let entries = match sources.secrets.get(name) {
+        Some(secret) => {
+            let data = secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
+            let text = secret.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
+            data.chain(text).collect()
+        }
+        None if optional => BTreeMap::new(),
+        None => return Err(format!("secret \"{name}\" not found")),
     };
-    let data = secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
-    let text = secret.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
-    Ok(data.chain(text).collect())
+    select("secret", entries, items, optional, mode)
 }
 
 /// Every key as a file of its name, or only the listed items at their paths (a missing key is
