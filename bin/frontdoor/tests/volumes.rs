@@ -58,6 +58,13 @@ fn a_pod_is_an_in_cluster_client_of_the_api_server() {
     assert_eq!(fd.jsonpath(&["-n", "team", "cm", "kube-root-ca.crt"], "{.data.ca\\.crt}"), ca);
     fd.kubectl_ok("1.33", &["-n", "team", "delete", "sa/default", "cm/kube-root-ca.crt"]);
     assert!(wait_until(Duration::from_secs(10), both_there), "recreated");
+    // A changed CA is put back.
+    let patch = r#"{"data":{"ca.crt":"not a CA"}}"#;
+    fd.kubectl_ok("1.33", &["-n", "team", "patch", "cm", "kube-root-ca.crt", "--type=merge", "-p", patch]);
+    let restored = wait_until(Duration::from_secs(10), || {
+        fd.jsonpath(&["-n", "team", "cm", "kube-root-ca.crt"], "{.data.ca\\.crt}") == ca
+    });
+    assert!(restored, "the CA is restored");
 
     fd.apply(&pod("client", "", ""));
     wait_ready(&fd, "client");
