@@ -1,13 +1,15 @@
 //! `frontdoor cleanup`: what a `frontdoor up` that was killed (`kill -9`) left behind, removed.
 //!
-//! A node that stops normally stops its pods, and its proxy removes its table. One that was
-//! killed leaves its pods' processes running (each holding its pod's namespaces, and with them
-//! the host end of its veth), its bridge with the bridge's address and the routes through it, and
-//! the data plane's nftables table. Cleanup stops the processes recorded in the node's pid journal
-//! (each checked against its start time, so a pid the kernel has since given to another process
-//! is never signalled), deletes pod veths still there and the bridge (the kernel removes its
-//! addresses and routes with it), and removes the data plane's table. Run it in the network
-//! namespace the node ran in.
+//! A node that stops normally stops its pods, its proxy removes its table, and it withdraws the
+//! load-balancer addresses it answered for. One that was killed leaves its pods' processes
+//! running (each holding its pod's namespaces, and with them the host end of its veth), its
+//! bridge with the bridge's address and the routes through it, the data plane's nftables table,
+//! and the load-balancer addresses it added to a LAN interface. Cleanup stops the processes
+//! recorded in the node's pid journal (each checked against its start time, so a pid the kernel
+//! has since given to another process is never signalled), deletes pod veths still there and the
+//! bridge (the kernel removes its addresses and routes with it), and removes the data plane's
+//! table and the load-balancer addresses the node answered for on the LAN (those it marked as its
+//! own). Run it in the network namespace the node ran in.
 //!
 //! A running node keeps a lock (`flock`) on its pid journal: while one does, cleanup refuses.
 //! IPv4 forwarding is left as it is (nothing says what it was before the node turned it on), and
@@ -51,6 +53,13 @@ pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
         removed.push(format!("removed nftables table ip {}", frontdoor_node::hostports::TABLE));
     }
 
+    let announced = frontdoor_netns::withdraw_announced().context("removing the load-balancer addresses")?;
+    removed.extend(
+        announced
+            .into_iter()
+            .map(|(interface, address)| format!("removed load-balancer address {address}/32 from {interface}")),
+    );
+
     let veths =
         frontdoor_netns::cleanup_stale(frontdoor_node::VETH_PREFIX, &args.bridge).context("deleting pod veths")?;
     removed.extend(veths.into_iter().map(|veth| format!("deleted pod veth {veth}")));
@@ -65,7 +74,7 @@ pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
 
     if removed.is_empty() {
         println!(
-            "nothing to clean up: no pod process of {} is left running, no bridge {}",
+            "nothing to clean up: no pod process of {} is left running, no bridge {}, no table, no load-balancer address",
             args.data_dir.display(),
             args.bridge
         );

@@ -22,14 +22,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the single-machine cluster: API server, controllers and this machine as its node
-    /// (proxy, DNS and ingress are still to come).
+    /// Run the single-machine cluster: API server, controllers, and this machine as its node
+    /// (pods, the service proxy, LoadBalancer addresses, cluster DNS and the Ingress controller).
     Up(Box<UpArgs>),
     /// Print the frontdoor version and the Kubernetes API version it serves.
     Version,
     /// After a crash of `frontdoor up` (`kill -9`): stop the pods it left running and remove what
-    /// it put in the kernel (its bridge, with the bridge's addresses and routes). Refuses while an
-    /// `up` with the same data directory runs; with nothing left to clean, says so.
+    /// it put in the kernel (its nftables tables, its bridge with the bridge's addresses and
+    /// routes, the load-balancer addresses it answered for). Refuses while an `up` with the same
+    /// data directory runs; with nothing left to clean, says so.
     Cleanup(cleanup::CleanupArgs),
 }
 
@@ -82,6 +83,7 @@ struct UpArgs {
     /// Cluster DNS address written into pods' resolv.conf.
     #[arg(long, default_value = "10.96.0.10")]
     cluster_dns: std::net::Ipv4Addr,
+    /// The cluster's DNS domain: Services answer as `<service>.<namespace>.svc.<domain>`.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
     /// Addresses for LoadBalancer Services (repeatable): a CIDR (`192.168.1.240/29`) or a range
@@ -247,6 +249,9 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     if let Some(proxy) = proxy {
         // The proxy removes its table on the way out.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), proxy).await;
+        // And nothing answers for the load-balancer addresses any more (the next start
+        // announces them again from the Services' status), as when a MetalLB speaker stops.
+        withdraw_announced("withdrew the load-balancer address: the node stops");
     }
     Ok(())
 }
@@ -288,9 +293,25 @@ fn node_ip(args: &UpArgs, pod_cidr: &frontdoor_node::PodCidr) -> std::net::Ipv4A
     args.node_ip.unwrap_or_else(|| frontdoor_node::registration::default_node_ip(pod_cidr.gateway()))
 }
 
+/// Removes every load-balancer address this machine answers for (those a node announced, by
+/// their mark), each logged with `why`.
+fn withdraw_announced(why: &str) {
+    match frontdoor_netns::withdraw_announced() {
+        Ok(removed) => {
+            for (interface, address) in removed {
+                tracing::info!(%address, interface, "{why}");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "withdrawing the load-balancer addresses"),
+    }
+}
+
 /// Starts the LoadBalancer address controller, announcing pool addresses on the LAN.
 fn start_load_balancers(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
     let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
+    // What a node that did not stop cleanly left announced goes first: the controller announces
+    // again what the Services' status still holds, once its cache has synced.
+    withdraw_announced("withdrew a load-balancer address an earlier run left");
     let mut config = frontdoor_lb::LbConfig::new(node_ip(args, &pod_cidr));
     config.pools = args.lb_pools.clone();
     config.internal_pools = args.lb_internal_pools.clone();

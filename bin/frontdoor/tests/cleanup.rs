@@ -1,12 +1,14 @@
 //! `frontdoor cleanup` after a `kill -9` of `frontdoor up`: the pods' processes the node left
-//! running are stopped, its bridge (with its address and routes) is gone, and a second run has
-//! nothing to do. Everything happens inside a network namespace made for the test.
+//! running are stopped, its bridge (with its address and routes) is gone, so are the
+//! load-balancer addresses it answered for on the LAN, and a second run has nothing to do; a
+//! node that stops normally withdraws those addresses itself. Everything happens inside network
+//! namespaces made for the test.
 #![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use frontdoor_testkit::{wait_until, Frontdoor};
+use frontdoor_testkit::{wait_until, Frontdoor, Lan};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_frontdoor");
 const WAIT: Duration = Duration::from_secs(30);
@@ -128,4 +130,56 @@ spec:
 fn nft_tables(fd: &Frontdoor) -> String {
     let out = fd.command("nft").args(["list", "tables"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The node's addresses on its LAN interface, as `ip -4 -o address` lists them.
+fn lan_addresses(fd: &Frontdoor) -> String {
+    ip(fd, &["-4", "-o", "address", "show", "dev", "lan0"])
+}
+
+#[test]
+fn load_balancer_addresses_go_with_cleanup_and_with_a_normal_stop() {
+    let mut fd = Frontdoor::start_node(BINARY.as_ref(), &["--lb-pool", "192.168.84.240/30"]);
+    let _lan = Lan::attach(fd.netns().unwrap(), 84);
+    // An address of the admin's own, on the same interface and of the same shape: never ours.
+    assert!(fd.command("ip").args(["address", "add", "192.168.84.250/32", "dev", "lan0"]).status().unwrap().success());
+    fd.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: front}
+spec:
+  type: LoadBalancer
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
+    let mut address = String::new();
+    let assigned = wait_until(WAIT, || {
+        address = fd.jsonpath(&["service", "front"], "{.status.loadBalancer.ingress[0].ip}");
+        !address.is_empty()
+    });
+    assert!(assigned, "{}", fd.kubectl_ok("1.33", &["describe", "service", "front"]));
+    let on_lan = format!("inet {address}/32");
+    assert!(wait_until(WAIT, || lan_addresses(&fd).contains(&on_lan)), "not answered for: {}", lan_addresses(&fd));
+
+    // A crash leaves the address on the LAN interface; cleanup removes it, and only it.
+    let pid = fd.pid().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    assert!(wait_until(WAIT, || !alive(&pid)), "frontdoor up did not die");
+    assert!(lan_addresses(&fd).contains(&on_lan), "the crash took the address: {}", lan_addresses(&fd));
+    let cleaned = cleanup(&fd);
+    let (stdout, stderr) = text(&cleaned);
+    assert!(cleaned.status.success(), "cleanup failed: {stdout}{stderr}");
+    assert!(stdout.contains(&format!("removed load-balancer address {address}/32 from lan0")), "{stdout}");
+    let left = lan_addresses(&fd);
+    assert!(!left.contains(&on_lan), "{left}");
+    assert!(left.contains("inet 192.168.84.1/24") && left.contains("inet 192.168.84.250/32"), "{left}");
+
+    // Started again, the node answers for the Service's address once more; stopped normally, it
+    // withdraws it (as a MetalLB speaker that stops no longer answers).
+    fd.kill_and_restart();
+    assert!(wait_until(WAIT, || lan_addresses(&fd).contains(&on_lan)), "not announced again: {}", lan_addresses(&fd));
+    assert!(fd.stop(), "frontdoor up did not stop on SIGTERM");
+    let left = lan_addresses(&fd);
+    assert!(!left.contains(&on_lan), "a stopped node still answers for {address}: {left}");
+    assert!(left.contains("inet 192.168.84.250/32"), "the admin's address went too: {left}");
 }

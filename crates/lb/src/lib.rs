@@ -68,8 +68,10 @@ pub const DEFAULT_CLASS: &str = "frontdoor.dev/lb";
 /// Calls are made in order while the controller holds its allocation lock, so they must be
 /// quick (hand the work to a task and return). The node address is never announced nor
 /// withdrawn: it is the node's own. At start-up, once the Services cache has synced, every
-/// address already assigned is announced once. Nothing is withdrawn at shutdown: the
-/// assignments stay in the Services' status and the next start announces them again.
+/// address already assigned is announced once. The controller withdraws nothing at shutdown:
+/// the assignments stay in the Services' status and the next start announces them again (the
+/// binary stops answering for them all when the node stops, and sweeps what a crashed run left
+/// before the controller starts).
 pub trait Announcer: Send + Sync + 'static {
     /// `address` now has a Service: answer for it. `internal` when it comes from an internal
     /// pool (for the implementation to pick the interface of the internal network).

@@ -105,7 +105,8 @@ pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;
 pub use process::{check_command, signal_process_group, ProcessSpec, Signal, DEFAULT_PATH};
 pub use routes::{
-    announce_address, default_route_address, remove_bridge, unroute_from_bridge, withdraw_address, RemovedBridge,
+    announce_address, default_route_address, remove_bridge, unroute_from_bridge, withdraw_address, withdraw_announced,
+    RemovedBridge, ANNOUNCED_PROTOCOL,
 };
 pub use sandbox::{Launcher, PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
 pub use terminal::{Terminal, TerminalStdio, SESSION_LEADER};

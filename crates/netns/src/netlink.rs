@@ -343,6 +343,22 @@ impl RouteSocket {
         self.batch(vec![Request::address(index, address, prefix_len)]).map_err(|(_, error)| error)
     }
 
+    /// Adds `address/prefix_len` to the link marked with `protocol` (the address's `IFA_PROTO`,
+    /// which says who added it); an address that is already there is fine, and keeps its mark.
+    pub fn add_address_marked(
+        &mut self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix_len: u8,
+        protocol: u8,
+    ) -> io::Result<()> {
+        let mut request = Request::address(index, address, prefix_len);
+        if let RouteNetlinkMessage::NewAddress(message) = &mut request.message {
+            message.attributes.push(AddressAttribute::Protocol(protocol.into()));
+        }
+        self.batch(vec![request]).map_err(|(_, error)| error)
+    }
+
     /// Sends `requests` together (one system call; the kernel carries them out in order, each
     /// whatever became of the one before) and waits for all their answers. On failure, says
     /// which request failed first (`None`: the exchange itself failed) and why.

@@ -40,52 +40,84 @@ pub fn default_route_address() -> io::Result<Option<Ipv4Addr>> {
     Ok(choose(&routes, |index| up.get(&index).copied().unwrap_or(false), &addresses))
 }
 
+/// The mark (`IFA_PROTO`, Linux 5.18 and later) on every address [`announce_address`] adds:
+/// what lets [`withdraw_address`] and [`withdraw_announced`] remove frontdoor's own addresses and
+/// never one that someone else put on the interface. An address is `proto 0xfd` in `ip address`.
+pub const ANNOUNCED_PROTOCOL: u8 = 0xfd;
+
 /// Makes this machine answer ARP for `address` on the network it belongs to, as MetalLB's
-/// layer-2 mode does for a load-balancer address: the address is added (as a /32) to the first
-/// interface other than loopback and `except` (the pod bridge) whose own IPv4 subnet contains
-/// it. Returns that interface's name, or `None` when no attached network contains the address
-/// (nothing to answer on). Idempotent. Works in the calling thread's network namespace.
+/// layer-2 mode does for a load-balancer address: the address is added (as a /32, marked
+/// [`ANNOUNCED_PROTOCOL`]) to the first interface other than loopback and `except` (the pod
+/// bridge) whose own IPv4 subnet contains it. Returns that interface's name, or `None` when no
+/// attached network contains the address (nothing to answer on). Idempotent; an address already
+/// on that interface (someone else's) is left as it is, unmarked. Works in the calling thread's
+/// network namespace.
 pub fn announce_address(address: Ipv4Addr, except: &str) -> Result<Option<String>, Error> {
-    let os = |what: &str, error: io::Error| Error::os(what.to_string(), error);
     let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
-    let addresses = ipv4_addresses(
-        socket.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
-    );
+    let addresses = list_addresses(&mut socket)?;
     let links = socket.links().map_err(|e| os("list links", e))?;
     let name_of = |index: u32| links.iter().find(|link| link.index == index).map(|link| link.name.clone());
-    let containing = addresses.iter().find(|(index, own, prefix)| {
-        let name = name_of(*index).unwrap_or_default();
-        *prefix > 0
-            && *prefix < 32
+    let containing = addresses.iter().find(|held| {
+        let name = name_of(held.index).unwrap_or_default();
+        held.prefix_len > 0
+            && held.prefix_len < 32
             && name != "lo"
             && name != except
-            && (u32::from(*own) ^ u32::from(address)) >> (32 - u32::from(*prefix)) == 0
+            && (u32::from(held.address) ^ u32::from(address)) >> (32 - u32::from(held.prefix_len)) == 0
     });
-    let Some((index, _, _)) = containing else { return Ok(None) };
-    socket.add_address(*index, address, 32).map_err(|e| os(&format!("add {address}/32"), e))?;
-    Ok(name_of(*index))
+    let Some(containing) = containing else { return Ok(None) };
+    socket
+        .add_address_marked(containing.index, address, 32, ANNOUNCED_PROTOCOL)
+        .map_err(|e| os(&format!("add {address}/32"), e))?;
+    Ok(name_of(containing.index))
 }
 
-/// Stops answering for `address`: removes every /32 of it [`announce_address`] added. Returns
+/// Stops answering for `address`: removes the /32s of it that [`announce_address`] added (those
+/// marked [`ANNOUNCED_PROTOCOL`]; the same address put there by anyone else stays). Returns
 /// whether there was one.
 pub fn withdraw_address(address: Ipv4Addr) -> Result<bool, Error> {
-    let os = |what: &str, error: io::Error| Error::os(what.to_string(), error);
+    Ok(!withdraw(|announced| announced == address)?.is_empty())
+}
+
+/// Removes every address [`announce_address`] added in the calling thread's network namespace,
+/// whatever it was for: what a node that stops, or `frontdoor cleanup` after a crash, leaves no
+/// load-balancer address behind with. Returns the interfaces' names and the addresses removed.
+pub fn withdraw_announced() -> Result<Vec<(String, Ipv4Addr)>, Error> {
+    withdraw(|_| true)
+}
+
+/// Removes the announced (/32, marked) addresses that `wanted` picks; says which, on which
+/// interface.
+fn withdraw(wanted: impl Fn(Ipv4Addr) -> bool) -> Result<Vec<(String, Ipv4Addr)>, Error> {
     let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
-    let addresses = ipv4_addresses(
-        socket.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?,
-    );
-    let held: Vec<u32> = addresses
-        .iter()
-        .filter(|(_, own, prefix)| *own == address && *prefix == 32)
-        .map(|(index, _, _)| *index)
+    let held: Vec<HeldAddress> = list_addresses(&mut socket)?
+        .into_iter()
+        .filter(|held| held.prefix_len == 32 && held.protocol == Some(ANNOUNCED_PROTOCOL) && wanted(held.address))
         .collect();
-    let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
-    for index in &held {
-        socket
-            .batch(vec![crate::netlink::Request::delete_address(*index, address, 32)])
-            .map_err(|(_, e)| os(&format!("remove {address}/32"), e))?;
+    if held.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(!held.is_empty())
+    let links = socket.links().map_err(|e| os("list links", e))?;
+    let mut removed = Vec::with_capacity(held.len());
+    for HeldAddress { index, address, .. } in held {
+        socket
+            .batch(vec![crate::netlink::Request::delete_address(index, address, 32)])
+            .map_err(|(_, e)| os(&format!("remove {address}/32"), e))?;
+        let name = links.iter().find(|link| link.index == index).map(|link| link.name.clone());
+        removed.push((name.unwrap_or_else(|| index.to_string()), address));
+    }
+    Ok(removed)
+}
+
+fn os(what: &str, error: io::Error) -> Error {
+    Error::os(what.to_string(), error)
+}
+
+/// The IPv4 addresses of every interface.
+fn list_addresses(socket: &mut RouteSocket) -> Result<Vec<HeldAddress>, Error> {
+    let replies =
+        socket.dump(RouteNetlinkMessage::GetAddress(inet_address_query())).map_err(|e| os("list addresses", e))?;
+    Ok(ipv4_addresses(replies))
 }
 
 /// Removes the route [`route_to_bridge`](crate::route_to_bridge) added for `network/prefix_len`.
@@ -152,9 +184,20 @@ fn table(route: &RouteMessage) -> u32 {
         .unwrap_or(u32::from(route.header.table))
 }
 
+/// An IPv4 address on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeldAddress {
+    /// The link's index.
+    index: u32,
+    address: Ipv4Addr,
+    prefix_len: u8,
+    /// Who added it (`IFA_PROTO`), where the kernel says.
+    protocol: Option<u8>,
+}
+
 /// Every IPv4 address with its link's index, in the kernel's order (a link's primary address
 /// before its secondaries).
-fn ipv4_addresses(replies: Vec<RouteNetlinkMessage>) -> Vec<(u32, Ipv4Addr, u8)> {
+fn ipv4_addresses(replies: Vec<RouteNetlinkMessage>) -> Vec<HeldAddress> {
     replies
         .into_iter()
         .filter_map(|reply| match reply {
@@ -162,15 +205,21 @@ fn ipv4_addresses(replies: Vec<RouteNetlinkMessage>) -> Vec<(u32, Ipv4Addr, u8)>
             _ => None,
         })
         .filter_map(|message| {
-            let (mut local, mut address) = (None, None);
+            let (mut local, mut address, mut protocol) = (None, None, None);
             for attribute in &message.attributes {
                 match attribute {
                     AddressAttribute::Local(IpAddr::V4(ip)) => local = Some(*ip),
                     AddressAttribute::Address(IpAddr::V4(ip)) => address = Some(*ip),
+                    AddressAttribute::Protocol(mark) => protocol = Some(u8::from(*mark)),
                     _ => {}
                 }
             }
-            local.or(address).map(|ip| (message.header.index, ip, message.header.prefix_len))
+            local.or(address).map(|address| HeldAddress {
+                index: message.header.index,
+                address,
+                prefix_len: message.header.prefix_len,
+                protocol,
+            })
         })
         .collect()
 }
@@ -182,9 +231,9 @@ fn global_unicast(ip: Ipv4Addr) -> bool {
 
 /// The kubelet's choice (`ChooseHostInterface` from the routes): for each default route in order,
 /// each of its interfaces that is up, the first global unicast address on it.
-fn choose(routes: &[DefaultRoute], up: impl Fn(u32) -> bool, addresses: &[(u32, Ipv4Addr, u8)]) -> Option<Ipv4Addr> {
+fn choose(routes: &[DefaultRoute], up: impl Fn(u32) -> bool, addresses: &[HeldAddress]) -> Option<Ipv4Addr> {
     routes.iter().flat_map(|route| route.interfaces.iter().copied()).filter(|index| up(*index)).find_map(|index| {
-        addresses.iter().find(|(link, ip, _)| *link == index && global_unicast(*ip)).map(|(_, ip, _)| *ip)
+        addresses.iter().find(|held| held.index == index && global_unicast(held.address)).map(|held| held.address)
     })
 }
 
@@ -213,15 +262,11 @@ pub fn remove_bridge(name: &str) -> Result<Option<RemovedBridge>, Error> {
     if link.kind.as_deref() != Some("bridge") {
         return Err(Error::NotABridge { name: name.to_owned(), kind: link.kind });
     }
-    let addresses = ipv4_addresses(
-        socket
-            .dump(RouteNetlinkMessage::GetAddress(inet_address_query()))
-            .map_err(|error| Error::os("list addresses", error))?,
-    )
-    .into_iter()
-    .filter(|(index, _, _)| *index == link.index)
-    .map(|(_, ip, prefix_len)| format!("{ip}/{prefix_len}"))
-    .collect();
+    let addresses = list_addresses(&mut socket)?
+        .into_iter()
+        .filter(|held| held.index == link.index)
+        .map(|held| format!("{}/{}", held.address, held.prefix_len))
+        .collect();
     let routes = socket
         .dump(RouteNetlinkMessage::GetRoute(inet_route_query()))
         .map_err(|error| Error::os("list routes", error))?
@@ -316,12 +361,13 @@ mod tests {
     #[test]
     fn the_kubelets_choice_among_routes_links_and_addresses() {
         let route = |metric, interfaces: &[u32]| DefaultRoute { metric, interfaces: interfaces.to_vec() };
+        let held = |index, address, prefix_len| HeldAddress { index, address: ip(address), prefix_len, protocol: None };
         let addresses = [
-            (2, ip("169.254.3.3"), 16),
-            (2, ip("192.168.1.5"), 24),
-            (2, ip("192.168.1.6"), 24),
-            (3, ip("10.0.0.7"), 8),
-            (4, ip("127.0.0.2"), 8),
+            held(2, "169.254.3.3", 16),
+            held(2, "192.168.1.5", 24),
+            held(2, "192.168.1.6", 24),
+            held(3, "10.0.0.7", 8),
+            held(4, "127.0.0.2", 8),
         ];
         let all_up = |_| true;
         // The first global unicast address of the route's interface: not the link-local one.
@@ -356,6 +402,46 @@ mod tests {
             // Its interface down, the next one's.
             run(&["link", "set", "other0", "down"]);
             assert_eq!(default_route_address().unwrap(), Some(ip("192.168.77.2")));
+        })
+        .unwrap();
+    }
+
+    /// The /32s of `address` on any link, each with its mark.
+    fn held(address: &str) -> Vec<HeldAddress> {
+        let mut socket = RouteSocket::open().unwrap();
+        list_addresses(&mut socket).unwrap().into_iter().filter(|h| h.address == ip(address)).collect()
+    }
+
+    #[test]
+    fn announced_addresses_are_marked_and_only_those_are_withdrawn() {
+        run_in_fresh_network_namespace(|| {
+            run(&["link", "add", "lan0", "type", "veth", "peer", "name", "lan0p"]);
+            run(&["address", "add", "192.168.79.2/24", "dev", "lan0"]);
+            crate::ensure_bridge("tbr1", ip("10.79.0.1"), 24).unwrap();
+            // On the LAN that holds it, marked as ours; nowhere for an address no network holds.
+            assert_eq!(announce_address(ip("192.168.79.240"), "tbr1").unwrap().as_deref(), Some("lan0"));
+            assert_eq!(announce_address(ip("192.168.79.240"), "tbr1").unwrap().as_deref(), Some("lan0"), "again");
+            assert_eq!(announce_address(ip("10.79.0.9"), "tbr1").unwrap(), None, "never on the pod bridge");
+            assert_eq!(announce_address(ip("172.31.0.1"), "tbr1").unwrap(), None);
+            let ours = held("192.168.79.240");
+            assert_eq!(ours.len(), 1, "{ours:?}");
+            assert_eq!((ours[0].prefix_len, ours[0].protocol), (32, Some(ANNOUNCED_PROTOCOL)));
+            // The same kind of /32, added by someone else (an admin's `ip address add`).
+            run(&["address", "add", "192.168.79.241/32", "dev", "lan0"]);
+            assert_eq!(announce_address(ip("192.168.79.241"), "tbr1").unwrap().as_deref(), Some("lan0"));
+            assert_eq!(held("192.168.79.241")[0].protocol, None, "someone else's address keeps no mark of ours");
+            assert!(!withdraw_address(ip("192.168.79.241")).unwrap(), "someone else's address is not withdrawn");
+            assert_eq!(held("192.168.79.241").len(), 1);
+            assert_eq!(announce_address(ip("192.168.79.242"), "tbr1").unwrap().as_deref(), Some("lan0"));
+
+            assert!(withdraw_address(ip("192.168.79.240")).unwrap());
+            assert!(held("192.168.79.240").is_empty());
+            assert!(!withdraw_address(ip("192.168.79.240")).unwrap(), "nothing left to withdraw");
+            // Everything announced, and nothing else, goes at once (a stopping node, cleanup).
+            assert_eq!(withdraw_announced().unwrap(), [("lan0".to_string(), ip("192.168.79.242"))]);
+            assert_eq!(withdraw_announced().unwrap(), []);
+            assert_eq!(held("192.168.79.241").len(), 1, "the admin's address stays");
+            assert_eq!(held("192.168.79.2").len(), 1, "the link's own address stays");
         })
         .unwrap();
     }
