@@ -113,6 +113,10 @@ struct UpArgs {
     /// `frontdoor_ingress::access`).
     #[arg(long)]
     ingress_access_log: bool,
+    /// How often running pods' ConfigMap, Secret, downward API and projected volumes are
+    /// refreshed with what their sources hold now (the kubelet's --sync-frequency).
+    #[arg(long, default_value = "1m")]
+    sync_frequency: GoDuration,
     /// How long an Event is kept after its last write (e.g. `1h`, `30m`, `90s`, `1h30m`).
     #[arg(long, default_value = "1h")]
     event_ttl: GoDuration,
@@ -488,6 +492,7 @@ async fn start_node(
     let client = factory.client();
     let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
     let node_name = node_name(args);
+    anyhow::ensure!(!args.sync_frequency.0.is_zero(), "--sync-frequency must be more than 0");
     let config = frontdoor_node::NodeConfig {
         node_name,
         node_ip: node_ip(args, &pod_cidr),
@@ -500,6 +505,7 @@ async fn start_node(
         veth_prefix: frontdoor_node::VETH_PREFIX.into(),
         service_network: Some(service_network(args)?),
         service_account_token: Some(server.token().to_string()),
+        sync_frequency: args.sync_frequency.0,
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
     server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(

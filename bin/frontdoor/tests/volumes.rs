@@ -1,7 +1,8 @@
 //! Pods' service accounts and volumes, driven with the real kubectl inside a network namespace
 //! made for each test: every namespace has its `default` ServiceAccount and `kube-root-ca.crt`;
 //! a pod finds the token, CA and namespace where in-cluster clients look, so `kubectl` inside it
-//! works with no configuration; ConfigMap, Secret and emptyDir volumes hold what they should.
+//! works with no configuration; ConfigMap, Secret and emptyDir volumes hold what they should, and
+//! follow their ConfigMap, Secret and the pod's labels while the pod runs.
 #![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
 use std::time::Duration;
@@ -158,7 +159,8 @@ spec:
     let out =
         fd.command("curl").args(["-s", "--max-time", "5", &format!("http://{ip}:8080/index.html")]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "<h1>from a ConfigMap</h1>");
-    let (ok, secret) = run_in(&fd, "web", &format!("stat -c %a {0}/password; cat {0}/password", at("creds")));
+    // Each key is a link into `..data` (the kubelet's layout): its mode is the file's.
+    let (ok, secret) = run_in(&fd, "web", &format!("stat -L -c %a {0}/password; cat {0}/password", at("creds")));
     assert!(ok && secret == "400\ns3cret", "{secret}");
     let (ok, written) = run_in(&fd, "web", &format!("echo kept > {0}/f && cat {0}/f", at("scratch")));
     assert!(ok && written == "kept\n", "{written}");
@@ -206,4 +208,85 @@ spec:
     wait_ready(&fd, "later");
     let (ok, value) = run_in(&fd, "later", &format!("cat {}/k", at("conf")));
     assert!(ok && value == "v", "{value}");
+}
+
+#[test]
+fn volumes_follow_their_sources_while_the_pod_runs() {
+    let fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--sync-frequency", "1s"]);
+    let root = tempfile::tempdir().unwrap();
+    let at = |name: &str| root.path().join(name).display().to_string();
+    fd.kubectl_ok("1.33", &["create", "configmap", "app", "--from-literal=greeting=hello", "--from-literal=old=1"]);
+    fd.kubectl_ok("1.33", &["create", "secret", "generic", "creds", "--from-literal=password=first"]);
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  labels: {{tier: one}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, '600']
+    volumeMounts:
+    - {{name: conf, mountPath: {conf}}}
+    - {{name: creds, mountPath: {creds}}}
+    - {{name: info, mountPath: {info}}}
+  volumes:
+  - name: conf
+    configMap: {{name: app}}
+  - name: creds
+    secret: {{secretName: creds}}
+  - name: info
+    downwardAPI:
+      items:
+      - path: labels
+        fieldRef: {{fieldPath: metadata.labels}}
+",
+        conf = at("conf"),
+        creds = at("creds"),
+        info = at("info"),
+    );
+    fd.apply(&manifest);
+    wait_ready(&fd, "app");
+    let read = |script: &str| run_in(&fd, "app", script);
+    let files =
+        format!("cat {0}/greeting; echo; cat {1}/password; echo; cat {2}/labels", at("conf"), at("creds"), at("info"));
+    assert_eq!(read(&files), (true, "hello\nfirst\ntier=\"one\"".to_string()));
+    // The kubelet's layout: each key a link into `..data`, itself a link to the current files.
+    let (ok, layout) = read(&format!("cd {} && readlink greeting && readlink ..data", at("conf")));
+    assert!(ok && layout.starts_with("..data/greeting\n..20"), "{layout}");
+    let first_data = layout.lines().nth(1).unwrap().to_string();
+
+    // Changed while the pod runs: the files follow within the sync period (1 s here).
+    let patch = r#"{"data":{"greeting":"bonjour","new":"2","old":null}}"#;
+    fd.kubectl_ok("1.33", &["patch", "configmap", "app", "--type=merge", "-p", patch]);
+    fd.kubectl_ok(
+        "1.33",
+        &["patch", "secret", "creds", "--type=merge", "-p", r#"{"stringData":{"password":"second"}}"#],
+    );
+    fd.kubectl_ok("1.33", &["label", "pod", "app", "tier=two", "--overwrite"]);
+    let expected = "bonjour\nsecond\ntier=\"two\"";
+    let followed = wait_until(Duration::from_secs(20), || read(&files) == (true, expected.to_string()));
+    assert!(followed, "{:?}", read(&files));
+    let (ok, listed) = read(&format!("cd {} && ls && cat new && echo && readlink ..data", at("conf")));
+    assert!(ok, "{listed}");
+    let mut lines = listed.lines();
+    assert_eq!((lines.next(), lines.next(), lines.next()), (Some("greeting"), Some("new"), Some("2")), "{listed}");
+    assert_ne!(lines.next(), Some(first_data.as_str()), "..data points at a new directory");
+    let (ok, refused) = read(&format!("touch {}/x", at("conf")));
+    assert!(!ok, "still read-only after the update: {refused}");
+
+    // A deleted ConfigMap leaves the files as they were (the kubelet keeps them too).
+    fd.kubectl_ok("1.33", &["delete", "configmap", "app"]);
+    fd.kubectl_ok(
+        "1.33",
+        &["patch", "secret", "creds", "--type=merge", "-p", r#"{"stringData":{"password":"third"}}"#],
+    );
+    let synced = wait_until(Duration::from_secs(20), || {
+        read(&format!("cat {}/password", at("creds"))) == (true, "third".into())
+    });
+    assert!(synced, "the next sync came");
+    assert_eq!(read(&format!("cat {}/greeting", at("conf"))), (true, "bonjour".to_string()));
 }

@@ -324,6 +324,17 @@ impl PodSandbox {
             .map_err(|source| Error::Connect { address, source })
     }
 
+    /// Replaces the files of the volume mounted at `volume.path` in the pod with
+    /// `volume.files`, all at once, as the kubelet refreshes a ConfigMap's or Secret's volume in a
+    /// running pod (see [`Volume`](crate::Volume)). Blocks for a moment (a thread joins the pod's
+    /// namespaces); call it off the async runtime.
+    pub fn update_volume(&self, volume: &crate::Volume) -> Result<(), Error> {
+        crate::volumes::validate(volume).map_err(|reason| Error::Invalid { what: "volume".into(), reason })?;
+        self.with_namespaces(|namespaces| {
+            namespace::run_in_pod_namespaces(namespaces, || crate::volumes::update_volume(volume))?
+        })
+    }
+
     /// Calls `f` with the pod's namespaces, which stay open meanwhile (`destroy` waits).
     fn with_namespaces<T>(&self, f: impl FnOnce(&Namespaces) -> Result<T, Error>) -> Result<T, Error> {
         let namespaces = self.namespaces.read().unwrap_or_else(|poison| poison.into_inner());

@@ -3,6 +3,13 @@
 //! is a tmpfs mounted in the pod's mount namespace only, filled, then made read-only if asked.
 //! The host never sees the files; only the empty directory the tmpfs is mounted on is made on
 //! the host's filesystem where it did not exist (the pod shares the host's files otherwise).
+//!
+//! Files are laid out as the kubelet's atomic writer lays them out, so that a running pod's
+//! volume can change all at once ([`update_volume`]): they live in a directory named for the
+//! moment it was written (`..2026_12_06_20_30_00.123456789`), `..data` links to that directory,
+//! and each top-level name links into `..data` (`key -> ..data/key`). An update writes a new
+//! directory and swaps `..data` with one `rename`, so a reader sees the old files or the new,
+//! never a mix, and a program watching `..data` sees one change.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -64,14 +71,104 @@ pub(crate) fn mount_volume(volume: &Volume) -> Result<(), Error> {
     }
     mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(options.as_str()))
         .map_err(|errno| Error::os(format!("mount a tmpfs at {}", target.display()), errno.into()))?;
-    for file in &volume.files {
-        let path = target.join(&file.path);
-        write_file(&path, file).map_err(|error| Error::os(format!("write {}", path.display()), error))?;
+    if !volume.files.is_empty() {
+        write_payload(target, &volume.files)?;
     }
     if volume.read_only {
         make_read_only(target, flags)?;
     }
     Ok(())
+}
+
+/// Inside the pod's mount namespace: replaces the files of the volume mounted at `volume.path`
+/// with `volume.files`, all at once (see the module's note), the volume writable for the moment
+/// it takes if it is read-only.
+pub(crate) fn update_volume(volume: &Volume) -> Result<(), Error> {
+    let target = &volume.path;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if volume.read_only {
+        mount(None::<&str>, target, None::<&str>, flags | MsFlags::MS_REMOUNT, None::<&str>)
+            .map_err(|errno| Error::os(format!("make {} writable", target.display()), errno.into()))?;
+    }
+    let written = write_payload(target, &volume.files);
+    if volume.read_only {
+        make_read_only(target, flags)?;
+    }
+    written
+}
+
+/// The link to the current files' directory.
+const DATA_LINK: &str = "..data";
+
+/// Writes `files` into a new timestamped directory of `target`, points `..data` at it (one
+/// `rename`), links each top-level name into `..data`, then removes the links no longer
+/// wanted and the directory `..data` pointed at before.
+fn write_payload(target: &Path, files: &[VolumeFile]) -> Result<(), Error> {
+    let os = |what: String| move |error: std::io::Error| Error::os(what, error);
+    let previous = std::fs::read_link(target.join(DATA_LINK)).ok();
+    let stamp = timestamp_dir_name();
+    let dir = target.join(&stamp);
+    std::fs::create_dir(&dir).map_err(os(format!("make {}", dir.display())))?;
+    for file in files {
+        let path = dir.join(&file.path);
+        write_file(&path, file).map_err(os(format!("write {}", path.display())))?;
+    }
+    let staged = target.join("..data_tmp");
+    let _ = std::fs::remove_file(&staged);
+    std::os::unix::fs::symlink(&stamp, &staged).map_err(os(format!("link {}", staged.display())))?;
+    std::fs::rename(&staged, target.join(DATA_LINK))
+        .map_err(os(format!("swap {DATA_LINK} in {}", target.display())))?;
+    let wanted: std::collections::BTreeSet<&std::ffi::OsStr> =
+        files.iter().filter_map(|file| file.path.components().next()).map(|c| c.as_os_str()).collect();
+    for name in &wanted {
+        let link = target.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new(DATA_LINK).join(name), &link)
+                .map_err(os(format!("link {}", link.display())))?;
+        }
+    }
+    let entries = std::fs::read_dir(target).map_err(os(format!("list {}", target.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
+        if is_link && !name.to_string_lossy().starts_with("..") && !wanted.contains(name.as_os_str()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    if let Some(previous) = previous.filter(|previous| previous.as_os_str() != stamp.as_str()) {
+        let _ = std::fs::remove_dir_all(target.join(previous));
+    }
+    Ok(())
+}
+
+/// `..2026_12_06_20_30_00.123456789`, as the kubelet names them (UTC here), unique within the
+/// volume: a name taken by the directory being replaced gets a suffix.
+fn timestamp_dir_name() -> String {
+    static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    // Strictly increasing across calls, so two writes in the same nanosecond differ.
+    let nanos = {
+        let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = (*last + 1).max(now.as_nanos());
+        *last
+    };
+    let (secs, sub) = ((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!("..{year:04}_{month:02}_{day:02}_{:02}_{:02}_{:02}.{sub:09}", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Remounts the volume read-only. The kernel refuses (`EBUSY`) while any file of it is open for
@@ -103,10 +200,49 @@ fn write_file(path: &Path, file: &VolumeFile) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn file(path: &str) -> VolumeFile {
         VolumeFile { path: path.into(), contents: b"x".to_vec(), mode: 0o644 }
+    }
+
+    #[test]
+    fn timestamped_directories_are_named_as_the_kubelets() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_428), (2025, 12, 6));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        let (a, b) = (timestamp_dir_name(), timestamp_dir_name());
+        assert!(a.starts_with("..20") && a.len() == "..2026_12_06_20_30_00.123456789".len(), "{a}");
+        assert!(a < b, "{a} then {b}");
+    }
+
+    #[test]
+    fn a_payload_is_swapped_in_at_once_and_what_is_gone_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path();
+        let with =
+            |path: &str, contents: &str| VolumeFile { path: path.into(), contents: contents.into(), mode: 0o600 };
+        write_payload(target, &[with("a", "1"), with("sub/b", "2")]).unwrap();
+        let first = std::fs::read_link(target.join(DATA_LINK)).unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("a")).unwrap(), "1");
+        assert_eq!(std::fs::read_to_string(target.join("sub/b")).unwrap(), "2");
+        assert_eq!(std::fs::read_link(target.join("a")).unwrap(), Path::new("..data/a"));
+        assert_eq!(std::fs::metadata(target.join("a")).unwrap().permissions().mode() & 0o777, 0o600);
+
+        write_payload(target, &[with("a", "changed"), with("c", "3")]).unwrap();
+        let second = std::fs::read_link(target.join(DATA_LINK)).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read_to_string(target.join("a")).unwrap(), "changed");
+        assert_eq!(std::fs::read_to_string(target.join("c")).unwrap(), "3");
+        assert!(std::fs::symlink_metadata(target.join("sub")).is_err(), "a key that went is unlinked");
+        assert!(!target.join(&first).exists(), "the old directory is removed");
+        let mut names: Vec<String> =
+            std::fs::read_dir(target).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, [second.to_string_lossy().into_owned(), "..data".into(), "a".into(), "c".into()]);
     }
 
     #[test]

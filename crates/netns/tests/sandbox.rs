@@ -242,6 +242,21 @@ fn volumes_are_mounted_in_the_pod_only() {
             let script = format!("echo hi > {scratch}/f && cat {scratch}/f");
             assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "hi\n");
         });
+        // Changed while the pod runs (a ConfigMap edited): the new files replace the old at
+        // once, a key that went is gone, and the volume is read-only again.
+        let token = |contents: &[u8]| VolumeFile { path: "token".into(), contents: contents.to_vec(), mode: 0o644 };
+        let changed = Volume { path: secrets.clone(), files: vec![token(b"n3w")], read_only: true, size_limit: None };
+        sandbox.update_volume(&changed).expect("the volume is updated");
+        runtime().block_on(async {
+            let secrets = secrets.display();
+            assert_eq!(output_of(&sandbox, &["cat", &format!("{secrets}/token")]).await, "n3w");
+            let script = format!("ls -A {secrets} | grep -v '^[.][.]20'; readlink {secrets}/token");
+            assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "..data\ntoken\n..data/token\n");
+            let script = format!("if touch {secrets}/new 2>/dev/null; then echo wrote; else echo refused; fi");
+            assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "refused\n");
+        });
+        let outside = Volume { files: vec![VolumeFile { path: "../x".into(), ..token(b"") }], ..changed };
+        assert!(sandbox.update_volume(&outside).is_err(), "a file outside the volume is refused");
         sandbox.destroy().unwrap();
     });
     let left = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();

@@ -74,6 +74,9 @@ pub(crate) fn field_value(pod: &Pod, path: &str) -> Option<String> {
         return from_map(meta.annotations.as_ref(), key);
     }
     match path {
+        // Whole maps (downward API volumes; the API refuses them in env).
+        "metadata.labels" => Some(format_map(meta.labels.as_ref())),
+        "metadata.annotations" => Some(format_map(meta.annotations.as_ref())),
         "metadata.name" => meta.name.clone(),
         "metadata.namespace" => meta.namespace.clone(),
         "metadata.uid" => meta.uid.clone(),
@@ -86,6 +89,39 @@ pub(crate) fn field_value(pod: &Pod, path: &str) -> Option<String> {
             .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")),
         _ => None,
     }
+}
+
+/// A map as the kubelet writes labels or annotations into a downward API file
+/// (`fieldpath.FormatMap`): `key="value"` lines in key order, each value quoted as Go's `%q`,
+/// no newline after the last.
+fn format_map(map: Option<&std::collections::BTreeMap<String, String>>) -> String {
+    let lines: Vec<String> =
+        map.into_iter().flatten().map(|(key, value)| format!("{key}={}", go_quote(value))).collect();
+    lines.join("\n")
+}
+
+/// `strconv.Quote`: double quotes, with `"`, `\\` and control characters escaped as Go escapes them.
+fn go_quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\u{7}' => quoted.push_str("\\a"),
+            '\u{8}' => quoted.push_str("\\b"),
+            '\u{c}' => quoted.push_str("\\f"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            '\u{b}' => quoted.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => quoted.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// Expands `$(VAR)` references from `known`; `$$(VAR)` escapes; unknown references stay as written.
@@ -171,6 +207,27 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn labels_and_annotations_as_the_kubelet_writes_them() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {
+            "name": "p",
+            "labels": {"zone": "us-est-coast", "cluster": "test-cluster1", "rack": "rack-22"},
+            "annotations": {"build": "two", "note": "say \"hi\"\n\tC:\\x\u{1}é"}
+        }}))
+        .unwrap();
+        assert_eq!(
+            field_value(&pod, "metadata.labels").unwrap(),
+            "cluster=\"test-cluster1\"\nrack=\"rack-22\"\nzone=\"us-est-coast\""
+        );
+        assert_eq!(
+            field_value(&pod, "metadata.annotations").unwrap(),
+            "build=\"two\"\nnote=\"say \\\"hi\\\"\\n\\tC:\\\\x\\x01é\""
+        );
+        let bare: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!(field_value(&bare, "metadata.labels").unwrap(), "");
+        assert_eq!(field_value(&pod, "metadata.labels['rack']").unwrap(), "rack-22");
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct NodeConfig {
     /// What pods' `serviceAccountToken` volume sources hold (frontdoor's API token: `up` has
     /// no per-account tokens); such volumes cannot be mounted without one.
     pub service_account_token: Option<String>,
+    /// How often a running pod's volumes are rendered again and what changed written into it
+    /// (ConfigMap, Secret, downward API and projected volumes), as the kubelet's
+    /// `--sync-frequency` (1 minute by default there).
+    pub sync_frequency: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -216,6 +216,8 @@ struct PodWorker {
     changed: Arc<Notify>,
     sandbox: Option<Arc<PodSandbox>>,
     ip: Option<Ipv4Addr>,
+    /// The volumes as last written into the pod (by the sandbox, then by refreshes).
+    mounted: Vec<frontdoor_netns::Volume>,
 }
 
 fn pod_name(pod: &Pod) -> (String, String, String) {
@@ -273,7 +275,7 @@ impl PodWorker {
         };
         let state = Arc::new(Mutex::new(PodState { record, running: HashMap::new(), starting: 0, stopping: false }));
         let changed = Arc::new(Notify::new());
-        let mut worker = PodWorker { shared, pod, state, changed, sandbox: None, ip: None };
+        let mut worker = PodWorker { shared, pod, state, changed, sandbox: None, ip: None, mounted: Vec::new() };
         let status_task = tokio::spawn(status_writer(
             worker.shared.clone(),
             worker.pod.clone(),
@@ -283,6 +285,8 @@ impl PodWorker {
 
         // Failed attempts to mount the pod's volumes so far (0: none pending).
         let mut mount_failures = 0;
+        // When the running pod's volumes are next brought up to date.
+        let mut next_sync: Option<tokio::time::Instant> = None;
         if worker.pod.metadata.deletion_timestamp.is_none() && worker.start().await == Started::MountPending {
             mount_failures = 1;
         }
@@ -300,8 +304,24 @@ impl PodWorker {
                 Some(pod) => worker.pod = pod,
             }
             if mount_failures == 0 {
-                if updates.changed().await.is_err() {
-                    break false;
+                if !worker.refreshable() {
+                    if updates.changed().await.is_err() {
+                        break false;
+                    }
+                    continue;
+                }
+                // As the kubelet's periodic sync: what the volumes' ConfigMaps, Secrets and the
+                // pod's own metadata say now is written into the running pod's volumes.
+                // A deadline of its own, so that changes to the pod (its status written) do not
+                // put the sync off.
+                let sync_at =
+                    *next_sync.get_or_insert_with(|| tokio::time::Instant::now() + worker.shared.config.sync_frequency);
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { break false },
+                    () = tokio::time::sleep_until(sync_at) => {
+                        worker.refresh_volumes().await;
+                        next_sync = None;
+                    }
                 }
                 continue;
             }
@@ -405,7 +425,7 @@ impl PodWorker {
             mtu: None,
             resolv_conf: resolver.config.render(),
             hosts: managed_hosts_file(ip, &names, spec.host_aliases.as_deref().unwrap_or_default()),
-            volumes,
+            volumes: volumes.clone(),
         };
         tracing::debug!(pod = %name, "creating sandbox");
         let created = self
@@ -439,6 +459,7 @@ impl PodWorker {
         // attempt, success or failure, a moment from now, and that write carries the sandbox
         // too (one write per pod rather than two).
         self.sandbox = Some(sandbox.clone());
+        self.mounted = volumes;
         self.shared.access.insert(&uid, sandbox.clone());
         for container in spec.containers.iter().cloned() {
             let task = ContainerTask {
@@ -458,6 +479,12 @@ impl PodWorker {
     /// The pod's volumes with their files: the ConfigMaps and Secrets they name are read from the
     /// API, the token is the node's.
     async fn volumes(&self, namespace: &str) -> Result<Vec<frontdoor_netns::Volume>, String> {
+        volumes::render(&self.pod, &self.volume_sources(namespace).await?)
+    }
+
+    /// What the pod's volumes name: its ConfigMaps and Secrets as the API has them now (those
+    /// missing are left out), and the node's token.
+    async fn volume_sources(&self, namespace: &str) -> Result<volumes::Sources, String> {
         let (config_maps, secrets) = volumes::referenced(&self.pod);
         let mut sources =
             volumes::Sources { token: self.shared.config.service_account_token.clone(), ..Default::default() };
@@ -473,7 +500,53 @@ impl PodWorker {
                 sources.secrets.insert(name, secret);
             }
         }
-        volumes::render(&self.pod, &sources)
+        Ok(sources)
+    }
+
+    /// Whether the running pod has volumes whose files can change (a ConfigMap's, a Secret's, the
+    /// downward API's: every volume but an `emptyDir`, which the pod alone writes).
+    fn refreshable(&self) -> bool {
+        self.sandbox.is_some() && self.mounted.iter().any(|volume| volume.read_only)
+    }
+
+    /// Renders the pod's volumes again and writes each that changed into the running pod, all
+    /// of its files at once. A volume whose ConfigMap or Secret is gone now keeps its files (as
+    /// the kubelet keeps them); the API out of reach leaves every volume for the next sync.
+    async fn refresh_volumes(&mut self) {
+        let Some(sandbox) = self.sandbox.clone() else { return };
+        let (namespace, name, _) = pod_name(&self.pod);
+        let sources = match self.volume_sources(&namespace).await {
+            Ok(sources) => sources,
+            Err(message) => {
+                tracing::debug!(pod = %name, namespace, message, "volumes not refreshed");
+                return;
+            }
+        };
+        for rendered in volumes::render_each(&self.pod, &sources) {
+            let volume = match rendered {
+                Ok(volume) => volume,
+                Err(message) => {
+                    tracing::debug!(pod = %name, namespace, message, "volume not refreshed");
+                    continue;
+                }
+            };
+            let Some(position) = self.mounted.iter().position(|m| m.path == volume.path && m.read_only) else {
+                continue;
+            };
+            if self.mounted[position].files == volume.files {
+                continue;
+            }
+            let (sandbox, update) = (sandbox.clone(), volume.clone());
+            let updated = tokio::task::spawn_blocking(move || sandbox.update_volume(&update)).await;
+            match updated {
+                Ok(Ok(())) => {
+                    tracing::debug!(pod = %name, namespace, path = %volume.path.display(), "volume refreshed");
+                    self.mounted[position] = volume;
+                }
+                Ok(Err(error)) => tracing::warn!(pod = %name, namespace, %error, "refreshing a volume"),
+                Err(error) => tracing::warn!(pod = %name, namespace, %error, "refreshing a volume"),
+            }
+        }
     }
 
     /// Graceful stop, as the kubelet's: for each container at once, its preStop hook (if any)

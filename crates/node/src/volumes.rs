@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use frontdoor_netns::{Volume, VolumeFile};
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume as PodVolume};
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume as PodVolume, VolumeMount};
 
 /// `defaultMode` when a volume gives none (0644).
 const DEFAULT_MODE: i32 = 0o644;
@@ -52,33 +52,41 @@ pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
 
 /// The volumes to mount in the pod, or why one cannot be (the kubelet's `FailedMount` message).
 pub fn render(pod: &Pod, sources: &Sources) -> Result<Vec<Volume>, String> {
-    let mut volumes = Vec::new();
-    for (mount, volume) in mounted(pod) {
-        let failed = |why: String| format!("MountVolume.SetUp failed for volume \"{}\" : {why}", volume.name);
-        if mount.sub_path.as_deref().is_some_and(|p| !p.is_empty())
-            || mount.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())
-        {
-            return Err(failed(format!("subPath mounts are not supported (at {})", mount.mount_path)));
-        }
-        let files = match files_of(pod, volume, sources).map_err(failed)? {
-            Some(files) => files,
-            None if volume.empty_dir.is_some() => Vec::new(),
-            None => continue,
-        };
-        let size_limit = volume.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()).and_then(|q| bytes(&q.0));
-        volumes.push(Volume {
-            path: PathBuf::from(&mount.mount_path),
-            files,
-            // Kubernetes mounts ConfigMap, Secret, downward API and projected volumes read-only.
-            read_only: mount.read_only == Some(true) || volume.empty_dir.is_none(),
-            size_limit,
-        });
+    render_each(pod, sources).into_iter().collect()
+}
+
+/// Each volume to mount in the pod, or why it cannot be, one by one (a running pod's volumes
+/// are refreshed each on its own: one whose ConfigMap went keeps its files, the others follow).
+pub fn render_each(pod: &Pod, sources: &Sources) -> Vec<Result<Volume, String>> {
+    mounted(pod).into_iter().filter_map(|(mount, volume)| render_one(pod, mount, volume, sources)).collect()
+}
+
+/// One mounted volume; `None` for a type that is not rendered.
+fn render_one(pod: &Pod, mount: &VolumeMount, volume: &PodVolume, sources: &Sources) -> Option<Result<Volume, String>> {
+    let failed = |why: String| format!("MountVolume.SetUp failed for volume \"{}\" : {why}", volume.name);
+    if mount.sub_path.as_deref().is_some_and(|p| !p.is_empty())
+        || mount.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())
+    {
+        return Some(Err(failed(format!("subPath mounts are not supported (at {})", mount.mount_path))));
     }
-    Ok(volumes)
+    let files = match files_of(pod, volume, sources) {
+        Err(why) => return Some(Err(failed(why))),
+        Ok(Some(files)) => files,
+        Ok(None) if volume.empty_dir.is_some() => Vec::new(),
+        Ok(None) => return None,
+    };
+    let size_limit = volume.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()).and_then(|q| bytes(&q.0));
+    Some(Ok(Volume {
+        path: PathBuf::from(&mount.mount_path),
+        files,
+        // Kubernetes mounts ConfigMap, Secret, downward API and projected volumes read-only.
+        read_only: mount.read_only == Some(true) || volume.empty_dir.is_none(),
+        size_limit,
+    }))
 }
 
 /// Each mount path once, with its volume, in container order (init containers first).
-fn mounted(pod: &Pod) -> Vec<(&k8s_openapi::api::core::v1::VolumeMount, &PodVolume)> {
+fn mounted(pod: &Pod) -> Vec<(&VolumeMount, &PodVolume)> {
     let Some(spec) = pod.spec.as_ref() else { return Vec::new() };
     let volumes = spec.volumes.as_deref().unwrap_or_default();
     let containers = spec.init_containers.iter().flatten().chain(spec.containers.iter());
