@@ -290,3 +290,71 @@ spec:
     assert!(synced, "the next sync came");
     assert_eq!(read(&format!("cat {}/greeting", at("conf"))), (true, "bonjour".to_string()));
 }
+
+/// The Kubernetes tutorial "Communicate Between Containers in the Same Pod Using a Shared Volume":
+/// one emptyDir at a different path in each container, written by one and served by the other;
+/// and a ConfigMap key mounted with `subPath` as one file of a directory that has others.
+#[test]
+fn containers_share_a_volume_and_a_sub_path_mounts_one_key() {
+    let fd = start();
+    let root = tempfile::tempdir().unwrap();
+    let at = |name: &str| root.path().join(name).display().to_string();
+    std::fs::create_dir_all(root.path().join("conf.d")).unwrap();
+    std::fs::write(root.path().join("conf.d/other.conf"), "the host's own\n").unwrap();
+    fd.kubectl_ok(
+        "1.33",
+        &["create", "configmap", "web", "--from-literal=site.conf=listen 8080;", "--from-literal=x=y"],
+    );
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: two-containers
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: shared-data
+    emptyDir: {{}}
+  - name: web
+    configMap: {{name: web}}
+  containers:
+  - name: server
+    image: python:3
+    command: [python3, -m, http.server, '8080', --directory, {html}]
+    readinessProbe:
+      tcpSocket: {{port: 8080}}
+      periodSeconds: 1
+    volumeMounts:
+    - {{name: shared-data, mountPath: {html}}}
+    - {{name: web, mountPath: {site_conf}, subPath: site.conf}}
+  - name: writer
+    image: debian
+    command: [sh, -c, 'echo Hello from the debian container > {pod_data}/index.html && sleep 600']
+    volumeMounts:
+    - {{name: shared-data, mountPath: {pod_data}}}
+",
+        html = at("html"),
+        pod_data = at("pod-data"),
+        site_conf = at("conf.d/site.conf"),
+    );
+    fd.apply(&manifest);
+    wait_ready(&fd, "two-containers");
+    let ip = fd.jsonpath(&["pod", "two-containers"], "{.status.podIP}");
+    let served = wait_until(Duration::from_secs(20), || {
+        let out = fd.command("curl").args(["-s", "--max-time", "5", &format!("http://{ip}:8080/")]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout) == "Hello from the debian container\n"
+    });
+    assert!(served, "the server does not serve what the writer wrote");
+    // One key as one file, beside the directory's other files; the other keys are not there.
+    let script = format!("cd {} && ls && cat site.conf && echo && cat other.conf", at("conf.d"));
+    let out = fd.kubectl("1.33", &["exec", "two-containers", "-c", "server", "--", "sh", "-c", &script]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "other.conf\nsite.conf\nlisten 8080;\nthe host's own\n");
+    let out = fd.kubectl(
+        "1.33",
+        &["exec", "two-containers", "-c", "server", "--", "sh", "-c", &format!("echo x >> {}", at("conf.d/site.conf"))],
+    );
+    assert!(!out.status.success(), "a ConfigMap's key is read-only through its subPath too");
+    // The host sees the empty file the key was bound on, and none of the shared files.
+    assert_eq!(std::fs::read(root.path().join("conf.d/site.conf")).unwrap(), b"");
+    assert_eq!(std::fs::read_dir(root.path().join("html")).unwrap().count(), 0);
+}

@@ -110,7 +110,7 @@ pub use routes::{
 };
 pub use sandbox::{Launcher, PodSandbox, SandboxConfig, SandboxFactory, POD_INTERFACE};
 pub use terminal::{Terminal, TerminalStdio, SESSION_LEADER};
-pub use volumes::{Volume, VolumeFile};
+pub use volumes::{Volume, VolumeFile, VolumeMount};
 
 /// What can go wrong; each variant says where.
 #[derive(Debug, thiserror::Error)]

@@ -157,8 +157,8 @@ fn populate_pod_namespaces(
         std::fs::write(&path, "0").map_err(|error| Error::os(format!("write {path}"), error))?;
     }
     populate_mount_namespace(staged)?;
-    for volume in contents.volumes {
-        crate::volumes::mount_volume(volume)?;
+    for (index, volume) in contents.volumes.iter().enumerate() {
+        crate::volumes::mount_volume(volume, &staged.volume_dir(index))?;
     }
     let namespaces = Namespaces::of_this_thread()?;
     let socket = RouteSocket::open().map_err(|error| Error::os("open pod netlink socket", error))?;
@@ -232,6 +232,8 @@ fn open_own_namespace(kind: &str) -> Result<OwnedFd, Error> {
 struct StagedFiles {
     resolv_conf: PathBuf,
     hosts: PathBuf,
+    /// This pod's number, in the names.
+    n: u64,
 }
 
 impl StagedFiles {
@@ -240,7 +242,7 @@ impl StagedFiles {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path =
             |file: &str| Path::new(STAGING_DIR).join(format!("{STAGED_PREFIX}{}-{n}-{file}", std::process::id()));
-        let staged = StagedFiles { resolv_conf: path("resolv.conf"), hosts: path("hosts") };
+        let staged = StagedFiles { resolv_conf: path("resolv.conf"), hosts: path("hosts"), n };
         for (path, text) in [(&staged.resolv_conf, contents.resolv_conf), (&staged.hosts, contents.hosts)] {
             write_new_file(path, text.as_bytes(), 0o644)
                 .map_err(|error| Error::os(format!("write {}", path.display()), error))?;
@@ -252,8 +254,9 @@ impl StagedFiles {
 /// The prefix of staged files' names, followed by the pid of the process that wrote them.
 const STAGED_PREFIX: &str = ".frontdoor-";
 
-/// Removes staged files left in [`STAGING_DIR`] by processes that are gone (one that died in
-/// the moment between writing a file and unlinking it); returns how many.
+/// Removes staged files (and volumes' empty staging directories) left in [`STAGING_DIR`] by
+/// processes that are gone (one that died in the moment between writing a file and unlinking
+/// it); returns how many.
 pub(crate) fn remove_stale_staged_files() -> usize {
     remove_stale_staged_files_in(Path::new(STAGING_DIR))
 }
@@ -273,11 +276,21 @@ fn remove_stale_staged_files_in(dir: &Path) -> usize {
         else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_file(entry.path()).is_ok() {
+        let path = entry.path();
+        let gone = |path: &Path| std::fs::remove_file(path).or_else(|_| std::fs::remove_dir(path)).is_ok();
+        if !Path::new(&format!("/proc/{pid}")).exists() && gone(&path) {
             removed += 1;
         }
     }
     removed
+}
+
+impl StagedFiles {
+    /// Where the pod's volume number `index` is made and filled (a directory, removed once the
+    /// volume's mounts are made).
+    fn volume_dir(&self, index: usize) -> PathBuf {
+        Path::new(STAGING_DIR).join(format!("{STAGED_PREFIX}{}-{}-volume-{index}", std::process::id(), self.n))
+    }
 }
 
 impl Drop for StagedFiles {

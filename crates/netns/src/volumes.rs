@@ -1,34 +1,52 @@
 //! Files a pod's containers see at paths of their own (the kubelet's volumes: a ConfigMap's or
 //! Secret's keys, the service account's token and CA, an empty scratch directory): each volume
-//! is a tmpfs mounted in the pod's mount namespace only, filled, then made read-only if asked.
-//! The host never sees the files; only the empty directory the tmpfs is mounted on is made on
-//! the host's filesystem where it did not exist (the pod shares the host's files otherwise).
+//! is one tmpfs, made and filled in the pod's mount namespace only, and each of its mounts is a
+//! bind of it (or of a `subPath` in it) at the mount's path, read-only where asked. Two
+//! containers mounting one volume at different paths share its files, as on any node. The host
+//! never sees the files; only the empty directory or file a mount is bound on is made on the
+//! host's filesystem where it did not exist (the pod shares the host's files otherwise), and a
+//! volume is filled in a directory of `/dev/shm` that is removed once its mounts are made.
 //!
 //! Files are laid out as the kubelet's atomic writer lays them out, so that a running pod's
 //! volume can change all at once ([`update_volume`]): they live in a directory named for the
 //! moment it was written (`..2026_12_06_20_30_00.123456789`), `..data` links to that directory,
 //! and each top-level name links into `..data` (`key -> ..data/key`). An update writes a new
 //! directory and swaps `..data` with one `rename`, so a reader sees the old files or the new,
-//! never a mix, and a program watching `..data` sees one change.
+//! never a mix, and a program watching `..data` sees one change. A `subPath` mount is bound to
+//! the file or directory its path led to when it was made, and keeps it (as the kubelet's
+//! `subPath` mounts receive no updates).
 
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::Error;
 
-/// One volume as mounted in a pod.
+/// One volume of a pod: its files, and where its containers see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Volume {
-    /// Absolute path in the pod where the volume appears.
-    pub path: PathBuf,
-    /// What the volume holds when the pod starts.
+    /// The pod's name for it.
+    pub name: String,
+    /// What the volume holds (when the pod starts, or after an update).
     pub files: Vec<VolumeFile>,
-    /// Whether the pod may write to it (a ConfigMap's, a Secret's, the token's may not).
-    pub read_only: bool,
     /// The tmpfs's size limit in bytes (an `emptyDir`'s `sizeLimit`); the kernel's default
     /// (half the memory) if `None`.
     pub size_limit: Option<u64>,
+    /// Where it appears: each path once.
+    pub mounts: Vec<VolumeMount>,
+}
+
+/// Where a volume appears in the pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// Absolute path in the pod.
+    pub path: PathBuf,
+    /// The file or directory of the volume bound there (relative, without `..`; a directory
+    /// that is not there is made), or the whole volume if `None`.
+    pub sub_path: Option<PathBuf>,
+    /// Whether the pod's writes are refused there (always for a ConfigMap's, a Secret's, the
+    /// token's).
+    pub read_only: bool,
 }
 
 /// A file of a volume.
@@ -42,59 +60,145 @@ pub struct VolumeFile {
     pub mode: u32,
 }
 
+/// Whether `path` is relative, not empty, and names only plain components (no `..`, no `.`).
+fn plain_relative(path: &Path) -> bool {
+    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
 /// Checks what [`mount_volume`] would refuse, before anything is made.
 pub(crate) fn validate(volume: &Volume) -> Result<(), String> {
-    if !volume.path.is_absolute() || volume.path.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("mount path {:?} must be absolute, without '..'", volume.path));
-    }
-    if volume.path == Path::new("/") {
-        return Err("mount path may not be '/'".into());
+    for mount in &volume.mounts {
+        if !mount.path.is_absolute() || mount.path.components().any(|c| c == Component::ParentDir) {
+            return Err(format!("mount path {:?} must be absolute, without '..'", mount.path));
+        }
+        if mount.path == Path::new("/") {
+            return Err("mount path may not be '/'".into());
+        }
+        if let Some(sub_path) = mount.sub_path.as_deref().filter(|sub_path| !plain_relative(sub_path)) {
+            return Err(format!("subPath {sub_path:?} must be relative, without '..'"));
+        }
     }
     for file in &volume.files {
-        let plain = file.path.components().all(|c| matches!(c, Component::Normal(_)));
-        if !plain || file.path.as_os_str().is_empty() {
+        if !plain_relative(&file.path) {
             return Err(format!("file path {:?} must be relative, without '..'", file.path));
         }
     }
     Ok(())
 }
 
-/// Inside the pod's (new) mount namespace: mounts a tmpfs at the volume's path and writes its
-/// files.
-pub(crate) fn mount_volume(volume: &Volume) -> Result<(), Error> {
-    let target = &volume.path;
-    std::fs::create_dir_all(target).map_err(|error| Error::os(format!("make {}", target.display()), error))?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+const FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
+
+/// Inside the pod's (new) mount namespace: makes the volume's tmpfs in a directory of its own
+/// under `staging` (on the host's filesystem, empty there), writes its files, binds it (or a
+/// `subPath` of it) at each mount's path, then lets go of the staging directory.
+pub(crate) fn mount_volume(volume: &Volume, staging: &Path) -> Result<(), Error> {
+    std::fs::create_dir(staging).map_err(|error| Error::os(format!("make {}", staging.display()), error))?;
+    let made = fill_and_bind(volume, staging);
+    // The binds keep the tmpfs; the staging mount and directory go, whatever happened.
+    let _ = umount2(staging, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(staging);
+    made
+}
+
+fn fill_and_bind(volume: &Volume, staging: &Path) -> Result<(), Error> {
     let mut options = String::from("mode=0755");
     if let Some(limit) = volume.size_limit {
         options.push_str(&format!(",size={limit}"));
     }
-    mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(options.as_str()))
-        .map_err(|errno| Error::os(format!("mount a tmpfs at {}", target.display()), errno.into()))?;
+    mount(Some("tmpfs"), staging, Some("tmpfs"), FLAGS, Some(options.as_str()))
+        .map_err(|errno| Error::os(format!("mount a tmpfs at {}", staging.display()), errno.into()))?;
     if !volume.files.is_empty() {
-        write_payload(target, &volume.files)?;
+        write_payload(staging, &volume.files)?;
     }
-    if volume.read_only {
-        make_read_only(target, flags)?;
+    let root = std::fs::canonicalize(staging).map_err(|error| Error::os("resolve the volume's root", error))?;
+    for mount in &volume.mounts {
+        bind(&root, mount)?;
     }
     Ok(())
 }
 
-/// Inside the pod's mount namespace: replaces the files of the volume mounted at `volume.path`
-/// with `volume.files`, all at once (see the module's note), the volume writable for the moment
-/// it takes if it is read-only.
+/// Binds the volume at `root` (or the mount's `subPath` in it) at the mount's path.
+fn bind(root: &Path, volume_mount: &VolumeMount) -> Result<(), Error> {
+    let os = |what: String| move |error: std::io::Error| Error::os(what, error);
+    let source = match &volume_mount.sub_path {
+        None => root.to_path_buf(),
+        Some(sub_path) => {
+            let wanted = root.join(sub_path);
+            if std::fs::symlink_metadata(&wanted).is_err() {
+                std::fs::create_dir_all(&wanted).map_err(os(format!("make subPath {}", sub_path.display())))?;
+            }
+            // Through the volume's own links (a key of a ConfigMap), never out of it.
+            let source =
+                std::fs::canonicalize(&wanted).map_err(os(format!("resolve subPath {}", sub_path.display())))?;
+            if !source.starts_with(root) {
+                return Err(Error::Invalid {
+                    what: format!("subPath {}", sub_path.display()),
+                    reason: "leads out of its volume".into(),
+                });
+            }
+            source
+        }
+    };
+    let target = &volume_mount.path;
+    let is_dir = source.is_dir();
+    if is_dir {
+        std::fs::create_dir_all(target).map_err(os(format!("make {}", target.display())))?;
+    } else if std::fs::symlink_metadata(target).is_err() {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(os(format!("make {}", parent.display())))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(target)
+            .map_err(os(format!("make {}", target.display())))?;
+    }
+    mount(Some(source.as_path()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|errno| Error::os(format!("bind the volume at {}", target.display()), errno.into()))?;
+    if volume_mount.read_only {
+        make_read_only(target)?;
+    }
+    Ok(())
+}
+
+/// Inside the pod's mount namespace: replaces the volume's files with `volume.files`, all at
+/// once (see the module's note), through a mount of the whole volume (made writable for the
+/// moment it takes if it is read-only). A volume mounted only by `subPath` is left as it is.
 pub(crate) fn update_volume(volume: &Volume) -> Result<(), Error> {
-    let target = &volume.path;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    if volume.read_only {
-        mount(None::<&str>, target, None::<&str>, flags | MsFlags::MS_REMOUNT, None::<&str>)
+    let Some(whole) = volume.mounts.iter().find(|mount| mount.sub_path.is_none()) else { return Ok(()) };
+    let target = &whole.path;
+    if whole.read_only {
+        let flags = FLAGS | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
             .map_err(|errno| Error::os(format!("make {} writable", target.display()), errno.into()))?;
     }
     let written = write_payload(target, &volume.files);
-    if volume.read_only {
-        make_read_only(target, flags)?;
+    if whole.read_only {
+        make_read_only(target)?;
     }
     written
+}
+
+/// Makes the bind mount at `target` read-only. The kernel refuses (`EBUSY`) while any file is
+/// open for writing through that mount, and one of ours can be for a moment after we closed
+/// it: a process another thread of the node spawns at that time (a container starting) holds a
+/// copy of every descriptor until it execs, which closes them (`O_CLOEXEC`). So a refusal is
+/// retried, briefly.
+fn make_read_only(target: &Path) -> Result<(), Error> {
+    const ATTEMPTS: u32 = 200;
+    let flags = FLAGS | MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    let mut attempt = 1;
+    loop {
+        match mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if attempt < ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            Err(errno) => return Err(Error::os(format!("make {} read-only", target.display()), errno.into())),
+        }
+    }
 }
 
 /// The link to the current files' directory.
@@ -171,26 +275,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
-/// Remounts the volume read-only. The kernel refuses (`EBUSY`) while any file of it is open for
-/// writing, and one of ours can be for a moment after we closed it: a process another thread
-/// of the node spawns at that time (a container starting) holds a copy of every descriptor until
-/// it execs, which closes them (`O_CLOEXEC`). So a refusal is retried, briefly.
-fn make_read_only(target: &Path, flags: MsFlags) -> Result<(), Error> {
-    const ATTEMPTS: u32 = 200;
-    let flags = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    let mut attempt = 1;
-    loop {
-        match mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
-            Ok(()) => return Ok(()),
-            Err(nix::errno::Errno::EBUSY) if attempt < ATTEMPTS => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_micros(500));
-            }
-            Err(errno) => return Err(Error::os(format!("make {} read-only", target.display()), errno.into())),
-        }
-    }
-}
-
 fn write_file(path: &Path, file: &VolumeFile) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -247,7 +331,15 @@ mod tests {
 
     #[test]
     fn paths_that_could_leave_the_volume_are_refused() {
-        let volume = |path: &str, files: Vec<VolumeFile>| Volume { path: path.into(), files, ..Volume::default() };
+        let at = |path: &str, sub_path: Option<&str>| VolumeMount {
+            path: path.into(),
+            sub_path: sub_path.map(PathBuf::from),
+            read_only: false,
+        };
+        let volume =
+            |path: &str, files: Vec<VolumeFile>| Volume { files, mounts: vec![at(path, None)], ..Volume::default() };
+        let with_sub_path =
+            |sub_path: &str| Volume { mounts: vec![at("/etc/app.conf", Some(sub_path))], ..Volume::default() };
         let cases = [
             (volume("/etc/config", vec![file("a"), file("dir/b")]), true),
             (volume("etc/config", vec![]), false),
@@ -257,6 +349,12 @@ mod tests {
             (volume("/etc/config", vec![file("/abs")]), false),
             (volume("/etc/config", vec![file("a/../../b")]), false),
             (volume("/etc/config", vec![file("")]), false),
+            (with_sub_path("app.conf"), true),
+            (with_sub_path("dir/app.conf"), true),
+            (with_sub_path("../app.conf"), false),
+            (with_sub_path("/etc/passwd"), false),
+            (with_sub_path("a/../../b"), false),
+            (with_sub_path(""), false),
         ];
         for (volume, ok) in cases {
             assert_eq!(validate(&volume).is_ok(), ok, "{volume:?}");

@@ -208,44 +208,84 @@ fn hostname_resolv_conf_and_hosts_are_the_pods_own() {
     assert_eq!(nix_free_hostname(), host_name, "host hostname untouched");
 }
 
+/// Where a volume appears: `path`, with `sub_path` if any.
+fn at(path: &std::path::Path, sub_path: Option<&str>, read_only: bool) -> frontdoor_netns::VolumeMount {
+    frontdoor_netns::VolumeMount { path: path.to_path_buf(), sub_path: sub_path.map(Into::into), read_only }
+}
+
 /// A volume is the pod's alone: its files (in subdirectories too, with their modes) appear at
-/// its path inside the pod, a read-only one refuses writes, a writable one takes them, and the
-/// host sees only the empty directory the volumes were mounted on.
+/// its path inside the pod, a read-only one refuses writes, a writable one takes them, one
+/// volume mounted at two paths is one set of files, a `subPath` mount binds one key or one
+/// directory of it, and the host sees only the empty directories and file the volumes were
+/// mounted on.
 #[test]
 fn volumes_are_mounted_in_the_pod_only() {
     use frontdoor_netns::{Volume, VolumeFile};
     let host_dir = tempfile::tempdir().unwrap();
     let secrets = host_dir.path().join("run/secrets");
     let scratch = host_dir.path().join("scratch");
+    let shared = host_dir.path().join("shared");
+    let one_key = host_dir.path().join("etc/app.conf");
+    let sub_dir = host_dir.path().join("nested-only");
+    let scratch_part = host_dir.path().join("scratch-part");
     on_node(|node| {
         let mut config = node.pod(7);
         config.volumes = vec![
             Volume {
-                path: secrets.clone(),
+                name: "secrets".into(),
                 files: vec![
                     VolumeFile { path: "token".into(), contents: b"t0ken".to_vec(), mode: 0o644 },
                     VolumeFile { path: "nested/dir/key".into(), contents: b"value".to_vec(), mode: 0o400 },
                 ],
-                read_only: true,
                 size_limit: None,
+                mounts: vec![
+                    at(&secrets, None, true),
+                    at(&one_key, Some("token"), true),
+                    at(&sub_dir, Some("nested/dir"), true),
+                ],
             },
-            Volume { path: scratch.clone(), files: vec![], read_only: false, size_limit: Some(1 << 20) },
+            Volume {
+                name: "scratch".into(),
+                files: vec![],
+                size_limit: Some(1 << 20),
+                mounts: vec![
+                    at(&scratch, None, false),
+                    at(&shared, None, true),
+                    at(&scratch_part, Some("part"), false),
+                ],
+            },
         ];
         let sandbox = PodSandbox::create(&config).expect("sandbox");
         runtime().block_on(async {
-            let (secrets, scratch) = (secrets.display(), scratch.display());
+            let (secrets, scratch, shared) = (secrets.display(), scratch.display(), shared.display());
             assert_eq!(output_of(&sandbox, &["cat", &format!("{secrets}/token")]).await, "t0ken");
-            let script = format!("stat -c %a {secrets}/nested/dir/key; cat {secrets}/nested/dir/key");
+            let script = format!("stat -L -c %a {secrets}/nested/dir/key; cat {secrets}/nested/dir/key");
             assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "400\nvalue");
             let script = format!("if touch {secrets}/new 2>/dev/null; then echo wrote; else echo refused; fi");
             assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "refused\n");
             let script = format!("echo hi > {scratch}/f && cat {scratch}/f");
             assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "hi\n");
+            // The same emptyDir elsewhere: the same files, read-only there.
+            let script =
+                format!("cat {shared}/f; if touch {shared}/g 2>/dev/null; then echo wrote; else echo refused; fi");
+            assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "hi\nrefused\n");
+            // subPath: one key bound as a file, one directory of keys, a part of the emptyDir
+            // (made, and the same files as through the whole volume).
+            assert_eq!(output_of(&sandbox, &["cat", &one_key.display().to_string()]).await, "t0ken");
+            assert_eq!(output_of(&sandbox, &["cat", &sub_dir.join("key").display().to_string()]).await, "value");
+            let script = format!("echo part > {}/p && cat {scratch}/part/p", scratch_part.display());
+            assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "part\n");
         });
         // Changed while the pod runs (a ConfigMap edited): the new files replace the old at
-        // once, a key that went is gone, and the volume is read-only again.
+        // once, a key that went is gone, and the volume is read-only again; the subPath mount
+        // keeps what it was bound to, as the kubelet's do.
         let token = |contents: &[u8]| VolumeFile { path: "token".into(), contents: contents.to_vec(), mode: 0o644 };
-        let changed = Volume { path: secrets.clone(), files: vec![token(b"n3w")], read_only: true, size_limit: None };
+        let changed = Volume {
+            name: "secrets".into(),
+            files: vec![token(b"n3w")],
+            size_limit: None,
+            mounts: vec![at(&secrets, None, true), at(&one_key, Some("token"), true)],
+        };
         sandbox.update_volume(&changed).expect("the volume is updated");
         runtime().block_on(async {
             let secrets = secrets.display();
@@ -254,13 +294,38 @@ fn volumes_are_mounted_in_the_pod_only() {
             assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "..data\ntoken\n..data/token\n");
             let script = format!("if touch {secrets}/new 2>/dev/null; then echo wrote; else echo refused; fi");
             assert_eq!(output_of(&sandbox, &["sh", "-c", &script]).await, "refused\n");
+            assert_eq!(output_of(&sandbox, &["cat", &one_key.display().to_string()]).await, "t0ken");
         });
         let outside = Volume { files: vec![VolumeFile { path: "../x".into(), ..token(b"") }], ..changed };
         assert!(sandbox.update_volume(&outside).is_err(), "a file outside the volume is refused");
         sandbox.destroy().unwrap();
     });
     let left = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();
-    assert_eq!((left(&secrets), left(&scratch)), (0, 0), "the host sees empty mount points only");
+    assert_eq!((left(&secrets), left(&scratch), left(&shared)), (0, 0, 0), "the host sees empty mount points only");
+    assert_eq!(std::fs::read(&one_key).unwrap(), b"", "and an empty file for a key's subPath");
+    let staged = std::fs::read_dir("/dev/shm").unwrap().flatten();
+    let ours = format!(".frontdoor-{}-", std::process::id());
+    let left: Vec<_> = staged.filter(|e| e.file_name().to_string_lossy().starts_with(&ours)).collect();
+    assert!(left.is_empty(), "staging left in /dev/shm: {left:?}");
+}
+
+/// A `subPath` that would lead out of its volume is refused before anything is made.
+#[test]
+fn a_sub_path_cannot_lead_out_of_its_volume() {
+    use frontdoor_netns::Volume;
+    let host_dir = tempfile::tempdir().unwrap();
+    on_node(|node| {
+        let mut config = node.pod(9);
+        config.volumes = vec![Volume {
+            name: "v".into(),
+            files: vec![],
+            size_limit: None,
+            mounts: vec![at(&host_dir.path().join("x"), Some("../../etc"), true)],
+        }];
+        let error = PodSandbox::create(&config).map(|_| ()).expect_err("refused").to_string();
+        assert!(error.contains("subPath") && error.contains("without '..'"), "{error}");
+    });
+    assert!(!host_dir.path().join("x").exists(), "nothing made");
 }
 
 /// A read-only volume is made while other threads start processes (as the node starts containers
@@ -286,7 +351,8 @@ fn read_only_volumes_are_made_while_processes_start() {
                     .map(|i| VolumeFile { path: format!("f{i}").into(), contents: vec![b'x'; 4096], mode: 0o644 })
                     .collect();
                 let path = host_dir.path().join(format!("v{n}"));
-                config.volumes = vec![Volume { path, files, read_only: true, size_limit: None }];
+                let mounts = vec![at(&path, None, true)];
+                config.volumes = vec![Volume { name: "v".into(), files, size_limit: None, mounts }];
                 let made = PodSandbox::create(&config);
                 if made.is_err() {
                     stop.store(true, Ordering::Relaxed);
@@ -305,8 +371,8 @@ fn a_volume_file_outside_its_volume_is_refused() {
     on_node(|node| {
         let mut config = node.pod(8);
         config.volumes = vec![Volume {
-            path: "/tmp/never-made-by-frontdoor".into(),
             files: vec![VolumeFile { path: "../escape".into(), contents: vec![], mode: 0o644 }],
+            mounts: vec![at(std::path::Path::new("/tmp/never-made-by-frontdoor"), None, false)],
             ..Volume::default()
         }];
         let error = PodSandbox::create(&config).map(|_| ()).expect_err("refused").to_string();

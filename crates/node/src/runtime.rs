@@ -504,9 +504,13 @@ impl PodWorker {
     }
 
     /// Whether the running pod has volumes whose files can change (a ConfigMap's, a Secret's, the
-    /// downward API's: every volume but an `emptyDir`, which the pod alone writes).
+    /// downward API's: every volume but an `emptyDir`, which the pod alone writes) mounted whole
+    /// (a `subPath` mount keeps what it was bound to, as the kubelet's).
     fn refreshable(&self) -> bool {
-        self.sandbox.is_some() && self.mounted.iter().any(|volume| volume.read_only)
+        let whole_read_only = |volume: &frontdoor_netns::Volume| {
+            volume.mounts.iter().any(|mount| mount.read_only && mount.sub_path.is_none())
+        };
+        self.sandbox.is_some() && self.mounted.iter().any(whole_read_only)
     }
 
     /// Renders the pod's volumes again and writes each that changed into the running pod, all
@@ -530,7 +534,7 @@ impl PodWorker {
                     continue;
                 }
             };
-            let Some(position) = self.mounted.iter().position(|m| m.path == volume.path && m.read_only) else {
+            let Some(position) = self.mounted.iter().position(|m| m.name == volume.name) else {
                 continue;
             };
             if self.mounted[position].files == volume.files {
@@ -540,7 +544,7 @@ impl PodWorker {
             let updated = tokio::task::spawn_blocking(move || sandbox.update_volume(&update)).await;
             match updated {
                 Ok(Ok(())) => {
-                    tracing::debug!(pod = %name, namespace, path = %volume.path.display(), "volume refreshed");
+                    tracing::debug!(pod = %name, namespace, volume = volume.name, "volume refreshed");
                     self.mounted[position] = volume;
                 }
                 Ok(Err(error)) => tracing::warn!(pod = %name, namespace, %error, "refreshing a volume"),

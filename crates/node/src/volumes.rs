@@ -1,15 +1,15 @@
 //! A pod's volumes as the kubelet mounts them, rendered into files (pure): ConfigMap, Secret,
 //! downward API and projected volumes (the service account's token, `ca.crt` and `namespace`
 //! among them) become read-only volumes of their files, `emptyDir` an empty writable one. Each
-//! appears at the `mountPath` its containers give (the pod's containers share one mount
-//! namespace here, so a path is mounted once, for the first container that names it). Other
-//! volume types (`hostPath`, claims) are not rendered: containers see the host's files there.
-//! `subPath` mounts are not supported and are reported.
+//! volume is one set of files, seen at every `mountPath` (or `subPath` of it) its containers
+//! give (the pod's containers share one mount namespace here, so a path is mounted once, for
+//! the first container that names it). Other volume types (`hostPath`, claims) are not rendered:
+//! containers see the host's files there. `subPathExpr` is not supported and is reported.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use frontdoor_netns::{Volume, VolumeFile};
+use frontdoor_netns::{Volume, VolumeFile, VolumeMount as Mount};
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume as PodVolume, VolumeMount};
 
 /// `defaultMode` when a volume gives none (0644).
@@ -27,7 +27,7 @@ pub struct Sources {
 /// The ConfigMaps and Secrets a pod's mounted volumes name (to fetch before [`render`]).
 pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
     let (mut config_maps, mut secrets) = (Vec::new(), Vec::new());
-    for (_, volume) in mounted(pod) {
+    for (volume, _) in mounted(pod) {
         if let Some(source) = &volume.config_map {
             config_maps.push(source.name.clone());
         }
@@ -58,16 +58,19 @@ pub fn render(pod: &Pod, sources: &Sources) -> Result<Vec<Volume>, String> {
 /// Each volume to mount in the pod, or why it cannot be, one by one (a running pod's volumes
 /// are refreshed each on its own: one whose ConfigMap went keeps its files, the others follow).
 pub fn render_each(pod: &Pod, sources: &Sources) -> Vec<Result<Volume, String>> {
-    mounted(pod).into_iter().filter_map(|(mount, volume)| render_one(pod, mount, volume, sources)).collect()
+    mounted(pod).into_iter().filter_map(|(volume, mounts)| render_one(pod, volume, &mounts, sources)).collect()
 }
 
-/// One mounted volume; `None` for a type that is not rendered.
-fn render_one(pod: &Pod, mount: &VolumeMount, volume: &PodVolume, sources: &Sources) -> Option<Result<Volume, String>> {
+/// One volume with its mounts; `None` for a type that is not rendered.
+fn render_one(
+    pod: &Pod,
+    volume: &PodVolume,
+    mounts: &[&VolumeMount],
+    sources: &Sources,
+) -> Option<Result<Volume, String>> {
     let failed = |why: String| format!("MountVolume.SetUp failed for volume \"{}\" : {why}", volume.name);
-    if mount.sub_path.as_deref().is_some_and(|p| !p.is_empty())
-        || mount.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())
-    {
-        return Some(Err(failed(format!("subPath mounts are not supported (at {})", mount.mount_path))));
+    if let Some(mount) = mounts.iter().find(|m| m.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())) {
+        return Some(Err(failed(format!("subPathExpr mounts are not supported (at {})", mount.mount_path))));
     }
     let files = match files_of(pod, volume, sources) {
         Err(why) => return Some(Err(failed(why))),
@@ -76,26 +79,34 @@ fn render_one(pod: &Pod, mount: &VolumeMount, volume: &PodVolume, sources: &Sour
         Ok(None) => return None,
     };
     let size_limit = volume.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()).and_then(|q| bytes(&q.0));
-    Some(Ok(Volume {
-        path: PathBuf::from(&mount.mount_path),
-        files,
-        // Kubernetes mounts ConfigMap, Secret, downward API and projected volumes read-only.
-        read_only: mount.read_only == Some(true) || volume.empty_dir.is_none(),
-        size_limit,
-    }))
+    let mounts = mounts
+        .iter()
+        .map(|mount| Mount {
+            path: PathBuf::from(&mount.mount_path),
+            sub_path: mount.sub_path.as_deref().filter(|p| !p.is_empty()).map(PathBuf::from),
+            // Kubernetes mounts ConfigMap, Secret, downward API and projected volumes read-only.
+            read_only: mount.read_only == Some(true) || volume.empty_dir.is_none(),
+        })
+        .collect();
+    Some(Ok(Volume { name: volume.name.clone(), files, size_limit, mounts }))
 }
 
-/// Each mount path once, with its volume, in container order (init containers first).
-fn mounted(pod: &Pod) -> Vec<(&VolumeMount, &PodVolume)> {
+/// The volumes the containers mount, in the order of their first mount (init containers
+/// first), each with its mounts: each mount path once, for the first container that names it.
+fn mounted(pod: &Pod) -> Vec<(&PodVolume, Vec<&VolumeMount>)> {
     let Some(spec) = pod.spec.as_ref() else { return Vec::new() };
     let volumes = spec.volumes.as_deref().unwrap_or_default();
     let containers = spec.init_containers.iter().flatten().chain(spec.containers.iter());
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<(&PodVolume, Vec<&VolumeMount>)> = Vec::new();
     for mount in containers.flat_map(|c| c.volume_mounts.iter().flatten()) {
         let Some(volume) = volumes.iter().find(|v| v.name == mount.name) else { continue };
-        if seen.insert(mount.mount_path.as_str()) {
-            out.push((mount, volume));
+        if !seen.insert(mount.mount_path.as_str()) {
+            continue;
+        }
+        match out.iter_mut().find(|(known, _)| known.name == volume.name) {
+            Some((_, mounts)) => mounts.push(mount),
+            None => out.push((volume, vec![mount])),
         }
     }
     out
@@ -271,20 +282,20 @@ mod tests {
 
     /// A file as (path, contents, mode).
     type Seen = (String, String, u32);
-    /// A volume as (mount path, read-only, files).
+    /// A mount as (mount path, read-only, the volume's files).
     type Mounted = (String, bool, Vec<Seen>);
 
-    /// Each volume's mount path, whether it is read-only, and its files.
+    /// Each mount's path, whether it is read-only, and its volume's files.
     fn rendered(pod: &Pod) -> Result<Vec<Mounted>, String> {
         Ok(render(pod, &sources())?
             .into_iter()
-            .map(|v| {
-                let files = v
+            .flat_map(|v| {
+                let files: Vec<Seen> = v
                     .files
                     .iter()
                     .map(|f| (f.path.display().to_string(), String::from_utf8_lossy(&f.contents).into_owned(), f.mode))
                     .collect();
-                (v.path.display().to_string(), v.read_only, files)
+                v.mounts.into_iter().map(move |m| (m.path.display().to_string(), m.read_only, files.clone()))
             })
             .collect())
     }
@@ -391,7 +402,11 @@ mod tests {
                 json!({"mountPath": "/x"}),
                 "configmap references non-existent config key: nope",
             ),
-            (json!({"configMap": {"name": "site"}}), json!({"mountPath": "/x/f", "subPath": "index.html"}), "subPath"),
+            (
+                json!({"configMap": {"name": "site"}}),
+                json!({"mountPath": "/x/f", "subPathExpr": "$(POD_NAME)"}),
+                "subPathExpr mounts are not supported",
+            ),
         ];
         for (volume, mount, why) in cases {
             let error = rendered(&with_volume(volume.clone(), mount)).unwrap_err();
@@ -409,6 +424,57 @@ mod tests {
         }));
         let paths: Vec<(String, bool)> = rendered(&pod).unwrap().into_iter().map(|(p, ro, _)| (p, ro)).collect();
         assert_eq!(paths, vec![("/shared".to_string(), false), ("/other".to_string(), false)]);
+    }
+
+    /// A mount as (path, subPath, read-only).
+    type MountShape = (String, Option<String>, bool);
+
+    #[test]
+    fn a_volume_is_one_set_of_files_at_each_of_its_mounts_and_sub_paths() {
+        let pod = pod(json!({
+            "initContainers": [{"name": "i", "volumeMounts": [{"name": "scratch", "mountPath": "/work"}]}],
+            "containers": [
+                {"name": "web", "volumeMounts": [
+                    {"name": "site", "mountPath": "/etc/nginx/nginx.conf", "subPath": "nginx.conf"},
+                    {"name": "scratch", "mountPath": "/usr/share/nginx/html", "readOnly": true},
+                    {"name": "site", "mountPath": "/srv", "subPath": ""}
+                ]},
+                {"name": "writer", "volumeMounts": [{"name": "scratch", "mountPath": "/pod-data", "subPath": "out"}]}
+            ],
+            "volumes": [{"name": "site", "configMap": {"name": "site"}}, {"name": "scratch", "emptyDir": {}}]
+        }));
+        let volumes = render(&pod, &sources()).unwrap();
+        let shape: Vec<(&str, usize, Vec<MountShape>)> = volumes
+            .iter()
+            .map(|v| {
+                let mounts = v
+                    .mounts
+                    .iter()
+                    .map(|m| {
+                        let sub_path = m.sub_path.as_ref().map(|p| p.display().to_string());
+                        (m.path.display().to_string(), sub_path, m.read_only)
+                    })
+                    .collect();
+                (v.name.as_str(), v.files.len(), mounts)
+            })
+            .collect();
+        let mount =
+            |path: &str, sub_path: Option<&str>, read_only| (path.to_string(), sub_path.map(Into::into), read_only);
+        assert_eq!(
+            shape,
+            vec![
+                (
+                    "scratch",
+                    0,
+                    vec![
+                        mount("/work", None, false),
+                        mount("/usr/share/nginx/html", None, true),
+                        mount("/pod-data", Some("out"), false)
+                    ]
+                ),
+                ("site", 3, vec![mount("/etc/nginx/nginx.conf", Some("nginx.conf"), true), mount("/srv", None, true)]),
+            ]
+        );
     }
 
     #[test]
