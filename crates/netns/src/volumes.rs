@@ -292,6 +292,49 @@ mod tests {
         VolumeFile { path: path.into(), contents: b"x".to_vec(), mode: 0o644 }
     }
 
+    /// In a mount namespace of its own (a thread's), as a pod's.
+    fn in_own_mount_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        use nix::sched::{unshare, CloneFlags};
+        crate::namespace::on_thread(|| {
+            unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS).unwrap();
+            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).unwrap();
+            Ok(f())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_staging_directory_goes_once_the_mounts_are_made_or_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, target) = (dir.path().join("staging"), dir.path().join("target"));
+        let volume = |sub_path: Option<&str>| Volume {
+            name: "v".into(),
+            files: vec![file("a")],
+            size_limit: None,
+            mounts: vec![VolumeMount { path: target.clone(), sub_path: sub_path.map(Into::into), read_only: true }],
+        };
+        let seen = in_own_mount_namespace(|| {
+            mount_volume(&volume(None), &staging).unwrap();
+            let made = std::fs::read_to_string(target.join("a")).unwrap();
+            // A bind that cannot be made (a directory's subPath onto a file) fails, and still
+            // leaves no staging directory behind.
+            std::fs::write(dir.path().join("plain-file"), "").unwrap();
+            let bad = Volume {
+                mounts: vec![VolumeMount {
+                    path: dir.path().join("plain-file"),
+                    sub_path: Some("dir".into()),
+                    read_only: false,
+                }],
+                ..volume(None)
+            };
+            let failed = mount_volume(&bad, &staging).is_err();
+            (made, failed, staging.exists())
+        });
+        assert_eq!(seen, ("x".to_string(), true, false));
+        assert!(!staging.exists());
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "the files were the mount namespace's only");
+    }
+
     #[test]
     fn timestamped_directories_are_named_as_the_kubelets() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
