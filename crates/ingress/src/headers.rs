@@ -168,17 +168,43 @@ pub(crate) struct ClientHeaders {
     port: HeaderValue,
 }
 
+/// Writes `ip` in dotted decimal.
+fn put_ipv4(out: &mut BytesMut, ip: std::net::Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b'.');
+        }
+        if octet >= 100 {
+            out.put_u8(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            out.put_u8(b'0' + octet / 10 % 10);
+        }
+        out.put_u8(b'0' + octet % 10);
+    }
+}
+
 impl ClientHeaders {
     pub(crate) fn new(client: SocketAddr, tls: bool, port: HeaderValue) -> Self {
-        let ip = client.ip().to_canonical();
-        let text = ip.to_string();
-        let forwarded_for = match ip {
-            IpAddr::V4(_) => format!("for={text}"),
-            IpAddr::V6(_) => format!("for=\"[{text}]\""),
+        // One buffer for both (`for=10.0.0.7`, the address a slice of it), an IPv4 address
+        // written without the formatting machinery: this runs for every connection, and was 5%
+        // of the proxy's user time with a connection per request.
+        let (forwarded_for, text) = match client.ip().to_canonical() {
+            IpAddr::V4(ip) => {
+                let mut element = BytesMut::with_capacity(19);
+                element.put_slice(b"for=");
+                put_ipv4(&mut element, ip);
+                let element = element.freeze();
+                (element.clone(), element.slice(4..))
+            }
+            IpAddr::V6(ip) => {
+                let element = Bytes::from(format!("for=\"[{ip}]\""));
+                (element.clone(), element.slice(6..element.len() - 2))
+            }
         };
         ClientHeaders {
-            ip: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown")),
-            forwarded_for: Bytes::from(forwarded_for),
+            ip: HeaderValue::from_maybe_shared(text).unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_for,
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             port,
         }
@@ -376,6 +402,15 @@ mod tests {
         assert!(!is_upgrade(Version::HTTP_10, &upgrade));
         assert!(!is_upgrade(Version::HTTP_11, &headers(&[("upgrade", "websocket")])));
         assert!(!is_upgrade(Version::HTTP_11, &headers(&[("connection", "upgrade")])));
+    }
+
+    #[test]
+    fn addresses_in_dotted_decimal() {
+        for ip in ["0.0.0.0", "10.0.0.7", "255.255.255.255", "100.9.10.99", "192.168.1.200"] {
+            let mut out = BytesMut::new();
+            put_ipv4(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip.as_bytes());
+        }
     }
 
     #[test]

@@ -387,9 +387,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: Shutdown
         match accepted {
             Ok((stream, client)) => {
                 let drain = shared.drain_watch();
-                let connection =
-                    serve_connection(shared.clone(), stream, client, listener.tls.clone(), port.clone(), drain);
-                tokio::spawn(connection);
+                let (shared, tls, port) = (shared.clone(), listener.tls.clone(), port.clone());
+                // The task holds only the arguments until it runs; the connection's state (a few
+                // KiB) is made then, on the heap, once. Spawned whole, it was copied three times
+                // per connection (into the spawn, into the task, out when done): 9% of the proxy's
+                // user time with a connection per request.
+                tokio::spawn(async move { Box::pin(serve_connection(shared, stream, client, tls, port, drain)).await });
             }
             Err(error) if is_connection_error(&error) => {}
             Err(error) => {
