@@ -358,3 +358,78 @@ spec:
     assert_eq!(std::fs::read(root.path().join("conf.d/site.conf")).unwrap(), b"");
     assert_eq!(std::fs::read_dir(root.path().join("html")).unwrap().count(), 0);
 }
+
+/// A `hostPath` volume shows the node's own directory at the pod's path (read-only where the
+/// mount says so); one whose type does not match what is there waits with the kubelet's message.
+#[test]
+fn host_path_volumes_bind_the_nodes_files() {
+    let fd = start();
+    let root = tempfile::tempdir().unwrap();
+    let at = |name: &str| root.path().join(name).display().to_string();
+    std::fs::create_dir(root.path().join("logs")).unwrap();
+    std::fs::write(root.path().join("logs/node.log"), "from the node\n").unwrap();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: collector
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, '600']
+    volumeMounts:
+    - {{name: logs, mountPath: {seen}, readOnly: true}}
+    - {{name: state, mountPath: {state_in_pod}}}
+  volumes:
+  - name: logs
+    hostPath: {{path: {logs}, type: Directory}}
+  - name: state
+    hostPath: {{path: {state}, type: DirectoryOrCreate}}
+",
+        seen = at("seen"),
+        logs = at("logs"),
+        state = at("state"),
+        state_in_pod = at("state-in-pod"),
+    );
+    fd.apply(&manifest);
+    wait_ready(&fd, "collector");
+    assert_eq!(run_in(&fd, "collector", &format!("cat {}/node.log", at("seen"))), (true, "from the node\n".into()));
+    let (ok, _) = run_in(&fd, "collector", &format!("touch {}/x", at("seen")));
+    assert!(!ok, "read-only where the mount says so");
+    let (ok, out) = run_in(&fd, "collector", &format!("echo kept > {}/f", at("state-in-pod")));
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("state/f")).unwrap(),
+        "kept\n",
+        "written to the node's directory"
+    );
+
+    // The wrong type: the pod waits, saying why, as the kubelet's FailedMount.
+    let wrong = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: wrong
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, '600']
+    volumeMounts: [{{name: f, mountPath: /in-pod}}]
+  volumes:
+  - name: f
+    hostPath: {{path: {log}, type: Directory}}
+",
+        log = at("logs/node.log")
+    );
+    fd.apply(&wrong);
+    let told = wait_until(Duration::from_secs(20), || {
+        let events = fd
+            .kubectl_ok("1.33", &["get", "events", "--field-selector", "involvedObject.name=wrong,reason=FailedMount"]);
+        events.contains(&format!("hostPath type check failed: {} is not a directory", at("logs/node.log")))
+    });
+    assert!(told, "{}", fd.kubectl_ok("1.33", &["describe", "pod", "wrong"]));
+}

@@ -1,11 +1,13 @@
 //! Files a pod's containers see at paths of their own (the kubelet's volumes: a ConfigMap's or
 //! Secret's keys, the service account's token and CA, an empty scratch directory): each volume
-//! is one tmpfs, made and filled in the pod's mount namespace only, and each of its mounts is a
-//! bind of it (or of a `subPath` in it) at the mount's path, read-only where asked. Two
-//! containers mounting one volume at different paths share its files, as on any node. The host
-//! never sees the files; only the empty directory or file a mount is bound on is made on the
-//! host's filesystem where it did not exist (the pod shares the host's files otherwise), and a
-//! volume is filled in a directory of `/dev/shm` that is removed once its mounts are made.
+//! is one tmpfs, made and filled in the pod's mount namespace only at its first whole mount, and
+//! each of its other mounts is a bind of it (or of a `subPath` in it) at the mount's path,
+//! read-only where asked. Two containers mounting one volume at different paths share its
+//! files, as on any node. The host never sees the files; only the empty directory or file a
+//! mount is bound on is made on the host's filesystem where it did not exist (the pod shares the
+//! host's files otherwise). A volume mounted only by `subPath` is filled in a directory of
+//! `/dev/shm` that is removed once its mounts are made. A `hostPath` volume binds the node's own
+//! directory or file instead.
 //!
 //! Files are laid out as the kubelet's atomic writer lays them out, so that a running pod's
 //! volume can change all at once ([`update_volume`]): they live in a directory named for the
@@ -34,6 +36,9 @@ pub struct Volume {
     pub size_limit: Option<u64>,
     /// Where it appears: each path once.
     pub mounts: Vec<VolumeMount>,
+    /// A directory or file of the node's own filesystem (a `hostPath` volume) to bind instead of
+    /// a tmpfs of `files` (checked, or made, by the caller before).
+    pub host_path: Option<PathBuf>,
 }
 
 /// Where a volume appears in the pod.
@@ -67,6 +72,9 @@ fn plain_relative(path: &Path) -> bool {
 
 /// Checks what [`mount_volume`] would refuse, before anything is made.
 pub(crate) fn validate(volume: &Volume) -> Result<(), String> {
+    if volume.host_path.as_deref().is_some_and(|path| !path.is_absolute()) {
+        return Err(format!("hostPath {:?} must be absolute", volume.host_path));
+    }
     for mount in &volume.mounts {
         if !mount.path.is_absolute() || mount.path.components().any(|c| c == Component::ParentDir) {
             return Err(format!("mount path {:?} must be absolute, without '..'", mount.path));
@@ -92,29 +100,51 @@ const FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
 /// under `staging` (on the host's filesystem, empty there), writes its files, binds it (or a
 /// `subPath` of it) at each mount's path, then lets go of the staging directory.
 pub(crate) fn mount_volume(volume: &Volume, staging: &Path) -> Result<(), Error> {
+    if let Some(host_path) = &volume.host_path {
+        let root = std::fs::canonicalize(host_path)
+            .map_err(|error| Error::os(format!("resolve hostPath {}", host_path.display()), error))?;
+        return bind_all(&root, volume.mounts.iter());
+    }
+    // Made where it is first mounted whole, as a volume always was: no staging mount to take
+    // down again (an unmount waits for an RCU grace period, most of a millisecond per pod).
+    if let Some(whole) = volume.mounts.iter().position(|mount| mount.sub_path.is_none()) {
+        let target = &volume.mounts[whole].path;
+        std::fs::create_dir_all(target).map_err(|error| Error::os(format!("make {}", target.display()), error))?;
+        let root = fill(volume, target)?;
+        let others = volume.mounts.iter().enumerate().filter(|(i, _)| *i != whole).map(|(_, mount)| mount);
+        bind_all(&root, others)?;
+        return if volume.mounts[whole].read_only { make_read_only(target) } else { Ok(()) };
+    }
+    // Mounted only by subPath: made in a staging directory, which goes once the binds are made.
     std::fs::create_dir(staging).map_err(|error| Error::os(format!("make {}", staging.display()), error))?;
-    let made = fill_and_bind(volume, staging);
+    let made = fill(volume, staging).and_then(|root| bind_all(&root, volume.mounts.iter()));
     // The binds keep the tmpfs; the staging mount and directory go, whatever happened.
     let _ = umount2(staging, MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(staging);
     made
 }
 
-fn fill_and_bind(volume: &Volume, staging: &Path) -> Result<(), Error> {
+/// Mounts the volume's tmpfs at `target` and writes its files; returns the resolved root.
+fn fill(volume: &Volume, target: &Path) -> Result<PathBuf, Error> {
     let mut options = String::from("mode=0755");
     if let Some(limit) = volume.size_limit {
         options.push_str(&format!(",size={limit}"));
     }
-    mount(Some("tmpfs"), staging, Some("tmpfs"), FLAGS, Some(options.as_str()))
-        .map_err(|errno| Error::os(format!("mount a tmpfs at {}", staging.display()), errno.into()))?;
+    mount(Some("tmpfs"), target, Some("tmpfs"), FLAGS, Some(options.as_str()))
+        .map_err(|errno| Error::os(format!("mount a tmpfs at {}", target.display()), errno.into()))?;
     if !volume.files.is_empty() {
-        write_payload(staging, &volume.files)?;
+        write_payload(target, &volume.files)?;
     }
-    let root = std::fs::canonicalize(staging).map_err(|error| Error::os("resolve the volume's root", error))?;
-    for mount in &volume.mounts {
-        bind(&root, mount)?;
+    std::fs::canonicalize(target).map_err(|error| Error::os("resolve the volume's root", error))
+}
+
+/// Binds the volume at `root` at each of `mounts`, then makes those that ask read-only (after
+/// every bind: a bind of a read-only mount would be read-only too).
+fn bind_all<'a>(root: &Path, mounts: impl Iterator<Item = &'a VolumeMount> + Clone) -> Result<(), Error> {
+    for mount in mounts.clone() {
+        bind(root, mount)?;
     }
-    Ok(())
+    mounts.filter(|mount| mount.read_only).try_for_each(|mount| make_read_only(&mount.path))
 }
 
 /// Binds the volume at `root` (or the mount's `subPath` in it) at the mount's path.
@@ -155,17 +185,16 @@ fn bind(root: &Path, volume_mount: &VolumeMount) -> Result<(), Error> {
             .map_err(os(format!("make {}", target.display())))?;
     }
     mount(Some(source.as_path()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|errno| Error::os(format!("bind the volume at {}", target.display()), errno.into()))?;
-    if volume_mount.read_only {
-        make_read_only(target)?;
-    }
-    Ok(())
+        .map_err(|errno| Error::os(format!("bind the volume at {}", target.display()), errno.into()))
 }
 
 /// Inside the pod's mount namespace: replaces the volume's files with `volume.files`, all at
 /// once (see the module's note), through a mount of the whole volume (made writable for the
 /// moment it takes if it is read-only). A volume mounted only by `subPath` is left as it is.
 pub(crate) fn update_volume(volume: &Volume) -> Result<(), Error> {
+    if volume.host_path.is_some() {
+        return Ok(()); // the node's own files: nothing of ours to write
+    }
     let Some(whole) = volume.mounts.iter().find(|mount| mount.sub_path.is_none()) else { return Ok(()) };
     let target = &whole.path;
     if whole.read_only {
@@ -312,6 +341,7 @@ mod tests {
             files: vec![file("a")],
             size_limit: None,
             mounts: vec![VolumeMount { path: target.clone(), sub_path: sub_path.map(Into::into), read_only: true }],
+            host_path: None,
         };
         let seen = in_own_mount_namespace(|| {
             mount_volume(&volume(None), &staging).unwrap();

@@ -243,6 +243,7 @@ fn volumes_are_mounted_in_the_pod_only() {
                     at(&one_key, Some("token"), true),
                     at(&sub_dir, Some("nested/dir"), true),
                 ],
+                host_path: None,
             },
             Volume {
                 name: "scratch".into(),
@@ -253,6 +254,7 @@ fn volumes_are_mounted_in_the_pod_only() {
                     at(&shared, None, true),
                     at(&scratch_part, Some("part"), false),
                 ],
+                host_path: None,
             },
         ];
         let sandbox = PodSandbox::create(&config).expect("sandbox");
@@ -285,6 +287,7 @@ fn volumes_are_mounted_in_the_pod_only() {
             files: vec![token(b"n3w")],
             size_limit: None,
             mounts: vec![at(&secrets, None, true), at(&one_key, Some("token"), true)],
+            host_path: None,
         };
         sandbox.update_volume(&changed).expect("the volume is updated");
         runtime().block_on(async {
@@ -317,6 +320,7 @@ fn a_sub_path_cannot_lead_out_of_its_volume() {
             files: vec![],
             size_limit: None,
             mounts: vec![at(&host_dir.path().join("x"), Some("../../etc"), true)],
+            host_path: None,
         }];
         let error = PodSandbox::create(&config).map(|_| ()).expect_err("refused").to_string();
         assert!(error.contains("subPath") && error.contains("without '..'"), "{error}");
@@ -348,7 +352,7 @@ fn read_only_volumes_are_made_while_processes_start() {
                     .collect();
                 let path = host_dir.path().join(format!("v{n}"));
                 let mounts = vec![at(&path, None, true)];
-                config.volumes = vec![Volume { name: "v".into(), files, size_limit: None, mounts }];
+                config.volumes = vec![Volume { name: "v".into(), files, mounts, ..Volume::default() }];
                 let made = PodSandbox::create(&config);
                 if made.is_err() {
                     stop.store(true, Ordering::Relaxed);

@@ -396,7 +396,10 @@ impl PodWorker {
         for warning in &resolver.warnings {
             self.shared.events.record(&self.pod, None, "Warning", "DNSConfigForming", warning);
         }
-        let volumes = match self.volumes(&namespace).await {
+        let volumes = match self.volumes(&namespace).await.and_then(|volumes| {
+            volumes::prepare_host_paths(&self.pod)?;
+            Ok(volumes)
+        }) {
             Ok(volumes) => volumes,
             Err(message) => {
                 // The containers stay ContainerCreating, as the kubelet leaves them.
@@ -508,7 +511,7 @@ impl PodWorker {
     /// (a `subPath` mount keeps what it was bound to, as the kubelet's).
     fn refreshable(&self) -> bool {
         let whole_read_only = |volume: &frontdoor_netns::Volume| {
-            volume.mounts.iter().any(|mount| mount.read_only && mount.sub_path.is_none())
+            volume.host_path.is_none() && volume.mounts.iter().any(|mount| mount.read_only && mount.sub_path.is_none())
         };
         self.sandbox.is_some() && self.mounted.iter().any(whole_read_only)
     }

@@ -3,8 +3,10 @@
 //! among them) become read-only volumes of their files, `emptyDir` an empty writable one. Each
 //! volume is one set of files, seen at every `mountPath` (or `subPath` of it) its containers
 //! give (the pod's containers share one mount namespace here, so a path is mounted once, for
-//! the first container that names it). Other volume types (`hostPath`, claims) are not rendered:
-//! containers see the host's files there. `subPathExpr` is not supported and is reported.
+//! the first container that names it). A `hostPath` volume binds the node's own directory or
+//! file ([`prepare_host_paths`] checks its type first). Other volume types (claims) are not
+//! rendered: containers see the host's files there. `subPathExpr` is not supported and is
+//! reported.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -72,10 +74,11 @@ fn render_one(
     if let Some(mount) = mounts.iter().find(|m| m.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())) {
         return Some(Err(failed(format!("subPathExpr mounts are not supported (at {})", mount.mount_path))));
     }
+    let host_path = volume.host_path.as_ref().map(|source| PathBuf::from(&source.path));
     let files = match files_of(pod, volume, sources) {
         Err(why) => return Some(Err(failed(why))),
         Ok(Some(files)) => files,
-        Ok(None) if volume.empty_dir.is_some() => Vec::new(),
+        Ok(None) if volume.empty_dir.is_some() || host_path.is_some() => Vec::new(),
         Ok(None) => return None,
     };
     let size_limit = volume.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()).and_then(|q| bytes(&q.0));
@@ -85,10 +88,70 @@ fn render_one(
             path: PathBuf::from(&mount.mount_path),
             sub_path: mount.sub_path.as_deref().filter(|p| !p.is_empty()).map(PathBuf::from),
             // Kubernetes mounts ConfigMap, Secret, downward API and projected volumes read-only.
-            read_only: mount.read_only == Some(true) || volume.empty_dir.is_none(),
+            read_only: mount.read_only == Some(true) || (volume.empty_dir.is_none() && host_path.is_none()),
         })
         .collect();
-    Some(Ok(Volume { name: volume.name.clone(), files, size_limit, mounts }))
+    Some(Ok(Volume { name: volume.name.clone(), files, size_limit, mounts, host_path }))
+}
+
+/// Checks (or makes) what the pod's `hostPath` volumes name on this node, as the kubelet does
+/// before it mounts them: `DirectoryOrCreate` and `FileOrCreate` are made (0755, 0644; a file's
+/// directory must be there), `Directory`, `File`, `Socket`, `CharDevice` and `BlockDevice` must
+/// be of that kind, and no type (or an empty one) takes whatever is there, nothing included.
+/// `Err` is the kubelet's `FailedMount` message. Touches the node's filesystem.
+pub fn prepare_host_paths(pod: &Pod) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+    for (volume, _) in mounted(pod) {
+        let Some(source) = &volume.host_path else { continue };
+        let failed = |why: String| format!("MountVolume.SetUp failed for volume \"{}\" : {why}", volume.name);
+        let path = std::path::Path::new(&source.path);
+        let kind = source.type_.as_deref().unwrap_or_default();
+        let found = std::fs::metadata(path).ok().map(|meta| meta.file_type());
+        let check_failed = |what: &str| failed(format!("hostPath type check failed: {} is not a {what}", source.path));
+        match (kind, found) {
+            ("DirectoryOrCreate", None) => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(path)
+                .map_err(|error| failed(format!("making directory {}: {error}", source.path)))?,
+            ("FileOrCreate", None) => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o644)
+                    .open(path)
+                    .map_err(|error| failed(format!("making file {}: {error}", source.path)))?;
+            }
+            ("Directory" | "DirectoryOrCreate", found) if !found.is_some_and(|kind| kind.is_dir()) => {
+                return Err(check_failed("directory"))
+            }
+            ("File" | "FileOrCreate", found) if !found.is_some_and(|kind| kind.is_file()) => {
+                return Err(check_failed("file"))
+            }
+            ("Socket", found) if !found.is_some_and(|kind| kind.is_socket()) => {
+                return Err(check_failed("socket file"))
+            }
+            ("CharDevice", found) if !found.is_some_and(|kind| kind.is_char_device()) => {
+                return Err(check_failed("character device"))
+            }
+            ("BlockDevice", found) if !found.is_some_and(|kind| kind.is_block_device()) => {
+                return Err(check_failed("block device"))
+            }
+            (
+                "" | "Directory" | "DirectoryOrCreate" | "File" | "FileOrCreate" | "Socket" | "CharDevice"
+                | "BlockDevice",
+                _,
+            ) => {}
+            (other, _) => return Err(failed(format!("invalid HostPathType {other}"))),
+        }
+        // No type and nothing there: the kubelet binds whatever the runtime makes (a directory).
+        if kind.is_empty() && std::fs::symlink_metadata(path).is_err() {
+            std::fs::create_dir_all(path)
+                .map_err(|error| failed(format!("making directory {}: {error}", source.path)))?;
+        }
+    }
+    Ok(())
 }
 
 /// The volumes the containers mount, in the order of their first mount (init containers
@@ -352,7 +415,11 @@ mod tests {
                 json!({"mountPath": "/scratch"}),
                 vec![("/scratch".into(), false, vec![])],
             ),
-            (json!({"hostPath": {"path": "/data"}}), json!({"mountPath": "/data"}), vec![]),
+            (
+                json!({"hostPath": {"path": "/data"}}),
+                json!({"mountPath": "/data"}),
+                vec![("/data".into(), false, vec![])],
+            ),
             (
                 json!({"configMap": {"name": "missing", "optional": true}}),
                 json!({"mountPath": "/opt"}),
@@ -475,6 +542,66 @@ mod tests {
                 ("site", 3, vec![mount("/etc/nginx/nginx.conf", Some("nginx.conf"), true), mount("/srv", None, true)]),
             ]
         );
+    }
+
+    #[test]
+    fn host_paths_are_checked_or_made_as_the_kubelet_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(dir.path().join("a-file"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+        let with = |path: String, kind: &str| {
+            let mut source = json!({"path": path});
+            if !kind.is_empty() {
+                source["type"] = json!(kind);
+            }
+            with_volume(json!({"hostPath": source}), json!({"mountPath": "/in-pod"}))
+        };
+        let cases = [
+            (at("made/deep"), "DirectoryOrCreate", Ok(())),
+            (at("a-dir"), "Directory", Ok(())),
+            (
+                at("missing"),
+                "Directory",
+                Err(format!("hostPath type check failed: {} is not a directory", at("missing"))),
+            ),
+            (
+                at("a-file"),
+                "Directory",
+                Err(format!("hostPath type check failed: {} is not a directory", at("a-file"))),
+            ),
+            (
+                at("a-file"),
+                "DirectoryOrCreate",
+                Err(format!("hostPath type check failed: {} is not a directory", at("a-file"))),
+            ),
+            (at("new-file"), "FileOrCreate", Ok(())),
+            (at("a-file"), "File", Ok(())),
+            (at("a-dir"), "File", Err(format!("hostPath type check failed: {} is not a file", at("a-dir")))),
+            (at("a-file"), "Socket", Err(format!("hostPath type check failed: {} is not a socket file", at("a-file")))),
+            (
+                at("a-file"),
+                "BlockDevice",
+                Err(format!("hostPath type check failed: {} is not a block device", at("a-file"))),
+            ),
+            (at("a-file"), "", Ok(())),
+            (at("untyped"), "", Ok(())),
+            (at("a-dir"), "Pipe", Err("invalid HostPathType Pipe".to_string())),
+        ];
+        for (path, kind, expected) in cases {
+            let expected = expected.map_err(|why| format!("MountVolume.SetUp failed for volume \"v\" : {why}"));
+            assert_eq!(prepare_host_paths(&with(path.clone(), kind)), expected, "{path} {kind}");
+        }
+        assert!(dir.path().join("made/deep").is_dir() && dir.path().join("untyped").is_dir());
+        assert!(dir.path().join("new-file").is_file());
+        // Rendered: the node's path, writable unless the mount says otherwise, no files.
+        let pod =
+            with_volume(json!({"hostPath": {"path": at("a-dir")}}), json!({"mountPath": "/logs", "readOnly": true}));
+        let volumes = render(&pod, &sources()).unwrap();
+        assert_eq!(volumes[0].host_path.as_deref(), Some(dir.path().join("a-dir").as_path()));
+        assert_eq!((volumes[0].files.len(), volumes[0].mounts[0].read_only), (0, true));
+        let pod = with_volume(json!({"hostPath": {"path": at("a-dir")}}), json!({"mountPath": "/logs"}));
+        assert!(!render(&pod, &sources()).unwrap()[0].mounts[0].read_only);
     }
 
     #[test]
