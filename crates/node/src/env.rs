@@ -95,33 +95,12 @@ pub(crate) fn field_value(pod: &Pod, path: &str) -> Option<String> {
 /// (`fieldpath.FormatMap`): `key="value"` lines in key order, each value quoted as Go's `%q`,
 /// no newline after the last.
 fn format_map(map: Option<&std::collections::BTreeMap<String, String>>) -> String {
-    let lines: Vec<String> =
-        map.into_iter().flatten().map(|(key, value)| format!("{key}={}", go_quote(value))).collect();
+    let lines: Vec<String> = map
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{key}={}", frontdoor_validation::go_quote(value)))
+        .collect();
     lines.join("\n")
-}
-
-/// `strconv.Quote`: double quotes, with `"`, `\\` and control characters escaped as Go escapes them.
-fn go_quote(value: &str) -> String {
-    let mut quoted = String::with_capacity(value.len() + 2);
-    quoted.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\u{7}' => quoted.push_str("\\a"),
-            '\u{8}' => quoted.push_str("\\b"),
-            '\u{c}' => quoted.push_str("\\f"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            '\u{b}' => quoted.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => quoted.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// Expands `$(VAR)` references from `known`; `$$(VAR)` escapes; unknown references stay as written.

@@ -3,7 +3,7 @@
 //! `null`.
 
 /// Go's `strconv.Quote`: printable characters kept, the usual escapes, `\xNN`/`\uNNNN` otherwise.
-pub(crate) fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

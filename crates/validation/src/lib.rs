@@ -28,6 +28,9 @@ pub mod ingress;
 pub mod service;
 pub mod workloads;
 
+/// Go's `strconv.Quote` (`%q`), for whatever else must print a string as Go does.
+pub use gofmt::quote as go_quote;
+
 #[cfg(test)]
 mod seeds;
 
