@@ -75,24 +75,34 @@ pub fn announce_address(address: Ipv4Addr, except: &str) -> Result<Option<String
 /// Stops answering for `address`: removes the /32s of it that [`announce_address`] added (those
 /// marked [`ANNOUNCED_PROTOCOL`]; the same address put there by anyone else stays). Returns
 /// whether there was one.
+///
+/// A kernel older than Linux 5.18 keeps no mark: there every /32 of the address goes, as before
+/// marks were used.
 pub fn withdraw_address(address: Ipv4Addr) -> Result<bool, Error> {
-    Ok(!withdraw(|announced| announced == address)?.is_empty())
+    Ok(!withdraw(|announced| announced == address, kernel_keeps_marks())?.is_empty())
 }
 
 /// Removes every address [`announce_address`] added in the calling thread's network namespace,
 /// whatever it was for: what a node that stops, or `frontdoor cleanup` after a crash, leaves no
 /// load-balancer address behind with. Returns the interfaces' names and the addresses removed.
+///
+/// A kernel older than Linux 5.18 keeps no mark, so nothing tells frontdoor's addresses from
+/// others there: nothing is removed.
 pub fn withdraw_announced() -> Result<Vec<(String, Ipv4Addr)>, Error> {
-    withdraw(|_| true)
+    if !kernel_keeps_marks() {
+        return Ok(Vec::new());
+    }
+    withdraw(|_| true, true)
 }
 
-/// Removes the announced (/32, marked) addresses that `wanted` picks; says which, on which
-/// interface.
-fn withdraw(wanted: impl Fn(Ipv4Addr) -> bool) -> Result<Vec<(String, Ipv4Addr)>, Error> {
+/// Removes the /32s that `wanted` picks, only those marked as announced if `marked_only`; says
+/// which, on which interface.
+fn withdraw(wanted: impl Fn(Ipv4Addr) -> bool, marked_only: bool) -> Result<Vec<(String, Ipv4Addr)>, Error> {
     let mut socket = RouteSocket::open().map_err(|e| os("open netlink socket", e))?;
+    let ours = |held: &HeldAddress| !marked_only || held.protocol == Some(ANNOUNCED_PROTOCOL);
     let held: Vec<HeldAddress> = list_addresses(&mut socket)?
         .into_iter()
-        .filter(|held| held.prefix_len == 32 && held.protocol == Some(ANNOUNCED_PROTOCOL) && wanted(held.address))
+        .filter(|held| held.prefix_len == 32 && ours(held) && wanted(held.address))
         .collect();
     if held.is_empty() {
         return Ok(Vec::new());
@@ -107,6 +117,26 @@ fn withdraw(wanted: impl Fn(Ipv4Addr) -> bool) -> Result<Vec<(String, Ipv4Addr)>
         removed.push((name.unwrap_or_else(|| index.to_string()), address));
     }
     Ok(removed)
+}
+
+/// Whether this kernel keeps an address's protocol mark (`IFA_PROTO`: Linux 5.18 and later;
+/// an older one ignores it).
+fn kernel_keeps_marks() -> bool {
+    static KEEPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEEPS.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or(true, |release| release_at_least(&release, (5, 18)))
+    })
+}
+
+/// Whether a kernel release (`6.18.44-fc`, `5.4.0-150-generic`) is at least `major.minor`; one
+/// that cannot be read is taken to be.
+fn release_at_least(release: &str, wanted: (u32, u32)) -> bool {
+    let mut numbers = release.trim().split(|c: char| !c.is_ascii_digit()).map(str::parse::<u32>);
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= wanted,
+        _ => true,
+    }
 }
 
 fn os(what: &str, error: io::Error) -> Error {
@@ -404,6 +434,21 @@ mod tests {
             assert_eq!(default_route_address().unwrap(), Some(ip("192.168.77.2")));
         })
         .unwrap();
+    }
+
+    #[test]
+    fn kernel_releases_compared() {
+        for (release, at_least) in [
+            ("6.18.44-fc-v1272\n", true),
+            ("5.18.0", true),
+            ("5.17.15-arch1", false),
+            ("5.4.0-150-generic", false),
+            ("4.19.0", false),
+            ("10.0", true),
+            ("garbage", true),
+        ] {
+            assert_eq!(release_at_least(release, (5, 18)), at_least, "{release}");
+        }
     }
 
     /// The /32s of `address` on any link, each with its mark.
