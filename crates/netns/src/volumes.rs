@@ -274,34 +274,24 @@ fn write_payload(target: &Path, files: &[VolumeFile]) -> Result<(), Error> {
     Ok(())
 }
 
-/// `..2026_12_06_20_30_00.123456789`, as the kubelet names them (UTC here), unique within the
-/// volume: a name taken by the directory being replaced gets a suffix.
+/// `..2026_12_06_20_30_00.123456789`, as the kubelet names them (UTC here), for now: strictly
+/// later than the name before it, so two writes in the same nanosecond still differ.
 fn timestamp_dir_name() -> String {
     static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    // Strictly increasing across calls, so two writes in the same nanosecond differ.
     let nanos = {
         let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *last = (*last + 1).max(now.as_nanos());
         *last
     };
-    let (secs, sub) = ((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!("..{year:04}_{month:02}_{day:02}_{:02}_{:02}_{:02}.{sub:09}", rest / 3600, rest % 3600 / 60, rest % 60)
+    dir_name(nanos)
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+/// The directory name for `nanos` after the Unix epoch.
+fn dir_name(nanos: u128) -> String {
+    let (secs, sub) = ((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32);
+    let at = chrono::DateTime::from_timestamp(secs, sub).unwrap_or_default();
+    at.format("..%Y_%m_%d_%H_%M_%S.%f").to_string()
 }
 
 fn write_file(path: &Path, file: &VolumeFile) -> std::io::Result<()> {
@@ -336,15 +326,15 @@ mod tests {
     fn the_staging_directory_goes_once_the_mounts_are_made_or_failed() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, target) = (dir.path().join("staging"), dir.path().join("target"));
-        let volume = |sub_path: Option<&str>| Volume {
+        let volume = Volume {
             name: "v".into(),
             files: vec![file("a")],
             size_limit: None,
-            mounts: vec![VolumeMount { path: target.clone(), sub_path: sub_path.map(Into::into), read_only: true }],
+            mounts: vec![VolumeMount { path: target.clone(), sub_path: None, read_only: true }],
             host_path: None,
         };
         let seen = in_own_mount_namespace(|| {
-            mount_volume(&volume(None), &staging).unwrap();
+            mount_volume(&volume, &staging).unwrap();
             let made = std::fs::read_to_string(target.join("a")).unwrap();
             // A bind that cannot be made (a directory's subPath onto a file) fails, and still
             // leaves no staging directory behind.
@@ -355,7 +345,7 @@ mod tests {
                     sub_path: Some("dir".into()),
                     read_only: false,
                 }],
-                ..volume(None)
+                ..volume.clone()
             };
             let failed = mount_volume(&bad, &staging).is_err();
             (made, failed, staging.exists())
@@ -367,10 +357,10 @@ mod tests {
 
     #[test]
     fn timestamped_directories_are_named_as_the_kubelets() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_428), (2025, 12, 6));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        let day = 86_400 * 1_000_000_000u128;
+        assert_eq!(dir_name(0), "..1970_01_01_00_00_00.000000000");
+        assert_eq!(dir_name(20_428 * day + 73_800_000_000_007), "..2025_12_06_20_30_00.000000007");
+        assert_eq!(dir_name(19_782 * day + 86_399_123_456_789), "..2024_02_29_23_59_59.123456789");
         let (a, b) = (timestamp_dir_name(), timestamp_dir_name());
         assert!(a.starts_with("..20") && a.len() == "..2026_12_06_20_30_00.123456789".len(), "{a}");
         assert!(a < b, "{a} then {b}");
