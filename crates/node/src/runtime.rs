@@ -304,21 +304,22 @@ impl PodWorker {
                 Some(pod) => worker.pod = pod,
             }
             if mount_failures == 0 {
-                if !worker.refreshable() {
-                    if updates.changed().await.is_err() {
-                        break false;
-                    }
-                    continue;
-                }
                 // As the kubelet's periodic sync: what the volumes' ConfigMaps, Secrets and the
-                // pod's own metadata say now is written into the running pod's volumes.
-                // A deadline of its own, so that changes to the pod (its status written) do not
+                // pod's own metadata say now is written into the running pod's volumes, on a
+                // deadline of its own, so that changes to the pod (its status written) do not
                 // put the sync off.
-                let sync_at =
-                    *next_sync.get_or_insert_with(|| tokio::time::Instant::now() + worker.shared.config.sync_frequency);
+                let sync_at = worker.refreshable().then(|| {
+                    *next_sync.get_or_insert_with(|| tokio::time::Instant::now() + worker.shared.config.sync_frequency)
+                });
+                let sync = async {
+                    match sync_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     changed = updates.changed() => if changed.is_err() { break false },
-                    () = tokio::time::sleep_until(sync_at) => {
+                    () = sync => {
                         worker.refresh_volumes().await;
                         next_sync = None;
                     }
@@ -507,8 +508,8 @@ impl PodWorker {
     }
 
     /// Whether the running pod has volumes whose files can change (a ConfigMap's, a Secret's, the
-    /// downward API's: every volume but an `emptyDir`, which the pod alone writes) mounted whole
-    /// (a `subPath` mount keeps what it was bound to, as the kubelet's).
+    /// downward API's: not an `emptyDir`, which the pod alone writes, nor a `hostPath`, the
+    /// node's own) mounted whole (a `subPath` mount keeps what it was bound to, as the kubelet's).
     fn refreshable(&self) -> bool {
         let whole_read_only = |volume: &frontdoor_netns::Volume| {
             volume.host_path.is_none() && volume.mounts.iter().any(|mount| mount.read_only && mount.sub_path.is_none())
@@ -544,14 +545,16 @@ impl PodWorker {
                 continue;
             }
             let (sandbox, update) = (sandbox.clone(), volume.clone());
-            let updated = tokio::task::spawn_blocking(move || sandbox.update_volume(&update)).await;
+            let updated =
+                tokio::task::spawn_blocking(move || sandbox.update_volume(&update).map_err(|e| e.to_string()))
+                    .await
+                    .unwrap_or_else(|joined| Err(joined.to_string()));
             match updated {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     tracing::debug!(pod = %name, namespace, volume = volume.name, "volume refreshed");
                     self.mounted[position] = volume;
                 }
-                Ok(Err(error)) => tracing::warn!(pod = %name, namespace, %error, "refreshing a volume"),
-                Err(error) => tracing::warn!(pod = %name, namespace, %error, "refreshing a volume"),
+                Err(error) => tracing::warn!(pod = %name, namespace, error, "refreshing a volume"),
             }
         }
     }

@@ -97,7 +97,8 @@ fn render_one(
 /// Checks (or makes) what the pod's `hostPath` volumes name on this node, as the kubelet does
 /// before it mounts them: `DirectoryOrCreate` and `FileOrCreate` are made (0755, 0644; a file's
 /// directory must be there), `Directory`, `File`, `Socket`, `CharDevice` and `BlockDevice` must
-/// be of that kind, and no type (or an empty one) takes whatever is there, nothing included.
+/// be of that kind, and no type (or an empty one) takes whatever is there, a directory made
+/// where nothing is.
 /// `Err` is the kubelet's `FailedMount` message. Touches the node's filesystem.
 pub fn prepare_host_paths(pod: &Pod) -> Result<(), String> {
     use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
@@ -109,7 +110,8 @@ pub fn prepare_host_paths(pod: &Pod) -> Result<(), String> {
         let found = std::fs::metadata(path).ok().map(|meta| meta.file_type());
         let check_failed = |what: &str| failed(format!("hostPath type check failed: {} is not a {what}", source.path));
         match (kind, found) {
-            ("DirectoryOrCreate", None) => std::fs::DirBuilder::new()
+            // No type and nothing there: the kubelet binds what the runtime makes, a directory.
+            ("DirectoryOrCreate" | "", None) => std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
                 .create(path)
@@ -144,11 +146,6 @@ pub fn prepare_host_paths(pod: &Pod) -> Result<(), String> {
                 _,
             ) => {}
             (other, _) => return Err(failed(format!("invalid HostPathType {other}"))),
-        }
-        // No type and nothing there: the kubelet binds whatever the runtime makes (a directory).
-        if kind.is_empty() && std::fs::symlink_metadata(path).is_err() {
-            std::fs::create_dir_all(path)
-                .map_err(|error| failed(format!("making directory {}: {error}", source.path)))?;
         }
     }
     Ok(())
@@ -219,17 +216,12 @@ fn config_map_files(
     optional: Option<bool>,
     mode: i32,
 ) -> Result<Vec<VolumeFile>, String> {
-    let optional = optional == Some(true);
-    let entries = match sources.config_maps.get(name) {
-        Some(map) => {
-            let text = map.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
-            let binary = map.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
-            text.chain(binary).collect()
-        }
-        None if optional => BTreeMap::new(),
-        None => return Err(format!("configmap \"{name}\" not found")),
-    };
-    select("configmap", entries, items, optional, mode)
+    let entries = sources.config_maps.get(name).map(|map| {
+        let text = map.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
+        let binary = map.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
+        text.chain(binary).collect()
+    });
+    select("configmap", name, entries, items, optional == Some(true), mode)
 }
 
 /// The files of a Secret, as a `secret` volume or a projected volume's source holds them.
@@ -240,28 +232,30 @@ fn secret_files(
     optional: Option<bool>,
     mode: i32,
 ) -> Result<Vec<VolumeFile>, String> {
-    let optional = optional == Some(true);
-    let entries = match sources.secrets.get(name) {
-        Some(secret) => {
-            let data = secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
-            let text = secret.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
-            data.chain(text).collect()
-        }
-        None if optional => BTreeMap::new(),
-        None => return Err(format!("secret \"{name}\" not found")),
-    };
-    select("secret", entries, items, optional, mode)
+    let entries = sources.secrets.get(name).map(|secret| {
+        let data = secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
+        let text = secret.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()));
+        data.chain(text).collect()
+    });
+    select("secret", name, entries, items, optional == Some(true), mode)
 }
 
-/// Every key as a file of its name, or only the listed items at their paths (a missing key is
-/// an error unless the source is optional).
+/// Every key of the `kind` object `name` (its `entries`, `None` when it is not there) as a file
+/// of its name, or only the listed items at their paths. A missing object or key is an error
+/// unless the source is optional.
 fn select(
     kind: &str,
-    entries: BTreeMap<String, Vec<u8>>,
+    name: &str,
+    entries: Option<BTreeMap<String, Vec<u8>>>,
     items: Option<&[KeyToPath]>,
     optional: bool,
     mode: i32,
 ) -> Result<Vec<VolumeFile>, String> {
+    let entries = match entries {
+        Some(entries) => entries,
+        None if optional => BTreeMap::new(),
+        None => return Err(format!("{kind} \"{name}\" not found")),
+    };
     let Some(items) = items.filter(|items| !items.is_empty()) else {
         return Ok(entries.into_iter().map(|(key, contents)| file(&key, contents, mode)).collect());
     };
