@@ -172,18 +172,8 @@ spec:
     }
 
     // A pod whose ConfigMap is not there yet waits, saying why, and starts once it is.
-    let waiting = format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: later
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    command: [sleep, '600']
-    volumeMounts:
+    let mounts = format!(
+        "    volumeMounts:
     - name: conf
       mountPath: {conf}
   volumes:
@@ -193,7 +183,7 @@ spec:
 ",
         conf = at("conf")
     );
-    fd.apply(&waiting);
+    fd.apply(&pod("later", "", &mounts));
     let told = wait_until(Duration::from_secs(20), || {
         let events = fd
             .kubectl_ok("1.33", &["get", "events", "--field-selector", "involvedObject.name=later,reason=FailedMount"]);
@@ -368,18 +358,8 @@ fn host_path_volumes_bind_the_nodes_files() {
     let at = |name: &str| root.path().join(name).display().to_string();
     std::fs::create_dir(root.path().join("logs")).unwrap();
     std::fs::write(root.path().join("logs/node.log"), "from the node\n").unwrap();
-    let manifest = format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: collector
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    command: [sleep, '600']
-    volumeMounts:
+    let mounts = format!(
+        "    volumeMounts:
     - {{name: logs, mountPath: {seen}, readOnly: true}}
     - {{name: state, mountPath: {state_in_pod}}}
   volumes:
@@ -393,7 +373,7 @@ spec:
         state = at("state"),
         state_in_pod = at("state-in-pod"),
     );
-    fd.apply(&manifest);
+    fd.apply(&pod("collector", "", &mounts));
     wait_ready(&fd, "collector");
     assert_eq!(run_in(&fd, "collector", &format!("cat {}/node.log", at("seen"))), (true, "from the node\n".into()));
     let (ok, _) = run_in(&fd, "collector", &format!("touch {}/x", at("seen")));
@@ -408,24 +388,14 @@ spec:
 
     // The wrong type: the pod waits, saying why, as the kubelet's FailedMount.
     let wrong = format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: wrong
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: busybox
-    command: [sleep, '600']
-    volumeMounts: [{{name: f, mountPath: /in-pod}}]
+        "    volumeMounts: [{{name: f, mountPath: /in-pod}}]
   volumes:
   - name: f
     hostPath: {{path: {log}, type: Directory}}
 ",
         log = at("logs/node.log")
     );
-    fd.apply(&wrong);
+    fd.apply(&pod("wrong", "", &wrong));
     let told = wait_until(Duration::from_secs(20), || {
         let events = fd
             .kubectl_ok("1.33", &["get", "events", "--field-selector", "involvedObject.name=wrong,reason=FailedMount"]);
