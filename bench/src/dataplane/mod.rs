@@ -275,9 +275,18 @@ fn print_programming(p: &programming::Programming) {
 fn print_throughput(t: &throughput::Throughput) {
     println!();
     println!(
-        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; wrk -t1 -c16 -d4s from the node and from another pod, median of 3 interleaved rounds; with nft, also through one static dnat rule to a third port: the floor of any NAT data plane)",
-        t.cluster_ip, t.pod_ip
+        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; wrk -t1 -c{} -d{}s from the node and from another pod, median of {} interleaved rounds; with nft, also through one static dnat rule to a third port: the floor of any NAT data plane)",
+        t.cluster_ip, t.pod_ip, throughput::CONNECTIONS, throughput::SECONDS, throughput::ROUNDS
     );
+    match t.connected_peer {
+        Some(peer) if peer.ip() == t.pod_ip => println!(
+            "  a socket connected to the ClusterIP from the node has the pod as its peer ({peer}): frontdoor's connect-time balancer chose the endpoint, no packet is NATed"
+        ),
+        Some(peer) => println!(
+            "  a socket connected to the ClusterIP from the node has {peer} as its peer: the nftables rules NAT each packet (no connect-time balancer)"
+        ),
+        None => println!("  (could not connect to the ClusterIP from the bench to see how it is served)"),
+    }
     for mode in &t.modes {
         let floor = mode.floor.map_or(String::new(), |f| {
             format!("; one static dnat rule {:.0} req/s, p99 {:.2} ms", f.requests_per_second, ms(f.p99))

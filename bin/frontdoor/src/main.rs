@@ -113,6 +113,11 @@ struct UpArgs {
     /// `frontdoor_ingress::access`).
     #[arg(long)]
     ingress_access_log: bool,
+    /// Balance TCP connections to ClusterIPs from this node and its pods at connect() (a BPF
+    /// program on the cgroup connect4 hook, as Cilium's socket LB): such connections go straight
+    /// to an endpoint, with no per-packet NAT. `false`: the nftables rules alone, as kube-proxy.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    socket_lb: bool,
     /// How often running pods' ConfigMap, Secret, downward API and projected volumes are
     /// refreshed with what their sources hold now (the kubelet's --sync-frequency).
     #[arg(long, default_value = "1m")]
@@ -225,8 +230,10 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     // One client-side runtime for every component: one watch per resource serves them all.
     let (stop, shutdown) = Shutdown::new();
     let factory = InformerFactory::new(client.clone(), metrics, shutdown);
-    let node = if args.without_node { None } else { Some(start_node(&server, &factory, &args).await?) };
-    let proxy = if args.without_node { None } else { Some(start_proxy(&factory, &args)?) };
+    let balancer = if args.without_node || !args.socket_lb { None } else { attach_socket_lb() };
+    let scope = balancer.as_ref().map(|b| b.lock().unwrap_or_else(std::sync::PoisonError::into_inner).scope());
+    let node = if args.without_node { None } else { Some(start_node(&server, &factory, &args, scope).await?) };
+    let proxy = if args.without_node { None } else { Some(start_proxy(&factory, &args, balancer)?) };
     if !args.without_node {
         start_load_balancers(&factory, &args)?;
         start_dns(&factory, &args)?;
@@ -460,8 +467,33 @@ fn start_dns(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The connect-time balancer, attached to the cgroup v2 root with this node's network
+/// namespace in its scope (the pods' join as they start); `None`, with a log line saying why,
+/// where the kernel offers no cgroup v2 or BPF: the nftables rules serve ClusterIPs alone.
+fn attach_socket_lb() -> Option<std::sync::Arc<std::sync::Mutex<frontdoor_socket_lb::SocketBalancer>>> {
+    let attached = frontdoor_socket_lb::open_cgroup2_root().and_then(|(directory, root)| {
+        let balancer = frontdoor_socket_lb::SocketBalancer::attach(&directory)?;
+        balancer.scope().add(frontdoor_socket_lb::current_netns_cookie()?)?;
+        Ok((balancer, root))
+    });
+    match attached {
+        Ok((balancer, root)) => {
+            tracing::info!(cgroup = %root.display(), "connect-time load balancing attached");
+            Some(std::sync::Arc::new(std::sync::Mutex::new(balancer)))
+        }
+        Err(error) => {
+            tracing::info!(%error, "connect-time load balancing unavailable: the nftables rules serve ClusterIPs alone");
+            None
+        }
+    }
+}
+
 /// Starts the service proxy (nftables over netlink) for this node.
-fn start_proxy(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+fn start_proxy(
+    factory: &InformerFactory,
+    args: &UpArgs,
+    socket_lb: Option<std::sync::Arc<std::sync::Mutex<frontdoor_socket_lb::SocketBalancer>>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let service_cidr = frontdoor_proxy::SourceRange::parse(&args.service_cidr)
         .with_context(|| format!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr))?;
     let cluster_cidr = frontdoor_proxy::SourceRange::parse(&args.cluster_cidr)
@@ -474,6 +506,7 @@ fn start_proxy(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<tokio
         metrics_address: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
         healthz_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
         remove_table_on_exit: true,
+        socket_lb,
     };
     let factory = factory.clone();
     Ok(tokio::spawn(async move {
@@ -488,6 +521,7 @@ async fn start_node(
     server: &frontdoor_apiserver::ApiServer,
     factory: &InformerFactory,
     args: &UpArgs,
+    socket_lb_scope: Option<frontdoor_socket_lb::Scope>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = factory.client();
     let pod_cidr = frontdoor_node::PodCidr::parse(&args.pod_cidr)?;
@@ -506,6 +540,7 @@ async fn start_node(
         service_network: Some(service_network(args)?),
         service_account_token: Some(server.token().to_string()),
         sync_frequency: args.sync_frequency.0,
+        socket_lb_scope,
     };
     frontdoor_node::registration::register(&client, &config).await.context("registering the node")?;
     server.set_log_source(std::sync::Arc::new(NodeLogs(frontdoor_node::logs::LogStore::new(

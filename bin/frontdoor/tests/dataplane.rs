@@ -691,3 +691,82 @@ endpoints:
         lan.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{}:{health_port}/", lan.node_address)]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "503");
 }
+
+/// `count` TCP connections to `ip:port` from `command` (python3 run on the node or in a pod),
+/// each closed at once; the peer address each socket reports (`getpeername`).
+fn peers_of(mut command: std::process::Command, ip: &str, port: u16, count: usize) -> Vec<String> {
+    let script = format!(
+        "import socket\nfor _ in range({count}):\n    s = socket.create_connection(('{ip}', {port}), timeout=5)\n    print('%s:%d' % s.getpeername())\n    s.close()\n"
+    );
+    command.args(["python3", "-c", &script]);
+    let out = run(command);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+fn pod_addresses(fd: &Frontdoor, app: &str) -> Vec<String> {
+    let ips = fd.jsonpath(&["pods", "-l", &format!("app={app}")], "{.items[*].status.podIP}");
+    let mut ips: Vec<String> = ips.split_whitespace().map(|ip| format!("{ip}:8080")).collect();
+    ips.sort();
+    ips
+}
+
+const STRAIGHT: &str = "apiVersion: v1
+kind: Service
+metadata: {name: straight}
+spec:
+  selector: {app: straight}
+  ports: [{port: 80, targetPort: 8080}]
+";
+
+#[test]
+fn connections_to_a_cluster_ip_are_balanced_at_connect_from_the_node_and_pods() {
+    let fd = start();
+    fd.apply(&deployment("straight", 2));
+    fd.apply(STRAIGHT);
+    wait_ready_endpoints(&fd, "straight", 2);
+    let ip = cluster_ip(&fd, "straight");
+    let pods = pod_addresses(&fd, "straight");
+
+    // From the node: each socket is connected to a pod itself (no NAT on its packets), and
+    // both pods are chosen.
+    let peers = peers_of(fd.command("env"), &ip, 80, 60);
+    assert_eq!(peers.len(), 60);
+    let mut seen: Vec<String> = peers.clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, pods, "peers from the node: {peers:?}");
+
+    // From a pod, the same.
+    let pod = fd.jsonpath(&["pods", "-l", "app=straight"], "{.items[0].metadata.name}");
+    let peers = peers_of(fd.kubectl_command("1.33", &["exec", &pod, "--", "env"]), &ip, 80, 60);
+    assert!(peers.iter().all(|peer| pods.contains(peer)), "peers from a pod: {peers:?}");
+
+    // The endpoints follow the Service: one pod left, every connection goes to it.
+    fd.kubectl_ok("1.33", &["scale", "deployment", "straight", "--replicas=1"]);
+    wait_ready_endpoints(&fd, "straight", 1);
+    let followed = wait_until(Duration::from_secs(10), || {
+        let left = pod_addresses(&fd, "straight");
+        left.len() == 1 && peers_of(fd.command("env"), &ip, 80, 20).iter().all(|peer| *peer == left[0])
+    });
+    assert!(followed, "connections still reach a removed endpoint");
+
+    // Still a Service: HTTP through it answers, from the node.
+    assert_eq!(requests(&fd, &format!("http://{ip}/"), 3).len(), 3);
+}
+
+#[test]
+fn without_the_connect_time_balancer_the_rules_alone_serve_cluster_ips() {
+    let fd =
+        Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1", "--socket-lb=false"]);
+    fd.apply(&deployment("straight", 2));
+    fd.apply(STRAIGHT);
+    wait_ready_endpoints(&fd, "straight", 2);
+    let ip = cluster_ip(&fd, "straight");
+
+    // The socket stays connected to the cluster IP; the rules rewrite each packet.
+    let peers = peers_of(fd.command("env"), &ip, 80, 10);
+    assert!(peers.iter().all(|peer| *peer == format!("{ip}:80")), "{peers:?}");
+    let answers = requests(&fd, &format!("http://{ip}/"), 100);
+    assert_eq!(spread(&answers).len(), 2, "{answers:?}");
+}

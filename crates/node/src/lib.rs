@@ -79,6 +79,9 @@ pub struct NodeConfig {
     /// (ConfigMap, Secret, downward API and projected volumes), as the kubelet's
     /// `--sync-frequency` (1 minute by default there).
     pub sync_frequency: std::time::Duration,
+    /// The connect-time balancer's scope, when `frontdoor up` attached it: each pod's network
+    /// namespace joins it while the pod has a sandbox.
+    pub socket_lb_scope: Option<frontdoor_socket_lb::Scope>,
 }
 
 #[derive(Debug, thiserror::Error)]

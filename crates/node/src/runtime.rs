@@ -218,6 +218,8 @@ struct PodWorker {
     ip: Option<Ipv4Addr>,
     /// The volumes as last written into the pod (by the sandbox, then by refreshes).
     mounted: Vec<frontdoor_netns::Volume>,
+    /// The sandbox's network namespace, while it is in the connect-time balancer's scope.
+    balanced_netns: Option<u64>,
 }
 
 fn pod_name(pod: &Pod) -> (String, String, String) {
@@ -275,7 +277,16 @@ impl PodWorker {
         };
         let state = Arc::new(Mutex::new(PodState { record, running: HashMap::new(), starting: 0, stopping: false }));
         let changed = Arc::new(Notify::new());
-        let mut worker = PodWorker { shared, pod, state, changed, sandbox: None, ip: None, mounted: Vec::new() };
+        let mut worker = PodWorker {
+            shared,
+            pod,
+            state,
+            changed,
+            sandbox: None,
+            ip: None,
+            mounted: Vec::new(),
+            balanced_netns: None,
+        };
         let status_task = tokio::spawn(status_writer(
             worker.shared.clone(),
             worker.pod.clone(),
@@ -464,6 +475,7 @@ impl PodWorker {
         // too (one write per pod rather than two).
         self.sandbox = Some(sandbox.clone());
         self.mounted = volumes;
+        self.balance_connections(&sandbox).await;
         self.shared.access.insert(&uid, sandbox.clone());
         for container in spec.containers.iter().cloned() {
             let task = ContainerTask {
@@ -634,7 +646,30 @@ impl PodWorker {
         }
     }
 
+    /// Puts the pod's network namespace in the connect-time balancer's scope (before any of its
+    /// containers runs), so its connections to ClusterIPs go straight to an endpoint. Without
+    /// it they still reach the Service, through the nftables rules.
+    async fn balance_connections(&mut self, sandbox: &Arc<PodSandbox>) {
+        let Some(scope) = self.shared.config.socket_lb_scope.clone() else { return };
+        let sandbox = sandbox.clone();
+        let cookie =
+            tokio::task::spawn_blocking(move || sandbox.run_in_network(frontdoor_socket_lb::current_netns_cookie))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|inside| inside.map_err(|e| e.to_string()))
+                .and_then(|cookie| cookie.map_err(|e| e.to_string()));
+        match cookie.and_then(|cookie| scope.add(cookie).map(|()| cookie).map_err(|e| e.to_string())) {
+            Ok(cookie) => self.balanced_netns = Some(cookie),
+            Err(error) => {
+                tracing::warn!(%error, pod = ?self.pod.metadata.name, "pod left out of connect-time balancing")
+            }
+        }
+    }
+
     async fn teardown(&mut self) {
+        if let (Some(cookie), Some(scope)) = (self.balanced_netns.take(), &self.shared.config.socket_lb_scope) {
+            let _ = scope.remove(cookie);
+        }
         if let Some(sandbox) = self.sandbox.take() {
             let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
         }

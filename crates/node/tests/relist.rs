@@ -124,6 +124,7 @@ async fn inside_a_namespace_of_its_own() {
         service_network: None,
         service_account_token: Some("a-test-token".into()),
         sync_frequency: std::time::Duration::from_secs(60),
+        socket_lb_scope: None,
     };
     let events = frontdoor_informers::EventRecorder::new(client, "kubelet", "n1", Default::default());
     let access = frontdoor_node::access::PodAccess::default();

@@ -25,6 +25,7 @@ fn node_config(name: &str, dir: &std::path::Path) -> frontdoor_node::NodeConfig 
         service_network: None,
         service_account_token: Some("a-test-token".into()),
         sync_frequency: std::time::Duration::from_secs(60),
+        socket_lb_scope: None,
     }
 }
 

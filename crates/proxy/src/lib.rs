@@ -8,7 +8,8 @@
 //!   [`programmed::Programmed`] work out the difference from what the kernel holds; one atomic
 //!   batch (`writer`, nf_tables over netlink) applies it. Nothing is ever listed back.
 //! * The first sync, and any sync after a failure, is a full one: the table is replaced whole.
-//! * After a sync: stale UDP conntrack entries of removed endpoints are flushed, health-check
+//! * After a sync: stale UDP conntrack entries of removed endpoints are flushed, the
+//!   connect-time balancer (when attached) follows the TCP ClusterIP ports (`socket_lb`), health-check
 //!   NodePorts follow their Services (`health`), and kube-proxy's metrics are recorded.
 //!
 //! The rules live in table `ip frontdoor` (see [`render`] for the layout). This crate never reads
@@ -19,6 +20,7 @@ pub mod health;
 mod metrics;
 pub mod programmed;
 pub mod render;
+mod socket_lb;
 mod sync;
 mod writer;
 

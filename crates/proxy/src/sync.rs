@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use frontdoor_informers::{on_change, Backoff, Change, InformerFactory};
 use frontdoor_netfilter::conntrack::FlowFilter;
 use frontdoor_proxy_model::{Protocol, ProxyModel, ResolvedPort, ServiceKey};
+use frontdoor_socket_lb::SocketBalancer;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::Notify;
@@ -36,6 +37,9 @@ pub struct ProxyConfig {
     pub healthz_address: Option<SocketAddr>,
     /// Remove the table when the proxy stops (the node is going away with its pods).
     pub remove_table_on_exit: bool,
+    /// The connect-time balancer, when it could be attached: TCP ClusterIP ports it holds are
+    /// balanced at `connect()` by the node's and pods' sockets themselves (see `socket_lb`).
+    pub socket_lb: Option<Arc<Mutex<SocketBalancer>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +266,12 @@ impl Syncer {
             flush.extend(stale_udp_flows(before, ports));
         }
         self.writer.flush_udp(flush);
+        if let Some(balancer) = &self.config.socket_lb {
+            for (key, ports) in &changed {
+                let before = self.resolved.get(key).map(Vec::as_slice).unwrap_or_default();
+                crate::socket_lb::reconcile(balancer, before, ports);
+            }
+        }
         for (key, ports) in changed {
             if ports.is_empty() {
                 self.resolved.remove(&key);

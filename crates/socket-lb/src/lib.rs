@@ -1,0 +1,331 @@
+//! Connect-time load balancing for ClusterIPs, as Cilium's socket LB: a BPF program on the
+//! cgroup `connect4` hook rewrites a TCP socket's destination from a Service's cluster IP and
+//! port to one of its endpoints *before* the connection starts. The connection then runs
+//! straight to the pod: no per-packet NAT and no conntrack rewrite, so traffic through a
+//! ClusterIP from the node and its pods costs what traffic to the pod address costs.
+//!
+//! The nftables rules stay the whole data plane: anything the program leaves alone (UDP,
+//! another protocol, a Service it does not hold, a packet from another machine) is handled by
+//! them as before. The service proxy decides which frontends the program holds (see
+//! `frontdoor-proxy`); this crate only programs the kernel:
+//!
+//! * [`SocketBalancer::attach`] creates the maps, loads the program (assembled in
+//!   [`program`]) and attaches it to a cgroup v2 through a BPF link, which the kernel
+//!   detaches when the process exits however it exits;
+//! * the program acts only in network namespaces listed in its [`Scope`] (the node's and its
+//!   pods'), so nodes in other namespaces of the same machine (parallel tests) never see it;
+//! * [`SocketBalancer::set`] replaces a frontend's endpoints atomically: the new set is written
+//!   under a fresh slot and the frontend switched to it in one update, so a `connect()` sees
+//!   the old set or the new one, never a mix.
+
+pub mod program;
+mod sys;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use sys::netns_cookie;
+
+/// Most frontends the program holds (more are left to the nftables rules).
+pub const MAX_FRONTENDS: u32 = 65_536;
+/// Most endpoints across all frontends.
+pub const MAX_BACKENDS: u32 = 1 << 20;
+/// Most network namespaces in scope.
+pub const MAX_SCOPE: u32 = 16_384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no cgroup v2 hierarchy is mounted")]
+    NoCgroup2,
+    #[error("{what}: {source}")]
+    Kernel {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn kernel(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Kernel { what, source }
+}
+
+/// A Service's cluster IP and TCP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frontend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// An address and port as `struct bpf_sock_addr` holds them: the address's four bytes, then the
+/// port in network byte order, then two zero bytes.
+fn sock_addr_bytes(ip: Ipv4Addr, port: u16) -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&ip.octets());
+    bytes[4..6].copy_from_slice(&port.to_be_bytes());
+    bytes
+}
+
+fn pair(first: u32, second: u32) -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&first.to_ne_bytes());
+    bytes[4..].copy_from_slice(&second.to_ne_bytes());
+    bytes
+}
+
+/// The network namespaces the program acts in. Cheap to clone: the node runtime adds its pods'
+/// namespaces as it makes them.
+#[derive(Clone, Debug)]
+pub struct Scope(Arc<OwnedFd>);
+
+impl Scope {
+    /// Lets the program act for sockets of the namespace with this cookie.
+    pub fn add(&self, cookie: u64) -> Result<(), Error> {
+        sys::map_update(self.0.as_fd(), &cookie.to_ne_bytes(), &[1]).map_err(kernel("adding a namespace to the scope"))
+    }
+
+    pub fn remove(&self, cookie: u64) -> Result<(), Error> {
+        sys::map_delete(self.0.as_fd(), &cookie.to_ne_bytes())
+            .map(drop)
+            .map_err(kernel("removing a namespace from the scope"))
+    }
+}
+
+/// What a frontend points at in the maps.
+#[derive(Clone, Debug)]
+struct Entry {
+    slot: u32,
+    count: u32,
+    backends: Vec<SocketAddrV4>,
+}
+
+/// The attached program and its maps, and what they hold.
+pub struct SocketBalancer {
+    services: OwnedFd,
+    backends: OwnedFd,
+    scope: Scope,
+    _program: OwnedFd,
+    /// Dropping it detaches the program.
+    _link: OwnedFd,
+    entries: HashMap<Frontend, Entry>,
+    used_slots: HashSet<u32>,
+    next_slot: u32,
+}
+
+impl std::fmt::Debug for SocketBalancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketBalancer").field("frontends", &self.entries.len()).finish_non_exhaustive()
+    }
+}
+
+impl SocketBalancer {
+    /// Creates the maps and attaches the program to the cgroup v2 directory `cgroup` (the
+    /// hierarchy's root covers every process of the machine; the [`Scope`] narrows that to
+    /// this node's namespaces). The program acts nowhere until a namespace is in its scope.
+    pub fn attach(cgroup: &std::fs::File) -> Result<SocketBalancer, Error> {
+        let scope = sys::create_hash_map("fd_lb_scope", 8, 1, MAX_SCOPE, sys::BPF_F_NO_PREALLOC)
+            .map_err(kernel("creating the scope map"))?;
+        let services = sys::create_hash_map("fd_lb_services", 8, 8, MAX_FRONTENDS, sys::BPF_F_NO_PREALLOC)
+            .map_err(kernel("creating the services map"))?;
+        let backends = sys::create_hash_map("fd_lb_backends", 8, 8, MAX_BACKENDS, sys::BPF_F_NO_PREALLOC)
+            .map_err(kernel("creating the backends map"))?;
+        let maps = program::Maps {
+            scope: raw(scope.as_fd()),
+            services: raw(services.as_fd()),
+            backends: raw(backends.as_fd()),
+        };
+        let insns = program::assemble(maps);
+        // The program calls no GPL-only helper.
+        let program = sys::load_program(
+            sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+            sys::BPF_CGROUP_INET4_CONNECT,
+            "fd_connect4",
+            &insns,
+            c"Apache-2.0",
+        )
+        .map_err(kernel("loading the connect4 program"))?;
+        let link = sys::link_create(program.as_fd(), cgroup.as_fd(), sys::BPF_CGROUP_INET4_CONNECT)
+            .map_err(kernel("attaching the program to the cgroup"))?;
+        Ok(SocketBalancer {
+            services,
+            backends,
+            scope: Scope(Arc::new(scope)),
+            _program: program,
+            _link: link,
+            entries: HashMap::new(),
+            used_slots: HashSet::new(),
+            next_slot: 0,
+        })
+    }
+
+    /// The namespaces the program acts in.
+    pub fn scope(&self) -> Scope {
+        self.scope.clone()
+    }
+
+    /// The frontends the program holds now.
+    pub fn frontends(&self) -> impl Iterator<Item = &Frontend> {
+        self.entries.keys()
+    }
+
+    fn fresh_slot(&mut self) -> u32 {
+        loop {
+            let slot = self.next_slot;
+            self.next_slot = self.next_slot.wrapping_add(1);
+            if self.used_slots.insert(slot) {
+                return slot;
+            }
+        }
+    }
+
+    fn delete_slot(&mut self, entry: &Entry) {
+        for index in 0..entry.count {
+            // A failure here leaves an unreachable element, never a wrong answer.
+            let _ = sys::map_delete(self.backends.as_fd(), &pair(entry.slot, index));
+        }
+        self.used_slots.remove(&entry.slot);
+    }
+
+    /// Makes `connect()` to `frontend` go to one of `backends`, chosen at random per
+    /// connection; with none, removes the frontend (its connections go to the nftables rules
+    /// again). The same backends as before write nothing. On an error the frontend is left out
+    /// of the program entirely.
+    pub fn set(&mut self, frontend: Frontend, backends: &[SocketAddrV4]) -> Result<(), Error> {
+        if backends.is_empty() {
+            return self.remove(frontend);
+        }
+        if self.entries.get(&frontend).is_some_and(|entry| entry.backends == backends) {
+            return Ok(());
+        }
+        let count = u32::try_from(backends.len()).unwrap_or(u32::MAX);
+        let entry = Entry { slot: self.fresh_slot(), count, backends: backends.to_vec() };
+        let written = (|| {
+            for (index, backend) in backends.iter().enumerate() {
+                sys::map_update(
+                    self.backends.as_fd(),
+                    &pair(entry.slot, index as u32),
+                    &sock_addr_bytes(*backend.ip(), backend.port()),
+                )
+                .map_err(kernel("writing an endpoint"))?;
+            }
+            sys::map_update(
+                self.services.as_fd(),
+                &sock_addr_bytes(frontend.ip, frontend.port),
+                &pair(entry.count, entry.slot),
+            )
+            .map_err(kernel("writing a frontend"))
+        })();
+        match written {
+            Ok(()) => {
+                if let Some(old) = self.entries.insert(frontend, entry) {
+                    self.delete_slot(&old);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.delete_slot(&entry);
+                let _ = self.remove(frontend);
+                Err(error)
+            }
+        }
+    }
+
+    /// Leaves `frontend` to the nftables rules.
+    pub fn remove(&mut self, frontend: Frontend) -> Result<(), Error> {
+        let result = sys::map_delete(self.services.as_fd(), &sock_addr_bytes(frontend.ip, frontend.port))
+            .map(drop)
+            .map_err(kernel("removing a frontend"));
+        if let Some(old) = self.entries.remove(&frontend) {
+            self.delete_slot(&old);
+        }
+        result
+    }
+}
+
+fn raw(fd: BorrowedFd<'_>) -> i32 {
+    use std::os::fd::AsRawFd;
+    fd.as_raw_fd()
+}
+
+/// The cgroup v2 hierarchy's root directory, opened, and where it was found. Where it is
+/// mounted (`/sys/fs/cgroup` on a unified system, `/sys/fs/cgroup/unified` on a hybrid one, from
+/// `/proc/self/mountinfo`) it is opened there; where it is not (`ip netns exec` mounts a fresh
+/// `/sys` without it) it is mounted on a private directory just long enough to open it, so
+/// nothing stays mounted.
+pub fn open_cgroup2_root() -> Result<(std::fs::File, PathBuf), Error> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(kernel("reading /proc/self/mountinfo"))?;
+    if let Some(path) = cgroup2_mount(&text) {
+        let directory = std::fs::File::open(&path).map_err(kernel("opening the cgroup v2 root"))?;
+        return Ok((directory, path));
+    }
+    let point = std::env::temp_dir().join(format!("frontdoor-cgroup2-{}", std::process::id()));
+    std::fs::create_dir_all(&point).map_err(kernel("making a directory to mount cgroup v2 on"))?;
+    let mounted =
+        nix::mount::mount(Some("cgroup2"), &point, Some("cgroup2"), nix::mount::MsFlags::empty(), None::<&str>)
+            .map_err(|errno| Error::Kernel { what: "mounting cgroup v2", source: errno.into() });
+    let opened = mounted.and_then(|()| {
+        let directory = std::fs::File::open(&point).map_err(kernel("opening the cgroup v2 root"));
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+        directory
+    });
+    let _ = std::fs::remove_dir(&point);
+    opened.map(|directory| (directory, PathBuf::from("cgroup2 (mounted to open it)")))
+}
+
+fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, filesystem) = line.split_once(" - ")?;
+        if filesystem.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        // Fields: id parent major:minor root mount-point ...; only a mount of the whole
+        // hierarchy (root "/") covers every process.
+        let fields: Vec<&str> = mount.split_whitespace().collect();
+        let point = fields.get(4)?;
+        (fields.get(3) == Some(&"/")).then(|| PathBuf::from(point))
+    })
+}
+
+/// The cookie of the calling thread's network namespace.
+pub fn current_netns_cookie() -> Result<u64, Error> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .or_else(|_| std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))
+        .map_err(kernel("opening a socket for the namespace cookie"))?;
+    netns_cookie(socket.as_fd()).map_err(kernel("reading the namespace cookie"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_laid_out_as_the_kernel_hands_them_to_the_program() {
+        assert_eq!(sock_addr_bytes(Ipv4Addr::new(10, 96, 0, 1), 443), [10, 96, 0, 1, 0x01, 0xbb, 0, 0]);
+        assert_eq!(sock_addr_bytes(Ipv4Addr::new(10, 244, 0, 7), 80), [10, 244, 0, 7, 0, 80, 0, 0]);
+    }
+
+    #[test]
+    fn the_cgroup2_mount_is_found_on_unified_and_hybrid_systems() {
+        let cases = [
+            (
+                "unified",
+                "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw\n",
+                Some("/sys/fs/cgroup"),
+            ),
+            (
+                "hybrid",
+                "30 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755\n\
+                 31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                 32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n",
+                Some("/sys/fs/cgroup/unified"),
+            ),
+            ("v1 only", "32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", None),
+            ("a container's own subtree", "35 24 0:30 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", None),
+        ];
+        for (name, text, want) in cases {
+            assert_eq!(cgroup2_mount(text), want.map(PathBuf::from), "{name}");
+        }
+    }
+}
