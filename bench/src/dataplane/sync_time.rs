@@ -21,6 +21,42 @@ pub struct Sync {
     pub changes: Vec<Duration>,
     /// The apply part of each change, sorted.
     pub change_applies: Vec<Duration>,
+    /// The connect-time balancer's share of the same sync, when it could be attached here.
+    pub socket_lb: Option<SocketLbSync>,
+}
+
+/// Writing the same Services into the connect-time balancer's maps (`frontdoor-socket-lb`),
+/// as the proxy does after each sync: every frontend, then the same one-endpoint changes.
+pub struct SocketLbSync {
+    pub full: Duration,
+    /// Each change's write, sorted.
+    pub changes: Vec<Duration>,
+    /// The maps' kernel memory after the full write.
+    pub kernel_bytes: Option<u64>,
+}
+
+/// Attaches a balancer with nothing in its scope (it rewrites no connection) and times it.
+fn socket_lb_sync(count: usize, changes: usize) -> Option<SocketLbSync> {
+    use frontdoor_socket_lb::{open_cgroup2_root, Frontend, SocketBalancer};
+    let (root, _) = open_cgroup2_root().ok()?;
+    let mut balancer = SocketBalancer::attach(&root).ok()?;
+    let frontend = |i| Frontend { ip: synthetic::cluster_ip(i), port: synthetic::SERVICE_PORT };
+    let started = Instant::now();
+    for i in 0..count {
+        balancer.set(frontend(i), &synthetic::endpoint_addresses(i, None)).expect("a frontend written");
+    }
+    let full = started.elapsed();
+    let kernel_bytes = balancer.map_memory();
+    let mut times = Vec::with_capacity(changes);
+    for generation in 0..changes {
+        let i = synthetic::changed_service(count, generation);
+        let backends = synthetic::endpoint_addresses(i, Some(generation));
+        let started = Instant::now();
+        balancer.set(frontend(i), &backends).expect("a change written");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Some(SocketLbSync { full, changes: times, kernel_bytes })
 }
 
 impl Sync {
@@ -55,6 +91,7 @@ pub fn measure(count: usize, changes: usize) -> Sync {
         }
         totals.sort();
         applies.sort();
+        let socket_lb = socket_lb_sync(count, changes);
         Sync {
             services: count,
             render_plan,
@@ -64,6 +101,7 @@ pub fn measure(count: usize, changes: usize) -> Sync {
             bytes,
             changes: totals,
             change_applies: applies,
+            socket_lb,
         }
     })
 }

@@ -25,8 +25,8 @@ use serde_json::json;
 use super::node::{create, wait_for};
 use super::serve;
 
-/// Five rounds of three seconds: on two cores, one round's p99 swings by tens of percent.
-pub const ROUNDS: usize = 5;
+/// Seven rounds of three seconds: on two cores, one round's p99 swings by tens of percent.
+pub const ROUNDS: usize = 7;
 pub const SECONDS: u32 = 3;
 pub const CONNECTIONS: u32 = 16;
 /// The Service's target port, and the port the direct runs use.
@@ -52,6 +52,16 @@ pub struct Mode {
     pub pod: Run,
     /// Through the one static `dnat` rule (when `nft` is installed).
     pub floor: Option<Run>,
+    /// ClusterIP ÷ pod within each round (the two runs minutes apart at most, so what the
+    /// machine did meanwhile weighs on both), throughput and p99, sorted: the verdict is their
+    /// median, and their spread shows the noise.
+    pub round_rates: Vec<f64>,
+    pub round_p99s: Vec<f64>,
+}
+
+/// The middle of sorted `values`.
+pub fn middle(values: &[f64]) -> f64 {
+    values[values.len() / 2]
 }
 
 pub struct Throughput {
@@ -216,12 +226,19 @@ pub async fn measure(node: &Frontdoor, with_nft: bool) -> Throughput {
                     runs[i].push(wrk(&targets[i], close, pod).await);
                 }
             }
+            let ratios = |value: fn(&Run) -> f64| {
+                let mut ratios: Vec<f64> = runs[0].iter().zip(&runs[1]).map(|(c, p)| value(c) / value(p)).collect();
+                ratios.sort_by(f64::total_cmp);
+                ratios
+            };
             modes.push(Mode {
                 client,
                 name,
                 cluster_ip: median(&runs[0]),
                 pod: median(&runs[1]),
                 floor: runs.get(2).map(|r| median(r)),
+                round_rates: ratios(|r| r.requests_per_second),
+                round_p99s: ratios(|r| r.p99.as_secs_f64()),
             });
         }
     }

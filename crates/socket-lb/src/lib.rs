@@ -31,8 +31,9 @@ pub use sys::netns_cookie;
 
 /// Most frontends the program holds (more are left to the nftables rules).
 pub const MAX_FRONTENDS: u32 = 65_536;
-/// Most endpoints across all frontends.
-pub const MAX_BACKENDS: u32 = 1 << 20;
+/// Most endpoints across all frontends (30,000 Services × 8 take 240,000). The kernel sizes a
+/// hash map's bucket array by it (8 MiB here) even with no element in it.
+pub const MAX_BACKENDS: u32 = 1 << 19;
 /// Most network namespaces in scope.
 pub const MAX_SCOPE: u32 = 16_384;
 
@@ -163,6 +164,18 @@ impl SocketBalancer {
     /// The namespaces the program acts in.
     pub fn scope(&self) -> Scope {
         self.scope.clone()
+    }
+
+    /// The kernel memory the three maps take (the `memlock` their `/proc/self/fdinfo` entries
+    /// report), in bytes; `None` where the kernel does not say.
+    pub fn map_memory(&self) -> Option<u64> {
+        [self.scope.0.as_fd(), self.services.as_fd(), self.backends.as_fd()]
+            .into_iter()
+            .map(|fd| {
+                let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", raw(fd))).ok()?;
+                text.lines().find_map(|line| line.strip_prefix("memlock:")).and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .sum()
     }
 
     /// The frontends the program holds now.
