@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub use sys::netns_cookie;
 
@@ -77,18 +77,39 @@ fn pair(first: u32, second: u32) -> [u8; 8] {
 }
 
 /// The network namespaces the program acts in. Cheap to clone: the node runtime adds its pods'
-/// namespaces as it makes them.
+/// namespaces as it makes them. Counted: a namespace added twice (the node's own, or one two
+/// holders share) stays in scope until it has been removed as often.
 #[derive(Clone, Debug)]
-pub struct Scope(Arc<OwnedFd>);
+pub struct Scope(Arc<ScopeMap>);
+
+#[derive(Debug)]
+struct ScopeMap {
+    map: OwnedFd,
+    holders: Mutex<HashMap<u64, usize>>,
+}
 
 impl Scope {
     /// Lets the program act for sockets of the namespace with this cookie.
     pub fn add(&self, cookie: u64) -> Result<(), Error> {
-        sys::map_update(self.0.as_fd(), &cookie.to_ne_bytes(), &[1]).map_err(kernel("adding a namespace to the scope"))
+        let mut holders = self.0.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        if holders.get(&cookie).is_none() {
+            sys::map_update(self.0.map.as_fd(), &cookie.to_ne_bytes(), &[1])
+                .map_err(kernel("adding a namespace to the scope"))?;
+        }
+        *holders.entry(cookie).or_default() += 1;
+        Ok(())
     }
 
+    /// Undoes one [`add`](Scope::add) of this cookie.
     pub fn remove(&self, cookie: u64) -> Result<(), Error> {
-        sys::map_delete(self.0.as_fd(), &cookie.to_ne_bytes())
+        let mut holders = self.0.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(count) = holders.get_mut(&cookie) else { return Ok(()) };
+        *count -= 1;
+        if *count > 0 {
+            return Ok(());
+        }
+        holders.remove(&cookie);
+        sys::map_delete(self.0.map.as_fd(), &cookie.to_ne_bytes())
             .map(drop)
             .map_err(kernel("removing a namespace from the scope"))
     }
@@ -152,7 +173,7 @@ impl SocketBalancer {
         Ok(SocketBalancer {
             services,
             backends,
-            scope: Scope(Arc::new(scope)),
+            scope: Scope(Arc::new(ScopeMap { map: scope, holders: Mutex::new(HashMap::new()) })),
             _program: program,
             _link: link,
             entries: HashMap::new(),
@@ -169,7 +190,7 @@ impl SocketBalancer {
     /// The kernel memory the three maps take (the `memlock` their `/proc/self/fdinfo` entries
     /// report), in bytes; `None` where the kernel does not say.
     pub fn map_memory(&self) -> Option<u64> {
-        [self.scope.0.as_fd(), self.services.as_fd(), self.backends.as_fd()]
+        [self.scope.0.map.as_fd(), self.services.as_fd(), self.backends.as_fd()]
             .into_iter()
             .map(|fd| {
                 let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", raw(fd))).ok()?;

@@ -59,7 +59,12 @@ fn connections_to_a_frontend_go_straight_to_its_backends_in_scope_only() {
         let unreachable = ask().expect_err("no rewrite outside the scope");
         assert_eq!(unreachable.kind(), ErrorKind::NetworkUnreachable, "{unreachable}");
 
-        balancer.scope().add(current_netns_cookie().unwrap()).unwrap();
+        // Added twice (say, the node's namespace and a holder sharing it), removed once: still
+        // in scope.
+        let here = current_netns_cookie().unwrap();
+        balancer.scope().add(here).unwrap();
+        balancer.scope().add(here).unwrap();
+        balancer.scope().remove(here).unwrap();
         let mut answered: HashMap<u16, usize> = HashMap::new();
         for _ in 0..200 {
             *answered.entry(ask().expect("rewritten to a backend")).or_default() += 1;
@@ -84,6 +89,13 @@ fn connections_to_a_frontend_go_straight_to_its_backends_in_scope_only() {
         balancer.set(FRONTEND, &[]).unwrap();
         assert_eq!(ask().unwrap_err().kind(), ErrorKind::NetworkUnreachable);
         assert_eq!(balancer.frontends().count(), 0);
+
+        // Out of scope once removed as often as added.
+        balancer.set(FRONTEND, &[first]).unwrap();
+        assert_eq!(ask().unwrap(), first.port());
+        balancer.scope().remove(here).unwrap();
+        assert_eq!(ask().unwrap_err().kind(), ErrorKind::NetworkUnreachable);
+        balancer.scope().add(here).unwrap();
 
         // Dropping the balancer detaches the program.
         balancer.set(FRONTEND, &[first]).unwrap();
