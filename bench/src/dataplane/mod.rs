@@ -290,8 +290,8 @@ fn print_programming(p: &programming::Programming) {
 fn print_throughput(t: &throughput::Throughput) {
     println!();
     println!(
-        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; wrk -t1 -c{} -d{}s from the node and from another pod, {} interleaved rounds, ratios the median of each round's; with nft, also through one static dnat rule to a third port: the floor of any NAT data plane)",
-        t.cluster_ip, t.pod_ip, throughput::CONNECTIONS, throughput::SECONDS, throughput::ROUNDS
+        "step 4: HTTP through ClusterIP {}:80 vs straight to pod {} (the same hyper server on a second port; server on core {}, wrk -t1 -c{} -d{}s on core {} from the node and from another pod, {} interleaved rounds, ratios the median of each round's; with nft, also through one static dnat rule to a third port: the floor of any NAT data plane)",
+        t.cluster_ip, t.pod_ip, throughput::SERVER_CORE, throughput::CONNECTIONS, throughput::SECONDS, throughput::CLIENT_CORE, throughput::ROUNDS
     );
     match t.connected_peer {
         Some(peer) if peer.ip() == t.pod_ip => println!(

@@ -29,6 +29,9 @@ use super::serve;
 pub const ROUNDS: usize = 7;
 pub const SECONDS: u32 = 3;
 pub const CONNECTIONS: u32 = 16;
+/// Where the pod's HTTP server runs, and where `wrk` does.
+pub const SERVER_CORE: usize = 0;
+pub const CLIENT_CORE: usize = 1;
 /// The Service's target port, and the port the direct runs use.
 const SERVICE_TARGET: u16 = 8080;
 const DIRECT: u16 = 8081;
@@ -108,14 +111,12 @@ fn parse_wrk(report: &str) -> Run {
 
 /// `wrk` in the node's namespace (`pod` None) or in the network namespace of the process `pod`.
 async fn wrk(url: &str, close: bool, pod: Option<u32>) -> Run {
-    let mut command = match pod {
-        None => tokio::process::Command::new("wrk"),
-        Some(pid) => {
-            let mut command = tokio::process::Command::new("nsenter");
-            command.arg(format!("--net=/proc/{pid}/ns/net")).arg("wrk");
-            command
-        }
-    };
+    let mut command = tokio::process::Command::new("taskset");
+    command.args(["-c", &CLIENT_CORE.to_string()]);
+    if let Some(pid) = pod {
+        command.arg("nsenter").arg(format!("--net=/proc/{pid}/ns/net"));
+    }
+    command.arg("wrk");
     command.args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{SECONDS}s"), "--latency"]);
     if close {
         command.args(["-H", "Connection: close"]);
@@ -149,7 +150,12 @@ async fn answers(address: Ipv4Addr, port: u16) -> bool {
 pub async fn measure(node: &Frontdoor, with_nft: bool) -> Throughput {
     let client = ApiClient::new(node);
     let exe = std::env::current_exe().expect("the bench's own path");
+    // The server on core 0 and wrk on core 1, as the DNS benchmark pins its servers and dnsperf:
+    // unpinned, the two trade cores mid-run and one round's p99 swings by tens of percent.
     let command = [
+        "taskset".to_string(),
+        "-c".to_string(),
+        SERVER_CORE.to_string(),
         exe.to_string_lossy().into_owned(),
         serve::SUBCOMMAND.to_string(),
         SERVICE_TARGET.to_string(),
