@@ -294,11 +294,11 @@ fn print_throughput(t: &throughput::Throughput) {
         t.cluster_ip, t.pod_ip, throughput::SERVER_CORE, throughput::CONNECTIONS, throughput::SECONDS, throughput::CLIENT_CORE, throughput::ROUNDS
     );
     match t.connected_peer {
-        Some(peer) if peer.ip() == t.pod_ip => println!(
-            "  a socket connected to the ClusterIP from the node has the pod as its peer ({peer}): frontdoor's connect-time balancer chose the endpoint, no packet is NATed"
+        Some(peer) if *peer.ip() == t.pod_ip => println!(
+            "  a socket connected to the ClusterIP from the node runs to the pod ({peer} in /proc/net/tcp): frontdoor's connect-time balancer chose the endpoint, no packet is NATed"
         ),
         Some(peer) => println!(
-            "  a socket connected to the ClusterIP from the node has {peer} as its peer: the nftables rules NAT each packet (no connect-time balancer)"
+            "  a socket connected to the ClusterIP from the node runs to {peer} (/proc/net/tcp): the nftables rules NAT each packet (no connect-time balancer)"
         ),
         None => println!("  (could not connect to the ClusterIP from the bench to see how it is served)"),
     }

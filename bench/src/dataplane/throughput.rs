@@ -16,7 +16,7 @@
 //! saw another destination), so some SYNs stall for a second: that measures the benchmark, not
 //! the data path (ClusterIP runs do not suffer it: NAT picks another source port on a clash).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use frontdoor_testkit::{ApiClient, Frontdoor};
@@ -71,10 +71,10 @@ pub struct Throughput {
     pub modes: Vec<Mode>,
     pub pod_ip: Ipv4Addr,
     pub cluster_ip: Ipv4Addr,
-    /// The peer a socket connected to the ClusterIP from the node reports: the pod's address
-    /// when frontdoor's connect-time balancer chose it, the ClusterIP when the rules NAT each
-    /// packet.
-    pub connected_peer: Option<std::net::SocketAddr>,
+    /// The peer the kernel holds for a socket connected to the ClusterIP from the node: the
+    /// pod's address when frontdoor's connect-time balancer chose it, the ClusterIP when the
+    /// rules NAT each packet (`getpeername` names the ClusterIP either way).
+    pub connected_peer: Option<SocketAddrV4>,
 }
 
 fn duration(text: &str) -> Option<Duration> {
@@ -209,7 +209,7 @@ pub async fn measure(node: &Frontdoor, with_nft: bool) -> Throughput {
     })
     .await;
 
-    let connected_peer = tokio::net::TcpStream::connect((cluster_ip, 80)).await.and_then(|s| s.peer_addr()).ok();
+    let connected_peer = kernel_peer_of_connection((cluster_ip, 80));
     let floor = with_nft && install_floor(pod_ip);
     if floor {
         wait_for("the floor rule to answer", Duration::from_secs(30), || async {
@@ -276,6 +276,23 @@ fn install_floor(pod_ip: Ipv4Addr) -> bool {
         super::system::ip(&["route", "add", &format!("{FLOOR_ADDRESS}/32"), "dev", "frontdoor0"]);
     }
     loaded
+}
+
+/// Connects to `address` (blocking, from this thread) and returns the peer the kernel's socket
+/// holds, from this thread's namespace's `/proc/net/tcp`.
+fn kernel_peer_of_connection(address: (Ipv4Addr, u16)) -> Option<SocketAddrV4> {
+    let stream = std::net::TcpStream::connect_timeout(&address.into(), Duration::from_secs(2)).ok()?;
+    let local = stream.local_addr().ok()?.port();
+    let parse = |text: &str| -> Option<SocketAddrV4> {
+        let (ip, port) = text.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        Some(SocketAddrV4::new(Ipv4Addr::from(ip.to_le_bytes()), u16::from_str_radix(port, 16).ok()?))
+    };
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (parse(fields.get(1)?)?.port() == local && fields.get(3) == Some(&"01")).then(|| parse(fields[2]))?
+    })
 }
 
 /// The pid of the process whose command line is exactly `command`.

@@ -693,15 +693,31 @@ endpoints:
 }
 
 /// `count` TCP connections to `ip:port` from `command` (python3 run on the node or in a pod),
-/// each closed at once; the peer address each socket reports (`getpeername`).
-fn peers_of(mut command: std::process::Command, ip: &str, port: u16, count: usize) -> Vec<String> {
+/// each closed at once: for each, the peer `getpeername` names and the peer the kernel's socket
+/// is connected to (its `/proc/net/tcp` line).
+fn peers_of(mut command: std::process::Command, ip: &str, port: u16, count: usize) -> Vec<(String, String)> {
     let script = format!(
-        "import socket\nfor _ in range({count}):\n    s = socket.create_connection(('{ip}', {port}), timeout=5)\n    print('%s:%d' % s.getpeername())\n    s.close()\n"
+        "import socket
+def kernel_peer(local):
+    for line in open('/proc/self/net/tcp').readlines()[1:]:
+        f = line.split()
+        if int(f[1].split(':')[1], 16) == local and f[3] == '01':
+            address, port = f[2].split(':')
+            return '%s:%d' % (socket.inet_ntoa(bytes.fromhex(address)[::-1]), int(port, 16))
+for _ in range({count}):
+    s = socket.create_connection(('{ip}', {port}), timeout=5)
+    print('%s:%d' % s.getpeername(), kernel_peer(s.getsockname()[1]))
+    s.close()
+"
     );
     command.args(["python3", "-c", &script]);
     let out = run(command);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(named, kernel)| (named.to_string(), kernel.to_string()))
+        .collect()
 }
 
 fn pod_addresses(fd: &Frontdoor, app: &str) -> Vec<String> {
@@ -728,26 +744,29 @@ fn connections_to_a_cluster_ip_are_balanced_at_connect_from_the_node_and_pods() 
     let ip = cluster_ip(&fd, "straight");
     let pods = pod_addresses(&fd, "straight");
 
-    // From the node: each socket is connected to a pod itself (no NAT on its packets), and
-    // both pods are chosen.
+    // From the node: each socket is connected to a pod itself (no NAT on its packets), both
+    // pods are chosen, and getpeername still names the ClusterIP, as through NAT.
+    let frontend = format!("{ip}:80");
     let peers = peers_of(fd.command("env"), &ip, 80, 60);
     assert_eq!(peers.len(), 60);
-    let mut seen: Vec<String> = peers.clone();
+    assert!(peers.iter().all(|(named, _)| *named == frontend), "getpeername from the node: {peers:?}");
+    let mut seen: Vec<String> = peers.iter().map(|(_, kernel)| kernel.clone()).collect();
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, pods, "peers from the node: {peers:?}");
+    assert_eq!(seen, pods, "the kernel's peers from the node: {peers:?}");
 
     // From a pod, the same.
     let pod = fd.jsonpath(&["pods", "-l", "app=straight"], "{.items[0].metadata.name}");
     let peers = peers_of(fd.kubectl_command("1.33", &["exec", &pod, "--", "env"]), &ip, 80, 60);
-    assert!(peers.iter().all(|peer| pods.contains(peer)), "peers from a pod: {peers:?}");
+    assert_eq!(peers.len(), 60);
+    assert!(peers.iter().all(|(named, kernel)| *named == frontend && pods.contains(kernel)), "from a pod: {peers:?}");
 
     // The endpoints follow the Service: one pod left, every connection goes to it.
     fd.kubectl_ok("1.33", &["scale", "deployment", "straight", "--replicas=1"]);
     wait_ready_endpoints(&fd, "straight", 1);
     let followed = wait_until(Duration::from_secs(10), || {
         let left = pod_addresses(&fd, "straight");
-        left.len() == 1 && peers_of(fd.command("env"), &ip, 80, 20).iter().all(|peer| *peer == left[0])
+        left.len() == 1 && peers_of(fd.command("env"), &ip, 80, 20).iter().all(|(_, kernel)| *kernel == left[0])
     });
     assert!(followed, "connections still reach a removed endpoint");
 
@@ -766,7 +785,9 @@ fn without_the_connect_time_balancer_the_rules_alone_serve_cluster_ips() {
 
     // The socket stays connected to the cluster IP; the rules rewrite each packet.
     let peers = peers_of(fd.command("env"), &ip, 80, 10);
-    assert!(peers.iter().all(|peer| *peer == format!("{ip}:80")), "{peers:?}");
+    assert_eq!(peers.len(), 10);
+    let frontend = format!("{ip}:80");
+    assert!(peers.iter().all(|(named, kernel)| *named == frontend && *kernel == frontend), "{peers:?}");
     let answers = requests(&fd, &format!("http://{ip}/"), 100);
     assert_eq!(spread(&answers).len(), 2, "{answers:?}");
 }

@@ -2,7 +2,9 @@
 //! cgroup `connect4` hook rewrites a TCP socket's destination from a Service's cluster IP and
 //! port to one of its endpoints *before* the connection starts. The connection then runs
 //! straight to the pod: no per-packet NAT and no conntrack rewrite, so traffic through a
-//! ClusterIP from the node and its pods costs what traffic to the pod address costs.
+//! ClusterIP from the node and its pods costs what traffic to the pod address costs. A second
+//! program, on `getpeername4`, answers with the ClusterIP the socket was connected to, as an
+//! application behind NAT would be told.
 //!
 //! The nftables rules stay the whole data plane: anything the program leaves alone (UDP,
 //! another protocol, a Service it does not hold, a packet from another machine) is handled by
@@ -36,6 +38,8 @@ pub const MAX_FRONTENDS: u32 = 65_536;
 pub const MAX_BACKENDS: u32 = 1 << 19;
 /// Most network namespaces in scope.
 pub const MAX_SCOPE: u32 = 16_384;
+/// Most balanced sockets whose `getpeername` names their frontend (older ones name the pod).
+pub const MAX_REVERSE: u32 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -128,9 +132,9 @@ pub struct SocketBalancer {
     services: OwnedFd,
     backends: OwnedFd,
     scope: Scope,
-    _program: OwnedFd,
-    /// Dropping it detaches the program.
-    _link: OwnedFd,
+    reverse: OwnedFd,
+    /// Each program and its link (connect4, getpeername4): dropping a link detaches its program.
+    _programs: [(OwnedFd, OwnedFd); 2],
     entries: HashMap<Frontend, Entry>,
     used_slots: HashSet<u32>,
     next_slot: u32,
@@ -147,35 +151,37 @@ impl SocketBalancer {
     /// hierarchy's root covers every process of the machine; the [`Scope`] narrows that to
     /// this node's namespaces). The program acts nowhere until a namespace is in its scope.
     pub fn attach(cgroup: &std::fs::File) -> Result<SocketBalancer, Error> {
-        let scope = sys::create_hash_map("fd_lb_scope", 8, 1, MAX_SCOPE, sys::BPF_F_NO_PREALLOC)
-            .map_err(kernel("creating the scope map"))?;
-        let services = sys::create_hash_map("fd_lb_services", 8, 8, MAX_FRONTENDS, sys::BPF_F_NO_PREALLOC)
-            .map_err(kernel("creating the services map"))?;
-        let backends = sys::create_hash_map("fd_lb_backends", 8, 8, MAX_BACKENDS, sys::BPF_F_NO_PREALLOC)
-            .map_err(kernel("creating the backends map"))?;
+        let hash = |name, value_size, max_entries| {
+            sys::create_map(sys::BPF_MAP_TYPE_HASH, name, 8, value_size, max_entries, sys::BPF_F_NO_PREALLOC)
+        };
+        let scope = hash("fd_lb_scope", 1, MAX_SCOPE).map_err(kernel("creating the scope map"))?;
+        let services = hash("fd_lb_services", 8, MAX_FRONTENDS).map_err(kernel("creating the services map"))?;
+        let backends = hash("fd_lb_backends", 8, MAX_BACKENDS).map_err(kernel("creating the backends map"))?;
+        let reverse = sys::create_map(sys::BPF_MAP_TYPE_LRU_HASH, "fd_lb_reverse", 8, 8, MAX_REVERSE, 0)
+            .map_err(kernel("creating the reverse map"))?;
         let maps = program::Maps {
             scope: raw(scope.as_fd()),
             services: raw(services.as_fd()),
             backends: raw(backends.as_fd()),
+            reverse: raw(reverse.as_fd()),
         };
-        let insns = program::assemble(maps);
-        // The program calls no GPL-only helper.
-        let program = sys::load_program(
-            sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-            sys::BPF_CGROUP_INET4_CONNECT,
-            "fd_connect4",
-            &insns,
-            c"Apache-2.0",
-        )
-        .map_err(kernel("loading the connect4 program"))?;
-        let link = sys::link_create(program.as_fd(), cgroup.as_fd(), sys::BPF_CGROUP_INET4_CONNECT)
-            .map_err(kernel("attaching the program to the cgroup"))?;
+        // Neither program calls a GPL-only helper.
+        let attach = |name, hook, insns: Vec<program::Insn>| -> Result<(OwnedFd, OwnedFd), Error> {
+            let program = sys::load_program(sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR, hook, name, &insns, c"Apache-2.0")
+                .map_err(kernel("loading a program"))?;
+            let link = sys::link_create(program.as_fd(), cgroup.as_fd(), hook)
+                .map_err(kernel("attaching a program to the cgroup"))?;
+            Ok((program, link))
+        };
+        let connect = attach("fd_connect4", sys::BPF_CGROUP_INET4_CONNECT, program::assemble(maps))?;
+        let getpeername =
+            attach("fd_getpeername4", sys::BPF_CGROUP_INET4_GETPEERNAME, program::assemble_getpeername(maps))?;
         Ok(SocketBalancer {
             services,
             backends,
             scope: Scope(Arc::new(ScopeMap { map: scope, holders: Mutex::new(HashMap::new()) })),
-            _program: program,
-            _link: link,
+            reverse,
+            _programs: [connect, getpeername],
             entries: HashMap::new(),
             used_slots: HashSet::new(),
             next_slot: 0,
@@ -187,10 +193,10 @@ impl SocketBalancer {
         self.scope.clone()
     }
 
-    /// The kernel memory the three maps take (the `memlock` their `/proc/self/fdinfo` entries
+    /// The kernel memory the four maps take (the `memlock` their `/proc/self/fdinfo` entries
     /// report), in bytes; `None` where the kernel does not say.
     pub fn map_memory(&self) -> Option<u64> {
-        [self.scope.0.map.as_fd(), self.services.as_fd(), self.backends.as_fd()]
+        [self.scope.0.map.as_fd(), self.services.as_fd(), self.backends.as_fd(), self.reverse.as_fd()]
             .into_iter()
             .map(|fd| {
                 let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", raw(fd))).ok()?;

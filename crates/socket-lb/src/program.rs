@@ -14,7 +14,19 @@
 //! user_ip4, user_port = backend.ip, backend.port       → the socket connects to the pod itself
 //! ```
 //!
-//! It always returns 1 (allow): it never refuses a connection, it only rewrites where it goes.
+//! ```text
+//! REVERSE[socket cookie] = {user_ip4, user_port} as the caller gave them
+//! ```
+//!
+//! and a second program, on the `getpeername4` hook, puts that address back, so the application
+//! sees the peer it connected to (the ClusterIP), as it would through NAT:
+//!
+//! ```text
+//! frontend = REVERSE[socket cookie]                    → none: leave the answer alone
+//! user_ip4, user_port = frontend.ip, frontend.port
+//! ```
+//!
+//! Both always return 1 (allow): they never refuse anything, they only rewrite addresses.
 
 /// One BPF instruction (`struct bpf_insn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +70,8 @@ const PSEUDO_MAP_FD: u8 = 1;
 
 // Helpers (enum bpf_func_id).
 pub const HELPER_MAP_LOOKUP: i32 = 1;
+pub const HELPER_MAP_UPDATE: i32 = 2;
+pub const HELPER_SOCKET_COOKIE: i32 = 46;
 pub const HELPER_PRANDOM_U32: i32 = 7;
 pub const HELPER_NETNS_COOKIE: i32 = 122;
 
@@ -71,6 +85,8 @@ const IPPROTO_TCP: i32 = 6;
 const R0: u8 = 0;
 const R1: u8 = 1;
 const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
 const R6: u8 = 6;
 const R7: u8 = 7;
 const R8: u8 = 8;
@@ -86,6 +102,9 @@ pub struct Maps {
     /// `{slot: u32, index: u32}` → `{ip4: u32, port: u32}`, both as `struct bpf_sock_addr` holds
     /// them (network byte order; the port in the first two bytes).
     pub backends: i32,
+    /// Socket cookie (u64) → the frontend it connected to (an LRU map: closed sockets' entries
+    /// age out).
+    pub reverse: i32,
 }
 
 /// A forward jump to the end ("leave the address alone") waiting for its offset.
@@ -160,6 +179,35 @@ pub fn assemble(maps: Maps) -> Vec<Insn> {
     a.push(Insn::new(STX_W, FP, R0, -20, 0));
     a.lookup(maps.backends, -24);
     a.jump_out(JEQ_K, R0, 0);
+    // r7, r8 = the backend's address and port (kept across the calls below).
+    a.push(Insn::new(LDX_W, R7, R0, 0, 0));
+    a.push(Insn::new(LDX_W, R8, R0, 4, 0));
+    // REVERSE[cookie] = the frontend still at fp-16 (fp-8 = the socket's cookie), for
+    // getpeername. A failed update only leaves getpeername naming the pod.
+    a.push(Insn::new(MOV64_X, R1, R6, 0, 0));
+    a.push(Insn::new(CALL, 0, 0, 0, HELPER_SOCKET_COOKIE));
+    a.push(Insn::new(STX_DW, FP, R0, -8, 0));
+    a.load_map(R1, maps.reverse);
+    a.push(Insn::new(MOV64_X, R2, FP, 0, 0));
+    a.push(Insn::new(ADD64_K, R2, 0, 0, -8));
+    a.push(Insn::new(MOV64_X, R3, FP, 0, 0));
+    a.push(Insn::new(ADD64_K, R3, 0, 0, -16));
+    a.push(Insn::new(MOV64_K, R4, 0, 0, 0)); // BPF_ANY
+    a.push(Insn::new(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
+    a.push(Insn::new(STX_W, R6, R7, CTX_USER_IP4, 0));
+    a.push(Insn::new(STX_W, R6, R8, CTX_USER_PORT, 0));
+    a.finish()
+}
+
+/// The `getpeername4` program: the frontend a balanced socket was connected to, in place of
+/// the endpoint it runs to.
+pub fn assemble_getpeername(maps: Maps) -> Vec<Insn> {
+    let mut a = Assembler { insns: Vec::new(), to_out: Vec::new() };
+    a.push(Insn::new(MOV64_X, R6, R1, 0, 0));
+    a.push(Insn::new(CALL, 0, 0, 0, HELPER_SOCKET_COOKIE));
+    a.push(Insn::new(STX_DW, FP, R0, -8, 0));
+    a.lookup(maps.reverse, -8);
+    a.jump_out(JEQ_K, R0, 0);
     a.push(Insn::new(LDX_W, R2, R0, 0, 0));
     a.push(Insn::new(STX_W, R6, R2, CTX_USER_IP4, 0));
     a.push(Insn::new(LDX_W, R2, R0, 4, 0));
@@ -171,7 +219,7 @@ pub fn assemble(maps: Maps) -> Vec<Insn> {
 mod tests {
     use super::*;
 
-    const MAPS: Maps = Maps { scope: 3, services: 4, backends: 5 };
+    const MAPS: Maps = Maps { scope: 3, services: 4, backends: 5, reverse: 6 };
 
     #[test]
     fn every_jump_lands_on_the_final_return_of_one() {
@@ -192,7 +240,7 @@ mod tests {
     fn the_maps_are_loaded_by_descriptor_in_lookup_order() {
         let insns = assemble(MAPS);
         let loads: Vec<i32> = insns.iter().filter(|i| i.code == LD_IMM64).map(|i| i.imm).collect();
-        assert_eq!(loads, vec![3, 4, 5]);
+        assert_eq!(loads, vec![3, 4, 5, 6]);
         for (at, insn) in insns.iter().enumerate().filter(|(_, i)| i.code == LD_IMM64) {
             assert_eq!((insn.src(), insn.dst()), (PSEUDO_MAP_FD, R1));
             assert_eq!(insns[at + 1], Insn::new(0, 0, 0, 0, 0), "the second half of the 64-bit load");
@@ -200,7 +248,15 @@ mod tests {
         let helpers: Vec<i32> = insns.iter().filter(|i| i.code == CALL).map(|i| i.imm).collect();
         assert_eq!(
             helpers,
-            vec![HELPER_NETNS_COOKIE, HELPER_MAP_LOOKUP, HELPER_MAP_LOOKUP, HELPER_PRANDOM_U32, HELPER_MAP_LOOKUP]
+            vec![
+                HELPER_NETNS_COOKIE,
+                HELPER_MAP_LOOKUP,
+                HELPER_MAP_LOOKUP,
+                HELPER_PRANDOM_U32,
+                HELPER_MAP_LOOKUP,
+                HELPER_SOCKET_COOKIE,
+                HELPER_MAP_UPDATE
+            ]
         );
     }
 
@@ -216,5 +272,36 @@ mod tests {
         assert_eq!(writes.iter().map(|w| w.1).collect::<Vec<_>>(), vec![CTX_USER_IP4, CTX_USER_PORT]);
         let last_call = insns.iter().rposition(|i| i.code == CALL).unwrap();
         assert!(writes.iter().all(|(at, _)| *at > last_call));
+    }
+
+    #[test]
+    fn the_reverse_entry_is_the_frontend_key_under_the_socket_cookie() {
+        let insns = assemble(MAPS);
+        let update = insns.iter().position(|i| i.code == CALL && i.imm == HELPER_MAP_UPDATE).unwrap();
+        // r1 = reverse map, r2 = fp-8 (the cookie just stored), r3 = fp-16 (the frontend key).
+        let before = &insns[..update];
+        let load = before.iter().rposition(|i| i.code == LD_IMM64).unwrap();
+        assert_eq!(before[load].imm, MAPS.reverse);
+        let offsets: Vec<(u8, i32)> =
+            before[load..].iter().filter(|i| i.code == ADD64_K).map(|i| (i.dst(), i.imm)).collect();
+        assert_eq!(offsets, vec![(R2, -8), (R3, -16)]);
+        let cookie = before.iter().rposition(|i| i.code == CALL).unwrap();
+        assert_eq!(before[cookie].imm, HELPER_SOCKET_COOKIE);
+        assert_eq!(before[cookie + 1], Insn::new(STX_DW, FP, R0, -8, 0));
+    }
+
+    #[test]
+    fn getpeername_puts_back_what_the_reverse_map_holds() {
+        let insns = assemble_getpeername(MAPS);
+        let helpers: Vec<i32> = insns.iter().filter(|i| i.code == CALL).map(|i| i.imm).collect();
+        assert_eq!(helpers, vec![HELPER_SOCKET_COOKIE, HELPER_MAP_LOOKUP]);
+        let loads: Vec<i32> = insns.iter().filter(|i| i.code == LD_IMM64).map(|i| i.imm).collect();
+        assert_eq!(loads, vec![MAPS.reverse]);
+        let out = insns.len() - 2;
+        for at in (0..insns.len()).filter(|&i| insns[i].code == JEQ_K) {
+            assert_eq!(at as i64 + 1 + i64::from(insns[at].off), out as i64);
+        }
+        let writes: Vec<i16> = insns.iter().filter(|i| i.code == STX_W && i.dst() == R6).map(|i| i.off).collect();
+        assert_eq!(writes, vec![CTX_USER_IP4, CTX_USER_PORT]);
     }
 }

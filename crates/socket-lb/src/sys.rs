@@ -17,10 +17,13 @@ const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_LINK_CREATE: libc::c_int = 28;
 
 pub const BPF_MAP_TYPE_HASH: u32 = 1;
+/// A hash map that evicts its least recently used element when full (always preallocated).
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 /// Elements are allocated as they are added, not all at creation.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
 pub const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
 pub const BPF_CGROUP_INET4_CONNECT: u32 = 10;
+pub const BPF_CGROUP_INET4_GETPEERNAME: u32 = 29;
 
 /// `union bpf_attr` is 144 bytes in recent kernels; each command reads a prefix of it, and
 /// the kernel requires whatever it does not know to be zero.
@@ -67,8 +70,9 @@ fn owned(fd: libc::c_long) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
 
-/// A hash map; `flags` as `map_flags`.
-pub fn create_hash_map(
+/// A map of `map_type`; `flags` as `map_flags`.
+pub fn create_map(
+    map_type: u32,
     name: &str,
     key_size: u32,
     value_size: u32,
@@ -76,12 +80,7 @@ pub fn create_hash_map(
     flags: u32,
 ) -> io::Result<OwnedFd> {
     let mut attr = Attr::new();
-    attr.u32(0, BPF_MAP_TYPE_HASH)
-        .u32(4, key_size)
-        .u32(8, value_size)
-        .u32(12, max_entries)
-        .u32(16, flags)
-        .name(28, name);
+    attr.u32(0, map_type).u32(4, key_size).u32(8, value_size).u32(12, max_entries).u32(16, flags).name(28, name);
     bpf(BPF_MAP_CREATE, &mut attr).map(owned)
 }
 

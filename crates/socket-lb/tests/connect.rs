@@ -39,6 +39,21 @@ fn ask() -> std::io::Result<u16> {
     Ok(u16::from_be_bytes(port))
 }
 
+/// The peer the kernel holds for the TCP socket bound to `local` (this thread's namespace's
+/// `/proc/net/tcp`), whatever `getpeername` answers.
+fn kernel_peer(local: std::net::SocketAddr) -> Option<SocketAddrV4> {
+    let parse = |text: &str| -> Option<SocketAddrV4> {
+        let (ip, port) = text.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        Some(SocketAddrV4::new(Ipv4Addr::from(ip.to_le_bytes()), u16::from_str_radix(port, 16).ok()?))
+    };
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (parse(fields.get(1)?)? == SocketAddrV4::new(Ipv4Addr::LOCALHOST, local.port())).then(|| parse(fields[2]))?
+    })
+}
+
 fn stop(backend: SocketAddrV4) {
     drop(TcpStream::connect(backend));
 }
@@ -71,6 +86,17 @@ fn connections_to_a_frontend_go_straight_to_its_backends_in_scope_only() {
         }
         assert_eq!(answered.len(), 2, "both backends chosen: {answered:?}");
         assert!(answered.values().all(|&n| n > 40), "spread at random: {answered:?}");
+
+        // The socket runs to a backend, yet getpeername names the frontend it was connected to,
+        // as through NAT.
+        let mut stream = TcpStream::connect((FRONTEND.ip, FRONTEND.port)).unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), (FRONTEND.ip, FRONTEND.port).into());
+        let peer = kernel_peer(stream.local_addr().unwrap()).expect("the socket in /proc/net/tcp");
+        assert!([first, second].contains(&peer), "the kernel's peer {peer}");
+        // Asked like the others (a connection closed unasked stops a backend).
+        stream.write_all(b"?").unwrap();
+        stream.read_exact(&mut [0u8; 2]).unwrap();
+        drop(stream);
 
         // A new set replaces the old one whole.
         balancer.set(FRONTEND, &[second]).unwrap();
