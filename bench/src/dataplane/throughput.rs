@@ -279,20 +279,10 @@ fn install_floor(pod_ip: Ipv4Addr) -> bool {
 }
 
 /// Connects to `address` (blocking, from this thread) and returns the peer the kernel's socket
-/// holds, from this thread's namespace's `/proc/net/tcp`.
+/// holds.
 fn kernel_peer_of_connection(address: (Ipv4Addr, u16)) -> Option<SocketAddrV4> {
     let stream = std::net::TcpStream::connect_timeout(&address.into(), Duration::from_secs(2)).ok()?;
-    let local = stream.local_addr().ok()?.port();
-    let parse = |text: &str| -> Option<SocketAddrV4> {
-        let (ip, port) = text.split_once(':')?;
-        let ip = u32::from_str_radix(ip, 16).ok()?;
-        Some(SocketAddrV4::new(Ipv4Addr::from(ip.to_le_bytes()), u16::from_str_radix(port, 16).ok()?))
-    };
-    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (parse(fields.get(1)?)?.port() == local && fields.get(3) == Some(&"01")).then(|| parse(fields[2]))?
-    })
+    frontdoor_socket_lb::kernel_peer(stream.local_addr().ok()?.port())
 }
 
 /// The pid of the process whose command line is exactly `command`.

@@ -336,6 +336,27 @@ pub fn current_netns_cookie() -> Result<u64, Error> {
     netns_cookie(socket.as_fd()).map_err(kernel("reading the namespace cookie"))
 }
 
+/// The remote address the kernel holds for this thread's namespace's established TCP socket
+/// bound to `local_port` (its line in `/proc/thread-self/net/tcp`): where a balanced socket
+/// really runs, whatever `getpeername` answers. For diagnostics and tests.
+pub fn kernel_peer(local_port: u16) -> Option<SocketAddrV4> {
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = proc_net_address(fields.get(1)?)?;
+        // State 01: ESTABLISHED.
+        (local.port() == local_port && fields.get(3) == Some(&"01")).then(|| proc_net_address(fields.get(2)?))?
+    })
+}
+
+/// `/proc/net/tcp`'s `0100007F:1F90`: the address as the kernel's 32-bit word in hex (so its
+/// bytes reversed on a little-endian machine), the port in hex.
+fn proc_net_address(text: &str) -> Option<SocketAddrV4> {
+    let (ip, port) = text.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    Some(SocketAddrV4::new(Ipv4Addr::from(ip.to_ne_bytes()), u16::from_str_radix(port, 16).ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +365,15 @@ mod tests {
     fn keys_are_laid_out_as_the_kernel_hands_them_to_the_program() {
         assert_eq!(sock_addr_bytes(Ipv4Addr::new(10, 96, 0, 1), 443), [10, 96, 0, 1, 0x01, 0xbb, 0, 0]);
         assert_eq!(sock_addr_bytes(Ipv4Addr::new(10, 244, 0, 7), 80), [10, 244, 0, 7, 0, 80, 0, 0]);
+    }
+
+    #[test]
+    fn proc_net_addresses_read_as_the_kernel_writes_them() {
+        let want = |text| proc_net_address(text);
+        assert_eq!(want("0100007F:1F90"), Some(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)));
+        assert_eq!(want("0200F40A:0050"), Some(SocketAddrV4::new(Ipv4Addr::new(10, 244, 0, 2), 80)));
+        assert_eq!(want("0100007F"), None);
+        assert_eq!(want("zz:1F90"), None);
     }
 
     #[test]
