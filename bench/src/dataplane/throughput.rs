@@ -126,15 +126,16 @@ async fn wrk(url: &str, close: bool, pod: Option<u32>) -> Run {
     parse_wrk(&String::from_utf8_lossy(&output.stdout))
 }
 
+fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    values
+}
+
 fn median(runs: &[Run]) -> Run {
-    let middle = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let mut rates: Vec<f64> = runs.iter().map(|r| r.requests_per_second).collect();
-    let mut p99s: Vec<f64> = runs.iter().map(|r| r.p99.as_secs_f64()).collect();
+    let rates = sorted(runs.iter().map(|r| r.requests_per_second).collect());
+    let p99s = sorted(runs.iter().map(|r| r.p99.as_secs_f64()).collect());
     let errors = runs.iter().map(|r| r.errors).sum();
-    Run { requests_per_second: middle(&mut rates), p99: Duration::from_secs_f64(middle(&mut p99s)), errors }
+    Run { requests_per_second: middle(&rates), p99: Duration::from_secs_f64(middle(&p99s)), errors }
 }
 
 /// Whether an HTTP GET to `address:port` is answered.
@@ -233,9 +234,7 @@ pub async fn measure(node: &Frontdoor, with_nft: bool) -> Throughput {
                 }
             }
             let ratios = |value: fn(&Run) -> f64| {
-                let mut ratios: Vec<f64> = runs[0].iter().zip(&runs[1]).map(|(c, p)| value(c) / value(p)).collect();
-                ratios.sort_by(f64::total_cmp);
-                ratios
+                sorted(runs[0].iter().zip(&runs[1]).map(|(c, p)| value(c) / value(p)).collect())
             };
             modes.push(Mode {
                 client,

@@ -123,7 +123,6 @@ impl Scope {
 #[derive(Clone, Debug)]
 struct Entry {
     slot: u32,
-    count: u32,
     backends: Vec<SocketAddrV4>,
 }
 
@@ -221,7 +220,7 @@ impl SocketBalancer {
     }
 
     fn delete_slot(&mut self, entry: &Entry) {
-        for index in 0..entry.count {
+        for index in 0..entry.backends.len() as u32 {
             // A failure here leaves an unreachable element, never a wrong answer.
             let _ = sys::map_delete(self.backends.as_fd(), &pair(entry.slot, index));
         }
@@ -239,8 +238,7 @@ impl SocketBalancer {
         if self.entries.get(&frontend).is_some_and(|entry| entry.backends == backends) {
             return Ok(());
         }
-        let count = u32::try_from(backends.len()).unwrap_or(u32::MAX);
-        let entry = Entry { slot: self.fresh_slot(), count, backends: backends.to_vec() };
+        let entry = Entry { slot: self.fresh_slot(), backends: backends.to_vec() };
         let written = (|| {
             for (index, backend) in backends.iter().enumerate() {
                 sys::map_update(
@@ -253,7 +251,7 @@ impl SocketBalancer {
             sys::map_update(
                 self.services.as_fd(),
                 &sock_addr_bytes(frontend.ip, frontend.port),
-                &pair(entry.count, entry.slot),
+                &pair(backends.len() as u32, entry.slot),
             )
             .map_err(kernel("writing a frontend"))
         })();
