@@ -31,6 +31,14 @@ const V4: &str = "v4.channel.k8s.io";
 const V5: &str = "v5.channel.k8s.io";
 /// How long the SPDY client has to open the streams the query asked for (upstream's default).
 const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after a WebSocket upgrade the first message may wait for the client to be ready
+/// (its first message, if it sends one earlier, says it is). client-go before 1.34 starts reading
+/// the connection before it has set up its channels and discards what comes for a channel it
+/// does not have yet (kubernetes#131189): kubectl 1.30–1.33 then lose a command's first output,
+/// or the status of one that could not start, and exit 0. A container runtime takes tens of
+/// milliseconds to start a process, so a real cluster's first message never comes that early;
+/// this node starts one in well under a millisecond.
+const CLIENT_READY_WAIT: Duration = Duration::from_millis(100);
 
 /// What the query asks for.
 #[derive(Debug, Clone)]
@@ -375,9 +383,11 @@ async fn over_websocket<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let upgraded = tokio::time::Instant::now();
     let (mut sink, mut messages) = socket.split();
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
     let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
+    let (heard_tx, mut heard) = tokio::sync::watch::channel(false);
     // Reads the client's messages: stdin until it closes the channel, terminal sizes (reading
     // also answers the client's pings).
     let reader = tokio::spawn(async move {
@@ -389,6 +399,7 @@ async fn over_websocket<IO>(
                 Message::Close(_) => break,
                 _ => continue,
             };
+            heard_tx.send_replace(true);
             match (bytes.first(), bytes.get(1)) {
                 (Some(&STDIN), _) => {
                     if let Some(tx) = &stdin {
@@ -430,6 +441,7 @@ async fn over_websocket<IO>(
             }
         };
         let Some((channel, bytes)) = next else { break };
+        client_ready(upgraded, &mut heard).await;
         if sink.send(framed(channel, &bytes)).await.is_err() {
             gone = true;
             break;
@@ -438,6 +450,7 @@ async fn over_websocket<IO>(
     drop(outgoing);
     if let Ok(status) = session.await {
         if !gone {
+            client_ready(upgraded, &mut heard).await;
             let _ = sink.send(framed(ERROR, status.to_string().as_bytes())).await;
         }
     }
@@ -451,9 +464,34 @@ async fn over_websocket<IO>(
     reader.abort();
 }
 
+/// Returns once the WebSocket client has sent a message or [`CLIENT_READY_WAIT`] has passed
+/// since the upgrade: at once for every message after the first.
+async fn client_ready(upgraded: tokio::time::Instant, heard: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = tokio::time::timeout_at(upgraded + CLIENT_READY_WAIT, heard.wait_for(|heard| *heard)).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn first_message_waits_for_the_client_to_be_ready() {
+        // Nothing heard from the client: its channels may not exist yet, so the wait runs out.
+        let (_heard_tx, mut heard) = tokio::sync::watch::channel(false);
+        let upgraded = tokio::time::Instant::now();
+        client_ready(upgraded, &mut heard).await;
+        assert!(upgraded.elapsed() >= CLIENT_READY_WAIT);
+        // A message from the client ends the wait, however long it had left.
+        let (heard_tx, mut heard) = tokio::sync::watch::channel(false);
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let waiting = tokio::spawn(async move { client_ready(far, &mut heard).await });
+        heard_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("ready once heard").unwrap();
+        // A client that went away holds nothing up either.
+        let (heard_tx, mut heard) = tokio::sync::watch::channel(false);
+        drop(heard_tx);
+        tokio::time::timeout(Duration::from_secs(30), client_ready(far, &mut heard)).await.expect("ready once gone");
+    }
 
     #[test]
     fn terminal_sizes_are_read_however_they_are_split() {
