@@ -48,12 +48,15 @@ impl Batch {
     }
 
     /// Takes the datagrams waiting on `socket` (at most [`BATCH`]) without blocking; how many.
-    /// `WouldBlock` when there were none (the socket's readiness is cleared, so wait on it again).
+    /// `WouldBlock` when there were none. Fewer than a full batch means the socket's queue is
+    /// empty, so its readiness is cleared then too, as Knot waits for the next readiness after
+    /// each batch and tokio clears a TCP stream's after a short read: one `recvmmsg` per batch
+    /// instead of another that finds nothing (a datagram that comes meanwhile is a new event).
     pub(crate) fn receive(&mut self, socket: &UdpSocket, headers: &mut Headers) -> io::Result<usize> {
         let Batch { requests, received, answered, .. } = self;
         received.clear();
         answered.clear();
-        socket.try_io(Interest::READABLE, || {
+        let taken = socket.try_io(Interest::READABLE, || {
             let mut slices: Vec<[IoSliceMut<'_>; 1]> =
                 requests.iter_mut().map(|buffer| [IoSliceMut::new(buffer)]).collect();
             let messages =
@@ -67,8 +70,15 @@ impl Batch {
                 let length = if message.address.is_some() { message.bytes.min(MAX_REQUEST) } else { 0 };
                 received.push((length, from));
             }
+            if received.len() < BATCH {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             Ok(received.len())
-        })
+        });
+        match taken {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock && !received.is_empty() => Ok(received.len()),
+            taken => taken,
+        }
     }
 
     /// Datagram `i` of the last receive, its sender, and its (emptied) reply buffer.
