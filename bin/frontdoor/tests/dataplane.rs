@@ -743,6 +743,9 @@ fn connections_to_a_cluster_ip_are_balanced_at_connect_from_the_node_and_pods() 
     wait_ready_endpoints(&fd, "straight", 2);
     let ip = cluster_ip(&fd, "straight");
     let pods = pod_addresses(&fd, "straight");
+    // The node's namespace and its two pods' are in the balancer's scope.
+    let namespaces = || balancer_gauge(&fd, "frontdoor_socket_lb_namespaces");
+    assert!(wait_until(Duration::from_secs(10), || namespaces() == 3), "namespaces in scope: {}", namespaces());
 
     // From the node: each socket is connected to a pod itself (no NAT on its packets), both
     // pods are chosen, and getpeername still names the ClusterIP, as through NAT.
@@ -769,9 +772,24 @@ fn connections_to_a_cluster_ip_are_balanced_at_connect_from_the_node_and_pods() 
         left.len() == 1 && peers_of(fd.command("env"), &ip, 80, 20).iter().all(|(_, kernel)| *kernel == left[0])
     });
     assert!(followed, "connections still reach a removed endpoint");
+    // The removed pod's namespace left the scope at its teardown.
+    assert!(wait_until(Duration::from_secs(10), || namespaces() == 2), "namespaces in scope: {}", namespaces());
 
     // Still a Service: HTTP through it answers, from the node.
     assert_eq!(requests(&fd, &format!("http://{ip}/"), 3).len(), 3);
+
+    // A deleted Service's port leaves the balancer.
+    let frontends = || balancer_gauge(&fd, "frontdoor_socket_lb_frontends");
+    let held = frontends();
+    fd.kubectl_ok("1.33", &["delete", "service", "straight"]);
+    assert!(wait_until(Duration::from_secs(10), || frontends() == held - 1), "frontends: {held} then {}", frontends());
+}
+
+/// A gauge of the connect-time balancer, from the API server's `/metrics`.
+fn balancer_gauge(fd: &Frontdoor, name: &str) -> i64 {
+    let text = fd.kubectl_ok("1.33", &["get", "--raw", "/metrics"]);
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+    line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name}"))
 }
 
 #[test]

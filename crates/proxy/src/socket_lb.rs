@@ -11,10 +11,12 @@
 //! machines — goes through the nftables rules as before.
 
 use std::net::SocketAddrV4;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use frontdoor_proxy_model::{Protocol, ResolvedPort};
 use frontdoor_socket_lb::{Frontend, SocketBalancer};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 
 /// The frontends `ports` (one Service's) put in the balancer, with their endpoints.
 pub fn frontends(ports: &[ResolvedPort]) -> Vec<(Frontend, Vec<SocketAddrV4>)> {
@@ -44,6 +46,45 @@ pub fn reconcile(balancer: &Mutex<SocketBalancer>, before: &[ResolvedPort], afte
         if let Err(error) = balancer.set(frontend, &backends) {
             tracing::warn!(%error, ?frontend, "connect-time balancer: the rules serve this frontend");
         }
+    }
+}
+
+/// The balancer's own gauges, read from it when scraped: `frontdoor_socket_lb_frontends` (the
+/// TCP cluster-IP ports it holds) and `frontdoor_socket_lb_namespaces` (the node's and pods'
+/// network namespaces it acts in: a pod's joins before its containers start and leaves at
+/// teardown).
+pub fn register_metrics(registry: &frontdoor_metrics::Registry, balancer: &Arc<Mutex<SocketBalancer>>) {
+    let held = balancer.clone();
+    registry.register(
+        "frontdoor_socket_lb_frontends",
+        "Cluster IP TCP ports whose connections the connect-time balancer sends straight to an endpoint",
+        Read(Arc::new(move || held.lock().unwrap_or_else(PoisonError::into_inner).frontends().count())),
+    );
+    let scope = balancer.lock().unwrap_or_else(PoisonError::into_inner).scope();
+    registry.register(
+        "frontdoor_socket_lb_namespaces",
+        "Network namespaces (the node's and its pods') whose connections the connect-time balancer acts on",
+        Read(Arc::new(move || scope.len())),
+    );
+}
+
+/// A gauge whose value is read when the registry is encoded.
+#[derive(Clone)]
+struct Read(Arc<dyn Fn() -> usize + Send + Sync>);
+
+impl std::fmt::Debug for Read {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Read")
+    }
+}
+
+impl EncodeMetric for Read {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        encoder.encode_gauge(&i64::try_from((self.0)()).unwrap_or(i64::MAX))
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
     }
 }
 

@@ -62,6 +62,9 @@ struct Inputs {
 pub async fn run(factory: InformerFactory, config: ProxyConfig) -> Result<(), ProxyError> {
     let writer = Writer::start()?;
     let metrics = ProxyMetrics::register(factory.metrics());
+    if let Some(balancer) = &config.socket_lb {
+        crate::socket_lb::register_metrics(factory.metrics(), balancer);
+    }
     let shutdown = factory.shutdown();
     let inputs = Arc::new(Mutex::new(Inputs { model: ProxyModel::new(&config.node_name), triggers: HashMap::new() }));
     let wake = Arc::new(Notify::new());

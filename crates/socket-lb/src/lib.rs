@@ -104,6 +104,16 @@ impl Scope {
         Ok(())
     }
 
+    /// How many namespaces are in scope.
+    pub fn len(&self) -> usize {
+        self.0.holders.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no namespace is in scope.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Undoes one [`add`](Scope::add) of this cookie.
     pub fn remove(&self, cookie: u64) -> Result<(), Error> {
         let mut holders = self.0.holders.lock().unwrap_or_else(PoisonError::into_inner);
