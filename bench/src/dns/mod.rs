@@ -479,6 +479,9 @@ fn interleaved(
     rounds: usize,
     upstream: Option<u32>,
 ) -> Vec<Vec<Measured>> {
+    // This thread reads dnsperf's report (with `-v`, a line per query: tens of thousands a
+    // second); left free, the scheduler ran it on the servers' core, between their answers.
+    let _pinned = ThreadPinned::to(CLIENT_CORE);
     let mut runs: Vec<Vec<Measured>> = servers.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for k in 0..servers.len() {
@@ -579,6 +582,19 @@ fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>)
     );
     let bests = print_rounds(&servers, &runs);
     let qps: Vec<f64> = bests.iter().map(|m| m.run.qps).collect();
+    // When dnsperf's core is the limit, every server answers about as fast as it is asked: what
+    // each spends per answer (its processes' CPU time, best rounds) still tells them apart.
+    let per_answer: Vec<f64> =
+        bests.iter().map(|m| m.run.server_cpu.as_secs_f64() / (m.run.completed.max(1) as f64)).collect();
+    if let Some(cheapest_peer) = (1..servers.len()).min_by(|a, b| per_answer[*a].total_cmp(&per_answer[*b])) {
+        println!(
+            "  server CPU per answer: frontdoor {:.1} µs, {} {:.1} µs (the cheaper peer): frontdoor needs {:.2}x its CPU per answer",
+            per_answer[0] * 1e6,
+            servers[cheapest_peer].name,
+            per_answer[cheapest_peer] * 1e6,
+            per_answer[0] / per_answer[cheapest_peer].max(1e-12)
+        );
+    }
     if !step(4) {
         return;
     }
