@@ -152,9 +152,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
     )
     .await;
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    server
-        .run_on_own_thread(shutdown.clone())
-        .map_err(|source| DnsError::Listen { address: SocketAddr::from((config.listen, 53)), source })?;
+    tokio::spawn(server.run(shutdown.clone()));
     tokio::spawn(kube_dns::keep(factory.client(), config.clone(), shutdown.clone()));
     loop {
         tokio::select! {

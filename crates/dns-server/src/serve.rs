@@ -295,28 +295,6 @@ impl Server {
         Ok(Server { udp: Arc::new(udp), tcp, shared: Arc::new(shared) })
     }
 
-    /// Serves on a thread of its own with a single-threaded runtime, until `shutdown`: queries
-    /// never wait behind the rest of the process's tasks (the API server, controllers, the
-    /// proxy's syncs), as a separate DNS server's would not. Forwarded requests and TCP clients
-    /// are tasks on that runtime too.
-    pub fn run_on_own_thread(self, shutdown: Shutdown) -> std::io::Result<std::thread::JoinHandle<()>> {
-        // The sockets leave this runtime's reactor for the new one's.
-        let udp =
-            Arc::try_unwrap(self.udp).map_err(|_| std::io::Error::other("the UDP socket is shared"))?.into_std()?;
-        let tcp = self.tcp.into_std()?;
-        let shared = self.shared;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name("frontdoor-dns".into()).spawn(move || {
-            runtime.block_on(async move {
-                let sockets = UdpSocket::from_std(udp).and_then(|udp| Ok((udp, TcpListener::from_std(tcp)?)));
-                match sockets {
-                    Ok((udp, tcp)) => Server { udp: Arc::new(udp), tcp, shared }.run(shutdown).await,
-                    Err(error) => tracing::error!(%error, "cluster DNS: the sockets could not move to its thread"),
-                }
-            });
-        })
-    }
-
     pub async fn run(self, shutdown: Shutdown) {
         let stop = shutdown.triggered();
         tokio::pin!(stop);
