@@ -431,6 +431,7 @@ async fn over_websocket<IO>(
     let framed = |channel: u8, bytes: &[u8]| Message::Binary([&[channel][..], bytes].concat().into());
     let mut reader = reader;
     let mut gone = false;
+    let mut ready = false;
     loop {
         let next = tokio::select! {
             next = outgoing.recv() => next,
@@ -441,7 +442,10 @@ async fn over_websocket<IO>(
             }
         };
         let Some((channel, bytes)) = next else { break };
-        client_ready(upgraded, &mut heard).await;
+        if !ready {
+            client_ready(upgraded, &mut heard).await;
+            ready = true;
+        }
         if sink.send(framed(channel, &bytes)).await.is_err() {
             gone = true;
             break;
@@ -450,7 +454,9 @@ async fn over_websocket<IO>(
     drop(outgoing);
     if let Ok(status) = session.await {
         if !gone {
-            client_ready(upgraded, &mut heard).await;
+            if !ready {
+                client_ready(upgraded, &mut heard).await;
+            }
             let _ = sink.send(framed(ERROR, status.to_string().as_bytes())).await;
         }
     }
