@@ -4,7 +4,9 @@
 //! its name with its ClusterIP (a query every half millisecond). Target: p99 ≤ 50 ms. The
 //! same-run baseline is the create's own round trip.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use frontdoor_testkit::{ApiClient, Frontdoor};
@@ -23,6 +25,41 @@ pub struct Programming {
     /// The create's round trip, sorted.
     pub creates: Vec<Duration>,
     pub missed: usize,
+    /// Meanwhile, the answer time of a steady stream of queries for a name that does not change
+    /// (one every millisecond, from dnsperf's core): what each rebuild of the index costs the
+    /// queries that arrive while it runs. Sorted; `unanswered` got no answer within a second.
+    pub steady: Vec<Duration>,
+    pub unanswered: usize,
+}
+
+/// Asks `kubernetes.default.svc.cluster.local` every millisecond until `stop`, timing each answer;
+/// the answers' times, and how many got none within a second.
+fn steady_queries(stop: &AtomicBool) -> (Vec<Duration>, usize) {
+    let _pinned = super::ThreadPinned::to(super::CLIENT_CORE);
+    let socket = UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    socket.set_read_timeout(Some(Duration::from_micros(200))).expect("a read timeout");
+    let mut sent: HashMap<u16, Instant> = HashMap::new();
+    let (mut answered, mut unanswered, mut buffer) = (Vec::new(), 0, [0u8; 512]);
+    let (mut next, mut id) = (Instant::now(), 0u16);
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next {
+            id = id.wrapping_add(1);
+            let _ = socket.send_to(&query("kubernetes.default.svc.cluster.local", id), (NODE, 53));
+            sent.insert(id, Instant::now());
+            next += Duration::from_millis(1);
+        }
+        if let Ok(n) = socket.recv(&mut buffer) {
+            let id = (n >= 2).then(|| u16::from_be_bytes([buffer[0], buffer[1]]));
+            if let Some(at) = id.and_then(|id| sent.remove(&id)) {
+                answered.push(at.elapsed());
+            }
+        }
+        let before = sent.len();
+        sent.retain(|_, at| at.elapsed() < Duration::from_secs(1));
+        unanswered += before - sent.len();
+    }
+    answered.sort();
+    (answered, unanswered)
 }
 
 /// An A query for `name`.
@@ -48,6 +85,11 @@ pub async fn measure(node: &Frontdoor) -> Programming {
     socket.set_read_timeout(Some(Duration::from_micros(500))).expect("a read timeout");
     let mut buffer = [0u8; 512];
     let (mut resolved, mut creates, mut missed) = (Vec::new(), Vec::new(), 0);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let steady = std::thread::spawn({
+        let stop = stop.clone();
+        move || steady_queries(&stop)
+    });
     for i in 0..CREATIONS {
         let name = format!("dns-{i}");
         let body = json!({
@@ -85,7 +127,9 @@ pub async fn measure(node: &Frontdoor) -> Programming {
             None => missed += 1,
         }
     }
+    stop.store(true, Ordering::Relaxed);
+    let (steady, unanswered) = steady.join().expect("the steady queries' thread");
     resolved.sort();
     creates.sort();
-    Programming { resolved, creates, missed }
+    Programming { resolved, creates, missed, steady, unanswered }
 }
