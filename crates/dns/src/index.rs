@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, TXT};
+use hickory_proto::rr::rdata::{CNAME, NS, TXT};
 use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -496,10 +496,10 @@ impl ClusterIndex {
         let mut answers = Vec::new();
         let mut extras = Vec::new();
         for ns in &model.ns {
-            let Some(name) = fqdn(ns) else { continue };
-            answers.extend(enc.record(None, self.ttl, RData::NS(NS(name.clone()))));
+            let (Some(name), Some(owner)) = (fqdn(ns), wire_name(ns)) else { continue };
+            answers.extend(enc.record(None, self.ttl, RData::NS(NS(name))));
             for e in m.get(ns).map(|n| &n.entries[..]).unwrap_or_default() {
-                extras.extend(enc.record(Some(&name), self.ttl, address(e.ip)));
+                extras.push(address_record(Some(&owner), self.ttl, e.ip));
             }
         }
         self.push_set(&answers, &extras, 0)
@@ -528,24 +528,24 @@ impl ClusterIndex {
                 return;
             }
             let Some(next) = m.get(&current) else { return };
-            let Some(owner) = fqdn(&current) else { return };
             if let Some(t) = &next.cname {
                 if seen.contains(t) || chain.len() > MAX_CNAME_CHAIN {
                     return;
                 }
-                let Some(tn) = fqdn(t) else { return };
+                let (Some(owner), Some(tn)) = (fqdn(&current), fqdn(t)) else { return };
                 chain.extend(enc.record(Some(&owner), self.ttl, RData::CNAME(CNAME(tn))));
                 seen.push(t.clone());
                 current = t.clone();
                 continue;
             }
+            let Some(owner) = wire_name(&current) else { return };
             for (set, v6) in [(SET_A, false), (SET_AAAA, true)] {
                 let mut seen_ip = fast_set();
                 let addrs: Vec<Vec<u8>> = next
                     .entries
                     .iter()
                     .filter(|e| e.ip.is_ipv6() == v6 && seen_ip.insert(e.ip))
-                    .filter_map(|e| enc.record(Some(&owner), self.ttl, address(e.ip)))
+                    .map(|e| address_record(Some(&owner), self.ttl, e.ip))
                     .collect();
                 if !addrs.is_empty() {
                     let mut all = chain.clone();
@@ -589,13 +589,6 @@ fn srv_data(priority: u16, weight: u16, port: u16, target: &[u8]) -> Vec<u8> {
     }
     data.extend_from_slice(target);
     data
-}
-
-fn address(ip: IpAddr) -> RData {
-    match ip {
-        IpAddr::V4(v4) => RData::A(A(v4)),
-        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-    }
 }
 
 fn fqdn(name: &str) -> Option<Name> {
@@ -658,6 +651,14 @@ pub(crate) fn pod_label_ip(label: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::rr::rdata::{A, AAAA};
+
+    fn address(ip: IpAddr) -> RData {
+        match ip {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        }
+    }
 
     /// The directly written records are byte for byte what hickory's encoder writes.
     #[test]
