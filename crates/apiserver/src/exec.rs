@@ -387,7 +387,7 @@ async fn over_websocket<IO>(
     let (mut sink, mut messages) = socket.split();
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
     let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
-    let (heard_tx, mut heard) = tokio::sync::watch::channel(false);
+    let (heard_tx, heard) = tokio::sync::watch::channel(false);
     // Reads the client's messages: stdin until it closes the channel, terminal sizes (reading
     // also answers the client's pings).
     let reader = tokio::spawn(async move {
@@ -431,7 +431,8 @@ async fn over_websocket<IO>(
     let framed = |channel: u8, bytes: &[u8]| Message::Binary([&[channel][..], bytes].concat().into());
     let mut reader = reader;
     let mut gone = false;
-    let mut ready = false;
+    // Until the first message goes: whether the client has spoken yet.
+    let mut not_ready = Some(heard);
     loop {
         let next = tokio::select! {
             next = outgoing.recv() => next,
@@ -442,10 +443,7 @@ async fn over_websocket<IO>(
             }
         };
         let Some((channel, bytes)) = next else { break };
-        if !ready {
-            client_ready(upgraded, &mut heard).await;
-            ready = true;
-        }
+        client_ready(upgraded, &mut not_ready).await;
         if sink.send(framed(channel, &bytes)).await.is_err() {
             gone = true;
             break;
@@ -454,9 +452,7 @@ async fn over_websocket<IO>(
     drop(outgoing);
     if let Ok(status) = session.await {
         if !gone {
-            if !ready {
-                client_ready(upgraded, &mut heard).await;
-            }
+            client_ready(upgraded, &mut not_ready).await;
             let _ = sink.send(framed(ERROR, status.to_string().as_bytes())).await;
         }
     }
@@ -471,9 +467,11 @@ async fn over_websocket<IO>(
 }
 
 /// Returns once the WebSocket client has sent a message or [`CLIENT_READY_WAIT`] has passed
-/// since the upgrade: at once for every message after the first.
-async fn client_ready(upgraded: tokio::time::Instant, heard: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = tokio::time::timeout_at(upgraded + CLIENT_READY_WAIT, heard.wait_for(|heard| *heard)).await;
+/// since the upgrade; takes `not_ready`, so at once for every message after the first.
+async fn client_ready(upgraded: tokio::time::Instant, not_ready: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(mut heard) = not_ready.take() {
+        let _ = tokio::time::timeout_at(upgraded + CLIENT_READY_WAIT, heard.wait_for(|heard| *heard)).await;
+    }
 }
 
 #[cfg(test)]
@@ -483,20 +481,24 @@ mod tests {
     #[tokio::test]
     async fn first_message_waits_for_the_client_to_be_ready() {
         // Nothing heard from the client: its channels may not exist yet, so the wait runs out.
-        let (_heard_tx, mut heard) = tokio::sync::watch::channel(false);
+        let (_heard_tx, heard) = tokio::sync::watch::channel(false);
         let upgraded = tokio::time::Instant::now();
-        client_ready(upgraded, &mut heard).await;
+        let mut not_ready = Some(heard);
+        client_ready(upgraded, &mut not_ready).await;
         assert!(upgraded.elapsed() >= CLIENT_READY_WAIT);
+        assert!(not_ready.is_none(), "the wait is taken once");
         // A message from the client ends the wait, however long it had left.
-        let (heard_tx, mut heard) = tokio::sync::watch::channel(false);
+        let (heard_tx, heard) = tokio::sync::watch::channel(false);
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-        let waiting = tokio::spawn(async move { client_ready(far, &mut heard).await });
+        let waiting = tokio::spawn(async move { client_ready(far, &mut Some(heard)).await });
         heard_tx.send_replace(true);
         tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("ready once heard").unwrap();
         // A client that went away holds nothing up either.
-        let (heard_tx, mut heard) = tokio::sync::watch::channel(false);
+        let (heard_tx, heard) = tokio::sync::watch::channel(false);
         drop(heard_tx);
-        tokio::time::timeout(Duration::from_secs(30), client_ready(far, &mut heard)).await.expect("ready once gone");
+        tokio::time::timeout(Duration::from_secs(30), client_ready(far, &mut Some(heard)))
+            .await
+            .expect("ready once gone");
     }
 
     #[test]
