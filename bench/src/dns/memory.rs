@@ -18,7 +18,7 @@ use super::cluster::{Cluster, ZONE};
 use crate::dataplane::memory::allocated_mib;
 
 /// Builds timed for each configuration (the fastest is reported).
-const BUILDS: usize = 5;
+pub(super) const BUILDS: usize = 5;
 
 pub struct IndexMemory {
     pub pod_mode: PodMode,

@@ -41,10 +41,12 @@ fn steady_queries(stop: &AtomicBool) -> (Vec<Duration>, usize) {
     let mut sent: HashMap<u16, Instant> = HashMap::new();
     let (mut answered, mut unanswered, mut buffer) = (Vec::new(), 0, [0u8; 512]);
     let (mut next, mut id) = (Instant::now(), 0u16);
+    let mut question = query("kubernetes.default.svc.cluster.local", id);
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next {
             id = id.wrapping_add(1);
-            let _ = socket.send_to(&query("kubernetes.default.svc.cluster.local", id), (NODE, 53));
+            question[..2].copy_from_slice(&id.to_be_bytes());
+            let _ = socket.send_to(&question, (NODE, 53));
             sent.insert(id, Instant::now());
             next += Duration::from_millis(1);
         }
