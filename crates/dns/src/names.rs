@@ -33,13 +33,18 @@ impl<T> NameTable<T> {
     }
 
     fn find(&self, name: &[u8]) -> Option<usize> {
-        let hash = self.hasher.hash_one(name);
+        self.find_hashed(self.hasher.hash_one(name), name)
+    }
+
+    fn find_hashed(&self, hash: u64, name: &[u8]) -> Option<usize> {
         self.table.find(hash, |&i| name_at(&self.bytes, &self.entries, i) == name).map(|&i| i as usize)
     }
 
-    /// Adds `name` with `value`, or replaces the value of a name already there.
+    /// Adds `name` with `value`, or replaces the value of a name already there. The name is
+    /// hashed once, for the look-up and the insertion both.
     pub(crate) fn insert(&mut self, name: &[u8], value: T) {
-        if let Some(i) = self.find(name) {
+        let hash = self.hasher.hash_one(name);
+        if let Some(i) = self.find_hashed(hash, name) {
             self.entries[i].1 = value;
             return;
         }
@@ -48,7 +53,7 @@ impl<T> NameTable<T> {
         self.bytes.extend_from_slice(name);
         self.entries.push((start, value));
         let NameTable { bytes, entries, table, hasher } = self;
-        table.insert_unique(hasher.hash_one(name), i, |&i| hasher.hash_one(name_at(bytes, entries, i)));
+        table.insert_unique(hash, i, |&i| hasher.hash_one(name_at(bytes, entries, i)));
     }
 
     pub(crate) fn get(&self, name: &[u8]) -> Option<&T> {
