@@ -25,10 +25,16 @@ fn processes(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Whether process `pid` exists and is not a zombie.
+/// Whether process `pid` exists with a thread that is not a zombie. Every thread counts: a
+/// killed multi-threaded process's main thread can be a zombie while another thread is still
+/// exiting, and with it the process's open files, such as the lock on the node's pid journal
+/// that `frontdoor cleanup` then found still held.
 fn alive(pid: &str) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    threads.filter_map(Result::ok).any(|thread| {
+        let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
 }
 
 /// Kills, on the way out (a failed test included), the pod processes this test started.
