@@ -11,11 +11,13 @@
 //! table and the load-balancer addresses the node answered for on the LAN (those it marked as its
 //! own). Run it in the network namespace the node ran in.
 //!
-//! A running node keeps a lock (`flock`) on its pid journal: while one does, cleanup refuses.
+//! A running node keeps a lock (`flock`) on its pid journal: while one does (for two seconds, the
+//! time a killed node may take to finish exiting), cleanup refuses.
 //! IPv4 forwarding is left as it is (nothing says what it was before the node turned it on), and
 //! so is the data directory (the store keeps the cluster's objects for the next `up`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -29,10 +31,26 @@ pub struct CleanupArgs {
     bridge: String,
 }
 
+/// How long cleanup waits for the pid journal's lock before it says a node is running: a node
+/// killed a moment ago may still be exiting (its last threads close its files, and the lock with
+/// them, some milliseconds after the kill), and `kill -9` then `frontdoor cleanup` must work.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// The journal's leftovers, once its lock is free; `None` if it is still held after `wait`.
+fn take_within(journal: &Path, wait: Duration) -> std::io::Result<Option<frontdoor_node::pids::Leftovers>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match frontdoor_node::pids::Leftovers::take(journal)? {
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            taken => return Ok(taken),
+        }
+    }
+}
+
 pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
     let journal = frontdoor_node::pids::journal_path(&args.data_dir);
     // Held until the end, so no node starts on this data directory meanwhile.
-    let leftovers = frontdoor_node::pids::Leftovers::take(&journal)
+    let leftovers = take_within(&journal, LOCK_WAIT)
         .with_context(|| format!("reading the pid journal {}", journal.display()))?
         .with_context(|| {
             format!(
