@@ -81,10 +81,10 @@ const UPSTREAM_ZONE: &str = "example.test";
 /// CoreDNS's published memory per 1,000 (Pods + Services): `MB = (Pods + Services) / 1000 + 54`
 /// (coredns/deployment, kubernetes/Scaling_CoreDNS.md), in bytes.
 const COREDNS_BYTES_PER_THOUSAND: f64 = 1_000_000.0;
-/// Saturating load: 4 client sockets, 200 queries outstanding.
 /// Step 3b's share of core 0 for each server: less than what dnsperf's core can ask of any of
 /// them (each answers > 100k q/s at 7–9 µs per answer when unbounded), so the server is the limit.
 const BUDGET: f64 = 0.5;
+/// Saturating load: 4 client sockets, 200 queries outstanding.
 const SATURATE: Load = Load { seconds: Some(SECONDS), clients: 4, outstanding: 200, max_qps: None, per_query: false };
 
 /// The tools each part needs, with the Debian package that has each.
@@ -643,8 +643,7 @@ fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>)
         .enumerate()
         .map(|(i, s)| format!("{} {:.0} q/s p99 {:.3} ms", s.name, qps[i], ms(p99[i])))
         .collect();
-    // The faster peer in throughput is the one frontdoor must match.
-    let Some(faster) = (1..servers.len()).max_by(|a, b| qps[*a].total_cmp(&qps[*b])) else {
+    let Some(faster) = faster_peer(&qps) else {
         println!("dns: {}; no peer to compare with", summary.join("; "));
         return;
     };
@@ -663,6 +662,12 @@ fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>)
         1.0,
         None,
     );
+}
+
+/// The peer (an index past frontdoor's, the first) with the most queries/s: the one frontdoor
+/// must match.
+fn faster_peer(qps: &[f64]) -> Option<usize> {
+    (1..qps.len()).max_by(|a, b| qps[*a].total_cmp(&qps[*b]))
 }
 
 /// Step 3's question with the server, not dnsperf, the limit: each server's processes held to
@@ -700,7 +705,7 @@ fn budgeted_throughput(servers: &[&Target], mix: &Path) {
     }
     drop(budgets);
     let qps: Vec<f64> = bests.iter().map(|m| m.run.qps).collect();
-    if let Some(faster) = (1..servers.len()).max_by(|a, b| qps[*a].total_cmp(&qps[*b])) {
+    if let Some(faster) = faster_peer(&qps) {
         let name = format!("DNS q/s frontdoor ÷ {}, equal budget", servers[faster].name);
         report_at_least(&name, qps[0] / qps[faster], "x", 1.0);
     }
