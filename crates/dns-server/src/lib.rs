@@ -111,7 +111,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
             );
         } => {}
     }
-    let Some(first) = build(&builder).await else { return Ok(()) };
+    let Some(first) = build(&builder, None).await else { return Ok(()) };
     let index = Arc::new(ArcSwap::from_pointee(first));
     let metrics =
         metrics::DnsMetrics::register(factory.metrics(), format!("dns://{}:53", config.listen), &config.index.zone);
@@ -164,31 +164,40 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
             () = &mut stop => return Ok(()),
             () = tokio::time::sleep(config.min_rebuild) => {}
         }
-        let Some(built) = build(&builder).await else { return Ok(()) };
+        let Some(built) = build(&builder, Some(index.load_full())).await else {
+            if shutdown.is_triggered() {
+                return Ok(());
+            }
+            continue;
+        };
         let replaced = index.swap(Arc::new(built));
         // The old index is as large as the new one: freed off the runtime's workers too.
         tokio::task::spawn_blocking(move || drop(replaced));
     }
 }
 
-/// A new index of what the builder holds now. Building costs time in proportion to the cluster
-/// (about 180 ms at 10,000 Services and 20,500 pods here), so it runs on a blocking thread, from a copy
-/// taken under the lock: the runtime's workers, which answer queries and serve the API, are held
-/// only for the copy, and the informers' feeds are never kept waiting on the lock meanwhile.
-/// `None` when the runtime is shutting down.
-async fn build(builder: &Mutex<IndexBuilder>) -> Option<ClusterIndex> {
+/// The index after the changes the builder holds, or `None` when none came (a change may be
+/// one DNS does not see) or the runtime is shutting down. Only the parts the changes touched
+/// are built (a namespace's part costs in proportion to that namespace; every other part is
+/// shared with `previous`), on a blocking thread, from copies taken under the lock: the runtime's
+/// workers, which answer queries and serve the API, are held only for the copy, and the
+/// informers' feeds are never kept waiting on the lock meanwhile.
+async fn build(builder: &Mutex<IndexBuilder>, previous: Option<Arc<ClusterIndex>>) -> Option<ClusterIndex> {
     let copying = std::time::Instant::now();
-    let snapshot = {
+    let rebuild = {
         let mut builder = builder.lock().unwrap_or_else(PoisonError::into_inner);
+        if previous.is_some() && !builder.changed() {
+            return None;
+        }
         let serial = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
             .unwrap_or_default();
         builder.set_serial(serial);
-        builder.clone()
+        builder.take_changes()
     };
     let started = std::time::Instant::now();
-    match tokio::task::spawn_blocking(move || snapshot.build()).await {
+    match tokio::task::spawn_blocking(move || rebuild.build(previous.as_deref())).await {
         Ok(index) => {
             tracing::debug!(
                 names = index.len(),

@@ -5,7 +5,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::PodMode;
 use crate::index::{
-    pod_label_ip, ClusterIndex, Node, RrSet, NONE, SET_A, SET_AAAA, SET_CNAME, SET_NS, SET_PTR, SET_SRV, SET_TXT,
+    pod_label_ip, ClusterIndex, Node, RrSet, Shard, SET_A, SET_AAAA, SET_CNAME, SET_NS, SET_PTR, SET_SRV, SET_TXT,
 };
 use crate::wire::{self, put16, put32, put_pointer, Parsed, Request};
 
@@ -129,7 +129,8 @@ fn bare_reply(query: &[u8], id: u16, flags: u16, rcode: u8, question_end: Option
 struct Sections<'a> {
     rcode: u8,
     aa: bool,
-    set: Option<&'a RrSet>,
+    /// A record set, and the arena of the part it is in.
+    set: Option<(&'a RrSet, &'a [u8])>,
     /// Rotation of the answer records (A, AAAA): start at record `rotation % count`.
     rotation: usize,
     /// One record written here (a synthesized pod address, an SOA answer).
@@ -147,13 +148,12 @@ struct Writer<'a, 'i> {
 }
 
 impl<'i> Writer<'_, 'i> {
-    fn node(&self) -> Option<&'i Node> {
-        self.index.nodes.get(self.req.lname())
+    fn node(&self) -> Option<(&'i Shard, &'i Node)> {
+        self.index.find(self.req.lname())
     }
 
-    fn set(&self, node: &Node, kind: usize) -> Option<&'i RrSet> {
-        let i = node.sets[kind];
-        (i != NONE).then(|| self.index.sets.get(i as usize)).flatten()
+    fn set(&self, (shard, node): (&'i Shard, &Node), kind: usize) -> Option<(&'i RrSet, &'i [u8])> {
+        shard.set(node, kind).map(|set| (set, &shard.arena[..]))
     }
 
     fn reply(&mut self, s: Sections) -> Outcome<'i> {
@@ -166,7 +166,7 @@ impl<'i> Writer<'_, 'i> {
         self.reply(Sections { rcode, aa: true, soa, ..Sections::default() })
     }
 
-    fn positive(&mut self, set: &'i RrSet) -> Outcome<'i> {
+    fn positive(&mut self, set: (&'i RrSet, &'i [u8])) -> Outcome<'i> {
         let rotation = usize::from(self.req.id);
         self.reply(Sections { aa: true, set: Some(set), rotation, ..Sections::default() })
     }
@@ -177,7 +177,7 @@ impl<'i> Writer<'_, 'i> {
         if qtype == wire::TYPE_AXFR || qtype == wire::TYPE_IXFR {
             return self.reply(Sections { rcode: wire::RCODE_REFUSED, ..Sections::default() });
         }
-        let Some(node) = self.node() else { return self.pod(z) };
+        let Some(found) = self.node() else { return self.pod(z) };
         let kind = match qtype {
             wire::TYPE_A => SET_A,
             wire::TYPE_AAAA => SET_AAAA,
@@ -188,11 +188,9 @@ impl<'i> Writer<'_, 'i> {
             wire::TYPE_SOA if z == 0 => return self.soa_answer(0),
             _ => return self.negative(wire::RCODE_NOERROR, z),
         };
-        let Some(set) = self.set(node, kind) else { return self.negative(wire::RCODE_NOERROR, z) };
-        if node.chase != NONE && kind != SET_CNAME {
-            let Some(target) = self.index.targets.get(node.chase as usize) else {
-                return self.negative(wire::RCODE_NOERROR, z);
-            };
+        let Some(set) = self.set(found, kind) else { return self.negative(wire::RCODE_NOERROR, z) };
+        let (shard, node) = found;
+        if let Some(target) = shard.chase(node).filter(|_| kind != SET_CNAME) {
             let max_size = self.max_size;
             self.reply(Sections { aa: true, set: Some(set), ..Sections::default() });
             return Outcome::Chase { target, qtype: RecordType::from(qtype), max_size };
@@ -207,10 +205,10 @@ impl<'i> Writer<'_, 'i> {
         if self.index.pod_mode == PodMode::Disabled || z != 3 || req.label(2) != b"pod" {
             return self.negative(wire::RCODE_NXDOMAIN, z);
         }
-        let Some(ns) = self.index.nodes.get(req.suffix(1)) else { return self.negative(wire::RCODE_NXDOMAIN, z) };
+        let Some((shard, ns)) = self.index.find(req.suffix(1)) else { return self.negative(wire::RCODE_NXDOMAIN, z) };
         let Some(ip) = pod_label_ip(req.label(0)) else { return self.negative(wire::RCODE_NXDOMAIN, z) };
         if self.index.pod_mode == PodMode::Verified {
-            let known = self.index.pods.get(ns.pods as usize).is_some_and(|ips| ips.contains(&ip));
+            let known = shard.pods(ns).is_some_and(|ips| ips.contains(&ip));
             if !known {
                 return self.negative(wire::RCODE_NXDOMAIN, z);
             }
@@ -323,13 +321,12 @@ impl<'i> Writer<'_, 'i> {
         out.resize(wire::HEADER_LEN, 0);
         out.extend_from_slice(self.query.get(wire::HEADER_LEN..req.question_end).unwrap_or_default());
         let budget = self.max_size.saturating_sub(if req.edns.is_some() { 11 } else { 0 });
-        let arena = &self.index.arena;
         let mut an = 0u16;
         let mut ns = 0u16;
         let mut ar = 0u16;
         let mut dropped = false;
 
-        if let Some(set) = s.set {
+        if let Some((set, arena)) = s.set {
             let answers = slice(arena, set.answer);
             let count = usize::from(set.an);
             if set.rotate != 0 && count > 1 && answers.len() == count * usize::from(set.rotate) {
@@ -367,7 +364,7 @@ impl<'i> Writer<'_, 'i> {
                 dropped = true;
             }
         }
-        if let Some(set) = s.set {
+        if let Some((set, arena)) = s.set {
             if !dropped {
                 let (n, _) = copy_records(out, slice(arena, set.extra), budget);
                 ar += n;
@@ -425,7 +422,7 @@ fn copy_records(out: &mut Vec<u8>, records: &[u8], budget: usize) -> (u16, bool)
 }
 
 /// A reverse-name label: a decimal octet (IPv4) or one hex nibble (IPv6).
-fn parse_label(label: &[u8], v6: bool) -> Option<u128> {
+pub(crate) fn parse_label(label: &[u8], v6: bool) -> Option<u128> {
     if v6 {
         if label.len() != 1 {
             return None;

@@ -7,6 +7,10 @@
 //! addresses, `dns-version`. It is built from Namespaces, Services, EndpointSlices and (for
 //! `pods verified`) Pods, with [`ClusterIndex::build`] or kept up to date object by object in an
 //! [`IndexBuilder`]; a server swaps each new build in behind an `Arc`, so a query takes no lock.
+//! The index is made of parts (a namespace's names, a reverse shard's PTRs, the apex's): after a
+//! change, [`IndexBuilder::take_changes`] gives the [`Rebuild`] of the parts it touched, and the
+//! new index shares every other part with the one before, so a change costs in proportion to its
+//! namespace, not to the cluster.
 //!
 //! [`answer_into`] reads one request (without allocating) and writes the authoritative response
 //! as CoreDNS would: NOERROR, NXDOMAIN, or NODATA with the zone's SOA; AA; EDNS0 echoed with a
@@ -36,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod build;
 mod cache;
 mod config;
 mod index;
@@ -44,6 +49,7 @@ mod names;
 mod wire;
 
 pub use answer::{answer, answer_into, complete_chase, reply_with_rcode, Outcome, Response, Transport};
+pub use build::Rebuild;
 pub use cache::{CacheConfig, CacheKind, ForwardCache, Stored};
 pub use config::{Cidr, IndexConfig, PodMode};
 pub use index::{dashed, reverse_name, ClusterIndex, DNS_VERSION_TTL, SCHEMA_VERSION};

@@ -1,11 +1,12 @@
 //! What DNS needs of the cluster's objects, distilled from the API types once, on arrival.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::build::Rebuild;
 use crate::config::{IndexConfig, PodMode};
 use crate::index::ClusterIndex;
 
@@ -139,27 +140,142 @@ fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Opt
     Some((meta.namespace.clone().unwrap_or_default(), meta.name.clone()?))
 }
 
-/// The cluster as DNS sees it, kept up to date one object at a time; [`IndexBuilder::build`]
-/// makes an immutable [`ClusterIndex`] of it (cost proportional to the cluster), for a server
-/// to swap in atomically.
+/// A Service and the EndpointSlices filed under it (a slice may come before its Service).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SvcEntry {
+    /// `None`: no Service (yet), or one with no name in DNS.
+    pub(crate) info: Option<SvcInfo>,
+    pub(crate) slices: Slices,
+}
+
+/// A Service's EndpointSlices by name, in name order. Most Services have one: a sorted vector
+/// holds it in its own size, where a `BTreeMap`'s first node holds room for eleven (a kilobyte a
+/// Service, two thirds of the builder).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Slices(Vec<(String, SliceInfo)>);
+
+impl Slices {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&SliceInfo> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    fn insert(&mut self, name: String, info: SliceInfo) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = info,
+            Err(i) => {
+                // Room for this one only: a vector's first allocation holds four.
+                self.0.reserve_exact(1);
+                self.0.insert(i, (name, info));
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.find(name) {
+            self.0.remove(i);
+        }
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &SliceInfo> {
+        self.0.iter().map(|(_, info)| info)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One namespace's objects: what its part of the index is built from.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NsState {
+    /// A Namespace object exists.
+    pub(crate) exists: bool,
+    /// By Service name.
+    pub(crate) services: BTreeMap<String, SvcEntry>,
+    /// The Service each slice is filed under.
+    slice_service: HashMap<String, String>,
+    /// Pods' `status.podIP` by name, kept only for [`PodMode::Verified`].
+    pub(crate) pods: BTreeMap<String, IpAddr>,
+    /// The namespace each in-zone ExternalName's target is in, by Service name: a chain through
+    /// that namespace is part of this one's answers.
+    pub(crate) externals: BTreeMap<String, String>,
+}
+
+impl NsState {
+    /// Whether `<ns>.svc.<zone>` exists: the Namespace does, or a Service or Pod is in it.
+    pub(crate) fn present(&self) -> bool {
+        self.exists || !self.pods.is_empty() || self.services.values().any(|s| s.info.is_some())
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.exists && self.pods.is_empty() && self.services.is_empty()
+    }
+}
+
+/// The namespace of an in-zone name `….<ns>.svc.<zone>` (lower-cased), `None` for any other name.
+pub(crate) fn target_namespace(target: &str, zone: &str) -> Option<String> {
+    let target = target.trim_end_matches('.').to_ascii_lowercase();
+    let head = target.strip_suffix(zone)?.strip_suffix(".svc.")?;
+    Some(head.rsplit('.').next().unwrap_or(head).to_string())
+}
+
+/// The reverse shard of an address: the name of its PTR record's parent (`1.244.10.in-addr.arpa`
+/// for 10.244.1.5), as the address with its last label's bits cleared.
+pub(crate) fn reverse_shard(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & !0xFF).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !0xF).into()),
+    }
+}
+
+/// The addresses a Service may have PTR records for: its ClusterIPs (when it has ports) and its
+/// endpoints' addresses that are published. A superset is harmless: a shard builds what it finds.
+fn ptr_addresses(entry: &SvcEntry) -> Vec<IpAddr> {
+    let Some(info) = &entry.info else { return Vec::new() };
+    let mut ips = match &info.kind {
+        SvcKind::External(_) => return Vec::new(),
+        SvcKind::ClusterIp(ips) if !info.ports.is_empty() => ips.clone(),
+        _ => Vec::new(),
+    };
+    for slice in entry.slices.values() {
+        for ep in slice.endpoints.iter().filter(|e| e.ready || info.publish_not_ready) {
+            ips.extend(&ep.addresses);
+        }
+    }
+    ips
+}
+
+/// The cluster as DNS sees it, kept up to date one object at a time, by namespace. The index is
+/// built in parts (a part per namespace, per reverse shard, and the apex): [`IndexBuilder::take_changes`]
+/// says which parts changed since it was last asked and takes what they are built from, so a
+/// change costs in proportion to its namespace rather than to the cluster;
+/// [`IndexBuilder::build`] builds every part.
 #[derive(Clone, Debug)]
 pub struct IndexBuilder {
     pub(crate) config: IndexConfig,
-    pub(crate) namespaces: BTreeSet<String>,
-    pub(crate) services: BTreeMap<Key, SvcInfo>,
-    pub(crate) slices: BTreeMap<Key, SliceInfo>,
-    /// Pods' `status.podIP` by namespace, kept only for [`PodMode::Verified`].
-    pub(crate) pods: BTreeMap<Key, IpAddr>,
+    /// The zone as `config` names it: lower-cased, no trailing dot.
+    pub(crate) zone: String,
+    pub(crate) namespaces: BTreeMap<String, NsState>,
+    /// The Services with PTR records in each reverse shard.
+    pub(crate) reverse: HashMap<IpAddr, BTreeSet<Key>>,
+    dirty_namespaces: BTreeSet<String>,
+    dirty_reverse: BTreeSet<IpAddr>,
 }
 
 impl IndexBuilder {
     pub fn new(config: IndexConfig) -> Self {
+        let zone = config.zone.trim_end_matches('.').to_ascii_lowercase();
         IndexBuilder {
             config,
-            namespaces: BTreeSet::new(),
-            services: BTreeMap::new(),
-            slices: BTreeMap::new(),
-            pods: BTreeMap::new(),
+            zone,
+            namespaces: BTreeMap::new(),
+            reverse: HashMap::new(),
+            dirty_namespaces: BTreeSet::new(),
+            dirty_reverse: BTreeSet::new(),
         }
     }
 
@@ -172,35 +288,117 @@ impl IndexBuilder {
         self.config.serial = serial;
     }
 
+    fn namespace(&mut self, ns: &str) -> &mut NsState {
+        if !self.namespaces.contains_key(ns) {
+            self.namespaces.insert(ns.to_string(), NsState::default());
+        }
+        self.namespaces.get_mut(ns).expect("just made")
+    }
+
+    fn touch(&mut self, ns: &str) {
+        if !self.dirty_namespaces.contains(ns) {
+            self.dirty_namespaces.insert(ns.to_string());
+        }
+    }
+
+    /// Forgets a namespace that holds nothing any more.
+    fn prune(&mut self, ns: &str) {
+        if self.namespaces.get(ns).is_some_and(NsState::is_empty) {
+            self.namespaces.remove(ns);
+        }
+    }
+
     /// A namespace exists: `<ns>.svc.<zone>` (and `<ns>.pod.<zone>`) answer NODATA, not NXDOMAIN.
     pub fn apply_namespace(&mut self, ns: &Namespace) {
         if let Some(name) = &ns.metadata.name {
-            self.namespaces.insert(name.clone());
+            if !std::mem::replace(&mut self.namespace(name).exists, true) {
+                self.touch(name);
+            }
         }
     }
 
     pub fn remove_namespace(&mut self, name: &str) {
-        self.namespaces.remove(name);
+        if let Some(state) = self.namespaces.get_mut(name) {
+            if std::mem::replace(&mut state.exists, false) {
+                self.touch(name);
+            }
+            self.prune(name);
+        }
     }
 
     /// Adds or replaces a Service. Returns whether DNS's view of it changed.
     pub fn apply_service(&mut self, svc: &Service) -> bool {
-        let Some(key) = key(&svc.metadata) else { return false };
-        upsert(&mut self.services, key, service_info(svc))
+        let Some((ns, name)) = key(&svc.metadata) else { return false };
+        let info = service_info(svc);
+        let before = self.shards_of(&ns, &name);
+        let state = self.namespace(&ns);
+        let changed = match state.services.get_mut(&name) {
+            Some(entry) if entry.info == info => false,
+            Some(entry) => {
+                entry.info = info;
+                true
+            }
+            None if info.is_none() => false,
+            None => {
+                state.services.insert(name.clone(), SvcEntry { info, ..SvcEntry::default() });
+                true
+            }
+        };
+        if changed {
+            self.service_changed(&ns, &name, before);
+        }
+        self.prune(&ns);
+        changed
     }
 
     pub fn remove_service(&mut self, namespace: &str, name: &str) -> bool {
-        self.services.remove(&(namespace.to_string(), name.to_string())).is_some()
+        let before = self.shards_of(namespace, name);
+        let Some(entry) = self.namespaces.get_mut(namespace).and_then(|s| s.services.get_mut(name)) else {
+            return false;
+        };
+        if entry.info.take().is_none() {
+            return false;
+        }
+        self.service_changed(namespace, name, before);
+        self.prune(namespace);
+        true
     }
 
     /// Adds or replaces an EndpointSlice. Returns whether DNS's view of it changed.
     pub fn apply_slice(&mut self, slice: &EndpointSlice) -> bool {
-        let Some(key) = key(&slice.metadata) else { return false };
-        upsert(&mut self.slices, key, slice_info(slice, self.config.endpoint_pod_names))
+        let Some((ns, name)) = key(&slice.metadata) else { return false };
+        let Some(info) = slice_info(slice, self.config.endpoint_pod_names) else {
+            return self.remove_slice(&ns, &name);
+        };
+        let service = info.service.clone();
+        let unchanged = self.namespaces.get(&ns).is_some_and(|state| {
+            state.slice_service.get(&name) == Some(&service)
+                && state.services.get(&service).and_then(|e| e.slices.get(&name)).is_some_and(|old| *old == info)
+        });
+        if unchanged {
+            return false;
+        }
+        // Off the Service it was filed under, if its label changed (or it was there already).
+        self.remove_slice(&ns, &name);
+        let before = self.shards_of(&ns, &service);
+        let state = self.namespace(&ns);
+        state.slice_service.insert(name.clone(), service.clone());
+        state.services.entry(service.clone()).or_default().slices.insert(name, info);
+        self.service_changed(&ns, &service, before);
+        true
     }
 
     pub fn remove_slice(&mut self, namespace: &str, name: &str) -> bool {
-        self.slices.remove(&(namespace.to_string(), name.to_string())).is_some()
+        let Some(service) = self.namespaces.get_mut(namespace).and_then(|s| s.slice_service.remove(name)) else {
+            return false;
+        };
+        let before = self.shards_of(namespace, &service);
+        if let Some(entry) = self.namespaces.get_mut(namespace).and_then(|s| s.services.get_mut(&service)) {
+            entry.slices.remove(name);
+        }
+        self.service_changed(namespace, &service, before);
+        self.prune(namespace);
+        true
     }
 
     /// Adds or replaces a Pod; only its address matters, and only in [`PodMode::Verified`].
@@ -208,45 +406,85 @@ impl IndexBuilder {
         if self.config.pod_mode != PodMode::Verified {
             return false;
         }
-        let Some(key) = key(&pod.metadata) else { return false };
+        let Some((ns, name)) = key(&pod.metadata) else { return false };
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok());
-        match ip {
-            Some(ip) => self.pods.insert(key, ip) != Some(ip),
-            None => self.pods.remove(&key).is_some(),
+        let Some(ip) = ip else { return self.remove_pod(&ns, &name) };
+        let changed = self.namespace(&ns).pods.insert(name, ip) != Some(ip);
+        if changed {
+            self.touch(&ns);
         }
+        changed
     }
 
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> bool {
-        self.pods.remove(&(namespace.to_string(), name.to_string())).is_some()
-    }
-
-    /// The namespaces that exist: those applied, and those any Service or Pod lives in.
-    pub(crate) fn all_namespaces(&self) -> BTreeSet<&str> {
-        let mut all: BTreeSet<&str> = self.namespaces.iter().map(String::as_str).collect();
-        all.extend(self.services.keys().map(|(ns, _)| ns.as_str()));
-        all.extend(self.pods.keys().map(|(ns, _)| ns.as_str()));
-        all
-    }
-
-    /// Verified pods' addresses by namespace.
-    pub(crate) fn pod_ips(&self) -> BTreeMap<&str, HashSet<IpAddr>> {
-        let mut out: BTreeMap<&str, HashSet<IpAddr>> = BTreeMap::new();
-        for ((ns, _), ip) in &self.pods {
-            out.entry(ns.as_str()).or_default().insert(*ip);
+        let Some(state) = self.namespaces.get_mut(namespace) else { return false };
+        if state.pods.remove(name).is_none() {
+            return false;
         }
-        out
+        self.touch(namespace);
+        self.prune(namespace);
+        true
     }
 
-    /// Builds the immutable index of the current state.
+    /// The reverse shards a Service may have PTR records in now, in order.
+    fn shards_of(&self, ns: &str, name: &str) -> Vec<IpAddr> {
+        let Some(entry) = self.namespaces.get(ns).and_then(|s| s.services.get(name)) else { return Vec::new() };
+        let mut shards: Vec<IpAddr> = ptr_addresses(entry).into_iter().map(reverse_shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards
+    }
+
+    /// A Service or its slices changed: its namespace's part is built again, and the reverse
+    /// shards it had (`before`) and has PTR records in.
+    fn service_changed(&mut self, ns: &str, name: &str, before: Vec<IpAddr>) {
+        self.touch(ns);
+        let now = self.shards_of(ns, name);
+        let Some(state) = self.namespaces.get_mut(ns) else { return };
+        let Some(entry) = state.services.get_mut(name) else { return };
+        match &entry.info {
+            Some(SvcInfo { kind: SvcKind::External(target), .. }) => match target_namespace(target, &self.zone) {
+                Some(target) => state.externals.insert(name.to_string(), target),
+                None => state.externals.remove(name),
+            },
+            _ => state.externals.remove(name),
+        };
+        if entry.info.is_none() && entry.slices.is_empty() {
+            state.services.remove(name);
+        }
+        let key = (ns.to_string(), name.to_string());
+        for shard in before.iter().filter(|s| now.binary_search(s).is_err()) {
+            if let Some(members) = self.reverse.get_mut(shard) {
+                members.remove(&key);
+                if members.is_empty() {
+                    self.reverse.remove(shard);
+                }
+            }
+        }
+        for shard in &now {
+            self.reverse.entry(*shard).or_default().insert(key.clone());
+        }
+        self.dirty_reverse.extend(before.into_iter().chain(now));
+    }
+
+    /// Whether anything changed since the last [`IndexBuilder::take_changes`].
+    pub fn changed(&self) -> bool {
+        !self.dirty_namespaces.is_empty() || !self.dirty_reverse.is_empty()
+    }
+
+    /// What to build again since the last call (everything, the first time), with copies of
+    /// what it is built from: cheap to take under a lock, and built off it with
+    /// [`Rebuild::build`] on the index it follows.
+    pub fn take_changes(&mut self) -> Rebuild {
+        let namespaces = std::mem::take(&mut self.dirty_namespaces);
+        let reverse = std::mem::take(&mut self.dirty_reverse);
+        Rebuild::of(self, namespaces, reverse, false)
+    }
+
+    /// Builds the immutable index of the current state, every part of it.
     pub fn build(&self) -> ClusterIndex {
-        ClusterIndex::from_builder(self)
-    }
-}
-
-/// Puts `info` under `key` (removes the entry for `None`); whether the map changed.
-fn upsert<V: Clone + PartialEq>(map: &mut BTreeMap<Key, V>, key: Key, info: Option<V>) -> bool {
-    match info {
-        Some(info) => map.insert(key, info.clone()) != Some(info),
-        None => map.remove(&key).is_some(),
+        let namespaces = self.namespaces.keys().cloned().collect();
+        let reverse = self.reverse.keys().copied().collect();
+        Rebuild::of(self, namespaces, reverse, true).build(None)
     }
 }

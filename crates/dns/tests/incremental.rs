@@ -1,0 +1,220 @@
+//! The index built change by change (each build taking only the parts a change touched from the
+//! builder, the rest from the index before) answers every question exactly as an index built
+//! whole from the same objects does. Random changes over a small cluster that collides on
+//! purpose: Services sharing ClusterIPs and endpoint addresses, ExternalName chains across
+//! namespaces, slices moving between Services, namespaces coming and going, verified pods.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{cluster_ip, config, external, headless, namespace, pod, query_bytes, service, slice};
+use frontdoor_dns::{answer, IndexBuilder, IndexConfig, PodMode, Response, Transport};
+use hickory_proto::rr::RecordType;
+use serde_json::json;
+
+const NAMESPACES: [&str; 3] = ["a", "b", "c"];
+const SERVICES: [&str; 4] = ["s0", "s1", "s2", "s3"];
+const SLICES: [&str; 5] = ["e0", "e1", "e2", "e3", "e4"];
+const CLUSTER_IPS: [&str; 4] = ["10.96.0.1", "10.96.0.2", "10.96.1.7", "fd00::1"];
+const POD_IPS: [&str; 7] = ["10.244.1.1", "10.244.1.2", "10.244.1.3", "10.244.2.1", "10.96.0.1", "fd00::a", "fd00::1b"];
+const TARGETS: [&str; 7] = [
+    "example.com",
+    "s1.b.svc.cluster.local",
+    "s0.a.svc.cluster.local",
+    "S2.C.svc.cluster.local.",
+    "h0.s3.a.svc.cluster.local",
+    "ns.dns.cluster.local",
+    "c.svc.cluster.local",
+];
+
+/// xorshift64*: the same sequence on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// One random change, applied to the builder; a line saying what it was.
+fn change(b: &mut IndexBuilder, rng: &mut Rng) -> String {
+    let ns = rng.pick(&NAMESPACES);
+    let name = rng.pick(&SERVICES);
+    match rng.below(10) {
+        0 => {
+            b.apply_namespace(&namespace(ns));
+            format!("namespace {ns}")
+        }
+        1 => {
+            b.remove_namespace(ns);
+            format!("namespace {ns} removed")
+        }
+        2 => {
+            let ips: Vec<&str> = match rng.below(3) {
+                0 => vec![rng.pick(&CLUSTER_IPS[..3])],
+                1 => vec![rng.pick(&CLUSTER_IPS[..3]), "fd00::1"],
+                _ => vec![rng.pick(&CLUSTER_IPS[..3])],
+            };
+            let ports = match rng.below(3) {
+                0 => json!([]),
+                1 => json!([{"name": "http", "port": 80, "protocol": "TCP"}]),
+                _ => json!([{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]),
+            };
+            b.apply_service(&cluster_ip(ns, name, &ips, ports.clone()));
+            format!("service {ns}/{name} ClusterIP {ips:?} {ports}")
+        }
+        3 => {
+            let publish = rng.below(2) == 0;
+            b.apply_service(&headless(ns, name, publish));
+            format!("service {ns}/{name} headless publish={publish}")
+        }
+        4 => {
+            let target = rng.pick(&TARGETS);
+            b.apply_service(&external(ns, name, target));
+            format!("service {ns}/{name} ExternalName {target}")
+        }
+        5 => {
+            b.remove_service(ns, name);
+            format!("service {ns}/{name} removed")
+        }
+        6 | 7 => {
+            let slice_name = rng.pick(&SLICES);
+            let mut endpoints = Vec::new();
+            for _ in 0..rng.below(4) {
+                let ip = rng.pick(&POD_IPS);
+                let host = [None, Some("h0"), Some("h1")][rng.below(3)];
+                let ready = [Some(true), Some(false), None][rng.below(3)];
+                endpoints.push((ip, host, ready));
+            }
+            let family = if endpoints.iter().any(|e| e.0.contains(':')) { "IPv6" } else { "IPv4" };
+            let addrs: Vec<[&str; 1]> = endpoints.iter().map(|e| [e.0]).collect();
+            let eps: Vec<(&[&str], Option<&str>, Option<bool>)> =
+                endpoints.iter().zip(&addrs).map(|(e, a)| (&a[..], e.1, e.2)).collect();
+            let ports = match rng.below(3) {
+                0 => json!([]),
+                1 => json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
+                _ => json!([{"name": "pg", "port": 5432}, {"port": 53, "protocol": "UDP"}]),
+            };
+            b.apply_slice(&slice(ns, slice_name, name, family, ports, &eps));
+            format!("slice {ns}/{slice_name} of {name}: {endpoints:?}")
+        }
+        8 => {
+            let slice_name = rng.pick(&SLICES);
+            b.remove_slice(ns, slice_name);
+            format!("slice {ns}/{slice_name} removed")
+        }
+        _ => {
+            let pod_name = rng.pick(&SERVICES);
+            if rng.below(3) == 0 {
+                b.remove_pod(ns, pod_name);
+                format!("pod {ns}/{pod_name} removed")
+            } else {
+                let ip = rng.pick(&POD_IPS);
+                b.apply_pod(&pod(ns, pod_name, ip));
+                format!("pod {ns}/{pod_name} {ip}")
+            }
+        }
+    }
+}
+
+/// Every name the changes can make, and names around them.
+fn questions() -> Vec<(String, RecordType)> {
+    let mut names = vec![
+        "cluster.local.".to_string(),
+        "svc.cluster.local.".into(),
+        "pod.cluster.local.".into(),
+        "dns.cluster.local.".into(),
+        "ns.dns.cluster.local.".into(),
+        "dns-version.cluster.local.".into(),
+        "nothing.cluster.local.".into(),
+        "96.10.in-addr.arpa.".into(),
+        "0.96.10.in-addr.arpa.".into(),
+        "1.96.10.in-addr.arpa.".into(),
+        "244.10.in-addr.arpa.".into(),
+        "1.244.10.in-addr.arpa.".into(),
+        "2.244.10.in-addr.arpa.".into(),
+        "d.nowhere.svc.cluster.local.".into(),
+    ];
+    for ip in CLUSTER_IPS.iter().chain(&POD_IPS) {
+        names.push(format!("{}.", frontdoor_dns::reverse_name(ip.parse().unwrap())));
+    }
+    for ns in NAMESPACES {
+        names.push(format!("{ns}.svc.cluster.local."));
+        names.push(format!("{ns}.pod.cluster.local."));
+        for ip in &POD_IPS {
+            names.push(format!("{}.{ns}.pod.cluster.local.", frontdoor_dns::dashed(ip.parse().unwrap())));
+        }
+        for s in SERVICES {
+            let svc = format!("{s}.{ns}.svc.cluster.local.");
+            for prefix in ["", "_http._tcp.", "_tcp.", "_dns._udp.", "_pg._tcp.", "h0.", "h1.", "10-244-1-1.", "x."] {
+                names.push(format!("{prefix}{svc}"));
+            }
+        }
+    }
+    let types = [RecordType::A, RecordType::AAAA, RecordType::SRV, RecordType::PTR, RecordType::CNAME, RecordType::TXT];
+    names.iter().flat_map(|n| types.iter().map(move |t| (n.clone(), *t))).collect()
+}
+
+fn run(config: IndexConfig, seed: u64, steps: usize) {
+    let questions: Vec<(String, RecordType, Vec<u8>)> =
+        questions().into_iter().map(|(n, t)| (n.clone(), t, query_bytes(&n, t, None))).collect();
+    let mut rng = Rng(seed);
+    let mut b = IndexBuilder::new(config);
+    let mut index = b.take_changes().build(None);
+    let mut log = Vec::new();
+    for step in 0..steps {
+        // One change or a few before each build, as changes arrive between two builds.
+        for _ in 0..1 + rng.below(3) {
+            log.push(change(&mut b, &mut rng));
+        }
+        index = b.take_changes().build(Some(&index));
+        let whole = b.build();
+        for (name, rtype, query) in &questions {
+            let step_by_step = answer(&index, query, Transport::Udp);
+            let at_once = answer(&whole, query, Transport::Udp);
+            if step_by_step != at_once {
+                panic!(
+                    "seed {seed}, step {step}: {name} {rtype} answered {step_by_step:?}, built whole {at_once:?}; changes:\n{}",
+                    log.join("\n")
+                );
+            }
+        }
+        assert_eq!(index.len(), whole.len(), "seed {seed}, step {step}: names");
+    }
+}
+
+#[test]
+fn built_change_by_change_answers_as_built_whole() {
+    for seed in 1..=4u64 {
+        run(config(), seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 120);
+    }
+}
+
+#[test]
+fn built_change_by_change_answers_as_built_whole_with_verified_pods() {
+    run(IndexConfig { pod_mode: PodMode::Verified, endpoint_pod_names: true, ..config() }, 0xDEAD_BEEF_1234_5678, 120);
+}
+
+#[test]
+fn a_build_with_no_change_answers_as_before() {
+    let mut b = IndexBuilder::new(config());
+    b.apply_service(&service("a", "s0", json!({"clusterIP": "10.96.0.1", "ports": [{"port": 80}]})));
+    let first = b.take_changes().build(None);
+    let nothing = b.take_changes();
+    assert!(nothing.is_empty());
+    let second = nothing.build(Some(&first));
+    let query = query_bytes("s0.a.svc.cluster.local.", RecordType::A, None);
+    assert_eq!(answer(&first, &query, Transport::Udp), answer(&second, &query, Transport::Udp));
+    assert!(matches!(answer(&second, &query, Transport::Udp), Response::Reply(_)));
+}
