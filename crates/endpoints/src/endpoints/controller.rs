@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use super::desired::plan;
 use crate::error::{is_namespace_terminating, is_not_found, SyncError};
 use crate::runtime::cache::Caches;
-use crate::runtime::KeySync;
+use crate::runtime::{on_server, KeySync};
 use crate::service::{self, ObjectKey};
 use crate::wellknown::LEADER_ELECTION;
 
@@ -41,16 +41,10 @@ impl KeySync for EndpointsController {
             if current.is_none() || lock {
                 return Ok(());
             }
-            // The Services' cache may lag the Endpoints' (each informer lists on its own: at
-            // start-up a custom Endpoints can be in one cache before its Service, created just
-            // before it, is in the other). A delete cannot be taken back, so the server has the
-            // last word; a Service it still has reaches the cache as an event that syncs this
-            // key again.
-            let services: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-            match services.get_opt(&key.name).await {
-                Ok(None) => {}
-                Ok(Some(_)) => return Ok(()),
-                Err(error) => return Err(SyncError::api("get", "Service", key.to_string(), error)),
+            // The Services' cache may lag the Endpoints' (at start-up a custom Endpoints can be
+            // in one cache before its Service, created just before it, is in the other).
+            if on_server::<Service>(&self.client, key).await? {
+                return Ok(());
             }
             return match api.delete(&key.name, &DeleteParams::default()).await {
                 Ok(_) => Ok(()),
