@@ -86,7 +86,6 @@ mod tests {
 
     use k8s_openapi::api::core::v1::{Endpoints, Service};
     use kube::api::{DeleteParams, PostParams};
-    use kube::runtime::{reflector, watcher};
     use kube::Api;
     use serde_json::json;
 
@@ -94,16 +93,6 @@ mod tests {
     use crate::runtime::cache::Caches;
     use crate::runtime::KeySync;
     use crate::service::ObjectKey;
-
-    /// Caches holding `endpoints` and nothing else: the Service's informer lagging behind.
-    fn caches_without_the_service(endpoints: Endpoints) -> Caches {
-        let (services, _) = reflector::store::<Service>();
-        let (pods, _) = reflector::store();
-        let (slices, _) = reflector::store();
-        let (cached, mut writer) = reflector::store::<Endpoints>();
-        writer.apply_watcher_event(&watcher::Event::Apply(endpoints));
-        Caches { services, pods, slices, endpoints: cached }
-    }
 
     /// A custom Endpoints whose Service is missing from the cache but not from the server stays
     /// (the CI flake of the mirroring test: deleted at start-up, it was never mirrored); once the
@@ -122,7 +111,7 @@ mod tests {
         });
         let created =
             endpoints_api.create(&PostParams::default(), &serde_json::from_value(endpoints).unwrap()).await.unwrap();
-        let controller = EndpointsController::new(client.clone(), caches_without_the_service(created));
+        let controller = EndpointsController::new(client.clone(), Caches::holding_only(&[created], &[]));
         let key = ObjectKey::new("default", "external");
 
         controller.sync(&key).await.unwrap();

@@ -89,7 +89,6 @@ mod tests {
     use k8s_openapi::api::core::v1::{Endpoints, Service};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     use kube::api::{DeleteParams, PostParams};
-    use kube::runtime::{reflector, watcher};
     use kube::Api;
     use serde_json::json;
 
@@ -98,16 +97,6 @@ mod tests {
     use crate::runtime::KeySync;
     use crate::service::ObjectKey;
     use crate::wellknown::{MANAGED_BY, MIRRORING_CONTROLLER, SERVICE_NAME};
-
-    /// Caches holding `slice` and nothing else: the Services' and Endpoints' informers lagging.
-    fn caches_with_only(slice: EndpointSlice) -> Caches {
-        let (services, _) = reflector::store::<Service>();
-        let (pods, _) = reflector::store();
-        let (endpoints, _) = reflector::store::<Endpoints>();
-        let (slices, mut writer) = reflector::store::<EndpointSlice>();
-        writer.apply_watcher_event(&watcher::Event::Apply(slice));
-        Caches { services, pods, slices, endpoints }
-    }
 
     /// A mirrored slice whose Endpoints and Service are missing from the caches but not from the
     /// server stays (deleted at start-up, the Service's traffic would stop until mirrored
@@ -134,7 +123,7 @@ mod tests {
             "ports": [{"port": 80}],
         });
         let created = slices.create(&params, &serde_json::from_value(mirrored).unwrap()).await.unwrap();
-        let controller = MirroringController::new(client.clone(), caches_with_only(created), 1000);
+        let controller = MirroringController::new(client.clone(), Caches::holding_only(&[], &[created]), 1000);
         let key = ObjectKey::new("default", "external");
 
         controller.sync(&key).await.unwrap();

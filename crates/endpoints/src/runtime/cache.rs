@@ -20,6 +20,24 @@ pub struct Caches {
 }
 
 impl Caches {
+    /// Caches holding these Endpoints and slices and nothing else: the other informers lagging
+    /// behind (for tests of what a controller does with a cache that misses an object).
+    #[cfg(test)]
+    pub fn holding_only(endpoints: &[Endpoints], slices: &[EndpointSlice]) -> Caches {
+        use kube::runtime::{reflector, watcher};
+        fn store<K>(objects: &[K]) -> Store<K>
+        where
+            K: kube::Resource<DynamicType = ()> + Clone + 'static,
+        {
+            let (store, mut writer) = reflector::store::<K>();
+            for object in objects {
+                writer.apply_watcher_event(&watcher::Event::Apply(object.clone()));
+            }
+            store
+        }
+        Caches { services: store(&[]), pods: store(&[]), slices: store(slices), endpoints: store(endpoints) }
+    }
+
     pub fn service(&self, key: &ObjectKey) -> Option<Arc<Service>> {
         self.services.get(&key.object_ref())
     }
