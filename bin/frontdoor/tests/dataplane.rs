@@ -788,8 +788,7 @@ fn connections_to_a_cluster_ip_are_balanced_at_connect_from_the_node_and_pods() 
 /// A gauge of the connect-time balancer, from the API server's `/metrics`.
 fn balancer_gauge(fd: &Frontdoor, name: &str) -> i64 {
     let text = fd.kubectl_ok("1.33", &["get", "--raw", "/metrics"]);
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
-    line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name}"))
+    frontdoor_testkit::metrics::total(&text, name, &[]).unwrap_or_else(|| panic!("no {name}")) as i64
 }
 
 #[test]

@@ -209,19 +209,17 @@ fn names_outside_the_cluster_are_forwarded_cached_and_chased() {
     assert!(failed.contains("status: SERVFAIL"), "{failed}");
     let out = fd.command("curl").args(["-s", "--max-time", "5", "http://10.96.0.10:9153/metrics"]).output().unwrap();
     let metrics = String::from_utf8_lossy(&out.stdout);
-    let value = |series: &str| -> f64 {
-        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series}:\n{metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let mut wanted = vec![("server", "dns://10.244.0.1:53")];
+        wanted.extend_from_slice(labels);
+        frontdoor_testkit::metrics::total(&metrics, name, &wanted).unwrap_or_else(|| panic!("{name}:\n{metrics}"))
     };
-    let server = "server=\"dns://10.244.0.1:53\"";
-    assert!(value(&format!("coredns_cache_hits_total{{{server},type=\"success\",zones=\".\"}}")) >= 1.0);
-    assert!(value(&format!("coredns_cache_hits_total{{{server},type=\"denial\",zones=\".\"}}")) >= 1.0);
-    assert!(value(&format!("coredns_cache_misses_total{{{server},zones=\".\"}}")) >= 3.0);
-    assert!(value(&format!("coredns_cache_entries{{{server},type=\"success\",zones=\".\"}}")) >= 2.0);
-    assert!(
-        value(&format!("coredns_dns_responses_total{{{server},zone=\".\",rcode=\"SERVFAIL\",plugin=\"forward\"}}"))
-            >= 1.0
-    );
+    assert!(value("coredns_cache_hits_total", &[("type", "success"), ("zones", ".")]) >= 1.0);
+    assert!(value("coredns_cache_hits_total", &[("type", "denial"), ("zones", ".")]) >= 1.0);
+    assert!(value("coredns_cache_misses_total", &[("zones", ".")]) >= 3.0);
+    assert!(value("coredns_cache_entries", &[("type", "success"), ("zones", ".")]) >= 2.0);
+    let servfail = [("zone", "."), ("rcode", "SERVFAIL"), ("plugin", "forward")];
+    assert!(value("coredns_dns_responses_total", &servfail) >= 1.0);
 }
 
 #[test]
@@ -298,11 +296,8 @@ fn hostile_datagrams_get_formerr_or_nothing_and_the_server_keeps_answering() {
     assert!(served);
     let formerr = || {
         let metrics = fd.command("curl").args(["-s", "http://10.244.0.1:9153/metrics"]).output().unwrap();
-        String::from_utf8_lossy(&metrics.stdout)
-            .lines()
-            .filter(|l| l.starts_with("coredns_dns_responses_total{") && l.contains("rcode=\"FORMERR\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+        let text = String::from_utf8_lossy(&metrics.stdout);
+        frontdoor_testkit::metrics::total(&text, "coredns_dns_responses_total", &[("rcode", "FORMERR")]).unwrap_or(0.0)
     };
     let before = formerr();
     let out = fd.command("python3").args(["-c", GARBAGE, "10.244.0.1"]).output().unwrap();

@@ -2,36 +2,12 @@
 //! histogram and stored-object gauge, with bounded labels.
 #![allow(clippy::unwrap_used)] // a test (or the bench) stops at the first broken assumption
 
-use std::collections::HashMap;
-
+use frontdoor_testkit::metrics::samples;
 use frontdoor_testkit::Frontdoor;
 
-/// The samples of metric `name` in the text format: each one's labels and value.
-fn samples<'a>(text: &'a str, name: &str) -> Vec<(HashMap<&'a str, &'a str>, f64)> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let (labels, value) = match rest.strip_prefix('{') {
-                Some(rest) => rest.split_once("} ")?,
-                None => ("", rest.strip_prefix(' ')?),
-            };
-            let labels = labels
-                .split(',')
-                .filter_map(|pair| pair.split_once('='))
-                .map(|(key, value)| (key, value.trim_matches('"')))
-                .collect();
-            Some((labels, value.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// The sum of the samples of `name` whose labels include all of `wanted`.
+/// The sum of the samples of `name` whose labels include all of `wanted` (0 when none).
 fn total(text: &str, name: &str, wanted: &[(&str, &str)]) -> f64 {
-    samples(text, name)
-        .iter()
-        .filter(|(labels, _)| wanted.iter().all(|(k, v)| labels.get(k) == Some(v)))
-        .map(|(_, value)| value)
-        .sum()
+    frontdoor_testkit::metrics::total(text, name, wanted).unwrap_or(0.0)
 }
 
 #[test]

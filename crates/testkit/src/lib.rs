@@ -7,6 +7,7 @@
 
 mod client;
 mod in_process;
+pub mod metrics;
 
 pub use client::ApiClient;
 pub use in_process::{InProcessServer, Partition};
