@@ -149,8 +149,8 @@ pub(crate) struct SvcEntry {
 }
 
 /// A Service's EndpointSlices by name, in name order. Most Services have one: a sorted vector
-/// holds it in its own size, where a `BTreeMap`'s first node holds room for eleven (a kilobyte a
-/// Service, two thirds of the builder).
+/// holds it in its own size, where a `BTreeMap`'s first node holds room for eleven (about a
+/// kilobyte a Service).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Slices(Vec<(String, SliceInfo)>);
 
