@@ -1,32 +1,25 @@
-//! UDP requests in batches: one `recvmmsg` takes up to [`BATCH`] waiting datagrams and one
-//! `sendmmsg` sends the answers made from memory, where `recv_from` and `send_to` took one each (at
-//! saturation most of the server's time was system calls; Knot and NSD batch the same way).
+//! UDP requests in batches, on a thread of their own: one blocking `recvmmsg` waits for the first
+//! datagram and takes every other one waiting (up to [`BATCH`]), and one `sendmmsg` sends the
+//! answers made from memory. Where `recv_from` and `send_to` took one each, and a reactor's wait
+//! came before each receive, a busy server now makes two system calls a batch and an idle one two
+//! a datagram (Knot and NSD batch the same way).
 //!
-//! The system-call headers hold raw pointers, so a [`Headers`] lives only between two awaits: a
-//! receive, the answers and their send happen in one synchronous stretch.
+//! The system-call headers are made afresh for each receive: nix's `sendmmsg` points them at the
+//! receivers it was given, which are gone once it returns, and its `recvmmsg` does not point them
+//! back, so headers used for a send would have the next receive write its senders' addresses
+//! where nothing reads them.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::SocketAddrV4;
+use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use nix::sys::socket::{recvmmsg, sendmmsg, sendto, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn};
 
 /// Datagrams taken per system call.
 pub(crate) const BATCH: usize = 32;
 /// The largest request read whole (EDNS0 requests are small; a longer datagram is cut here and
 /// answered FORMERR, as a request that does not decode).
 pub(crate) const MAX_REQUEST: usize = 4096;
-
-/// The headers of one receive and the send that answers it.
-pub(crate) struct Headers(MultiHeaders<SockaddrIn>);
-
-impl Headers {
-    pub(crate) fn new() -> Headers {
-        Headers(MultiHeaders::preallocate(BATCH, None))
-    }
-}
 
 pub(crate) struct Batch {
     requests: Vec<Vec<u8>>,
@@ -35,6 +28,8 @@ pub(crate) struct Batch {
     received: Vec<(usize, SocketAddrV4)>,
     /// The datagrams with a reply to send, in order.
     answered: Vec<usize>,
+    /// The headers of the last receive, which the send that answers it uses too.
+    headers: MultiHeaders<SockaddrIn>,
 }
 
 impl Batch {
@@ -44,41 +39,31 @@ impl Batch {
             replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
             received: Vec::with_capacity(BATCH),
             answered: Vec::with_capacity(BATCH),
+            headers: MultiHeaders::preallocate(BATCH, None),
         }
     }
 
-    /// Takes the datagrams waiting on `socket` (at most [`BATCH`]) without blocking; how many.
-    /// `WouldBlock` when there were none. Fewer than a full batch means the socket's queue is
-    /// empty, so its readiness is cleared then too, as Knot waits for the next readiness after
-    /// each batch and tokio clears a TCP stream's after a short read: one `recvmmsg` per batch
-    /// instead of another that finds nothing (a datagram that comes meanwhile is a new event).
-    pub(crate) fn receive(&mut self, socket: &UdpSocket, headers: &mut Headers) -> io::Result<usize> {
-        let Batch { requests, received, answered, .. } = self;
+    /// Waits for a datagram on `socket` (a blocking one: at most its read timeout, then
+    /// `WouldBlock`) and takes it with those already waiting behind it, at most [`BATCH`]; how many.
+    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let Batch { requests, received, answered, headers, .. } = self;
         received.clear();
         answered.clear();
-        let taken = socket.try_io(Interest::READABLE, || {
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-                requests.iter_mut().map(|buffer| [IoSliceMut::new(buffer)]).collect();
-            let messages =
-                recvmmsg(socket.as_raw_fd(), &mut headers.0, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
-                    .map_err(io::Error::from)?;
-            // Every datagram keeps its slot (one without a sender is given a length of zero and
-            // is dropped as too short), so the first `received` addresses of the headers are the
-            // kernel's: `send` relies on it.
-            for message in messages {
-                let from = message.address.map_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0), Into::into);
-                let length = if message.address.is_some() { message.bytes.min(MAX_REQUEST) } else { 0 };
-                received.push((length, from));
-            }
-            if received.len() < BATCH {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(received.len())
-        });
-        match taken {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock && !received.is_empty() => Ok(received.len()),
-            taken => taken,
+        *headers = MultiHeaders::preallocate(BATCH, None);
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+            requests.iter_mut().map(|buffer| [IoSliceMut::new(buffer)]).collect();
+        // MSG_WAITFORONE: the first datagram is waited for, the rest only taken if there.
+        let messages = recvmmsg(socket.as_raw_fd(), headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
+            .map_err(io::Error::from)?;
+        // Every datagram keeps its slot (one without a sender is given a length of zero and is
+        // dropped as too short), so the first `received` addresses of the headers are the
+        // kernel's: `send` relies on it.
+        for message in messages {
+            let from = message.address.map_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0), Into::into);
+            let length = if message.address.is_some() { message.bytes.min(MAX_REQUEST) } else { 0 };
+            received.push((length, from));
         }
+        Ok(received.len())
     }
 
     /// Datagram `i` of the last receive, its sender, and its (emptied) reply buffer.
@@ -101,37 +86,88 @@ impl Batch {
         (&self.requests[i][..length], reply)
     }
 
-    /// Sends the answers in one system call, without blocking; returns those left unsent (the
-    /// socket's buffer was full): reply and receiver, for the caller to send when it may wait.
-    pub(crate) fn send(
-        &self,
-        socket: &UdpSocket,
-        headers: &mut Headers,
-    ) -> impl Iterator<Item = (&[u8], SocketAddrV4)> {
-        let slices: Vec<[IoSlice<'_>; 1]> = self.answered.iter().map(|&i| [IoSlice::new(&self.replies[i])]).collect();
-        let receivers: Vec<Option<SockaddrIn>> =
-            self.answered.iter().map(|&i| Some(SockaddrIn::from(self.received[i].1))).collect();
-        let sent = if slices.is_empty() {
-            0
-        } else {
-            socket
-                .try_io(Interest::WRITABLE, || {
-                    let no_control: [ControlMessage<'_>; 0] = [];
-                    let results = sendmmsg(
-                        socket.as_raw_fd(),
-                        &mut headers.0,
-                        &slices,
-                        &receivers,
-                        no_control,
-                        MsgFlags::MSG_DONTWAIT,
-                    )
-                    .map_err(io::Error::from)?;
-                    // Counting the results reads one header address per message sent: at most
-                    // `answered.len()` ≤ `received.len()`, all written by the receive.
-                    Ok(results.count())
-                })
-                .unwrap_or(0)
-        };
-        self.answered[sent..].iter().map(|&i| (&self.replies[i][..], self.received[i].1))
+    /// Sends the answers, as few system calls as the socket's buffer allows (a blocking socket:
+    /// a full buffer is waited for, up to its write timeout; answers still unsent then are
+    /// dropped, as a full buffer drops a datagram, and the clients ask again). How many were sent.
+    pub(crate) fn send(&mut self, socket: &UdpSocket) -> usize {
+        let Batch { replies, received, answered, headers, .. } = self;
+        let mut sent = 0;
+        while sent < answered.len() {
+            let rest = &answered[sent..];
+            let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|&i| [IoSlice::new(&replies[i])]).collect();
+            let receivers: Vec<Option<SockaddrIn>> =
+                rest.iter().map(|&i| Some(SockaddrIn::from(received[i].1))).collect();
+            let no_control: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(socket.as_raw_fd(), headers, &slices, &receivers, no_control, MsgFlags::empty()) {
+                // Counting the results reads one header address per message sent: at most
+                // `rest.len()` ≤ `received.len()`, all written by the receive.
+                Ok(results) => match results.count() {
+                    0 => break,
+                    n => sent += n,
+                },
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        sent
+    }
+}
+
+/// Sends one datagram on `socket` without waiting for room in its buffer (an answer that had to
+/// wait on an upstream, sent from the runtime, which must not block); `false` if it could not go.
+pub(crate) fn send_now(socket: &UdpSocket, reply: &[u8], to: SocketAddrV4) -> bool {
+    sendto(socket.as_raw_fd(), reply, &SockaddrIn::from(to), MsgFlags::MSG_DONTWAIT).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Three clients ask; each must get its own answer back. Twice over the same batch: the
+    /// second round's answers go to the second round's senders, not the first's.
+    #[test]
+    fn each_batch_answers_its_own_senders() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut batch = Batch::new();
+        for round in 0..2 {
+            exchange(&server, &mut batch, round);
+        }
+    }
+
+    fn exchange(server: &UdpSocket, batch: &mut Batch, round: u8) {
+        let clients: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+        for (i, client) in clients.iter().enumerate() {
+            client.send_to(&[round * 10 + i as u8; 20], server.local_addr().unwrap()).unwrap();
+        }
+        let mut taken = 0;
+        while taken < 3 {
+            let count = batch.receive(server).unwrap();
+            assert!(count >= 1);
+            for i in 0..count {
+                let (request, from, reply) = batch.slot(i);
+                assert_eq!(request.len(), 20);
+                reply.extend_from_slice(&[request[0] + 100; 5]);
+                assert!(clients.iter().any(|c| c.local_addr().unwrap() == std::net::SocketAddr::V4(from)));
+                batch.answer(i);
+            }
+            assert_eq!(batch.send(server), count);
+            taken += count;
+        }
+        for (i, client) in clients.iter().enumerate() {
+            client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buffer = [0u8; 64];
+            let length = client.recv(&mut buffer).unwrap();
+            assert_eq!(&buffer[..length], &[round * 10 + i as u8 + 100; 5], "round {round}, client {i}");
+        }
+    }
+
+    #[test]
+    fn an_empty_socket_times_out() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let error = Batch::new().receive(&server).unwrap_err();
+        assert!(matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut), "{error}");
     }
 }

@@ -1,15 +1,17 @@
 //! The sockets: UDP and TCP on port 53 of the node address.
 //!
-//! UDP requests are taken in batches (`recvmmsg`). A request is answered from the index current
-//! when it arrived, inline on the socket's task, and the batch's answers sent together (`sendmmsg`);
-//! only a name outside the cluster (or an ExternalName's target) waits on an upstream, in a task
-//! of its own. Forwarded answers go through the cache first; the upstreams are tried in turn
+//! UDP requests are taken in batches (`recvmmsg`) on a thread of their own. A request is answered
+//! from the index current when it arrived, on that thread, and the batch's answers sent together
+//! (`sendmmsg`); only a name outside the cluster (or an ExternalName's target) waits on an
+//! upstream, in a task of its own on the runtime. Forwarded answers go through the cache first; the upstreams are tried in turn
 //! (UDP, then TCP when a TCP client's answer came back truncated); when none answers the client
 //! gets SERVFAIL (kept a few seconds). Clients outside the served ranges (the node's own addresses, loopback, the pod
 //! ranges) get REFUSED: the server is not an open resolver.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +24,9 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::runtime::Handle;
 
-use crate::batch::{Batch, Headers, BATCH};
+use crate::batch::{self, Batch, BATCH};
 use crate::metrics::{DnsMetrics, Path, Served};
 use crate::DnsError;
 
@@ -36,11 +39,13 @@ const LOCAL_FOR_MS: u64 = 5_000;
 const LOCAL_REMEMBERED: usize = 1024;
 /// How many ExternalName hops inside the cluster a chase follows.
 const MAX_CHASE: usize = 8;
+/// How long the UDP thread waits in a system call before it looks whether the server is stopping.
+const UDP_WAKE: Duration = Duration::from_millis(100);
 const RCODE_SERVFAIL: u8 = 2;
 const RCODE_REFUSED: u8 = 5;
 
 pub struct Server {
-    udp: Arc<UdpSocket>,
+    udp: Arc<std::net::UdpSocket>,
     tcp: TcpListener,
     shared: Arc<Shared>,
 }
@@ -290,78 +295,119 @@ impl Server {
     pub(crate) async fn bind(address: Ipv4Addr, shared: Shared) -> Result<Server, DnsError> {
         let address = SocketAddr::from((address, 53));
         let listen = |source| DnsError::Listen { address, source };
-        let udp = UdpSocket::bind(address).await.map_err(listen)?;
+        let udp = std::net::UdpSocket::bind(address).map_err(listen)?;
+        // The UDP thread blocks in its receive and send for at most this long, then sees
+        // whether the server is stopping.
+        udp.set_read_timeout(Some(UDP_WAKE)).map_err(listen)?;
+        udp.set_write_timeout(Some(UDP_WAKE)).map_err(listen)?;
         let tcp = TcpListener::bind(address).await.map_err(listen)?;
         Ok(Server { udp: Arc::new(udp), tcp, shared: Arc::new(shared) })
     }
 
+    /// Serves until `shutdown`: UDP on a thread of its own (a query is never queued behind the
+    /// runtime's other tasks: the API server's, the controllers', a TCP client's), TCP clients
+    /// as tasks.
     pub async fn run(self, shutdown: Shutdown) {
+        let Server { udp, tcp, shared } = self;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (ended, udp_ended) = tokio::sync::oneshot::channel::<()>();
+        let thread = {
+            let (udp, shared, stopping) = (udp.clone(), shared.clone(), stopping.clone());
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new().name("dns-udp".into()).spawn(move || {
+                serve_udp(&udp, &shared, &runtime, &stopping);
+                let _ = ended.send(());
+            })
+        };
+        if let Err(error) = thread {
+            tracing::error!(%error, "cluster DNS: no thread for UDP, serving TCP only");
+        }
         let stop = shutdown.triggered();
         tokio::pin!(stop);
-        let mut batch = Batch::new();
         loop {
             tokio::select! {
-                () = &mut stop => return,
-                ready = self.udp.readable() => {
-                    if ready.is_err() {
-                        continue;
-                    }
-                    let started = Instant::now();
-                    let unsent: Vec<(Vec<u8>, SocketAddrV4)> = {
-                        let mut headers = Headers::new();
-                        let Ok(count) = batch.receive(&self.udp, &mut headers) else { continue };
-                        let paths = self.answer_batch(&mut batch, count, started);
-                        let unsent = batch.send(&self.udp, &mut headers).map(|(reply, to)| (reply.to_vec(), to)).collect();
-                        for (i, path) in paths.into_iter().enumerate().take(count) {
-                            let Some(path) = path else { continue };
-                            let (request, reply) = batch.exchange(i);
-                            self.shared.record(request, reply, Transport::Udp, path, started);
-                        }
-                        unsent
-                    };
-                    // The socket's buffer was full: these wait for room.
-                    for (reply, to) in unsent {
-                        let _ = self.udp.send_to(&reply, to).await;
-                    }
-                }
-                accepted = self.tcp.accept() => {
+                () = &mut stop => break,
+                accepted = tcp.accept() => {
                     let Ok((stream, client)) = accepted else { continue };
-                    tokio::spawn(serve_tcp(stream, client.ip(), self.shared.clone()));
+                    tokio::spawn(serve_tcp(stream, client.ip(), shared.clone()));
                 }
             }
         }
+        stopping.store(true, Ordering::Relaxed);
+        // Within UDP_WAKE; the thread's end drops the sender if it never started.
+        let _ = udp_ended.await;
     }
+}
 
-    /// Answers the `count` datagrams of `batch` that memory can answer (their replies are left in
-    /// the batch to be sent together) and hands the others to tasks of their own, so the socket
-    /// keeps serving. The path of each one answered here, to record once the batch is sent.
-    fn answer_batch(&self, batch: &mut Batch, count: usize, started: Instant) -> [Option<Path>; BATCH] {
-        let shared = &self.shared;
-        let mut paths = [None; BATCH];
-        for (i, recorded) in paths.iter_mut().enumerate().take(count) {
-            let (request, client, reply) = batch.slot(i);
-            let (step, path) = shared.answer_now(request, Transport::Udp, IpAddr::V4(*client.ip()), reply);
-            match step {
-                Step::Send => {
-                    batch.answer(i);
-                    *recorded = Some(path);
-                }
-                Step::Drop => *recorded = Some(path),
-                step => {
-                    let (udp, shared, request, out) =
-                        (self.udp.clone(), self.shared.clone(), request.to_vec(), std::mem::take(reply));
-                    tokio::spawn(async move {
-                        let response = shared.finish(step, &request, Transport::Udp, out).await;
-                        if let Some(response) = &response {
-                            let _ = udp.send_to(response, client).await;
-                        }
-                        shared.record(&request, response.as_deref(), Transport::Udp, path, started);
-                    });
-                }
+/// The UDP thread: a batch of requests taken, those memory answers answered and sent together,
+/// the rest handed to tasks on `runtime`; until `stopping`.
+fn serve_udp(udp: &Arc<std::net::UdpSocket>, shared: &Arc<Shared>, runtime: &Handle, stopping: &AtomicBool) {
+    let mut batch = Batch::new();
+    while !stopping.load(Ordering::Relaxed) {
+        let count = match batch.receive(udp) {
+            Ok(count) => count,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(error) => {
+                // Not expected of a bound UDP socket; not a reason to spin either.
+                tracing::warn!(%error, "cluster DNS: UDP receive failed");
+                std::thread::sleep(UDP_WAKE);
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let paths = answer_batch(udp, shared, runtime, &mut batch, count, started);
+        batch.send(udp);
+        let seconds = started.elapsed().as_secs_f64();
+        for (i, path) in paths.into_iter().enumerate().take(count) {
+            let Some(path) = path else { continue };
+            let (request, reply) = batch.exchange(i);
+            shared.metrics.record(&Served { request, response: reply, tcp: false, path, seconds });
+        }
+    }
+}
+
+/// Answers the `count` datagrams of `batch` that memory can answer (their replies are left in
+/// the batch to be sent together) and hands the others to tasks of their own, so the socket
+/// keeps serving. The path of each one answered here, to record once the batch is sent.
+fn answer_batch(
+    udp: &Arc<std::net::UdpSocket>,
+    shared: &Arc<Shared>,
+    runtime: &Handle,
+    batch: &mut Batch,
+    count: usize,
+    started: Instant,
+) -> [Option<Path>; BATCH] {
+    let mut paths = [None; BATCH];
+    for (i, recorded) in paths.iter_mut().enumerate().take(count) {
+        let (request, client, reply) = batch.slot(i);
+        let (step, path) = shared.answer_now(request, Transport::Udp, IpAddr::V4(*client.ip()), reply);
+        match step {
+            Step::Send => {
+                batch.answer(i);
+                *recorded = Some(path);
+            }
+            Step::Drop => *recorded = Some(path),
+            step => {
+                let (udp, shared, request, out) =
+                    (udp.clone(), shared.clone(), request.to_vec(), std::mem::take(reply));
+                runtime.spawn(async move {
+                    let response = shared.finish(step, &request, Transport::Udp, out).await;
+                    if let Some(response) = &response {
+                        batch::send_now(&udp, response, client);
+                    }
+                    shared.record(&request, response.as_deref(), Transport::Udp, path, started);
+                });
             }
         }
-        paths
     }
+    paths
 }
 
 /// One TCP client: length-prefixed requests, answered in order, until it goes or idles.
