@@ -43,8 +43,9 @@ impl Batch {
         }
     }
 
-    /// Waits for a datagram on `socket` (a blocking one: at most its read timeout, then
-    /// `WouldBlock`) and takes it with those already waiting behind it, at most [`BATCH`]; how many.
+    /// Waits for a datagram on `socket` (a blocking one: as long as its read timeout, if it has
+    /// one, then `WouldBlock`; a socket whose reading side is shut returns at once, with one
+    /// empty slot) and takes it with those already waiting behind it, at most [`BATCH`]; how many.
     pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         let Batch { requests, received, answered, headers, .. } = self;
         received.clear();
@@ -161,6 +162,22 @@ mod tests {
             let length = client.recv(&mut buffer).unwrap();
             assert_eq!(&buffer[..length], &[round * 10 + i as u8 + 100; 5], "round {round}, client {i}");
         }
+    }
+
+    #[test]
+    fn shutting_the_reading_side_wakes_a_receive() {
+        let server = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let (done, returned) = std::sync::mpsc::channel();
+        let receiving = server.clone();
+        std::thread::spawn(move || {
+            let mut batch = Batch::new();
+            let taken = batch.receive(&receiving).map(|count| (count, batch.slot(0).0.len()));
+            let _ = done.send(taken);
+        });
+        // Whether the thread waits already or not yet, the shut side ends its receive.
+        let _ = nix::sys::socket::shutdown(server.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+        let taken = returned.recv_timeout(Duration::from_secs(5)).expect("the receive returned");
+        assert_eq!(taken.unwrap(), (1, 0), "one empty slot, which the server drops as too short");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,8 +40,9 @@ const LOCAL_FOR_MS: u64 = 5_000;
 const LOCAL_REMEMBERED: usize = 1024;
 /// How many ExternalName hops inside the cluster a chase follows.
 const MAX_CHASE: usize = 8;
-/// How long the UDP thread waits in a system call before it looks whether the server is stopping.
-const UDP_WAKE: Duration = Duration::from_millis(100);
+/// How long the UDP thread may wait for room to send; and how long it waits after a receive
+/// failed for a reason other than the socket's (not expected: a pause, not a spin).
+const UDP_WAIT: Duration = Duration::from_millis(100);
 const RCODE_SERVFAIL: u8 = 2;
 const RCODE_REFUSED: u8 = 5;
 
@@ -296,10 +298,9 @@ impl Server {
         let address = SocketAddr::from((address, 53));
         let listen = |source| DnsError::Listen { address, source };
         let udp = std::net::UdpSocket::bind(address).map_err(listen)?;
-        // The UDP thread blocks in its receive and send for at most this long, then sees
-        // whether the server is stopping.
-        udp.set_read_timeout(Some(UDP_WAKE)).map_err(listen)?;
-        udp.set_write_timeout(Some(UDP_WAKE)).map_err(listen)?;
+        // The UDP thread waits in its receive for as long as no request comes (it is woken to
+        // stop by shutting the socket's reading side), but not in a send for long.
+        udp.set_write_timeout(Some(UDP_WAIT)).map_err(listen)?;
         let tcp = TcpListener::bind(address).await.map_err(listen)?;
         Ok(Server { udp: Arc::new(udp), tcp, shared: Arc::new(shared) })
     }
@@ -334,8 +335,14 @@ impl Server {
             }
         }
         stopping.store(true, Ordering::Relaxed);
-        // Within UDP_WAKE; the thread's end drops the sender if it never started.
-        let _ = udp_ended.await;
+        // Wakes the receive the thread waits in (it returns at once from then on), so the thread
+        // sees `stopping`: an idle server is never woken just to look. Linux does this for an
+        // unconnected socket too, though it reports ENOTCONN.
+        let _ = nix::sys::socket::shutdown(udp.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+        // The thread's end drops the sender if it never started.
+        if tokio::time::timeout(UDP_WAIT * 10, udp_ended).await.is_err() {
+            tracing::warn!("cluster DNS: the UDP thread did not stop");
+        }
     }
 }
 
@@ -357,10 +364,14 @@ fn serve_udp(udp: &Arc<std::net::UdpSocket>, shared: &Arc<Shared>, runtime: &Han
             Err(error) => {
                 // Not expected of a bound UDP socket; not a reason to spin either.
                 tracing::warn!(%error, "cluster DNS: UDP receive failed");
-                std::thread::sleep(UDP_WAKE);
+                std::thread::sleep(UDP_WAIT);
                 continue;
             }
         };
+        if stopping.load(Ordering::Relaxed) {
+            // What woke the receive was the socket's shut reading side.
+            return;
+        }
         let started = Instant::now();
         let paths = answer_batch(udp, shared, runtime, &mut batch, count, started);
         batch.send(udp);
