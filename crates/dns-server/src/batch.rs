@@ -115,9 +115,10 @@ impl Batch {
 }
 
 /// Sends one datagram on `socket` without waiting for room in its buffer (an answer that had to
-/// wait on an upstream, sent from the runtime, which must not block); `false` if it could not go.
-pub(crate) fn send_now(socket: &UdpSocket, reply: &[u8], to: SocketAddrV4) -> bool {
-    sendto(socket.as_raw_fd(), reply, &SockaddrIn::from(to), MsgFlags::MSG_DONTWAIT).is_ok()
+/// wait on an upstream, sent from the runtime, which must not block); with no room it is dropped,
+/// as a full buffer drops a datagram, and the client asks again.
+pub(crate) fn send_now(socket: &UdpSocket, reply: &[u8], to: SocketAddrV4) {
+    let _ = sendto(socket.as_raw_fd(), reply, &SockaddrIn::from(to), MsgFlags::MSG_DONTWAIT);
 }
 
 #[cfg(test)]

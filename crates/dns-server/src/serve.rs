@@ -3,10 +3,11 @@
 //! UDP requests are taken in batches (`recvmmsg`) on a thread of their own. A request is answered
 //! from the index current when it arrived, on that thread, and the batch's answers sent together
 //! (`sendmmsg`); only a name outside the cluster (or an ExternalName's target) waits on an
-//! upstream, in a task of its own on the runtime. Forwarded answers go through the cache first; the upstreams are tried in turn
-//! (UDP, then TCP when a TCP client's answer came back truncated); when none answers the client
-//! gets SERVFAIL (kept a few seconds). Clients outside the served ranges (the node's own addresses, loopback, the pod
-//! ranges) get REFUSED: the server is not an open resolver.
+//! upstream, in a task of its own on the runtime. Forwarded answers go through the cache first;
+//! the upstreams are tried in turn (UDP, then TCP when a TCP client's answer came back
+//! truncated); when none answers the client gets SERVFAIL (kept a few seconds). Clients outside
+//! the served ranges (the node's own addresses, loopback, the pod ranges) get REFUSED: the server
+//! is not an open resolver.
 
 use std::collections::HashMap;
 use std::io;
@@ -151,7 +152,7 @@ impl Shared {
         let mut out = Vec::new();
         let (step, path) = self.answer_now(request, transport, client, &mut out);
         let response = self.finish(step, request, transport, out).await;
-        self.record(request, response.as_deref(), transport, path, started);
+        self.record(request, response.as_deref(), transport, path, started.elapsed());
         response
     }
 
@@ -168,13 +169,14 @@ impl Shared {
         }
     }
 
-    fn record(&self, request: &[u8], response: Option<&[u8]>, transport: Transport, path: Path, started: Instant) {
+    /// Counts one request and its answer, `took` from its arrival to its answer.
+    fn record(&self, request: &[u8], response: Option<&[u8]>, transport: Transport, path: Path, took: Duration) {
         self.metrics.record(&Served {
             request,
             response,
             tcp: transport == Transport::Tcp,
             path,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: took.as_secs_f64(),
         });
     }
 
@@ -350,17 +352,15 @@ impl Server {
 /// the rest handed to tasks on `runtime`; until `stopping`.
 fn serve_udp(udp: &Arc<std::net::UdpSocket>, shared: &Arc<Shared>, runtime: &Handle, stopping: &AtomicBool) {
     let mut batch = Batch::new();
-    while !stopping.load(Ordering::Relaxed) {
-        let count = match batch.receive(udp) {
+    loop {
+        let received = batch.receive(udp);
+        // Stopping shuts the socket's reading side, which is what woke the receive then.
+        if stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let count = match received {
             Ok(count) => count,
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 // Not expected of a bound UDP socket; not a reason to spin either.
                 tracing::warn!(%error, "cluster DNS: UDP receive failed");
@@ -368,18 +368,15 @@ fn serve_udp(udp: &Arc<std::net::UdpSocket>, shared: &Arc<Shared>, runtime: &Han
                 continue;
             }
         };
-        if stopping.load(Ordering::Relaxed) {
-            // What woke the receive was the socket's shut reading side.
-            return;
-        }
         let started = Instant::now();
         let paths = answer_batch(udp, shared, runtime, &mut batch, count, started);
         batch.send(udp);
-        let seconds = started.elapsed().as_secs_f64();
+        // The batch's answers went together: one clock reading serves them all.
+        let took = started.elapsed();
         for (i, path) in paths.into_iter().enumerate().take(count) {
             let Some(path) = path else { continue };
             let (request, reply) = batch.exchange(i);
-            shared.metrics.record(&Served { request, response: reply, tcp: false, path, seconds });
+            shared.record(request, reply, Transport::Udp, path, took);
         }
     }
 }
@@ -413,7 +410,7 @@ fn answer_batch(
                     if let Some(response) = &response {
                         batch::send_now(&udp, response, client);
                     }
-                    shared.record(&request, response.as_deref(), Transport::Udp, path, started);
+                    shared.record(&request, response.as_deref(), Transport::Udp, path, started.elapsed());
                 });
             }
         }
