@@ -7,8 +7,11 @@
 //! servers alike, its p50 read 0.035 ms and its p90 0.055 ms where this client's read 0.020 and
 //! 0.025. What neither removes: from p98 on, every server's answers have a tail that reaches
 //! 2–3 ms at p99.9 and about 4 ms at most (one tick at 250 Hz), varying from round to round by
-//! up to 2×; it is the machine's (a virtual one), so step 4 takes several rounds and each
-//! server's median.
+//! up to 2×. It is the machine's, a virtual one: a thread spinning on the servers' core sees no
+//! gap above 0.1 ms in 5 s, but a server asleep there is woken late. Keeping the core out of idle
+//! with a spinner of the lowest priority (`SCHED_IDLE`) cut every server's p99.9 to 0.3–0.4 ms
+//! in one run and did nothing in another, so it was not kept; step 4 takes several rounds and
+//! compares each server's median instead.
 //!
 //! One thread, pinned to the client's core, spins: it sends every query that is due (open loop:
 //! a slow answer never delays the next question) over four sockets in turn (dnsperf's `-c 4`,

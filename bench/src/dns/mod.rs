@@ -66,6 +66,8 @@ const ROUNDS: usize = 4;
 const SECONDS: u32 = 4;
 const LATENCY_SECONDS: u32 = 3;
 const LATENCY_ROUNDS: usize = 5;
+/// Step 4's rate when step 3 is not run to choose it (`FRONTDOOR_DNS_RATE` sets another).
+const DEFAULT_RATE: u32 = 55_000;
 const FORWARD_NAMES: usize = 5_000;
 const FORWARD_ROUNDS: usize = 2;
 /// Cores other processes may keep busy during a run before its figures are flagged.
@@ -575,7 +577,48 @@ fn print_rounds<'a>(servers: &[&Target], runs: &'a [Vec<Measured>]) -> Vec<&'a M
 
 fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>) {
     let servers: Vec<&Target> = servers.iter().collect();
-    let runs = interleaved(&servers, mix, SATURATE, ROUNDS, upstream);
+    let qps = if step(3) { Some(throughput(&servers, mix, upstream)) } else { None };
+    if let Some(qps) = &qps {
+        let summary: Vec<String> = servers.iter().zip(qps).map(|(s, q)| format!("{} {q:.0} q/s", s.name)).collect();
+        if let Some(faster) = faster_peer(qps) {
+            let peers: Vec<&str> = servers[1..].iter().map(|s| s.name).collect();
+            println!(
+                "dns: {}; ratio frontdoor/max({}) = {:.2} (target ≥ 1.0)",
+                summary.join("; "),
+                peers.join(","),
+                qps[0] / qps[faster]
+            );
+            report_at_least(&format!("DNS q/s frontdoor ÷ {}", servers[faster].name), qps[0] / qps[faster], "x", 1.0);
+        }
+    }
+    if !step(4) {
+        return;
+    }
+    // Latency at one rate every server sustains: half the slowest's throughput (or, with step
+    // 3 not run, FRONTDOOR_DNS_RATE's).
+    let rate = match &qps {
+        Some(qps) => {
+            let slowest = qps.iter().copied().fold(f64::INFINITY, f64::min);
+            ((slowest / 2.0 / 1000.0).floor() * 1000.0).max(1000.0) as u32
+        }
+        None => std::env::var("FRONTDOOR_DNS_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_RATE),
+    };
+    let p99 = latency(&servers, mix, rate);
+    // "p99 no worse" is held to the peer with the lower p99.
+    if let Some(quicker) = (1..p99.len()).min_by_key(|i| p99[*i]) {
+        report(
+            &format!("DNS p99 frontdoor ÷ {} at {}k q/s", servers[quicker].name, rate / 1000),
+            p99[0].as_secs_f64() / p99[quicker].as_secs_f64().max(1e-9),
+            "x",
+            1.0,
+            None,
+        );
+    }
+}
+
+/// Steps 3 and 3b; each server's best queries/s of step 3.
+fn throughput(servers: &[&Target], mix: &Path, upstream: Option<u32>) -> Vec<f64> {
+    let runs = interleaved(servers, mix, SATURATE, ROUNDS, upstream);
     println!();
     println!(
         "step 3: throughput, dnsperf -c {} -q {} -l {} over {} queries ({}), {} rounds interleaved, best round",
@@ -591,7 +634,7 @@ fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>)
             .join(", "),
         ROUNDS
     );
-    let bests = print_rounds(&servers, &runs);
+    let bests = print_rounds(servers, &runs);
     let qps: Vec<f64> = bests.iter().map(|m| m.run.qps).collect();
     // When dnsperf's core is the limit, every server answers about as fast as it is asked: what
     // each spends per answer (its processes' CPU time, best rounds) still tells them apart.
@@ -606,15 +649,13 @@ fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>)
             per_answer[0] / per_answer[cheapest_peer].max(1e-12)
         );
     }
-    budgeted_throughput(&servers, mix);
-    if !step(4) {
-        return;
-    }
+    budgeted_throughput(servers, mix);
+    qps
+}
 
-    // Latency at one rate every server sustains: half the slowest's throughput.
-    let slowest = qps.iter().copied().fold(f64::INFINITY, f64::min);
-    let rate = ((slowest / 2.0 / 1000.0).floor() * 1000.0).max(1000.0) as u32;
-    let rounds = latency_rounds(&servers, mix, rate);
+/// Step 4; each server's median p99.
+fn latency(servers: &[&Target], mix: &Path, rate: u32) -> Vec<Duration> {
+    let rounds = latency_rounds(servers, mix, rate);
     println!();
     println!(
         "step 4: latency at a fixed {} q/s, the bench's own client (`latency`: each query timed from its send to the kernel's receive timestamp of its answer, so the client's own scheduling is not counted), {LATENCY_SECONDS} s a round, {LATENCY_ROUNDS} rounds interleaved; each server's median round by p99",
@@ -644,33 +685,7 @@ fn throughput_and_latency(servers: &[Target], mix: &Path, upstream: Option<u32>)
         );
         p99.push(percentile(l, 0.99));
     }
-
-    let summary: Vec<String> = servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| format!("{} {:.0} q/s p99 {:.3} ms", s.name, qps[i], ms(p99[i])))
-        .collect();
-    let Some(faster) = faster_peer(&qps) else {
-        println!("dns: {}; no peer to compare with", summary.join("; "));
-        return;
-    };
-    let peers: Vec<&str> = servers[1..].iter().map(|s| s.name).collect();
-    println!(
-        "dns: {}; ratio frontdoor/max({}) = {:.2} (target ≥ 1.0)",
-        summary.join("; "),
-        peers.join(","),
-        qps[0] / qps[faster]
-    );
-    report_at_least(&format!("DNS q/s frontdoor ÷ {}", servers[faster].name), qps[0] / qps[faster], "x", 1.0);
-    // "p99 no worse" is held to the peer with the lower p99, whichever was faster in step 3.
-    let quicker = (1..p99.len()).min_by_key(|i| p99[*i]).unwrap_or(faster);
-    report(
-        &format!("DNS p99 frontdoor ÷ {} at {}k q/s", servers[quicker].name, rate / 1000),
-        p99[0].as_secs_f64() / p99[quicker].as_secs_f64().max(1e-9),
-        "x",
-        1.0,
-        None,
-    );
+    p99
 }
 
 /// The peer (an index past frontdoor's, the first) with the most queries/s: the one frontdoor
