@@ -1,11 +1,16 @@
-//! Building the index in parts: a part (shard) per namespace, per reverse shard (the PTR
-//! records of one `/24`, or IPv6 `/124`), and the apex's. A name's records depend only on what
-//! its part is built from, so a change builds again only the parts it touched and the new index
-//! shares every other part with the one before.
+//! Building the index in parts (shards): a namespace's own, its Services' (split by a hash of
+//! their names into as many parts as `services_per_part` asks, a power of two), one per reverse
+//! shard (the PTR records of one `/24`, or IPv6 `/124`), and the apex's. A name's records depend
+//! only on what its part is built from, so a change builds again only the parts it touched and
+//! the new index shares every other part with the one before.
 //!
-//! - A namespace's part holds every name under `<ns>.svc.<zone>` and `<ns>.pod.<zone>`; it is
-//!   built from that namespace's objects, and (for ExternalName chains that lead into them) the
-//!   namespaces its in-zone ExternalName targets are in, and theirs.
+//! - A namespace's own part holds `<ns>.svc.<zone>` and `<ns>.pod.<zone>` (with, in verified
+//!   mode, the namespace's pod addresses); it is built when the Namespace or its pods change, or
+//!   the namespace's number of Service parts does (then every part of it is).
+//! - A Service part holds every name under the `<svc>.<ns>.svc.<zone>` of its Services; it is
+//!   built from those Services (and their slices), and, for ExternalName chains that lead into
+//!   the zone, the Services they lead to, and theirs. A change to a namespace builds again the
+//!   parts of the ExternalNames that lead into it.
 //! - A reverse shard holds the PTR names of its addresses; it is built from the Services with
 //!   PTR records there (a ClusterIP's PTR goes to the first such Service by namespace and name;
 //!   an endpoint's, to every Service publishing it, unless the address is a ClusterIP).
@@ -20,11 +25,13 @@ use hickory_proto::rr::Name;
 
 use crate::config::{IndexConfig, PodMode};
 use crate::index::{
-    address_record, dashed, record_bytes, reverse_name, srv_data, txt_data, BuildFast, ClusterIndex, Draft,
-    ReverseZone, RrSet, Shard, DNS_VERSION_TTL, NONE, SCHEMA_VERSION, SET_A, SET_AAAA, SET_CNAME, SET_NS, SET_PTR,
-    SET_SRV, SET_TXT,
+    address_record, dashed, record_bytes, reverse_name, service_part, srv_data, txt_data, BuildFast, ClusterIndex,
+    Draft, NsParts, ReverseZone, RrSet, Shard, DNS_VERSION_TTL, NONE, SCHEMA_VERSION, SET_A, SET_AAAA, SET_CNAME,
+    SET_NS, SET_PTR, SET_SRV, SET_TXT,
 };
-use crate::model::{reverse_shard, EndpointInfo, IndexBuilder, Key, NsState, SliceInfo, SvcEntry, SvcKind};
+use crate::model::{
+    reverse_shard, EndpointInfo, IndexBuilder, Key, NsDirty, NsState, SliceInfo, SvcEntry, SvcInfo, SvcKind,
+};
 use crate::names::NameTable;
 use crate::wire::{wire_name, TYPE_CNAME, TYPE_NS, TYPE_PTR, TYPE_SRV, TYPE_TXT};
 
@@ -40,9 +47,11 @@ const MAX_SET_BYTES: usize = 65_000;
 pub struct Rebuild {
     config: IndexConfig,
     zone: String,
-    /// The namespaces whose parts are built again; those not in `states` are gone.
-    namespaces: Vec<String>,
-    /// The namespaces built, and those their ExternalName chains read.
+    /// The namespaces with parts to build again, and which.
+    plans: Vec<(String, Plan)>,
+    /// What those parts are built from: of each namespace, the Services of the parts built and
+    /// those their ExternalName chains read, and its own state (exists, pods) when its own
+    /// names are built. Not whole namespaces: a part of 5,000 Services is not copied for one.
     states: BTreeMap<String, NsState>,
     /// Reverse shards built again, with the Services that have PTR records there, in order.
     reverse: Vec<(IpAddr, Vec<(Key, SvcEntry)>)>,
@@ -50,32 +59,92 @@ pub struct Rebuild {
     full: bool,
 }
 
+/// Which parts of one namespace are built again.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Plan {
+    /// Its number of Service parts (0: the namespace has no names any more).
+    pub(crate) parts: usize,
+    /// Its own names (`<ns>.svc.<zone>`, `<ns>.pod.<zone>`).
+    pub(crate) head: bool,
+    /// The Service parts built again; `None`: all of them.
+    pub(crate) services: Option<BTreeSet<usize>>,
+}
+
+impl Plan {
+    fn builds(&self, part: usize) -> bool {
+        self.services.as_ref().is_none_or(|s| s.contains(&part))
+    }
+}
+
 impl Rebuild {
-    pub(crate) fn of(b: &IndexBuilder, dirty: BTreeSet<String>, reverse: BTreeSet<IpAddr>, full: bool) -> Rebuild {
-        let mut namespaces = dirty;
-        // A namespace whose ExternalName chains lead into a changed one changes with it.
+    /// What `dirty` (and the reverse shards `reverse`) take to build again. `taken`: each
+    /// namespace's number of parts in the index this one follows (a namespace whose number
+    /// changed is built whole); `None`: every part is built.
+    pub(crate) fn of(
+        b: &IndexBuilder,
+        mut dirty: BTreeMap<String, NsDirty>,
+        reverse: BTreeSet<IpAddr>,
+        taken: Option<&HashMap<String, usize>>,
+    ) -> Rebuild {
+        // An ExternalName whose chain leads into a changed namespace changes with it (and so do
+        // those whose chains lead into its namespace, and so on).
         loop {
-            let dependents: Vec<&String> = b
-                .namespaces
-                .iter()
-                .filter(|(ns, s)| !namespaces.contains(*ns) && s.externals.values().any(|t| namespaces.contains(t)))
-                .map(|(ns, _)| ns)
-                .collect();
-            if dependents.is_empty() {
+            let mut more = Vec::new();
+            for (ns, state) in &b.namespaces {
+                for (name, target) in &state.externals {
+                    let known = dirty.get(ns).is_some_and(|d| d.services.contains(name));
+                    if !known && dirty.contains_key(target) {
+                        more.push((ns.clone(), name.clone()));
+                    }
+                }
+            }
+            if more.is_empty() {
                 break;
             }
-            namespaces.extend(dependents.into_iter().cloned());
+            for (ns, name) in more {
+                dirty.entry(ns).or_default().services.insert(name);
+            }
         }
-        let mut states = BTreeMap::new();
-        let mut wanted: Vec<&String> = namespaces.iter().collect();
-        while let Some(ns) = wanted.pop() {
-            if states.contains_key(ns) {
+        let mut plans = Vec::new();
+        let mut states: BTreeMap<String, NsState> = BTreeMap::new();
+        // The in-zone ExternalName targets the parts built read: (namespace, Service).
+        let mut chased: Vec<(String, String)> = Vec::new();
+        for (ns, changed) in dirty {
+            let state = b.namespaces.get(&ns);
+            let parts = state.map_or(0, |s| b.parts(s));
+            let whole = taken.is_none_or(|t| t.get(&ns).copied().unwrap_or(0) != parts);
+            let plan = Plan {
+                parts,
+                head: whole || changed.head,
+                services: (!whole)
+                    .then(|| changed.services.iter().map(|name| service_part(name.as_bytes(), parts)).collect()),
+            };
+            if let (Some(state), true) = (state, parts > 0) {
+                let mut copy = NsState::default();
+                copy.exists = state.exists;
+                if plan.head {
+                    copy.pods = state.pods.clone();
+                }
+                for (name, entry) in &state.services {
+                    if plan.builds(service_part(name.as_bytes(), parts)) {
+                        copy.services.insert(name.clone(), entry.clone());
+                        chased.extend(chase_target(entry, &b.zone));
+                    }
+                }
+                states.insert(ns.clone(), copy);
+            }
+            plans.push((ns, plan));
+        }
+        // Chains, followed as far as they go in the zone.
+        let mut seen = BTreeSet::new();
+        while let Some((ns, name)) = chased.pop() {
+            if !seen.insert((ns.clone(), name.clone())) {
                 continue;
             }
-            if let Some(state) = b.namespaces.get(ns) {
-                wanted.extend(state.externals.values());
-                states.insert(ns.clone(), state.clone());
-            }
+            let Some(entry) = b.namespaces.get(&ns).and_then(|s| s.services.get(&name)) else { continue };
+            chased.extend(chase_target(entry, &b.zone));
+            let copy = states.entry(ns).or_default();
+            copy.services.entry(name).or_insert_with(|| entry.clone());
         }
         let reverse = reverse
             .into_iter()
@@ -90,19 +159,16 @@ impl Rebuild {
                 (shard, members)
             })
             .collect();
-        Rebuild {
-            config: b.config.clone(),
-            zone: b.zone.clone(),
-            namespaces: namespaces.into_iter().collect(),
-            states,
-            reverse,
-            full,
-        }
+        Rebuild { config: b.config.clone(), zone: b.zone.clone(), plans, states, reverse, full: taken.is_none() }
     }
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        !self.full && self.namespaces.is_empty() && self.reverse.is_empty()
+        !self.full && self.plans.is_empty() && self.reverse.is_empty()
+    }
+
+    pub(crate) fn plans(&self) -> &[(String, Plan)] {
+        &self.plans
     }
 
     /// The index after these changes: the parts built again, and every other part shared with
@@ -114,12 +180,24 @@ impl Rebuild {
         let previous = previous.filter(|_| !self.full);
         let mut namespaces = previous.map(|p| p.namespaces.clone()).unwrap_or_default();
         let mut reverse = previous.map(|p| p.reverse_shards.clone()).unwrap_or_default();
-        for ns in &self.namespaces {
+        let empty = NsState::default();
+        for (ns, plan) in &self.plans {
             let label = ns.to_ascii_lowercase().into_bytes().into_boxed_slice();
-            match self.states.get(ns).and_then(|state| self.namespace_shard(ns, state)) {
-                Some(shard) => namespaces.insert(label, Arc::new(shard)),
-                None => namespaces.remove(&label),
+            if plan.parts == 0 {
+                namespaces.remove(&label);
+                continue;
+            }
+            let state = self.states.get(ns).unwrap_or(&empty);
+            let before = namespaces.remove(&label).filter(|p| p.services.len() == plan.parts);
+            let head = match before.as_ref().filter(|_| !plan.head) {
+                Some(parts) => parts.head.clone(),
+                None => Arc::new(self.head_shard(ns, state)),
             };
+            let mut services = before.map(|p| p.services).unwrap_or_else(|| vec![None; plan.parts]);
+            for (part, slot) in services.iter_mut().enumerate().filter(|(part, _)| plan.builds(*part)) {
+                *slot = self.service_shard(ns, state, part, plan.parts).map(Arc::new);
+            }
+            namespaces.insert(label, NsParts { head, services });
         }
         for (at, members) in &self.reverse {
             match self.reverse_shard(*at, members) {
@@ -170,53 +248,23 @@ impl Rebuild {
         m.node(&format!("pod.{zone}"));
     }
 
-    /// One namespace's names (without empty non-terminals but its own two).
-    fn namespace_models(&self, m: &mut Models, ns: &str, state: &NsState) {
+    /// One Service's names, without empty non-terminals.
+    fn service_models(&self, m: &mut Models, ns: &str, name: &str, entry: &SvcEntry) {
         let (cfg, zone) = (&self.config, &self.zone);
-        if !state.present() {
-            return;
-        }
-        m.node(&format!("{ns}.svc.{zone}"));
-        if cfg.pod_mode != PodMode::Disabled {
-            m.node(&format!("{ns}.pod.{zone}"));
-        }
-        for (name, entry) in &state.services {
-            let Some(svc) = &entry.info else { continue };
-            let Some(svc_name) = service_name(name, ns, zone) else { continue };
-            let headless = match &svc.kind {
-                SvcKind::External(target) => {
-                    if let Some(n) = m.node(&svc_name) {
-                        n.cname = Some(target.to_ascii_lowercase());
-                    }
-                    continue;
+        let Some(svc) = &entry.info else { return };
+        let Some(svc_name) = service_name(name, ns, zone) else { return };
+        let headless = match &svc.kind {
+            SvcKind::External(target) => {
+                if let Some(n) = m.node(&svc_name) {
+                    n.cname = Some(target.to_ascii_lowercase());
                 }
-                SvcKind::Headless => true,
-                SvcKind::ClusterIp(ips) => {
-                    for p in &svc.ports {
-                        for ip in ips {
-                            let e = Entry { ip: *ip, port: p.port, target: svc_name.clone() };
-                            if let Some(n) = m.node(&svc_name) {
-                                n.entries.push(e.clone());
-                            }
-                            if !p.name.is_empty() {
-                                if let Some(n) = m.node(&format!("_{}._{}.{svc_name}", p.name, p.protocol)) {
-                                    n.entries.push(e);
-                                }
-                            }
-                        }
-                    }
-                    false
-                }
-            };
-            let no_port = [crate::model::PortInfo { name: String::new(), protocol: String::new(), port: -1 }];
-            for (slice, ip, target) in published(entry, &svc_name, cfg.endpoint_pod_names) {
-                let ports = if slice.ports.is_empty() { &no_port[..] } else { &slice.ports[..] };
-                for p in ports {
-                    let e = Entry { ip, port: p.port, target: target.clone() };
-                    if let Some(n) = m.node(&target) {
-                        n.entries.push(e.clone());
-                    }
-                    if headless {
+                return;
+            }
+            SvcKind::Headless => true,
+            SvcKind::ClusterIp(ips) => {
+                for p in &svc.ports {
+                    for ip in ips {
+                        let e = Entry { ip: *ip, port: p.port, target: svc_name.clone() };
                         if let Some(n) = m.node(&svc_name) {
                             n.entries.push(e.clone());
                         }
@@ -227,23 +275,70 @@ impl Rebuild {
                         }
                     }
                 }
+                false
+            }
+        };
+        let no_port = [crate::model::PortInfo { name: String::new(), protocol: String::new(), port: -1 }];
+        for (slice, ip, target) in published(entry, &svc_name, cfg.endpoint_pod_names) {
+            let ports = if slice.ports.is_empty() { &no_port[..] } else { &slice.ports[..] };
+            for p in ports {
+                let e = Entry { ip, port: p.port, target: target.clone() };
+                if let Some(n) = m.node(&target) {
+                    n.entries.push(e.clone());
+                }
+                if headless {
+                    if let Some(n) = m.node(&svc_name) {
+                        n.entries.push(e.clone());
+                    }
+                    if !p.name.is_empty() {
+                        if let Some(n) = m.node(&format!("_{}._{}.{svc_name}", p.name, p.protocol)) {
+                            n.entries.push(e);
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// A namespace's part; `None` when it has no names.
-    fn namespace_shard(&self, ns: &str, state: &NsState) -> Option<Shard> {
-        if !state.present() {
-            return None;
-        }
+    /// A namespace's own names: `<ns>.svc.<zone>`, and `<ns>.pod.<zone>` with (in verified
+    /// mode) the namespace's pod addresses.
+    fn head_shard(&self, ns: &str, state: &NsState) -> Shard {
         let zone = &self.zone;
         let mut m = self.models();
-        m.nodes.reserve(expected_names(state));
-        self.namespace_models(&mut m, ns, state);
-        let own: Vec<Vec<u8>> =
-            [format!("{ns}.svc.{zone}"), format!("{ns}.pod.{zone}")].iter().filter_map(|n| wire_name(n)).collect();
-        let mine = |key: &[u8]| own.iter().any(|o| key.ends_with(o));
-        // Empty non-terminals up to the namespace's own names.
+        m.node(&format!("{ns}.svc.{zone}"));
+        let pods = wire_name(&format!("{ns}.pod.{zone}")).filter(|_| self.config.pod_mode != PodMode::Disabled);
+        if let Some(pods) = &pods {
+            m.nodes.entry(pods.clone()).or_default();
+        }
+        let mut enc = Encoder::new(self.config.ttl, m.nodes.len());
+        let verified = pods.as_ref().filter(|_| self.config.pod_mode == PodMode::Verified);
+        if verified.is_some() {
+            enc.shard.pods.push(state.pods.values().copied().collect());
+        }
+        for (key, model) in &m.nodes {
+            let mut node = enc.node(&m, key, model);
+            if verified == Some(key) {
+                node.pods = 0;
+            }
+            enc.shard.insert(key, &node);
+        }
+        enc.finish()
+    }
+
+    /// The names of the Services of a namespace's part `part` (of `parts`); `None` when it has
+    /// none.
+    fn service_shard(&self, ns: &str, state: &NsState, part: usize, parts: usize) -> Option<Shard> {
+        let zone = &self.zone;
+        let in_part = |name: &str| service_part(name.as_bytes(), parts) == part;
+        let services: Vec<(&String, &SvcEntry)> = state.services.iter().filter(|(name, _)| in_part(name)).collect();
+        let mut m = self.models();
+        m.nodes.reserve(expected_names(services.iter().map(|(_, e)| *e)));
+        for (name, entry) in &services {
+            self.service_models(&mut m, ns, name, entry);
+        }
+        let own = wire_name(&format!("{ns}.svc.{zone}"))?;
+        // Its names, and the empty non-terminals between them and their Service's name.
+        let mine = |key: &[u8]| key.len() > own.len() && key.ends_with(&own);
         let keys: Vec<Vec<u8>> = m.nodes.keys().filter(|k| mine(k)).cloned().collect();
         for key in keys {
             let mut at = 0;
@@ -255,30 +350,26 @@ impl Rebuild {
                 m.nodes.entry(key[at..].to_vec()).or_default();
             }
         }
-        // What its ExternalName chains read: the namespaces they lead into, and the apex.
-        let mut seen = BTreeSet::from([ns]);
-        let mut wanted: Vec<&str> = state.externals.values().map(String::as_str).collect();
-        while let Some(other) = wanted.pop() {
-            if seen.insert(other) {
-                if let Some(s) = self.states.get(other) {
-                    self.namespace_models(&mut m, other, s);
-                    wanted.extend(s.externals.values().map(String::as_str));
-                }
+        let keys: Vec<Vec<u8>> = m.nodes.keys().cloned().collect();
+        // What its ExternalName chains read: the Services they lead to, as far as they go in
+        // the zone (the rebuild copied those), and the apex.
+        let mut wanted: Vec<(String, String)> = services.iter().filter_map(|(_, e)| chase_target(e, zone)).collect();
+        let mut seen = BTreeSet::new();
+        while let Some((other, name)) = wanted.pop() {
+            if (other == ns && in_part(&name)) || !seen.insert((other.clone(), name.clone())) {
+                continue;
             }
+            let Some(entry) = self.states.get(&other).and_then(|s| s.services.get(&name)) else { continue };
+            self.service_models(&mut m, &other, &name, entry);
+            wanted.extend(chase_target(entry, zone));
         }
         self.apex_models(&mut m);
-
-        let mut enc = Encoder::new(self.config.ttl, m.nodes.len());
-        // `<ns>.pod.<zone>` holds the namespace's pod addresses in verified mode.
-        let pods_node = own.get(1).filter(|_| self.config.pod_mode == PodMode::Verified);
-        if pods_node.is_some() {
-            enc.shard.pods.push(state.pods.values().copied().collect());
+        if keys.is_empty() {
+            return None;
         }
-        for (key, model) in m.nodes.iter().filter(|(k, _)| mine(k)) {
-            let mut node = enc.node(&m, key, model);
-            if pods_node == Some(key) {
-                node.pods = 0;
-            }
+        let mut enc = Encoder::new(self.config.ttl, keys.len());
+        for key in &keys {
+            let node = enc.node(&m, key, &m.nodes[key]);
             enc.shard.insert(key, &node);
         }
         Some(enc.finish())
@@ -363,6 +454,17 @@ impl Rebuild {
     }
 }
 
+/// The Service an in-zone ExternalName leads to, `(namespace, name)`, if it leads to one.
+fn chase_target(entry: &SvcEntry, zone: &str) -> Option<(String, String)> {
+    let Some(SvcInfo { kind: SvcKind::External(target), .. }) = &entry.info else { return None };
+    let target = target.trim_end_matches('.').to_ascii_lowercase();
+    let head = target.strip_suffix(zone)?.strip_suffix(".svc.")?;
+    let mut labels = head.rsplit('.');
+    let ns = labels.next()?;
+    let name = labels.next()?;
+    Some((ns.to_string(), name.to_string()))
+}
+
 /// `<name>.<ns>.svc.<zone>`, lower-cased; `None` if it is not a valid name.
 fn service_name(name: &str, ns: &str, zone: &str) -> Option<String> {
     let svc_name = format!("{name}.{ns}.svc.{zone}").to_ascii_lowercase();
@@ -400,21 +502,18 @@ fn endpoint_hostname(ep: &EndpointInfo, ip: IpAddr, pod_names: bool) -> String {
     dashed(ip)
 }
 
-/// About how many names a namespace's part will have (a little more, rather than less): the
+/// About how many names a part of these Services will have (a little more, rather than less): the
 /// models' map sized once for them. Left to grow as names came, rehashing it was a seventh of the
 /// build's time.
-fn expected_names(state: &NsState) -> usize {
+fn expected_names<'a>(services: impl Iterator<Item = &'a SvcEntry>) -> usize {
     // A Service: its name, a named port's SRV name and the `_proto` name above it; an endpoint
     // address: its hostname's name.
-    let services: usize = state.services.values().map(|s| 1 + 2 * s.info.as_ref().map_or(0, |i| i.ports.len())).sum();
-    let addresses: usize = state
-        .services
-        .values()
-        .flat_map(|s| s.slices.values())
-        .flat_map(|s| &s.endpoints)
-        .map(|e| e.addresses.len())
-        .sum();
-    services + addresses + 16
+    let per_service = |s: &SvcEntry| {
+        let names = 1 + 2 * s.info.as_ref().map_or(0, |i| i.ports.len());
+        let addresses: usize = s.slices.values().flat_map(|s| &s.endpoints).map(|e| e.addresses.len()).sum();
+        names + addresses
+    };
+    services.map(per_service).sum::<usize>() + 16
 }
 
 /// What one name holds before encoding. `entries` are CoreDNS's `msg.Service`s: an address, a
@@ -688,22 +787,36 @@ mod tests {
         .expect("an EndpointSlice")
     }
 
-    fn same<K: std::hash::Hash + Eq>(
-        a: &HashMap<K, Arc<Shard>, BuildFast>,
-        b: &HashMap<K, Arc<Shard>, BuildFast>,
-        k: &K,
-    ) -> bool {
-        Arc::ptr_eq(&a[k], &b[k])
+    /// Whether two indexes share a part: a namespace's own names (`part` `None`) or one of its
+    /// Service parts, or a reverse shard.
+    fn same(a: &ClusterIndex, b: &ClusterIndex, ns: &str, part: Option<usize>) -> bool {
+        let (a, b) = (&a.namespaces[ns.as_bytes()], &b.namespaces[ns.as_bytes()]);
+        match part {
+            None => Arc::ptr_eq(&a.head, &b.head),
+            Some(p) => match (&a.services[p], &b.services[p]) {
+                (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                _ => false,
+            },
+        }
     }
 
-    /// A change builds its namespace's part and its reverse shards again, and those of the
-    /// namespaces whose ExternalNames lead into it; every other part is the one before.
+    fn part(name: &str, parts: usize) -> usize {
+        service_part(name.as_bytes(), parts)
+    }
+
+    /// A change builds its Service's part of its namespace and its reverse shards again, and
+    /// the parts of the ExternalNames that lead into its namespace; every other part is the one
+    /// before.
     #[test]
     fn a_change_builds_only_the_parts_it_touches() {
-        let mut b = IndexBuilder::new(IndexConfig::default());
+        let mut b = IndexBuilder::new(IndexConfig { services_per_part: 1, ..IndexConfig::default() });
         let ports = json!([{"port": 80}]);
         b.apply_service(&service("a", "api", json!({"clusterIP": "10.96.0.1", "ports": ports})));
-        b.apply_service(&service("b", "web", json!({"clusterIP": "10.96.1.1", "ports": ports})));
+        // Four Services in `b`: four parts, `web` and `db` in different ones.
+        for (name, ip) in [("web", "10.96.1.1"), ("db", "10.96.1.2"), ("cache", "10.96.1.3"), ("queue", "10.96.1.4")] {
+            b.apply_service(&service("b", name, json!({"clusterIP": ip, "ports": ports})));
+        }
+        assert_ne!(part("web", 4), part("db", 4));
         b.apply_service(&service(
             "c",
             "alias",
@@ -711,26 +824,37 @@ mod tests {
         ));
         b.apply_slice(&slice("b", "web-1", "web", "10.244.2.5"));
         let first = b.take_changes().build(None);
-        let label = |s: &str| s.as_bytes().to_vec().into_boxed_slice();
+        assert_eq!(first.namespaces[&b"b"[..]].services.len(), 4);
         let at = |s: &str| s.parse::<IpAddr>().expect("an address");
 
         b.apply_slice(&slice("b", "web-1", "web", "10.244.2.6"));
         let rebuild = b.take_changes();
-        assert_eq!(rebuild.namespaces, ["b"]);
+        let plan = Plan { parts: 4, head: false, services: Some(BTreeSet::from([part("web", 4)])) };
+        assert_eq!(rebuild.plans, [("b".to_string(), plan)]);
         // The shards of the Service's addresses (its ClusterIP's too: a reverse shard is small).
         let shards: Vec<IpAddr> = rebuild.reverse.iter().map(|r| r.0).collect();
         assert_eq!(shards, [at("10.96.1.0"), at("10.244.2.0")]);
         let second = rebuild.build(Some(&first));
-        assert!(!same(&first.namespaces, &second.namespaces, &label("b")));
-        assert!(same(&first.namespaces, &second.namespaces, &label("a")));
-        assert!(same(&first.namespaces, &second.namespaces, &label("c")));
-        assert!(same(&first.reverse_shards, &second.reverse_shards, &at("10.96.0.0")));
+        assert!(!same(&first, &second, "b", Some(part("web", 4))));
+        assert!(same(&first, &second, "b", Some(part("db", 4))));
+        assert!(same(&first, &second, "b", None));
+        assert!(same(&first, &second, "a", Some(0)));
+        assert!(same(&first, &second, "c", Some(0)));
+        assert!(Arc::ptr_eq(&first.reverse_shards[&at("10.96.0.0")], &second.reverse_shards[&at("10.96.0.0")]));
 
-        // `c`'s ExternalName leads into `a`: a change in `a` builds `c` again too.
+        // `c`'s ExternalName leads into `a`: a change in `a` builds `c`'s part again too.
         b.apply_service(&service("a", "api", json!({"clusterIP": "10.96.0.2", "ports": ports})));
         let rebuild = b.take_changes();
-        assert_eq!(rebuild.namespaces, ["a", "c"]);
+        let names: Vec<&str> = rebuild.plans.iter().map(|(ns, _)| ns.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
         let third = rebuild.build(Some(&second));
-        assert!(same(&second.namespaces, &third.namespaces, &label("b")));
+        assert!(!same(&second, &third, "c", Some(0)));
+        assert!(same(&second, &third, "b", Some(part("web", 4))));
+
+        // A fifth Service in `b`: eight parts, `b` built again whole.
+        b.apply_service(&service("b", "mail", json!({"clusterIP": "10.96.1.5", "ports": ports})));
+        let rebuild = b.take_changes();
+        assert_eq!(rebuild.plans, [("b".to_string(), Plan { parts: 8, head: true, services: None })]);
+        assert_eq!(rebuild.build(Some(&third)).namespaces[&b"b"[..]].services.len(), 8);
     }
 }

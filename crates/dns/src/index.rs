@@ -101,9 +101,31 @@ pub struct ClusterIndex {
     /// The apex's names, and the reverse zones' names above the reverse shards.
     pub(crate) top: Arc<Shard>,
     /// Each namespace's names (`…<ns>.svc.<zone>`, `…<ns>.pod.<zone>`), by its lower-cased name.
-    pub(crate) namespaces: HashMap<Box<[u8]>, Arc<Shard>, BuildFast>,
+    pub(crate) namespaces: HashMap<Box<[u8]>, NsParts, BuildFast>,
     /// PTR names by the address their shard starts at (an IPv4 `/24`, an IPv6 `/124`).
     pub(crate) reverse_shards: HashMap<IpAddr, Arc<Shard>, BuildFast>,
+}
+
+/// A namespace's parts: its own two names (`<ns>.svc.<zone>`, `<ns>.pod.<zone>`), and its
+/// Services' names split by [`service_part`] (`None`: no Service of the namespace falls there).
+#[derive(Clone, Debug)]
+pub(crate) struct NsParts {
+    pub(crate) head: Arc<Shard>,
+    pub(crate) services: Vec<Option<Arc<Shard>>>,
+}
+
+/// How many parts a namespace with `services` Services has: a power of two, so that a part is
+/// the hash's low bits.
+pub(crate) fn parts_for(services: usize, per_part: usize) -> usize {
+    services.div_ceil(per_part.max(1)).next_power_of_two()
+}
+
+/// The part (of `parts`, a power of two) that holds the names of the Service named `service`
+/// (in any case): FNV-1a of its lower-cased name, which build and query agree on.
+pub(crate) fn service_part(service: &[u8], parts: usize) -> usize {
+    let fnv = |h: u64, b: &u8| (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3);
+    let hash = service.iter().fold(0xcbf2_9ce4_8422_2325u64, fnv);
+    (hash as usize) & (parts.max(1) - 1)
 }
 
 /// One part of the index: names and their record sets, encoded into one byte arena.
@@ -217,7 +239,11 @@ impl ClusterIndex {
 
     fn shards(&self) -> impl Iterator<Item = &Shard> {
         std::iter::once(&*self.top)
-            .chain(self.namespaces.values().map(|s| &**s))
+            .chain(
+                self.namespaces
+                    .values()
+                    .flat_map(|p| std::iter::once(&*p.head).chain(p.services.iter().flatten().map(|s| &**s))),
+            )
             .chain(self.reverse_shards.values().map(|s| &**s))
     }
 
@@ -241,8 +267,9 @@ impl ClusterIndex {
         shard.nodes.get(name).map(|node| (shard, node)).or_else(|| Some((&*self.top, self.top.nodes.get(name)?)))
     }
 
-    /// The part that holds `name` if it is not the apex's: its namespace's for
-    /// `…<ns>.svc.<zone>` and `…<ns>.pod.<zone>`, its reverse shard's for a PTR name.
+    /// The part that holds `name` if it is not the apex's: its namespace's own for
+    /// `<ns>.svc.<zone>` and `…<ns>.pod.<zone>`, its Service's for `…<svc>.<ns>.svc.<zone>`, its
+    /// reverse shard's for a PTR name.
     fn shard_of(&self, name: &[u8]) -> Option<&Shard> {
         let mut starts = [0u8; 128];
         let mut count = 0;
@@ -259,7 +286,12 @@ impl ClusterIndex {
         if name.ends_with(&self.zone) {
             let k = count.checked_sub(self.zone_labels)?;
             if k >= 2 && matches!(label(k - 1), b"svc" | b"pod") {
-                return self.namespaces.get(label(k - 2)).map(|s| &**s);
+                let parts = self.namespaces.get(label(k - 2))?;
+                if k == 2 || label(k - 1) == b"pod" {
+                    return Some(&parts.head);
+                }
+                let part = service_part(label(k - 3), parts.services.len());
+                return parts.services.get(part)?.as_deref();
             }
             return None;
         }

@@ -250,9 +250,9 @@ fn ptr_addresses(entry: &SvcEntry) -> Vec<IpAddr> {
 }
 
 /// The cluster as DNS sees it, kept up to date one object at a time, by namespace. The index is
-/// built in parts (a part per namespace, per reverse shard, and the apex): [`IndexBuilder::take_changes`]
-/// says which parts changed since it was last asked and takes what they are built from, so a
-/// change costs in proportion to its namespace rather than to the cluster;
+/// built in parts (see `build`): [`IndexBuilder::take_changes`] says which parts changed since
+/// it was last asked and takes what they are built from, so a change costs in proportion to its
+/// part (at most about `services_per_part` Services) rather than to its namespace or the cluster;
 /// [`IndexBuilder::build`] builds every part.
 #[derive(Clone, Debug)]
 pub struct IndexBuilder {
@@ -262,8 +262,21 @@ pub struct IndexBuilder {
     pub(crate) namespaces: BTreeMap<String, NsState>,
     /// The Services with PTR records in each reverse shard.
     pub(crate) reverse: HashMap<IpAddr, BTreeSet<Key>>,
-    dirty_namespaces: BTreeSet<String>,
+    dirty_namespaces: BTreeMap<String, NsDirty>,
     dirty_reverse: BTreeSet<IpAddr>,
+    /// The number of Service parts each namespace had in the index of the last
+    /// [`IndexBuilder::take_changes`] (absent: it had none): one that has another number now is
+    /// built again whole.
+    parts_taken: HashMap<String, usize>,
+}
+
+/// What changed in a namespace since the last [`IndexBuilder::take_changes`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NsDirty {
+    /// Its own names: the Namespace came or went, or (in verified mode) a pod did.
+    pub(crate) head: bool,
+    /// The Services (and their slices) that changed.
+    pub(crate) services: BTreeSet<String>,
 }
 
 impl IndexBuilder {
@@ -274,8 +287,9 @@ impl IndexBuilder {
             zone,
             namespaces: BTreeMap::new(),
             reverse: HashMap::new(),
-            dirty_namespaces: BTreeSet::new(),
+            dirty_namespaces: BTreeMap::new(),
             dirty_reverse: BTreeSet::new(),
+            parts_taken: HashMap::new(),
         }
     }
 
@@ -295,10 +309,16 @@ impl IndexBuilder {
         self.namespaces.get_mut(ns).expect("just made")
     }
 
-    fn touch(&mut self, ns: &str) {
-        if !self.dirty_namespaces.contains(ns) {
-            self.dirty_namespaces.insert(ns.to_string());
+    fn dirty(&mut self, ns: &str) -> &mut NsDirty {
+        if !self.dirty_namespaces.contains_key(ns) {
+            self.dirty_namespaces.insert(ns.to_string(), NsDirty::default());
         }
+        self.dirty_namespaces.get_mut(ns).expect("just made")
+    }
+
+    /// The namespace's own names change.
+    fn touch(&mut self, ns: &str) {
+        self.dirty(ns).head = true;
     }
 
     /// Forgets a namespace that holds nothing any more.
@@ -435,10 +455,13 @@ impl IndexBuilder {
         shards
     }
 
-    /// A Service or its slices changed: its namespace's part is built again, and the reverse
+    /// A Service or its slices changed: its part of the namespace is built again, and the reverse
     /// shards it had (`before`) and has PTR records in.
     fn service_changed(&mut self, ns: &str, name: &str, before: Vec<IpAddr>) {
-        self.touch(ns);
+        let dirty = self.dirty(ns);
+        if !dirty.services.contains(name) {
+            dirty.services.insert(name.to_string());
+        }
         let now = self.shards_of(ns, name);
         let Some(state) = self.namespaces.get_mut(ns) else { return };
         let Some(entry) = state.services.get_mut(name) else { return };
@@ -478,13 +501,29 @@ impl IndexBuilder {
     pub fn take_changes(&mut self) -> Rebuild {
         let namespaces = std::mem::take(&mut self.dirty_namespaces);
         let reverse = std::mem::take(&mut self.dirty_reverse);
-        Rebuild::of(self, namespaces, reverse, false)
+        let rebuild = Rebuild::of(self, namespaces, reverse, Some(&self.parts_taken));
+        for (ns, plan) in rebuild.plans() {
+            match plan.parts {
+                0 => self.parts_taken.remove(ns),
+                parts => self.parts_taken.insert(ns.clone(), parts),
+            };
+        }
+        rebuild
     }
 
     /// Builds the immutable index of the current state, every part of it.
     pub fn build(&self) -> ClusterIndex {
-        let namespaces = self.namespaces.keys().cloned().collect();
+        let namespaces = self.namespaces.keys().map(|ns| (ns.clone(), NsDirty::default())).collect();
         let reverse = self.reverse.keys().copied().collect();
-        Rebuild::of(self, namespaces, reverse, true).build(None)
+        Rebuild::of(self, namespaces, reverse, None).build(None)
+    }
+
+    /// The number of Service parts a namespace has now (0: it has no names).
+    pub(crate) fn parts(&self, state: &NsState) -> usize {
+        if state.present() {
+            crate::index::parts_for(state.services.len(), self.config.services_per_part)
+        } else {
+            0
+        }
     }
 }

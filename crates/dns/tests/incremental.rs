@@ -2,7 +2,8 @@
 //! builder, the rest from the index before) answers every question exactly as an index built
 //! whole from the same objects does. Random changes over a small cluster that collides on
 //! purpose: Services sharing ClusterIPs and endpoint addresses, ExternalName chains across
-//! namespaces, slices moving between Services, namespaces coming and going, verified pods.
+//! namespaces, slices moving between Services, namespaces coming and going, verified pods; and
+//! a namespace's Services split into as many parts as it has Services, answering as one part.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -170,27 +171,34 @@ fn run(config: IndexConfig, seed: u64, steps: usize) {
     let questions: Vec<(String, RecordType, Vec<u8>)> =
         questions().into_iter().map(|(n, t)| (n.clone(), t, query_bytes(&n, t, None))).collect();
     let mut rng = Rng(seed);
+    // The same changes, to a builder that never splits a namespace's Services into parts.
+    let mut unsplit = IndexBuilder::new(IndexConfig { services_per_part: usize::MAX, ..config.clone() });
     let mut b = IndexBuilder::new(config);
     let mut index = b.take_changes().build(None);
     let mut log = Vec::new();
     for step in 0..steps {
         // One change or a few before each build, as changes arrive between two builds.
         for _ in 0..1 + rng.below(3) {
+            change(&mut unsplit, &mut Rng(rng.0));
             log.push(change(&mut b, &mut rng));
         }
         index = b.take_changes().build(Some(&index));
         let whole = b.build();
+        let one_part = unsplit.build();
         for (name, rtype, query) in &questions {
             let step_by_step = answer(&index, query, Transport::Udp);
-            let at_once = answer(&whole, query, Transport::Udp);
-            if step_by_step != at_once {
-                panic!(
-                    "seed {seed}, step {step}: {name} {rtype} answered {step_by_step:?}, built whole {at_once:?}; changes:\n{}",
-                    log.join("\n")
-                );
+            for (reference, how) in [(&whole, "built whole"), (&one_part, "built whole in one part a namespace")] {
+                let expected = answer(reference, query, Transport::Udp);
+                if step_by_step != expected {
+                    panic!(
+                        "seed {seed}, step {step}: {name} {rtype} answered {step_by_step:?}, {how} {expected:?}; changes:\n{}",
+                        log.join("\n")
+                    );
+                }
             }
         }
         assert_eq!(index.len(), whole.len(), "seed {seed}, step {step}: names");
+        assert_eq!(index.len(), one_part.len(), "seed {seed}, step {step}: names in one part a namespace");
     }
 }
 
@@ -199,6 +207,17 @@ fn built_change_by_change_answers_as_built_whole() {
     for seed in 1..=4u64 {
         run(config(), seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 120);
     }
+}
+
+/// A part for each Service (up to four a namespace, the number changing as they come and go).
+#[test]
+fn built_change_by_change_in_parts_of_one_service_answers_as_built_whole() {
+    for seed in 5..=8u64 {
+        run(IndexConfig { services_per_part: 1, ..config() }, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 120);
+    }
+    let verified =
+        IndexConfig { pod_mode: PodMode::Verified, endpoint_pod_names: true, services_per_part: 1, ..config() };
+    run(verified, 0xFEED_F00D_5EED_0001, 120);
 }
 
 #[test]
