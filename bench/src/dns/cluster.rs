@@ -65,14 +65,22 @@ impl Service {
 
 pub struct Cluster {
     pub services: Vec<Service>,
+    /// How many namespaces the Services are spread over (`ns-0`, `ns-1`, …).
+    namespaces: usize,
 }
 
 impl Cluster {
+    /// `count` Services over [`NAMESPACES`] namespaces.
     pub fn new(count: usize) -> Cluster {
+        Cluster::in_namespaces(count, NAMESPACES)
+    }
+
+    pub fn in_namespaces(count: usize, namespaces: usize) -> Cluster {
+        let namespaces = namespaces.max(1);
         let mut pods = 0u32;
         let services = (0..count)
             .map(|i| {
-                let namespace = format!("ns-{}", i % NAMESPACES);
+                let namespace = format!("ns-{}", i % namespaces);
                 let (kind, name, endpoints) = match i % 20 {
                     0..=15 => (Kind::ClusterIp, format!("api-{i}"), 2),
                     16..=18 => (Kind::Headless, format!("db-{i}"), 3),
@@ -94,7 +102,7 @@ impl Cluster {
                 Service { index: i, namespace, name, kind, cluster_ip, endpoints }
             })
             .collect();
-        Cluster { services }
+        Cluster { services, namespaces }
     }
 
     pub fn pods(&self) -> usize {
@@ -106,7 +114,9 @@ impl Cluster {
     }
 
     pub fn namespaces(&self) -> Vec<Value> {
-        (0..NAMESPACES.min(self.services.len())).map(|n| json!({"metadata": {"name": format!("ns-{n}")}})).collect()
+        (0..self.namespaces.min(self.services.len()))
+            .map(|n| json!({"metadata": {"name": format!("ns-{n}")}}))
+            .collect()
     }
 
     /// The Services as the API takes them (no selector: the bench writes their EndpointSlices).
@@ -342,7 +352,7 @@ impl Cluster {
                     // A pod in namespace `own` looks the Service's FQDN up (4 dots < ndots:5):
                     // its search list comes first.
                     let name = pick(&cluster_ips, &mut random);
-                    let own = random.below(NAMESPACES.min(self.services.len()));
+                    let own = random.below(self.namespaces.min(self.services.len()));
                     let name = match random.below(3) {
                         0 => format!("{name}.ns-{own}.svc.{ZONE}"),
                         1 => format!("{name}.svc.{ZONE}"),

@@ -4,7 +4,8 @@
 //! which goes away with the thread: no query leaves it, none reaches the machine's resolver.
 //!
 //! 1. memory: the DNS index (builder + index) for 10,000 Services and their pods, in process,
-//!    against CoreDNS's published (Pods + Services) / 1000 MB (`memory`);
+//!    against CoreDNS's published (Pods + Services) / 1000 MB (`memory`); and the cost of a
+//!    change in one namespace of 5,000 Services (Kubernetes' limit for a namespace);
 //! 2. the real `frontdoor up` (its `--dns-upstream` the bench's own upstream) with 1,000 Services
 //!    and their EndpointSlices created through the API (`cluster`); Knot and NSD load the same
 //!    records from zone files (`zone`, `daemons`); a sample of the query mix is asked of all three
@@ -60,6 +61,8 @@ use crate::{ms, percentile, report};
 
 const SERVICES: usize = 1_000;
 const MEMORY_SERVICES: usize = 10_000;
+/// Services in one namespace: the Kubernetes scalability threshold for a namespace.
+const CROWDED_NAMESPACE: usize = 5_000;
 const MIX_QUERIES: usize = 50_000;
 const SAMPLE_PER_CATEGORY: usize = 25;
 const ROUNDS: usize = 4;
@@ -195,6 +198,18 @@ fn memory_step() {
         );
     }
     println!("  (not included: the informers' caches of the objects, shared with the rest of the process; the second index alive while a rebuild is swapped in)");
+    // Kubernetes' scalability limit for one namespace: what a change there costs.
+    let crowded = Cluster::in_namespaces(CROWDED_NAMESPACE, 1);
+    if let Some(m) = memory::measure(&crowded).first() {
+        println!(
+            "  one namespace at Kubernetes' limit, {} Services + {} pods in it: built whole in {:.0} ms, again after one Service's endpoints changed in {:.1} ms (pods {:?})",
+            thousands(CROWDED_NAMESPACE),
+            thousands(crowded.pods()),
+            ms(m.build_time),
+            ms(m.change_time),
+            m.pod_mode
+        );
+    }
     if let Some(m) = results.first() {
         let name = "DNS memory per 1,000 Services + pods";
         let value = m.per_thousand_objects() / 1_000_000.0;
