@@ -278,7 +278,7 @@ impl Rebuild {
                 false
             }
         };
-        let no_port = [crate::model::PortInfo { name: String::new(), protocol: String::new(), port: -1 }];
+        let no_port = [crate::model::PortInfo { name: String::new(), protocol: "".into(), port: -1 }];
         for (slice, ip, target) in published(entry, &svc_name, cfg.endpoint_pod_names) {
             let ports = if slice.ports.is_empty() { &no_port[..] } else { &slice.ports[..] };
             for p in ports {

@@ -1,5 +1,6 @@
 //! What DNS needs of the cluster's objects, distilled from the API types once, on arrival.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
@@ -29,8 +30,9 @@ pub(crate) enum SvcKind {
 pub(crate) struct PortInfo {
     /// Lower-cased; empty for an unnamed port.
     pub(crate) name: String,
-    /// Lower-cased: `tcp`, `udp`, `sctp`.
-    pub(crate) protocol: String,
+    /// Lower-cased: `tcp`, `udp`, `sctp` (the only ones the API admits, held without an
+    /// allocation), or as given.
+    pub(crate) protocol: Cow<'static, str>,
     /// `-1`: the slice names no port (CoreDNS's sentinel: address records, no SRV).
     pub(crate) port: i32,
 }
@@ -44,7 +46,8 @@ pub(crate) struct SvcInfo {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct EndpointInfo {
-    pub(crate) addresses: Vec<IpAddr>,
+    /// One, as a rule (the API allows up to 100): held in place.
+    pub(crate) addresses: smallvec::SmallVec<[IpAddr; 1]>,
     pub(crate) hostname: Option<String>,
     pub(crate) pod_name: Option<String>,
     /// `conditions.ready`, unknown counting as ready (the API's advice, and CoreDNS's).
@@ -58,8 +61,12 @@ pub(crate) struct SliceInfo {
     pub(crate) endpoints: Vec<EndpointInfo>,
 }
 
-fn protocol(p: Option<&str>) -> String {
-    p.unwrap_or("TCP").to_ascii_lowercase()
+fn protocol(p: Option<&str>) -> Cow<'static, str> {
+    let p = p.unwrap_or("TCP");
+    ["tcp", "udp", "sctp"]
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(p))
+        .map_or_else(|| Cow::Owned(p.to_ascii_lowercase()), Cow::Borrowed)
 }
 
 /// A Service's DNS view; `None` for one that has no name in DNS: an ExternalName whose target is
