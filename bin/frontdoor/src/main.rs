@@ -388,7 +388,7 @@ async fn start_ingress(factory: &InformerFactory, args: &UpArgs) -> anyhow::Resu
 }
 
 /// Makes load-balancer addresses reachable: an external one is answered for (ARP) on the LAN
-/// it belongs to, as MetalLB's layer-2 mode does; every one is routed onto the pod bridge, so
+/// it belongs to, and announced there by a gratuitous ARP, as MetalLB's layer-2 mode does; every one is routed onto the pod bridge, so
 /// the node and its pods reach it too (the proxy DNATs it before it goes anywhere).
 struct KernelAnnouncer {
     bridge: String,
@@ -399,7 +399,14 @@ impl frontdoor_lb::Announcer for KernelAnnouncer {
     fn announce(&self, address: std::net::Ipv4Addr, internal: bool) {
         let announced = if internal { Ok(None) } else { frontdoor_netns::announce_address(address, &self.bridge) };
         match announced {
-            Ok(Some(interface)) => tracing::info!(%address, interface, "answering for the load-balancer address"),
+            Ok(Some(interface)) => {
+                tracing::info!(%address, interface, "answering for the load-balancer address");
+                // Neighbours holding the address at another machine's hardware address learn it
+                // is here now, instead of when their entry expires.
+                if let Err(error) = frontdoor_netns::announce_gratuitously(&interface, address) {
+                    tracing::warn!(%error, %address, interface, "announcing the load-balancer address by gratuitous ARP");
+                }
+            }
             Ok(None) => {
                 if let Err(error) = frontdoor_netns::route_to_bridge(&self.bridge, address, 32, self.gateway) {
                     tracing::warn!(%error, %address, "routing the load-balancer address");

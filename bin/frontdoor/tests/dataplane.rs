@@ -355,6 +355,15 @@ fn load_balancer_addresses_answer_on_the_lan_and_honour_source_ranges() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The LAN remembers the pool's addresses at a machine that had them before: only a
+    // gratuitous ARP from the node corrects that before the entries expire.
+    const GONE: &str = "02:00:00:00:00:99";
+    for last in 240..248 {
+        let address = format!("192.168.78.{last}");
+        let args =
+            ["-n", &lan.namespace.name, "neigh", "replace", &address, "lladdr", GONE, "dev", "eth0", "nud", "stale"];
+        assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+    }
     fd.apply(&deployment("web", 2));
     fd.apply(&format!(
         "apiVersion: v1
@@ -401,6 +410,23 @@ spec:
     assert!(internal.starts_with("10.200.0."), "{internal}");
     let row = fd.kubectl_ok("1.33", &["get", "service", "open", "--no-headers"]);
     assert!(row.split_whitespace().nth(3) == Some(open.as_str()), "EXTERNAL-IP column: {row}");
+
+    // The node announced the address: the LAN's entry for it now names the node's interface,
+    // before the LAN has sent it anything.
+    let neighbour = |address: &str| {
+        let mut show = std::process::Command::new("ip");
+        show.args(["-n", &lan.namespace.name, "neigh", "show", address]);
+        String::from_utf8_lossy(&run(show).stdout).into_owned()
+    };
+    let node_mac = {
+        let mut show = std::process::Command::new("ip");
+        show.args(["-n", fd.netns().unwrap(), "-o", "link", "show", "lan0"]);
+        let line = String::from_utf8_lossy(&run(show).stdout).into_owned();
+        line.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).unwrap_or_default().to_string()
+    };
+    assert!(!node_mac.is_empty());
+    let announced = wait_until(Duration::from_secs(10), || neighbour(&open).contains(&node_mac));
+    assert!(announced, "the LAN still has {open} at {GONE}, not the node's {node_mac}: {}", neighbour(&open));
 
     // The LAN reaches the pool address on its own network: the node answers ARP for it.
     let code = |out: Output| (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned());

@@ -83,6 +83,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod arp;
 mod bridge;
 mod descriptors;
 mod namespace;
@@ -97,6 +98,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use arp::announce_gratuitously;
 pub use bridge::{
     cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names, pod_veth_name,
     route_to_bridge,
