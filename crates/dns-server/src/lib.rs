@@ -179,9 +179,10 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
 /// The index after the changes the builder holds, or `None` when none came (a change may be
 /// one DNS does not see) or the runtime is shutting down. Only the parts the changes touched
 /// are built (a part of a namespace's Services costs in proportion to that part, at most about
-/// 256 Services; every other part is shared with `previous`), on a blocking thread, from copies taken under the lock: the runtime's
-/// workers, which answer queries and serve the API, are held only for the copy, and the
-/// informers' feeds are never kept waiting on the lock meanwhile.
+/// 256 Services; every other part is shared with `previous`), on a blocking thread, from
+/// copies taken under the lock: the runtime's workers, which answer queries and serve the API,
+/// are held only for the copy, and the informers' feeds are never kept waiting on the lock
+/// meanwhile.
 async fn build(builder: &Mutex<IndexBuilder>, previous: Option<Arc<ClusterIndex>>) -> Option<ClusterIndex> {
     let copying = std::time::Instant::now();
     let rebuild = {
