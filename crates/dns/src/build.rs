@@ -30,7 +30,8 @@ use crate::index::{
     SET_NS, SET_PTR, SET_SRV, SET_TXT,
 };
 use crate::model::{
-    reverse_shard, EndpointInfo, IndexBuilder, Key, NsDirty, NsState, SliceInfo, SvcEntry, SvcInfo, SvcKind,
+    in_zone_target, reverse_shard, EndpointInfo, IndexBuilder, Key, NsDirty, NsState, SliceInfo, SvcEntry, SvcInfo,
+    SvcKind,
 };
 use crate::names::NameTable;
 use crate::wire::{wire_name, TYPE_CNAME, TYPE_NS, TYPE_PTR, TYPE_SRV, TYPE_TXT};
@@ -457,12 +458,8 @@ impl Rebuild {
 /// The Service an in-zone ExternalName leads to, `(namespace, name)`, if it leads to one.
 fn chase_target(entry: &SvcEntry, zone: &str) -> Option<(String, String)> {
     let Some(SvcInfo { kind: SvcKind::External(target), .. }) = &entry.info else { return None };
-    let target = target.trim_end_matches('.').to_ascii_lowercase();
-    let head = target.strip_suffix(zone)?.strip_suffix(".svc.")?;
-    let mut labels = head.rsplit('.');
-    let ns = labels.next()?;
-    let name = labels.next()?;
-    Some((ns.to_string(), name.to_string()))
+    let (ns, name) = in_zone_target(target, zone)?;
+    Some((ns, name?))
 }
 
 /// `<name>.<ns>.svc.<zone>`, lower-cased; `None` if it is not a valid name.

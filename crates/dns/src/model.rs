@@ -223,11 +223,14 @@ impl NsState {
     }
 }
 
-/// The namespace of an in-zone name `….<ns>.svc.<zone>` (lower-cased), `None` for any other name.
-pub(crate) fn target_namespace(target: &str, zone: &str) -> Option<String> {
+/// Where an in-zone name `….<svc>.<ns>.svc.<zone>` leads (lower-cased): its namespace, and its
+/// Service when it names one (`<ns>.svc.<zone>` names none); `None` for any other name.
+pub(crate) fn in_zone_target(target: &str, zone: &str) -> Option<(String, Option<String>)> {
     let target = target.trim_end_matches('.').to_ascii_lowercase();
     let head = target.strip_suffix(zone)?.strip_suffix(".svc.")?;
-    Some(head.rsplit('.').next().unwrap_or(head).to_string())
+    let mut labels = head.rsplit('.');
+    let ns = labels.next().unwrap_or(head).to_string();
+    Some((ns, labels.next().map(str::to_string)))
 }
 
 /// The reverse shard of an address: the name of its PTR record's parent (`1.244.10.in-addr.arpa`
@@ -473,8 +476,8 @@ impl IndexBuilder {
         let Some(state) = self.namespaces.get_mut(ns) else { return };
         let Some(entry) = state.services.get_mut(name) else { return };
         match &entry.info {
-            Some(SvcInfo { kind: SvcKind::External(target), .. }) => match target_namespace(target, &self.zone) {
-                Some(target) => state.externals.insert(name.to_string(), target),
+            Some(SvcInfo { kind: SvcKind::External(target), .. }) => match in_zone_target(target, &self.zone) {
+                Some((target, _)) => state.externals.insert(name.to_string(), target),
                 None => state.externals.remove(name),
             },
             _ => state.externals.remove(name),
