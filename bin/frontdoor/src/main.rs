@@ -388,8 +388,9 @@ async fn start_ingress(factory: &InformerFactory, args: &UpArgs) -> anyhow::Resu
 }
 
 /// Makes load-balancer addresses reachable: an external one is answered for (ARP) on the LAN
-/// it belongs to, and announced there by a gratuitous ARP, as MetalLB's layer-2 mode does; every one is routed onto the pod bridge, so
-/// the node and its pods reach it too (the proxy DNATs it before it goes anywhere).
+/// it belongs to, and announced there by a gratuitous ARP, as MetalLB's layer-2 mode does;
+/// every one is routed onto the pod bridge, so the node and its pods reach it too (the proxy
+/// DNATs it before it goes anywhere).
 struct KernelAnnouncer {
     bridge: String,
     gateway: std::net::Ipv4Addr,

@@ -433,15 +433,7 @@ spec:
     let url = format!("http://{open}/");
     let answers = parse_answers(&lan.curl(&[&url, &url]));
     assert_eq!(answers.len(), 2, "{answers:?}");
-    let neighbours = String::from_utf8_lossy(
-        &run({
-            let mut c = std::process::Command::new("ip");
-            c.args(["-n", &lan.namespace.name, "neigh", "show", &open]);
-            c
-        })
-        .stdout,
-    )
-    .into_owned();
+    let neighbours = neighbour(&open);
     assert!(neighbours.contains("lladdr"), "no ARP answer for {open}: {neighbours}");
 
     // Source ranges: the client inside is served, the one outside is dropped.
