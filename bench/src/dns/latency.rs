@@ -24,12 +24,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::Name;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use nix::sys::time::TimeSpec;
 
-use super::probe::record_type;
+use super::probe::{question, record_type};
 
 const SOCKETS: usize = 4;
 /// How long answers are waited for once the last query is sent.
@@ -52,10 +50,7 @@ pub struct Timed {
 pub fn encode(mix: &[(&str, &str)]) -> Vec<Vec<u8>> {
     mix.iter()
         .map(|&(name, qtype)| {
-            let mut message = Message::new(0, MessageType::Query, OpCode::Query);
-            message.metadata.recursion_desired = true;
-            let name = Name::from_ascii(format!("{name}.")).expect("a query name of the mix");
-            message.add_query(Query::query(name, record_type(qtype)));
+            let message = question(name, record_type(qtype), 0).expect("a query name of the mix");
             message.to_vec().expect("a query encodes")
         })
         .collect()

@@ -507,20 +507,27 @@ fn interleaved(
     rounds: usize,
     upstream: Option<u32>,
 ) -> Vec<Vec<Measured>> {
-    // This thread reads dnsperf's report (with `-v`, a line per query: tens of thousands a
-    // second); left free, the scheduler ran it on the servers' core, between their answers.
+    // This thread waits on dnsperf and reads its report: kept off the servers' core.
     let _pinned = ThreadPinned::to(CLIENT_CORE);
-    let mut runs: Vec<Vec<Measured>> = servers.iter().map(|_| Vec::new()).collect();
+    interleave(servers, rounds, |server| {
+        let upstream_before = upstream.map(daemons::tree_cpu).unwrap_or_default();
+        let run = dnsperf::run(server.address, input, load, CLIENT_CORE, server.pid);
+        let upstream_cpu = upstream.map(daemons::tree_cpu).unwrap_or_default().saturating_sub(upstream_before);
+        Measured { run, upstream_cpu }
+    })
+}
+
+/// `rounds` rounds of `measure` over every server, each round starting one server further on,
+/// so that a drift in the machine hits them alike; each server's results in round order.
+fn interleave<T>(servers: &[&Target], rounds: usize, mut measure: impl FnMut(&Target) -> T) -> Vec<Vec<T>> {
+    let mut results: Vec<Vec<T>> = servers.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for k in 0..servers.len() {
             let i = (round + k) % servers.len();
-            let upstream_before = upstream.map(daemons::tree_cpu).unwrap_or_default();
-            let run = dnsperf::run(servers[i].address, input, load, CLIENT_CORE, servers[i].pid);
-            let upstream_cpu = upstream.map(daemons::tree_cpu).unwrap_or_default().saturating_sub(upstream_before);
-            runs[i].push(Measured { run, upstream_cpu });
+            results[i].push(measure(servers[i]));
         }
     }
-    runs
+    results
 }
 
 /// The round with the most queries/s: the machine is shared, and another process can only
@@ -716,18 +723,13 @@ fn latency_rounds(servers: &[&Target], mix: &Path, rate: u32) -> Vec<Vec<(latenc
     let pairs: Vec<(&str, &str)> = text.lines().filter_map(|line| line.split_once(' ')).collect();
     let queries = latency::encode(&pairs);
     let _pinned = ThreadPinned::to(CLIENT_CORE);
-    let mut rounds: Vec<Vec<(latency::Timed, f64)>> = servers.iter().map(|_| Vec::new()).collect();
-    for round in 0..LATENCY_ROUNDS {
-        for k in 0..servers.len() {
-            let i = (round + k) % servers.len();
-            let before = daemons::tree_cpu(servers[i].pid);
-            let timed = latency::run(servers[i].address, &queries, rate, LATENCY_SECONDS);
-            let busy = daemons::tree_cpu(servers[i].pid).saturating_sub(before).as_secs_f64()
-                / timed.wall.as_secs_f64().max(1e-9);
-            rounds[i].push((timed, busy));
-        }
-    }
-    rounds
+    interleave(servers, LATENCY_ROUNDS, |server| {
+        let before = daemons::tree_cpu(server.pid);
+        let timed = latency::run(server.address, &queries, rate, LATENCY_SECONDS);
+        let busy =
+            daemons::tree_cpu(server.pid).saturating_sub(before).as_secs_f64() / timed.wall.as_secs_f64().max(1e-9);
+        (timed, busy)
+    })
 }
 
 /// Step 3's question with the server, not dnsperf, the limit: each server's processes held to

@@ -29,13 +29,20 @@ pub fn record_type(text: &str) -> RecordType {
     text.parse().unwrap_or(RecordType::A)
 }
 
+/// A query for `name` (without its final dot) and `qtype`, RD set as stub resolvers and dnsperf
+/// set it; `None` if `name` is not a name.
+pub fn question(name: &str, qtype: RecordType, id: u16) -> Option<Message> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(format!("{name}.")).ok()?, qtype));
+    Some(message)
+}
+
 /// Asks `server` once (RD set, as stub resolvers and dnsperf do); `None` on timeout or garbage.
 pub fn ask(server: SocketAddr, name: &str, qtype: RecordType, timeout: Duration) -> Option<Reply> {
     static NEXT_ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
-    message.metadata.recursion_desired = true;
-    message.add_query(Query::query(Name::from_ascii(format!("{name}.")).ok()?, qtype));
+    let message = question(name, qtype, id)?;
     let socket = UdpSocket::bind(("0.0.0.0", 0)).ok()?;
     socket.connect(server).ok()?;
     socket.send(&message.to_vec().ok()?).ok()?;
