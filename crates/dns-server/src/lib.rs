@@ -43,7 +43,8 @@ pub struct DnsConfig {
     pub node_name: String,
     /// Where names outside the cluster go (`--dns-upstream`, else the node's resolv.conf).
     pub upstreams: Vec<SocketAddr>,
-    /// The least time between two index builds: changes meanwhile are built together.
+    /// The least time between two index builds: a change after a quiet spell is built at once,
+    /// changes within this time of a build are built together after it.
     pub min_rebuild: Duration,
     /// Where `/health` and `/ready` answer (a loopback port; `/metrics` is on the listen
     /// address's port 9153, as CoreDNS's).
@@ -155,6 +156,8 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(server.run(shutdown.clone()));
     tokio::spawn(kube_dns::keep(factory.client(), config.clone(), shutdown.clone()));
+    let mut pace = frontdoor_informers::MinInterval::new(config.min_rebuild);
+    pace.ready().await;
     loop {
         tokio::select! {
             () = &mut stop => return Ok(()),
@@ -162,7 +165,7 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
         }
         tokio::select! {
             () = &mut stop => return Ok(()),
-            () = tokio::time::sleep(config.min_rebuild) => {}
+            () = pace.ready() => {}
         }
         let Some(built) = build(&builder, Some(index.load_full())).await else {
             if shutdown.is_triggered() {

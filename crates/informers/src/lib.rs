@@ -16,6 +16,8 @@
 //!   one reconcile per key at a time, per-key exponential [`Backoff`], requeue-after, workers
 //!   that start only once the caches they read have synced. Changes become keys through
 //!   [`on_change`] handlers.
+//! - A [`MinInterval`] paces components that rebuild a whole picture (the proxy's rules, the
+//!   DNS index, the route table): at once after a quiet spell, at most once per period.
 //! - One [`Shutdown`] signal is taken and honoured by every long-running task.
 //! - Shared vocabulary: [`ObjectKey`], the API error predicates ([`errors`]), typed helpers for
 //!   [`pods`] and [`services`], and the well-known [`labels`].
@@ -35,6 +37,7 @@ mod factory;
 mod informer;
 mod key;
 pub mod labels;
+mod pace;
 pub mod pods;
 mod queue;
 pub mod services;
@@ -45,5 +48,6 @@ pub use events::EventRecorder;
 pub use factory::{InformerFactory, Scope};
 pub use informer::{Change, Informer, Subscription, Watched};
 pub use key::ObjectKey;
+pub use pace::MinInterval;
 pub use queue::{Backoff, Done, WorkQueue};
 pub use shutdown::{Shutdown, ShutdownTrigger};

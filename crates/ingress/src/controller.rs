@@ -144,7 +144,9 @@ pub async fn run(factory: InformerFactory, config: ControllerConfig, published: 
         reported: HashSet::new(),
         synced: HashMap::new(),
     };
+    let mut pace = frontdoor_informers::MinInterval::new(state.config.min_rebuild);
     loop {
+        pace.ready().await;
         let retry = state.sync(&builder).await;
         let wait = async {
             match retry {
@@ -156,10 +158,6 @@ pub async fn run(factory: InformerFactory, config: ControllerConfig, published: 
         tokio::select! {
             () = &mut stop => return,
             () = wait => {}
-        }
-        tokio::select! {
-            () = &mut stop => return,
-            () = tokio::time::sleep(state.config.min_rebuild) => {}
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use frontdoor_informers::{on_change, Backoff, Change, InformerFactory};
+use frontdoor_informers::{on_change, Backoff, Change, InformerFactory, MinInterval};
 use frontdoor_netfilter::conntrack::FlowFilter;
 use frontdoor_proxy_model::{Protocol, ProxyModel, ResolvedPort, ServiceKey};
 use frontdoor_socket_lb::SocketBalancer;
@@ -134,17 +134,12 @@ pub async fn run(factory: InformerFactory, config: ProxyConfig) -> Result<(), Pr
     };
     let backoff = Backoff { min: Duration::from_millis(100), max: Duration::from_secs(5) };
     let mut failures = 0u32;
-    let mut last_sync: Option<Instant> = None;
+    let mut pace = MinInterval::new(config.min_sync_period);
     loop {
-        // Rate limit: at most one sync per min_sync_period.
-        if let Some(last) = last_sync {
-            let next = last + config.min_sync_period;
-            tokio::select! {
-                () = &mut stop => break,
-                () = tokio::time::sleep_until(next.into()) => {}
-            }
+        tokio::select! {
+            () = &mut stop => break,
+            () = pace.ready() => {}
         }
-        last_sync = Some(Instant::now());
         match syncer.sync(&inputs).await {
             Ok(()) => failures = 0,
             Err(()) => {
