@@ -38,7 +38,7 @@ mod daemons;
 mod dnsperf;
 mod latency;
 mod memory;
-mod probe;
+pub(crate) mod probe;
 mod programming;
 mod zone;
 

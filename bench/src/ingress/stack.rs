@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use frontdoor_testkit::Frontdoor;
 
+use crate::dns::probe::{a_question, recv_within};
 use crate::report;
 
 /// The bridge's address, where DNS and the Ingress listen.
@@ -61,24 +62,16 @@ fn proxy_synced() -> bool {
 }
 
 fn dns_answers() -> bool {
-    // kubernetes.default.svc.cluster.local A, RD.
-    let mut query = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in ["kubernetes", "default", "svc", "cluster", "local"] {
-        query.push(label.len() as u8);
-        query.extend_from_slice(label.as_bytes());
-    }
-    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let query = a_question("kubernetes.default.svc.cluster.local", 0x4242);
     let Ok(socket) = UdpSocket::bind("0.0.0.0:0") else { return false };
-    // An answer on this machine takes well under a millisecond; a query sent before the server
-    // listens gets none (no ICMP error reaches an unconnected socket), and a long wait here would
-    // hold every check up with it.
-    let _ = socket.set_read_timeout(Some(Duration::from_millis(5)));
     if socket.send_to(&query, (NODE, 53)).is_err() {
         return false;
     }
     let mut answer = [0u8; 512];
-    // NOERROR with one answer.
-    matches!(socket.recv(&mut answer), Ok(n) if n > 12 && answer[3] & 0x0f == 0 && answer[7] >= 1)
+    // An answer on this machine takes well under a millisecond; a query sent before the server
+    // listens gets none (no ICMP error reaches an unconnected socket), and a long wait here would
+    // hold every check up with it. NOERROR with one answer.
+    matches!(recv_within(&socket, &mut answer, Duration::from_millis(5)), Some(n) if n > 12 && answer[3] & 0x0f == 0 && answer[7] >= 1)
 }
 
 fn ingress_listens() -> bool {
