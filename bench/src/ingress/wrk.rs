@@ -1,7 +1,8 @@
 //! `wrk` against a proxy, pinned to core 1: requests/s and p99 latency from its `--latency`
 //! report, and the proxy's CPU time per request (its threads' run time from `schedstat`): when
 //! core 1 (wrk and the backends) is the limit rather than the proxy's core, requests/s tells the
-//! proxies apart less than what each spends on a request.
+//! proxies apart less than what each spends on a request. That time is split into the kernel's
+//! and the proxy's own (`stat`'s user and system ticks), the part a proxy's code can win on.
 
 use std::process::Command;
 
@@ -26,9 +27,17 @@ pub struct Run {
     pub p99_ms: f64,
     /// The proxy's CPU time (user and system, every thread) per request.
     pub cpu_us_per_request: f64,
+    /// The part of that CPU time spent in user mode (its own code and libraries); the rest is
+    /// the kernel's, mostly TCP over loopback, where a send also delivers to the receiver.
+    pub user_share: f64,
 }
 
 impl Run {
+    /// CPU per request spent in the kernel.
+    pub fn kernel_us_per_request(&self) -> f64 {
+        self.cpu_us_per_request * (1.0 - self.user_share)
+    }
+
     /// The run with more requests/s (its own p99 with it).
     pub fn best(self, other: Run) -> Run {
         if other.requests_per_second > self.requests_per_second {
@@ -71,6 +80,29 @@ fn cpu_ns(pids: &[String]) -> u64 {
     total
 }
 
+/// Clock ticks the threads of `pids` have spent in user and in system mode (`stat`'s `utime`
+/// and `stime`: coarser than `schedstat`, so only their ratio is used).
+fn user_system_ticks(pids: &[String]) -> (u64, u64) {
+    let (mut user, mut system) = (0, 0);
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+            let (u, s) = user_system(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default());
+            user += u;
+            system += s;
+        }
+    }
+    (user, system)
+}
+
+/// `utime` and `stime` (fields 14 and 15) of a `stat` line; the name before them, in
+/// parentheses, may hold spaces and parentheses of its own.
+fn user_system(stat: &str) -> (u64, u64) {
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
+    // `fields[0]` is field 3 (the state).
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (field(14), field(15))
+}
+
 /// One wrk run against the proxy on `ports`, whose processes are `pids`.
 pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
     let mut command = Command::new("taskset");
@@ -79,9 +111,11 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
     if let Mode::Close = mode {
         command.args(["-H", "Connection: close"]);
     }
-    let cpu_before = cpu_ns(pids);
+    let (cpu_before, ticks_before) = (cpu_ns(pids), user_system_ticks(pids));
     let out = command.arg(url(mode, ports)).output().expect("wrk runs");
     let cpu = cpu_ns(pids) - cpu_before;
+    let ticks = user_system_ticks(pids);
+    let (user, system) = (ticks.0 - ticks_before.0, ticks.1 - ticks_before.1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("Non-2xx"), "responses other than 2xx:\n{text}");
     let requests_per_second = text
@@ -99,7 +133,12 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
         .find_map(|l| l.trim().split_once(" requests in "))
         .and_then(|(count, _)| count.parse().ok())
         .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
-    Run { requests_per_second, p99_ms: p99, cpu_us_per_request: cpu as f64 / 1e3 / requests.max(1.0) }
+    Run {
+        requests_per_second,
+        p99_ms: p99,
+        cpu_us_per_request: cpu as f64 / 1e3 / requests.max(1.0),
+        user_share: user as f64 / (user + system).max(1) as f64,
+    }
 }
 
 /// wrk's durations: `812.00us`, `2.34ms`, `1.02s`.
@@ -117,6 +156,13 @@ fn milliseconds(text: &str) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn user_and_system_ticks_from_a_stat_line() {
+        let stat = "4242 (tokio) rt (x)) S 1 4242 4242 0 -1 4194368 120 0 0 0 731 2906 0 0 20 0 2 0 100 0 0";
+        assert_eq!(super::user_system(stat), (731, 2906));
+        assert_eq!(super::user_system("garbage"), (0, 0));
+    }
+
     #[test]
     fn durations() {
         assert_eq!(super::milliseconds("812.00us"), 0.812);
