@@ -54,9 +54,9 @@ pub(crate) struct EndpointInfo {
     pub(crate) ready: bool,
 }
 
+/// An EndpointSlice's DNS view (the Service it is filed under is where it is kept).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SliceInfo {
-    pub(crate) service: String,
     pub(crate) ports: Vec<PortInfo>,
     pub(crate) endpoints: Vec<EndpointInfo>,
 }
@@ -110,9 +110,10 @@ pub(crate) fn service_info(svc: &Service) -> Option<SvcInfo> {
     Some(SvcInfo { kind, ports, publish_not_ready })
 }
 
-/// An EndpointSlice's DNS view; `None` without the service-name label or for FQDN slices. Pod
-/// names are kept only when endpoints are named after them (`endpoint_pod_names`).
-pub(crate) fn slice_info(slice: &EndpointSlice, pod_names: bool) -> Option<SliceInfo> {
+/// An EndpointSlice's Service (its service-name label) and DNS view; `None` without the label or
+/// for FQDN slices. Pod names are kept only when endpoints are named after them
+/// (`endpoint_pod_names`).
+pub(crate) fn slice_info(slice: &EndpointSlice, pod_names: bool) -> Option<(String, SliceInfo)> {
     let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?.clone();
     if slice.address_type == "FQDN" {
         return None;
@@ -140,7 +141,7 @@ pub(crate) fn slice_info(slice: &EndpointSlice, pod_names: bool) -> Option<Slice
             ready: e.conditions.as_ref().and_then(|c| c.ready) != Some(false),
         })
         .collect();
-    Some(SliceInfo { service, ports, endpoints })
+    Some((service, SliceInfo { ports, endpoints }))
 }
 
 fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key> {
@@ -203,7 +204,9 @@ pub(crate) struct NsState {
     pub(crate) exists: bool,
     /// By Service name.
     pub(crate) services: BTreeMap<String, SvcEntry>,
-    /// The Service each slice is filed under.
+    /// The Service each slice is filed under, for slices whose name does not tell it: the
+    /// EndpointSlice controller names a Service's slices `<service>-<suffix>` (the suffix has no
+    /// `-`), and those, nearly all, are not recorded here (see [`named_after`]).
     slice_service: HashMap<String, String>,
     /// Pods' `status.podIP` by name, kept only for [`PodMode::Verified`].
     pub(crate) pods: BTreeMap<String, IpAddr>,
@@ -213,6 +216,15 @@ pub(crate) struct NsState {
 }
 
 impl NsState {
+    /// The Service the slice `name` is filed under, if it is filed.
+    fn slice_filed_under<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if let Some(service) = self.slice_service.get(name) {
+            return Some(service);
+        }
+        let service = named_after(name)?;
+        self.services.get(service).and_then(|e| e.slices.get(name)).map(|_| service)
+    }
+
     /// Whether `<ns>.svc.<zone>` exists: the Namespace does, or a Service or Pod is in it.
     pub(crate) fn present(&self) -> bool {
         self.exists || !self.pods.is_empty() || self.services.values().any(|s| s.info.is_some())
@@ -221,6 +233,13 @@ impl NsState {
     fn is_empty(&self) -> bool {
         !self.exists && self.pods.is_empty() && self.services.is_empty()
     }
+}
+
+/// The Service a slice named `<service>-<suffix>` (no `-` in the suffix) is named after, as the
+/// EndpointSlice controller names them. A slice filed under that Service needs no entry in
+/// `slice_service`: its name leads there.
+fn named_after(slice: &str) -> Option<&str> {
+    slice.rsplit_once('-').map(|(service, _)| service).filter(|s| !s.is_empty())
 }
 
 /// Where an in-zone name `….<svc>.<ns>.svc.<zone>` leads (lower-cased): its namespace, and its
@@ -397,12 +416,11 @@ impl IndexBuilder {
     /// Adds or replaces an EndpointSlice. Returns whether DNS's view of it changed.
     pub fn apply_slice(&mut self, slice: &EndpointSlice) -> bool {
         let Some((ns, name)) = key(&slice.metadata) else { return false };
-        let Some(info) = slice_info(slice, self.config.endpoint_pod_names) else {
+        let Some((service, info)) = slice_info(slice, self.config.endpoint_pod_names) else {
             return self.remove_slice(&ns, &name);
         };
-        let service = info.service.clone();
         let unchanged = self.namespaces.get(&ns).is_some_and(|state| {
-            state.slice_service.get(&name) == Some(&service)
+            state.slice_filed_under(&name) == Some(service.as_str())
                 && state.services.get(&service).and_then(|e| e.slices.get(&name)).is_some_and(|old| *old == info)
         });
         if unchanged {
@@ -412,14 +430,19 @@ impl IndexBuilder {
         self.remove_slice(&ns, &name);
         let before = self.shards_of(&ns, &service);
         let state = self.namespace(&ns);
-        state.slice_service.insert(name.clone(), service.clone());
+        if named_after(&name) != Some(service.as_str()) {
+            state.slice_service.insert(name.clone(), service.clone());
+        }
         state.services.entry(service.clone()).or_default().slices.insert(name, info);
         self.service_changed(&ns, &service, before);
         true
     }
 
     pub fn remove_slice(&mut self, namespace: &str, name: &str) -> bool {
-        let Some(service) = self.namespaces.get_mut(namespace).and_then(|s| s.slice_service.remove(name)) else {
+        let Some(state) = self.namespaces.get_mut(namespace) else { return false };
+        let Some(service) =
+            state.slice_service.remove(name).or_else(|| state.slice_filed_under(name).map(str::to_string))
+        else {
             return false;
         };
         let before = self.shards_of(namespace, &service);

@@ -4,18 +4,27 @@
 //! purpose: Services sharing ClusterIPs and endpoint addresses, ExternalName chains across
 //! namespaces, slices moving between Services, namespaces coming and going, verified pods; and
 //! a namespace's Services split into as many parts as it has Services, answering as one part.
+//! Each step is also checked against a new builder given only the objects that exist then, so
+//! what a builder keeps between changes (which Service a slice is filed under, say) cannot drift
+//! from the objects unseen.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::{cluster_ip, config, external, headless, namespace, pod, query_bytes, service, slice};
 use frontdoor_dns::{answer, IndexBuilder, IndexConfig, PodMode, Response, Transport};
 use hickory_proto::rr::RecordType;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
 const NAMESPACES: [&str; 3] = ["a", "b", "c"];
 const SERVICES: [&str; 4] = ["s0", "s1", "s2", "s3"];
-const SLICES: [&str; 5] = ["e0", "e1", "e2", "e3", "e4"];
+/// Named as the EndpointSlice controller names them (`<service>-<suffix>`), whichever Service
+/// they are filed under, and not.
+const SLICES: [&str; 6] = ["e0", "e1", "s0-ab", "s1-cd", "s1-x-y", "s3-"];
 const CLUSTER_IPS: [&str; 4] = ["10.96.0.1", "10.96.0.2", "10.96.1.7", "fd00::1"];
 const POD_IPS: [&str; 7] = ["10.244.1.1", "10.244.1.2", "10.244.1.3", "10.244.2.1", "10.96.0.1", "fd00::a", "fd00::1b"];
 const TARGETS: [&str; 7] = [
@@ -48,8 +57,97 @@ impl Rng {
     }
 }
 
+/// An object that exists (a few dozen at a time: their size does not matter).
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
+enum Object {
+    Namespace(Namespace),
+    Service(Service),
+    Slice(EndpointSlice),
+    Pod(Pod),
+}
+
+/// A builder, and the objects that exist after the changes it was given (by kind, namespace and
+/// name), as the informers' caches would hold them.
+struct Tracked {
+    b: IndexBuilder,
+    live: BTreeMap<(u8, String, String), Object>,
+}
+
+impl Tracked {
+    fn new(config: IndexConfig) -> Tracked {
+        Tracked { b: IndexBuilder::new(config), live: BTreeMap::new() }
+    }
+
+    fn put(&mut self, kind: u8, ns: &str, name: &str, object: Object) {
+        self.live.insert((kind, ns.to_string(), name.to_string()), object);
+    }
+
+    fn gone(&mut self, kind: u8, ns: &str, name: &str) {
+        self.live.remove(&(kind, ns.to_string(), name.to_string()));
+    }
+
+    fn apply_namespace(&mut self, o: &Namespace) {
+        self.b.apply_namespace(o);
+        self.put(0, "", o.metadata.name.as_deref().unwrap(), Object::Namespace(o.clone()));
+    }
+
+    fn remove_namespace(&mut self, ns: &str) {
+        self.b.remove_namespace(ns);
+        self.gone(0, "", ns);
+    }
+
+    fn apply_service(&mut self, o: &Service) {
+        self.b.apply_service(o);
+        let (ns, name) = (o.metadata.namespace.as_deref().unwrap(), o.metadata.name.as_deref().unwrap());
+        self.put(1, ns, name, Object::Service(o.clone()));
+    }
+
+    fn remove_service(&mut self, ns: &str, name: &str) {
+        self.b.remove_service(ns, name);
+        self.gone(1, ns, name);
+    }
+
+    fn apply_slice(&mut self, o: &EndpointSlice) {
+        self.b.apply_slice(o);
+        let (ns, name) = (o.metadata.namespace.as_deref().unwrap(), o.metadata.name.as_deref().unwrap());
+        self.put(2, ns, name, Object::Slice(o.clone()));
+    }
+
+    fn remove_slice(&mut self, ns: &str, name: &str) {
+        self.b.remove_slice(ns, name);
+        self.gone(2, ns, name);
+    }
+
+    fn apply_pod(&mut self, o: &Pod) {
+        self.b.apply_pod(o);
+        let (ns, name) = (o.metadata.namespace.as_deref().unwrap(), o.metadata.name.as_deref().unwrap());
+        self.put(3, ns, name, Object::Pod(o.clone()));
+    }
+
+    fn remove_pod(&mut self, ns: &str, name: &str) {
+        self.b.remove_pod(ns, name);
+        self.gone(3, ns, name);
+    }
+
+    /// A new builder given only the objects that exist, pods and slices first (an order the
+    /// changes rarely take), and what it builds.
+    fn fresh(&self, config: IndexConfig) -> frontdoor_dns::ClusterIndex {
+        let mut b = IndexBuilder::new(config);
+        for object in self.live.values().rev() {
+            match object {
+                Object::Namespace(o) => b.apply_namespace(o),
+                Object::Service(o) => _ = b.apply_service(o),
+                Object::Slice(o) => _ = b.apply_slice(o),
+                Object::Pod(o) => _ = b.apply_pod(o),
+            }
+        }
+        b.build()
+    }
+}
+
 /// One random change, applied to the builder; a line saying what it was.
-fn change(b: &mut IndexBuilder, rng: &mut Rng) -> String {
+fn change(b: &mut Tracked, rng: &mut Rng) -> String {
     let ns = rng.pick(&NAMESPACES);
     let name = rng.pick(&SERVICES);
     match rng.below(10) {
@@ -172,9 +270,9 @@ fn run(config: IndexConfig, seed: u64, steps: usize) {
         questions().into_iter().map(|(n, t)| (n.clone(), t, query_bytes(&n, t, None))).collect();
     let mut rng = Rng(seed);
     // The same changes, to a builder that never splits a namespace's Services into parts.
-    let mut unsplit = IndexBuilder::new(IndexConfig { services_per_part: usize::MAX, ..config.clone() });
-    let mut b = IndexBuilder::new(config);
-    let mut index = b.take_changes().build(None);
+    let mut unsplit = Tracked::new(IndexConfig { services_per_part: usize::MAX, ..config.clone() });
+    let mut b = Tracked::new(config.clone());
+    let mut index = b.b.take_changes().build(None);
     let mut log = Vec::new();
     for step in 0..steps {
         // One change or a few before each build, as changes arrive between two builds.
@@ -182,12 +280,18 @@ fn run(config: IndexConfig, seed: u64, steps: usize) {
             change(&mut unsplit, &mut Rng(rng.0));
             log.push(change(&mut b, &mut rng));
         }
-        index = b.take_changes().build(Some(&index));
-        let whole = b.build();
-        let one_part = unsplit.build();
+        index = b.b.take_changes().build(Some(&index));
+        let whole = b.b.build();
+        let one_part = unsplit.b.build();
+        let fresh = b.fresh(config.clone());
         for (name, rtype, query) in &questions {
             let step_by_step = answer(&index, query, Transport::Udp);
-            for (reference, how) in [(&whole, "built whole"), (&one_part, "built whole in one part a namespace")] {
+            let references = [
+                (&whole, "built whole"),
+                (&one_part, "built whole in one part a namespace"),
+                (&fresh, "built by a new builder from the objects that exist"),
+            ];
+            for (reference, how) in references {
                 let expected = answer(reference, query, Transport::Udp);
                 if step_by_step != expected {
                     panic!(
@@ -199,6 +303,7 @@ fn run(config: IndexConfig, seed: u64, steps: usize) {
         }
         assert_eq!(index.len(), whole.len(), "seed {seed}, step {step}: names");
         assert_eq!(index.len(), one_part.len(), "seed {seed}, step {step}: names in one part a namespace");
+        assert_eq!(index.len(), fresh.len(), "seed {seed}, step {step}: names built from the objects that exist");
     }
 }
 
