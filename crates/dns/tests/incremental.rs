@@ -18,6 +18,7 @@ use frontdoor_dns::{answer, IndexBuilder, IndexConfig, PodMode, Response, Transp
 use hickory_proto::rr::RecordType;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 
 const NAMESPACES: [&str; 3] = ["a", "b", "c"];
@@ -79,8 +80,10 @@ impl Tracked {
         Tracked { b: IndexBuilder::new(config), live: BTreeMap::new() }
     }
 
-    fn put(&mut self, kind: u8, ns: &str, name: &str, object: Object) {
-        self.live.insert((kind, ns.to_string(), name.to_string()), object);
+    /// `object` exists now, as `meta` names it.
+    fn put(&mut self, kind: u8, meta: &ObjectMeta, object: Object) {
+        let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap());
+        self.live.insert((kind, ns, name), object);
     }
 
     fn gone(&mut self, kind: u8, ns: &str, name: &str) {
@@ -89,7 +92,22 @@ impl Tracked {
 
     fn apply_namespace(&mut self, o: &Namespace) {
         self.b.apply_namespace(o);
-        self.put(0, "", o.metadata.name.as_deref().unwrap(), Object::Namespace(o.clone()));
+        self.put(0, &o.metadata, Object::Namespace(o.clone()));
+    }
+
+    fn apply_service(&mut self, o: &Service) {
+        self.b.apply_service(o);
+        self.put(1, &o.metadata, Object::Service(o.clone()));
+    }
+
+    fn apply_slice(&mut self, o: &EndpointSlice) {
+        self.b.apply_slice(o);
+        self.put(2, &o.metadata, Object::Slice(o.clone()));
+    }
+
+    fn apply_pod(&mut self, o: &Pod) {
+        self.b.apply_pod(o);
+        self.put(3, &o.metadata, Object::Pod(o.clone()));
     }
 
     fn remove_namespace(&mut self, ns: &str) {
@@ -97,32 +115,14 @@ impl Tracked {
         self.gone(0, "", ns);
     }
 
-    fn apply_service(&mut self, o: &Service) {
-        self.b.apply_service(o);
-        let (ns, name) = (o.metadata.namespace.as_deref().unwrap(), o.metadata.name.as_deref().unwrap());
-        self.put(1, ns, name, Object::Service(o.clone()));
-    }
-
     fn remove_service(&mut self, ns: &str, name: &str) {
         self.b.remove_service(ns, name);
         self.gone(1, ns, name);
     }
 
-    fn apply_slice(&mut self, o: &EndpointSlice) {
-        self.b.apply_slice(o);
-        let (ns, name) = (o.metadata.namespace.as_deref().unwrap(), o.metadata.name.as_deref().unwrap());
-        self.put(2, ns, name, Object::Slice(o.clone()));
-    }
-
     fn remove_slice(&mut self, ns: &str, name: &str) {
         self.b.remove_slice(ns, name);
         self.gone(2, ns, name);
-    }
-
-    fn apply_pod(&mut self, o: &Pod) {
-        self.b.apply_pod(o);
-        let (ns, name) = (o.metadata.namespace.as_deref().unwrap(), o.metadata.name.as_deref().unwrap());
-        self.put(3, ns, name, Object::Pod(o.clone()));
     }
 
     fn remove_pod(&mut self, ns: &str, name: &str) {
