@@ -17,7 +17,7 @@
 //!   that start only once the caches they read have synced. Changes become keys through
 //!   [`on_change`] handlers.
 //! - A [`MinInterval`] paces components that rebuild a whole picture (the proxy's rules, the
-//!   DNS index, the route table): at once after a quiet spell, at most once per period.
+//!   DNS index): at once after a quiet spell, at most once per period.
 //! - One [`Shutdown`] signal is taken and honoured by every long-running task.
 //! - Shared vocabulary: [`ObjectKey`], the API error predicates ([`errors`]), typed helpers for
 //!   [`pods`] and [`services`], and the well-known [`labels`].

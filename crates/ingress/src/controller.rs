@@ -42,7 +42,7 @@ pub struct ControllerConfig {
     pub class: IngressClassConfig,
     /// The address written into served Ingresses' `status.loadBalancer.ingress` (the node's).
     pub status_address: Option<IpAddr>,
-    /// The least time between two builds: changes meanwhile are built together.
+    /// How long a build waits after a change: changes meanwhile are built together.
     pub min_rebuild: Duration,
 }
 
@@ -144,9 +144,7 @@ pub async fn run(factory: InformerFactory, config: ControllerConfig, published: 
         reported: HashSet::new(),
         synced: HashMap::new(),
     };
-    let mut pace = frontdoor_informers::MinInterval::new(state.config.min_rebuild);
     loop {
-        pace.ready().await;
         let retry = state.sync(&builder).await;
         let wait = async {
             match retry {
@@ -158,6 +156,14 @@ pub async fn run(factory: InformerFactory, config: ControllerConfig, published: 
         tokio::select! {
             () = &mut stop => return,
             () = wait => {}
+        }
+        // After a change, not at once (unlike the DNS index and the proxy's rules, paced by
+        // `MinInterval`): the objects of one `kubectl apply` arrive a millisecond or two apart,
+        // and an Ingress built before its Service or Secret would get a Warning event for a
+        // state that lasted a millisecond.
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(state.config.min_rebuild) => {}
         }
     }
 }
