@@ -56,8 +56,28 @@ pub fn encode(mix: &[(&str, &str)]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn realtime_ns() -> u64 {
+/// Now, as the kernel stamps datagrams (`CLOCK_REALTIME`, in nanoseconds).
+pub fn realtime_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Asks the kernel to stamp each datagram `socket` receives (`SO_TIMESTAMPNS`).
+pub fn stamp_arrivals(socket: &UdpSocket) {
+    setsockopt(socket, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
+}
+
+/// A datagram waiting on `socket` (without waiting for one), read into `buffer`: its length and
+/// when the kernel received it ([`realtime_ns`]'s clock; now, if it carries no stamp).
+pub fn recv_stamped(socket: &UdpSocket, buffer: &mut [u8]) -> Option<(usize, u64)> {
+    let mut control = nix::cmsg_space!(TimeSpec);
+    let mut iov = [IoSliceMut::new(buffer)];
+    let message =
+        recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut control), MsgFlags::MSG_DONTWAIT).ok()?;
+    let stamp = message.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(t) => Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64),
+        _ => None,
+    });
+    Some((message.bytes, stamp.unwrap_or_else(realtime_ns)))
 }
 
 /// Asks `server` the `queries` in turn (cycling) at `rate` per second for `seconds`.
@@ -67,7 +87,7 @@ pub fn run(server: SocketAddr, queries: &[Vec<u8>], rate: u32, seconds: u32) -> 
             let socket = UdpSocket::bind(("0.0.0.0", 0)).expect("a UDP socket");
             socket.connect(server).expect("connect to the server");
             socket.set_nonblocking(true).expect("non-blocking");
-            setsockopt(&socket, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
+            stamp_arrivals(&socket);
             setsockopt(&socket, sockopt::RcvBuf, &(4 << 20)).expect("SO_RCVBUF");
             socket
         })
@@ -78,7 +98,6 @@ pub fn run(server: SocketAddr, queries: &[Vec<u8>], rate: u32, seconds: u32) -> 
     let interval = Duration::from_secs(1) / rate.max(1);
     let total = u64::from(rate) * u64::from(seconds);
     let mut buffer = [0u8; 4096];
-    let mut control = nix::cmsg_space!(TimeSpec);
     let started = Instant::now();
     let mut due = started;
     let mut sequence = 0u64;
@@ -104,28 +123,13 @@ pub fn run(server: SocketAddr, queries: &[Vec<u8>], rate: u32, seconds: u32) -> 
             due += interval;
         }
         for socket in &sockets {
-            loop {
-                let mut iov = [IoSliceMut::new(&mut buffer)];
-                let received = recvmsg::<SockaddrStorage>(
-                    socket.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut control),
-                    MsgFlags::MSG_DONTWAIT,
-                );
-                let Ok(message) = received else { break };
-                let stamp = message.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
-                    ControlMessageOwned::ScmTimestampns(t) => {
-                        Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-                    }
-                    _ => None,
-                });
-                if message.bytes < 2 {
+            while let Some((bytes, arrived)) = recv_stamped(socket, &mut buffer) {
+                if bytes < 2 {
                     continue;
                 }
                 let id = u16::from_be_bytes([buffer[0], buffer[1]]);
                 let sent_at = std::mem::take(&mut outstanding[usize::from(id)]);
                 if sent_at != 0 {
-                    let arrived = stamp.unwrap_or_else(realtime_ns);
                     timed.latencies.push(Duration::from_nanos(arrived.saturating_sub(sent_at)));
                 }
             }

@@ -44,16 +44,21 @@ pub fn a_question(name: &str, id: u16) -> Vec<u8> {
 }
 
 /// Waits at most `timeout` for a datagram on `socket` and reads it into `buffer`; its length, or
-/// `None` if none came in time. The wait is `ppoll`'s, on a high-resolution timer: a socket's
-/// read timeout (`SO_RCVTIMEO`) is rounded up to whole scheduler ticks, so on a kernel of 250 Hz
-/// one of 0.5 ms waits 8 ms, which a loop that asks every half millisecond then measures.
+/// `None` if none came in time.
 pub fn recv_within(socket: &UdpSocket, buffer: &mut [u8], timeout: Duration) -> Option<usize> {
+    // Readable: the read does not block.
+    readable_within(socket, timeout).then(|| socket.recv(buffer).ok()).flatten()
+}
+
+/// Whether a datagram is waiting on `socket`, or comes within `timeout`. The wait is `ppoll`'s,
+/// on a high-resolution timer: a socket's read timeout (`SO_RCVTIMEO`) is rounded up to whole
+/// scheduler ticks, so on a kernel of 250 Hz one of 0.5 ms waits 8 ms, which a loop that asks
+/// every half millisecond then measures.
+pub fn readable_within(socket: &UdpSocket, timeout: Duration) -> bool {
     use nix::poll::{ppoll, PollFd, PollFlags};
     use std::os::fd::AsFd;
     let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-    let ready = ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(timeout)), None).ok()?;
-    // Ready: the read does not block.
-    (ready > 0).then(|| socket.recv(buffer).ok()).flatten()
+    ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(timeout)), None).is_ok_and(|ready| ready > 0)
 }
 
 /// Asks `server` once (RD set, as stub resolvers and dnsperf do); `None` on timeout or garbage.

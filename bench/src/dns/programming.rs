@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use frontdoor_testkit::{ApiClient, Frontdoor};
 use serde_json::json;
 
-use super::probe::{a_question, recv_within};
+use super::latency::{realtime_ns, recv_stamped, stamp_arrivals};
+use super::probe::{a_question, readable_within, recv_within};
 use crate::dataplane::node::create;
 
 pub const CREATIONS: usize = 200;
@@ -31,7 +32,8 @@ pub struct Programming {
     pub creates: Vec<Duration>,
     pub missed: usize,
     /// Meanwhile, the answer time of a steady stream of queries for a name that does not change
-    /// (one every millisecond, from dnsperf's core): what each rebuild of the index costs the
+    /// (one every millisecond, from dnsperf's core, each timed to its answer's kernel receive
+    /// stamp): what each rebuild of the index costs the
     /// queries that arrive while it runs. Sorted; `unanswered` got no answer within a second.
     pub steady: Vec<Duration>,
     pub unanswered: usize,
@@ -42,7 +44,10 @@ pub struct Programming {
 fn steady_queries(stop: &AtomicBool) -> (Vec<Duration>, usize) {
     let _pinned = super::ThreadPinned::to(super::CLIENT_CORE);
     let socket = UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
-    let mut sent: HashMap<u16, Instant> = HashMap::new();
+    stamp_arrivals(&socket);
+    // Each outstanding query's send time, on the clock the kernel stamps arrivals with: an
+    // answer is timed to its arrival, not to when this thread got round to reading it.
+    let mut sent: HashMap<u16, u64> = HashMap::new();
     let (mut answered, mut unanswered, mut buffer) = (Vec::new(), 0, [0u8; 512]);
     let (mut next, mut id) = (Instant::now(), 0u16);
     let mut question = a_question("kubernetes.default.svc.cluster.local", id);
@@ -50,18 +55,21 @@ fn steady_queries(stop: &AtomicBool) -> (Vec<Duration>, usize) {
         if Instant::now() >= next {
             id = id.wrapping_add(1);
             question[..2].copy_from_slice(&id.to_be_bytes());
+            sent.insert(id, realtime_ns());
             let _ = socket.send_to(&question, (NODE, 53));
-            sent.insert(id, Instant::now());
             next += STEADY_EVERY;
         }
-        if let Some(n) = recv_within(&socket, &mut buffer, next.saturating_duration_since(Instant::now())) {
-            let id = (n >= 2).then(|| u16::from_be_bytes([buffer[0], buffer[1]]));
-            if let Some(at) = id.and_then(|id| sent.remove(&id)) {
-                answered.push(at.elapsed());
+        if readable_within(&socket, next.saturating_duration_since(Instant::now())) {
+            while let Some((n, arrived)) = recv_stamped(&socket, &mut buffer) {
+                let id = (n >= 2).then(|| u16::from_be_bytes([buffer[0], buffer[1]]));
+                if let Some(at) = id.and_then(|id| sent.remove(&id)) {
+                    answered.push(Duration::from_nanos(arrived.saturating_sub(at)));
+                }
             }
         }
         let before = sent.len();
-        sent.retain(|_, at| at.elapsed() < Duration::from_secs(1));
+        let now = realtime_ns();
+        sent.retain(|_, at| now.saturating_sub(*at) < 1_000_000_000);
         unanswered += before - sent.len();
     }
     answered.sort();
