@@ -34,17 +34,44 @@ impl std::ops::Sub for Cpu {
     }
 }
 
+impl std::ops::Add for Cpu {
+    type Output = Cpu;
+    fn add(self, other: Cpu) -> Cpu {
+        Cpu { user: self.user + other.user, system: self.system + other.system }
+    }
+}
+
 impl Cpu {
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The part spent in user mode; 0 if none was spent at all.
+    pub fn user_share(&self) -> f64 {
+        self.user.as_secs_f64() / self.total().as_secs_f64().max(1e-9)
+    }
+
     pub fn describe(&self) -> String {
         format!("{:.0} ms user + {:.0} ms kernel", crate::ms(self.user), crate::ms(self.system))
     }
 }
 
-/// Fields of a `/proc/…/stat` after the command name (field 3 is index 0).
+/// Fields of a `/proc/…/stat` after the command name (field 3 is index 0); the name, in
+/// parentheses, may hold spaces and parentheses of its own.
 fn stat_fields(path: &str) -> Vec<u64> {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    parse_stat(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+fn parse_stat(stat: &str) -> Vec<u64> {
     let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
     rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect()
+}
+
+/// The CPU time (`utime`, `stime`) of the process or thread whose `stat` is at `path` (a
+/// process's system time includes the softirq work done in its context); nothing if it is gone.
+pub fn stat_cpu(path: &str) -> Cpu {
+    let fields = stat_fields(path);
+    Cpu { user: ticks(&fields, 11), system: ticks(&fields, 12) }
 }
 
 fn ticks(fields: &[u64], index: usize) -> Duration {
@@ -55,8 +82,7 @@ fn ticks(fields: &[u64], index: usize) -> Duration {
 /// The calling thread's CPU time (a netlink batch is processed by the kernel in the sender's
 /// context, so its kernel work shows here as system time).
 pub fn thread_cpu() -> Cpu {
-    let fields = stat_fields("/proc/thread-self/stat");
-    Cpu { user: ticks(&fields, 11), system: ticks(&fields, 12) }
+    stat_cpu("/proc/thread-self/stat")
 }
 
 /// The CPU time of this process's children that have been waited for (`cutime`, `cstime`).
@@ -100,4 +126,14 @@ pub fn check_tools() -> Vec<&'static str> {
         }
     }
     missing
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_and_system_time_from_a_stat_line() {
+        let fields = super::parse_stat("4242 (tokio) rt (x)) S 1 4242 4242 0 -1 4194368 120 0 0 0 731 2906 0 0 20 0 2");
+        assert_eq!((fields[11], fields[12]), (731, 2906));
+        assert!(super::parse_stat("garbage").is_empty());
+    }
 }

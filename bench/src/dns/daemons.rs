@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::zone::ZoneFile;
+use crate::dataplane::system::stat_cpu;
 
 pub struct Daemon {
     pub name: &'static str,
@@ -129,18 +130,7 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
 
 /// The CPU time (user + system, all threads) the processes of `pid`'s tree have used so far.
 pub fn tree_cpu(pid: u32) -> Duration {
-    process_tree(pid)
-        .iter()
-        .map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let fields: Vec<u64> = stat
-                .rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect())
-                .unwrap_or_default();
-            // utime and stime, in USER_HZ (100 on Linux).
-            Duration::from_millis((fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)) * 10)
-        })
-        .sum()
+    process_tree(pid).iter().map(|p| stat_cpu(&format!("/proc/{p}/stat")).total()).sum()
 }
 
 /// Knot DNS serving `zones` on `address`. One UDP and one TCP worker: Knot's default is one

@@ -7,6 +7,7 @@
 use std::process::Command;
 
 use super::HOST;
+use crate::dataplane::system::{stat_cpu, Cpu};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Mode {
@@ -68,39 +69,18 @@ pub fn check(name: &str, ports: (u16, u16)) {
     }
 }
 
-/// Nanoseconds the threads of `pids` have run.
-fn cpu_ns(pids: &[String]) -> u64 {
-    let mut total = 0;
+/// What the threads of `pids` have run: nanoseconds (`schedstat`), and user and system time
+/// (`stat`'s ticks: coarser, so only their ratio is used).
+fn cpu(pids: &[String]) -> (u64, Cpu) {
+    let (mut ran, mut cpu) = (0, Cpu::default());
     for pid in pids {
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
             let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            total += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+            ran += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+            cpu = cpu + stat_cpu(&task.path().join("stat").to_string_lossy());
         }
     }
-    total
-}
-
-/// Clock ticks the threads of `pids` have spent in user and in system mode (`stat`'s `utime`
-/// and `stime`: coarser than `schedstat`, so only their ratio is used).
-fn user_system_ticks(pids: &[String]) -> (u64, u64) {
-    let (mut user, mut system) = (0, 0);
-    for pid in pids {
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
-            let (u, s) = user_system(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default());
-            user += u;
-            system += s;
-        }
-    }
-    (user, system)
-}
-
-/// `utime` and `stime` (fields 14 and 15) of a `stat` line; the name before them, in
-/// parentheses, may hold spaces and parentheses of its own.
-fn user_system(stat: &str) -> (u64, u64) {
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
-    // `fields[0]` is field 3 (the state).
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (field(14), field(15))
+    (ran, cpu)
 }
 
 /// One wrk run against the proxy on `ports`, whose processes are `pids`.
@@ -111,11 +91,10 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
     if let Mode::Close = mode {
         command.args(["-H", "Connection: close"]);
     }
-    let (cpu_before, ticks_before) = (cpu_ns(pids), user_system_ticks(pids));
+    let (ran_before, cpu_before) = cpu(pids);
     let out = command.arg(url(mode, ports)).output().expect("wrk runs");
-    let cpu = cpu_ns(pids) - cpu_before;
-    let ticks = user_system_ticks(pids);
-    let (user, system) = (ticks.0 - ticks_before.0, ticks.1 - ticks_before.1);
+    let (ran_after, cpu_after) = cpu(pids);
+    let ran = ran_after - ran_before;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("Non-2xx"), "responses other than 2xx:\n{text}");
     let requests_per_second = text
@@ -136,8 +115,8 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
     Run {
         requests_per_second,
         p99_ms: p99,
-        cpu_us_per_request: cpu as f64 / 1e3 / requests.max(1.0),
-        user_share: user as f64 / (user + system).max(1) as f64,
+        cpu_us_per_request: ran as f64 / 1e3 / requests.max(1.0),
+        user_share: (cpu_after - cpu_before).user_share(),
     }
 }
 
@@ -156,13 +135,6 @@ fn milliseconds(text: &str) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn user_and_system_ticks_from_a_stat_line() {
-        let stat = "4242 (tokio) rt (x)) S 1 4242 4242 0 -1 4194368 120 0 0 0 731 2906 0 0 20 0 2 0 100 0 0";
-        assert_eq!(super::user_system(stat), (731, 2906));
-        assert_eq!(super::user_system("garbage"), (0, 0));
-    }
-
     #[test]
     fn durations() {
         assert_eq!(super::milliseconds("812.00us"), 0.812);
