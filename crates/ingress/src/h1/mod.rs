@@ -27,6 +27,7 @@ pub mod fuzzing;
 mod heads;
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,8 @@ use bytes::{Buf, BytesMut};
 use frontdoor_ingress_routes::{BackendProtocol, Route};
 use http::{HeaderValue, Method, Uri, Version};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use nix::sys::socket::{self, MsgFlags};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -68,6 +70,12 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// waits for an acknowledgement, and a connection that closes after one response never
     /// needs it, which saves it a system call).
     fn no_delay(&self);
+
+    /// Writes the connection's last bytes: the proxy closes it next.
+    async fn write_last(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes).await?;
+        self.flush().await
+    }
 }
 
 impl Transport for TcpStream {
@@ -75,6 +83,20 @@ impl Transport for TcpStream {
 
     fn no_delay(&self) {
         let _ = self.set_nodelay(true);
+    }
+
+    /// Sent with `MSG_MORE`, so the kernel holds them until the close, whose FIN then leaves in
+    /// the same segment as the response's end (one segment fewer each way for a connection per
+    /// request, which nginx sends separately).
+    async fn write_last(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        let fd = self.as_raw_fd();
+        // nix names no MSG_MORE.
+        let flags = MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL;
+        while !bytes.is_empty() {
+            let sent = self.async_io(Interest::WRITABLE, || Ok(socket::send(fd, bytes, flags)?)).await?;
+            bytes = &bytes[sent..];
+        }
+        Ok(())
     }
 }
 
@@ -296,7 +318,7 @@ impl<S: Transport> Connection<'_, S> {
                 heads::own_response(&mut self.response_head, status, text.len(), body, close);
                 exchange.status = status.as_u16();
                 exchange.sent(body.len());
-                return Ok(match self.write_client_head().await {
+                return Ok(match self.write_client_head(close).await {
                     false => Next::Drop,
                     true if close => Next::Close,
                     true => Next::Request,
@@ -307,7 +329,7 @@ impl<S: Transport> Connection<'_, S> {
         exchange.upstream = Some(address);
         self.upstream_buf.advance(response.head_len);
         let keep_client = !close && response.framing != Framing::UntilClose;
-        match self.relay(&mut upstream, response, &mut exchange).await {
+        match self.relay(&mut upstream, response, &mut exchange, close).await {
             Relayed::Whole { reusable } => {
                 if reusable && response.keep_alive {
                     shared.pool.put_socket(address, upstream);
@@ -412,8 +434,14 @@ impl<S: Transport> Connection<'_, S> {
     }
 
     /// Writes the response head (with the body bytes that came with it) and relays the rest of
-    /// the body as the endpoint sends it.
-    async fn relay(&mut self, upstream: &mut TcpStream, response: ResponseHead, exchange: &mut Exchange) -> Relayed {
+    /// the body as the endpoint sends it; `close`: the client asked to close after it.
+    async fn relay(
+        &mut self,
+        upstream: &mut TcpStream,
+        response: ResponseHead,
+        exchange: &mut Exchange,
+        close: bool,
+    ) -> Relayed {
         let mut chunked = ChunkedScanner::default();
         // Body bytes still to come, by length.
         let mut left = match response.framing {
@@ -450,12 +478,16 @@ impl<S: Transport> Connection<'_, S> {
             };
             extra |= take < self.upstream_buf.len();
             exchange.sent(take);
+            // Only a client that asked to close is sent nothing after: one that did not may have
+            // sent another request, unread, and a close with bytes unread resets the connection,
+            // which discards what the kernel still holds.
+            let last = done && close;
             let written = if first {
                 first = false;
                 self.response_head.extend_from_slice(&self.upstream_buf[..take]);
-                self.write_client_head().await
+                self.write_client_head(last).await
             } else {
-                write_all(&mut self.client, &mut self.writes, &self.upstream_buf[..take]).await
+                write_all(&mut self.client, &mut self.writes, &self.upstream_buf[..take], last).await
             };
             if !written {
                 return Relayed::ClientGone;
@@ -476,18 +508,23 @@ impl<S: Transport> Connection<'_, S> {
         }
     }
 
-    /// Writes `self.response_head` to the client; whether it could.
-    async fn write_client_head(&mut self) -> bool {
-        write_all(&mut self.client, &mut self.writes, &self.response_head).await
+    /// Writes `self.response_head` to the client (`last`: the proxy closes the connection
+    /// next); whether it could.
+    async fn write_client_head(&mut self, last: bool) -> bool {
+        write_all(&mut self.client, &mut self.writes, &self.response_head, last).await
     }
 }
 
-/// Writes `bytes` to the client, whose `writes` so far are counted; whether it could.
-async fn write_all<S: Transport>(client: &mut S, writes: &mut u8, bytes: &[u8]) -> bool {
-    if *writes == 1 {
+/// Writes `bytes` to the client, whose `writes` so far are counted; whether it could. `last`:
+/// the proxy closes the connection next (so Nagle's algorithm has nothing left to delay).
+async fn write_all<S: Transport>(client: &mut S, writes: &mut u8, bytes: &[u8], last: bool) -> bool {
+    if *writes == 1 && !last {
         client.no_delay();
     }
     *writes = writes.saturating_add(1).min(2);
+    if last {
+        return client.write_last(bytes).await.is_ok();
+    }
     client.write_all(bytes).await.is_ok() && client.flush().await.is_ok()
 }
 
@@ -529,3 +566,54 @@ async fn read_response_head(
 /// The marker of a request the hyper path takes.
 #[derive(Debug)]
 struct Handoff;
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Read};
+    use std::time::Instant as StdInstant;
+
+    use super::*;
+
+    /// A connected pair over loopback: the proxy's side (tokio) and a client's (std, non-blocking).
+    async fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        (listener.accept().await.unwrap().0, client)
+    }
+
+    fn try_read(client: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        match client.read(&mut buf) {
+            Ok(n) => Some(buf[..n].to_vec()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_s_last_bytes_are_held_until_its_close_and_leave_with_it() {
+        let (mut held, mut held_client) = pair().await;
+        let (mut plain, mut plain_client) = pair().await;
+        held.write_last(b"last").await.unwrap();
+        // Sent after the held bytes, over the same loopback: once they arrive, the held bytes
+        // would have too, had they left.
+        plain.write_all(b"plain").await.unwrap();
+        let deadline = StdInstant::now() + Duration::from_secs(10);
+        let plain_came = loop {
+            if let Some(bytes) = try_read(&mut plain_client) {
+                break bytes;
+            }
+            assert!(StdInstant::now() < deadline, "a plain write never arrived");
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(plain_came, b"plain");
+        assert_eq!(try_read(&mut held_client), None, "the last bytes left before the close");
+        // The close sends them, its FIN with them: the client reads them, then the end.
+        drop(held);
+        held_client.set_nonblocking(false).unwrap();
+        let mut all = Vec::new();
+        held_client.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"last");
+    }
+}
