@@ -79,6 +79,28 @@ fn ticks(fields: &[u64], index: usize) -> Duration {
     Duration::from_millis(fields.get(index).copied().unwrap_or(0) * 10)
 }
 
+/// Busy and all CPU time so far of `/proc/stat`'s line `name` (`cpu` for the machine, `cpu1` for
+/// one core): busy is user, nice, system, irq and softirq (guest time is already in user; steal
+/// is not the machine's own), all adds idle and iowait.
+pub fn core_ticks(name: &str) -> (Duration, Duration) {
+    core_ticks_in(&std::fs::read_to_string("/proc/stat").unwrap_or_default(), name)
+}
+
+fn core_ticks_in(stat: &str, name: &str) -> (Duration, Duration) {
+    let Some(line) = stat.lines().find(|l| l.split_whitespace().next() == Some(name)) else {
+        return Default::default();
+    };
+    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
+    let sum = |indices: &[usize]| indices.iter().map(|i| ticks(&fields, *i)).sum::<Duration>();
+    let busy = sum(&[0, 1, 2, 5, 6]);
+    (busy, busy + sum(&[3, 4]))
+}
+
+/// The busy share of a line of `/proc/stat` between two [`core_ticks`] readings of it.
+pub fn busy_share((busy_before, all_before): (Duration, Duration), (busy, all): (Duration, Duration)) -> f64 {
+    busy.saturating_sub(busy_before).as_secs_f64() / all.saturating_sub(all_before).as_secs_f64().max(1e-9)
+}
+
 /// The calling thread's CPU time (a netlink batch is processed by the kernel in the sender's
 /// context, so its kernel work shows here as system time).
 pub fn thread_cpu() -> Cpu {
@@ -135,5 +157,15 @@ mod tests {
         let fields = super::parse_stat("4242 (tokio) rt (x)) S 1 4242 4242 0 -1 4194368 120 0 0 0 731 2906 0 0 20 0 2");
         assert_eq!((fields[11], fields[12]), (731, 2906));
         assert!(super::parse_stat("garbage").is_empty());
+    }
+
+    #[test]
+    fn busy_and_all_time_of_a_core() {
+        let stat = "cpu  10 1 20 500 5 2 3 7 0 0\ncpu0 4 0 10 300 5 1 1 0 0 0\ncpu1 6 1 10 200 0 1 2 7 0 0\nintr 1";
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(super::core_ticks_in(stat, "cpu1"), (ms(200), ms(2200)));
+        assert_eq!(super::core_ticks_in(stat, "cpu"), (ms(360), ms(5410)));
+        assert_eq!(super::core_ticks_in(stat, "cpu7"), (ms(0), ms(0)));
+        assert_eq!(super::busy_share((ms(200), ms(2200)), (ms(700), ms(3200))), 0.5);
     }
 }

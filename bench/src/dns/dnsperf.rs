@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::daemons::tree_cpu;
-use crate::dataplane::system::{children_cpu, Cpu};
+use crate::dataplane::system::{children_cpu, core_ticks, Cpu};
 
 /// How dnsperf loads the server.
 #[derive(Clone, Copy, Debug)]
@@ -61,14 +61,9 @@ impl Run {
     }
 }
 
-/// The machine's busy CPU time so far: user, nice, system, irq and softirq of `/proc/stat`'s
-/// `cpu` line (USER_HZ = 100; guest time is already in user; steal is not ours).
+/// The machine's busy CPU time so far.
 fn machine_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> =
-        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
-    let busy: u64 = [0, 1, 2, 5, 6].iter().map(|i| fields.get(*i).copied().unwrap_or(0)).sum();
-    Duration::from_millis(busy * 10)
+    core_ticks("cpu").0
 }
 
 fn seconds(text: &str) -> Duration {

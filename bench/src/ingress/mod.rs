@@ -5,7 +5,9 @@
 //!    logs off in both), the same two backends behind them (a second nginx answering a short
 //!    body), measured with `wrk`: HTTP/1.1 keep-alive, a new connection per request, and HTTPS
 //!    keep-alive. Each proxy is one process pinned to core 0 (frontdoor's proxy with one
-//!    worker thread, nginx with one worker); `wrk` and the backends share core 1.
+//!    worker thread, nginx with one worker); `wrk` and the backends share core 1. How busy each
+//!    core was is printed with each mode: where core 1 is the limit against both proxies,
+//!    requests/s is what it could ask, and each proxy's CPU per request tells them apart.
 //! 2. each proxy's memory with those 1,000 rules (RSS; nginx's master and worker summed);
 //! 3. the whole stack: `frontdoor up` from start to ready (API serving, rules programmed, DNS
 //!    answering, Ingress listening), and its idle RSS.
@@ -31,6 +33,8 @@ pub(crate) const HOST: &str = "h737.example.com";
 const BACKEND_PORTS: [u16; 2] = [9101, 9102];
 const FRONTDOOR_PORTS: (u16, u16) = (8080, 8443);
 const NGINX_PORTS: (u16, u16) = (9080, 9443);
+/// A core this busy or more is full.
+const FULL: f64 = 0.95;
 /// Runs of each proxy in each mode (this machine's runs vary by ±10% from one to the next).
 const ROUNDS: usize = 3;
 
@@ -99,6 +103,22 @@ fn compare(bench_binary: &Path) {
             1.2,
         );
         report(&format!("ingress {label}: p99 vs nginx"), ours.p99_ms / theirs.p99_ms.max(0.001), "x", 1.0, None);
+        let busy = |run: &wrk::Run| {
+            format!("core 0 {:.0}%, core 1 {:.0}%", 100.0 * run.core_busy[0], 100.0 * run.core_busy[1])
+        };
+        println!("  {label}: busy against frontdoor {}; against nginx {}", busy(&ours), busy(&theirs));
+        // Core 1 full while the proxy's had room: wrk and the backends set the pace.
+        let held: Vec<&str> = [("frontdoor", &ours), ("nginx", &theirs)]
+            .into_iter()
+            .filter(|(_, run)| run.core_busy[1] >= FULL && run.core_busy[0] < FULL)
+            .map(|(name, _)| name)
+            .collect();
+        if !held.is_empty() {
+            println!(
+                "  {label}: core 1 (wrk and the backends) was the limit against {} (core 0 had room): requests/s there is what core 1 could ask; CPU per request compares the proxies",
+                held.join(" and ")
+            );
+        }
         println!(
             "  {label}: nginx's CPU per request ÷ frontdoor's {:.2} x (requests/s each could serve on its core alone)",
             theirs.cpu_us_per_request / ours.cpu_us_per_request.max(0.001)

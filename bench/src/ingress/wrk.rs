@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use super::HOST;
-use crate::dataplane::system::{stat_cpu, Cpu};
+use crate::dataplane::system::{busy_share, core_ticks, stat_cpu, Cpu};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Mode {
@@ -31,6 +31,8 @@ pub struct Run {
     /// The part of that CPU time spent in user mode (its own code and libraries); the rest is
     /// the kernel's, mostly TCP over loopback, where a send also delivers to the receiver.
     pub user_share: f64,
+    /// How busy core 0 (the proxy's) and core 1 (wrk's and the backends') were, 0 to 1.
+    pub core_busy: [f64; 2],
 }
 
 impl Run {
@@ -91,9 +93,10 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
     if let Mode::Close = mode {
         command.args(["-H", "Connection: close"]);
     }
-    let (ran_before, cpu_before) = cpu(pids);
+    let cores = || ["cpu0", "cpu1"].map(core_ticks);
+    let ((ran_before, cpu_before), cores_before) = (cpu(pids), cores());
     let out = command.arg(url(mode, ports)).output().expect("wrk runs");
-    let (ran_after, cpu_after) = cpu(pids);
+    let ((ran_after, cpu_after), cores_after) = (cpu(pids), cores());
     let ran = ran_after - ran_before;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("Non-2xx"), "responses other than 2xx:\n{text}");
@@ -117,6 +120,7 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
         p99_ms: p99,
         cpu_us_per_request: ran as f64 / 1e3 / requests.max(1.0),
         user_share: (cpu_after - cpu_before).user_share(),
+        core_busy: [0, 1].map(|core| busy_share(cores_before[core], cores_after[core])),
     }
 }
 
