@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -98,6 +98,7 @@ fn answers(path: &str) -> (&'static str, bool) {
             false,
         ),
         "/until-close" => ("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the close\n", true),
+        "/large" => (large(), false),
         "/bad-length" => ("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", false),
         "/upgrade" => ("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n", false),
         "/truncated" => ("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true),
@@ -105,6 +106,14 @@ fn answers(path: &str) -> (&'static str, bool) {
         "/hang" => ("", false),
         _ => ("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", false),
     }
+}
+
+/// A body the proxy relays in several reads and writes.
+const LARGE: usize = 200_000;
+
+fn large() -> &'static str {
+    static ANSWER: OnceLock<String> = OnceLock::new();
+    ANSWER.get_or_init(|| format!("HTTP/1.1 200 OK\r\ncontent-length: {LARGE}\r\n\r\n{}\n", "x".repeat(LARGE - 1)))
 }
 
 /// The proxy with `host` ("" for any) routed to a Service whose one endpoint is `endpoint`.
@@ -292,4 +301,32 @@ async fn a_client_that_leaves_while_its_request_is_at_an_endpoint_is_let_go_ther
         line.starts_with("nginx_ingress_controller_requests{status=\"499\",method=\"GET\"") && line.ends_with(" 1")
     });
     assert!(counted, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_client_that_asks_to_close_gets_its_answer_whole_then_the_end() {
+    let (_endpoint, proxy) = scripted_proxy().await;
+    let close = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: fast.example\r\nConnection: close\r\n\r\n");
+    // Its first request; one whose body takes many writes; the second on a kept connection.
+    for (before, path, body) in
+        [("", "/one", "one\n".to_string()), ("", "/large", format!("{}\n", "x".repeat(LARGE - 1)))]
+            .into_iter()
+            .chain([("/two", "/three", "three\n".to_string())])
+    {
+        let mut client = TcpStream::connect(proxy.http).await.unwrap();
+        if !before.is_empty() {
+            client.write_all(get(before).as_bytes()).await.unwrap();
+            read_until(&mut client, "two\n").await;
+        }
+        client.write_all(close(path).as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+            .await
+            .expect("the proxy closed the connection")
+            .unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (head, rest) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\nconnection: close"), "{head}");
+        assert!(rest == body, "{path}: {} bytes of body, {} expected", rest.len(), body.len());
+    }
 }
