@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod client;
 pub mod controller;
 mod exchange;
 #[doc(hidden)]

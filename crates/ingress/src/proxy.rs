@@ -32,11 +32,12 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client::{ClientListener, ClientStream};
 use crate::exchange;
 use crate::h1;
 use crate::headers::ClientHeaders;
@@ -218,7 +219,7 @@ pub(crate) struct Downstream {
 
 /// One listener, bound.
 struct Listener {
-    socket: TcpListener,
+    socket: ClientListener,
     address: SocketAddr,
     tls: Option<TlsAcceptor>,
 }
@@ -238,13 +239,14 @@ impl std::fmt::Debug for IngressProxy {
     }
 }
 
-fn listen(address: SocketAddr) -> Result<TcpListener, IngressError> {
+fn listen(address: SocketAddr) -> Result<ClientListener, IngressError> {
     let failed = |source| IngressError::Listen { address, source };
     let socket = if address.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(failed)?;
     // A restarted proxy binds again at once, whatever its last connections' TIME_WAIT.
     socket.set_reuseaddr(true).map_err(failed)?;
     socket.bind(address).map_err(failed)?;
-    socket.listen(BACKLOG).map_err(failed)
+    let listener = socket.listen(BACKLOG).and_then(|listener| listener.into_std()).map_err(failed)?;
+    ClientListener::new(listener).map_err(failed)
 }
 
 impl IngressProxy {
@@ -406,7 +408,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, shutdown: Shutdown
 
 async fn serve_connection(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: ClientStream,
     client: SocketAddr,
     tls: Option<TlsAcceptor>,
     port: HeaderValue,
@@ -466,7 +468,7 @@ async fn serve_connection(
 }
 
 /// Reads until the first bytes say which protocol; `None` if the client closed or failed first.
-async fn read_preface(stream: &mut TcpStream, first: &mut BytesMut) -> Option<Sniffed> {
+async fn read_preface(stream: &mut ClientStream, first: &mut BytesMut) -> Option<Sniffed> {
     loop {
         match stream.read_buf(first).await {
             Ok(0) | Err(_) => return None,

@@ -27,7 +27,6 @@ pub mod fuzzing;
 mod heads;
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,11 +35,11 @@ use bytes::{Buf, BytesMut};
 use frontdoor_ingress_routes::{BackendProtocol, Route};
 use http::{HeaderValue, Method, Uri, Version};
 use hyper_util::rt::TokioIo;
-use nix::sys::socket::{self, MsgFlags};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::client::ClientStream;
 use crate::exchange::{tries, Exchange, RequestError, Try};
 use crate::io::PrefixedIo;
 use crate::metrics::BackendSeries;
@@ -49,6 +48,10 @@ use chunked::ChunkedScanner;
 use heads::{Framing, RequestHead, RequestLimits, RequestParse, ResponseHead, ResponseParse};
 
 pub(crate) use heads::ResponseProblem;
+
+/// How long a request may be at an endpoint before a client socket not yet registered with the
+/// reactor is, to watch the client leave.
+const WATCH_AFTER: Duration = Duration::from_millis(50);
 
 /// A request body up to this is read whole and served here; a larger one goes to hyper.
 const MAX_BODY: usize = 64 * 1024;
@@ -76,9 +79,14 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         self.write_all(bytes).await?;
         self.flush().await
     }
+
+    /// Whether the reactor watches the connection already (see [`ClientStream`]).
+    fn is_registered(&self) -> bool {
+        true
+    }
 }
 
-impl Transport for TcpStream {
+impl Transport for ClientStream {
     const SHUTDOWN: bool = false;
 
     fn no_delay(&self) {
@@ -88,19 +96,16 @@ impl Transport for TcpStream {
     /// Sent with `MSG_MORE`, so the kernel holds them until the close, whose FIN then leaves in
     /// the same segment as the response's end (one segment fewer each way for a connection per
     /// request, which nginx sends separately).
-    async fn write_last(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
-        let fd = self.as_raw_fd();
-        // nix names no MSG_MORE.
-        let flags = MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL;
-        while !bytes.is_empty() {
-            let sent = self.async_io(Interest::WRITABLE, || Ok(socket::send(fd, bytes, flags)?)).await?;
-            bytes = &bytes[sent..];
-        }
-        Ok(())
+    async fn write_last(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        ClientStream::write_last(self, bytes).await
+    }
+
+    fn is_registered(&self) -> bool {
+        ClientStream::is_registered(self)
     }
 }
 
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+impl Transport for tokio_rustls::server::TlsStream<ClientStream> {
     const SHUTDOWN: bool = true;
 
     /// Set before the handshake.
@@ -397,13 +402,25 @@ impl<S: Transport> Connection<'_, S> {
                     // Meanwhile the client is watched (by its reactor readiness: no system call
                     // while it sends nothing): gone, the exchange is dropped and the endpoint's
                     // socket closed, as hyper does; what it sends (pipelined requests) is kept
-                    // for after, up to a request's worth.
+                    // for after, up to a request's worth. A client socket not yet registered
+                    // with the reactor is watched only once the endpoint has taken
+                    // [`WATCH_AFTER`]: most answers come sooner, and then the connection never
+                    // registers (see `ClientStream`).
+                    let registered = self.client.is_registered();
+                    let mut watching = registered;
+                    let grace = async move {
+                        if !registered {
+                            tokio::time::sleep(WATCH_AFTER).await;
+                        }
+                    };
+                    tokio::pin!(grace);
                     loop {
-                        let watch = self.buf.len() < config.max_header_bytes + MAX_BODY;
+                        let watch = watching && self.buf.len() < config.max_header_bytes + MAX_BODY;
                         tokio::select! {
                             biased;
                             head = &mut head => break Some(head),
                             () = self.timer.as_mut(), if limit.is_some() => break None,
+                            () = &mut grace, if !watching => watching = true,
                             read = self.client.read_buf(&mut self.buf), if watch => match read {
                                 Ok(0) | Err(_) => return Err(RequestError::ClientLeft),
                                 Ok(_) => reserve(&mut self.buf),
@@ -566,54 +583,3 @@ async fn read_response_head(
 /// The marker of a request the hyper path takes.
 #[derive(Debug)]
 struct Handoff;
-
-#[cfg(test)]
-mod tests {
-    use std::io::{ErrorKind, Read};
-    use std::time::Instant as StdInstant;
-
-    use super::*;
-
-    /// A connected pair over loopback: the proxy's side (tokio) and a client's (std, non-blocking).
-    async fn pair() -> (TcpStream, std::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client.set_nonblocking(true).unwrap();
-        (listener.accept().await.unwrap().0, client)
-    }
-
-    fn try_read(client: &mut std::net::TcpStream) -> Option<Vec<u8>> {
-        let mut buf = [0u8; 64];
-        match client.read(&mut buf) {
-            Ok(n) => Some(buf[..n].to_vec()),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => None,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_connection_s_last_bytes_are_held_until_its_close_and_leave_with_it() {
-        let (mut held, mut held_client) = pair().await;
-        let (mut plain, mut plain_client) = pair().await;
-        held.write_last(b"last").await.unwrap();
-        // Sent after the held bytes, over the same loopback: once they arrive, the held bytes
-        // would have too, had they left.
-        plain.write_all(b"plain").await.unwrap();
-        let deadline = StdInstant::now() + Duration::from_secs(10);
-        let plain_came = loop {
-            if let Some(bytes) = try_read(&mut plain_client) {
-                break bytes;
-            }
-            assert!(StdInstant::now() < deadline, "a plain write never arrived");
-            tokio::task::yield_now().await;
-        };
-        assert_eq!(plain_came, b"plain");
-        assert_eq!(try_read(&mut held_client), None, "the last bytes left before the close");
-        // The close sends them, its FIN with them: the client reads them, then the end.
-        drop(held);
-        held_client.set_nonblocking(false).unwrap();
-        let mut all = Vec::new();
-        held_client.read_to_end(&mut all).unwrap();
-        assert_eq!(all, b"last");
-    }
-}
