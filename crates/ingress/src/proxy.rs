@@ -31,8 +31,8 @@ use frontdoor_ingress_routes::RouteTable;
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use socket2::{Domain, Socket, Type};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -108,7 +108,7 @@ impl Default for ProxyConfig {
 }
 
 /// The backlog of each listener (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: u32 = 4096;
+const BACKLOG: i32 = 4096;
 
 /// What a plain connection's first read may take (the whole head, usually).
 const FIRST_READ: usize = 4096;
@@ -241,12 +241,12 @@ impl std::fmt::Debug for IngressProxy {
 
 fn listen(address: SocketAddr) -> Result<ClientListener, IngressError> {
     let failed = |source| IngressError::Listen { address, source };
-    let socket = if address.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(failed)?;
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None).map_err(failed)?;
     // A restarted proxy binds again at once, whatever its last connections' TIME_WAIT.
-    socket.set_reuseaddr(true).map_err(failed)?;
-    socket.bind(address).map_err(failed)?;
-    let listener = socket.listen(BACKLOG).and_then(|listener| listener.into_std()).map_err(failed)?;
-    ClientListener::new(listener).map_err(failed)
+    socket.set_reuse_address(true).map_err(failed)?;
+    socket.bind(&address.into()).map_err(failed)?;
+    socket.listen(BACKLOG).map_err(failed)?;
+    ClientListener::new(socket.into()).map_err(failed)
 }
 
 impl IngressProxy {
