@@ -79,11 +79,12 @@ fn ticks(fields: &[u64], index: usize) -> Duration {
     Duration::from_millis(fields.get(index).copied().unwrap_or(0) * 10)
 }
 
-/// Busy and all CPU time so far of `/proc/stat`'s line `name` (`cpu` for the machine, `cpu1` for
-/// one core): busy is user, nice, system, irq and softirq (guest time is already in user; steal
-/// is not the machine's own), all adds idle and iowait.
-pub fn core_ticks(name: &str) -> (Duration, Duration) {
-    core_ticks_in(&std::fs::read_to_string("/proc/stat").unwrap_or_default(), name)
+/// Busy and all CPU time so far of each of `/proc/stat`'s lines `names` (`cpu` for the machine,
+/// `cpu1` for one core), from one reading: busy is user, nice, system, irq and softirq (guest
+/// time is already in user; steal is not the machine's own), all adds idle and iowait.
+pub fn core_ticks<const N: usize>(names: [&str; N]) -> [(Duration, Duration); N] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    names.map(|name| core_ticks_in(&stat, name))
 }
 
 fn core_ticks_in(stat: &str, name: &str) -> (Duration, Duration) {

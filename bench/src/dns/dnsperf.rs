@@ -63,7 +63,7 @@ impl Run {
 
 /// The machine's busy CPU time so far.
 fn machine_cpu() -> Duration {
-    core_ticks("cpu").0
+    core_ticks(["cpu"])[0].0
 }
 
 fn seconds(text: &str) -> Duration {

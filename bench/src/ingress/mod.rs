@@ -6,8 +6,9 @@
 //!    body), measured with `wrk`: HTTP/1.1 keep-alive, a new connection per request, and HTTPS
 //!    keep-alive. Each proxy is one process pinned to core 0 (frontdoor's proxy with one
 //!    worker thread, nginx with one worker); `wrk` and the backends share core 1. How busy each
-//!    core was is printed with each mode: where core 1 is the limit against both proxies,
-//!    requests/s is what it could ask, and each proxy's CPU per request tells them apart.
+//!    core was is printed with each mode: where core 1 was full while a proxy's core had room,
+//!    requests/s against that proxy is what core 1 could ask, and CPU per request tells the
+//!    proxies apart.
 //! 2. each proxy's memory with those 1,000 rules (RSS; nginx's master and worker summed);
 //! 3. the whole stack: `frontdoor up` from start to ready (API serving, rules programmed, DNS
 //!    answering, Ingress listening), and its idle RSS.

@@ -93,7 +93,7 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
     if let Mode::Close = mode {
         command.args(["-H", "Connection: close"]);
     }
-    let cores = || ["cpu0", "cpu1"].map(core_ticks);
+    let cores = || core_ticks(["cpu0", "cpu1"]);
     let ((ran_before, cpu_before), cores_before) = (cpu(pids), cores());
     let out = command.arg(url(mode, ports)).output().expect("wrk runs");
     let ((ran_after, cpu_after), cores_after) = (cpu(pids), cores());

@@ -53,6 +53,9 @@ const UDP_WAIT: Duration = Duration::from_millis(100);
 /// 4 ms at 55,000 queries/s, which a pause of the machine exceeded in the benchmark.
 const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
+const RCODE_SERVFAIL: u8 = 2;
+const RCODE_REFUSED: u8 = 5;
+
 /// The UDP socket at `address`: writes that wait at most [`UDP_WAIT`], room for a burst.
 fn udp_socket(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let udp = std::net::UdpSocket::bind(address)?;
@@ -67,8 +70,6 @@ fn udp_socket(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
     }
     Ok(udp)
 }
-const RCODE_SERVFAIL: u8 = 2;
-const RCODE_REFUSED: u8 = 5;
 
 pub struct Server {
     udp: Arc<std::net::UdpSocket>,
