@@ -1,22 +1,11 @@
 //! What backends are told about the client, what the proxy strips both ways, HTTP/2 on both
-//! sides, upgrades, and the access log.
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+//! sides, and upgrades. The access log has its own test binary (`tests/access_log.rs`).
 
 use http::Version;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::*;
-
-async fn one_backend(name: &'static str, host: &str, h2c: bool) -> (Backend, Proxy) {
-    let backend = Backend::start(name).await;
-    let mut cluster = Cluster::default();
-    cluster.service(name, &[backend.address], h2c).ingress(name, json!({"rules": [rule(host, &[("/", name)])]}));
-    (backend, Proxy::start(cluster.table()).await)
-}
 
 #[tokio::test]
 async fn backends_learn_the_client_and_keep_the_host_it_sent() {
@@ -122,55 +111,4 @@ async fn an_upgrade_is_spliced_both_ways() {
         tokio::time::timeout(PATIENCE, stream.read_exact(&mut echo)).await.unwrap().unwrap();
         assert_eq!(echo, message.as_bytes());
     }
-}
-
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn each_request_writes_one_access_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter("frontdoor_ingress::access=info")
-        .finish();
-    // Tokio tests run on one thread: the proxy's tasks log through this subscriber too.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let (backend, proxy) = one_backend("logged", "log.example", false).await;
-    assert_eq!(get(proxy.http, "log.example", "/logged?x=1").await.status, 200);
-    assert_eq!(get(proxy.http, "nowhere.example", "/").await.status, 404);
-    eventually("two access-log lines", || String::from_utf8_lossy(&captured.0.lock().unwrap()).lines().count() == 2)
-        .await;
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    let upstream = format!("upstream={}", backend.address);
-    for expected in [
-        "frontdoor_ingress::access",
-        "client=127.0.0.1",
-        "method=GET",
-        "host=\"log.example\"",
-        "uri=/logged?x=1",
-        "status=200",
-        &upstream,
-        "namespace=\"default\"",
-        "ingress=\"logged\"",
-        "service=\"logged\"",
-    ] {
-        assert!(lines[0].contains(expected), "{expected} in {}", lines[0]);
-    }
-    assert!(lines[1].contains("status=404") && !lines[1].contains("upstream="), "{}", lines[1]);
 }

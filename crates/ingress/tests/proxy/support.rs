@@ -398,6 +398,14 @@ impl Cluster {
     }
 }
 
+/// One backend named `name`, and a proxy routing every path of `host` to it.
+pub async fn one_backend(name: &'static str, host: &str, h2c: bool) -> (Backend, Proxy) {
+    let backend = Backend::start(name).await;
+    let mut cluster = Cluster::default();
+    cluster.service(name, &[backend.address], h2c).ingress(name, json!({"rules": [rule(host, &[("/", name)])]}));
+    (backend, Proxy::start(cluster.table()).await)
+}
+
 /// `{"host": host, "http": {"paths": [...]}}` with Prefix paths to services' port 80.
 pub fn rule(host: &str, paths: &[(&str, &str)]) -> Value {
     let paths: Vec<Value> = paths
