@@ -33,6 +33,9 @@ pub struct Run {
     pub user_share: f64,
     /// How busy core 0 (the proxy's) and core 1 (wrk's and the backends') were, 0 to 1.
     pub core_busy: [f64; 2],
+    /// Each core's busy time per request (from `/proc/stat`'s ticks): on core 1, what wrk and
+    /// the backends (and the kernel in their context) spend on a request.
+    pub core_us_per_request: [f64; 2],
 }
 
 impl Run {
@@ -121,6 +124,9 @@ pub fn run(mode: Mode, ports: (u16, u16), pids: &[String]) -> Run {
         cpu_us_per_request: ran as f64 / 1e3 / requests.max(1.0),
         user_share: (cpu_after - cpu_before).user_share(),
         core_busy: [0, 1].map(|core| busy_share(cores_before[core], cores_after[core])),
+        core_us_per_request: [0, 1].map(|core| {
+            cores_after[core].0.saturating_sub(cores_before[core].0).as_secs_f64() * 1e6 / requests.max(1.0)
+        }),
     }
 }
 
