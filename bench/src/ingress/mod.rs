@@ -4,11 +4,12 @@
 //!    same 1,000 rules (the configuration written here: ingress-nginx's proxy settings, access
 //!    logs off in both), the same two backends behind them (a second nginx answering a short
 //!    body), measured with `wrk`: HTTP/1.1 keep-alive, a new connection per request, and HTTPS
-//!    keep-alive. Each proxy is one process pinned to core 0 (frontdoor's proxy with one
-//!    worker thread, nginx with one worker); `wrk` and the backends share core 1. How busy each
-//!    core was is printed with each mode: where core 1 was full while a proxy's core had room,
-//!    requests/s against that proxy is what core 1 could ask, and CPU per request tells the
-//!    proxies apart. Core 1's busy time per request gives the most requests/s it could ask of
+//!    keep-alive (and, with a connection per request, nginx once more with its listeners
+//!    `deferred` as frontdoor's are, which ingress-nginx's template does not write). Each proxy
+//!    is one process pinned to core 0 (frontdoor's proxy with one worker thread, nginx with one
+//!    worker); `wrk` and the backends share core 1. How busy each core was is printed with each
+//!    mode: where core 1 was full while a proxy's core had room, requests/s against that proxy
+//!    is what core 1 could ask, and CPU per request tells the proxies apart. Core 1's busy time per request gives the most requests/s it could ask of
 //!    any proxy, printed as a multiple of nginx's: a ratio above it cannot be measured here.
 //! 2. each proxy's memory with those 1,000 rules (RSS; nginx's master and worker summed);
 //! 3. the whole stack: `frontdoor up` from start to ready (API serving, rules programmed, DNS
@@ -35,6 +36,8 @@ pub(crate) const HOST: &str = "h737.example.com";
 const BACKEND_PORTS: [u16; 2] = [9101, 9102];
 const FRONTDOOR_PORTS: (u16, u16) = (8080, 8443);
 const NGINX_PORTS: (u16, u16) = (9080, 9443);
+/// nginx with `listen … deferred`, measured beside the others with a connection per request.
+const NGINX_DEFERRED_PORTS: (u16, u16) = (9180, 9543);
 /// A core this busy or more is full.
 const FULL: f64 = 0.95;
 /// Runs of each proxy in each mode (this machine's runs vary by ±10% from one to the next).
@@ -69,8 +72,11 @@ fn compare(bench_binary: &Path) {
     let (cert, key) = nginx::certificate(dir.path());
     let backends = nginx::Nginx::backends(dir.path(), &BACKEND_PORTS);
     let frontdoor = proxy::Child::start(bench_binary, &cert, &key, FRONTDOOR_PORTS, &BACKEND_PORTS);
-    let nginx = nginx::Nginx::proxy(dir.path(), &cert, &key, NGINX_PORTS, &BACKEND_PORTS);
-    for (name, ports) in [("frontdoor", FRONTDOOR_PORTS), ("nginx", NGINX_PORTS)] {
+    let nginx = nginx::Nginx::proxy(dir.path(), &cert, &key, NGINX_PORTS, &BACKEND_PORTS, false);
+    let deferred = nginx::Nginx::proxy(dir.path(), &cert, &key, NGINX_DEFERRED_PORTS, &BACKEND_PORTS, true);
+    for (name, ports) in
+        [("frontdoor", FRONTDOOR_PORTS), ("nginx", NGINX_PORTS), ("nginx deferred", NGINX_DEFERRED_PORTS)]
+    {
         wrk::check(name, ports);
     }
     println!("  {} Ingress rules; requests name host {HOST}, path /api", thousands(RULES));
@@ -79,15 +85,23 @@ fn compare(bench_binary: &Path) {
         ("new connection per request", wrk::Mode::Close),
         ("HTTPS keep-alive", wrk::Mode::Https),
     ];
-    let pids = [vec![frontdoor.pid().to_string()], nginx.pids()];
+    let pids = [vec![frontdoor.pid().to_string()], nginx.pids(), deferred.pids()];
     for (label, mode) in runs {
         // Alternate, ROUNDS times each, so a drift in the machine hits both alike; keep each
         // one's best run (with its p99 and CPU per request).
         let mut ours = wrk::Run::default();
         let mut theirs = wrk::Run::default();
+        // frontdoor's listeners defer accepts (`TCP_DEFER_ACCEPT`) and ingress-nginx's do not;
+        // that matters only where connections are made, so there nginx is also measured with
+        // them deferred.
+        let mut deferred_run = None;
         for _ in 0..ROUNDS {
             ours = ours.best(wrk::run(mode, FRONTDOOR_PORTS, &pids[0]));
             theirs = theirs.best(wrk::run(mode, NGINX_PORTS, &pids[1]));
+            if let wrk::Mode::Close = mode {
+                let run = wrk::run(mode, NGINX_DEFERRED_PORTS, &pids[2]);
+                deferred_run = Some(deferred_run.map_or(run, |best: wrk::Run| best.best(run)));
+            }
         }
         println!(
             "  {label:<28} frontdoor {:>9.0} req/s p99 {:>6.2} ms {:>5.1} µs CPU/req | nginx {:>9.0} req/s p99 {:>6.2} ms {:>5.1} µs CPU/req",
@@ -105,6 +119,16 @@ fn compare(bench_binary: &Path) {
             1.2,
         );
         report(&format!("ingress {label}: p99 vs nginx"), ours.p99_ms / theirs.p99_ms.max(0.001), "x", 1.0, None);
+        if let Some(deferred) = deferred_run {
+            println!(
+                "  {label}: nginx with `listen … deferred` (not in ingress-nginx's template) {:>9.0} req/s p99 {:>6.2} ms {:>5.1} µs CPU/req: frontdoor {:.2} x its req/s, its CPU per request ÷ frontdoor's {:.2} x",
+                deferred.requests_per_second,
+                deferred.p99_ms,
+                deferred.cpu_us_per_request,
+                ours.requests_per_second / deferred.requests_per_second.max(1.0),
+                deferred.cpu_us_per_request / ours.cpu_us_per_request.max(0.001)
+            );
+        }
         let busy = |run: &wrk::Run| {
             format!("core 0 {:.0}%, core 1 {:.0}%", 100.0 * run.core_busy[0], 100.0 * run.core_busy[1])
         };
@@ -155,6 +179,7 @@ fn compare(bench_binary: &Path) {
         "  memory with {} rules: frontdoor's proxy {ours:.1} MiB RSS, nginx {theirs:.1} MiB (master + worker)",
         thousands(RULES)
     );
+    drop(deferred);
     drop(nginx);
     drop(frontdoor);
     drop(backends);

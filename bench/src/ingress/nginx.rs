@@ -1,5 +1,6 @@
-//! nginx, twice: as the peer proxy (configured here for the same 1,000 rules, with
-//! ingress-nginx's proxy settings) and as the backends both proxies send to. Each runs in the
+//! nginx as the peer proxy (configured here for the same 1,000 rules, with ingress-nginx's proxy
+//! settings; once more with deferred accepts, for the connection-per-request mode) and as the
+//! backends the proxies send to. Each runs in the
 //! foreground from a configuration in the bench's temporary directory (no system service is
 //! touched) and is stopped, by its PID, when dropped.
 
@@ -74,9 +75,20 @@ impl Nginx {
     }
 
     /// The peer: one `server` per rule (`h<i>.example.com`, `/api` to the backends), TLS with
-    /// the shared certificate, proxy settings as ingress-nginx's template writes them.
-    pub fn proxy(dir: &Path, cert: &Path, key: &Path, (http, https): (u16, u16), backends: &[u16]) -> Nginx {
-        let mut config = preamble(dir, "proxy");
+    /// the shared certificate, proxy settings as ingress-nginx's template writes them. With
+    /// `deferred`, its listeners are `deferred` (`TCP_DEFER_ACCEPT`, as frontdoor's), which
+    /// ingress-nginx's template never writes.
+    pub fn proxy(
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        (http, https): (u16, u16),
+        backends: &[u16],
+        deferred: bool,
+    ) -> Nginx {
+        let name = if deferred { "proxy-deferred" } else { "proxy" };
+        let options = if deferred { "default_server reuseport deferred" } else { "default_server reuseport" };
+        let mut config = preamble(dir, name);
         config.push_str("  server_names_hash_bucket_size 128;\n  server_names_hash_max_size 8192;\n");
         config.push_str("  ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_session_cache shared:SSL:10m;\n");
         let _ = writeln!(config, "  ssl_certificate {};\n  ssl_certificate_key {};", cert.display(), key.display());
@@ -87,7 +99,7 @@ impl Nginx {
         config.push_str("    keepalive 320;\n    keepalive_timeout 60s;\n    keepalive_requests 10000;\n  }\n");
         let _ = writeln!(
             config,
-            "  server {{ listen 127.0.0.1:{http} default_server reuseport; listen 127.0.0.1:{https} ssl default_server reuseport; \
+            "  server {{ listen 127.0.0.1:{http} {options}; listen 127.0.0.1:{https} ssl {options}; \
              location / {{ return 404; }} }}"
         );
         for i in 0..RULES {
@@ -104,7 +116,7 @@ impl Nginx {
             );
         }
         config.push_str("}\n");
-        let nginx = Nginx::start(dir, "proxy", &config, "0", http);
+        let nginx = Nginx::start(dir, name, &config, "0", http);
         assert!(config.contains(HOST), "the measured host is a rule");
         nginx
     }

@@ -31,7 +31,6 @@ use frontdoor_ingress_routes::RouteTable;
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use socket2::{Domain, Socket, Type};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -106,9 +105,6 @@ impl Default for ProxyConfig {
         }
     }
 }
-
-/// The backlog of each listener (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
 
 /// What a plain connection's first read may take (the whole head, usually).
 const FIRST_READ: usize = 4096;
@@ -239,14 +235,12 @@ impl std::fmt::Debug for IngressProxy {
     }
 }
 
-fn listen(address: SocketAddr) -> Result<ClientListener, IngressError> {
+/// A listener bound to `address`, and the address it got (port 0 picks one).
+fn listen(address: SocketAddr) -> Result<(ClientListener, SocketAddr), IngressError> {
     let failed = |source| IngressError::Listen { address, source };
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None).map_err(failed)?;
-    // A restarted proxy binds again at once, whatever its last connections' TIME_WAIT.
-    socket.set_reuse_address(true).map_err(failed)?;
-    socket.bind(&address.into()).map_err(failed)?;
-    socket.listen(BACKLOG).map_err(failed)?;
-    ClientListener::new(socket.into()).map_err(failed)
+    let socket = ClientListener::bind(address).map_err(failed)?;
+    let bound = socket.local_addr().map_err(failed)?;
+    Ok((socket, bound))
 }
 
 impl IngressProxy {
@@ -260,13 +254,11 @@ impl IngressProxy {
     ) -> Result<IngressProxy, IngressError> {
         let mut listeners = Vec::new();
         if let Some(address) = config.http {
-            let socket = listen(address)?;
-            let address = socket.local_addr().map_err(|source| IngressError::Listen { address, source })?;
+            let (socket, address) = listen(address)?;
             listeners.push(Listener { socket, address, tls: None });
         }
         if let Some(address) = config.https {
-            let socket = listen(address)?;
-            let address = socket.local_addr().map_err(|source| IngressError::Listen { address, source })?;
+            let (socket, address) = listen(address)?;
             let tls = TlsAcceptor::from(server_config(routes.clone(), certificates)?);
             listeners.push(Listener { socket, address, tls: Some(tls) });
         }
