@@ -138,18 +138,14 @@ impl ClientStream {
     pub(crate) async fn write_last(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         // nix names no MSG_MORE.
         let flags = MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL;
-        if let Some(raw) = &self.raw {
-            while !bytes.is_empty() {
-                match socket::send(raw.as_raw_fd(), bytes, flags) {
-                    Ok(sent) => bytes = &bytes[sent..],
-                    Err(nix::errno::Errno::EAGAIN) => break,
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(errno) => return Err(errno.into()),
-                }
+        while !bytes.is_empty() {
+            match on_raw(&self.raw, |raw| Ok(socket::send(raw.as_raw_fd(), bytes, flags)?)) {
+                Some(sent) => bytes = &bytes[sent?..],
+                None => break,
             }
-            if bytes.is_empty() {
-                return Ok(());
-            }
+        }
+        if bytes.is_empty() {
+            return Ok(());
         }
         let stream = self.registered()?;
         let fd = stream.as_raw_fd();
