@@ -9,8 +9,9 @@
 //!    is one process pinned to core 0 (frontdoor's proxy with one worker thread, nginx with one
 //!    worker); `wrk` and the backends share core 1. How busy each core was is printed with each
 //!    mode: where core 1 was full while a proxy's core had room, requests/s against that proxy
-//!    is what core 1 could ask, and CPU per request tells the proxies apart. Core 1's busy time per request gives the most requests/s it could ask of
-//!    any proxy, printed as a multiple of nginx's: a ratio above it cannot be measured here.
+//!    is what core 1 could ask, and CPU per request tells the proxies apart. Core 1's busy time
+//!    per request gives the most requests/s it could ask of any proxy, printed as a multiple of
+//!    nginx's: a ratio above it cannot be measured here.
 //! 2. each proxy's memory with those 1,000 rules (RSS; nginx's master and worker summed);
 //! 3. the whole stack: `frontdoor up` from start to ready (API serving, rules programmed, DNS
 //!    answering, Ingress listening), and its idle RSS.
@@ -100,7 +101,7 @@ fn compare(bench_binary: &Path) {
             theirs = theirs.best(wrk::run(mode, NGINX_PORTS, &pids[1]));
             if let wrk::Mode::Close = mode {
                 let run = wrk::run(mode, NGINX_DEFERRED_PORTS, &pids[2]);
-                deferred_run = Some(deferred_run.map_or(run, |best: wrk::Run| best.best(run)));
+                deferred_run = Some(deferred_run.unwrap_or_default().best(run));
             }
         }
         println!(

@@ -1,8 +1,7 @@
 //! nginx as the peer proxy (configured here for the same 1,000 rules, with ingress-nginx's proxy
 //! settings; once more with deferred accepts, for the connection-per-request mode) and as the
-//! backends the proxies send to. Each runs in the
-//! foreground from a configuration in the bench's temporary directory (no system service is
-//! touched) and is stopped, by its PID, when dropped.
+//! backends the proxies send to. Each runs in the foreground from a configuration in the bench's
+//! temporary directory (no system service is touched) and is stopped, by its PID, when dropped.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
