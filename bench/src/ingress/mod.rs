@@ -95,7 +95,7 @@ fn compare(bench_binary: &Path) {
         // frontdoor's listeners defer accepts (`TCP_DEFER_ACCEPT`) and ingress-nginx's do not;
         // that matters only where connections are made, so there nginx is also measured with
         // them deferred.
-        let mut deferred_run = None;
+        let mut deferred_run: Option<wrk::Run> = None;
         for _ in 0..ROUNDS {
             ours = ours.best(wrk::run(mode, FRONTDOOR_PORTS, &pids[0]));
             theirs = theirs.best(wrk::run(mode, NGINX_PORTS, &pids[1]));
