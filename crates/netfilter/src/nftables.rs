@@ -617,6 +617,9 @@ pub enum Expr {
     Dynset { op: DynsetOp, set: String, sreg_key: Register, timeout: Option<Duration> },
     /// `[ counter ]`
     Counter,
+    /// `[ notrack ]`: the packet is not tracked by conntrack (so no NAT applies to it); only in
+    /// a chain that runs before conntrack does (priority `raw`, -300).
+    Notrack,
 }
 
 /// The bytes of one value, unpadded: what a single-field set key or a `cmp` after a load of that

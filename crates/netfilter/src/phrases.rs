@@ -113,6 +113,43 @@ pub fn dnat_as(map: &str, address: Ipv4Addr, protocol: u8, port: u16, count: u32
     rule
 }
 
+/// `ip daddr <address> <protocol> dport <port>` (`meta l4proto` and `th dport`, as nft sends it).
+pub fn to_port(address: Ipv4Addr, protocol: u8, port: u16) -> [Expr; 6] {
+    addressed_port(ip_daddr(Register::R1), address, protocol, payload(PayloadBase::Transport, 2, 2, Register::R1), port)
+}
+
+/// `ip saddr <address> <protocol> sport <port>`: what a socket bound there sends.
+pub fn from_port(address: Ipv4Addr, protocol: u8, port: u16) -> [Expr; 6] {
+    addressed_port(ip_saddr(Register::R1), address, protocol, payload(PayloadBase::Transport, 0, 2, Register::R1), port)
+}
+
+fn addressed_port(address_field: Expr, address: Ipv4Addr, protocol: u8, port_field: Expr, port: u16) -> [Expr; 6] {
+    let equals = |data: Vec<u8>| Expr::Cmp { op: CmpOp::Eq, sreg: Register::R1, data };
+    [
+        address_field,
+        equals(address.octets().to_vec()),
+        l4proto(Register::R1),
+        equals(vec![protocol]),
+        port_field,
+        equals(port.to_be_bytes().to_vec()),
+    ]
+}
+
+/// `iif != "lo"`: a packet that did not come from this machine itself (looped back, it was seen
+/// on output already). Loopback is always interface 1 of a network namespace.
+pub fn iif_not_loopback() -> [Expr; 2] {
+    [
+        Expr::Meta { key: MetaKey::Iif, dreg: Register::R1 },
+        Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: 1u32.to_ne_bytes().to_vec() },
+    ]
+}
+
+/// `notrack`: conntrack leaves the packet alone (and so does NAT); only before conntrack, in a
+/// chain of priority `raw`.
+pub fn notrack() -> Expr {
+    Expr::Notrack
+}
+
 /// `ip daddr != 127.0.0.0/8` (nft loads the one byte that matters).
 pub fn daddr_not_loopback() -> [Expr; 2] {
     [

@@ -369,3 +369,67 @@ fn deletes_exactly_the_matching_udp_flows() {
         assert!(list_udp_flows().unwrap().is_empty());
     });
 }
+
+/// `notrack` before conntrack: a datagram to the untracked port is delivered and leaves no
+/// conntrack entry, while one to another port of the same address leaves one. The rules list
+/// as nft's own do.
+#[test]
+fn notrack_leaves_one_port_untracked() {
+    const RULES: &str = "table ip raw {
+	chain pre {
+		type filter hook output priority raw; policy accept;
+		ip daddr 127.0.0.1 udp dport 5353 notrack
+	}
+
+	chain track {
+		type filter hook output priority filter; policy accept;
+		ct state != 0x00000000 counter packets 0 bytes 0
+	}
+}
+";
+    let by_nft = in_netns(|| {
+        let mut child = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(RULES.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+        nft(&["list", "table", "ip", "raw"])
+    });
+    in_netns(|| {
+        loopback_up();
+        let lo = Ipv4Addr::LOCALHOST;
+        let mut b = Batch::new(Family::Ipv4);
+        b.add_table("raw");
+        b.add_chain("raw", "pre", Some(&BaseChain { hook: Hook::Output, priority: -300, kind: ChainType::Filter }));
+        b.add_chain("raw", "track", Some(&BaseChain { hook: Hook::Output, priority: 0, kind: ChainType::Filter }));
+        let mut untrack = frontdoor_netfilter::phrases::to_port(lo, 17, 5353).to_vec();
+        untrack.push(frontdoor_netfilter::phrases::notrack());
+        b.add_rule("raw", "pre", &untrack);
+        // A rule that uses conntrack, so that the namespace's packets are tracked at all.
+        b.add_rule(
+            "raw",
+            "track",
+            &[
+                Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 },
+                Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: 0u32.to_ne_bytes().to_vec() },
+                Expr::Counter,
+            ],
+        );
+        Socket::open().unwrap().apply(&b).unwrap();
+        assert_eq!(nft(&["list", "table", "ip", "raw"]), by_nft);
+
+        let untracked = UdpSocket::bind((lo, 5353)).unwrap();
+        let tracked = UdpSocket::bind((lo, 0)).unwrap();
+        let client = UdpSocket::bind((lo, 0)).unwrap();
+        client.send_to(b"untracked", (lo, 5353)).unwrap();
+        client.send_to(b"tracked", tracked.local_addr().unwrap()).unwrap();
+        // Both arrived: the system got past the rules.
+        let mut buf = [0u8; 16];
+        untracked.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tracked.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = untracked.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"untracked");
+        let n = tracked.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"tracked");
+        let ports: Vec<u16> = list_udp_flows().unwrap().iter().map(|f| f.original.dst_port).collect();
+        assert_eq!(ports, vec![tracked.local_addr().unwrap().port()]);
+    });
+}

@@ -92,6 +92,7 @@ fn name(e: &Expr) -> &'static str {
         Expr::Reject { .. } => "reject",
         Expr::Dynset { .. } => "dynset",
         Expr::Counter => "counter",
+        Expr::Notrack => "notrack",
     }
 }
 
@@ -110,6 +111,11 @@ fn millis(d: std::time::Duration) -> u64 {
 pub(super) fn put(w: &mut Writer, e: &Expr, set_id: Option<u32>) {
     let elem = w.begin_nest(NFTA_LIST_ELEM);
     w.strz(NFTA_EXPR_NAME, name(e));
+    // An expression without attributes goes without a data nest, as nft sends it.
+    if *e == Expr::Notrack {
+        w.end_nest(elem);
+        return;
+    }
     let data = w.begin_nest(NFTA_EXPR_DATA);
     match e {
         Expr::Payload { base, offset, len, dreg } => {
@@ -262,7 +268,7 @@ pub(super) fn put(w: &mut Writer, e: &Expr, set_id: Option<u32>) {
                 w.be64(NFTA_DYNSET_TIMEOUT, millis(*timeout));
             }
         }
-        Expr::Counter => {}
+        Expr::Counter | Expr::Notrack => {}
     }
     w.end_nest(data);
     w.end_nest(elem);
