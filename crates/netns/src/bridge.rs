@@ -86,6 +86,21 @@ pub fn route_to_bridge(name: &str, network: Ipv4Addr, prefix_len: u8, source: Ip
         .map_err(|(_, error)| Error::os(format!("route {network}/{prefix_len} to {name}"), error))
 }
 
+/// Makes `address` one of this machine's, hung on the bridge called `name` (a `local` route,
+/// marked [`ANNOUNCED_PROTOCOL`](crate::ANNOUNCED_PROTOCOL); no interface gets the address): the
+/// node's own servers may then listen on it, as the cluster DNS server does on the `kube-dns`
+/// Service's address. It goes with the bridge. Idempotent.
+pub fn make_local_on_bridge(name: &str, address: Ipv4Addr) -> Result<(), Error> {
+    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
+    let index = socket
+        .link_index(name)
+        .map_err(|error| Error::os(format!("look up {name}"), error))?
+        .ok_or_else(|| Error::os(format!("look up bridge {name}"), io::Error::from_raw_os_error(libc::ENODEV)))?;
+    socket
+        .batch(vec![crate::netlink::Request::local_route(index, address, crate::ANNOUNCED_PROTOCOL)])
+        .map_err(|(_, error)| Error::os(format!("make {address} local on {name}"), error))
+}
+
 /// Turns on IPv4 forwarding in the calling thread's network namespace (so traffic between the
 /// bridge and other interfaces, and DNATed Service traffic, is routed).
 pub fn enable_ip_forward() -> Result<(), Error> {

@@ -100,8 +100,8 @@ use std::path::PathBuf;
 
 pub use arp::announce_gratuitously;
 pub use bridge::{
-    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names, pod_veth_name,
-    route_to_bridge,
+    cleanup_stale, enable_ip_forward, ensure_bridge, ip_forward_enabled, link_address, link_names,
+    make_local_on_bridge, pod_veth_name, route_to_bridge,
 };
 pub use descriptors::reserve_descriptors;
 pub use namespace::run_in_fresh_network_namespace;

@@ -62,6 +62,9 @@ pub(crate) struct LinkSummary {
     pub controller: Option<u32>,
 }
 
+/// The routing table of local addresses (`RT_TABLE_LOCAL`).
+const RT_TABLE_LOCAL: u8 = 255;
+
 /// The kernel always gives a network namespace's loopback device index 1.
 pub(crate) const LOOPBACK_INDEX: u32 = 1;
 
@@ -179,6 +182,26 @@ impl Request {
         message.header.kind = RouteType::Unicast;
         message.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
         message.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(source)));
+        message.attributes.push(RouteAttribute::Oif(index));
+        Request {
+            tolerated: Some(libc::EEXIST),
+            ..Request::new(RouteNetlinkMessage::NewRoute(message), NLM_F_CREATE | NLM_F_EXCL)
+        }
+    }
+
+    /// Makes `address` this machine's without giving any interface the address: a `local`
+    /// route to it (table local, scope host, on link `index`, protocol `protocol`), so sockets
+    /// may bind it and packets to it are delivered here. Gone with the link; one that is
+    /// already there is fine.
+    pub fn local_route(index: u32, address: Ipv4Addr, protocol: u8) -> Request {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = 32;
+        message.header.table = RT_TABLE_LOCAL;
+        message.header.protocol = RouteProtocol::Other(protocol);
+        message.header.scope = RouteScope::Host;
+        message.header.kind = RouteType::Local;
+        message.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(address)));
         message.attributes.push(RouteAttribute::Oif(index));
         Request {
             tolerated: Some(libc::EEXIST),
