@@ -18,7 +18,11 @@ pub const SERVICE_PORT: u16 = 80;
 /// The ruleset's view of the cluster: Service range 10.96.0.0/12, pod range 10.244.0.0/16.
 pub fn render_config() -> RenderConfig {
     let range = |text: &str| SourceRange::parse(text).expect("a literal CIDR");
-    RenderConfig { service_cidrs: vec![range("10.96.0.0/12")], cluster_cidr: range("10.244.0.0/16") }
+    RenderConfig {
+        service_cidrs: vec![range("10.96.0.0/12")],
+        cluster_cidr: range("10.244.0.0/16"),
+        node_local_dns: None,
+    }
 }
 
 /// Service `i`'s ClusterIP (`10.96.0.1` upwards).

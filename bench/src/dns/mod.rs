@@ -25,12 +25,13 @@
 //! 6. DNS programming latency: 200 Services created one after another, each timed from its create
 //!    sent until its name answers with its ClusterIP (`programming`); target p99 ≤ 50 ms.
 //!
-//! frontdoor is queried on the bridge's address (the `kube-dns` EndpointSlice's), not through
-//! 10.96.0.10: the DNAT on the way is the data plane's cost, measured by its own benchmark. The
-//! peers answer on that same address, on ports of their own (Knot 5301, NSD 5302, Unbound 5303):
-//! the kernel's path to a bridge's address costs more per datagram than to a loopback one (Knot
-//! alone, in a namespace with no rules: about 172k q/s on 127.0.0.2 against 149k on a bridge's
-//! address), so peers on 127.0.0.x measured their address as much as themselves.
+//! frontdoor is queried where pods ask it, at the `kube-dns` Service's address: the node makes
+//! that address its own and answers there itself, its port 53 untracked by conntrack (see
+//! `frontdoor_proxy::RenderConfig::node_local_dns`). The peers answer on that same address, on
+//! ports of their own (Knot 5301, NSD 5302, Unbound 5303), which the bench leaves untracked the
+//! same way: every server is reached by the same kernel path. (Peers on 127.0.0.x would measure
+//! their address as much as themselves: the kernel's path to a loopback address costs less per
+//! datagram than to a bridge's, about 172k q/s for Knot on 127.0.0.2 against 149k.)
 
 mod budget;
 mod cluster;
@@ -246,8 +247,9 @@ async fn create_all(node: &Frontdoor, objects: Vec<(String, Value)>) {
     }
 }
 
-/// Creates the cluster through the API; returns the address cluster DNS answers on (the
-/// `kube-dns` EndpointSlice's endpoint).
+/// Creates the cluster through the API; returns the address pods ask cluster DNS at (the
+/// `kube-dns` Service's ClusterIP, which the node answers on itself), once the Service has its
+/// endpoint.
 async fn populate(node: &Frontdoor, cluster: &Cluster) -> Ipv4Addr {
     let client = ApiClient::new(node);
     for namespace in cluster.namespaces() {
@@ -269,9 +271,33 @@ async fn populate(node: &Frontdoor, cluster: &Cluster) -> Ipv4Addr {
     wait_for("the kube-dns EndpointSlice", Duration::from_secs(30), || async {
         let (_, body) = client.send("GET", path, None).await;
         let list: Value = serde_json::from_slice(&body).ok()?;
-        list["items"][0]["endpoints"][0]["addresses"][0].as_str()?.parse().ok()
+        list["items"][0]["endpoints"][0]["addresses"][0].as_str()?.parse::<Ipv4Addr>().ok()
+    })
+    .await;
+    wait_for("the kube-dns Service", Duration::from_secs(30), || async {
+        let (_, body) = client.send("GET", "/api/v1/namespaces/kube-system/services/kube-dns", None).await;
+        let service: Value = serde_json::from_slice(&body).ok()?;
+        service["spec"]["clusterIP"].as_str()?.parse().ok()
     })
     .await
+}
+
+/// Leaves the peers' traffic on `address` untracked with the rules frontdoor's proxy writes for
+/// its own port 53 there, so every server is reached by the same path: a table of the bench's
+/// own, in the bench's namespace.
+fn untrack_like_frontdoor(address: Ipv4Addr, ports: &[u16]) {
+    use frontdoor_netfilter::{Batch, Family, Socket};
+    const TABLE: &str = "dnsbench-untracked";
+    let chains = frontdoor_proxy::render::untracked_chains(address, ports);
+    let mut batch = Batch::new(Family::Ipv4);
+    batch.add_table(TABLE);
+    for chain in &chains {
+        batch.add_chain(TABLE, &chain.name, chain.base.as_ref());
+        for rule in &chain.rules {
+            batch.add_rule(TABLE, &chain.name, rule);
+        }
+    }
+    Socket::open().unwrap().apply(&batch).expect("the peers' untracked rules");
 }
 
 /// Waits until the process tree of `pid` uses less than 5% of a core over 200 ms (at most 15 s):
@@ -397,9 +423,10 @@ fn serve(binary: &Path, tools: &Tools) {
         created.as_secs_f64()
     );
     println!(
-        "  frontdoor's DNS queried at {} (the kube-dns EndpointSlice's address: the bridge frontdoor0), not through 10.96.0.10; the peers on the same address, Knot :{KNOT_PORT}, NSD :{NSD_PORT}, Unbound :{UNBOUND_PORT}",
+        "  frontdoor's DNS queried at {} (the kube-dns Service's address, which the node answers on itself, untracked, as pods reach it); the peers on the same address, Knot :{KNOT_PORT}, NSD :{NSD_PORT}, Unbound :{UNBOUND_PORT}, their ports untracked as frontdoor's",
         frontdoor.address
     );
+    untrack_like_frontdoor(dns_ip, &[KNOT_PORT, NSD_PORT, UNBOUND_PORT]);
 
     let sample = sample(&cluster, &mix);
     let problems = wait_answering("frontdoor", frontdoor.address, &sample, Duration::from_secs(30));

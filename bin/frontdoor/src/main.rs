@@ -455,6 +455,7 @@ fn start_dns(factory: &InformerFactory, args: &UpArgs) -> anyhow::Result<()> {
     let config = frontdoor_dns_server::DnsConfig {
         index,
         cluster_dns: args.cluster_dns,
+        serve_cluster_dns: true,
         listen: pod_cidr.gateway(),
         node_name: node_name(args),
         upstreams,
@@ -509,7 +510,12 @@ fn start_proxy(
     let config = frontdoor_proxy::ProxyConfig {
         node_name: node_name(args),
         table: frontdoor_proxy::TABLE.to_string(),
-        render: frontdoor_proxy::RenderConfig { service_cidrs: vec![service_cidr], cluster_cidr },
+        render: frontdoor_proxy::RenderConfig {
+            service_cidrs: vec![service_cidr],
+            cluster_cidr,
+            // Cluster DNS answers on its Service address itself (the node makes it its own).
+            node_local_dns: Some(args.cluster_dns),
+        },
         min_sync_period: std::time::Duration::from_millis(5),
         metrics_address: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
         healthz_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
@@ -541,6 +547,7 @@ async fn start_node(
         pod_cidr,
         bridge: args.bridge.clone(),
         cluster_dns: args.cluster_dns,
+        cluster_dns_local: true,
         cluster_domain: args.cluster_domain.clone(),
         resolv_conf: Some("/etc/resolv.conf".into()),
         data_dir: args.data_dir.clone(),

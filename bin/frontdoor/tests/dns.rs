@@ -232,12 +232,66 @@ fn only_the_node_and_its_pods_are_served() {
     // The node from another of its addresses (its LAN one): served.
     let from_node = dig(&fd, &["@10.244.0.1", "-b", &lan.node_address, name]);
     assert!(from_node.contains("status: NOERROR") && from_node.contains("10.96.0.1"), "{from_node}");
-    // A machine on the LAN: refused, whatever it asks.
-    for args in [&["@10.244.0.1", name][..], &["@10.244.0.1", "www.example.test"]] {
+    // A machine on the LAN: refused, whatever it asks, at the server's address or at the
+    // kube-dns Service's (the LAN's default route is the node; untracked, the query keeps its
+    // source, where the Service's DNAT would have masqueraded it as the node's).
+    for args in [
+        &["@10.244.0.1", name][..],
+        &["@10.244.0.1", "www.example.test"],
+        &["@10.96.0.10", name],
+        &["@10.96.0.10", "+tcp", name],
+    ] {
         let out = lan.command("dig").args(["+time=2", "+tries=1"]).args(args).output().unwrap();
         let out = String::from_utf8_lossy(&out.stdout);
         assert!(out.contains("status: REFUSED") && out.contains("ANSWER: 0"), "{out}");
     }
+}
+
+/// The node answers on the kube-dns Service's address itself (NodeLocal DNSCache's way): a
+/// pod's queries there skip conntrack and the Service's DNAT, so none leaves a conntrack entry,
+/// while one to the server's own address (DNS traffic like any other) leaves one.
+#[test]
+fn queries_to_the_service_address_are_answered_untracked() {
+    let fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"]);
+    let name = "kubernetes.default.svc.cluster.local";
+    assert!(wait_until(Duration::from_secs(20), || dig(&fd, &["+short", name]).trim() == "10.96.0.1"));
+    fd.kubectl_ok(KUBECTL, &["run", "client", "--image=busybox", "--restart=Never", "--command", "--", "sleep", "600"]);
+    assert!(wait_until(Duration::from_secs(30), || fd.jsonpath(&["pod", "client"], "{.status.phase}") == "Running"));
+    let from_pod = |args: &str| {
+        let script = format!("for i in 1 2 3 4 5; do dig +time=2 +tries=1 +short {args} {name}; done");
+        fd.kubectl_ok(KUBECTL, &["exec", "client", "--", "sh", "-c", &script])
+    };
+    // Five queries (five source ports) over UDP, and over TCP, to the Service address; five to
+    // the server's own address.
+    assert_eq!(from_pod("@10.96.0.10"), "10.96.0.1\n".repeat(5));
+    assert_eq!(from_pod("+tcp @10.96.0.10"), "10.96.0.1\n".repeat(5));
+    assert_eq!(from_pod("@10.244.0.1"), "10.96.0.1\n".repeat(5));
+    let flows = udp_flows(fd.netns().unwrap());
+    let to = |address: [u8; 4]| {
+        flows
+            .iter()
+            .filter(|f| f.original.dst == std::net::Ipv4Addr::from(address) && f.original.dst_port == 53)
+            .count()
+    };
+    // The node's conntrack saw the DNS traffic it tracks: the five to the server's address.
+    assert!(to([10, 244, 0, 1]) >= 5, "{flows:?}");
+    // And none of the Service address's, the node's own (`dig` above) included.
+    assert_eq!(to([10, 96, 0, 10]), 0, "{flows:?}");
+}
+
+/// The UDP flows conntrack holds in the network namespace `netns` (read from a thread that
+/// enters it).
+fn udp_flows(netns: &str) -> Vec<frontdoor_netfilter::conntrack::Flow> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let namespace = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+                nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                frontdoor_netfilter::conntrack::list_udp_flows().unwrap()
+            })
+            .join()
+            .unwrap()
+    })
 }
 
 /// Sends 100 bursts of 1,000 hostile datagrams to the server's UDP socket (random bytes of every

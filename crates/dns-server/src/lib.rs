@@ -39,6 +39,11 @@ pub struct DnsConfig {
     /// The node address the server listens on (port 53, UDP and TCP); the `kube-dns` Service's
     /// endpoint.
     pub listen: Ipv4Addr,
+    /// Whether the server answers on the cluster DNS address itself too, the node having made
+    /// it its own (a local route; the proxy leaves its port 53 untracked), as NodeLocal
+    /// DNSCache does: pods' queries then reach the server without the Service's DNAT. Until the
+    /// address is the node's, the server waits for it as for the node address.
+    pub serve_cluster_dns: bool,
     /// This node's name, for the `kube-dns` EndpointSlice.
     pub node_name: String,
     /// Where names outside the cluster go (`--dns-upstream`, else the node's resolv.conf).
@@ -118,31 +123,17 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
         metrics::DnsMetrics::register(factory.metrics(), format!("dns://{}:53", config.listen), &config.index.zone);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
+    let shared = Arc::new(serve::Shared {
+        index: index.clone(),
+        upstreams: config.upstreams.clone(),
+        metrics: metrics.clone(),
+        cache: ForwardCache::new(config.cache.clone()),
+        allowed: config.allowed_clients.clone(),
+        epoch: std::time::Instant::now(),
+        local: std::sync::Mutex::default(),
+    });
     // The node's bridge (and so its address) may still be on its way.
-    let backoff = frontdoor_informers::Backoff { min: Duration::from_millis(20), max: Duration::from_secs(1) };
-    let mut attempts = 0;
-    let server = loop {
-        let shared = serve::Shared {
-            index: index.clone(),
-            upstreams: config.upstreams.clone(),
-            metrics: metrics.clone(),
-            cache: ForwardCache::new(config.cache.clone()),
-            allowed: config.allowed_clients.clone(),
-            epoch: std::time::Instant::now(),
-            local: std::sync::Mutex::default(),
-        };
-        match serve::Server::bind(config.listen, shared).await {
-            Ok(server) => break server,
-            Err(DnsError::Listen { source, .. }) if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
-                attempts += 1;
-                tokio::select! {
-                    () = &mut stop => return Ok(()),
-                    () = tokio::time::sleep(backoff.delay(attempts)) => {}
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    };
+    let Some(server) = bind_when_there(config.listen, &shared, &shutdown).await? else { return Ok(()) };
     tracing::info!(address = %config.listen, "cluster DNS listening");
     // Now the node address exists: the metrics listen there too.
     metrics::serve(
@@ -155,6 +146,20 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
     .await;
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(server.run(shutdown.clone()));
+    if config.serve_cluster_dns && config.cluster_dns != config.listen {
+        // The node makes the address its own: from then on, the same answers there too.
+        let (address, shared, shutdown) = (config.cluster_dns, shared.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            match bind_when_there(address, &shared, &shutdown).await {
+                Ok(Some(server)) => {
+                    tracing::info!(%address, "cluster DNS listening on the kube-dns address itself");
+                    server.run(shutdown).await;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cluster DNS: not answering on the kube-dns address itself"),
+            }
+        });
+    }
     tokio::spawn(kube_dns::keep(factory.client(), config.clone(), shutdown.clone()));
     let mut pace = frontdoor_informers::MinInterval::new(config.min_rebuild);
     pace.ready().await;
@@ -176,6 +181,32 @@ pub async fn run(factory: InformerFactory, config: DnsConfig) -> Result<(), DnsE
         let replaced = index.swap(Arc::new(built));
         // The old index is as large as the new one: freed off the runtime's workers too.
         tokio::task::spawn_blocking(move || drop(replaced));
+    }
+}
+
+/// A server on port 53 of `address` once the address is this machine's (a bridge, a route may
+/// still be on their way: tried again, backing off up to a second); `None` at shutdown.
+async fn bind_when_there(
+    address: Ipv4Addr,
+    shared: &Arc<serve::Shared>,
+    shutdown: &frontdoor_informers::Shutdown,
+) -> Result<Option<serve::Server>, DnsError> {
+    let backoff = frontdoor_informers::Backoff { min: Duration::from_millis(20), max: Duration::from_secs(1) };
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
+    let mut attempts = 0;
+    loop {
+        match serve::Server::bind(address, shared.clone()).await {
+            Ok(server) => return Ok(Some(server)),
+            Err(DnsError::Listen { source, .. }) if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                attempts += 1;
+                tokio::select! {
+                    () = &mut stop => return Ok(None),
+                    () = tokio::time::sleep(backoff.delay(attempts)) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The sockets: UDP and TCP on port 53 of the node address.
+//! The sockets: UDP and TCP on port 53 of an address (the node's; the cluster DNS address too,
+//! when the node made it its own), one server each, sharing the index, cache and metrics.
 //!
 //! UDP requests are taken in batches (`recvmmsg`) on a thread of their own. A request is answered
 //! from the index current when it arrived, on that thread, and the batch's answers sent together
@@ -320,12 +321,12 @@ async fn write_message(stream: &mut TcpStream, message: &[u8]) -> Option<()> {
 }
 
 impl Server {
-    pub(crate) async fn bind(address: Ipv4Addr, shared: Shared) -> Result<Server, DnsError> {
+    pub(crate) async fn bind(address: Ipv4Addr, shared: Arc<Shared>) -> Result<Server, DnsError> {
         let address = SocketAddr::from((address, 53));
         let listen = |source| DnsError::Listen { address, source };
         let udp = udp_socket(address).map_err(listen)?;
         let tcp = TcpListener::bind(address).await.map_err(listen)?;
-        Ok(Server { udp: Arc::new(udp), tcp, shared: Arc::new(shared) })
+        Ok(Server { udp: Arc::new(udp), tcp, shared })
     }
 
     /// Serves until `shutdown`: UDP on a thread of its own (a query is never queued behind the

@@ -59,6 +59,9 @@ pub struct NodeConfig {
     pub bridge: String,
     /// Cluster DNS address written into pods' resolv.conf (the tenth service address).
     pub cluster_dns: Ipv4Addr,
+    /// Whether the node makes the cluster DNS address its own (a local route on the bridge), for
+    /// a DNS server on the node to answer there itself (see `frontdoor_dns_server::DnsConfig`).
+    pub cluster_dns_local: bool,
     pub cluster_domain: String,
     /// The node's resolver configuration (the kubelet's `--resolv-conf`, `/etc/resolv.conf`),
     /// read once when the runtime starts: what `dnsPolicy: Default` pods get and where the

@@ -80,6 +80,7 @@ pub async fn run(
     let (bridge, prefix) = (config.bridge.clone(), config.pod_cidr.prefix_len);
     let veth_prefix = veth_prefix(&config);
     let service_network = config.service_network;
+    let local_dns = config.cluster_dns_local.then_some(config.cluster_dns);
     tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
         let internal = |e: frontdoor_netns::Error| NodeError::Internal(e.to_string());
         frontdoor_netns::ensure_bridge(&bridge, gateway, prefix).map_err(internal)?;
@@ -87,6 +88,9 @@ pub async fn run(
         frontdoor_netns::enable_ip_forward().map_err(internal)?;
         if let Some((network, prefix_len)) = service_network {
             frontdoor_netns::route_to_bridge(&bridge, network, prefix_len, gateway).map_err(internal)?;
+        }
+        if let Some(address) = local_dns {
+            frontdoor_netns::make_local_on_bridge(&bridge, address).map_err(internal)?;
         }
         frontdoor_netns::cleanup_stale(&veth_prefix, &bridge).map_err(internal)?;
         Ok(())

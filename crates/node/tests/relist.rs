@@ -117,6 +117,7 @@ async fn inside_a_namespace_of_its_own() {
         pod_cidr: frontdoor_node::PodCidr::parse("10.244.0.0/30").unwrap(),
         bridge: "relistbr0".into(),
         cluster_dns: "10.96.0.10".parse().unwrap(),
+        cluster_dns_local: false,
         cluster_domain: "cluster.local".into(),
         resolv_conf: None,
         data_dir: data.path().to_path_buf(),

@@ -18,6 +18,7 @@ fn node_config(name: &str, dir: &std::path::Path) -> frontdoor_node::NodeConfig 
         pod_cidr: frontdoor_node::PodCidr::parse("10.244.0.0/24").unwrap(),
         bridge: "unused".into(),
         cluster_dns: "10.96.0.10".parse().unwrap(),
+        cluster_dns_local: false,
         cluster_domain: "cluster.local".into(),
         resolv_conf: None,
         data_dir: dir.to_path_buf(),

@@ -12,7 +12,9 @@
 //! per-endpoint chains, which carry the affinity sets; load-balancer source ranges get a small
 //! `firewall-…` chain; external addresses and node ports under `externalTrafficPolicy: Local`
 //! go through a `local-…` chain that sends pods' and the node's own connections where the
-//! cluster IP's go (kube-proxy's short-circuit) and the others to the local endpoints.
+//! cluster IP's go (kube-proxy's short-circuit) and the others to the local endpoints. One
+//! addition: where the node answers on the cluster DNS address itself, `raw-prerouting` and
+//! `raw-output` leave its port 53 untracked (see [`RenderConfig::node_local_dns`]).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -20,7 +22,7 @@ use std::net::Ipv4Addr;
 use frontdoor_netfilter::{
     BaseChain, ChainType, CmpOp, DataType, Element, ElementData, Expr, Hook, SetData, SetSpec, Value, Verdict,
 };
-use frontdoor_proxy_model::{Endpoint, NoEndpoints, ResolvedPort, ServicePort, SourceRange};
+use frontdoor_proxy_model::{Endpoint, NoEndpoints, Protocol, ResolvedPort, ServicePort, SourceRange};
 
 use frontdoor_netfilter::phrases::*;
 
@@ -35,6 +37,14 @@ pub struct RenderConfig {
     /// The pod range: traffic from elsewhere to a ClusterIP is masqueraded (kube-proxy's
     /// `--cluster-cidr` local-traffic detection).
     pub cluster_cidr: SourceRange,
+    /// The cluster DNS address when this node answers on it itself (a local route makes it the
+    /// node's, and the DNS server listens there): queries to its port 53 and their answers are
+    /// not tracked, as NodeLocal DNSCache's `NOTRACK` rules have them. They skip conntrack and
+    /// the Service's DNAT, so a query costs no conntrack entry (30 s each for UDP, the table's
+    /// main filler on a busy node) and cannot lose the insert race of glibc's parallel A and
+    /// AAAA queries (kubernetes#56903). The rules hold only while the address is local: before
+    /// the route exists, queries take the Service's rules as any other.
+    pub node_local_dns: Option<Ipv4Addr>,
 }
 
 /// A chain and its rules, in order.
@@ -114,6 +124,10 @@ fn base(hook: Hook, priority: i32, kind: ChainType) -> Option<BaseChain> {
 /// and 10 after it on output.
 const DSTNAT: i32 = -100;
 const SRCNAT: i32 = 100;
+/// nft's `raw`: before conntrack (-200) looks at a packet.
+const RAW: i32 = -300;
+/// The DNS port.
+const DNS: u16 = 53;
 
 fn rule(parts: &[&[Expr]]) -> Vec<Expr> {
     parts.iter().flat_map(|part| part.iter().cloned()).collect()
@@ -136,7 +150,8 @@ pub fn fixed_chains(config: &RenderConfig) -> Vec<ChainSpec> {
         ]));
     }
     let local_node_port = rule(&[&fib_daddr_local(), &daddr_not_loopback(), &proto_dport()]);
-    vec![
+    let mut chains = untracked_dns_chains(config.node_local_dns);
+    chains.extend([
         chain("filter-prerouting", base(Hook::Prerouting, DSTNAT - 10, ChainType::Filter), vec![check(FIREWALL_CHECK)]),
         chain(
             "filter-input",
@@ -195,7 +210,35 @@ pub fn fixed_chains(config: &RenderConfig) -> Vec<ChainSpec> {
                 vec![masquerade(true)],
             ],
         ),
-    ]
+    ]);
+    chains
+}
+
+/// The `raw` chains that leave the node-local DNS address's traffic untracked (see
+/// [`RenderConfig::node_local_dns`]). None without it.
+fn untracked_dns_chains(address: Option<Ipv4Addr>) -> Vec<ChainSpec> {
+    address.map(|address| untracked_chains(address, &[DNS])).unwrap_or_default()
+}
+
+/// `raw-prerouting` and `raw-output`, which leave UDP and TCP traffic to `ports` of `address`
+/// untracked while the address is local: queries from pods (prerouting) and from the node itself
+/// (output), and the answers sent from there. (The DNS benchmark gives its peers' ports the
+/// same path with these.)
+pub fn untracked_chains(address: Ipv4Addr, ports: &[u16]) -> Vec<ChainSpec> {
+    let protocols = [Protocol::Udp.number(), Protocol::Tcp.number()];
+    let each = |make: &dyn Fn(u8, u16) -> Vec<Expr>| -> Vec<Vec<Expr>> {
+        ports.iter().flat_map(|&port| protocols.map(|protocol| make(protocol, port))).collect()
+    };
+    // Only while the address is local (`fib`): untracked, a packet to it elsewhere would be
+    // routed untranslated. A packet the node looped back to itself was decided on output.
+    let query = each(&|protocol, port| rule(&[&to_port(address, protocol, port), &fib_daddr_local(), &[notrack()]]));
+    let arriving = each(&|protocol, port| {
+        rule(&[&to_port(address, protocol, port), &iif_not_loopback(), &fib_daddr_local(), &[notrack()]])
+    });
+    let answer = each(&|protocol, port| rule(&[&from_port(address, protocol, port), &[notrack()]]));
+    let raw =
+        |name: &str, hook, rules| ChainSpec { name: name.to_string(), base: base(hook, RAW, ChainType::Filter), rules };
+    vec![raw("raw-prerouting", Hook::Prerouting, arriving), raw("raw-output", Hook::Output, [query, answer].concat())]
 }
 
 /// The shared DNAT chain for frontends with `count` endpoints: by frontend address
@@ -471,5 +514,45 @@ fn render_affinity_chains(resolved: &ResolvedPort, seconds: u32, out: &mut Fragm
             base: None,
             rules: dispatch(&resolved.external, !port.external_local),
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn raw_chains(node_local_dns: Option<Ipv4Addr>) -> Vec<ChainSpec> {
+        let config = RenderConfig {
+            service_cidrs: vec![SourceRange::parse("10.96.0.0/12").unwrap()],
+            cluster_cidr: SourceRange::parse("10.244.0.0/16").unwrap(),
+            node_local_dns,
+        };
+        fixed_chains(&config).into_iter().filter(|chain| chain.name.starts_with("raw-")).collect()
+    }
+
+    /// Untracked traffic only where the node answers on the DNS address itself; each rule ends
+    /// in `notrack`, before conntrack, and a query is untracked only while its address is local.
+    #[test]
+    fn dns_is_untracked_only_with_a_node_local_address() {
+        assert!(raw_chains(None).is_empty());
+        let chains = raw_chains(Some(Ipv4Addr::new(10, 96, 0, 10)));
+        let shape: Vec<(&str, Hook, usize)> = chains
+            .iter()
+            .map(|chain| (chain.name.as_str(), chain.base.as_ref().unwrap().hook, chain.rules.len()))
+            .collect();
+        assert_eq!(shape, [("raw-prerouting", Hook::Prerouting, 2), ("raw-output", Hook::Output, 4)]);
+        for chain in &chains {
+            assert_eq!(chain.base.as_ref().unwrap().priority, -300);
+            for rule in &chain.rules {
+                assert_eq!(rule.last(), Some(&Expr::Notrack), "{rule:?}");
+                let is_query = rule.contains(&ip_daddr(frontdoor_netfilter::Register::R1));
+                let checks_local = rule.iter().any(|expr| matches!(expr, Expr::Fib { .. }));
+                assert_eq!(is_query, checks_local, "{rule:?}");
+            }
+        }
+        // Each port of each address, UDP and TCP.
+        let peers = untracked_chains(Ipv4Addr::new(10, 96, 0, 10), &[5301, 5302, 5303]);
+        assert_eq!(peers.iter().map(|chain| chain.rules.len()).collect::<Vec<_>>(), [6, 12]);
     }
 }

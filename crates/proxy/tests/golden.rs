@@ -35,6 +35,7 @@ fn config() -> RenderConfig {
     RenderConfig {
         service_cidrs: vec![SourceRange::parse("10.96.0.0/12").unwrap()],
         cluster_cidr: SourceRange::parse("10.244.0.0/16").unwrap(),
+        node_local_dns: Some("10.96.0.10".parse().unwrap()),
     }
 }
 
