@@ -306,6 +306,16 @@ fn loopback_up() {
     assert_eq!(error, 0, "bringing lo up");
 }
 
+/// `ct state != 0 counter`: a rule that uses conntrack, so that the namespace's packets are
+/// tracked at all.
+fn tracking() -> [Expr; 3] {
+    [
+        Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 },
+        Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: 0u32.to_ne_bytes().to_vec() },
+        Expr::Counter,
+    ]
+}
+
 #[test]
 fn deletes_exactly_the_matching_udp_flows() {
     in_netns(|| {
@@ -315,15 +325,7 @@ fn deletes_exactly_the_matching_udp_flows() {
         b.add_table("ct");
         let hook = BaseChain { hook: Hook::Output, priority: 0, kind: ChainType::Filter };
         b.add_chain("ct", "out", Some(&hook));
-        b.add_rule(
-            "ct",
-            "out",
-            &[
-                Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 },
-                Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: 0u32.to_ne_bytes().to_vec() },
-                Expr::Counter,
-            ],
-        );
+        b.add_rule("ct", "out", &tracking());
         Socket::open().unwrap().apply(&b).unwrap();
 
         let lo = Ipv4Addr::LOCALHOST;
@@ -403,16 +405,7 @@ fn notrack_leaves_one_port_untracked() {
         let mut untrack = frontdoor_netfilter::phrases::to_port(lo, 17, 5353).to_vec();
         untrack.push(frontdoor_netfilter::phrases::notrack());
         b.add_rule("raw", "pre", &untrack);
-        // A rule that uses conntrack, so that the namespace's packets are tracked at all.
-        b.add_rule(
-            "raw",
-            "track",
-            &[
-                Expr::Ct { key: CtKey::State, direction: None, dreg: Register::R1 },
-                Expr::Cmp { op: CmpOp::Neq, sreg: Register::R1, data: 0u32.to_ne_bytes().to_vec() },
-                Expr::Counter,
-            ],
-        );
+        b.add_rule("raw", "track", &tracking());
         Socket::open().unwrap().apply(&b).unwrap();
         assert_eq!(nft(&["list", "table", "ip", "raw"]), by_nft);
 

@@ -76,14 +76,20 @@ pub(crate) fn bridge_netfilter_active() -> bool {
 /// default route). Nothing reaches a Service address there untranslated: the proxy drops what it
 /// does not serve. Idempotent.
 pub fn route_to_bridge(name: &str, network: Ipv4Addr, prefix_len: u8, source: Ipv4Addr) -> Result<(), Error> {
+    route_on_bridge(name, &format!("route {network}/{prefix_len} to {name}"), |index| {
+        crate::netlink::Request::link_route(index, network, prefix_len, source)
+    })
+}
+
+/// Sends the route request `request` makes with the index of the bridge called `name`; `what`
+/// names it in an error.
+fn route_on_bridge(name: &str, what: &str, request: impl FnOnce(u32) -> crate::netlink::Request) -> Result<(), Error> {
     let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
     let index = socket
         .link_index(name)
         .map_err(|error| Error::os(format!("look up {name}"), error))?
         .ok_or_else(|| Error::os(format!("look up bridge {name}"), io::Error::from_raw_os_error(libc::ENODEV)))?;
-    socket
-        .batch(vec![crate::netlink::Request::link_route(index, network, prefix_len, source)])
-        .map_err(|(_, error)| Error::os(format!("route {network}/{prefix_len} to {name}"), error))
+    socket.batch(vec![request(index)]).map_err(|(_, error)| Error::os(what, error))
 }
 
 /// Makes `address` one of this machine's, hung on the bridge called `name` (a `local` route,
@@ -91,14 +97,9 @@ pub fn route_to_bridge(name: &str, network: Ipv4Addr, prefix_len: u8, source: Ip
 /// node's own servers may then listen on it, as the cluster DNS server does on the `kube-dns`
 /// Service's address. It goes with the bridge. Idempotent.
 pub fn make_local_on_bridge(name: &str, address: Ipv4Addr) -> Result<(), Error> {
-    let mut socket = RouteSocket::open().map_err(|error| Error::os("open netlink socket", error))?;
-    let index = socket
-        .link_index(name)
-        .map_err(|error| Error::os(format!("look up {name}"), error))?
-        .ok_or_else(|| Error::os(format!("look up bridge {name}"), io::Error::from_raw_os_error(libc::ENODEV)))?;
-    socket
-        .batch(vec![crate::netlink::Request::local_route(index, address, crate::ANNOUNCED_PROTOCOL)])
-        .map_err(|(_, error)| Error::os(format!("make {address} local on {name}"), error))
+    route_on_bridge(name, &format!("make {address} local on {name}"), |index| {
+        crate::netlink::Request::local_route(index, address, crate::ANNOUNCED_PROTOCOL)
+    })
 }
 
 /// Turns on IPv4 forwarding in the calling thread's network namespace (so traffic between the
