@@ -90,6 +90,9 @@ spec:
     assert!(running, "{}", fd.kubectl_ok("1.32", &["describe", "pod", "sleeper"]));
     assert_eq!(processes(&command).len(), 1, "the pod's process runs");
     assert!(ip(&fd, &["-4", "-o", "address", "show", "dev", "frontdoor0"]).contains("10.244.0.1/24"));
+    // The cluster DNS address, made the node's.
+    let local = ip(&fd, &["-4", "route", "show", "table", "local"]);
+    assert!(local.contains("local 10.96.0.10 dev frontdoor0 proto 253 scope host"), "{local}");
 
     // While the node runs, cleanup refuses and leaves everything alone.
     let refused = cleanup(&fd);
@@ -117,6 +120,10 @@ spec:
     assert!(!tables.lines().any(|table| table.starts_with("table ip frontdoor")), "tables left: {tables}");
     assert!(stdout.contains("with its address 10.244.0.1/24"), "{stdout}");
     assert!(stdout.contains("with its route 10.244.0.0/24 dev frontdoor0 proto kernel scope link"), "{stdout}");
+    assert!(
+        stdout.contains("with its route local 10.96.0.10 dev frontdoor0 table local proto 0xfd scope host"),
+        "{stdout}"
+    );
     assert!(wait_until(WAIT, || processes(&command).is_empty()), "the pod's process still runs");
     let links = ip(&fd, &["-o", "link", "show"]);
     assert!(!links.contains("frontdoor0") && !links.contains("fdv"), "{links}");

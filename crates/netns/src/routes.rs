@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkFlags, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::netlink::RouteSocket;
@@ -273,7 +275,8 @@ pub struct RemovedBridge {
     /// Its IPv4 addresses (`10.244.0.1/24`).
     pub addresses: Vec<String>,
     /// The routes of the main table through it (`10.244.0.0/24 dev frontdoor0 proto kernel
-    /// scope link src 10.244.0.1`), as `ip route` shows them.
+    /// scope link src 10.244.0.1`), as `ip route` shows them, and the addresses made the node's
+    /// on it (`local 10.96.0.10 dev frontdoor0 table local proto 0xfd scope host`).
     pub routes: Vec<String>,
 }
 
@@ -305,7 +308,10 @@ pub fn remove_bridge(name: &str) -> Result<Option<RemovedBridge>, Error> {
             RouteNetlinkMessage::NewRoute(route) => Some(route),
             _ => None,
         })
-        .filter(|route| table(route) == u32::from(RouteHeader::RT_TABLE_MAIN) && leaves_by(route, link.index))
+        .filter(|route| {
+            (table(route) == u32::from(RouteHeader::RT_TABLE_MAIN) || is_made_local(route))
+                && leaves_by(route, link.index)
+        })
         .map(|route| describe_route(&route, name))
         .collect();
     if !socket.delete_link(name).map_err(|error| Error::os(format!("delete bridge {name}"), error))? {
@@ -313,6 +319,11 @@ pub fn remove_bridge(name: &str) -> Result<Option<RemovedBridge>, Error> {
     }
     tracing::info!(bridge = name, "deleted bridge");
     Ok(Some(RemovedBridge { addresses, routes }))
+}
+
+/// A route [`make_local_on_bridge`](crate::make_local_on_bridge) added.
+fn is_made_local(route: &RouteMessage) -> bool {
+    route.header.kind == RouteType::Local && route.header.protocol == RouteProtocol::Other(ANNOUNCED_PROTOCOL)
 }
 
 fn leaves_by(route: &RouteMessage, index: u32) -> bool {
@@ -340,7 +351,8 @@ fn describe_route(route: &RouteMessage, device: &str) -> String {
             _ => {}
         }
     }
-    let mut text = match (destination, route.header.destination_prefix_length) {
+    let mut text = String::from(if route.header.kind == RouteType::Local { "local " } else { "" });
+    text += &match (destination, route.header.destination_prefix_length) {
         (_, 0) => "default".to_string(),
         (Some(destination), 32) => destination,
         (Some(destination), prefix_len) => format!("{destination}/{prefix_len}"),
@@ -349,7 +361,12 @@ fn describe_route(route: &RouteMessage, device: &str) -> String {
     if let Some(gateway) = gateway {
         text.push_str(&format!(" via {gateway}"));
     }
-    text.push_str(&format!(" dev {device} proto {}", route.header.protocol));
+    text.push_str(&format!(" dev {device}"));
+    if is_made_local(route) {
+        text.push_str(&format!(" table local proto {ANNOUNCED_PROTOCOL:#x}"));
+    } else {
+        text.push_str(&format!(" proto {}", route.header.protocol));
+    }
     if route.header.scope != RouteScope::Universe {
         text.push_str(&format!(" scope {}", route.header.scope));
     }
