@@ -111,9 +111,14 @@ fn answers(path: &str) -> (&'static str, bool) {
 /// A body the proxy relays in several reads and writes.
 const LARGE: usize = 200_000;
 
+/// The large body: `LARGE` bytes, the last a newline.
+fn large_body() -> String {
+    format!("{}\n", "x".repeat(LARGE - 1))
+}
+
 fn large() -> &'static str {
     static ANSWER: OnceLock<String> = OnceLock::new();
-    ANSWER.get_or_init(|| format!("HTTP/1.1 200 OK\r\ncontent-length: {LARGE}\r\n\r\n{}\n", "x".repeat(LARGE - 1)))
+    ANSWER.get_or_init(|| format!("HTTP/1.1 200 OK\r\ncontent-length: {LARGE}\r\n\r\n{}", large_body()))
 }
 
 /// The proxy with `host` ("" for any) routed to a Service whose one endpoint is `endpoint`.
@@ -308,11 +313,11 @@ async fn a_client_that_asks_to_close_gets_its_answer_whole_then_the_end() {
     let (_endpoint, proxy) = scripted_proxy().await;
     let close = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: fast.example\r\nConnection: close\r\n\r\n");
     // Its first request; one whose body takes many writes; the second on a kept connection.
-    for (before, path, body) in
-        [("", "/one", "one\n".to_string()), ("", "/large", format!("{}\n", "x".repeat(LARGE - 1)))]
-            .into_iter()
-            .chain([("/two", "/three", "three\n".to_string())])
-    {
+    for (before, path, body) in [("", "/one", "one\n".to_string()), ("", "/large", large_body())].into_iter().chain([(
+        "/two",
+        "/three",
+        "three\n".to_string(),
+    )]) {
         let mut client = TcpStream::connect(proxy.http).await.unwrap();
         if !before.is_empty() {
             client.write_all(get(before).as_bytes()).await.unwrap();
