@@ -29,6 +29,10 @@ pub fn th_dport(dreg: Register) -> Expr {
     payload(PayloadBase::Transport, 2, 2, dreg)
 }
 
+pub fn th_sport(dreg: Register) -> Expr {
+    payload(PayloadBase::Transport, 0, 2, dreg)
+}
+
 /// `ip daddr . meta l4proto . th dport`, into registers 1, 9 and 10 (as nft lays it out).
 pub fn daddr_proto_dport() -> [Expr; 3] {
     [ip_daddr(Register::R1), l4proto(Register::R32(1)), th_dport(Register::R32(2))]
@@ -115,12 +119,12 @@ pub fn dnat_as(map: &str, address: Ipv4Addr, protocol: u8, port: u16, count: u32
 
 /// `ip daddr <address> <protocol> dport <port>` (`meta l4proto` and `th dport`, as nft sends it).
 pub fn to_port(address: Ipv4Addr, protocol: u8, port: u16) -> [Expr; 6] {
-    addressed_port(ip_daddr(Register::R1), address, protocol, payload(PayloadBase::Transport, 2, 2, Register::R1), port)
+    addressed_port(ip_daddr(Register::R1), address, protocol, th_dport(Register::R1), port)
 }
 
 /// `ip saddr <address> <protocol> sport <port>`: what a socket bound there sends.
 pub fn from_port(address: Ipv4Addr, protocol: u8, port: u16) -> [Expr; 6] {
-    addressed_port(ip_saddr(Register::R1), address, protocol, payload(PayloadBase::Transport, 0, 2, Register::R1), port)
+    addressed_port(ip_saddr(Register::R1), address, protocol, th_sport(Register::R1), port)
 }
 
 fn addressed_port(address_field: Expr, address: Ipv4Addr, protocol: u8, port_field: Expr, port: u16) -> [Expr; 6] {

@@ -112,11 +112,7 @@ pub(super) fn put(w: &mut Writer, e: &Expr, set_id: Option<u32>) {
     let elem = w.begin_nest(NFTA_LIST_ELEM);
     w.strz(NFTA_EXPR_NAME, name(e));
     // An expression without attributes goes without a data nest, as nft sends it.
-    if *e == Expr::Notrack {
-        w.end_nest(elem);
-        return;
-    }
-    let data = w.begin_nest(NFTA_EXPR_DATA);
+    let data = (*e != Expr::Notrack).then(|| w.begin_nest(NFTA_EXPR_DATA));
     match e {
         Expr::Payload { base, offset, len, dreg } => {
             let base = match base {
@@ -270,6 +266,8 @@ pub(super) fn put(w: &mut Writer, e: &Expr, set_id: Option<u32>) {
         }
         Expr::Counter | Expr::Notrack => {}
     }
-    w.end_nest(data);
+    if let Some(data) = data {
+        w.end_nest(data);
+    }
     w.end_nest(elem);
 }
