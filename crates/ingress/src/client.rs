@@ -16,9 +16,10 @@
 //! request, HTTP/2's preface, TLS's ClientHello), so nothing waits longer; a connection is not
 //! accepted, read in vain, registered with epoll, woken when its request comes and removed from
 //! epoll again. With a connection per request that was nearly a third of the proxy's CPU per
-//! request (the bench: 36.9 µs → 26.3 µs), and one wake-up fewer for the client's core. A client that connects and says
-//! nothing is accepted after the deferral (1 s, as nginx's), and its header read timeout runs
-//! from then; until then it is a request socket in the kernel, which costs the proxy nothing.
+//! request (the bench: 36.9 µs → 26.3 µs), and one wake-up fewer for the client's core. A
+//! client that connects and says nothing is accepted after the deferral (1 s, as nginx's), and
+//! its header read timeout runs from then; until then it is a request socket in the kernel,
+//! which costs the proxy nothing.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
