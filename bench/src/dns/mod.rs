@@ -288,15 +288,13 @@ async fn populate(node: &Frontdoor, cluster: &Cluster) -> Ipv4Addr {
 fn untrack_like_frontdoor(address: Ipv4Addr, ports: &[u16]) {
     use frontdoor_netfilter::{Batch, Family, Socket};
     const TABLE: &str = "dnsbench-untracked";
-    let chains = frontdoor_proxy::render::untracked_chains(address, ports);
     let mut batch = Batch::new(Family::Ipv4);
     batch.add_table(TABLE);
-    for chain in &chains {
-        batch.add_chain(TABLE, &chain.name, chain.base.as_ref());
-        for rule in &chain.rules {
-            batch.add_rule(TABLE, &chain.name, rule);
-        }
-    }
+    frontdoor_proxy::programmed::add_chains(
+        &mut batch,
+        TABLE,
+        &frontdoor_proxy::render::untracked_chains(address, ports),
+    );
     Socket::open().unwrap().apply(&batch).expect("the peers' untracked rules");
 }
 

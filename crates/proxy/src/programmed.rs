@@ -149,6 +149,19 @@ pub struct Plan {
     pub elements_removed: usize,
 }
 
+/// Adds `chains` to `table` in `batch`: every chain first (a base chain with its hook), then
+/// their rules, since a rule may jump to a chain later in the list.
+pub fn add_chains(batch: &mut Batch, table: &str, chains: &[ChainSpec]) {
+    for chain in chains {
+        batch.add_chain(table, &chain.name, chain.base.as_ref());
+    }
+    for chain in chains {
+        for rule in &chain.rules {
+            batch.add_rule(table, &chain.name, rule);
+        }
+    }
+}
+
 impl Programmed {
     fn empty(table: &str) -> Programmed {
         Programmed {
@@ -195,15 +208,7 @@ impl Programmed {
         for spec in specs {
             batch.add_set(table, spec);
         }
-        let fixed = fixed_chains(config);
-        for chain in &fixed {
-            batch.add_chain(table, &chain.name, chain.base.as_ref());
-        }
-        for chain in &fixed {
-            for rule in &chain.rules {
-                batch.add_rule(table, &chain.name, rule);
-            }
-        }
+        add_chains(&mut batch, table, &fixed_chains(config));
         // One Service at a time: each fragment is rendered, taken in and dropped before the next.
         let changes = services.into_iter().map(|(key, fragment)| (key, Some(fragment)));
         let plan = state.plan_into(batch, changes, Instant::now());
@@ -321,21 +326,11 @@ impl Programmed {
         for spec in &new_sets {
             batch.add_set(&table, spec);
         }
-        for name in &new_shared {
-            if let Some(chain) = shared_chain(name) {
-                batch.add_chain(&table, name, None);
-                new_chains.push(chain);
-            }
-        }
+        // The shared chains first: the services' chains jump to them.
+        let shared: Vec<ChainSpec> = new_shared.iter().filter_map(|name| shared_chain(name)).collect();
         self.shared_chains.extend(new_shared);
-        for chain in &new_chains {
-            batch.add_chain(&table, &chain.name, None);
-        }
-        for chain in &new_chains {
-            for rule in &chain.rules {
-                batch.add_rule(&table, &chain.name, rule);
-            }
-        }
+        add_chains(&mut batch, &table, &shared);
+        add_chains(&mut batch, &table, &new_chains);
         for chain in &rewritten_chains {
             batch.flush_chain(&table, &chain.name);
             for rule in &chain.rules {
