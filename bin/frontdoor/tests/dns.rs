@@ -249,7 +249,8 @@ fn only_the_node_and_its_pods_are_served() {
 
 /// The node answers on the kube-dns Service's address itself (NodeLocal DNSCache's way): a
 /// pod's queries there skip conntrack and the Service's DNAT, so none leaves a conntrack entry,
-/// while one to the server's own address (DNS traffic like any other) leaves one.
+/// over UDP or TCP (the connect-time balancer leaves that port to the node), while one to the
+/// server's own address (DNS traffic like any other) leaves one.
 #[test]
 fn queries_to_the_service_address_are_answered_untracked() {
     let fd = Frontdoor::start_node(env!("CARGO_BIN_EXE_frontdoor").as_ref(), &["--node-name", "n1"]);
@@ -261,33 +262,37 @@ fn queries_to_the_service_address_are_answered_untracked() {
         let script = format!("for i in 1 2 3 4 5; do dig +time=2 +tries=1 +short {args} {name}; done");
         fd.kubectl_ok(KUBECTL, &["exec", "client", "--", "sh", "-c", &script])
     };
-    // Five queries (five source ports) over UDP, and over TCP, to the Service address; five to
-    // the server's own address.
-    assert_eq!(from_pod("@10.96.0.10"), "10.96.0.1\n".repeat(5));
-    assert_eq!(from_pod("+tcp @10.96.0.10"), "10.96.0.1\n".repeat(5));
-    assert_eq!(from_pod("@10.244.0.1"), "10.96.0.1\n".repeat(5));
-    let flows = udp_flows(fd.netns().unwrap());
-    let to = |address: [u8; 4]| {
-        flows
-            .iter()
-            .filter(|f| f.original.dst == std::net::Ipv4Addr::from(address) && f.original.dst_port == 53)
-            .count()
+    // Five queries (five source ports) over UDP, and over TCP, to the Service address; as many
+    // to the server's own address.
+    for args in ["@10.96.0.10", "+tcp @10.96.0.10", "@10.244.0.1", "+tcp @10.244.0.1"] {
+        assert_eq!(from_pod(args), "10.96.0.1\n".repeat(5), "{args}");
+    }
+    let flows = dns_flows(fd.netns().unwrap());
+    let to = |address: [u8; 4], protocol: u8| {
+        let address = std::net::Ipv4Addr::from(address);
+        flows.iter().filter(|f| f.original.dst == address && f.original.proto == protocol).count()
     };
-    // The node's conntrack saw the DNS traffic it tracks: the five to the server's address.
-    assert!(to([10, 244, 0, 1]) >= 5, "{flows:?}");
+    let (udp, tcp) = (17, 6);
+    // The node's conntrack saw the DNS traffic it tracks: the queries to the server's address
+    // (TCP's connections linger in TIME_WAIT), and no more over TCP.
+    assert!(to([10, 244, 0, 1], udp) >= 5, "{flows:?}");
+    assert_eq!(to([10, 244, 0, 1], tcp), 5, "{flows:?}");
     // And none of the Service address's, the node's own (`dig` above) included.
-    assert_eq!(to([10, 96, 0, 10]), 0, "{flows:?}");
+    assert_eq!(to([10, 96, 0, 10], udp), 0, "{flows:?}");
+    assert_eq!(to([10, 96, 0, 10], tcp), 0, "{flows:?}");
 }
 
-/// The UDP flows conntrack holds in the network namespace `netns` (read from a thread that
-/// enters it).
-fn udp_flows(netns: &str) -> Vec<frontdoor_netfilter::conntrack::Flow> {
+/// The flows to port 53 that conntrack holds in the network namespace `netns` (read from a
+/// thread that enters it).
+fn dns_flows(netns: &str) -> Vec<frontdoor_netfilter::conntrack::Flow> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let namespace = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
                 nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-                frontdoor_netfilter::conntrack::list_udp_flows().unwrap()
+                let mut flows = frontdoor_netfilter::conntrack::list_flows().unwrap();
+                flows.retain(|f| f.original.dst_port == 53);
+                flows
             })
             .join()
             .unwrap()

@@ -73,6 +73,13 @@ impl FlowFilter {
 
 /// Lists the IPv4 UDP flows of the calling thread's network namespace.
 pub fn list_udp_flows() -> io::Result<Vec<Flow>> {
+    let mut flows = list_flows()?;
+    flows.retain(|flow| flow.original.proto == IPPROTO_UDP);
+    Ok(flows)
+}
+
+/// Lists the IPv4 flows of the calling thread's network namespace, of every protocol.
+pub fn list_flows() -> io::Result<Vec<Flow>> {
     let sock = open_netfilter()?;
     set_buffer(&sock, Direction::Receive, 4 * 1024 * 1024)?;
     let seq = 1;
@@ -98,11 +105,7 @@ pub fn list_udp_flows() -> io::Result<Vec<Flow>> {
                     Some(code) => return Err(io::Error::from_raw_os_error(code)),
                 },
                 kind if kind == NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW => {
-                    if let Some(flow) = parse_flow(msg.payload.get(4..).unwrap_or(&[])) {
-                        if flow.original.proto == IPPROTO_UDP {
-                            flows.push(flow);
-                        }
-                    }
+                    flows.extend(parse_flow(msg.payload.get(4..).unwrap_or(&[])));
                 }
                 _ => {}
             }

@@ -127,7 +127,7 @@ const SRCNAT: i32 = 100;
 /// nft's `raw`: before conntrack (-200) looks at a packet.
 const RAW: i32 = -300;
 /// The DNS port.
-const DNS: u16 = 53;
+pub(crate) const DNS: u16 = 53;
 
 fn rule(parts: &[&[Expr]]) -> Vec<Expr> {
     parts.iter().flat_map(|part| part.iter().cloned()).collect()

@@ -8,9 +8,11 @@
 //! must). Its endpoints are the rules' cluster-traffic endpoints (ready ones; serving
 //! terminating ones when none is ready; local ones under `internalTrafficPolicy: Local`).
 //! Everything else — NodePorts, external and load-balancer addresses, packets from other
-//! machines — goes through the nftables rules as before.
+//! machines — goes through the nftables rules as before. So does the node-local DNS address's
+//! port 53 (`RenderConfig::node_local_dns`): the node answers there itself, untracked, and a
+//! connection sent on to the Service's endpoint would be tracked like any other.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use frontdoor_proxy_model::{Protocol, ResolvedPort};
@@ -18,11 +20,16 @@ use frontdoor_socket_lb::{Frontend, SocketBalancer};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 
-/// The frontends `ports` (one Service's) put in the balancer, with their endpoints.
-pub fn frontends(ports: &[ResolvedPort]) -> Vec<(Frontend, Vec<SocketAddrV4>)> {
+use crate::render::DNS;
+
+/// The frontends `ports` (one Service's) put in the balancer, with their endpoints; never port
+/// 53 of `node_local_dns`, which the node answers itself.
+pub fn frontends(ports: &[ResolvedPort], node_local_dns: Option<Ipv4Addr>) -> Vec<(Frontend, Vec<SocketAddrV4>)> {
+    let answered_here = |p: &ResolvedPort| Some(p.port.cluster_ip) == node_local_dns && p.port.port == DNS;
     ports
         .iter()
         .filter(|p| p.port.protocol == Protocol::Tcp && p.port.affinity_seconds.is_none() && !p.internal.is_empty())
+        .filter(|p| !answered_here(p))
         .map(|p| {
             let backends = p.internal.iter().map(|e| SocketAddrV4::new(e.ip, e.port)).collect();
             (Frontend { ip: p.port.cluster_ip, port: p.port.port }, backends)
@@ -31,10 +38,15 @@ pub fn frontends(ports: &[ResolvedPort]) -> Vec<(Frontend, Vec<SocketAddrV4>)> {
 }
 
 /// Moves the balancer from a Service's `before` ports to its `after` ports.
-pub fn reconcile(balancer: &Mutex<SocketBalancer>, before: &[ResolvedPort], after: &[ResolvedPort]) {
+pub fn reconcile(
+    balancer: &Mutex<SocketBalancer>,
+    before: &[ResolvedPort],
+    after: &[ResolvedPort],
+    node_local_dns: Option<Ipv4Addr>,
+) {
     let mut balancer = balancer.lock().unwrap_or_else(PoisonError::into_inner);
-    let wanted = frontends(after);
-    for (gone, _) in frontends(before) {
+    let wanted = frontends(after, node_local_dns);
+    for (gone, _) in frontends(before, node_local_dns) {
         if !wanted.iter().any(|(frontend, _)| *frontend == gone) {
             if let Err(error) = balancer.remove(gone) {
                 tracing::warn!(%error, frontend = ?gone, "connect-time balancer: removing a frontend");
@@ -90,8 +102,6 @@ impl EncodeMetric for Read {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use frontdoor_proxy_model::{categorize, Endpoint, ServiceKey, ServicePort};
 
     use super::*;
@@ -127,6 +137,23 @@ mod tests {
     /// A case: its name, the port, its endpoints, and the last octets of the endpoints held
     /// (`None`: the frontend is not held).
     type Case = (&'static str, ServicePort, Vec<Endpoint>, Option<Vec<u8>>);
+
+    /// The node answers the node-local DNS address's port 53 itself: only its other ports, and
+    /// port 53 of other addresses, are held.
+    #[test]
+    fn the_node_local_dns_port_is_left_to_the_node() {
+        let dns = Ipv4Addr::new(10, 96, 0, 10);
+        let at = |ip: Ipv4Addr, number: u16| {
+            let port = ServicePort { cluster_ip: ip, ..port(Protocol::Tcp, number, None, false) };
+            categorize(port, &[ep(1, 'r', true)])
+        };
+        let ports = [at(dns, 53), at(dns, 9153), at(Ipv4Addr::new(10, 96, 0, 5), 53)];
+        let held = |node_local_dns| -> Vec<(Ipv4Addr, u16)> {
+            frontends(&ports, node_local_dns).iter().map(|(f, _)| (f.ip, f.port)).collect()
+        };
+        assert_eq!(held(Some(dns)), [(dns, 9153), (Ipv4Addr::new(10, 96, 0, 5), 53)]);
+        assert_eq!(held(None).len(), 3, "without a node-local address, every port is held");
+    }
 
     #[test]
     fn held_frontends_and_their_endpoints() {
@@ -169,7 +196,7 @@ mod tests {
         ];
         for (name, port, endpoints, want) in cases {
             let resolved = categorize(port.clone(), &endpoints);
-            let got = frontends(&[resolved]);
+            let got = frontends(&[resolved], None);
             match want {
                 None => assert!(got.is_empty(), "{name}: {got:?}"),
                 Some(octets) => {

@@ -267,7 +267,7 @@ impl Syncer {
         if let Some(balancer) = &self.config.socket_lb {
             for (key, ports) in &changed {
                 let before = self.resolved.get(key).map(Vec::as_slice).unwrap_or_default();
-                crate::socket_lb::reconcile(balancer, before, ports);
+                crate::socket_lb::reconcile(balancer, before, ports, self.config.render.node_local_dns);
             }
         }
         for (key, ports) in changed {
