@@ -24,6 +24,7 @@ use bytes::Bytes;
 use frontdoor_testkit::{ApiClient, Frontdoor};
 use http_body_util::BodyExt;
 
+mod budget;
 mod dataplane;
 mod dns;
 mod ingress;

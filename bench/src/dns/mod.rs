@@ -16,7 +16,7 @@
 //!    shared: each run also reports what else kept it busy); every server runs on core 0 from its
 //!    start (frontdoor's whole process, so its runtime sizes itself to that core), dnsperf on core 1;
 //!    3b. the same on an equal CPU budget, each server held to half of core 0 by a cgroup CPU
-//!    quota (`budget`), so that the server, not dnsperf's core, is the limit;
+//!    quota (`crate::budget`), so that the server, not dnsperf's core, is the limit;
 //! 4. latency: every query's latency at one fixed rate (half the slowest server's throughput), the
 //!    same for all three, from the bench's own client (`latency`: kernel receive timestamps);
 //!    several rounds, each server's median by p99;
@@ -33,7 +33,6 @@
 //! their address as much as themselves: the kernel's path to a loopback address costs less per
 //! datagram than to a bridge's, about 172k q/s for Knot on 127.0.0.2 against 149k.)
 
-mod budget;
 mod cluster;
 mod daemons;
 mod dnsperf;
@@ -50,7 +49,7 @@ use std::time::{Duration, Instant};
 use frontdoor_testkit::{ApiClient, Frontdoor};
 use serde_json::Value;
 
-use budget::Budget;
+use crate::budget::{self, Budget};
 use cluster::{Category, Cluster, Kind, Query};
 use daemons::Daemon;
 use dnsperf::{Load, Run};
@@ -758,7 +757,7 @@ fn latency_rounds(servers: &[&Target], mix: &Path, rate: u32) -> Vec<Vec<(latenc
 }
 
 /// Step 3's question with the server, not dnsperf, the limit: each server's processes held to
-/// the same share of core 0 by a cgroup CPU quota ([`budget`]); frontdoor's best queries/s over
+/// the same share of core 0 by a cgroup CPU quota ([`budget`](crate::budget)); frontdoor's best queries/s over
 /// the faster peer's is reported.
 fn budgeted_throughput(servers: &[&Target], mix: &Path) {
     let mut budgets = Vec::new();

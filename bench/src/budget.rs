@@ -1,8 +1,8 @@
-//! An equal CPU budget for the servers: a CPU-controller cgroup per server whose CFS quota holds
-//! its processes to a fraction of a core. With dnsperf's one core the limit of the unbounded
-//! throughput step (every server answers about as fast as it is asked), a budget smaller than what
-//! dnsperf can ask for makes each server the limit: the queries/s it then answers are what its
-//! share of the core buys.
+//! An equal CPU budget for the programs compared: a CPU-controller cgroup per program whose CFS
+//! quota holds its processes to a fraction of a core. Where the load generator's one core is the
+//! limit of an unbounded run (dnsperf's before any DNS server's; wrk's and the backends' before
+//! either proxy's), a budget smaller than what that core can ask for makes each program the
+//! limit: what it then serves is what its share of the core buys.
 //!
 //! cgroup v1 (`/sys/fs/cgroup/cpu`, `cpu.cfs_quota_us` and `cpu.cfs_period_us`) and v2 (a
 //! `cgroup2` mount at `/sys/fs/cgroup` with the `cpu` controller, `cpu.max`) are both handled.
@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The CFS period: short, so a throttled server waits at most `period - quota` for its turn (a
-/// queue of queries that dnsperf's outstanding limit and the socket buffer bear).
+/// The CFS period: short, so a throttled program waits at most `period - quota` for its turn (a
+/// queue of requests that the load generator's outstanding limit and the socket buffers bear).
 pub const PERIOD: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
