@@ -56,9 +56,20 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A new group, `frontdoor-<bench>-<program>`, holding `pids` (the processes of `program`)
+    /// to `share` of one core; `None` (with the reason printed) where that cannot be done.
+    pub fn holding(bench: &str, program: &str, share: f64, pids: &[u32]) -> Option<Budget> {
+        let mut budget = Budget::new(&format!("frontdoor-{bench}-{}", program.replace(' ', "-")), share)?;
+        if let Err(e) = budget.enter(pids) {
+            println!("  cannot move {program} into its cgroup: {e}: no equal-budget step");
+            return None;
+        }
+        Some(budget)
+    }
+
     /// A new group `name` holding its processes to `share` of one core; `None` (with the reason
     /// printed) where no CPU controller is available to this process.
-    pub fn new(name: &str, share: f64) -> Option<Budget> {
+    fn new(name: &str, share: f64) -> Option<Budget> {
         let Some((version, mount)) = hierarchy() else {
             println!("  no cgroup CPU controller here (v1 /sys/fs/cgroup/cpu, or v2 with `cpu`): no equal-budget step");
             return None;
@@ -88,7 +99,7 @@ impl Budget {
     }
 
     /// Moves `pids` (all their threads; what they fork later stays in) into the group.
-    pub fn enter(&mut self, pids: &[u32]) -> std::io::Result<()> {
+    fn enter(&mut self, pids: &[u32]) -> std::io::Result<()> {
         for &pid in pids {
             let Some(from) = group_of(pid, self.version) else { continue };
             std::fs::write(self.group.join("cgroup.procs"), pid.to_string())?;

@@ -762,11 +762,8 @@ fn latency_rounds(servers: &[&Target], mix: &Path, rate: u32) -> Vec<Vec<(latenc
 fn budgeted_throughput(servers: &[&Target], mix: &Path) {
     let mut budgets = Vec::new();
     for server in servers {
-        let Some(mut budget) = Budget::new(&format!("frontdoor-dnsbench-{}", server.name), BUDGET) else { return };
-        if let Err(e) = budget.enter(&daemons::process_tree(server.pid)) {
-            println!("  cannot move {} into its cgroup: {e}: no equal-budget step", server.name);
-            return;
-        }
+        let pids = daemons::process_tree(server.pid);
+        let Some(budget) = Budget::holding("dnsbench", server.name, BUDGET, &pids) else { return };
         budgets.push(budget);
     }
     let throttled_before: Vec<_> = budgets.iter().map(Budget::throttled).collect();

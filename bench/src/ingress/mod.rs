@@ -43,6 +43,9 @@ const FRONTDOOR_PORTS: (u16, u16) = (8080, 8443);
 const NGINX_PORTS: (u16, u16) = (9080, 9443);
 /// nginx with `listen … deferred`, measured beside the others with a connection per request.
 const NGINX_DEFERRED_PORTS: (u16, u16) = (9180, 9543);
+/// The proxies compared, in the order of their processes' `pids` in [`compare`].
+const PROXIES: [(&str, (u16, u16)); 3] =
+    [("frontdoor", FRONTDOOR_PORTS), ("nginx", NGINX_PORTS), ("nginx deferred", NGINX_DEFERRED_PORTS)];
 /// A core this busy or more is full.
 const FULL: f64 = 0.95;
 /// Runs of each proxy in each mode (this machine's runs vary by ±10% from one to the next).
@@ -83,9 +86,7 @@ fn compare(bench_binary: &Path) {
     let frontdoor = proxy::Child::start(bench_binary, &cert, &key, FRONTDOOR_PORTS, &BACKEND_PORTS);
     let nginx = nginx::Nginx::proxy(dir.path(), &cert, &key, NGINX_PORTS, &BACKEND_PORTS, false);
     let deferred = nginx::Nginx::proxy(dir.path(), &cert, &key, NGINX_DEFERRED_PORTS, &BACKEND_PORTS, true);
-    for (name, ports) in
-        [("frontdoor", FRONTDOOR_PORTS), ("nginx", NGINX_PORTS), ("nginx deferred", NGINX_DEFERRED_PORTS)]
-    {
+    for (name, ports) in PROXIES {
         wrk::check(name, ports);
     }
     println!("  {} Ingress rules; requests name host {HOST}, path /api", thousands(RULES));
@@ -200,18 +201,10 @@ fn compare(bench_binary: &Path) {
 /// ingress-nginx writes it) is reported against the target. `pids`: frontdoor's, nginx's,
 /// nginx deferred's.
 fn budgeted(runs: &[(&str, wrk::Mode)], pids: &[Vec<String>; 3]) {
-    let names = ["frontdoor", "nginx", "nginx deferred"];
     let mut budgets = Vec::new();
-    for (name, pids) in names.iter().zip(pids) {
-        let Some(mut budget) = Budget::new(&format!("frontdoor-ingressbench-{}", name.replace(' ', "-")), BUDGET)
-        else {
-            return;
-        };
+    for ((name, _), pids) in PROXIES.iter().zip(pids) {
         let numbers: Vec<u32> = pids.iter().filter_map(|pid| pid.parse().ok()).collect();
-        if let Err(e) = budget.enter(&numbers) {
-            println!("  cannot move {name} into its cgroup: {e}: no equal-budget step");
-            return;
-        }
+        let Some(budget) = Budget::holding("ingressbench", name, BUDGET, &numbers) else { return };
         budgets.push(budget);
     }
     println!(
@@ -223,12 +216,11 @@ fn budgeted(runs: &[(&str, wrk::Mode)], pids: &[Vec<String>; 3]) {
     for &(label, mode) in runs {
         // nginx with deferred listeners only where connections are made, as above.
         let measured = if let wrk::Mode::Close = mode { 3 } else { 2 };
-        let ports = [FRONTDOOR_PORTS, NGINX_PORTS, NGINX_DEFERRED_PORTS];
         let throttled_before: Vec<_> = budgets.iter().map(Budget::throttled).collect();
         let mut best = [wrk::Run::default(); 3];
         for _ in 0..ROUNDS {
             for proxy in 0..measured {
-                best[proxy] = best[proxy].best(wrk::run(mode, ports[proxy], &pids[proxy]));
+                best[proxy] = best[proxy].best(wrk::run(mode, PROXIES[proxy].1, &pids[proxy]));
             }
         }
         let line: Vec<String> = (0..measured)
@@ -238,7 +230,7 @@ fn budgeted(runs: &[(&str, wrk::Mode)], pids: &[Vec<String>; 3]) {
                 // sets every proxy's tail alike.
                 format!(
                     "{} {:.0} req/s {:.1} µs CPU/req (core 1 {:.0}% busy; throttled {} times)",
-                    names[proxy],
+                    PROXIES[proxy].0,
                     best[proxy].requests_per_second,
                     best[proxy].cpu_us_per_request,
                     100.0 * best[proxy].core_busy[1],
@@ -248,7 +240,7 @@ fn budgeted(runs: &[(&str, wrk::Mode)], pids: &[Vec<String>; 3]) {
             .collect();
         println!("  {label:<28} {}", line.join(" | "));
         let full: Vec<&str> =
-            (0..measured).filter(|&proxy| best[proxy].core_busy[1] >= FULL).map(|proxy| names[proxy]).collect();
+            (0..measured).filter(|&proxy| best[proxy].core_busy[1] >= FULL).map(|proxy| PROXIES[proxy].0).collect();
         if !full.is_empty() {
             println!("  {label}: core 1 was full against {} even so: requests/s there is core 1's", full.join(" and "));
         }
